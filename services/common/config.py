@@ -1,0 +1,57 @@
+"""The one place that reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_NAMES: tuple[str, ...] = ("identity", "stacks", "secrets")
+"""Services `cairn up` runs, in start order. Later issues append theirs."""
+
+DEFAULT_SERVICE_PORTS: dict[str, int] = {"identity": 50051, "stacks": 50052, "secrets": 50053}
+
+
+class Settings(BaseSettings):
+    """Configuration for every process; built once in `__main__` and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="CAIRN_", extra="ignore")
+
+    data_dir: Path = Path(".cairn")
+    database_url: str | None = None
+    redis_url: str | None = None
+    master_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Address (host:port, comma-separated for replicas) of each service, for the gateway and
+    # for services calling each other; `cairn up` fills these in itself.
+    identity_address: str = ""
+    stacks_address: str = ""
+    secrets_address: str = ""
+    # Port `cairn serve <service>` listens on; 0 means the service's default port.
+    grpc_port: int = 0
+    grpc_host: str = "127.0.0.1"
+    # Largest request body the gateway accepts, after gzip inflation.
+    max_body_bytes: int = 64 * 1024 * 1024
+    # Largest gRPC message; must stay above max_body_bytes.
+    max_message_bytes: int = 80 * 1024 * 1024
+    grpc_timeout_seconds: float = 30.0
+    database_timeout_seconds: float = 30.0
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "info"
+    # Public URL of the gateway, written into service secrets-provider state by the CLI.
+    public_url: str = ""
+
+    def resolved_database_url(self) -> str:
+        """SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'cairn.db').resolve()}"
+
+    def service_address(self, service: str) -> str:
+        """The configured address list of one service ('' when unset)."""
+        value: str = getattr(self, f"{service}_address")
+        return value

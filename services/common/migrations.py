@@ -1,0 +1,48 @@
+"""Runs one service's alembic history against the shared database, on start or on demand."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+def version_table(service: str) -> str:
+    """Each service keeps its own alembic history in its own version table."""
+    return f"alembic_version_{service}"
+
+
+def _upgrade(connection: Connection, service: str, script_location: Path, metadata: MetaData) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    script = ScriptDirectory.from_config(config)
+
+    def do_upgrade(revision: object, _context: object) -> object:
+        return script._upgrade_revs("head", revision)  # type: ignore[arg-type]
+
+    if connection.dialect.name == "postgresql":
+        # Replicas starting together migrate one at a time.
+        lock_id = zlib.crc32(f"cairn-migrate-{service}".encode())
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+    with EnvironmentContext(config, script, fn=do_upgrade) as env:
+        env.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table(service),
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        env.run_migrations()
+
+
+async def upgrade_to_head(
+    engine: AsyncEngine, service: str, script_location: Path, metadata: MetaData
+) -> None:
+    """Bring one service's tables to the newest revision; a no-op when already there."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade, service, script_location, metadata)

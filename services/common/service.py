@@ -1,0 +1,110 @@
+"""What every service shares at start-up: its database, its server, and an orderly stop."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.common.config import Settings
+from services.common.db import create_engine, session_factory
+from services.common.grpc_server import RunningServer, open_channel, start_server
+from services.common.migrations import upgrade_to_head
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+async def open_database(
+    settings: Settings, service: str, migrations: Path, metadata: MetaData
+) -> Database:
+    """Connect to the configured database and migrate this service's tables to head."""
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, timeout_seconds=settings.database_timeout_seconds)
+    try:
+        await upgrade_to_head(engine, service, migrations, metadata)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Database(engine=engine, sessions=session_factory(engine))
+
+
+def peer_channel(settings: Settings, service: str) -> grpc.aio.Channel:
+    """A channel to another service, from its configured address."""
+    address = settings.service_address(service)
+    if not address:
+        raise ValueError(f"CAIRN_{service.upper()}_ADDRESS is not set")
+    return open_channel(address, settings.max_message_bytes)
+
+
+@dataclass
+class RunningService:
+    """A started service: its gRPC server plus what must be closed after it stops."""
+
+    name: str
+    server: RunningServer
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.server.stop(grace)
+        for close in reversed(self.closers):
+            await close()
+
+
+async def serve_service(
+    *,
+    name: str,
+    settings: Settings,
+    host: str,
+    port: int,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    closers: list[Callable[[], Awaitable[None]]],
+) -> RunningService:
+    """Start the gRPC server for a wired service; on failure close what was opened."""
+    try:
+        server = await start_server(
+            host=host,
+            port=port,
+            max_message_bytes=settings.max_message_bytes,
+            register=register,
+            service_names=service_names,
+        )
+    except BaseException:
+        for close in reversed(closers):
+            await close()
+        raise
+    return RunningService(name=name, server=server, closers=closers)
+
+
+StartFunction = Callable[..., Awaitable[RunningService]]
+
+
+async def serve_until_signal(start: StartFunction, settings: Settings, default_port: int) -> None:
+    """Run one service in the foreground until SIGINT/SIGTERM, then stop with a grace period."""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    port = settings.grpc_port or default_port
+    service = await start(settings, host=settings.grpc_host, port=port)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()

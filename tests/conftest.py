@@ -1,0 +1,111 @@
+"""Shared fixtures: settings on a temporary data dir, SQLite or PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from services.common.config import Settings
+
+POSTGRES_URL = os.environ.get(
+    "CAIRN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = make_url(url)
+    host = parsed.host or "127.0.0.1"
+    port = parsed.port or default_port
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_available() -> bool:
+    return _reachable(POSTGRES_URL, 5432)
+
+
+def redis_available() -> bool:
+    return _reachable(REDIS_URL.replace("redis://", "redis+x://"), 6379)
+
+
+async def _admin_connection() -> object:
+    import asyncpg
+
+    parsed = make_url(POSTGRES_URL)
+    for user in (parsed.username or "postgres", "root", "postgres"):
+        try:
+            return await asyncpg.connect(
+                host=parsed.host or "127.0.0.1",
+                port=parsed.port or 5432,
+                user=user,
+                database=parsed.database or "test",
+                timeout=5,
+            )
+        except Exception:  # noqa: BLE001 - try the next conventional superuser
+            continue
+    raise RuntimeError("cannot connect to PostgreSQL as postgres or root")
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    if not postgres_available():
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    connection = await _admin_connection()
+    name = f"cairn_test_{uuid.uuid4().hex[:12]}"
+    await connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[attr-defined]
+    user = await connection.fetchval("SELECT current_user")  # type: ignore[attr-defined]
+    parsed = make_url(POSTGRES_URL).set(database=name, username=user)
+    try:
+        yield parsed.render_as_string(hide_password=False)
+    finally:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[attr-defined]
+        await connection.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    """Every store test runs on SQLite and, when reachable, on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{data_dir / 'cairn.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
+    """Settings on a private data dir; tests never read the real environment."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=data_dir,
+        database_url=database_url,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    """SQLite settings, for tests whose subject does not depend on the database."""
+    return make_settings(data_dir, f"sqlite+aiosqlite:///{data_dir / 'cairn.db'}")
+
+
+@pytest.fixture
+def any_settings(data_dir: Path, database_url: str) -> Settings:
+    """Settings parametrised over SQLite and PostgreSQL."""
+    return make_settings(data_dir, database_url)
