@@ -21,11 +21,17 @@ def generate(out: Path) -> list[Path]:
 
     protos = sorted(PROTO_DIR.glob("*.proto"))
     include = Path(protoc.__file__).parent / "_proto"
-    protoc_bin = shutil.which("protoc-gen-mypy")
-    if protoc_bin is None:
-        raise SystemExit("protoc-gen-mypy not found: install the dev extra (mypy-protobuf)")
+    plugins = []
+    for name in ("protoc-gen-mypy", "protoc-gen-mypy_grpc"):
+        # Prefer the plugin installed beside this interpreter (a venv need not be on PATH).
+        local = Path(sys.executable).parent / name
+        found = str(local) if local.exists() else shutil.which(name)
+        if found is None:
+            raise SystemExit(f"{name} not found: install the dev extra (mypy-protobuf)")
+        plugins.append(f"--plugin={name}={found}")
     args = [
         "grpc_tools.protoc",
+        *plugins,
         f"-I{ROOT}",
         f"-I{include}",
         f"--python_out={out}",

@@ -51,7 +51,7 @@ async def _admin_connection() -> object:
                 database=parsed.database or "test",
                 timeout=5,
             )
-        except Exception:  # noqa: BLE001 - try the next conventional superuser
+        except Exception:
             continue
     raise RuntimeError("cannot connect to PostgreSQL as postgres or root")
 

@@ -18,7 +18,9 @@ def version_table(service: str) -> str:
     return f"alembic_version_{service}"
 
 
-def _upgrade(connection: Connection, service: str, script_location: Path, metadata: MetaData) -> None:
+def _upgrade(
+    connection: Connection, service: str, script_location: Path, metadata: MetaData
+) -> None:
     config = Config()
     config.set_main_option("script_location", str(script_location))
     script = ScriptDirectory.from_config(config)

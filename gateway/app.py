@@ -1,0 +1,39 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.backends import Backends
+from gateway.context import BACKENDS, SETTINGS
+from gateway.middleware import (
+    accept_middleware,
+    auth_middleware,
+    error_middleware,
+    request_id_middleware,
+)
+from gateway.routes import add_routes
+from services.common.config import Settings
+
+
+def create_app(settings: Settings, backends: Backends | None = None) -> web.Application:
+    """Build the gateway; channels are opened on start-up unless `backends` is given."""
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, accept_middleware, auth_middleware],
+        # aiohttp inflates gzip request bodies and applies this limit to the inflated size.
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    add_routes(app)
+
+    async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
+        owned = backends is None
+        app[BACKENDS] = Backends.connect(settings) if backends is None else backends
+        yield
+        if owned:
+            await app[BACKENDS].close()
+
+    app.cleanup_ctx.append(backends_ctx)
+    return app

@@ -1,0 +1,45 @@
+"""Channels and stubs for the services behind the gateway, and per-call options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import grpc
+
+from protos.cairn.v1 import identity_pb2_grpc, secrets_pb2_grpc, stacks_pb2_grpc
+from services.common.config import SERVICE_NAMES, Settings
+from services.common.grpc_server import open_channel
+
+if TYPE_CHECKING:
+    from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
+    from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
+    from protos.cairn.v1.stacks_pb2_grpc import StacksServiceAsyncStub
+
+
+@dataclass
+class Backends:
+    """One channel per service (balancing across its replicas) and the stubs on top."""
+
+    channels: dict[str, grpc.aio.Channel]
+    timeout: float
+    identity: IdentityServiceAsyncStub = field(init=False)
+    stacks: StacksServiceAsyncStub = field(init=False)
+    secrets: SecretsServiceAsyncStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
+        self.stacks = stacks_pb2_grpc.StacksServiceStub(self.channels["stacks"])
+        self.secrets = secrets_pb2_grpc.SecretsServiceStub(self.channels["secrets"])
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Backends:
+        channels = {
+            name: open_channel(settings.service_address(name), settings.max_message_bytes)
+            for name in SERVICE_NAMES
+        }
+        return cls(channels=channels, timeout=settings.grpc_timeout_seconds)
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close(None)

@@ -1,0 +1,132 @@
+"""Request-body parsing and JSON helpers shared by every handler."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import ApiError, bad_request
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+def json_response(payload: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type=JSON_CONTENT_TYPE)
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The (already gunzipped) body; aiohttp enforces the size limit and raises 413."""
+    return await request.read()
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await read_body(request)
+    if not raw.strip():
+        raise bad_request("a JSON request body is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"the request body is not valid JSON ({error.msg})") from None
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+async def read_optional_json_object(request: web.Request) -> dict[str, Any]:
+    """An object body that may also be empty (treated as `{}`)."""
+    raw = await read_body(request)
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"the request body is not valid JSON ({error.msg})") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def optional_string(body: dict[str, Any], name: str) -> str:
+    """A string field; absent or null (the SDK sends explicit nulls) reads as ''."""
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise bad_request(f"'{name}' must be a string")
+    return value
+
+
+def required_string(body: dict[str, Any], name: str) -> str:
+    value = optional_string(body, name)
+    if not value:
+        raise bad_request(f"'{name}' is required")
+    return value
+
+
+def string_map(value: Any, name: str) -> dict[str, str]:
+    """A JSON object of strings (tags); null reads as empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise bad_request(f"'{name}' must be an object of string values")
+    return dict(value)
+
+
+def string_list(value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request(f"'{name}' must be an array of strings")
+    return list(value)
+
+
+def b64decode(value: Any, name: str) -> bytes:
+    """Standard padded base64 (Go's []byte encoding) to bytes; anything else is a 400."""
+    if not isinstance(value, str):
+        raise bad_request(f"'{name}' must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request(f"'{name}' is not valid base64") from None
+
+
+def b64encode(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def bool_query(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return False
+    lowered = raw.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ApiError(400, f"Bad Request: invalid query parameter '{name}': expected true or false")
+
+
+def int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(
+            400, f"Bad Request: invalid query parameter '{name}': expected an integer"
+        ) from None

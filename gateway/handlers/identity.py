@@ -1,0 +1,86 @@
+"""Identity routes the CLI calls (protocol doc §3.1.1, §3.1.2) and first-admin bootstrap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.context import BACKENDS, PRINCIPAL, call_options
+from gateway.convert import json_response, optional_string, read_optional_json_object
+from protos.cairn.v1 import identity_pb2
+
+
+def user_json(principal: identity_pb2.Principal) -> dict[str, Any]:
+    """`GET /api/user`: the CLI requires non-empty githubLogin, also on every organization."""
+    payload: dict[str, Any] = {
+        "id": principal.user_id,
+        "githubLogin": principal.login,
+        "name": principal.name or principal.login,
+        "email": principal.email,
+        "avatarUrl": principal.avatar_url,
+        "organizations": [
+            {"githubLogin": m.organization, "name": m.organization, "avatarUrl": ""}
+            for m in sorted(principal.memberships, key=lambda m: m.organization)
+        ],
+        "identities": [],
+        "siteAdmin": principal.is_site_admin,
+    }
+    if principal.token_info.name:
+        payload["tokenInfo"] = {
+            "name": principal.token_info.name,
+            "organization": principal.token_info.organization,
+            "team": principal.token_info.team,
+        }
+    return payload
+
+
+async def get_current_user(request: web.Request) -> web.Response:
+    return json_response(user_json(request[PRINCIPAL]))
+
+
+async def get_default_organization(request: web.Request) -> web.Response:
+    """The Go type has no JSON tags, hence the capitalised keys."""
+    return json_response({"GitHubLogin": request[PRINCIPAL].default_organization, "Messages": []})
+
+
+async def get_bootstrap_status(request: web.Request) -> web.Response:
+    reply = await request.app[BACKENDS].identity.GetBootstrapStatus(
+        identity_pb2.GetBootstrapStatusRequest(), **call_options(request)
+    )
+    return json_response(
+        {"bootstrapNeeded": reply.is_bootstrap_needed, "loginMethods": list(reply.login_methods)}
+    )
+
+
+async def bootstrap_first_admin(request: web.Request) -> web.Response:
+    """Create the first admin while no user exists; the token is shown this once."""
+    body = await read_optional_json_object(request)
+    reply = await request.app[BACKENDS].identity.BootstrapFirstAdmin(
+        identity_pb2.BootstrapFirstAdminRequest(
+            login=optional_string(body, "login"),
+            name=optional_string(body, "name"),
+            email=optional_string(body, "email"),
+            organization=optional_string(body, "organization"),
+        ),
+        **call_options(request),
+    )
+    return json_response(
+        {
+            "token": reply.token,
+            "user": {
+                "id": reply.user.id,
+                "githubLogin": reply.user.login,
+                "name": reply.user.name,
+                "email": reply.user.email,
+                "siteAdmin": reply.user.is_site_admin,
+            },
+            "organization": {"id": reply.organization.id, "githubLogin": reply.organization.name},
+        },
+        status=201,
+    )
+
+
+async def bootstrap_first_admin_alias(request: web.Request) -> web.Response:
+    """Same as `POST /api/admin/bootstrap`, under the path of the platform design notes."""
+    return await bootstrap_first_admin(request)

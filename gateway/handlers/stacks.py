@@ -1,0 +1,201 @@
+"""Stack routes: seed 001 and protocol doc §2.2, §2.12–2.16, §3.2.1–3.2.7."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, stack_ref
+from gateway.convert import (
+    bool_query,
+    int_query,
+    json_response,
+    no_content,
+    optional_string,
+    read_json_object,
+    required_string,
+    string_list,
+    string_map,
+)
+from gateway.errors import ApiError, bad_request
+from protos.cairn.v1 import common_pb2, stacks_pb2
+
+MAX_PAGE_SIZE = 1000
+
+
+def stack_json(stack: stacks_pb2.Stack) -> dict[str, Any]:
+    """`GET S`: names, tags, version and activeUpdate; `config` only for ESC-backed stacks."""
+    payload: dict[str, Any] = {
+        "id": stack.id,
+        "orgName": stack.ref.organization,
+        "projectName": stack.ref.project,
+        "stackName": stack.ref.stack,
+        "activeUpdate": "",
+        "tags": dict(stack.tags),
+        "version": 0,
+    }
+    if stack.HasField("config"):
+        payload["config"] = {
+            "environment": stack.config.environment,
+            "secretsProvider": stack.config.secrets_provider,
+            "encryptedKey": stack.config.encrypted_key,
+            "encryptionSalt": stack.config.encryption_salt,
+        }
+    return payload
+
+
+def _stack_config(value: Any) -> stacks_pb2.StackConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad_request("'config' must be an object")
+    config = stacks_pb2.StackConfig(
+        environment=optional_string(value, "environment"),
+        secrets_provider=optional_string(value, "secretsProvider"),
+        encrypted_key=optional_string(value, "encryptedKey"),
+        encryption_salt=optional_string(value, "encryptionSalt"),
+    )
+    if not config.environment:
+        raise bad_request("'config.environment' is required")
+    return config
+
+
+async def create_stack(request: web.Request) -> web.Response:
+    """`POST /api/stacks/{org}/{project}`; the organization and project appear on demand."""
+    body = await read_json_object(request)
+    stack_name = required_string(body, "stackName")
+    tags = string_map(body.get("tags"), "tags")
+    teams = string_list(body.get("teams"), "teams")
+    config = _stack_config(body.get("config"))
+    if body.get("state") is not None and not isinstance(body["state"], dict):
+        raise bad_request("'state' must be an untyped deployment object")
+    info = request.match_info
+    stack = await request.app[BACKENDS].stacks.CreateStack(
+        stacks_pb2.CreateStackRequest(
+            ref=common_pb2.StackRef(
+                organization=info["orgName"], project=info["projectName"], stack=stack_name
+            ),
+            tags=tags,
+            config=config,
+            teams=teams,
+        ),
+        **call_options(request),
+    )
+    payload = stack_json(stack)
+    payload["messages"] = []
+    return json_response(payload)
+
+
+async def project_exists(request: web.Request) -> web.Response:
+    """`HEAD /api/stacks/{org}/{project}`: 200 while any stack is in the project, else 404."""
+    info = request.match_info
+    reply = await request.app[BACKENDS].stacks.ProjectExists(
+        stacks_pb2.ProjectExistsRequest(organization=info["orgName"], project=info["projectName"]),
+        **call_options(request),
+    )
+    if not reply.exists:
+        raise ApiError(404, f"Not Found: project '{info['orgName']}/{info['projectName']}'")
+    return web.Response(status=200)
+
+
+async def get_stack(request: web.Request) -> web.Response:
+    return json_response(stack_json(request[STACK]))
+
+
+async def delete_stack(request: web.Request) -> web.Response:
+    force = bool_query(request, "force")
+    await request.app[BACKENDS].stacks.DeleteStack(
+        stacks_pb2.DeleteStackRequest(ref=stack_ref(request), force=force),
+        **call_options(request),
+    )
+    return no_content()
+
+
+def _rename_target(request: web.Request, body: dict[str, Any]) -> tuple[str, str]:
+    """Accept the CLI's `{newName, newProject}` and seed 001's qualified `org/project/stack`."""
+    new_name = optional_string(body, "newName")
+    new_project = optional_string(body, "newProject")
+    if "/" in new_name:
+        parts = new_name.split("/")
+        if len(parts) == 3:
+            org, project, name = parts
+            if org != request.match_info["orgName"]:
+                raise bad_request(
+                    "a stack cannot be renamed into another organization; transfer it instead"
+                )
+        elif len(parts) == 2:
+            project, name = parts
+        else:
+            raise bad_request(f"invalid fully qualified name '{new_name}'")
+        if new_project and new_project != project:
+            raise bad_request("'newProject' disagrees with the project in 'newName'")
+        return project, name
+    return new_project, new_name
+
+
+async def rename_stack(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    new_project, new_name = _rename_target(request, body)
+    await request.app[BACKENDS].stacks.RenameStack(
+        stacks_pb2.RenameStackRequest(
+            ref=stack_ref(request), new_project=new_project, new_name=new_name
+        ),
+        **call_options(request),
+    )
+    return no_content()
+
+
+async def update_stack_tags(request: web.Request) -> web.Response:
+    """The CLI and SDK send the bare map; seed 001 wraps it as `{"tags": {...}}`."""
+    body = await read_json_object(request)
+    wrapped = body.get("tags")
+    tags = string_map(wrapped, "tags") if len(body) == 1 and isinstance(wrapped, dict) else None
+    if tags is None:
+        tags = string_map(body, "tags")
+    await request.app[BACKENDS].stacks.ReplaceStackTags(
+        stacks_pb2.ReplaceStackTagsRequest(ref=stack_ref(request), tags=tags),
+        **call_options(request),
+    )
+    return no_content()
+
+
+def summary_json(stack: stacks_pb2.Stack) -> dict[str, Any]:
+    """One `/api/user/stacks` entry: the SDK requires `id`; the CLI requires names."""
+    return {
+        "id": stack.id,
+        "orgName": stack.ref.organization,
+        "projectName": stack.ref.project,
+        "stackName": stack.ref.stack,
+        "tags": dict(stack.tags),
+        "version": 0,
+        "activeUpdate": "",
+    }
+
+
+async def list_user_stacks(request: web.Request) -> web.Response:
+    """`GET /api/user/stacks`; the continuation token is omitted on the last page."""
+    query = request.query
+    page_size = int_query(request, "maxResults", int_query(request, "pageSize", 0))
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise ApiError(
+            400, f"Bad Request: invalid query parameter 'maxResults': use 1..{MAX_PAGE_SIZE}"
+        )
+    visible = [m.organization for m in request[PRINCIPAL].memberships]
+    tag_value = query.get("tagValue")
+    reply = await request.app[BACKENDS].stacks.ListStacks(
+        stacks_pb2.ListStacksRequest(
+            visible_organizations=visible,
+            organization=query.get("organization", ""),
+            project=query.get("project", ""),
+            tag_name=query.get("tagName", ""),
+            tag_value=tag_value,
+            continuation_token=query.get("continuationToken", ""),
+            page_size=page_size,
+        ),
+        **call_options(request),
+    )
+    payload: dict[str, Any] = {"stacks": [summary_json(stack) for stack in reply.stacks]}
+    if reply.continuation_token:
+        payload["continuationToken"] = reply.continuation_token
+    return json_response(payload)

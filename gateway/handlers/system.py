@@ -1,0 +1,56 @@
+"""Discovery and health: protocol doc §3.1.3 (capabilities) and §3.1.4 (CLI version)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.context import BACKENDS
+from gateway.convert import json_response
+from services.common.grpc_server import check_health
+
+# Only what works end to end is advertised: a malformed or premature entry makes the CLI
+# ignore every capability (protocol doc §3.1.3).
+CAPABILITIES: tuple[dict[str, object], ...] = ({"capability": "batch-encrypt"},)
+
+# The CLI release this protocol implementation follows, and the oldest one that speaks
+# API version 8 (`Accept: application/vnd.pulumi+8`).
+PROTOCOL_CLI_VERSION = "3.259.0"
+OLDEST_SUPPORTED_CLI_VERSION = "3.9.0"
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 only when every service answers its gRPC health check."""
+    backends = request.app[BACKENDS]
+    names = list(backends.channels)
+    results = await asyncio.gather(*(check_health(backends.channels[name]) for name in names))
+    services = {
+        name: ("serving" if ok else "unavailable") for name, ok in zip(names, results, strict=True)
+    }
+    if all(results):
+        return json_response({"status": "ok", "services": services})
+    down = ", ".join(name for name, ok in zip(names, results, strict=True) if not ok)
+    return json_response(
+        {
+            "code": 503,
+            "message": f"Service Unavailable: not answering: {down}",
+            "status": "unavailable",
+            "services": services,
+        },
+        status=503,
+    )
+
+
+async def get_capabilities(_request: web.Request) -> web.Response:
+    return json_response({"capabilities": list(CAPABILITIES)})
+
+
+async def get_cli_version(_request: web.Request) -> web.Response:
+    return json_response(
+        {
+            "latestVersion": PROTOCOL_CLI_VERSION,
+            "oldestWithoutWarning": OLDEST_SUPPORTED_CLI_VERSION,
+            "latestDevVersion": "",
+        }
+    )

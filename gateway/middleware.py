@@ -1,0 +1,178 @@
+"""Request id, error translation, the Accept rule and authentication, applied to every route."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import grpc
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.context import BACKENDS, CALLER, PRINCIPAL, REQUEST_ID, ROLE, STACK, TOKEN, stack_ref
+from gateway.errors import ApiError, error_response, reason, rpc_error_response
+from gateway.routes import ROUTES_BY_OPERATION, Access, Route
+from protos.cairn.v1 import identity_pb2, stacks_pb2
+from services.common.auth import Caller
+from services.common.logging import get_logger
+
+log = get_logger("cairn.gateway")
+
+_ACCEPTED = re.compile(r"^(application/vnd\.pulumi\+\d+|application/json|\*/\*|application/\*)$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UNAUTHORIZED = "Unauthorized: No credentials provided or are invalid."
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Use the caller's X-Request-ID when sane, else make one; echo it on every response."""
+    supplied = request.headers.get("X-Request-ID", "")
+    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-ID"] = request_id
+        exc.headers["X-Pulumi-Request-ID"] = request_id
+        raise
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    response.headers["X-Request-ID"] = request_id
+    response.headers["X-Pulumi-Request-ID"] = request_id
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as Pulumi's `{"code", "message"}` body with the right status."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.message)
+    except grpc.aio.AioRpcError as error:
+        if error.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+            log.error("backend_failed", status=error.code().name, path=request.path)
+        return rpc_error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            message = "Request Entity Too Large: the request body exceeds the size limit."
+        elif exc.status == 404:
+            message = f"Not Found: no route for {request.method} {request.path}"
+        elif exc.status == 405:
+            message = f"Method Not Allowed: {request.method} is not supported on {request.path}"
+        else:
+            message = f"{reason(exc.status)}: {exc.text or exc.reason}"
+        return error_response(exc.status, message)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("request_failed", path=request.path)
+        return error_response(500, "Internal Server Error: something went wrong; see the log.")
+
+
+def _accepts(header: str) -> bool:
+    for item in header.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if _ACCEPTED.match(media):
+            return True
+    return False
+
+
+@web.middleware
+async def accept_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """/api/ answers only clients that accept Pulumi's media type, JSON or anything (415)."""
+    if request.path.startswith("/api/") and not _accepts(request.headers.get("Accept", "")):
+        raise ApiError(
+            415,
+            "Unsupported Media Type: send Accept: application/vnd.pulumi+8 (or +9), "
+            "application/json or */*",
+        )
+    return await handler(request)
+
+
+def _route(request: web.Request) -> Route | None:
+    name = request.match_info.route.name
+    return ROUTES_BY_OPERATION.get(name) if name else None
+
+
+def access_token(request: web.Request) -> str:
+    """The `Authorization: token <value>` credential, or a 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "token" or not value.strip():
+        raise ApiError(401, UNAUTHORIZED)
+    return value.strip()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate, check the organization role, and resolve the stack, as the route says."""
+    route = _route(request)
+    if route is None or route.access is Access.PUBLIC:
+        return await handler(request)
+    token = access_token(request)
+    request[TOKEN] = token
+    backends = request.app[BACKENDS]
+    options: dict[str, Any] = {
+        "timeout": backends.timeout,
+        "metadata": Caller(request_id=request[REQUEST_ID]).metadata(),
+    }
+    if route.access is Access.USER:
+        principal = await backends.identity.Authenticate(
+            identity_pb2.AuthenticateRequest(token=token), **options
+        )
+        _remember(request, principal)
+        return await handler(request)
+
+    org = request.match_info["orgName"]
+    authorize = backends.identity.Authorize(
+        identity_pb2.AuthorizeRequest(
+            token=token,
+            organization=org,
+            minimum_role=route.role,
+            create_organization_if_missing=route.create_organization,
+        ),
+        **options,
+    )
+    if route.access is Access.ORG:
+        authorized = await authorize
+    else:
+        # Authorisation and stack lookup run together; an authorisation failure wins, so an
+        # outsider never learns whether a stack exists.
+        lookup = backends.stacks.GetStack(
+            stacks_pb2.GetStackRequest(ref=stack_ref(request)), **options
+        )
+        authorized_or_error, stack_or_error = await asyncio.gather(
+            authorize, lookup, return_exceptions=True
+        )
+        if isinstance(authorized_or_error, BaseException):
+            raise authorized_or_error
+        if isinstance(stack_or_error, BaseException):
+            raise stack_or_error
+        authorized = authorized_or_error
+        request[STACK] = stack_or_error
+    request[ROLE] = authorized.role
+    _remember(request, authorized.principal)
+    return await handler(request)
+
+
+def _remember(request: web.Request, principal: identity_pb2.Principal) -> None:
+    request[PRINCIPAL] = principal
+    request[CALLER] = Caller(
+        user_id=principal.user_id, login=principal.login, request_id=request[REQUEST_ID]
+    )
+    structlog.contextvars.bind_contextvars(user=principal.login)
+
+
+__all__ = [
+    "accept_middleware",
+    "auth_middleware",
+    "error_middleware",
+    "request_id_middleware",
+]

@@ -1,0 +1,99 @@
+"""THE route table: every REST path the gateway serves, with its access rule.
+
+The aiohttp router (and later /openapi.json) is built from this list only. A handler's name
+is its operation id (the official SDK's method name where one exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from aiohttp import web
+
+from gateway.handlers import identity, secrets, stacks, system
+from protos.cairn.v1 import common_pb2
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+S = "/api/stacks/{orgName}/{projectName}/{stackName}"
+
+
+class Access(Enum):
+    PUBLIC = "public"  # no token
+    USER = "user"  # any valid access token
+    ORG = "org"  # access token with a role in {orgName}
+    STACK = "stack"  # ORG, and {stackName} must exist (resolved to its stable id)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    access: Access
+    role: common_pb2.Role.ValueType = common_pb2.ROLE_UNSPECIFIED
+    create_organization: bool = False
+    summary: str = ""
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+VIEWER = common_pb2.ROLE_VIEWER
+MEMBER = common_pb2.ROLE_MEMBER
+ADMIN = common_pb2.ROLE_ADMIN
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", system.health, Access.PUBLIC, summary="Liveness of every service"),
+    Route("GET", "/api/capabilities", system.get_capabilities, Access.PUBLIC),
+    Route("GET", "/api/cli/version", system.get_cli_version, Access.PUBLIC),
+    Route("GET", "/api/admin/bootstrap", identity.get_bootstrap_status, Access.PUBLIC),
+    Route("POST", "/api/admin/bootstrap", identity.bootstrap_first_admin, Access.PUBLIC),
+    Route(
+        "POST",
+        "/api/admin/bootstrap/first-admin",
+        identity.bootstrap_first_admin_alias,
+        Access.PUBLIC,
+    ),
+    Route("GET", "/api/user", identity.get_current_user, Access.USER),
+    Route("GET", "/api/user/organizations/default", identity.get_default_organization, Access.USER),
+    Route("GET", "/api/user/stacks", stacks.list_user_stacks, Access.USER),
+    Route(
+        "POST",
+        "/api/stacks/{orgName}/{projectName}",
+        stacks.create_stack,
+        Access.ORG,
+        MEMBER,
+        create_organization=True,
+    ),
+    Route("HEAD", "/api/stacks/{orgName}/{projectName}", stacks.project_exists, Access.ORG, VIEWER),
+    Route("GET", S, stacks.get_stack, Access.STACK, VIEWER),
+    Route("DELETE", S, stacks.delete_stack, Access.STACK, ADMIN),
+    Route("POST", f"{S}/rename", stacks.rename_stack, Access.STACK, MEMBER),
+    Route("PATCH", f"{S}/tags", stacks.update_stack_tags, Access.STACK, MEMBER),
+    Route("POST", f"{S}/encrypt", secrets.encrypt_value, Access.STACK, MEMBER),
+    Route("POST", f"{S}/decrypt", secrets.decrypt_value, Access.STACK, MEMBER),
+    Route("POST", f"{S}/batch-encrypt", secrets.batch_encrypt_value, Access.STACK, MEMBER),
+    Route("POST", f"{S}/batch-decrypt", secrets.batch_decrypt_value, Access.STACK, MEMBER),
+    Route(
+        "POST", f"{S}/decrypt/log-decryption", secrets.log_only_decrypt_value, Access.STACK, VIEWER
+    ),
+    Route(
+        "POST",
+        f"{S}/decrypt/log-batch-decryption",
+        secrets.log_only_batch_decrypt_value,
+        Access.STACK,
+        VIEWER,
+    ),
+)
+
+ROUTES_BY_OPERATION: dict[str, Route] = {route.operation_id: route for route in ROUTES}
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route with aiohttp, named by operation id."""
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)

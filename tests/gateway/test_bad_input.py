@@ -1,0 +1,205 @@
+"""Client mistakes get a 4xx with Pulumi's JSON error body, and nothing is written."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.common.config import Settings
+from tests.gateway.conftest import MEMBER, VIEWER, AiohttpClient, Cairn, running_cairn
+
+S = "/api/stacks/admin/web/dev"
+
+
+async def error_of(cairn: Cairn, method: str, path: str, status: int, **kwargs: object) -> str:
+    response = await cairn.call(method, path, **kwargs)  # type: ignore[arg-type]
+    assert response.status == status, await response.text()
+    if method == "HEAD":
+        return ""
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["code"] == status and isinstance(body["message"], str) and body["message"]
+    message: str = body["message"]
+    return message
+
+
+async def stack_names(cairn: Cairn) -> list[str]:
+    listing = await cairn.json("GET", "/api/user/stacks")
+    return sorted(f"{s['projectName']}/{s['stackName']}" for s in listing["stacks"])
+
+
+async def test_malformed_bodies_are_400_and_create_nothing(cairn: Cairn) -> None:
+    create = "/api/stacks/admin/web"
+    await error_of(cairn, "POST", create, 400, raw=b"{not json")
+    await error_of(cairn, "POST", create, 400, raw=b"")
+    await error_of(cairn, "POST", create, 400, body=["stackName", "dev"])
+    await error_of(cairn, "POST", create, 400, body={"stackName": 7})
+    await error_of(cairn, "POST", create, 400, body={"stackName": "dev", "tags": ["a"]})
+    await error_of(cairn, "POST", create, 400, body={"stackName": "dev", "tags": {"a": 1}})
+    await error_of(cairn, "POST", create, 400, body={"stackName": "dev", "config": "x"})
+    await error_of(
+        cairn,
+        "POST",
+        create,
+        400,
+        raw=b"\x1f\x8b broken",
+        gzipped=False,
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert await stack_names(cairn) == []
+
+
+async def test_bad_names_are_400(cairn: Cairn) -> None:
+    await error_of(cairn, "POST", "/api/stacks/admin/web", 400, body={"stackName": "a b"})
+    await error_of(cairn, "POST", "/api/stacks/admin/web", 400, body={"stackName": "x" * 101})
+    await error_of(cairn, "POST", "/api/stacks/admin/we%20b", 400, body={"stackName": "dev"})
+    await error_of(cairn, "POST", "/api/stacks/bad%20org/web", 400, body={"stackName": "dev"})
+    assert await stack_names(cairn) == []
+
+
+async def test_bad_tags_leave_the_old_tags(cairn: Cairn) -> None:
+    await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev", "tags": {"a": "1"}})
+    await error_of(cairn, "PATCH", f"{S}/tags", 400, body={"bad tag!": "x"})
+    await error_of(cairn, "PATCH", f"{S}/tags", 400, body={"a": "v" * 257})
+    await error_of(cairn, "PATCH", f"{S}/tags", 400, body={"a": None})
+    assert (await cairn.json("GET", S))["tags"] == {"a": "1"}
+
+
+async def test_unknown_stacks_and_routes_are_404(cairn: Cairn) -> None:
+    await error_of(cairn, "GET", S, 404)
+    await error_of(cairn, "DELETE", S, 404)
+    await error_of(cairn, "POST", f"{S}/encrypt", 404, body={"plaintext": ""})
+    await error_of(cairn, "POST", f"{S}/rename", 404, body={"newName": "x"})
+    await error_of(cairn, "GET", "/api/no/such/route/here/at/all", 404)
+    await error_of(cairn, "PUT", "/api/user", 405)
+
+
+async def test_accept_header_rule(cairn: Cairn) -> None:
+    message = await error_of(cairn, "GET", "/api/user", 415, headers={"Accept": "text/html"})
+    assert "Accept" in message
+    await error_of(cairn, "GET", "/api/user", 415, headers={"Accept": ""})
+    ok = await cairn.call("GET", "/api/user", headers={"Accept": "text/html, application/json"})
+    assert ok.status == 200
+    health = await cairn.call("GET", "/healthz", headers={"Accept": "text/html"})
+    assert health.status == 200
+
+
+async def test_missing_or_invalid_tokens_are_401(cairn: Cairn) -> None:
+    await error_of(cairn, "GET", "/api/user", 401, token=None)
+    await error_of(cairn, "GET", "/api/user", 401, token="")
+    await error_of(cairn, "GET", "/api/user", 401, token="pul-unknown")
+    await error_of(cairn, "GET", S, 401, token="pul-unknown")
+    await error_of(
+        cairn, "GET", "/api/user", 401, token=None, headers={"Authorization": "update-token x"}
+    )
+    await error_of(
+        cairn, "POST", "/api/stacks/admin/web", 401, token="pul-unknown", body={"stackName": "d"}
+    )
+    assert await stack_names(cairn) == []
+
+
+async def test_outsiders_learn_nothing(cairn: Cairn) -> None:
+    await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev"})
+    bob = await cairn.new_user("bob")
+    present = await error_of(cairn, "GET", S, 404, token=bob)
+    absent = await error_of(cairn, "GET", "/api/stacks/admin/web/nope", 404, token=bob)
+    assert present == absent
+    await error_of(cairn, "HEAD", "/api/stacks/admin/web", 404, token=bob)
+    await error_of(cairn, "POST", f"{S}/decrypt", 404, token=bob, body={"ciphertext": ""})
+    await error_of(cairn, "POST", "/api/stacks/admin/web", 404, token=bob, body={"stackName": "x"})
+    listing = await cairn.json("GET", "/api/user/stacks?organization=admin", token=bob)
+    assert listing["stacks"] == []
+    # Bob's own organization works, and a brand-new organization is created for him.
+    await cairn.json("POST", "/api/stacks/bob/web", token=bob, body={"stackName": "dev"})
+    await cairn.json("POST", "/api/stacks/bobs-team/web", token=bob, body={"stackName": "dev"})
+    user = await cairn.json("GET", "/api/user", token=bob)
+    assert sorted(o["githubLogin"] for o in user["organizations"]) == ["bob", "bobs-team"]
+
+
+async def test_roles_are_enforced(cairn: Cairn) -> None:
+    await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev", "tags": {"a": "1"}})
+    viewer = await cairn.new_user("vera", org_role=("admin", VIEWER))
+    member = await cairn.new_user("mo", org_role=("admin", MEMBER))
+    assert (await cairn.json("GET", S, token=viewer))["stackName"] == "dev"
+    await error_of(cairn, "PATCH", f"{S}/tags", 403, token=viewer, body={"b": "2"})
+    await error_of(cairn, "POST", f"{S}/encrypt", 403, token=viewer, body={"plaintext": ""})
+    await error_of(
+        cairn, "POST", "/api/stacks/admin/web", 403, token=viewer, body={"stackName": "x"}
+    )
+    await error_of(cairn, "DELETE", S, 403, token=member)
+    await cairn.json("PATCH", f"{S}/tags", token=member, body={"b": "2"}, status=204)
+    await cairn.json("POST", "/api/stacks/admin/web", token=member, body={"stackName": "qa"})
+    assert await stack_names(cairn) == ["web/dev", "web/qa"]
+
+
+async def test_ciphertext_tampering_and_cross_stack_use_are_400(cairn: Cairn) -> None:
+    for name in ("dev", "prod"):
+        await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": name})
+    plaintext = base64.b64encode(b"secret").decode()
+    ciphertext = (await cairn.json("POST", f"{S}/encrypt", body={"plaintext": plaintext}))[
+        "ciphertext"
+    ]
+    raw = bytearray(base64.b64decode(ciphertext))
+    raw[-1] ^= 1
+    tampered = base64.b64encode(bytes(raw)).decode()
+    truncated = base64.b64encode(bytes(raw[:8])).decode()
+    for bad in (tampered, truncated, "", base64.b64encode(b"garbage").decode()):
+        await error_of(cairn, "POST", f"{S}/decrypt", 400, body={"ciphertext": bad})
+    await error_of(cairn, "POST", f"{S}/decrypt", 400, body={"ciphertext": "not base64!"})
+    await error_of(cairn, "POST", f"{S}/encrypt", 400, body={"plaintext": 5})
+    await error_of(cairn, "POST", f"{S}/batch-decrypt", 400, body={"ciphertexts": "x"})
+    await error_of(
+        cairn, "POST", f"{S}/batch-decrypt", 400, body={"ciphertexts": [ciphertext, tampered]}
+    )
+    await error_of(
+        cairn, "POST", "/api/stacks/admin/web/prod/decrypt", 400, body={"ciphertext": ciphertext}
+    )
+
+
+async def test_bad_query_parameters_are_400(cairn: Cairn) -> None:
+    await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev"})
+    await error_of(cairn, "DELETE", f"{S}?force=maybe", 400)
+    await error_of(cairn, "GET", "/api/user/stacks?continuationToken=%25%25bad", 400)
+    await error_of(cairn, "GET", "/api/user/stacks?maxResults=abc", 400)
+    await error_of(cairn, "GET", "/api/user/stacks?maxResults=100000", 400)
+    assert await stack_names(cairn) == ["web/dev"]
+
+
+async def test_rename_conflicts_change_nothing(cairn: Cairn) -> None:
+    for name in ("dev", "prod"):
+        await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": name})
+    message = await error_of(
+        cairn, "POST", f"{S}/rename", 409, body={"newName": "prod", "newProject": "web"}
+    )
+    assert "already exists" in message
+    await error_of(cairn, "POST", f"{S}/rename", 400, body={"newName": "", "newProject": ""})
+    await error_of(cairn, "POST", f"{S}/rename", 400, body={"newName": "other/web/x"})
+    await error_of(cairn, "POST", f"{S}/rename", 400, body={"newName": "bad name"})
+    assert await stack_names(cairn) == ["web/dev", "web/prod"]
+
+
+@pytest.fixture
+async def small_cairn(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Cairn]:
+    small = settings.model_copy(update={"max_body_bytes": 4096})
+    async for running in running_cairn(small, aiohttp_client):
+        yield running
+
+
+async def test_oversized_bodies_are_413(small_cairn: Cairn) -> None:
+    await small_cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev"})
+    big = {"plaintexts": [base64.b64encode(b"x" * 8192).decode()]}
+    await error_of(small_cairn, "POST", f"{S}/batch-encrypt", 413, body=big)
+    # A small gzip body that inflates past the limit is refused too.
+    bomb = gzip.compress(b'{"plaintexts":["' + b"A" * 1_000_000 + b'"]}')
+    assert len(bomb) < 4096
+    await error_of(
+        small_cairn,
+        "POST",
+        f"{S}/batch-encrypt",
+        413,
+        raw=bomb,
+        headers={"Content-Encoding": "gzip"},
+    )

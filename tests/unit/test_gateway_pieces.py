@@ -1,0 +1,72 @@
+"""Pure pieces of the gateway: the status table, the Accept rule, body helpers, routes."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.convert import b64decode, b64encode, optional_string, string_map
+from gateway.errors import ApiError
+from gateway.middleware import _accepts
+from gateway.routes import ROUTES, ROUTES_BY_OPERATION, Access
+from services.common.errors import HTTP_STATUS, http_status
+
+
+def test_status_table_follows_the_style_guide() -> None:
+    assert http_status(grpc.StatusCode.FAILED_PRECONDITION) == 409
+    assert http_status(grpc.StatusCode.ABORTED) == 409
+    assert http_status(grpc.StatusCode.INVALID_ARGUMENT) == 400
+    assert http_status(grpc.StatusCode.UNAVAILABLE) == 503
+    assert set(HTTP_STATUS) == set(grpc.StatusCode)
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        ("application/vnd.pulumi+8", True),
+        ("application/vnd.pulumi+9", True),
+        ("application/vnd.pulumi+10", True),
+        ("application/json", True),
+        ("application/json; charset=utf-8", True),
+        ("*/*", True),
+        ("text/html, */*;q=0.1", True),
+        ("text/html", False),
+        ("", False),
+        ("application/vnd.pulumi+x", False),
+        ("application/xml", False),
+    ],
+)
+def test_accept_rule(header: str, accepted: bool) -> None:
+    assert _accepts(header) is accepted
+
+
+@given(st.binary(max_size=256))
+def test_base64_round_trip_is_standard_padded(data: bytes) -> None:
+    encoded = b64encode(data)
+    assert b64decode(encoded, "x") == data
+    assert len(encoded) % 4 == 0
+
+
+def test_helpers_treat_null_as_absent_and_reject_wrong_types() -> None:
+    assert optional_string({"a": None}, "a") == ""
+    assert string_map(None, "tags") == {}
+    with pytest.raises(ApiError) as error:
+        optional_string({"a": 1}, "a")
+    assert error.value.status == 400
+    with pytest.raises(ApiError):
+        string_map({"a": 1}, "tags")
+    with pytest.raises(ApiError):
+        b64decode("abc", "x")
+
+
+def test_route_table_is_consistent() -> None:
+    assert len(ROUTES_BY_OPERATION) == len(ROUTES), "operation ids must be unique"
+    keys = [(route.method, route.path) for route in ROUTES]
+    assert len(set(keys)) == len(keys), "a method and path appear twice"
+    for route in ROUTES:
+        if route.access in (Access.ORG, Access.STACK):
+            assert "{orgName}" in route.path and route.role != 0, route.operation_id
+        if route.access is Access.STACK:
+            assert "{stackName}" in route.path
