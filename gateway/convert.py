@@ -24,7 +24,12 @@ def no_content() -> web.Response:
 
 async def read_body(request: web.Request) -> bytes:
     """The (already gunzipped) body; aiohttp enforces the size limit and raises 413."""
-    return await request.read()
+    try:
+        return await request.read()
+    except web.HTTPException:
+        raise
+    except Exception:  # aiohttp's payload errors: undecodable gzip, truncated body
+        raise bad_request("the request body could not be decoded (bad Content-Encoding)") from None
 
 
 async def read_json(request: web.Request) -> Any:

@@ -63,7 +63,9 @@ class Cairn:
         assert response.status == status, f"{method} {path}: {response.status} {text}"
         return orjson.loads(text) if text else None
 
-    async def new_user(self, login: str, *, org_role: tuple[str, common_pb2.Role.ValueType] | None = None) -> str:
+    async def new_user(
+        self, login: str, *, org_role: tuple[str, common_pb2.Role.ValueType] | None = None
+    ) -> str:
         """A user with a personal organization (and maybe a role in another); returns a token."""
         await self.identity.CreateUser(
             identity_pb2.CreateUserRequest(login=login, create_personal_organization=True)

@@ -40,6 +40,8 @@ async def test_malformed_bodies_are_400_and_create_nothing(cairn: Cairn) -> None
     await error_of(cairn, "POST", create, 400, body={"stackName": "dev", "tags": ["a"]})
     await error_of(cairn, "POST", create, 400, body={"stackName": "dev", "tags": {"a": 1}})
     await error_of(cairn, "POST", create, 400, body={"stackName": "dev", "config": "x"})
+    assert await stack_names(cairn) == []
+    # aiohttp closes the connection after an undecodable body, so this comes last.
     await error_of(
         cairn,
         "POST",
@@ -49,7 +51,6 @@ async def test_malformed_bodies_are_400_and_create_nothing(cairn: Cairn) -> None
         gzipped=False,
         headers={"Content-Encoding": "gzip"},
     )
-    assert await stack_names(cairn) == []
 
 
 async def test_bad_names_are_400(cairn: Cairn) -> None:

@@ -1,0 +1,1 @@
+"""The secrets service: per-stack envelope encryption and the decryption audit trail."""

@@ -1,0 +1,1 @@
+"""The stacks service: projects, stacks with a stable id, and their tags."""

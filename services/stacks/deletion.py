@@ -1,0 +1,86 @@
+"""Deleting a stack: checks that may refuse it, the row itself, then purges in other services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from protos.cairn.v1 import secrets_pb2, secrets_pb2_grpc
+from services.common.auth import Caller
+from services.common.logging import get_logger
+from services.stacks.domain import StackPath, StackRecord
+from services.stacks.store import StackStore
+
+log = get_logger("cairn.stacks")
+
+
+class DeleteCheck(Protocol):
+    """Refuses a deletion by raising a domain error; runs before anything is deleted."""
+
+    async def __call__(self, stack: StackRecord, *, force: bool, caller: Caller) -> None: ...
+
+
+class PurgeStep(Protocol):
+    """Destroys what another service keeps for a stack whose row is already gone."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None: ...
+
+
+@dataclass(frozen=True)
+class StackDeletion:
+    store: StackStore
+    checks: Sequence[DeleteCheck] = ()
+    purges: Sequence[PurgeStep] = ()
+
+    async def delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
+        """Delete a stack and purge its data elsewhere; returns what was deleted."""
+        stack = await self.store.get(path)
+        for check in self.checks:
+            await check(stack, force=force, caller=caller)
+        # Deleting by the stable id means a concurrent rename cannot redirect the delete.
+        await self.store.delete(stack)
+        for purge in self.purges:
+            # The stack is gone and a retry would get NotFound, so a failed purge leaves an
+            # orphan behind (unreachable, hence harmless) rather than failing the call, and
+            # never keeps the remaining purges from running.
+            try:
+                await purge(stack, caller)
+            except Exception as error:
+                log.warning(
+                    "stack_purge_failed",
+                    step=purge.name,
+                    stack_id=stack.id,
+                    error=_describe(error),
+                )
+        return stack
+
+
+class DeleteSecretsKey:
+    """Destroys the stack's data key in the secrets service."""
+
+    name = "secrets"
+
+    def __init__(
+        self, stub: secrets_pb2_grpc.SecretsServiceAsyncStub, timeout_seconds: float
+    ) -> None:
+        self._stub = stub
+        self._timeout_seconds = timeout_seconds
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._stub.DeleteStackKey(
+            secrets_pb2.DeleteStackKeyRequest(stack_id=stack.id),
+            timeout=self._timeout_seconds,
+            metadata=caller.metadata(),
+        )
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return type(error).__name__

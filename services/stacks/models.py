@@ -1,0 +1,47 @@
+"""Tables of the stacks service; only store.py touches them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.db import new_metadata
+
+
+def name_column_type(length: int) -> String:
+    """Names sort bytewise on every backend, so listings and keyset tokens agree everywhere."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class StackRow(Base):
+    __tablename__ = "stacks_stacks"
+    __table_args__ = (UniqueConstraint("organization", "project", "name"),)
+
+    # Stable across renames; other services key their data on it.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization: Mapped[str] = mapped_column(name_column_type(100))
+    project: Mapped[str] = mapped_column(name_column_type(100))
+    name: Mapped[str] = mapped_column(name_column_type(100))
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    teams: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StackTagRow(Base):
+    __tablename__ = "stacks_stack_tags"
+    # Serves the listing's tag filters, which look tags up by name (and value) across stacks.
+    __table_args__ = (Index("ix_stacks_stack_tags_name_value", "name", "value"),)
+
+    stack_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("stacks_stacks.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
