@@ -68,7 +68,10 @@ def _install_sqlite_pragmas(engine: AsyncEngine, timeout_seconds: float) -> None
         # Let SQLAlchemy, not the driver, decide where transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL needs an exclusive lock; only ask when the file is not WAL yet.
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout_seconds * 1000)}")
