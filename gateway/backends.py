@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from protos.cairn.v1 import identity_pb2_grpc, secrets_pb2_grpc, stacks_pb2_grpc
+from protos.cairn.v1 import identity_pb2_grpc, secrets_pb2_grpc, stacks_pb2_grpc, updates_pb2_grpc
 from services.common.config import SERVICE_NAMES, Settings
 from services.common.grpc_server import open_channel
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
     from protos.cairn.v1.stacks_pb2_grpc import StacksServiceAsyncStub
+    from protos.cairn.v1.updates_pb2_grpc import UpdatesServiceAsyncStub
 
 
 @dataclass
@@ -26,11 +27,13 @@ class Backends:
     identity: IdentityServiceAsyncStub = field(init=False)
     stacks: StacksServiceAsyncStub = field(init=False)
     secrets: SecretsServiceAsyncStub = field(init=False)
+    updates: UpdatesServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
         self.stacks = stacks_pb2_grpc.StacksServiceStub(self.channels["stacks"])
         self.secrets = secrets_pb2_grpc.SecretsServiceStub(self.channels["secrets"])
+        self.updates = updates_pb2_grpc.UpdatesServiceStub(self.channels["updates"])
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:

@@ -12,7 +12,17 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.context import BACKENDS, CALLER, PRINCIPAL, REQUEST_ID, ROLE, STACK, TOKEN, stack_ref
+from gateway.context import (
+    BACKENDS,
+    CALLER,
+    PRINCIPAL,
+    REQUEST_ID,
+    ROLE,
+    STACK,
+    TOKEN,
+    UPDATE_TOKEN,
+    stack_ref,
+)
 from gateway.errors import ApiError, error_response, reason, rpc_error_response
 from gateway.routes import ROUTES_BY_OPERATION, Access, Route
 from protos.cairn.v1 import identity_pb2, stacks_pb2
@@ -110,11 +120,25 @@ def access_token(request: web.Request) -> str:
     return value.strip()
 
 
+def update_token(request: web.Request) -> str:
+    """The `Authorization: update-token <lease>` credential of calls made for an update."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "update-token" or not value.strip():
+        raise ApiError(401, "Unauthorized: this call needs the update's lease token")
+    return value.strip()
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate, check the organization role, and resolve the stack, as the route says."""
     route = _route(request)
     if route is None or route.access is Access.PUBLIC:
+        return await handler(request)
+    if route.access is Access.UPDATE:
+        # The lease token is the credential; the updates service checks it against the row.
+        request[UPDATE_TOKEN] = update_token(request)
+        request[CALLER] = Caller(request_id=request[REQUEST_ID])
         return await handler(request)
     token = access_token(request)
     request[TOKEN] = token

@@ -12,12 +12,16 @@ from enum import Enum
 
 from aiohttp import web
 
-from gateway.handlers import identity, secrets, stacks, system
+from gateway.handlers import identity, secrets, stacks, system, updates
 from protos.cairn.v1 import common_pb2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 S = "/api/stacks/{orgName}/{projectName}/{stackName}"
+# Every kind's per-update paths; the CLI always uses the literal `update` (protocol §1.4).
+KIND = "{updateKind:update|preview|refresh|destroy}"
+U = f"{S}/{KIND}/{{updateID}}"
+VERSION = r"{version:\d+}"
 
 
 class Access(Enum):
@@ -25,6 +29,7 @@ class Access(Enum):
     USER = "user"  # any valid access token
     ORG = "org"  # access token with a role in {orgName}
     STACK = "stack"  # ORG, and {stackName} must exist (resolved to its stable id)
+    UPDATE = "update"  # `update-token <lease>` of the update in the path
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,31 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", f"{S}/decrypt/log-decryption", secrets.log_only_decrypt_value, Access.STACK, VIEWER
     ),
+    Route("POST", f"{S}/{KIND}", updates.create_update, Access.STACK, MEMBER),
+    Route("POST", U, updates.start_update, Access.STACK, MEMBER),
+    Route("GET", U, updates.get_update_status, Access.STACK, VIEWER),
+    Route("POST", f"{U}/cancel", updates.cancel_update, Access.STACK, MEMBER),
+    Route("GET", f"{U}/events", updates.get_update_events, Access.STACK, VIEWER),
+    Route("POST", f"{U}/renew_lease", updates.renew_update_lease, Access.UPDATE),
+    Route("PATCH", f"{U}/checkpoint", updates.patch_update_checkpoint, Access.UPDATE),
+    Route(
+        "PATCH",
+        f"{U}/checkpointverbatim",
+        updates.patch_update_checkpoint_verbatim,
+        Access.UPDATE,
+    ),
+    Route("PATCH", f"{U}/checkpointdelta", updates.patch_update_checkpoint_delta, Access.UPDATE),
+    Route("PATCH", f"{U}/journalentries", updates.patch_update_journal_entries, Access.UPDATE),
+    Route("POST", f"{U}/events/batch", updates.post_engine_event_batch, Access.UPDATE),
+    Route("POST", f"{U}/events", updates.post_engine_event, Access.UPDATE),
+    Route("POST", f"{U}/log", updates.append_update_log_entry, Access.UPDATE),
+    Route("POST", f"{U}/complete", updates.complete_update, Access.UPDATE),
+    Route("GET", f"{S}/updates", updates.get_stack_updates, Access.STACK, VIEWER),
+    Route("GET", f"{S}/updates/latest", updates.get_latest_stack_update, Access.STACK, VIEWER),
+    Route("GET", f"{S}/updates/{VERSION}", updates.get_stack_update, Access.STACK, VIEWER),
+    Route("GET", f"{S}/export", updates.export_stack, Access.STACK, VIEWER),
+    Route("GET", f"{S}/export/{VERSION}", updates.export_stack_version, Access.STACK, VIEWER),
+    Route("POST", f"{S}/import", updates.import_stack, Access.STACK, MEMBER),
     Route(
         "POST",
         f"{S}/decrypt/log-batch-decryption",

@@ -22,8 +22,8 @@ from services.common.service import RunningService, StartFunction, serve_until_s
 
 log = get_logger("cairn")
 
-# Dependencies first: stacks calls secrets when a stack is deleted.
-START_ORDER: tuple[str, ...] = ("secrets", "identity", "stacks")
+# Dependencies first: stacks calls secrets and updates when a stack is deleted.
+START_ORDER: tuple[str, ...] = ("secrets", "identity", "updates", "stacks")
 assert sorted(START_ORDER) == sorted(SERVICE_NAMES)
 
 

@@ -19,22 +19,44 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import ApiError, bad_request
-from protos.cairn.v1 import common_pb2, stacks_pb2
+from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 
 MAX_PAGE_SIZE = 1000
 
 
-def stack_json(stack: stacks_pb2.Stack) -> dict[str, Any]:
+async def stack_states(
+    request: web.Request, stacks: list[stacks_pb2.Stack]
+) -> dict[str, updates_pb2.StackState]:
+    """Version, active update and resource count of each stack, from the updates service."""
+    if not stacks:
+        return {}
+    reply = await request.app[BACKENDS].updates.GetStackStates(
+        updates_pb2.GetStackStatesRequest(stack_ids=[stack.id for stack in stacks]),
+        **call_options(request),
+    )
+    return {state.stack_id: state for state in reply.states}
+
+
+def stack_json(
+    stack: stacks_pb2.Stack, state: updates_pb2.StackState | None = None
+) -> dict[str, Any]:
     """`GET S`: names, tags, version and activeUpdate; `config` only for ESC-backed stacks."""
+    state = state or updates_pb2.StackState()
     payload: dict[str, Any] = {
         "id": stack.id,
         "orgName": stack.ref.organization,
         "projectName": stack.ref.project,
         "stackName": stack.ref.stack,
-        "activeUpdate": "",
+        "activeUpdate": state.active_update,
         "tags": dict(stack.tags),
-        "version": 0,
+        "version": state.version,
     }
+    if state.active_update:
+        payload["currentOperation"] = {
+            "kind": state.active_kind,
+            "author": state.active_author,
+            "started": state.active_started,
+        }
     if stack.HasField("config"):
         payload["config"] = {
             "environment": stack.config.environment,
@@ -100,7 +122,9 @@ async def project_exists(request: web.Request) -> web.Response:
 
 
 async def get_stack(request: web.Request) -> web.Response:
-    return json_response(stack_json(request[STACK]))
+    stack = request[STACK]
+    states = await stack_states(request, [stack])
+    return json_response(stack_json(stack, states.get(stack.id)))
 
 
 async def delete_stack(request: web.Request) -> web.Response:
@@ -160,17 +184,25 @@ async def update_stack_tags(request: web.Request) -> web.Response:
     return no_content()
 
 
-def summary_json(stack: stacks_pb2.Stack) -> dict[str, Any]:
+def summary_json(
+    stack: stacks_pb2.Stack, state: updates_pb2.StackState | None = None
+) -> dict[str, Any]:
     """One `/api/user/stacks` entry: the SDK requires `id`; the CLI requires names."""
-    return {
+    state = state or updates_pb2.StackState()
+    payload: dict[str, Any] = {
         "id": stack.id,
         "orgName": stack.ref.organization,
         "projectName": stack.ref.project,
         "stackName": stack.ref.stack,
         "tags": dict(stack.tags),
-        "version": 0,
-        "activeUpdate": "",
+        "version": state.version,
+        "activeUpdate": state.active_update,
+        "resourceCount": state.resource_count,
     }
+    if state.last_update:
+        # Unix seconds, as the CLI and the SDK read it.
+        payload["lastUpdate"] = state.last_update
+    return payload
 
 
 async def list_user_stacks(request: web.Request) -> web.Response:
@@ -195,7 +227,10 @@ async def list_user_stacks(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    payload: dict[str, Any] = {"stacks": [summary_json(stack) for stack in reply.stacks]}
+    states = await stack_states(request, list(reply.stacks))
+    payload: dict[str, Any] = {
+        "stacks": [summary_json(stack, states.get(stack.id)) for stack in reply.stacks]
+    }
     if reply.continuation_token:
         payload["continuationToken"] = reply.continuation_token
     return json_response(payload)

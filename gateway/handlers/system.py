@@ -6,13 +6,30 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.context import BACKENDS
+from gateway.context import BACKENDS, SETTINGS
 from gateway.convert import json_response
 from services.common.grpc_server import check_health
 
-# Only what works end to end is advertised: a malformed or premature entry makes the CLI
-# ignore every capability (protocol doc §3.1.3).
-CAPABILITIES: tuple[dict[str, object], ...] = ({"capability": "batch-encrypt"},)
+# The highest deployment schema stored (texts are kept as received, so v4 with features too).
+DEPLOYMENT_SCHEMA_VERSION = 4
+
+
+def capabilities(checkpoint_cutoff_bytes: int) -> list[dict[str, object]]:
+    """Only what works end to end: one malformed entry makes the CLI ignore them all (§3.1.3)."""
+    return [
+        {"capability": "batch-encrypt"},
+        {
+            "capability": "delta-checkpoint-uploads-v2",
+            "version": 2,
+            "configuration": {"checkpointCutoffSizeBytes": checkpoint_cutoff_bytes},
+        },
+        {
+            "capability": "deployment-schema-version",
+            "version": 1,
+            "configuration": {"version": DEPLOYMENT_SCHEMA_VERSION},
+        },
+    ]
+
 
 # The CLI release this protocol implementation follows, and the oldest one that speaks
 # API version 8 (`Accept: application/vnd.pulumi+8`).
@@ -42,8 +59,9 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
-async def get_capabilities(_request: web.Request) -> web.Response:
-    return json_response({"capabilities": list(CAPABILITIES)})
+async def get_capabilities(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    return json_response({"capabilities": capabilities(settings.checkpoint_cutoff_bytes)})
 
 
 async def get_cli_version(_request: web.Request) -> web.Response:

@@ -8,10 +8,15 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICE_NAMES: tuple[str, ...] = ("identity", "stacks", "secrets")
+SERVICE_NAMES: tuple[str, ...] = ("identity", "stacks", "secrets", "updates")
 """Services `cairn up` runs, in start order. Later issues append theirs."""
 
-DEFAULT_SERVICE_PORTS: dict[str, int] = {"identity": 50051, "stacks": 50052, "secrets": 50053}
+DEFAULT_SERVICE_PORTS: dict[str, int] = {
+    "identity": 50051,
+    "stacks": 50052,
+    "secrets": 50053,
+    "updates": 50054,
+}
 
 
 class Settings(BaseSettings):
@@ -31,6 +36,7 @@ class Settings(BaseSettings):
     identity_address: str = ""
     stacks_address: str = ""
     secrets_address: str = ""
+    updates_address: str = ""
     # Port `cairn serve <service>` listens on; 0 means the service's default port.
     grpc_port: int = 0
     grpc_host: str = "127.0.0.1"
@@ -40,6 +46,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = 80 * 1024 * 1024
     grpc_timeout_seconds: float = 30.0
     database_timeout_seconds: float = 30.0
+    redis_timeout_seconds: float = 2.0
+    # Advertised to the CLI: below this size it uploads whole checkpoints, above it deltas.
+    checkpoint_cutoff_bytes: int = 32 * 1024
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
     # Public URL of the gateway, written into service secrets-provider state by the CLI.

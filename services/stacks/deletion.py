@@ -8,8 +8,9 @@ from typing import Protocol
 
 import grpc
 
-from protos.cairn.v1 import secrets_pb2, secrets_pb2_grpc
+from protos.cairn.v1 import secrets_pb2, secrets_pb2_grpc, updates_pb2, updates_pb2_grpc
 from services.common.auth import Caller
+from services.common.errors import from_rpc_error
 from services.common.logging import get_logger
 from services.stacks.domain import StackPath, StackRecord
 from services.stacks.store import StackStore
@@ -75,6 +76,45 @@ class DeleteSecretsKey:
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.DeleteStackKey(
             secrets_pb2.DeleteStackKeyRequest(stack_id=stack.id),
+            timeout=self._timeout_seconds,
+            metadata=caller.metadata(),
+        )
+
+
+class RefuseWhileUpdating:
+    """Asks the updates service: no active update, and no resources unless forced."""
+
+    def __init__(
+        self, stub: updates_pb2_grpc.UpdatesServiceAsyncStub, timeout_seconds: float
+    ) -> None:
+        self._stub = stub
+        self._timeout_seconds = timeout_seconds
+
+    async def __call__(self, stack: StackRecord, *, force: bool, caller: Caller) -> None:
+        try:
+            await self._stub.CheckStackDeletion(
+                updates_pb2.CheckStackDeletionRequest(stack_id=stack.id, force=force),
+                timeout=self._timeout_seconds,
+                metadata=caller.metadata(),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+
+class PurgeUpdates:
+    """Forgets the stack's updates, events, versions and checkpoints."""
+
+    name = "updates"
+
+    def __init__(
+        self, stub: updates_pb2_grpc.UpdatesServiceAsyncStub, timeout_seconds: float
+    ) -> None:
+        self._stub = stub
+        self._timeout_seconds = timeout_seconds
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._stub.PurgeStack(
+            updates_pb2.PurgeStackRequest(stack_id=stack.id),
             timeout=self._timeout_seconds,
             metadata=caller.metadata(),
         )

@@ -7,12 +7,23 @@ from typing import Any
 
 import grpc
 
-from protos.cairn.v1 import common_pb2, secrets_pb2_grpc, stacks_pb2, stacks_pb2_grpc
+from protos.cairn.v1 import (
+    common_pb2,
+    secrets_pb2_grpc,
+    stacks_pb2,
+    stacks_pb2_grpc,
+    updates_pb2_grpc,
+)
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.service import RunningService, open_database, peer_channel, serve_service
-from services.stacks.deletion import DeleteSecretsKey, StackDeletion
+from services.stacks.deletion import (
+    DeleteSecretsKey,
+    PurgeUpdates,
+    RefuseWhileUpdating,
+    StackDeletion,
+)
 from services.stacks.domain import (
     NewStack,
     StackConfig,
@@ -108,6 +119,8 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     ) -> stacks_pb2.Stack:
         path = validate_path(_path(request.ref))
         tags = validate_tags(dict(request.tags))
+        if request.validate_only:
+            return _stack_message(await self._store.get(path))
         return _stack_message(await self._store.replace_tags(path, tags))
 
 
@@ -155,21 +168,24 @@ async def start(
     database = await open_database(settings, "stacks", MIGRATIONS, Base.metadata)
     try:
         secrets_channel = peer_channel(settings, "secrets")
+        updates_channel = peer_channel(settings, "updates")
     except BaseException:
         await database.engine.dispose()
         raise
 
-    async def close_secrets_channel() -> None:
+    async def close_channels() -> None:
         await secrets_channel.close(None)
+        await updates_channel.close(None)
 
     store = StackStore(database.sessions, clock or SystemClock())
+    timeout = settings.grpc_timeout_seconds
+    updates = updates_pb2_grpc.UpdatesServiceStub(updates_channel)
     deletion = StackDeletion(
         store=store,
+        checks=(RefuseWhileUpdating(updates, timeout),),
         purges=(
-            DeleteSecretsKey(
-                secrets_pb2_grpc.SecretsServiceStub(secrets_channel),
-                settings.grpc_timeout_seconds,
-            ),
+            PurgeUpdates(updates, timeout),
+            DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout),
         ),
     )
     servicer = StacksServicer(store, deletion)
@@ -184,5 +200,5 @@ async def start(
         port=port,
         register=register,
         service_names=[SERVICE_NAME],
-        closers=[database.engine.dispose, close_secrets_channel],
+        closers=[database.engine.dispose, close_channels],
     )

@@ -79,7 +79,7 @@ async def test_bootstrap_rejects_bad_input(
 async def test_healthz_reports_every_service(cairn: Cairn) -> None:
     healthy = await cairn.json("GET", "/healthz")
     assert healthy["status"] == "ok"
-    assert set(healthy["services"]) == {"identity", "stacks", "secrets"}
+    assert set(healthy["services"]) == {"identity", "stacks", "secrets", "updates"}
     stopped = cairn.system.services.pop()
     await stopped.stop(grace=0)
     response = await cairn.call("GET", "/healthz")
@@ -98,6 +98,21 @@ async def test_request_id_is_echoed(cairn: Cairn) -> None:
 
 async def test_capabilities_are_only_what_works(cairn: Cairn) -> None:
     capabilities = await cairn.json("GET", "/api/capabilities", token=None)
-    assert capabilities == {"capabilities": [{"capability": "batch-encrypt"}]}
+    # Exact shapes: one malformed recognised entry makes the CLI drop them all (§3.1.3).
+    assert capabilities == {
+        "capabilities": [
+            {"capability": "batch-encrypt"},
+            {
+                "capability": "delta-checkpoint-uploads-v2",
+                "version": 2,
+                "configuration": {"checkpointCutoffSizeBytes": 32768},
+            },
+            {
+                "capability": "deployment-schema-version",
+                "version": 1,
+                "configuration": {"version": 4},
+            },
+        ]
+    }
     version = await cairn.json("GET", "/api/cli/version", token=None)
     assert version["latestVersion"].count(".") == 2

@@ -19,7 +19,15 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from structlog.testing import capture_logs
 
-from protos.cairn.v1 import common_pb2, secrets_pb2, secrets_pb2_grpc, stacks_pb2, stacks_pb2_grpc
+from protos.cairn.v1 import (
+    common_pb2,
+    secrets_pb2,
+    secrets_pb2_grpc,
+    stacks_pb2,
+    stacks_pb2_grpc,
+    updates_pb2,
+    updates_pb2_grpc,
+)
 from services.common.clock import ManualClock
 from services.common.config import Settings
 from services.common.db import create_migration_engine
@@ -49,37 +57,66 @@ class FakeSecrets(secrets_pb2_grpc.SecretsServiceServicer):
         return secrets_pb2.DeleteStackKeyResponse()
 
 
+class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
+    """Records purged stacks; can be told to refuse deletions with a status."""
+
+    def __init__(self) -> None:
+        self.purged: list[str] = []
+        self.refusal: tuple[grpc.StatusCode, str] | None = None
+
+    async def CheckStackDeletion(
+        self,
+        request: updates_pb2.CheckStackDeletionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> updates_pb2.CheckStackDeletionResponse:
+        if self.refusal is not None and not request.force:
+            await context.abort(*self.refusal)
+        return updates_pb2.CheckStackDeletionResponse()
+
+    async def PurgeStack(
+        self,
+        request: updates_pb2.PurgeStackRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> updates_pb2.PurgeStackResponse:
+        self.purged.append(request.stack_id)
+        return updates_pb2.PurgeStackResponse()
+
+
 @dataclass
 class Harness:
     stub: stacks_pb2_grpc.StacksServiceAsyncStub
     secrets: FakeSecrets
+    updates: FakeUpdates
     settings: Settings
     clock: ManualClock
 
 
 @pytest.fixture
-async def fake_secrets() -> AsyncIterator[tuple[FakeSecrets, int]]:
-    # The generated base class answers UNIMPLEMENTED for every RPC the fake leaves out.
+async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
+    # The generated base classes answer UNIMPLEMENTED for every RPC the fakes leave out.
     fake = FakeSecrets()  # type: ignore[abstract]
+    updates = FakeUpdates()  # type: ignore[abstract]
     server = grpc.aio.server()
     secrets_pb2_grpc.add_SecretsServiceServicer_to_server(fake, server)
+    updates_pb2_grpc.add_UpdatesServiceServicer_to_server(updates, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        yield fake, port
+        yield fake, updates, port
     finally:
         await server.stop(0)
 
 
 @pytest.fixture
 async def harness(
-    any_settings: Settings, fake_secrets: tuple[FakeSecrets, int]
+    any_settings: Settings, fake_peers: tuple[FakeSecrets, FakeUpdates, int]
 ) -> AsyncIterator[Harness]:
-    fake, secrets_port = fake_secrets
+    fake, updates, peers_port = fake_peers
     settings = make_settings(
         any_settings.data_dir,
         any_settings.resolved_database_url(),
-        secrets_address=f"127.0.0.1:{secrets_port}",
+        secrets_address=f"127.0.0.1:{peers_port}",
+        updates_address=f"127.0.0.1:{peers_port}",
         grpc_timeout_seconds=5.0,
     )
     clock = ManualClock()
@@ -89,6 +126,7 @@ async def harness(
         yield Harness(
             stub=stacks_pb2_grpc.StacksServiceStub(channel),
             secrets=fake,
+            updates=updates,
             settings=settings,
             clock=clock,
         )
@@ -267,6 +305,7 @@ async def test_delete_removes_the_stack_and_its_secrets_key(harness: Harness) ->
 
     assert reply.stack_id == doomed.id
     assert harness.secrets.deleted == [doomed.id]
+    assert harness.updates.purged == [doomed.id]
     assert (await rpc_error(get(harness, "acme", "web", "dev"))).code() == (
         grpc.StatusCode.NOT_FOUND
     )
@@ -283,6 +322,27 @@ async def test_delete_removes_the_stack_and_its_secrets_key(harness: Harness) ->
     reborn = await create(harness, "acme", "web", "dev")
     assert reborn.id != doomed.id
     assert dict(reborn.tags) == {}
+
+
+async def test_delete_is_refused_when_the_updates_service_says_so(harness: Harness) -> None:
+    created = await create(harness, "acme", "web", "dev")
+    harness.updates.refusal = (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Bad Request: Stack still contains resources.",
+    )
+    refused = await rpc_error(
+        harness.stub.DeleteStack(stacks_pb2.DeleteStackRequest(ref=ref("acme", "web", "dev")))
+    )
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.details() == "Bad Request: Stack still contains resources."
+    assert await get(harness, "acme", "web", "dev") == created
+    assert harness.updates.purged == [] and harness.secrets.deleted == []
+
+    forced = await harness.stub.DeleteStack(
+        stacks_pb2.DeleteStackRequest(ref=ref("acme", "web", "dev"), force=True)
+    )
+    assert forced.stack_id == created.id
+    assert harness.updates.purged == [created.id]
 
 
 async def test_delete_succeeds_when_the_secrets_service_fails(harness: Harness) -> None:

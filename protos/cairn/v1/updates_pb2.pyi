@@ -3,6 +3,1062 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+import builtins as _builtins
+import sys
+import typing as _typing
+
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class CreateUpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EnvironmentEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    PROGRAM_FIELD_NUMBER: _builtins.int
+    IS_DRY_RUN_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    kind: _builtins.str
+    """update | preview | refresh | destroy (the path segment used to create it)."""
+    program: _builtins.bytes
+    """The UpdateProgramRequest body: name, runtime, main, description, options, config,
+    metadata, as JSON.
+    """
+    is_dry_run: _builtins.bool
+    message: _builtins.str
+    config: _builtins.bytes
+    """The `config` map of the request as JSON (echoed verbatim by history)."""
+    @_builtins.property
+    def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        program: _builtins.bytes = ...,
+        is_dry_run: _builtins.bool = ...,
+        message: _builtins.str = ...,
+        environment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        config: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "program", b"program", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUpdateRequest: _TypeAlias = CreateUpdateRequest  # noqa: Y015
+
+@_typing.final
+class CreateUpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    update_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        update_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUpdateResponse: _TypeAlias = CreateUpdateResponse  # noqa: Y015
+
+@_typing.final
+class StartUpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    JOURNAL_VERSION_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    update_id: _builtins.str
+    journal_version: _builtins.int
+    """Highest journal protocol the client speaks (0: checkpoints only)."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        update_id: _builtins.str = ...,
+        journal_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["journal_version", b"journal_version", "stack_id", b"stack_id", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartUpdateRequest: _TypeAlias = StartUpdateRequest  # noqa: Y015
+
+@_typing.final
+class StartUpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_EXPIRATION_FIELD_NUMBER: _builtins.int
+    JOURNAL_VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    token: _builtins.str
+    token_expiration: _builtins.int
+    journal_version: _builtins.int
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        token: _builtins.str = ...,
+        token_expiration: _builtins.int = ...,
+        journal_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["journal_version", b"journal_version", "token", b"token", "token_expiration", b"token_expiration", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartUpdateResponse: _TypeAlias = StartUpdateResponse  # noqa: Y015
+
+@_typing.final
+class LeaseRef(_message.Message):
+    """Identifies a running update and proves the caller holds its lease."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    update_id: _builtins.str
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        update_id: _builtins.str = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseRef: _TypeAlias = LeaseRef  # noqa: Y015
+
+@_typing.final
+class RenewLeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    duration_seconds: _builtins.int
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        duration_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewLeaseRequest: _TypeAlias = RenewLeaseRequest  # noqa: Y015
+
+@_typing.final
+class RenewLeaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_EXPIRATION_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    token_expiration: _builtins.int
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        token_expiration: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "token_expiration", b"token_expiration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewLeaseResponse: _TypeAlias = RenewLeaseResponse  # noqa: Y015
+
+@_typing.final
+class PatchCheckpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    UNTYPED_DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    IS_INVALID_FIELD_NUMBER: _builtins.int
+    untyped_deployment: _builtins.bytes
+    """The UntypedDeployment text, built around the client's exact deployment bytes."""
+    is_invalid: _builtins.bool
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        untyped_deployment: _builtins.bytes = ...,
+        is_invalid: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_invalid", b"is_invalid", "lease", b"lease", "untyped_deployment", b"untyped_deployment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatchCheckpointRequest: _TypeAlias = PatchCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class PatchCheckpointVerbatimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    UNTYPED_DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    SEQUENCE_NUMBER_FIELD_NUMBER: _builtins.int
+    untyped_deployment: _builtins.bytes
+    """The exact bytes of `untypedDeployment` as received."""
+    sequence_number: _builtins.int
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        untyped_deployment: _builtins.bytes = ...,
+        sequence_number: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "sequence_number", b"sequence_number", "untyped_deployment", b"untyped_deployment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatchCheckpointVerbatimRequest: _TypeAlias = PatchCheckpointVerbatimRequest  # noqa: Y015
+
+@_typing.final
+class PatchCheckpointDeltaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_DELTA_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_HASH_FIELD_NUMBER: _builtins.int
+    SEQUENCE_NUMBER_FIELD_NUMBER: _builtins.int
+    deployment_delta: _builtins.bytes
+    """The exact bytes of the `deploymentDelta` array as received."""
+    checkpoint_hash: _builtins.str
+    sequence_number: _builtins.int
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        deployment_delta: _builtins.bytes = ...,
+        checkpoint_hash: _builtins.str = ...,
+        sequence_number: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_hash", b"checkpoint_hash", "deployment_delta", b"deployment_delta", "lease", b"lease", "sequence_number", b"sequence_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatchCheckpointDeltaRequest: _TypeAlias = PatchCheckpointDeltaRequest  # noqa: Y015
+
+@_typing.final
+class JournalEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    sequence_id: _builtins.int
+    data: _builtins.bytes
+    """One entry as JSON."""
+    def __init__(
+        self,
+        *,
+        sequence_id: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "sequence_id", b"sequence_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JournalEntry: _TypeAlias = JournalEntry  # noqa: Y015
+
+@_typing.final
+class AppendJournalEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___JournalEntry]: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        entries: _abc.Iterable[Global___JournalEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppendJournalEntriesRequest: _TypeAlias = AppendJournalEntriesRequest  # noqa: Y015
+
+@_typing.final
+class EngineEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    timestamp: _builtins.int
+    kind: _builtins.str
+    """The event member that is set: resourcePreEvent, diagnosticEvent, summaryEvent, ..."""
+    data: _builtins.bytes
+    """The whole event as JSON."""
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        timestamp: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "kind", b"kind", "sequence", b"sequence", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EngineEvent: _TypeAlias = EngineEvent  # noqa: Y015
+
+@_typing.final
+class RecordEngineEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngineEvent]: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        events: _abc.Iterable[Global___EngineEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEngineEventsRequest: _TypeAlias = RecordEngineEventsRequest  # noqa: Y015
+
+@_typing.final
+class AppendLogEntryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    fields: _builtins.bytes
+    """The `fields` object as JSON."""
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        kind: _builtins.str = ...,
+        fields: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "kind", b"kind", "lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppendLogEntryRequest: _TypeAlias = AppendLogEntryRequest  # noqa: Y015
+
+@_typing.final
+class PatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatchResponse: _TypeAlias = PatchResponse  # noqa: Y015
+
+@_typing.final
+class CompleteUpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """succeeded | failed | cancelled"""
+    @_builtins.property
+    def lease(self) -> Global___LeaseRef: ...
+    def __init__(
+        self,
+        *,
+        lease: Global___LeaseRef | None = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteUpdateRequest: _TypeAlias = CompleteUpdateRequest  # noqa: Y015
+
+@_typing.final
+class CancelUpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    update_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        update_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelUpdateRequest: _TypeAlias = CancelUpdateRequest  # noqa: Y015
+
+@_typing.final
+class CancelUpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelUpdateResponse: _TypeAlias = CancelUpdateResponse  # noqa: Y015
+
+@_typing.final
+class GetUpdateStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    update_id: _builtins.str
+    continuation_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        update_id: _builtins.str = ...,
+        continuation_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "stack_id", b"stack_id", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpdateStatusRequest: _TypeAlias = GetUpdateStatusRequest  # noqa: Y015
+
+@_typing.final
+class UpdateStatusEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    index: _builtins.str
+    kind: _builtins.str
+    fields: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        index: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        fields: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "index", b"index", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStatusEvent: _TypeAlias = UpdateStatusEvent  # noqa: Y015
+
+@_typing.final
+class GetUpdateStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """not started | running | succeeded | failed | cancelled"""
+    continuation_token: _builtins.str
+    """Empty once the update has ended and every event was returned."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateStatusEvent]: ...
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        events: _abc.Iterable[Global___UpdateStatusEvent] | None = ...,
+        continuation_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "events", b"events", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpdateStatusResponse: _TypeAlias = GetUpdateStatusResponse  # noqa: Y015
+
+@_typing.final
+class ListEngineEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    update_id: _builtins.str
+    continuation_token: _builtins.str
+    page_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        update_id: _builtins.str = ...,
+        continuation_token: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "page_size", b"page_size", "stack_id", b"stack_id", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEngineEventsRequest: _TypeAlias = ListEngineEventsRequest  # noqa: Y015
+
+@_typing.final
+class ListEngineEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
+    continuation_token: _builtins.str
+    """Empty when no further events exist yet."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngineEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___EngineEvent] | None = ...,
+        continuation_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEngineEventsResponse: _TypeAlias = ListEngineEventsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EnvironmentEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ResourceChangesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    RESOURCE_CHANGES_FIELD_NUMBER: _builtins.int
+    RESOURCE_COUNT_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    IS_DRY_RUN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    update_id: _builtins.str
+    kind: _builtins.str
+    start_time: _builtins.int
+    end_time: _builtins.int
+    message: _builtins.str
+    config: _builtins.bytes
+    result: _builtins.str
+    """not-started | in-progress | succeeded | failed"""
+    version: _builtins.int
+    resource_count: _builtins.int
+    requested_by: _builtins.str
+    is_dry_run: _builtins.bool
+    status: _builtins.str
+    @_builtins.property
+    def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def resource_changes(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        update_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        start_time: _builtins.int = ...,
+        end_time: _builtins.int = ...,
+        message: _builtins.str = ...,
+        environment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        config: _builtins.bytes = ...,
+        result: _builtins.str = ...,
+        version: _builtins.int = ...,
+        resource_changes: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        resource_count: _builtins.int = ...,
+        requested_by: _builtins.str = ...,
+        is_dry_run: _builtins.bool = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "end_time", b"end_time", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "requested_by", b"requested_by", "resource_changes", b"resource_changes", "resource_count", b"resource_count", "result", b"result", "start_time", b"start_time", "status", b"status", "update_id", b"update_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateInfo: _TypeAlias = UpdateInfo  # noqa: Y015
+
+@_typing.final
+class ListUpdatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    page_size: _builtins.int
+    page: _builtins.int
+    """1-based."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "page_size", b"page_size", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUpdatesRequest: _TypeAlias = ListUpdatesRequest  # noqa: Y015
+
+@_typing.final
+class ListUpdatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateInfo]: ...
+    def __init__(
+        self,
+        *,
+        updates: _abc.Iterable[Global___UpdateInfo] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["total", b"total", "updates", b"updates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUpdatesResponse: _TypeAlias = ListUpdatesResponse  # noqa: Y015
+
+@_typing.final
+class GetUpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    version: _builtins.int
+    """0 means the latest version."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpdateRequest: _TypeAlias = GetUpdateRequest  # noqa: Y015
+
+@_typing.final
+class ExportDeploymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    version: _builtins.int
+    """0 means the current deployment."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportDeploymentRequest: _TypeAlias = ExportDeploymentRequest  # noqa: Y015
+
+@_typing.final
+class ExportDeploymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNTYPED_DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    untyped_deployment: _builtins.bytes
+    """An UntypedDeployment as JSON, exactly as stored."""
+    def __init__(
+        self,
+        *,
+        untyped_deployment: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["untyped_deployment", b"untyped_deployment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportDeploymentResponse: _TypeAlias = ExportDeploymentResponse  # noqa: Y015
+
+@_typing.final
+class ImportDeploymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    UNTYPED_DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    STACK_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    untyped_deployment: _builtins.bytes
+    """The UntypedDeployment as received."""
+    organization: _builtins.str
+    """Where the stack lives now, to check a service secrets provider's state."""
+    project: _builtins.str
+    stack: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        untyped_deployment: _builtins.bytes = ...,
+        organization: _builtins.str = ...,
+        project: _builtins.str = ...,
+        stack: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "project", b"project", "stack", b"stack", "stack_id", b"stack_id", "untyped_deployment", b"untyped_deployment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportDeploymentRequest: _TypeAlias = ImportDeploymentRequest  # noqa: Y015
+
+@_typing.final
+class ImportDeploymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    update_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        update_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportDeploymentResponse: _TypeAlias = ImportDeploymentResponse  # noqa: Y015
+
+@_typing.final
+class GetStackStatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stack_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        stack_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_ids", b"stack_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStackStatesRequest: _TypeAlias = GetStackStatesRequest  # noqa: Y015
+
+@_typing.final
+class StackState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ACTIVE_UPDATE_FIELD_NUMBER: _builtins.int
+    ACTIVE_KIND_FIELD_NUMBER: _builtins.int
+    ACTIVE_AUTHOR_FIELD_NUMBER: _builtins.int
+    ACTIVE_STARTED_FIELD_NUMBER: _builtins.int
+    LAST_UPDATE_FIELD_NUMBER: _builtins.int
+    RESOURCE_COUNT_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    version: _builtins.int
+    active_update: _builtins.str
+    """The running non-preview update, if any."""
+    active_kind: _builtins.str
+    active_author: _builtins.str
+    active_started: _builtins.int
+    last_update: _builtins.int
+    resource_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        active_update: _builtins.str = ...,
+        active_kind: _builtins.str = ...,
+        active_author: _builtins.str = ...,
+        active_started: _builtins.int = ...,
+        last_update: _builtins.int = ...,
+        resource_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_author", b"active_author", "active_kind", b"active_kind", "active_started", b"active_started", "active_update", b"active_update", "last_update", b"last_update", "resource_count", b"resource_count", "stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StackState: _TypeAlias = StackState  # noqa: Y015
+
+@_typing.final
+class GetStackStatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___StackState]:
+        """One entry per requested id, in request order."""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___StackState] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStackStatesResponse: _TypeAlias = GetStackStatesResponse  # noqa: Y015
+
+@_typing.final
+class CheckStackDeletionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    force: _builtins.bool
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckStackDeletionRequest: _TypeAlias = CheckStackDeletionRequest  # noqa: Y015
+
+@_typing.final
+class CheckStackDeletionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckStackDeletionResponse: _TypeAlias = CheckStackDeletionResponse  # noqa: Y015
+
+@_typing.final
+class PurgeStackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeStackRequest: _TypeAlias = PurgeStackRequest  # noqa: Y015
+
+@_typing.final
+class PurgeStackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeStackResponse: _TypeAlias = PurgeStackResponse  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from protos.cairn.v1 import updates_pb2 as protos_dot_cairn_dot_v1_dot_updates__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -26,7 +27,9 @@ if _version_not_supported:
 
 class UpdatesServiceStub:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
-    Its RPCs arrive with the update lifecycle.
+    Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
+    on behalf of a running update carry the update id and its lease token, which the service
+    checks against the database row (a fencing check) before anything is written.
     """
 
     def __init__(self, channel):
@@ -35,16 +38,340 @@ class UpdatesServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateUpdate = channel.unary_unary(
+                '/cairn.v1.UpdatesService/CreateUpdate',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CreateUpdateRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CreateUpdateResponse.FromString,
+                _registered_method=True)
+        self.StartUpdate = channel.unary_unary(
+                '/cairn.v1.UpdatesService/StartUpdate',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StartUpdateRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StartUpdateResponse.FromString,
+                _registered_method=True)
+        self.RenewLease = channel.unary_unary(
+                '/cairn.v1.UpdatesService/RenewLease',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RenewLeaseRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RenewLeaseResponse.FromString,
+                _registered_method=True)
+        self.PatchCheckpoint = channel.unary_unary(
+                '/cairn.v1.UpdatesService/PatchCheckpoint',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+                _registered_method=True)
+        self.PatchCheckpointVerbatim = channel.unary_unary(
+                '/cairn.v1.UpdatesService/PatchCheckpointVerbatim',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointVerbatimRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+                _registered_method=True)
+        self.PatchCheckpointDelta = channel.unary_unary(
+                '/cairn.v1.UpdatesService/PatchCheckpointDelta',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointDeltaRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+                _registered_method=True)
+        self.AppendJournalEntries = channel.unary_unary(
+                '/cairn.v1.UpdatesService/AppendJournalEntries',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.AppendJournalEntriesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+                _registered_method=True)
+        self.RecordEngineEvents = channel.unary_unary(
+                '/cairn.v1.UpdatesService/RecordEngineEvents',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RecordEngineEventsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+                _registered_method=True)
+        self.AppendLogEntry = channel.unary_unary(
+                '/cairn.v1.UpdatesService/AppendLogEntry',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.AppendLogEntryRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+                _registered_method=True)
+        self.CompleteUpdate = channel.unary_unary(
+                '/cairn.v1.UpdatesService/CompleteUpdate',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CompleteUpdateRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+                _registered_method=True)
+        self.CancelUpdate = channel.unary_unary(
+                '/cairn.v1.UpdatesService/CancelUpdate',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CancelUpdateRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CancelUpdateResponse.FromString,
+                _registered_method=True)
+        self.GetUpdateStatus = channel.unary_unary(
+                '/cairn.v1.UpdatesService/GetUpdateStatus',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateStatusRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateStatusResponse.FromString,
+                _registered_method=True)
+        self.ListEngineEvents = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListEngineEvents',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListEngineEventsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListEngineEventsResponse.FromString,
+                _registered_method=True)
+        self.ListUpdates = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListUpdates',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+                _registered_method=True)
+        self.GetUpdate = channel.unary_unary(
+                '/cairn.v1.UpdatesService/GetUpdate',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.UpdateInfo.FromString,
+                _registered_method=True)
+        self.ExportDeployment = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ExportDeployment',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ExportDeploymentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ExportDeploymentResponse.FromString,
+                _registered_method=True)
+        self.ImportDeployment = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ImportDeployment',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ImportDeploymentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ImportDeploymentResponse.FromString,
+                _registered_method=True)
+        self.GetStackStates = channel.unary_unary(
+                '/cairn.v1.UpdatesService/GetStackStates',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetStackStatesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetStackStatesResponse.FromString,
+                _registered_method=True)
+        self.CheckStackDeletion = channel.unary_unary(
+                '/cairn.v1.UpdatesService/CheckStackDeletion',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionResponse.FromString,
+                _registered_method=True)
+        self.PurgeStack = channel.unary_unary(
+                '/cairn.v1.UpdatesService/PurgeStack',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackResponse.FromString,
+                _registered_method=True)
 
 
 class UpdatesServiceServicer:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
-    Its RPCs arrive with the update lifecycle.
+    Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
+    on behalf of a running update carry the update id and its lease token, which the service
+    checks against the database row (a fencing check) before anything is written.
     """
+
+    def CreateUpdate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartUpdate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchCheckpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchCheckpointVerbatim(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchCheckpointDelta(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendJournalEntries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEngineEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendLogEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteUpdate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelUpdate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpdateStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEngineEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUpdates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpdate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStackStates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckStackDeletion(self, request, context):
+        """Refuses (400/409) when a stack may not be deleted; changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeStack(self, request, context):
+        """Forgets every update, event, version and checkpoint of a deleted stack.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_UpdatesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUpdate,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CreateUpdateRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CreateUpdateResponse.SerializeToString,
+            ),
+            'StartUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartUpdate,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StartUpdateRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StartUpdateResponse.SerializeToString,
+            ),
+            'RenewLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLease,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RenewLeaseRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RenewLeaseResponse.SerializeToString,
+            ),
+            'PatchCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchCheckpoint,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.SerializeToString,
+            ),
+            'PatchCheckpointVerbatim': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchCheckpointVerbatim,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointVerbatimRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.SerializeToString,
+            ),
+            'PatchCheckpointDelta': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchCheckpointDelta,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointDeltaRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.SerializeToString,
+            ),
+            'AppendJournalEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendJournalEntries,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.AppendJournalEntriesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.SerializeToString,
+            ),
+            'RecordEngineEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEngineEvents,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RecordEngineEventsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.SerializeToString,
+            ),
+            'AppendLogEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendLogEntry,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.AppendLogEntryRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.SerializeToString,
+            ),
+            'CompleteUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteUpdate,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CompleteUpdateRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.SerializeToString,
+            ),
+            'CancelUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelUpdate,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CancelUpdateRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CancelUpdateResponse.SerializeToString,
+            ),
+            'GetUpdateStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpdateStatus,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateStatusRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateStatusResponse.SerializeToString,
+            ),
+            'ListEngineEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEngineEvents,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListEngineEventsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListEngineEventsResponse.SerializeToString,
+            ),
+            'ListUpdates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUpdates,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.SerializeToString,
+            ),
+            'GetUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpdate,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.UpdateInfo.SerializeToString,
+            ),
+            'ExportDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportDeployment,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ExportDeploymentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ExportDeploymentResponse.SerializeToString,
+            ),
+            'ImportDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportDeployment,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ImportDeploymentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ImportDeploymentResponse.SerializeToString,
+            ),
+            'GetStackStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStackStates,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetStackStatesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetStackStatesResponse.SerializeToString,
+            ),
+            'CheckStackDeletion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckStackDeletion,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionResponse.SerializeToString,
+            ),
+            'PurgeStack': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeStack,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cairn.v1.UpdatesService', rpc_method_handlers)
@@ -55,5 +382,547 @@ def add_UpdatesServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class UpdatesService:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
-    Its RPCs arrive with the update lifecycle.
+    Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
+    on behalf of a running update carry the update id and its lease token, which the service
+    checks against the database row (a fencing check) before anything is written.
     """
+
+    @staticmethod
+    def CreateUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/CreateUpdate',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.CreateUpdateRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.CreateUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/StartUpdate',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.StartUpdateRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.StartUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/RenewLease',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.RenewLeaseRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.RenewLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/PatchCheckpoint',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchCheckpointVerbatim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/PatchCheckpointVerbatim',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointVerbatimRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchCheckpointDelta(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/PatchCheckpointDelta',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchCheckpointDeltaRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendJournalEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/AppendJournalEntries',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.AppendJournalEntriesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEngineEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/RecordEngineEvents',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.RecordEngineEventsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendLogEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/AppendLogEntry',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.AppendLogEntryRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/CompleteUpdate',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.CompleteUpdateRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/CancelUpdate',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.CancelUpdateRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.CancelUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpdateStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/GetUpdateStatus',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateStatusRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEngineEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListEngineEvents',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListEngineEventsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListEngineEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUpdates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListUpdates',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/GetUpdate',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.UpdateInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ExportDeployment',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ExportDeploymentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ExportDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ImportDeployment',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ImportDeploymentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ImportDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStackStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/GetStackStates',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetStackStatesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetStackStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckStackDeletion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/CheckStackDeletion',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeStack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/PurgeStack',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from protos.cairn.v1 import updates_pb2 as _updates_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -27,27 +28,217 @@ GRPC_VERSION: str
 
 class UpdatesServiceStub:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
-    Its RPCs arrive with the update lifecycle.
+    Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
+    on behalf of a running update carry the update id and its lease token, which the service
+    checks against the database row (a fencing check) before anything is written.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UpdatesServiceAsyncStub: ...
+    CreateUpdate: _grpc.UnaryUnaryMultiCallable[_updates_pb2.CreateUpdateRequest, _updates_pb2.CreateUpdateResponse]
+    StartUpdate: _grpc.UnaryUnaryMultiCallable[_updates_pb2.StartUpdateRequest, _updates_pb2.StartUpdateResponse]
+    RenewLease: _grpc.UnaryUnaryMultiCallable[_updates_pb2.RenewLeaseRequest, _updates_pb2.RenewLeaseResponse]
+    PatchCheckpoint: _grpc.UnaryUnaryMultiCallable[_updates_pb2.PatchCheckpointRequest, _updates_pb2.PatchResponse]
+    PatchCheckpointVerbatim: _grpc.UnaryUnaryMultiCallable[_updates_pb2.PatchCheckpointVerbatimRequest, _updates_pb2.PatchResponse]
+    PatchCheckpointDelta: _grpc.UnaryUnaryMultiCallable[_updates_pb2.PatchCheckpointDeltaRequest, _updates_pb2.PatchResponse]
+    AppendJournalEntries: _grpc.UnaryUnaryMultiCallable[_updates_pb2.AppendJournalEntriesRequest, _updates_pb2.PatchResponse]
+    RecordEngineEvents: _grpc.UnaryUnaryMultiCallable[_updates_pb2.RecordEngineEventsRequest, _updates_pb2.PatchResponse]
+    AppendLogEntry: _grpc.UnaryUnaryMultiCallable[_updates_pb2.AppendLogEntryRequest, _updates_pb2.PatchResponse]
+    CompleteUpdate: _grpc.UnaryUnaryMultiCallable[_updates_pb2.CompleteUpdateRequest, _updates_pb2.PatchResponse]
+    CancelUpdate: _grpc.UnaryUnaryMultiCallable[_updates_pb2.CancelUpdateRequest, _updates_pb2.CancelUpdateResponse]
+    GetUpdateStatus: _grpc.UnaryUnaryMultiCallable[_updates_pb2.GetUpdateStatusRequest, _updates_pb2.GetUpdateStatusResponse]
+    ListEngineEvents: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListEngineEventsRequest, _updates_pb2.ListEngineEventsResponse]
+    ListUpdates: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListUpdatesRequest, _updates_pb2.ListUpdatesResponse]
+    GetUpdate: _grpc.UnaryUnaryMultiCallable[_updates_pb2.GetUpdateRequest, _updates_pb2.UpdateInfo]
+    ExportDeployment: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ExportDeploymentRequest, _updates_pb2.ExportDeploymentResponse]
+    ImportDeployment: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ImportDeploymentRequest, _updates_pb2.ImportDeploymentResponse]
+    GetStackStates: _grpc.UnaryUnaryMultiCallable[_updates_pb2.GetStackStatesRequest, _updates_pb2.GetStackStatesResponse]
+    CheckStackDeletion: _grpc.UnaryUnaryMultiCallable[_updates_pb2.CheckStackDeletionRequest, _updates_pb2.CheckStackDeletionResponse]
+    """Refuses (400/409) when a stack may not be deleted; changes nothing."""
+    PurgeStack: _grpc.UnaryUnaryMultiCallable[_updates_pb2.PurgeStackRequest, _updates_pb2.PurgeStackResponse]
+    """Forgets every update, event, version and checkpoint of a deleted stack."""
 
 @_typing.type_check_only
 class UpdatesServiceAsyncStub(UpdatesServiceStub):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
-    Its RPCs arrive with the update lifecycle.
+    Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
+    on behalf of a running update carry the update id and its lease token, which the service
+    checks against the database row (a fencing check) before anything is written.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateUpdate: _aio.UnaryUnaryMultiCallable[_updates_pb2.CreateUpdateRequest, _updates_pb2.CreateUpdateResponse]  # type: ignore[assignment]
+    StartUpdate: _aio.UnaryUnaryMultiCallable[_updates_pb2.StartUpdateRequest, _updates_pb2.StartUpdateResponse]  # type: ignore[assignment]
+    RenewLease: _aio.UnaryUnaryMultiCallable[_updates_pb2.RenewLeaseRequest, _updates_pb2.RenewLeaseResponse]  # type: ignore[assignment]
+    PatchCheckpoint: _aio.UnaryUnaryMultiCallable[_updates_pb2.PatchCheckpointRequest, _updates_pb2.PatchResponse]  # type: ignore[assignment]
+    PatchCheckpointVerbatim: _aio.UnaryUnaryMultiCallable[_updates_pb2.PatchCheckpointVerbatimRequest, _updates_pb2.PatchResponse]  # type: ignore[assignment]
+    PatchCheckpointDelta: _aio.UnaryUnaryMultiCallable[_updates_pb2.PatchCheckpointDeltaRequest, _updates_pb2.PatchResponse]  # type: ignore[assignment]
+    AppendJournalEntries: _aio.UnaryUnaryMultiCallable[_updates_pb2.AppendJournalEntriesRequest, _updates_pb2.PatchResponse]  # type: ignore[assignment]
+    RecordEngineEvents: _aio.UnaryUnaryMultiCallable[_updates_pb2.RecordEngineEventsRequest, _updates_pb2.PatchResponse]  # type: ignore[assignment]
+    AppendLogEntry: _aio.UnaryUnaryMultiCallable[_updates_pb2.AppendLogEntryRequest, _updates_pb2.PatchResponse]  # type: ignore[assignment]
+    CompleteUpdate: _aio.UnaryUnaryMultiCallable[_updates_pb2.CompleteUpdateRequest, _updates_pb2.PatchResponse]  # type: ignore[assignment]
+    CancelUpdate: _aio.UnaryUnaryMultiCallable[_updates_pb2.CancelUpdateRequest, _updates_pb2.CancelUpdateResponse]  # type: ignore[assignment]
+    GetUpdateStatus: _aio.UnaryUnaryMultiCallable[_updates_pb2.GetUpdateStatusRequest, _updates_pb2.GetUpdateStatusResponse]  # type: ignore[assignment]
+    ListEngineEvents: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListEngineEventsRequest, _updates_pb2.ListEngineEventsResponse]  # type: ignore[assignment]
+    ListUpdates: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListUpdatesRequest, _updates_pb2.ListUpdatesResponse]  # type: ignore[assignment]
+    GetUpdate: _aio.UnaryUnaryMultiCallable[_updates_pb2.GetUpdateRequest, _updates_pb2.UpdateInfo]  # type: ignore[assignment]
+    ExportDeployment: _aio.UnaryUnaryMultiCallable[_updates_pb2.ExportDeploymentRequest, _updates_pb2.ExportDeploymentResponse]  # type: ignore[assignment]
+    ImportDeployment: _aio.UnaryUnaryMultiCallable[_updates_pb2.ImportDeploymentRequest, _updates_pb2.ImportDeploymentResponse]  # type: ignore[assignment]
+    GetStackStates: _aio.UnaryUnaryMultiCallable[_updates_pb2.GetStackStatesRequest, _updates_pb2.GetStackStatesResponse]  # type: ignore[assignment]
+    CheckStackDeletion: _aio.UnaryUnaryMultiCallable[_updates_pb2.CheckStackDeletionRequest, _updates_pb2.CheckStackDeletionResponse]  # type: ignore[assignment]
+    """Refuses (400/409) when a stack may not be deleted; changes nothing."""
+    PurgeStack: _aio.UnaryUnaryMultiCallable[_updates_pb2.PurgeStackRequest, _updates_pb2.PurgeStackResponse]  # type: ignore[assignment]
+    """Forgets every update, event, version and checkpoint of a deleted stack."""
 
 class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
-    Its RPCs arrive with the update lifecycle.
+    Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
+    on behalf of a running update carry the update id and its lease token, which the service
+    checks against the database row (a fencing check) before anything is written.
     """
 
-    ...
+    @_abc_1.abstractmethod
+    def CreateUpdate(
+        self,
+        request: _updates_pb2.CreateUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.CreateUpdateResponse, _abc.Awaitable[_updates_pb2.CreateUpdateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StartUpdate(
+        self,
+        request: _updates_pb2.StartUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.StartUpdateResponse, _abc.Awaitable[_updates_pb2.StartUpdateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RenewLease(
+        self,
+        request: _updates_pb2.RenewLeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.RenewLeaseResponse, _abc.Awaitable[_updates_pb2.RenewLeaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PatchCheckpoint(
+        self,
+        request: _updates_pb2.PatchCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PatchResponse, _abc.Awaitable[_updates_pb2.PatchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PatchCheckpointVerbatim(
+        self,
+        request: _updates_pb2.PatchCheckpointVerbatimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PatchResponse, _abc.Awaitable[_updates_pb2.PatchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PatchCheckpointDelta(
+        self,
+        request: _updates_pb2.PatchCheckpointDeltaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PatchResponse, _abc.Awaitable[_updates_pb2.PatchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AppendJournalEntries(
+        self,
+        request: _updates_pb2.AppendJournalEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PatchResponse, _abc.Awaitable[_updates_pb2.PatchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordEngineEvents(
+        self,
+        request: _updates_pb2.RecordEngineEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PatchResponse, _abc.Awaitable[_updates_pb2.PatchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AppendLogEntry(
+        self,
+        request: _updates_pb2.AppendLogEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PatchResponse, _abc.Awaitable[_updates_pb2.PatchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CompleteUpdate(
+        self,
+        request: _updates_pb2.CompleteUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PatchResponse, _abc.Awaitable[_updates_pb2.PatchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelUpdate(
+        self,
+        request: _updates_pb2.CancelUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.CancelUpdateResponse, _abc.Awaitable[_updates_pb2.CancelUpdateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUpdateStatus(
+        self,
+        request: _updates_pb2.GetUpdateStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.GetUpdateStatusResponse, _abc.Awaitable[_updates_pb2.GetUpdateStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListEngineEvents(
+        self,
+        request: _updates_pb2.ListEngineEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListEngineEventsResponse, _abc.Awaitable[_updates_pb2.ListEngineEventsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListUpdates(
+        self,
+        request: _updates_pb2.ListUpdatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListUpdatesResponse, _abc.Awaitable[_updates_pb2.ListUpdatesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUpdate(
+        self,
+        request: _updates_pb2.GetUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.UpdateInfo, _abc.Awaitable[_updates_pb2.UpdateInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportDeployment(
+        self,
+        request: _updates_pb2.ExportDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ExportDeploymentResponse, _abc.Awaitable[_updates_pb2.ExportDeploymentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ImportDeployment(
+        self,
+        request: _updates_pb2.ImportDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ImportDeploymentResponse, _abc.Awaitable[_updates_pb2.ImportDeploymentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStackStates(
+        self,
+        request: _updates_pb2.GetStackStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.GetStackStatesResponse, _abc.Awaitable[_updates_pb2.GetStackStatesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CheckStackDeletion(
+        self,
+        request: _updates_pb2.CheckStackDeletionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.CheckStackDeletionResponse, _abc.Awaitable[_updates_pb2.CheckStackDeletionResponse]]:
+        """Refuses (400/409) when a stack may not be deleted; changes nothing."""
+
+    @_abc_1.abstractmethod
+    def PurgeStack(
+        self,
+        request: _updates_pb2.PurgeStackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.PurgeStackResponse, _abc.Awaitable[_updates_pb2.PurgeStackResponse]]:
+        """Forgets every update, event, version and checkpoint of a deleted stack."""
 
 def add_UpdatesServiceServicer_to_server(servicer: UpdatesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,484 @@
+"""Update routes: protocol doc §3.4 (lifecycle), §4 (persistence), §3.2.9–3.2.12, §7.
+
+Calls made for a running update carry `Authorization: update-token <lease>`; the updates
+service checks it against the update's row before writing anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options
+from gateway.convert import (
+    int_query,
+    json_response,
+    no_content,
+    optional_string,
+    read_body,
+    read_json_object,
+    read_optional_json_object,
+    string_map,
+)
+from gateway.errors import bad_request
+from protos.cairn.v1 import stacks_pb2, updates_pb2
+from services.common.rawjson import raw_member
+
+
+def _lease(request: web.Request) -> updates_pb2.LeaseRef:
+    return updates_pb2.LeaseRef(
+        update_id=request.match_info["updateID"], token=request[UPDATE_TOKEN]
+    )
+
+
+def _integer(body: dict[str, Any], name: str, default: int = 0) -> int:
+    """An integer field; absent or null reads as the default."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_request(f"'{name}' must be an integer")
+    return value
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(f"'{name}' must be an object")
+    return value
+
+
+def _document(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise bad_request("a JSON request body is required")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"the request body is not valid JSON ({error.msg})") from None
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def _member(raw: bytes, body: dict[str, Any], name: str, kind: type) -> bytes:
+    """The exact bytes of a member (never re-serialised: hashes and deltas depend on them)."""
+    if not isinstance(body.get(name), kind):
+        raise bad_request(f"'{name}' must be a JSON {'object' if kind is dict else 'array'}")
+    value = raw_member(raw, name)
+    if value is None:
+        raise bad_request(f"'{name}' is required")
+    return value
+
+
+def _wrap(version: int, features: list[str], raw_deployment: bytes) -> bytes:
+    """An UntypedDeployment text around the client's exact deployment bytes."""
+    head: dict[str, Any] = {"version": version}
+    if features:
+        head["features"] = features
+    return orjson.dumps(head)[:-1] + b',"deployment":' + raw_deployment + b"}"
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+async def create_update(request: web.Request) -> web.Response:
+    """`POST S/{update|preview|refresh|destroy}` with an UpdateProgramRequest (§3.4.1)."""
+    raw = await read_body(request)
+    body = _document(raw)
+    options = _object(body, "options")
+    dry_run = options.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise bad_request("'options.dryRun' must be a boolean")
+    config = _object(body, "config")
+    for key, value in config.items():
+        if not isinstance(value, dict):
+            raise bad_request(f"config value '{key}' must be an object")
+    metadata = _object(body, "metadata")
+    environment = string_map(metadata.get("environment"), "metadata.environment")
+    reply = await request.app[BACKENDS].updates.CreateUpdate(
+        updates_pb2.CreateUpdateRequest(
+            stack_id=request[STACK].id,
+            kind=request.match_info["updateKind"],
+            program=raw,
+            is_dry_run=dry_run,
+            message=optional_string(metadata, "message"),
+            environment=environment,
+            config=orjson.dumps(config),
+        ),
+        **call_options(request),
+    )
+    return json_response(
+        {
+            "updateID": reply.update_id,
+            "requiredPolicies": [],
+            "messages": [],
+            "aiSettings": {"copilotIsEnabled": False},
+        }
+    )
+
+
+async def start_update(request: web.Request) -> web.Response:
+    """`POST U` (§3.4.2): the lease token, the version, and journaling if the CLI speaks it."""
+    body = await read_optional_json_object(request)
+    tags = string_map(body.get("tags"), "tags")
+    journal_version = _integer(body, "journalVersion")
+    backends = request.app[BACKENDS]
+    stack = request[STACK]
+    options = call_options(request)
+    retag = bool(tags) and tags != dict(stack.tags)
+    if retag:
+        # Check first, so a refused start or bad tags leave the stack as it was.
+        await backends.stacks.ReplaceStackTags(
+            stacks_pb2.ReplaceStackTagsRequest(ref=stack.ref, tags=tags, validate_only=True),
+            **options,
+        )
+    started = await backends.updates.StartUpdate(
+        updates_pb2.StartUpdateRequest(
+            stack_id=stack.id,
+            update_id=request.match_info["updateID"],
+            journal_version=journal_version,
+        ),
+        **options,
+    )
+    if retag:
+        await backends.stacks.ReplaceStackTags(
+            stacks_pb2.ReplaceStackTagsRequest(ref=stack.ref, tags=tags), **options
+        )
+    payload: dict[str, Any] = {
+        "version": started.version,
+        "token": started.token,
+        "tokenExpiration": started.token_expiration,
+    }
+    if started.journal_version:
+        payload["journalVersion"] = started.journal_version
+    return json_response(payload)
+
+
+async def renew_update_lease(request: web.Request) -> web.Response:
+    """`POST U/renew_lease`: the same token comes back, valid for `duration` more seconds."""
+    body = await read_optional_json_object(request)
+    reply = await request.app[BACKENDS].updates.RenewLease(
+        updates_pb2.RenewLeaseRequest(
+            lease=_lease(request), duration_seconds=_integer(body, "duration")
+        ),
+        **call_options(request),
+    )
+    return json_response({"token": reply.token, "tokenExpiration": reply.token_expiration})
+
+
+async def complete_update(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    status = optional_string(body, "status")
+    if not status:
+        raise bad_request("'status' is required")
+    await request.app[BACKENDS].updates.CompleteUpdate(
+        updates_pb2.CompleteUpdateRequest(lease=_lease(request), status=status),
+        **call_options(request),
+    )
+    return no_content()
+
+
+async def cancel_update(request: web.Request) -> web.Response:
+    """`POST U/cancel` with the API token (`pulumi cancel`, §2.8)."""
+    await request.app[BACKENDS].updates.CancelUpdate(
+        updates_pb2.CancelUpdateRequest(
+            stack_id=request[STACK].id, update_id=request.match_info["updateID"]
+        ),
+        **call_options(request),
+    )
+    return no_content()
+
+
+# -- persistence -----------------------------------------------------------------------------
+
+
+async def patch_update_checkpoint(request: web.Request) -> web.Response:
+    """Full checkpoint: `{isInvalid, version, features, deployment}` (§4.3, last part)."""
+    raw = await read_body(request)
+    body = _document(raw)
+    is_invalid = body.get("isInvalid") is True
+    text = b""
+    if body.get("deployment") is not None:
+        deployment = _member(raw, body, "deployment", dict)
+        features = body.get("features") or []
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise bad_request("'features' must be a list of strings")
+        text = _wrap(_integer(body, "version", 3), features, deployment)
+    await request.app[BACKENDS].updates.PatchCheckpoint(
+        updates_pb2.PatchCheckpointRequest(
+            lease=_lease(request), untyped_deployment=text, is_invalid=is_invalid
+        ),
+        **call_options(request),
+    )
+    return no_content()
+
+
+async def patch_update_checkpoint_verbatim(request: web.Request) -> web.Response:
+    raw = await read_body(request)
+    body = _document(raw)
+    await request.app[BACKENDS].updates.PatchCheckpointVerbatim(
+        updates_pb2.PatchCheckpointVerbatimRequest(
+            lease=_lease(request),
+            untyped_deployment=_member(raw, body, "untypedDeployment", dict),
+            sequence_number=_integer(body, "sequenceNumber"),
+        ),
+        **call_options(request),
+    )
+    return no_content()
+
+
+async def patch_update_checkpoint_delta(request: web.Request) -> web.Response:
+    raw = await read_body(request)
+    body = _document(raw)
+    checkpoint_hash = optional_string(body, "checkpointHash")
+    if not checkpoint_hash:
+        raise bad_request("'checkpointHash' is required")
+    await request.app[BACKENDS].updates.PatchCheckpointDelta(
+        updates_pb2.PatchCheckpointDeltaRequest(
+            lease=_lease(request),
+            deployment_delta=_member(raw, body, "deploymentDelta", list),
+            checkpoint_hash=checkpoint_hash,
+            sequence_number=_integer(body, "sequenceNumber"),
+        ),
+        **call_options(request),
+    )
+    return no_content()
+
+
+async def patch_update_journal_entries(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    entries = body.get("entries") or []
+    if not isinstance(entries, list):
+        raise bad_request("'entries' must be a list")
+    messages = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise bad_request("every journal entry must be an object")
+        sequence = entry.get("sequenceID")
+        messages.append(
+            updates_pb2.JournalEntry(
+                sequence_id=sequence if isinstance(sequence, int) else 0,
+                data=orjson.dumps(entry),
+            )
+        )
+    await request.app[BACKENDS].updates.AppendJournalEntries(
+        updates_pb2.AppendJournalEntriesRequest(lease=_lease(request), entries=messages),
+        **call_options(request),
+    )
+    return no_content()
+
+
+def _engine_event(event: Any) -> updates_pb2.EngineEvent:
+    if not isinstance(event, dict):
+        raise bad_request("every engine event must be an object")
+    sequence = event.get("sequence")
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+        raise bad_request("every engine event needs a 'sequence' of 0 or more")
+    timestamp = _integer(event, "timestamp")
+    kind = next((key for key in event if key not in ("sequence", "timestamp")), "")
+    return updates_pb2.EngineEvent(
+        sequence=sequence, timestamp=timestamp, kind=kind[:64], data=orjson.dumps(event)
+    )
+
+
+async def post_engine_event_batch(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    events = body.get("events") or []
+    if not isinstance(events, list):
+        raise bad_request("'events' must be a list")
+    await request.app[BACKENDS].updates.RecordEngineEvents(
+        updates_pb2.RecordEngineEventsRequest(
+            lease=_lease(request), events=[_engine_event(e) for e in events]
+        ),
+        **call_options(request),
+    )
+    return no_content()
+
+
+async def post_engine_event(request: web.Request) -> web.Response:
+    """Legacy single-event upload (§3.4.10)."""
+    body = await read_json_object(request)
+    await request.app[BACKENDS].updates.RecordEngineEvents(
+        updates_pb2.RecordEngineEventsRequest(lease=_lease(request), events=[_engine_event(body)]),
+        **call_options(request),
+    )
+    return no_content()
+
+
+async def append_update_log_entry(request: web.Request) -> web.Response:
+    """Legacy pre-rendered log lines; kept as the update's status events."""
+    body = await read_json_object(request)
+    kind = optional_string(body, "kind") or "stdout"
+    await request.app[BACKENDS].updates.AppendLogEntry(
+        updates_pb2.AppendLogEntryRequest(
+            lease=_lease(request), kind=kind[:16], fields=orjson.dumps(_object(body, "fields"))
+        ),
+        **call_options(request),
+    )
+    return no_content()
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+async def get_update_status(request: web.Request) -> web.Response:
+    """`GET U[?continuationToken=]` (§3.4.9); the token is omitted once everything was read."""
+    reply = await request.app[BACKENDS].updates.GetUpdateStatus(
+        updates_pb2.GetUpdateStatusRequest(
+            stack_id=request[STACK].id,
+            update_id=request.match_info["updateID"],
+            continuation_token=request.query.get("continuationToken", ""),
+        ),
+        **call_options(request),
+    )
+    payload: dict[str, Any] = {
+        "status": reply.status,
+        "events": [
+            {"index": e.index, "kind": e.kind, "fields": orjson.Fragment(e.fields)}
+            for e in reply.events
+        ],
+    }
+    if reply.continuation_token:
+        payload["continuationToken"] = reply.continuation_token
+    return json_response(payload)
+
+
+async def get_update_events(request: web.Request) -> web.Response:
+    """`GET U/events`: engine events in sequence order; the SDK needs a string token."""
+    reply = await request.app[BACKENDS].updates.ListEngineEvents(
+        updates_pb2.ListEngineEventsRequest(
+            stack_id=request[STACK].id,
+            update_id=request.match_info["updateID"],
+            continuation_token=request.query.get("continuationToken", ""),
+            page_size=int_query(request, "pageSize", 0),
+        ),
+        **call_options(request),
+    )
+    return json_response(
+        {
+            "events": [orjson.Fragment(event.data) for event in reply.events],
+            "continuationToken": reply.continuation_token,
+        }
+    )
+
+
+def _flat_info(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
+    """The CLI's UpdateInfo (`pulumi stack history`)."""
+    payload: dict[str, Any] = {
+        "kind": info.kind,
+        "startTime": info.start_time,
+        "endTime": info.end_time,
+        "message": info.message,
+        "environment": dict(info.environment),
+        "config": orjson.Fragment(info.config or b"{}"),
+        "result": info.result,
+        "version": info.version,
+        "resourceChanges": dict(info.resource_changes),
+    }
+    if info.resource_count:
+        payload["resourceCount"] = info.resource_count
+    return payload
+
+
+def update_json(info: updates_pb2.UpdateInfo, latest_version: int) -> dict[str, Any]:
+    """Both shapes at once: the CLI reads the flat fields, the SDK reads `info` and the rest."""
+    flat = _flat_info(info)
+    return {
+        **flat,
+        "info": flat,
+        "updateID": info.update_id,
+        "latestVersion": latest_version,
+        "requestedBy": {
+            "name": info.requested_by,
+            "githubLogin": info.requested_by,
+            "avatarUrl": "",
+        },
+    }
+
+
+async def _latest_version(request: web.Request) -> int:
+    reply = await request.app[BACKENDS].updates.GetStackStates(
+        updates_pb2.GetStackStatesRequest(stack_ids=[request[STACK].id]), **call_options(request)
+    )
+    return reply.states[0].version if reply.states else 0
+
+
+async def get_stack_updates(request: web.Request) -> web.Response:
+    """`GET S/updates?pageSize=&page=` (§2.11): newest first, previews excluded."""
+    page_size = int_query(request, "pageSize", 0)
+    page = int_query(request, "page", 0)
+    reply = await request.app[BACKENDS].updates.ListUpdates(
+        updates_pb2.ListUpdatesRequest(stack_id=request[STACK].id, page_size=page_size, page=page),
+        **call_options(request),
+    )
+    latest = await _latest_version(request)
+    return json_response(
+        {
+            "updates": [update_json(info, latest) for info in reply.updates],
+            "itemsPerPage": page_size or len(reply.updates),
+            "total": reply.total,
+        }
+    )
+
+
+async def _get_update(request: web.Request, version: int) -> web.Response:
+    info = await request.app[BACKENDS].updates.GetUpdate(
+        updates_pb2.GetUpdateRequest(stack_id=request[STACK].id, version=version),
+        **call_options(request),
+    )
+    return json_response(update_json(info, await _latest_version(request)))
+
+
+async def get_latest_stack_update(request: web.Request) -> web.Response:
+    """`GET S/updates/latest` (§3.2.11): 404 when the stack was never updated."""
+    return await _get_update(request, 0)
+
+
+async def get_stack_update(request: web.Request) -> web.Response:
+    return await _get_update(request, _version(request))
+
+
+def _version(request: web.Request) -> int:
+    version = int(request.match_info["version"])
+    if version < 1:
+        raise bad_request("versions start at 1")
+    return version
+
+
+async def _export(request: web.Request, version: int) -> web.Response:
+    reply = await request.app[BACKENDS].updates.ExportDeployment(
+        updates_pb2.ExportDeploymentRequest(stack_id=request[STACK].id, version=version),
+        **call_options(request),
+    )
+    return web.Response(body=reply.untyped_deployment, content_type="application/json")
+
+
+async def export_stack(request: web.Request) -> web.Response:
+    """`GET S/export`: the current deployment (a running update's latest state)."""
+    return await _export(request, 0)
+
+
+async def export_stack_version(request: web.Request) -> web.Response:
+    return await _export(request, _version(request))
+
+
+async def import_stack(request: web.Request) -> web.Response:
+    """`POST S/import` (§2.10): recorded as a finished update of kind import."""
+    raw = await read_body(request)
+    _document(raw)
+    stack = request[STACK]
+    reply = await request.app[BACKENDS].updates.ImportDeployment(
+        updates_pb2.ImportDeploymentRequest(
+            stack_id=stack.id,
+            untyped_deployment=raw,
+            organization=stack.ref.organization,
+            project=stack.ref.project,
+            stack=stack.ref.stack,
+        ),
+        **call_options(request),
+    )
+    return json_response({"updateId": reply.update_id})

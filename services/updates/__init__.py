@@ -1,0 +1,1 @@
+"""The updates service: update lifecycle, leases, checkpoints, journal, events, history."""

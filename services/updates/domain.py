@@ -1,0 +1,253 @@
+"""Frozen records the updates service passes between its layers, and its pure rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.common.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    Unauthenticated,
+)
+
+# The CLI assumes a lease lasts five minutes from the moment it got the token (protocol §6).
+LEASE_SECONDS = 300
+MAX_RENEW_SECONDS = 300
+
+# Kinds an update can be created with (the path segment), and kinds recorded otherwise.
+CREATE_KINDS: tuple[str, ...] = ("update", "preview", "refresh", "destroy")
+IMPORT_KIND = "import"
+
+NOT_STARTED = "not-started"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+ENDED: frozenset[str] = frozenset({SUCCEEDED, FAILED, CANCELLED})
+COMPLETE_STATUSES: frozenset[str] = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+DEFAULT_HISTORY_PAGE_SIZE = 10
+MAX_HISTORY_PAGE_SIZE = 1000
+DEFAULT_EVENTS_PAGE_SIZE = 500
+MAX_EVENTS_PAGE_SIZE = 5000
+
+CONFLICT_MESSAGE = "Conflict: Another update is currently in progress."
+
+
+@dataclass(frozen=True)
+class NewUpdate:
+    stack_id: str
+    kind: str
+    is_dry_run: bool
+    program: bytes
+    config: bytes
+    message: str
+    environment: Mapping[str, str]
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """An update as stored; times are Unix seconds."""
+
+    id: str
+    stack_id: str
+    kind: str
+    is_dry_run: bool
+    status: str
+    is_finalised: bool
+    config: bytes
+    message: str
+    environment: Mapping[str, str]
+    requested_by: str
+    version: int
+    base_version: int
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    lease_expires_at: float | None
+    lease_token_hash: str | None
+    journal_version: int
+    checkpoint_sequence: int
+    materialised_sequence: int
+    journal_entry_count: int
+    resource_changes: Mapping[str, int] = field(default_factory=dict)
+    resource_count: int | None = None
+
+    @property
+    def is_preview(self) -> bool:
+        return self.is_dry_run or self.kind == "preview"
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_sequence > 0
+
+    @property
+    def has_journal(self) -> bool:
+        return self.journal_entry_count > 0
+
+
+@dataclass(frozen=True)
+class Lease:
+    token: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class StartedUpdate:
+    version: int
+    lease: Lease
+    journal_version: int
+
+
+@dataclass(frozen=True)
+class StackState:
+    stack_id: str
+    version: int = 0
+    active_update: UpdateRecord | None = None
+    last_update_at: float | None = None
+    resource_count: int = 0
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """What an ended update leaves behind: the stack's deployment text at that version."""
+
+    compressed: bytes
+    size: int
+    sha256: str
+    resource_count: int
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    index: int
+    kind: str
+    fields: bytes
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    sequence: int
+    timestamp: int
+    kind: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    updates: tuple[UpdateRecord, ...]
+    total: int
+
+
+def validate_kind(kind: str) -> str:
+    if kind not in CREATE_KINDS:
+        raise InvalidArgument(f"Bad Request: unknown update kind '{kind}'")
+    return kind
+
+
+def validate_complete_status(status: str) -> str:
+    if status not in COMPLETE_STATUSES:
+        raise InvalidArgument(f"Bad Request: unrecognized status '{status}'")
+    return status
+
+
+def validate_renew_duration(seconds: int) -> int:
+    if not 0 <= seconds <= MAX_RENEW_SECONDS:
+        raise OutOfRange(
+            f"Bad Request: Renewal duration must be between 0 and {MAX_RENEW_SECONDS} seconds"
+        )
+    return seconds
+
+
+def history_page(page_size: int, page: int) -> tuple[int, int]:
+    """(limit, offset) for a 1-based history page; 0 means the defaults."""
+    size = page_size or DEFAULT_HISTORY_PAGE_SIZE
+    number = page or 1
+    if not 1 <= size <= MAX_HISTORY_PAGE_SIZE:
+        raise InvalidArgument(
+            f"Bad Request: pageSize must be between 1 and {MAX_HISTORY_PAGE_SIZE}"
+        )
+    if number < 1:
+        raise InvalidArgument("Bad Request: page must be 1 or more")
+    return size, (number - 1) * size
+
+
+def events_page_size(requested: int) -> int:
+    size = requested or DEFAULT_EVENTS_PAGE_SIZE
+    if not 1 <= size <= MAX_EVENTS_PAGE_SIZE:
+        raise InvalidArgument(
+            f"Bad Request: page size must be between 1 and {MAX_EVENTS_PAGE_SIZE}"
+        )
+    return size
+
+
+def parse_index_token(token: str) -> int:
+    """Continuation tokens are the next index to return, as decimal text; '' starts over."""
+    if not token:
+        return 0
+    if not token.isdigit() or len(token) > 19:
+        raise InvalidArgument("Bad Request: Invalid continuation token.")
+    return int(token)
+
+
+def history_result(update: UpdateRecord) -> str:
+    """History's result vocabulary: the SDK knows no 'cancelled', so that reads as failed."""
+    if update.status == NOT_STARTED:
+        return "not-started"
+    if update.status == RUNNING:
+        return "in-progress"
+    if update.status == SUCCEEDED:
+        return "succeeded"
+    return "failed"
+
+
+def status_text(update: UpdateRecord) -> str:
+    """`GET …/update/{id}` status words (note the space in 'not started')."""
+    return "not started" if update.status == NOT_STARTED else update.status
+
+
+def lease_is_valid(update: UpdateRecord, now: float) -> bool:
+    return (
+        update.status == RUNNING
+        and update.lease_expires_at is not None
+        and update.lease_expires_at > now
+    )
+
+
+class LeaseExpired(FailedPrecondition):
+    """The lease ran out before this call; renewing it is refused with 403 instead."""
+
+
+def update_not_found() -> NotFound:
+    return NotFound("Not Found: Update")
+
+
+def ended_error(status: str) -> FailedPrecondition:
+    if status == CANCELLED:
+        return FailedPrecondition("Conflict: The Update has been cancelled")
+    return FailedPrecondition("Conflict: The Update has already completed")
+
+
+def lease_refusal(update: UpdateRecord | None, token_matches: bool, now: float) -> DomainError:
+    """Why an update-token call is refused (the caller already knows it must be)."""
+    if update is None:
+        return update_not_found()
+    if not token_matches:
+        return Unauthenticated("Unauthorized: the update token is not valid for this update")
+    if update.status == NOT_STARTED:
+        return FailedPrecondition("Conflict: The Update has not started")
+    if update.status in ENDED:
+        return ended_error(update.status)
+    return LeaseExpired("Conflict: The Update has already timed out")
+
+
+def preview_write_refused() -> PermissionDenied:
+    return PermissionDenied(
+        "Forbidden: Updating the checkpoint is not permitted for preview operations."
+    )

@@ -1,0 +1,612 @@
+"""The update lifecycle: locks and leases, checkpoint and journal writes, ending, reading state.
+
+Servicer methods call one method here each. Writes on behalf of a running update happen in a
+transaction that first checks the lease token against the update's row (fencing); the stack
+lock row decides who may start; Redis, when configured, only turns contenders away early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import zstandard
+
+from services.common.auth import hash_token
+from services.common.clock import Clock
+from services.common.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.common.logging import get_logger
+from services.updates import checkpoints
+from services.updates.delta import WorkingText, parse_edits
+from services.updates.domain import (
+    CANCELLED,
+    CONFLICT_MESSAGE,
+    ENDED,
+    LEASE_SECONDS,
+    RUNNING,
+    EngineEvent,
+    FinalState,
+    HistoryPage,
+    Lease,
+    LeaseExpired,
+    NewUpdate,
+    StackState,
+    StartedUpdate,
+    StatusEvent,
+    UpdateRecord,
+    events_page_size,
+    history_page,
+    lease_is_valid,
+    parse_index_token,
+    preview_write_refused,
+    validate_complete_status,
+    validate_renew_duration,
+)
+from services.updates.journal import replay, validate_entry
+from services.updates.lease import StackLock
+from services.updates.store import Blocked, FencedUpdate, UpdateStore
+
+log = get_logger("cairn.updates")
+
+# Texts above this size are hashed and compressed off the event loop.
+OFFLOAD_BYTES = 256 * 1024
+# A delta chain is folded into a stored text after this many deltas, or once the deltas
+# add up to the text's own size: per-write cost stays proportional to the change.
+MATERIALISE_EVERY = 256
+# Working texts kept in memory for delta writes (least recently used ones are dropped).
+CACHE_BYTES = 256 * 1024 * 1024
+# Start and import retry after ending an abandoned holder; bounded.
+TAKEOVER_ATTEMPTS = 3
+JOURNAL_COMPRESSION_LEVEL = 1
+
+
+def new_lease_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass
+class _Cached:
+    sequence: int
+    text: WorkingText
+
+
+class WorkingTexts:
+    """The current delta base of recent updates, least recently used first out."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
+        self._max_bytes = max_bytes
+
+    def get(self, update_id: str) -> _Cached | None:
+        entry = self._entries.get(update_id)
+        if entry is not None:
+            self._entries.move_to_end(update_id)
+        return entry
+
+    def put(self, update_id: str, sequence: int, text: WorkingText) -> None:
+        self._entries[update_id] = _Cached(sequence, text)
+        self._entries.move_to_end(update_id)
+        total = sum(entry.text.size for entry in self._entries.values())
+        while total > self._max_bytes and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            total -= dropped.text.size
+
+    def drop(self, update_id: str) -> None:
+        self._entries.pop(update_id, None)
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    update_id: str
+    token: str
+
+    @property
+    def token_hash(self) -> str:
+        return hash_token(self.token)
+
+
+class Updates:
+    """Everything the updates service does, over its store, lock and clock."""
+
+    def __init__(
+        self,
+        store: UpdateStore,
+        lock: StackLock,
+        clock: Clock,
+        new_token: Callable[[], str] = new_lease_token,
+        cache: WorkingTexts | None = None,
+    ) -> None:
+        self._store = store
+        self._lock = lock
+        self._clock = clock
+        self._new_token = new_token
+        self._texts = cache or WorkingTexts()
+        self._writers: dict[str, asyncio.Lock] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def create(self, new: NewUpdate) -> UpdateRecord:
+        return await self._store.create(new, self._clock.now())
+
+    async def start(self, stack_id: str, update_id: str, journal_version: int) -> StartedUpdate:
+        """Take the stack's lock (non-previews) and hand out a lease of five minutes."""
+        update = await self._store.get(stack_id, update_id)
+        token = self._new_token()
+        token_hash = hash_token(token)
+        if not update.is_preview:
+            await self._acquire(stack_id, token_hash)
+        try:
+            for _ in range(TAKEOVER_ATTEMPTS):
+                now = self._clock.now()
+                expires_at = now + LEASE_SECONDS
+                result = await self._store.start(
+                    stack_id,
+                    update_id,
+                    token_hash=token_hash,
+                    expires_at=expires_at,
+                    journal_version=1 if journal_version >= 1 else 0,
+                    now=now,
+                )
+                if isinstance(result, Blocked):
+                    await self._abandon(result.holder)
+                    continue
+                return StartedUpdate(
+                    version=result.version,
+                    lease=Lease(token=token, expires_at=expires_at),
+                    journal_version=result.journal_version,
+                )
+            raise FailedPrecondition(CONFLICT_MESSAGE)
+        except BaseException:
+            if not update.is_preview:
+                await self._lock.release(stack_id, token_hash)
+            raise
+
+    async def _acquire(self, stack_id: str, token_hash: str) -> None:
+        holder = await self._lock.acquire(stack_id, token_hash, LEASE_SECONDS)
+        if holder is None:
+            return
+        # Redis says the stack is held; the database row says whether that is still true.
+        (state,) = await self._store.stack_states([stack_id])
+        active = state.active_update
+        if active is not None and lease_is_valid(active, self._clock.now()):
+            raise FailedPrecondition(CONFLICT_MESSAGE)
+        if not await self._lock.take_over(stack_id, holder, token_hash, LEASE_SECONDS):
+            raise FailedPrecondition(CONFLICT_MESSAGE)
+
+    async def _abandon(self, holder: UpdateRecord) -> None:
+        """End an update whose lease ran out (as failed) and release the stack."""
+        ended = holder
+        if holder.status == RUNNING:
+            ended = await self._store.expire(holder.id, self._clock.now())
+            log.info("update_lease_expired", update_id=holder.id, stack_id=holder.stack_id)
+        await self._finalise(ended)
+
+    async def renew(self, lease: LeaseRef, duration_seconds: int) -> Lease:
+        """Extend the lease (never shorten it); the token stays the same."""
+        validate_renew_duration(duration_seconds)
+        now = self._clock.now()
+        try:
+            async with self._store.fenced(lease.update_id, lease.token_hash, now) as update:
+                update.renew(now + duration_seconds)
+                record = update.record
+        except LeaseExpired:
+            # The CLI treats 403 on renewal as "lease expired" and stops renewing.
+            raise PermissionDenied("Forbidden: the update's lease has expired") from None
+        if not record.is_preview:
+            await self._lock.renew(record.stack_id, lease.token_hash, LEASE_SECONDS)
+        return Lease(token=lease.token, expires_at=record.lease_expires_at or now)
+
+    async def complete(self, lease: LeaseRef, status: str) -> None:
+        """End the update (idempotent for the same status), store its state, free the stack."""
+        validate_complete_status(status)
+        ended = await self._store.end(
+            lease.update_id, status=status, now=self._clock.now(), token_hash=lease.token_hash
+        )
+        await self._finalise(ended)
+        if not ended.is_preview:
+            await self._lock.release(ended.stack_id, lease.token_hash)
+
+    async def cancel(self, stack_id: str, update_id: str) -> None:
+        """`pulumi cancel`: end a running update at once; its lease stops working."""
+        update = await self._store.get(stack_id, update_id)
+        ended = await self._store.end(
+            update.id, status=CANCELLED, now=self._clock.now(), token_hash=None
+        )
+        await self._finalise(ended)
+        if not ended.is_preview and ended.lease_token_hash:
+            await self._lock.release(ended.stack_id, ended.lease_token_hash)
+
+    async def _finalise(self, update: UpdateRecord) -> None:
+        if update.is_finalised:
+            self._forget(update.id)
+            return
+        final = None if update.is_preview else await self._final_state(update)
+        await self._store.finalise(update, final, self._clock.now())
+        self._forget(update.id)
+
+    def _forget(self, update_id: str) -> None:
+        self._texts.drop(update_id)
+        self._writers.pop(update_id, None)
+
+    # -- checkpoints, journal, events --------------------------------------------------------
+
+    def _writer(self, update_id: str) -> asyncio.Lock:
+        return self._writers.setdefault(update_id, asyncio.Lock())
+
+    async def patch_checkpoint(self, lease: LeaseRef, text: bytes, *, is_invalid: bool) -> None:
+        """Full checkpoint mode: the text is the whole state, so it replaces what was stored."""
+        if is_invalid or not text:
+            raise InvalidArgument(
+                "Bad Request: request must contain a checkpoint or using the IsInvalid flag "
+                "is not longer supported"
+            )
+        compressed, sha256 = await _pack(text)
+        async with (
+            self._writer(lease.update_id),
+            self._store.fenced(lease.update_id, lease.token_hash, self._clock.now()) as update,
+        ):
+            _refuse_preview(update)
+            sequence = update.record.checkpoint_sequence + 1
+            await update.put_working(sequence, compressed, len(text), sha256)
+        self._texts.drop(lease.update_id)
+
+    async def patch_verbatim(self, lease: LeaseRef, text: bytes, sequence: int) -> None:
+        """A verbatim text: stored as received and kept as the base for the next delta."""
+        if sequence < 1:
+            raise InvalidArgument("Bad Request: sequenceNumber must be 1 or more")
+        if not text:
+            raise InvalidArgument("Bad Request: untypedDeployment is required")
+        working = await _off_loop(len(text), WorkingText, text)
+        compressed = await _off_loop(len(text), checkpoints.compress, text)
+        async with self._writer(lease.update_id):
+            try:
+                async with self._store.fenced(
+                    lease.update_id, lease.token_hash, self._clock.now()
+                ) as update:
+                    _refuse_preview(update)
+                    last = update.record.checkpoint_sequence
+                    if sequence < last:
+                        raise _stale_sequence(sequence, last)
+                    await update.put_working(sequence, compressed, len(text), working.sha256_hex())
+            except BaseException:
+                self._texts.drop(lease.update_id)
+                raise
+            self._texts.put(lease.update_id, sequence, working)
+
+    async def patch_delta(
+        self, lease: LeaseRef, raw_edits: bytes, checkpoint_hash: str, sequence: int
+    ) -> None:
+        """Apply text edits to the last text of this update; a wrong hash changes nothing."""
+        edits = parse_edits(raw_edits)
+        expected = checkpoint_hash.lower()
+        if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+            raise InvalidArgument("Bad Request: checkpointHash must be 64 hexadecimal characters")
+        async with self._writer(lease.update_id):
+            try:
+                async with self._store.fenced(
+                    lease.update_id, lease.token_hash, self._clock.now()
+                ) as update:
+                    _refuse_preview(update)
+                    record = update.record
+                    last = record.checkpoint_sequence
+                    if sequence <= last:
+                        if sequence == last and await self._current_hash(update) == expected:
+                            return
+                        raise _stale_sequence(sequence, last)
+                    if last == 0:
+                        raise InvalidArgument(
+                            "Bad Request: a checkpoint delta needs an earlier verbatim "
+                            "checkpoint of this update"
+                        )
+                    working = await self._base_text(update, last)
+                    applied = await _off_loop(working.size, working.apply, edits, expected)
+                    if not applied:
+                        raise InvalidArgument(
+                            "Bad Request: checkpoint hash mismatch: the delta does not produce "
+                            "the expected checkpoint"
+                        )
+                    await update.add_delta(sequence, checkpoints.compress(raw_edits), expected)
+                    if update.is_due_for_materialising(working.size, MATERIALISE_EVERY):
+                        text = working.to_bytes()
+                        compressed = await _off_loop(len(text), checkpoints.compress, text)
+                        await update.put_working(sequence, compressed, len(text), expected)
+            except BaseException:
+                # The in-memory text may be ahead of what was committed: rebuild next time.
+                self._texts.drop(lease.update_id)
+                raise
+            self._texts.put(lease.update_id, sequence, working)
+
+    async def _current_hash(self, update: FencedUpdate) -> str:
+        cached = self._texts.get(update.record.id)
+        if cached is not None and cached.sequence == update.record.checkpoint_sequence:
+            return cached.text.sha256_hex()
+        working = await self._base_text(update, update.record.checkpoint_sequence)
+        return working.sha256_hex()
+
+    async def _base_text(self, update: FencedUpdate, sequence: int) -> WorkingText:
+        """The text at `sequence`: from memory, caught up with newer deltas, or rebuilt."""
+        cached = self._texts.get(update.record.id)
+        if cached is not None and cached.sequence == sequence:
+            return cached.text
+        if cached is not None and cached.sequence < sequence:
+            stored, deltas = await update.working_after(cached.sequence)
+            if stored is None and _catch_up(cached.text, deltas):
+                return cached.text
+        self._texts.drop(update.record.id)
+        stored, deltas = await update.working_after(None)
+        return await _rebuild(stored, deltas)
+
+    async def append_journal(self, lease: LeaseRef, entries: Sequence[bytes]) -> None:
+        """Store journal entries (duplicates of a retried batch are ignored)."""
+        checked: list[tuple[int, bytes]] = []
+        compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
+        for data in entries:
+            sequence = validate_entry(checkpoints.parse_json(data, "a journal entry"))
+            checked.append((sequence, compressor.compress(data)))
+        async with self._store.fenced(
+            lease.update_id, lease.token_hash, self._clock.now()
+        ) as update:
+            _refuse_preview(update)
+            if update.record.journal_version != 1:
+                raise FailedPrecondition(
+                    "Conflict: journal entries need journalVersion 1, negotiated when the "
+                    "update started"
+                )
+            await update.add_journal_entries(checked)
+
+    async def record_events(self, lease: LeaseRef, events: Sequence[EngineEvent]) -> None:
+        """Store engine events by sequence (retries are duplicates, order is restored on read)."""
+        changes = _resource_changes(events)
+        async with self._store.fenced(
+            lease.update_id, lease.token_hash, self._clock.now()
+        ) as update:
+            await update.add_events(events, changes)
+
+    async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:
+        async with self._store.fenced(
+            lease.update_id, lease.token_hash, self._clock.now()
+        ) as update:
+            await update.add_log_entry(kind, fields)
+
+    # -- state -------------------------------------------------------------------------------
+
+    async def _final_state(self, update: UpdateRecord) -> FinalState:
+        """The deployment an ended update leaves: its checkpoints, its journal, or its base."""
+        if update.has_checkpoint:
+            return await _final(await self._checkpoint_text(update))
+        if update.has_journal:
+            text, count = await self._replayed(update)
+            return await _final(text, count)
+        base = await self._store.version(update.stack_id, update.base_version)
+        if base is not None and update.base_version:
+            return FinalState(base.text_compressed, base.size, base.sha256, base.resource_count)
+        return await _final(checkpoints.EMPTY_DEPLOYMENT, 0)
+
+    async def _checkpoint_text(self, update: UpdateRecord) -> bytes:
+        cached = self._texts.get(update.id)
+        if cached is not None and cached.sequence == update.checkpoint_sequence:
+            return cached.text.to_bytes()
+        stored, deltas = await self._store.working(update.id)
+        return (await _rebuild(stored, deltas)).to_bytes()
+
+    async def _replayed(self, update: UpdateRecord) -> tuple[bytes, int]:
+        entries = await self._store.journal(update.id)
+        base_text = None
+        if update.base_version:
+            stored = await self._store.version(update.stack_id, update.base_version)
+            if stored is not None:
+                base_text = stored.text_compressed
+        now = datetime.fromtimestamp(self._clock.now(), tz=UTC)
+        return await asyncio.to_thread(_replay_blocking, base_text, entries, now)
+
+    async def export(self, stack_id: str, version: int) -> bytes:
+        """A stored version, or the current deployment (a running update's latest state)."""
+        (state,) = await self._store.stack_states([stack_id])
+        active = state.active_update
+        if version and (active is None or active.version != version):
+            stored = await self._store.version(stack_id, version)
+            if stored is None:
+                raise NotFound(f"Not Found: Version {version}")
+            return await _unpack(stored.text_compressed)
+        if active is not None and not active.is_finalised:
+            if active.has_checkpoint:
+                return await self._checkpoint_text(active)
+            if active.has_journal:
+                return (await self._replayed(active))[0]
+            version = active.base_version
+            if not version:
+                return checkpoints.EMPTY_DEPLOYMENT
+        stored = await self._store.version(stack_id, version)
+        if stored is None:
+            if version:
+                raise NotFound(f"Not Found: Version {version}")
+            return checkpoints.EMPTY_DEPLOYMENT
+        return await _unpack(stored.text_compressed)
+
+    async def import_deployment(
+        self, stack_id: str, stack_path: tuple[str, str, str], text: bytes, requested_by: str
+    ) -> str:
+        """`stack import`: a finished update of kind import whose state is the given text."""
+        parsed = checkpoints.check_untyped_deployment(
+            checkpoints.parse_json(text, "the deployment")
+        )
+        named = checkpoints.service_provider_stack(parsed)
+        if named is not None and named != stack_path:
+            raise InvalidArgument(
+                "Bad Request: cannot import deployment with encrypted secrets from a different "
+                "stack"
+            )
+        final = await _final(text, checkpoints.resource_count(parsed))
+        for _ in range(TAKEOVER_ATTEMPTS):
+            result = await self._store.import_deployment(
+                stack_id, requested_by=requested_by, final=final, now=self._clock.now()
+            )
+            if isinstance(result, Blocked):
+                await self._abandon(result.holder)
+                continue
+            return result
+        raise FailedPrecondition(CONFLICT_MESSAGE)
+
+    async def stack_states(self, stack_ids: Sequence[str]) -> list[StackState]:
+        return await self._store.stack_states(stack_ids)
+
+    async def check_deletion(self, stack_id: str, *, force: bool) -> None:
+        """Refuse while an update holds the stack, or (without force) while it has resources."""
+        (state,) = await self._store.stack_states([stack_id])
+        active = state.active_update
+        if active is not None and lease_is_valid(active, self._clock.now()):
+            raise FailedPrecondition(
+                "Conflict: an update is in progress on this stack; wait for it or cancel it"
+            )
+        if force:
+            return
+        count = state.resource_count
+        if active is not None and not active.is_finalised:
+            count = checkpoints.count_resources(await self.export(stack_id, 0))
+        if count > 0:
+            # The CLI recognises exactly this text and suggests --force.
+            raise InvalidArgument("Bad Request: Stack still contains resources.")
+
+    async def purge(self, stack_id: str) -> None:
+        await self._store.purge(stack_id)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, stack_id: str, update_id: str) -> UpdateRecord:
+        return await self._store.get(stack_id, update_id)
+
+    async def status(
+        self, stack_id: str, update_id: str, token: str
+    ) -> tuple[UpdateRecord, list[StatusEvent], str]:
+        """Status lines after the token; the next token is '' once the update has ended."""
+        update = await self._store.get(stack_id, update_id)
+        start = parse_index_token(token)
+        page = events_page_size(0)
+        events = await self._store.log_entries(update_id, start - 1, page)
+        following = events[-1].index + 1 if events else max(start, 0)
+        done = update.status in ENDED and len(events) < page
+        return update, events, "" if done else str(following)
+
+    async def engine_events(
+        self, stack_id: str, update_id: str, token: str, page_size: int
+    ) -> tuple[list[EngineEvent], str]:
+        update = await self._store.get(stack_id, update_id)
+        start = parse_index_token(token)
+        page = events_page_size(page_size)
+        events = await self._store.engine_events(update_id, start - 1, page)
+        following = events[-1].sequence + 1 if events else max(start, 0)
+        done = update.status in ENDED and len(events) < page
+        return events, "" if done else str(following)
+
+    async def history(self, stack_id: str, page_size: int, page: int) -> HistoryPage:
+        limit, offset = history_page(page_size, page)
+        return await self._store.history(stack_id, limit, offset)
+
+    async def by_version(self, stack_id: str, version: int) -> UpdateRecord:
+        found = await self._store.by_version(stack_id, version)
+        if found is None:
+            raise NotFound("Not Found: Version" + (f" {version}" if version else ""))
+        return found
+
+
+def _refuse_preview(update: FencedUpdate) -> None:
+    if update.record.is_preview:
+        raise preview_write_refused()
+
+
+def _stale_sequence(sequence: int, last: int) -> Aborted:
+    return Aborted(
+        f"Conflict: checkpoint sequence number {sequence} is not after the last applied "
+        f"one ({last})"
+    )
+
+
+def _catch_up(text: WorkingText, deltas: Sequence[Any]) -> bool:
+    """Apply stored deltas to an older in-memory text; False if any does not fit."""
+    for delta in deltas:
+        edits = parse_edits(checkpoints.decompress(delta.edits_compressed))
+        if not text.apply(edits, delta.sha256):
+            return False
+    return True
+
+
+async def _rebuild(stored: Any, deltas: Sequence[Any]) -> WorkingText:
+    if stored is None:
+        raise InvalidArgument(
+            "Bad Request: a checkpoint delta needs an earlier verbatim checkpoint of this update"
+        )
+    text = await _unpack(stored.text_compressed)
+    working: WorkingText = await _off_loop(len(text), WorkingText, text)
+    if not await _off_loop(len(text), _catch_up, working, deltas):
+        raise FailedPrecondition("Conflict: the stored checkpoint chain is inconsistent")
+    return working
+
+
+async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
+    if size >= OFFLOAD_BYTES:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
+
+
+async def _pack(text: bytes) -> tuple[bytes, str]:
+    compressed = await _off_loop(len(text), checkpoints.compress, text)
+    sha256 = await _off_loop(len(text), checkpoints.sha256_hex, text)
+    return compressed, sha256
+
+
+async def _unpack(compressed: bytes) -> bytes:
+    data: bytes = await _off_loop(len(compressed), checkpoints.decompress, compressed)
+    return data
+
+
+async def _final(text: bytes, resource_count: int | None = None) -> FinalState:
+    compressed, sha256 = await _pack(text)
+    if resource_count is None:
+        resource_count = await _off_loop(len(text), checkpoints.count_resources, text)
+    return FinalState(compressed, len(text), sha256, resource_count)
+
+
+def _replay_blocking(
+    base_compressed: bytes | None, entries: Sequence[bytes], now: datetime
+) -> tuple[bytes, int]:
+    base = None
+    if base_compressed is not None:
+        parsed = orjson.loads(checkpoints.decompress(base_compressed))
+        base = parsed if isinstance(parsed, dict) else None
+    decompressor = zstandard.ZstdDecompressor()
+    parsed_entries = [orjson.loads(decompressor.decompress(entry)) for entry in entries]
+    result = replay(base, parsed_entries, now=now)
+    for warning in result.warnings:
+        log.warning("journal_replay", detail=warning)
+    return orjson.dumps(result.deployment), result.resource_count
+
+
+def _resource_changes(events: Sequence[EngineEvent]) -> Mapping[str, int] | None:
+    """`resourceChanges` of the summary event, the history's source of change counts."""
+    for event in events:
+        if event.kind != "summaryEvent":
+            continue
+        try:
+            summary = orjson.loads(event.data).get("summaryEvent") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        changes = summary.get("resourceChanges") if isinstance(summary, dict) else None
+        if isinstance(changes, dict):
+            return {
+                str(k): int(v)
+                for k, v in changes.items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            }
+    return None

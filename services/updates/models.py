@@ -1,0 +1,150 @@
+"""Tables of the updates service; only store.py touches them.
+
+Times are Unix seconds (floats) so lease arithmetic uses the injected clock directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.db import new_metadata
+
+
+def update_fk() -> ForeignKey:
+    """Child rows go with their update."""
+    return ForeignKey("updates_updates.id", ondelete="CASCADE")
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class StackStateRow(Base):
+    """Per stack: its version and which update holds it (the lock's truth)."""
+
+    __tablename__ = "updates_stacks"
+
+    stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Highest version handed out (a started non-preview update reserves the next one).
+    version: Mapped[int] = mapped_column(BigInteger)
+    active_update_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_update_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resource_count: Mapped[int] = mapped_column(Integer)
+
+
+class UpdateRow(Base):
+    __tablename__ = "updates_updates"
+    __table_args__ = (Index("ix_updates_updates_stack_id_version", "stack_id", "version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stack_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    is_dry_run: Mapped[bool] = mapped_column(Boolean)
+    # not-started | running | succeeded | failed | cancelled
+    status: Mapped[str] = mapped_column(String(16))
+    # True once an ended update's final state is stored and the stack released.
+    is_finalised: Mapped[bool] = mapped_column(Boolean)
+    program: Mapped[bytes] = mapped_column(LargeBinary)
+    config: Mapped[bytes] = mapped_column(LargeBinary)
+    message: Mapped[str] = mapped_column(Text)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(BigInteger)
+    base_version: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    journal_version: Mapped[int] = mapped_column(Integer)
+    # Last applied checkpoint sequence number (verbatim/delta; a counter for full writes).
+    checkpoint_sequence: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_hash: Mapped[str] = mapped_column(String(64))
+    # Sequence of the stored working text; deltas after it complete the current text.
+    materialised_sequence: Mapped[int] = mapped_column(BigInteger)
+    pending_delta_bytes: Mapped[int] = mapped_column(BigInteger)
+    pending_delta_count: Mapped[int] = mapped_column(Integer)
+    journal_entry_count: Mapped[int] = mapped_column(BigInteger)
+    resource_changes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    resource_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class WorkingCheckpointRow(Base):
+    """The last full checkpoint text of a running update (zstd)."""
+
+    __tablename__ = "updates_working_checkpoints"
+
+    update_id: Mapped[str] = mapped_column(String(32), update_fk(), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class CheckpointDeltaRow(Base):
+    """One accepted delta (its edits as received, zstd) after the working text."""
+
+    __tablename__ = "updates_checkpoint_deltas"
+
+    update_id: Mapped[str] = mapped_column(String(32), update_fk(), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    edits: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class JournalEntryRow(Base):
+    __tablename__ = "updates_journal_entries"
+
+    update_id: Mapped[str] = mapped_column(String(32), update_fk(), primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EngineEventRow(Base):
+    __tablename__ = "updates_engine_events"
+
+    update_id: Mapped[str] = mapped_column(String(32), update_fk(), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogEntryRow(Base):
+    """Update-status lines (`GET …/update/{id}` events): legacy log calls."""
+
+    __tablename__ = "updates_log_entries"
+
+    update_id: Mapped[str] = mapped_column(String(32), update_fk(), primary_key=True)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    fields: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StackVersionRow(Base):
+    """The deployment a stack version ended with (zstd), exportable forever."""
+
+    __tablename__ = "updates_stack_versions"
+
+    stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    update_id: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    resource_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)

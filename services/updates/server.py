@@ -1,0 +1,293 @@
+"""gRPC edge of the updates service: protobuf in, lifecycle calls, protobuf out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from protos.cairn.v1 import updates_pb2, updates_pb2_grpc
+from services.common.auth import caller_from_context
+from services.common.clock import Clock, SystemClock
+from services.common.config import Settings
+from services.common.service import RunningService, open_database, serve_service
+from services.updates.domain import (
+    EngineEvent,
+    NewUpdate,
+    StackState,
+    UpdateRecord,
+    history_result,
+    status_text,
+    validate_kind,
+)
+from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
+from services.updates.lifecycle import LeaseRef, Updates
+from services.updates.models import Base
+from services.updates.store import UpdateStore
+
+SERVICE_NAME = updates_pb2.DESCRIPTOR.services_by_name["UpdatesService"].full_name
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+EMPTY = updates_pb2.PatchResponse()
+
+
+class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
+    """Protocol doc §3.4 (lifecycle), §4 (persistence), §3.2.9–3.2.12 (export, import, history)."""
+
+    def __init__(self, updates: Updates) -> None:
+        self._updates = updates
+
+    async def CreateUpdate(
+        self, request: updates_pb2.CreateUpdateRequest, context: Context
+    ) -> updates_pb2.CreateUpdateResponse:
+        update = await self._updates.create(
+            NewUpdate(
+                stack_id=request.stack_id,
+                kind=validate_kind(request.kind),
+                is_dry_run=request.is_dry_run,
+                program=request.program,
+                config=request.config or b"{}",
+                message=request.message,
+                environment=dict(request.environment),
+                requested_by=caller_from_context(context).login,
+            )
+        )
+        return updates_pb2.CreateUpdateResponse(update_id=update.id)
+
+    async def StartUpdate(
+        self, request: updates_pb2.StartUpdateRequest, context: Context
+    ) -> updates_pb2.StartUpdateResponse:
+        started = await self._updates.start(
+            request.stack_id, request.update_id, request.journal_version
+        )
+        return updates_pb2.StartUpdateResponse(
+            version=started.version,
+            token=started.lease.token,
+            token_expiration=int(started.lease.expires_at),
+            journal_version=started.journal_version,
+        )
+
+    async def RenewLease(
+        self, request: updates_pb2.RenewLeaseRequest, context: Context
+    ) -> updates_pb2.RenewLeaseResponse:
+        lease = await self._updates.renew(_lease(request.lease), request.duration_seconds)
+        return updates_pb2.RenewLeaseResponse(
+            token=lease.token, token_expiration=int(lease.expires_at)
+        )
+
+    async def PatchCheckpoint(
+        self, request: updates_pb2.PatchCheckpointRequest, context: Context
+    ) -> updates_pb2.PatchResponse:
+        await self._updates.patch_checkpoint(
+            _lease(request.lease), request.untyped_deployment, is_invalid=request.is_invalid
+        )
+        return EMPTY
+
+    async def PatchCheckpointVerbatim(
+        self, request: updates_pb2.PatchCheckpointVerbatimRequest, context: Context
+    ) -> updates_pb2.PatchResponse:
+        await self._updates.patch_verbatim(
+            _lease(request.lease), request.untyped_deployment, request.sequence_number
+        )
+        return EMPTY
+
+    async def PatchCheckpointDelta(
+        self, request: updates_pb2.PatchCheckpointDeltaRequest, context: Context
+    ) -> updates_pb2.PatchResponse:
+        await self._updates.patch_delta(
+            _lease(request.lease),
+            request.deployment_delta,
+            request.checkpoint_hash,
+            request.sequence_number,
+        )
+        return EMPTY
+
+    async def AppendJournalEntries(
+        self, request: updates_pb2.AppendJournalEntriesRequest, context: Context
+    ) -> updates_pb2.PatchResponse:
+        await self._updates.append_journal(
+            _lease(request.lease), [entry.data for entry in request.entries]
+        )
+        return EMPTY
+
+    async def RecordEngineEvents(
+        self, request: updates_pb2.RecordEngineEventsRequest, context: Context
+    ) -> updates_pb2.PatchResponse:
+        events = [
+            EngineEvent(event.sequence, event.timestamp, event.kind, event.data)
+            for event in request.events
+        ]
+        await self._updates.record_events(_lease(request.lease), events)
+        return EMPTY
+
+    async def AppendLogEntry(
+        self, request: updates_pb2.AppendLogEntryRequest, context: Context
+    ) -> updates_pb2.PatchResponse:
+        await self._updates.append_log(_lease(request.lease), request.kind, request.fields)
+        return EMPTY
+
+    async def CompleteUpdate(
+        self, request: updates_pb2.CompleteUpdateRequest, context: Context
+    ) -> updates_pb2.PatchResponse:
+        await self._updates.complete(_lease(request.lease), request.status)
+        return EMPTY
+
+    async def CancelUpdate(
+        self, request: updates_pb2.CancelUpdateRequest, context: Context
+    ) -> updates_pb2.CancelUpdateResponse:
+        await self._updates.cancel(request.stack_id, request.update_id)
+        return updates_pb2.CancelUpdateResponse()
+
+    async def GetUpdateStatus(
+        self, request: updates_pb2.GetUpdateStatusRequest, context: Context
+    ) -> updates_pb2.GetUpdateStatusResponse:
+        update, events, token = await self._updates.status(
+            request.stack_id, request.update_id, request.continuation_token
+        )
+        return updates_pb2.GetUpdateStatusResponse(
+            status=status_text(update),
+            events=[
+                updates_pb2.UpdateStatusEvent(index=str(e.index), kind=e.kind, fields=e.fields)
+                for e in events
+            ],
+            continuation_token=token,
+        )
+
+    async def ListEngineEvents(
+        self, request: updates_pb2.ListEngineEventsRequest, context: Context
+    ) -> updates_pb2.ListEngineEventsResponse:
+        events, token = await self._updates.engine_events(
+            request.stack_id, request.update_id, request.continuation_token, request.page_size
+        )
+        return updates_pb2.ListEngineEventsResponse(
+            events=[
+                updates_pb2.EngineEvent(
+                    sequence=e.sequence, timestamp=e.timestamp, kind=e.kind, data=e.data
+                )
+                for e in events
+            ],
+            continuation_token=token,
+        )
+
+    async def ListUpdates(
+        self, request: updates_pb2.ListUpdatesRequest, context: Context
+    ) -> updates_pb2.ListUpdatesResponse:
+        page = await self._updates.history(request.stack_id, request.page_size, request.page)
+        return updates_pb2.ListUpdatesResponse(
+            updates=[_info(update) for update in page.updates], total=page.total
+        )
+
+    async def GetUpdate(
+        self, request: updates_pb2.GetUpdateRequest, context: Context
+    ) -> updates_pb2.UpdateInfo:
+        return _info(await self._updates.by_version(request.stack_id, request.version))
+
+    async def ExportDeployment(
+        self, request: updates_pb2.ExportDeploymentRequest, context: Context
+    ) -> updates_pb2.ExportDeploymentResponse:
+        text = await self._updates.export(request.stack_id, request.version)
+        return updates_pb2.ExportDeploymentResponse(untyped_deployment=text)
+
+    async def ImportDeployment(
+        self, request: updates_pb2.ImportDeploymentRequest, context: Context
+    ) -> updates_pb2.ImportDeploymentResponse:
+        update_id = await self._updates.import_deployment(
+            request.stack_id,
+            (request.organization, request.project, request.stack),
+            request.untyped_deployment,
+            caller_from_context(context).login,
+        )
+        return updates_pb2.ImportDeploymentResponse(update_id=update_id)
+
+    async def GetStackStates(
+        self, request: updates_pb2.GetStackStatesRequest, context: Context
+    ) -> updates_pb2.GetStackStatesResponse:
+        states = await self._updates.stack_states(list(request.stack_ids))
+        return updates_pb2.GetStackStatesResponse(states=[_state(state) for state in states])
+
+    async def CheckStackDeletion(
+        self, request: updates_pb2.CheckStackDeletionRequest, context: Context
+    ) -> updates_pb2.CheckStackDeletionResponse:
+        await self._updates.check_deletion(request.stack_id, force=request.force)
+        return updates_pb2.CheckStackDeletionResponse()
+
+    async def PurgeStack(
+        self, request: updates_pb2.PurgeStackRequest, context: Context
+    ) -> updates_pb2.PurgeStackResponse:
+        await self._updates.purge(request.stack_id)
+        return updates_pb2.PurgeStackResponse()
+
+
+def _lease(lease: updates_pb2.LeaseRef) -> LeaseRef:
+    return LeaseRef(update_id=lease.update_id, token=lease.token)
+
+
+def _info(update: UpdateRecord) -> updates_pb2.UpdateInfo:
+    return updates_pb2.UpdateInfo(
+        update_id=update.id,
+        kind=update.kind,
+        start_time=int(update.started_at or update.created_at),
+        end_time=int(update.ended_at or 0),
+        message=update.message,
+        environment={str(k): str(v) for k, v in update.environment.items()},
+        config=update.config,
+        result=history_result(update),
+        version=update.version,
+        resource_changes=dict(update.resource_changes),
+        resource_count=update.resource_count or 0,
+        requested_by=update.requested_by,
+        is_dry_run=update.is_preview,
+        status=status_text(update),
+    )
+
+
+def _state(state: StackState) -> updates_pb2.StackState:
+    message = updates_pb2.StackState(
+        stack_id=state.stack_id,
+        version=state.version,
+        last_update=int(state.last_update_at or 0),
+        resource_count=state.resource_count,
+    )
+    active = state.active_update
+    if active is not None and not active.is_finalised:
+        message.active_update = active.id
+        message.active_kind = active.kind
+        message.active_author = active.requested_by
+        message.active_started = int(active.started_at or active.created_at)
+    return message
+
+
+def build_lock(settings: Settings) -> StackLock:
+    if settings.redis_url:
+        return RedisStackLock.from_url(settings.redis_url, settings.redis_timeout_seconds)
+    return DatabaseOnlyLock()
+
+
+async def start(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    clock: Clock | None = None,
+    lock: StackLock | None = None,
+) -> RunningService:
+    """Migrate, wire and start the updates service; port 0 picks a free port."""
+    database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
+    stack_lock = lock or build_lock(settings)
+    store = UpdateStore(database.sessions, database.engine.dialect.name)
+    servicer = UpdatesServicer(Updates(store, stack_lock, clock or SystemClock()))
+
+    def register(server: grpc.aio.Server) -> None:
+        updates_pb2_grpc.add_UpdatesServiceServicer_to_server(servicer, server)
+
+    return await serve_service(
+        name="updates",
+        settings=settings,
+        host=host,
+        port=port,
+        register=register,
+        service_names=[SERVICE_NAME],
+        closers=[database.engine.dispose, stack_lock.close],
+    )

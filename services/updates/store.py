@@ -1,0 +1,683 @@
+"""The only code issuing SQL for the updates tables; returns frozen records, never rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.errors import FailedPrecondition
+from services.updates.domain import (
+    CONFLICT_MESSAGE,
+    ENDED,
+    IMPORT_KIND,
+    NOT_STARTED,
+    RUNNING,
+    SUCCEEDED,
+    EngineEvent,
+    FinalState,
+    HistoryPage,
+    NewUpdate,
+    StackState,
+    StatusEvent,
+    UpdateRecord,
+    ended_error,
+    lease_is_valid,
+    lease_refusal,
+    update_not_found,
+)
+from services.updates.models import (
+    CheckpointDeltaRow,
+    EngineEventRow,
+    JournalEntryRow,
+    LogEntryRow,
+    StackStateRow,
+    StackVersionRow,
+    UpdateRow,
+    WorkingCheckpointRow,
+)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A start or import found the stack held by an update whose lease is gone."""
+
+    holder: UpdateRecord
+
+
+@dataclass(frozen=True)
+class Started:
+    version: int
+    journal_version: int
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    version: int
+    text_compressed: bytes
+    size: int
+    sha256: str
+    resource_count: int
+
+
+@dataclass(frozen=True)
+class StoredDelta:
+    sequence: int
+    edits_compressed: bytes
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StoredWorking:
+    sequence: int
+    text_compressed: bytes
+    sha256: str
+
+
+class UpdateStore:
+    """Updates, their checkpoints, journal and events, and the per-stack lock row."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+        self._sessions = sessions
+        self._dialect = dialect
+
+    # -- creating, starting, ending --------------------------------------------------------
+
+    async def create(self, new: NewUpdate, now: float) -> UpdateRecord:
+        row = UpdateRow(
+            id=uuid.uuid4().hex,
+            stack_id=new.stack_id,
+            kind=new.kind,
+            is_dry_run=new.is_dry_run,
+            status=NOT_STARTED,
+            is_finalised=False,
+            program=new.program,
+            config=new.config,
+            message=new.message,
+            environment=dict(new.environment),
+            requested_by=new.requested_by,
+            version=0,
+            base_version=0,
+            created_at=now,
+            journal_version=0,
+            checkpoint_sequence=0,
+            checkpoint_hash="",
+            materialised_sequence=0,
+            pending_delta_bytes=0,
+            pending_delta_count=0,
+            journal_entry_count=0,
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+        return _record(row)
+
+    async def get(self, stack_id: str, update_id: str) -> UpdateRecord:
+        """An update of this stack; NotFound for unknown ids and other stacks' updates."""
+        async with self._sessions.begin() as session:
+            row = await session.get(UpdateRow, update_id)
+            if row is None or row.stack_id != stack_id:
+                raise update_not_found()
+            return _record(row)
+
+    async def find(self, update_id: str) -> UpdateRecord | None:
+        async with self._sessions.begin() as session:
+            row = await session.get(UpdateRow, update_id)
+            return None if row is None else _record(row)
+
+    async def start(
+        self,
+        stack_id: str,
+        update_id: str,
+        *,
+        token_hash: str,
+        expires_at: float,
+        journal_version: int,
+        now: float,
+    ) -> Started | Blocked:
+        """Take the stack (non-previews) and start the update, or say who blocks it."""
+        async with self._sessions.begin() as session:
+            state = await self._lock_stack(session, stack_id)
+            row = await _update_row(session, update_id, for_update=True)
+            if row is None or row.stack_id != stack_id:
+                raise update_not_found()
+            if row.status != NOT_STARTED:
+                raise FailedPrecondition("Conflict: The Update has already started")
+            is_preview = row.is_dry_run or row.kind == "preview"
+            if is_preview:
+                version = base = state.version
+            else:
+                blocked = await _holder(session, state, now)
+                if blocked is not None:
+                    return blocked
+                base = state.version
+                version = base + 1
+                state.version = version
+                state.active_update_id = row.id
+            row.status = RUNNING
+            row.started_at = now
+            row.version = version
+            row.base_version = base
+            row.lease_token_hash = token_hash
+            row.lease_expires_at = expires_at
+            row.journal_version = 0 if is_preview else journal_version
+        return Started(version=version, journal_version=row.journal_version)
+
+    async def end(
+        self, update_id: str, *, status: str, now: float, token_hash: str | None
+    ) -> UpdateRecord:
+        """Phase one of ending: fence, then set the final status and revoke the lease.
+
+        With a token this is `complete` (idempotent for the same status); without one it is
+        `cancel`, which works whatever the lease says.
+        """
+        async with self._sessions.begin() as session:
+            row = await _update_row(session, update_id, for_update=True)
+            if row is None:
+                raise update_not_found()
+            record = _record(row)
+            if token_hash is not None and row.lease_token_hash != token_hash:
+                raise lease_refusal(record, token_matches=False, now=now)
+            if row.status in ENDED:
+                if token_hash is not None and row.status == status:
+                    return record
+                raise ended_error(row.status)
+            if row.status == NOT_STARTED:
+                raise lease_refusal(record, token_matches=True, now=now)
+            if token_hash is not None and not lease_is_valid(record, now):
+                raise lease_refusal(record, token_matches=True, now=now)
+            _close(row, status, now)
+            return _record(row)
+
+    async def expire(self, update_id: str, now: float) -> UpdateRecord:
+        """Phase one for an abandoned update: a running update whose lease ran out fails."""
+        async with self._sessions.begin() as session:
+            row = await _update_row(session, update_id, for_update=True)
+            if row is None:
+                raise update_not_found()
+            record = _record(row)
+            if row.status == RUNNING:
+                if lease_is_valid(record, now):
+                    raise FailedPrecondition(CONFLICT_MESSAGE)
+                _close(row, "failed", now)
+            return _record(row)
+
+    async def finalise(self, update: UpdateRecord, final: FinalState | None, now: float) -> None:
+        """Phase two: store the version's deployment, release the stack, drop working data."""
+        async with self._sessions.begin() as session:
+            state = await self._lock_stack(session, update.stack_id)
+            row = await _update_row(session, update.id, for_update=True)
+            if row is None or row.is_finalised:
+                return
+            if final is not None and not (row.is_dry_run or row.kind == "preview"):
+                await self._insert_ignore(
+                    session,
+                    StackVersionRow,
+                    [
+                        {
+                            "stack_id": row.stack_id,
+                            "version": row.version,
+                            "update_id": row.id,
+                            "data": final.compressed,
+                            "size": final.size,
+                            "sha256": final.sha256,
+                            "resource_count": final.resource_count,
+                            "created_at": now,
+                        }
+                    ],
+                    ["stack_id", "version"],
+                )
+                state.resource_count = final.resource_count
+                state.last_update_at = row.ended_at or now
+                row.resource_count = final.resource_count
+            if state.active_update_id == row.id:
+                state.active_update_id = None
+            row.is_finalised = True
+            await _drop_working_data(session, row.id)
+
+    async def import_deployment(
+        self,
+        stack_id: str,
+        *,
+        requested_by: str,
+        final: FinalState,
+        now: float,
+    ) -> str | Blocked:
+        """Record an import as a finished update with the next version, in one transaction."""
+        async with self._sessions.begin() as session:
+            state = await self._lock_stack(session, stack_id)
+            blocked = await _holder(session, state, now)
+            if blocked is not None:
+                return blocked
+            version = state.version + 1
+            row = UpdateRow(
+                id=uuid.uuid4().hex,
+                stack_id=stack_id,
+                kind=IMPORT_KIND,
+                is_dry_run=False,
+                status=SUCCEEDED,
+                is_finalised=True,
+                program=b"{}",
+                config=b"{}",
+                message="",
+                environment={},
+                requested_by=requested_by,
+                version=version,
+                base_version=state.version,
+                created_at=now,
+                started_at=now,
+                ended_at=now,
+                journal_version=0,
+                checkpoint_sequence=0,
+                checkpoint_hash="",
+                materialised_sequence=0,
+                pending_delta_bytes=0,
+                pending_delta_count=0,
+                journal_entry_count=0,
+                resource_count=final.resource_count,
+            )
+            session.add(row)
+            session.add(
+                StackVersionRow(
+                    stack_id=stack_id,
+                    version=version,
+                    update_id=row.id,
+                    data=final.compressed,
+                    size=final.size,
+                    sha256=final.sha256,
+                    resource_count=final.resource_count,
+                    created_at=now,
+                )
+            )
+            state.version = version
+            state.last_update_at = now
+            state.resource_count = final.resource_count
+            return row.id
+
+    # -- fenced writes ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def fenced(
+        self, update_id: str, token_hash: str, now: float
+    ) -> AsyncIterator[FencedUpdate]:
+        """A transaction holding the update's row, entered only with a current lease."""
+        async with self._sessions.begin() as session:
+            row = await _update_row(session, update_id, for_update=True)
+            record = None if row is None else _record(row)
+            if row is None or record is None:
+                raise update_not_found()
+            token_matches = row.lease_token_hash == token_hash
+            if not token_matches or not lease_is_valid(record, now):
+                raise lease_refusal(record, token_matches=token_matches, now=now)
+            yield FencedUpdate(self, session, row)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def working(self, update_id: str) -> tuple[StoredWorking | None, list[StoredDelta]]:
+        async with self._sessions.begin() as session:
+            return await _working(session, update_id, after=None)
+
+    async def journal(self, update_id: str) -> list[bytes]:
+        async with self._sessions.begin() as session:
+            rows = await session.execute(
+                select(JournalEntryRow.data)
+                .where(JournalEntryRow.update_id == update_id)
+                .order_by(JournalEntryRow.sequence_id)
+            )
+            return [data for (data,) in rows]
+
+    async def version(self, stack_id: str, version: int) -> StoredVersion | None:
+        """A stored version; `0` means the newest one."""
+        statement = select(StackVersionRow).where(StackVersionRow.stack_id == stack_id)
+        if version:
+            statement = statement.where(StackVersionRow.version == version)
+        else:
+            statement = statement.order_by(StackVersionRow.version.desc()).limit(1)
+        async with self._sessions.begin() as session:
+            row = await session.scalar(statement)
+            if row is None:
+                return None
+            return StoredVersion(row.version, row.data, row.size, row.sha256, row.resource_count)
+
+    async def stack_states(self, stack_ids: Sequence[str]) -> list[StackState]:
+        if not stack_ids:
+            return []
+        async with self._sessions.begin() as session:
+            rows = {
+                row.stack_id: row
+                for row in await session.scalars(
+                    select(StackStateRow).where(StackStateRow.stack_id.in_(list(stack_ids)))
+                )
+            }
+            active_ids = [r.active_update_id for r in rows.values() if r.active_update_id]
+            active = {}
+            if active_ids:
+                active = {
+                    row.id: _record(row)
+                    for row in await session.scalars(
+                        select(UpdateRow).where(UpdateRow.id.in_(active_ids))
+                    )
+                }
+        states = []
+        for stack_id in stack_ids:
+            found = rows.get(stack_id)
+            if found is None:
+                states.append(StackState(stack_id=stack_id))
+                continue
+            states.append(
+                StackState(
+                    stack_id=stack_id,
+                    version=found.version,
+                    active_update=active.get(found.active_update_id or ""),
+                    last_update_at=found.last_update_at,
+                    resource_count=found.resource_count,
+                )
+            )
+        return states
+
+    async def history(self, stack_id: str, limit: int, offset: int) -> HistoryPage:
+        """Started non-preview updates, newest first."""
+        condition = (
+            (UpdateRow.stack_id == stack_id)
+            & (UpdateRow.is_dry_run.is_(False))
+            & (UpdateRow.kind != "preview")
+            & (UpdateRow.status != NOT_STARTED)
+        )
+        async with self._sessions.begin() as session:
+            total = await session.scalar(select(func.count()).where(condition))
+            rows = await session.scalars(
+                select(UpdateRow)
+                .where(condition)
+                .order_by(UpdateRow.version.desc(), UpdateRow.created_at.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return HistoryPage(updates=tuple(_record(row) for row in rows), total=int(total or 0))
+
+    async def by_version(self, stack_id: str, version: int) -> UpdateRecord | None:
+        """The non-preview update that produced a version (0: the newest)."""
+        statement = select(UpdateRow).where(
+            UpdateRow.stack_id == stack_id,
+            UpdateRow.is_dry_run.is_(False),
+            UpdateRow.kind != "preview",
+            UpdateRow.status != NOT_STARTED,
+        )
+        if version:
+            statement = statement.where(UpdateRow.version == version)
+        statement = statement.order_by(UpdateRow.version.desc()).limit(1)
+        async with self._sessions.begin() as session:
+            row = await session.scalar(statement)
+            return None if row is None else _record(row)
+
+    async def log_entries(self, update_id: str, after: int, limit: int) -> list[StatusEvent]:
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(LogEntryRow)
+                .where(LogEntryRow.update_id == update_id, LogEntryRow.index > after)
+                .order_by(LogEntryRow.index)
+                .limit(limit)
+            )
+            return [StatusEvent(row.index, row.kind, row.fields) for row in rows]
+
+    async def engine_events(self, update_id: str, after: int, limit: int) -> list[EngineEvent]:
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(EngineEventRow)
+                .where(EngineEventRow.update_id == update_id, EngineEventRow.sequence > after)
+                .order_by(EngineEventRow.sequence)
+                .limit(limit)
+            )
+            return [EngineEvent(row.sequence, row.timestamp, row.kind, row.data) for row in rows]
+
+    async def purge(self, stack_id: str) -> None:
+        """Forget everything kept for a stack (child rows cascade from the updates)."""
+        async with self._sessions.begin() as session:
+            update_ids = select(UpdateRow.id).where(UpdateRow.stack_id == stack_id)
+            for model in (
+                WorkingCheckpointRow,
+                CheckpointDeltaRow,
+                JournalEntryRow,
+                EngineEventRow,
+                LogEntryRow,
+            ):
+                await session.execute(delete(model).where(model.update_id.in_(update_ids)))
+            await session.execute(delete(UpdateRow).where(UpdateRow.stack_id == stack_id))
+            await session.execute(
+                delete(StackVersionRow).where(StackVersionRow.stack_id == stack_id)
+            )
+            await session.execute(delete(StackStateRow).where(StackStateRow.stack_id == stack_id))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _lock_stack(self, session: AsyncSession, stack_id: str) -> StackStateRow:
+        """The stack's lock row, created on first use and held until the transaction ends."""
+        await self._insert_ignore(
+            session,
+            StackStateRow,
+            [{"stack_id": stack_id, "version": 0, "resource_count": 0}],
+            ["stack_id"],
+        )
+        row = await session.scalar(
+            select(StackStateRow).where(StackStateRow.stack_id == stack_id).with_for_update()
+        )
+        assert row is not None
+        return row
+
+    async def _insert_ignore(
+        self,
+        session: AsyncSession,
+        model: type[Any],
+        rows: list[dict[str, Any]],
+        keys: list[str],
+    ) -> None:
+        """Insert rows, skipping those whose key exists (retries and duplicates)."""
+        if not rows:
+            return
+        dialect: Any = postgresql if self._dialect == "postgresql" else sqlite
+        statement = dialect.insert(model).on_conflict_do_nothing(index_elements=keys)
+        await session.execute(statement, rows)
+
+
+class FencedUpdate:
+    """Writes allowed while the transaction in `UpdateStore.fenced` holds the update row."""
+
+    def __init__(self, store: UpdateStore, session: AsyncSession, row: UpdateRow) -> None:
+        self._store = store
+        self._session = session
+        self._row = row
+
+    @property
+    def record(self) -> UpdateRecord:
+        return _record(self._row)
+
+    def is_due_for_materialising(self, text_size: int, every: int) -> bool:
+        """Fold deltas into a stored text once they are many or add up to the text's size."""
+        row = self._row
+        return row.pending_delta_count >= every or row.pending_delta_bytes >= text_size
+
+    def renew(self, expires_at: float) -> None:
+        self._row.lease_expires_at = max(self._row.lease_expires_at or 0.0, expires_at)
+
+    async def working_after(
+        self, sequence: int | None
+    ) -> tuple[StoredWorking | None, list[StoredDelta]]:
+        """The stored text and deltas, or only the deltas after `sequence` when that suffices."""
+        return await _working(
+            self._session,
+            self._row.id,
+            after=sequence,
+            materialised=self._row.materialised_sequence,
+        )
+
+    async def put_working(
+        self, sequence: int, text_compressed: bytes, size: int, sha256: str
+    ) -> None:
+        """Store a whole text as the update's current state; older deltas become useless."""
+        await self._session.execute(
+            delete(WorkingCheckpointRow).where(WorkingCheckpointRow.update_id == self._row.id)
+        )
+        await self._session.execute(
+            delete(CheckpointDeltaRow).where(CheckpointDeltaRow.update_id == self._row.id)
+        )
+        self._session.add(
+            WorkingCheckpointRow(
+                update_id=self._row.id,
+                sequence=sequence,
+                data=text_compressed,
+                size=size,
+                sha256=sha256,
+            )
+        )
+        row = self._row
+        row.checkpoint_sequence = sequence
+        row.checkpoint_hash = sha256
+        row.materialised_sequence = sequence
+        row.pending_delta_bytes = 0
+        row.pending_delta_count = 0
+
+    async def add_delta(self, sequence: int, edits_compressed: bytes, sha256: str) -> None:
+        self._session.add(
+            CheckpointDeltaRow(
+                update_id=self._row.id, sequence=sequence, edits=edits_compressed, sha256=sha256
+            )
+        )
+        row = self._row
+        row.checkpoint_sequence = sequence
+        row.checkpoint_hash = sha256
+        row.pending_delta_bytes += len(edits_compressed)
+        row.pending_delta_count += 1
+
+    async def add_journal_entries(self, entries: Iterable[tuple[int, bytes]]) -> None:
+        values = [
+            {"update_id": self._row.id, "sequence_id": sequence, "data": data}
+            for sequence, data in entries
+        ]
+        await self._store._insert_ignore(
+            self._session, JournalEntryRow, values, ["update_id", "sequence_id"]
+        )
+        self._row.journal_entry_count += len(values)
+
+    async def add_events(
+        self, events: Iterable[EngineEvent], resource_changes: Mapping[str, int] | None
+    ) -> None:
+        values = [
+            {
+                "update_id": self._row.id,
+                "sequence": event.sequence,
+                "timestamp": event.timestamp,
+                "kind": event.kind,
+                "data": event.data,
+            }
+            for event in events
+        ]
+        await self._store._insert_ignore(
+            self._session, EngineEventRow, values, ["update_id", "sequence"]
+        )
+        if resource_changes is not None:
+            self._row.resource_changes = dict(resource_changes)
+
+    async def add_log_entry(self, kind: str, fields: bytes) -> None:
+        last = await self._session.scalar(
+            select(func.max(LogEntryRow.index)).where(LogEntryRow.update_id == self._row.id)
+        )
+        self._session.add(
+            LogEntryRow(
+                update_id=self._row.id,
+                index=0 if last is None else int(last) + 1,
+                kind=kind,
+                fields=fields,
+            )
+        )
+
+
+async def _update_row(
+    session: AsyncSession, update_id: str, *, for_update: bool = False
+) -> UpdateRow | None:
+    statement = select(UpdateRow).where(UpdateRow.id == update_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row: UpdateRow | None = await session.scalar(statement)
+    return row
+
+
+async def _holder(session: AsyncSession, state: StackStateRow, now: float) -> Blocked | None:
+    """Refuse (409) while another update holds a live lease; report one that must be ended."""
+    if not state.active_update_id:
+        return None
+    holder = await session.get(UpdateRow, state.active_update_id)
+    if holder is None or holder.is_finalised:
+        state.active_update_id = None
+        return None
+    record = _record(holder)
+    if lease_is_valid(record, now):
+        raise FailedPrecondition(CONFLICT_MESSAGE)
+    return Blocked(record)
+
+
+async def _working(
+    session: AsyncSession, update_id: str, *, after: int | None, materialised: int | None = None
+) -> tuple[StoredWorking | None, list[StoredDelta]]:
+    working: StoredWorking | None = None
+    start = after
+    if after is None or materialised is None or after < materialised:
+        row = await session.get(WorkingCheckpointRow, update_id)
+        if row is not None:
+            working = StoredWorking(row.sequence, row.data, row.sha256)
+            start = row.sequence
+        else:
+            start = 0
+    rows = await session.scalars(
+        select(CheckpointDeltaRow)
+        .where(
+            CheckpointDeltaRow.update_id == update_id, CheckpointDeltaRow.sequence > (start or 0)
+        )
+        .order_by(CheckpointDeltaRow.sequence)
+    )
+    return working, [StoredDelta(row.sequence, row.edits, row.sha256) for row in rows]
+
+
+async def _drop_working_data(session: AsyncSession, update_id: str) -> None:
+    for model in (WorkingCheckpointRow, CheckpointDeltaRow, JournalEntryRow):
+        await session.execute(delete(model).where(model.update_id == update_id))
+
+
+def _close(row: UpdateRow, status: str, now: float) -> None:
+    row.status = status
+    row.ended_at = now
+    # The lease ends now; the token hash stays so a retried `complete` is recognised.
+    row.lease_expires_at = now
+    if row.is_dry_run or row.kind == "preview":
+        row.is_finalised = True
+
+
+def _record(row: UpdateRow) -> UpdateRecord:
+    return UpdateRecord(
+        id=row.id,
+        stack_id=row.stack_id,
+        kind=row.kind,
+        is_dry_run=row.is_dry_run,
+        status=row.status,
+        is_finalised=row.is_finalised,
+        config=row.config,
+        message=row.message,
+        environment=dict(row.environment or {}),
+        requested_by=row.requested_by,
+        version=row.version,
+        base_version=row.base_version,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        lease_expires_at=row.lease_expires_at,
+        lease_token_hash=row.lease_token_hash,
+        journal_version=row.journal_version,
+        checkpoint_sequence=row.checkpoint_sequence,
+        materialised_sequence=row.materialised_sequence,
+        journal_entry_count=row.journal_entry_count,
+        resource_changes=dict(row.resource_changes or {}),
+        resource_count=row.resource_count,
+    )
