@@ -252,6 +252,7 @@ class Updates:
                 "Bad Request: request must contain a checkpoint or using the IsInvalid flag "
                 "is not longer supported"
             )
+        await _off_loop(len(text), _check_text, text)
         compressed, sha256 = await _pack(text)
         async with (
             self._writer(lease.update_id),
@@ -268,6 +269,7 @@ class Updates:
             raise InvalidArgument("Bad Request: sequenceNumber must be 1 or more")
         if not text:
             raise InvalidArgument("Bad Request: untypedDeployment is required")
+        await _off_loop(len(text), _check_text, text)
         working = await _off_loop(len(text), WorkingText, text)
         compressed = await _off_loop(len(text), checkpoints.compress, text)
         async with self._writer(lease.update_id):
@@ -519,6 +521,11 @@ class Updates:
         if found is None:
             raise NotFound("Not Found: Version" + (f" {version}" if version else ""))
         return found
+
+
+def _check_text(text: bytes) -> None:
+    """A checkpoint must be something the CLI can load back later."""
+    checkpoints.check_untyped_deployment(checkpoints.parse_json(text, "the checkpoint"))
 
 
 def _refuse_preview(update: FencedUpdate) -> None:
