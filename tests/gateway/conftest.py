@@ -18,6 +18,7 @@ from gateway.app import create_app
 from protos.cairn.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from services.common.config import Settings
 from services.runner import System, start_services
+from tests.conftest import REDIS_URL, make_settings, redis_available
 
 if TYPE_CHECKING:
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
@@ -103,6 +104,31 @@ async def running_cairn(settings: Settings, aiohttp_client: AiohttpClient) -> As
 async def cairn(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Cairn]:
     """The system on SQLite."""
     async for running in running_cairn(settings, aiohttp_client):
+        yield running
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres+redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ]
+)
+def update_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """SQLite with the embedded lock, and PostgreSQL with Redis locks when both answer."""
+    if request.param == "sqlite":
+        return settings
+    if not redis_available():
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    url: str = request.getfixturevalue("postgres_url")
+    return make_settings(settings.data_dir, url, redis_url=REDIS_URL)
+
+
+@pytest.fixture
+async def update_cairn(
+    update_settings: Settings, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Cairn]:
+    """The system in both of its storage and lock configurations."""
+    async for running in running_cairn(update_settings, aiohttp_client):
         yield running
 
 

@@ -62,7 +62,8 @@ async def up_full(cairn: Cairn, names: list[str]) -> list[dict[str, Any]]:
     return run.resources
 
 
-async def test_up_in_full_checkpoint_mode(cairn: Cairn) -> None:
+async def test_up_in_full_checkpoint_mode(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     await preview_pass(cairn)
     stack = await cairn.json("GET", S)
@@ -93,7 +94,8 @@ async def test_up_in_full_checkpoint_mode(cairn: Cairn) -> None:
     assert listed["stacks"][0]["lastUpdate"] > 0
 
 
-async def test_up_in_verbatim_and_delta_mode(cairn: Cairn) -> None:
+async def test_up_in_verbatim_and_delta_mode(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     run = await begin(cairn, S)
     assert not run.journal
@@ -177,7 +179,8 @@ def journal_up(names: list[str], base_count: int = 0) -> list[dict[str, Any]]:
     return entries
 
 
-async def test_up_in_journal_mode_with_shuffled_and_repeated_batches(cairn: Cairn) -> None:
+async def test_up_in_journal_mode_with_shuffled_and_repeated_batches(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     run = await begin(cairn, S, journal=True)
     assert run.journal
@@ -208,7 +211,8 @@ async def test_up_in_journal_mode_with_shuffled_and_repeated_batches(cairn: Cair
     assert (await cairn.json("GET", S))["version"] == 1
 
 
-async def test_failed_journal_update_keeps_what_it_created(cairn: Cairn) -> None:
+async def test_failed_journal_update_keeps_what_it_created(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     run = await begin(cairn, S, journal=True)
     entries = journal_up(["a", "b"])
@@ -223,7 +227,8 @@ async def test_failed_journal_update_keeps_what_it_created(cairn: Cairn) -> None
     assert history["updates"][0]["result"] == "failed"
 
 
-async def test_refresh_destroy_history_and_stack_rm(cairn: Cairn) -> None:
+async def test_refresh_destroy_history_and_stack_rm(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     await up_full(cairn, ["a"])
     refresh = await begin(cairn, S, "refresh")
@@ -259,14 +264,16 @@ async def test_refresh_destroy_history_and_stack_rm(cairn: Cairn) -> None:
     assert (await cairn.call("GET", f"{S}/export/1")).status == 404
 
 
-async def test_stack_rm_force_removes_a_stack_with_resources(cairn: Cairn) -> None:
+async def test_stack_rm_force_removes_a_stack_with_resources(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     await up_full(cairn, ["a"])
     await cairn.json("DELETE", f"{S}?force=true", status=204)
     assert (await cairn.call("GET", S)).status == 404
 
 
-async def test_cancel_frees_the_stack_and_refuses_the_old_token(cairn: Cairn) -> None:
+async def test_cancel_frees_the_stack_and_refuses_the_old_token(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     run = await begin(cairn, S)
     run.resources.append(stack_resource("web", "dev", {}))
@@ -300,7 +307,8 @@ async def test_cancel_frees_the_stack_and_refuses_the_old_token(cairn: Cairn) ->
     assert started["version"] == 2
 
 
-async def test_update_token_rules(cairn: Cairn) -> None:
+async def test_update_token_rules(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     run = await begin(cairn, S)
     missing = await cairn.call(
@@ -327,7 +335,8 @@ async def test_update_token_rules(cairn: Cairn) -> None:
     assert status["status"] == "succeeded"
 
 
-async def test_malformed_writes_are_4xx_and_lose_nothing(cairn: Cairn) -> None:
+async def test_malformed_writes_are_4xx_and_lose_nothing(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     run = await begin(cairn, S)
     await run.save(SECRETS, cutoff=CUTOFF)
@@ -353,7 +362,8 @@ async def test_malformed_writes_are_4xx_and_lose_nothing(cairn: Cairn) -> None:
     assert await (await cairn.call("GET", f"{S}/export")).read() == before
 
 
-async def test_export_import_round_trip_with_secrets(cairn: Cairn) -> None:
+async def test_export_import_round_trip_with_secrets(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     sealed = await cairn.json(
         "POST", f"{S}/encrypt", body={"plaintext": base64.b64encode(b'"hunter2"').decode()}
@@ -390,7 +400,8 @@ async def test_export_import_round_trip_with_secrets(cairn: Cairn) -> None:
     assert await export(cairn) == untyped
 
 
-async def test_import_is_refused_during_an_update(cairn: Cairn) -> None:
+async def test_import_is_refused_during_an_update(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     await begin(cairn, S)
     untyped = {"version": 3, "deployment": deployment([], SECRETS)}
@@ -398,7 +409,8 @@ async def test_import_is_refused_during_an_update(cairn: Cairn) -> None:
     assert response.status == 409
 
 
-async def test_many_simultaneous_starts_one_wins(any_cairn: Cairn) -> None:
+async def test_many_simultaneous_starts_one_wins(update_cairn: Cairn) -> None:
+    any_cairn = update_cairn
     await create_stack(any_cairn)
     ids = []
     for _ in range(12):
@@ -412,7 +424,8 @@ async def test_many_simultaneous_starts_one_wins(any_cairn: Cairn) -> None:
     assert (await any_cairn.json("GET", S))["version"] == 1
 
 
-async def test_engine_events_are_returned_in_order(cairn: Cairn) -> None:
+async def test_engine_events_are_returned_in_order(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     run = await begin(cairn, S)
     await run.send_events(
@@ -431,7 +444,8 @@ async def test_engine_events_are_returned_in_order(cairn: Cairn) -> None:
     assert rest["events"][-1]["summaryEvent"]["resourceChanges"] == {"create": 1}
 
 
-async def test_unknown_update_and_foreign_stack_are_404(cairn: Cairn) -> None:
+async def test_unknown_update_and_foreign_stack_are_404(update_cairn: Cairn) -> None:
+    cairn = update_cairn
     await create_stack(cairn)
     await create_stack(cairn, stack="prod")
     run = await begin(cairn, S)
