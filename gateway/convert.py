@@ -32,8 +32,7 @@ async def read_body(request: web.Request) -> bytes:
         raise bad_request("the request body could not be decoded (bad Content-Encoding)") from None
 
 
-async def read_json(request: web.Request) -> Any:
-    raw = await read_body(request)
+def parse_json(raw: bytes) -> Any:
     if not raw.strip():
         raise bad_request("a JSON request body is required")
     try:
@@ -42,11 +41,19 @@ async def read_json(request: web.Request) -> Any:
         raise bad_request(f"the request body is not valid JSON ({error.msg})") from None
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    body = await read_json(request)
+def parse_object(raw: bytes) -> dict[str, Any]:
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     return body
+
+
+async def read_json(request: web.Request) -> Any:
+    return parse_json(await read_body(request))
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    return parse_object(await read_body(request))
 
 
 async def read_optional_json_object(request: web.Request) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 from aiohttp import web
 
 from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, stack_ref
@@ -13,6 +14,8 @@ from gateway.convert import (
     json_response,
     no_content,
     optional_string,
+    parse_object,
+    read_body,
     read_json_object,
     required_string,
     string_list,
@@ -20,6 +23,7 @@ from gateway.convert import (
 )
 from gateway.errors import ApiError, bad_request
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
+from services.common.rawjson import raw_member
 
 MAX_PAGE_SIZE = 1000
 
@@ -84,8 +88,12 @@ def _stack_config(value: Any) -> stacks_pb2.StackConfig | None:
 
 
 async def create_stack(request: web.Request) -> web.Response:
-    """`POST /api/stacks/{org}/{project}`; the organization and project appear on demand."""
-    body = await read_json_object(request)
+    """`POST /api/stacks/{org}/{project}`; the organization and project appear on demand.
+
+    An initial `state` (passphrase and cloud secrets providers, §2.2) becomes version 1.
+    """
+    raw = await read_body(request)
+    body = parse_object(raw)
     stack_name = required_string(body, "stackName")
     tags = string_map(body.get("tags"), "tags")
     teams = string_list(body.get("teams"), "teams")
@@ -104,9 +112,36 @@ async def create_stack(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    payload = stack_json(stack)
+    state = raw_member(raw, "state") if body.get("state") is not None else None
+    if state is not None:
+        await _import_initial_state(request, stack, state)
+    states = await stack_states(request, [stack])
+    payload = stack_json(stack, states.get(stack.id))
     payload["messages"] = []
     return json_response(payload)
+
+
+async def _import_initial_state(
+    request: web.Request, stack: stacks_pb2.Stack, state: bytes
+) -> None:
+    """Store the initial deployment; a refused one takes the new stack away again."""
+    backends = request.app[BACKENDS]
+    try:
+        await backends.updates.ImportDeployment(
+            updates_pb2.ImportDeploymentRequest(
+                stack_id=stack.id,
+                untyped_deployment=state,
+                organization=stack.ref.organization,
+                project=stack.ref.project,
+                stack=stack.ref.stack,
+            ),
+            **call_options(request),
+        )
+    except grpc.aio.AioRpcError:
+        await backends.stacks.DeleteStack(
+            stacks_pb2.DeleteStackRequest(ref=stack.ref, force=True), **call_options(request)
+        )
+        raise
 
 
 async def project_exists(request: web.Request) -> web.Response:

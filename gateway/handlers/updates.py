@@ -17,6 +17,7 @@ from gateway.convert import (
     json_response,
     no_content,
     optional_string,
+    parse_object,
     read_body,
     read_json_object,
     read_optional_json_object,
@@ -52,18 +53,6 @@ def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def _document(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        raise bad_request("a JSON request body is required")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise bad_request(f"the request body is not valid JSON ({error.msg})") from None
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    return body
-
-
 def _member(raw: bytes, body: dict[str, Any], name: str, kind: type) -> bytes:
     """The exact bytes of a member (never re-serialised: hashes and deltas depend on them)."""
     if not isinstance(body.get(name), kind):
@@ -88,7 +77,7 @@ def _wrap(version: int, features: list[str], raw_deployment: bytes) -> bytes:
 async def create_update(request: web.Request) -> web.Response:
     """`POST S/{update|preview|refresh|destroy}` with an UpdateProgramRequest (§3.4.1)."""
     raw = await read_body(request)
-    body = _document(raw)
+    body = parse_object(raw)
     options = _object(body, "options")
     dry_run = options.get("dryRun", False)
     if not isinstance(dry_run, bool):
@@ -199,7 +188,7 @@ async def cancel_update(request: web.Request) -> web.Response:
 async def patch_update_checkpoint(request: web.Request) -> web.Response:
     """Full checkpoint: `{isInvalid, version, features, deployment}` (§4.3, last part)."""
     raw = await read_body(request)
-    body = _document(raw)
+    body = parse_object(raw)
     is_invalid = body.get("isInvalid") is True
     text = b""
     if body.get("deployment") is not None:
@@ -219,7 +208,7 @@ async def patch_update_checkpoint(request: web.Request) -> web.Response:
 
 async def patch_update_checkpoint_verbatim(request: web.Request) -> web.Response:
     raw = await read_body(request)
-    body = _document(raw)
+    body = parse_object(raw)
     await request.app[BACKENDS].updates.PatchCheckpointVerbatim(
         updates_pb2.PatchCheckpointVerbatimRequest(
             lease=_lease(request),
@@ -233,7 +222,7 @@ async def patch_update_checkpoint_verbatim(request: web.Request) -> web.Response
 
 async def patch_update_checkpoint_delta(request: web.Request) -> web.Response:
     raw = await read_body(request)
-    body = _document(raw)
+    body = parse_object(raw)
     checkpoint_hash = optional_string(body, "checkpointHash")
     if not checkpoint_hash:
         raise bad_request("'checkpointHash' is required")
@@ -469,7 +458,7 @@ async def export_stack_version(request: web.Request) -> web.Response:
 async def import_stack(request: web.Request) -> web.Response:
     """`POST S/import` (§2.10): recorded as a finished update of kind import."""
     raw = await read_body(request)
-    _document(raw)
+    parse_object(raw)
     stack = request[STACK]
     reply = await request.app[BACKENDS].updates.ImportDeployment(
         updates_pb2.ImportDeploymentRequest(

@@ -456,3 +456,26 @@ async def test_unknown_update_and_foreign_stack_are_404(update_cairn: Cairn) -> 
     assert (await cairn.call("GET", f"{other}/updates/latest")).status == 404
     body = orjson.loads(await (await cairn.call("GET", f"{S}/updates/9")).read())
     assert body["code"] == 404
+
+
+async def test_stack_init_with_an_initial_state_stores_it(update_cairn: Cairn) -> None:
+    cairn = update_cairn
+    passphrase = {"type": "passphrase", "state": {"salt": "v1:abc"}}
+    state = {
+        "version": 3,
+        "deployment": {
+            "manifest": {"time": "2026-11-22T10:00:00Z", "magic": "", "version": "v3.259.0"},
+            "secrets_providers": passphrase,
+        },
+    }
+    created = await cairn.json(
+        "POST", "/api/stacks/admin/web", body={"stackName": "dev", "state": state}
+    )
+    assert created["version"] == 1
+    assert (await export(cairn))["deployment"]["secrets_providers"] == passphrase
+
+    refused = await cairn.call(
+        "POST", "/api/stacks/admin/web", body={"stackName": "bad", "state": {"version": 9}}
+    )
+    assert refused.status == 400
+    assert (await cairn.call("GET", stack_path(stack="bad"))).status == 404
