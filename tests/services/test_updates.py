@@ -354,3 +354,100 @@ async def test_redis_lock_scripts_compare_the_token(redis_url: str) -> None:
         await lock.release(stack_id, "three")
     finally:
         await lock.close()
+
+
+@pytest.fixture
+async def sqlite_replicas(
+    settings: Settings,
+) -> AsyncIterator[list[updates_pb2_grpc.UpdatesServiceAsyncStub]]:
+    """Two updates services sharing one SQLite file and no Redis."""
+    clock = ManualClock()
+    running = [await _serve(settings, clock) for _ in range(2)]
+    try:
+        yield [updates_pb2_grpc.UpdatesServiceStub(channel) for _, channel in running]
+    finally:
+        for service, channel in running:
+            await channel.close(None)
+            await service.stop(0)
+
+
+async def test_without_redis_the_database_row_lets_one_start_win(
+    sqlite_replicas: list[updates_pb2_grpc.UpdatesServiceAsyncStub],
+) -> None:
+    ids = [await create(sqlite_replicas[n % 2], "stack-1") for n in range(10)]
+    results = await asyncio.gather(
+        *(
+            sqlite_replicas[n % 2].StartUpdate(
+                updates_pb2.StartUpdateRequest(stack_id="stack-1", update_id=update_id)
+            )
+            for n, update_id in enumerate(ids)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, updates_pb2.StartUpdateResponse) for r in results) == 1
+    assert all(
+        isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.FAILED_PRECONDITION
+        for r in results
+        if not isinstance(r, updates_pb2.StartUpdateResponse)
+    )
+
+
+def _edit(old: bytes, new: bytes) -> bytes:
+    """A single-edit delta from `old` to `new` (both ASCII here)."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end_old, end_new = len(old), len(new)
+    while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
+        end_old -= 1
+        end_new -= 1
+    span = {
+        "uri": "",
+        "start": {"line": 1, "column": 0, "offset": start},
+        "end": {"line": 1, "column": 0, "offset": end_old},
+    }
+    return orjson.dumps([{"Span": span, "NewText": new[start:end_new].decode()}])
+
+
+async def test_deltas_alternating_between_replicas_stay_consistent(
+    sqlite_replicas: list[updates_pb2_grpc.UpdatesServiceAsyncStub],
+) -> None:
+    """Each replica catches its in-memory text up from the deltas the other one stored."""
+    import hashlib
+
+    first, second = sqlite_replicas
+    update_id, started = await start(first, "stack-1")
+    ref = lease(update_id, started)
+    names: list[str] = []
+
+    def text() -> bytes:
+        resources = [
+            {"urn": f"urn:pulumi:dev::web::random:index/randomPet:RandomPet::{n}", "type": "t"}
+            for n in names
+        ]
+        return orjson.dumps(
+            {"version": 3, "deployment": {"manifest": {"time": "t"}, "resources": resources}}
+        )
+
+    current = text()
+    await first.PatchCheckpointVerbatim(
+        updates_pb2.PatchCheckpointVerbatimRequest(
+            lease=ref, untyped_deployment=current, sequence_number=1
+        )
+    )
+    for sequence in range(2, 40):
+        names.append(f"pet{sequence}")
+        following = text()
+        stub = sqlite_replicas[sequence % 2]
+        await stub.PatchCheckpointDelta(
+            updates_pb2.PatchCheckpointDeltaRequest(
+                lease=ref,
+                deployment_delta=_edit(current, following),
+                checkpoint_hash=hashlib.sha256(following).hexdigest(),
+                sequence_number=sequence,
+            )
+        )
+        current = following
+    await second.CompleteUpdate(updates_pb2.CompleteUpdateRequest(lease=ref, status="succeeded"))
+    exported = await first.ExportDeployment(updates_pb2.ExportDeploymentRequest(stack_id="stack-1"))
+    assert exported.untyped_deployment == current
