@@ -22,6 +22,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import ApiError, bad_request
+from gateway.handlers.updates import import_request
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 from services.common.rawjson import raw_member
 
@@ -128,14 +129,7 @@ async def _import_initial_state(
     backends = request.app[BACKENDS]
     try:
         await backends.updates.ImportDeployment(
-            updates_pb2.ImportDeploymentRequest(
-                stack_id=stack.id,
-                untyped_deployment=state,
-                organization=stack.ref.organization,
-                project=stack.ref.project,
-                stack=stack.ref.stack,
-            ),
-            **call_options(request),
+            import_request(stack, state), **call_options(request)
         )
     except grpc.aio.AioRpcError:
         await backends.stacks.DeleteStack(

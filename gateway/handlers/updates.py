@@ -459,15 +459,18 @@ async def import_stack(request: web.Request) -> web.Response:
     """`POST S/import` (§2.10): recorded as a finished update of kind import."""
     raw = await read_body(request)
     parse_object(raw)
-    stack = request[STACK]
     reply = await request.app[BACKENDS].updates.ImportDeployment(
-        updates_pb2.ImportDeploymentRequest(
-            stack_id=stack.id,
-            untyped_deployment=raw,
-            organization=stack.ref.organization,
-            project=stack.ref.project,
-            stack=stack.ref.stack,
-        ),
-        **call_options(request),
+        import_request(request[STACK], raw), **call_options(request)
     )
     return json_response({"updateId": reply.update_id})
+
+
+def import_request(stack: stacks_pb2.Stack, untyped: bytes) -> updates_pb2.ImportDeploymentRequest:
+    """Import a deployment into a stack (its path checks a service secrets provider's state)."""
+    return updates_pb2.ImportDeploymentRequest(
+        stack_id=stack.id,
+        untyped_deployment=untyped,
+        organization=stack.ref.organization,
+        project=stack.ref.project,
+        stack=stack.ref.stack,
+    )

@@ -90,28 +90,17 @@ class UpdateStore:
     # -- creating, starting, ending --------------------------------------------------------
 
     async def create(self, new: NewUpdate, now: float) -> UpdateRecord:
-        row = UpdateRow(
-            id=uuid.uuid4().hex,
+        row = _new_row(
             stack_id=new.stack_id,
             kind=new.kind,
             is_dry_run=new.is_dry_run,
             status=NOT_STARTED,
-            is_finalised=False,
             program=new.program,
             config=new.config,
             message=new.message,
             environment=dict(new.environment),
             requested_by=new.requested_by,
-            version=0,
-            base_version=0,
             created_at=now,
-            journal_version=0,
-            checkpoint_sequence=0,
-            checkpoint_hash="",
-            materialised_sequence=0,
-            pending_delta_bytes=0,
-            pending_delta_count=0,
-            journal_entry_count=0,
         )
         async with self._sessions.begin() as session:
             session.add(row)
@@ -255,30 +244,17 @@ class UpdateStore:
             if blocked is not None:
                 return blocked
             version = state.version + 1
-            row = UpdateRow(
-                id=uuid.uuid4().hex,
+            row = _new_row(
                 stack_id=stack_id,
                 kind=IMPORT_KIND,
-                is_dry_run=False,
                 status=SUCCEEDED,
                 is_finalised=True,
-                program=b"{}",
-                config=b"{}",
-                message="",
-                environment={},
                 requested_by=requested_by,
                 version=version,
                 base_version=state.version,
                 created_at=now,
                 started_at=now,
                 ended_at=now,
-                journal_version=0,
-                checkpoint_sequence=0,
-                checkpoint_hash="",
-                materialised_sequence=0,
-                pending_delta_bytes=0,
-                pending_delta_count=0,
-                journal_entry_count=0,
                 resource_count=final.resource_count,
             )
             session.add(row)
@@ -593,6 +569,29 @@ class FencedUpdate:
                 fields=fields,
             )
         )
+
+
+def _new_row(**values: Any) -> UpdateRow:
+    """A fresh update row: an id, empty checkpoint bookkeeping, then the given values."""
+    defaults: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "is_dry_run": False,
+        "is_finalised": False,
+        "program": b"{}",
+        "config": b"{}",
+        "message": "",
+        "environment": {},
+        "version": 0,
+        "base_version": 0,
+        "journal_version": 0,
+        "checkpoint_sequence": 0,
+        "checkpoint_hash": "",
+        "materialised_sequence": 0,
+        "pending_delta_bytes": 0,
+        "pending_delta_count": 0,
+        "journal_entry_count": 0,
+    }
+    return UpdateRow(**{**defaults, **values})
 
 
 async def _update_row(

@@ -68,6 +68,29 @@ def text_of(resources: list[dict[str, Any]], secrets: dict[str, Any]) -> bytes:
     return orjson.dumps({"version": 3, "deployment": deployment(resources, secrets)})
 
 
+def single_edit(old: bytes, new: bytes) -> list[dict[str, Any]]:
+    """The CLI's delta format: one edit replacing the differing middle of the old text."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end_old, end_new = len(old), len(new)
+    while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
+        end_old -= 1
+        end_new -= 1
+    # Offsets are bytes; keep the cut on character boundaries like the CLI's spans.
+    while 0 < start < len(new) and (new[start] & 0xC0) == 0x80:
+        start -= 1
+    while end_new < len(new) and (new[end_new] & 0xC0) == 0x80:
+        end_new += 1
+        end_old += 1
+    span = {
+        "uri": "",
+        "start": {"line": 1, "column": 0, "offset": start},
+        "end": {"line": 1, "column": 0, "offset": end_old},
+    }
+    return [{"Span": span, "NewText": new[start:end_new].decode()}]
+
+
 @dataclass
 class Run:
     """One update in flight, as the CLI drives it."""
@@ -123,33 +146,12 @@ class Run:
         self, new_text: bytes, sequence: int, *, checkpoint_hash: str | None = None
     ) -> ClientResponse:
         """One edit replacing the differing middle of the previous text."""
-        old = self.text
-        start = 0
-        while start < min(len(old), len(new_text)) and old[start] == new_text[start]:
-            start += 1
-        end_old, end_new = len(old), len(new_text)
-        while end_old > start and end_new > start and old[end_old - 1] == new_text[end_new - 1]:
-            end_old -= 1
-            end_new -= 1
-        # Edits cut on byte offsets; keep them on character boundaries like the CLI's spans.
-        while 0 < start < len(new_text) and (new_text[start] & 0xC0) == 0x80:
-            start -= 1
-        while end_new < len(new_text) and (new_text[end_new] & 0xC0) == 0x80:
-            end_new += 1
-            end_old += 1
-        edit = {
-            "Span": {
-                "uri": "",
-                "start": {"line": 1, "column": 0, "offset": start},
-                "end": {"line": 1, "column": 0, "offset": end_old},
-            },
-            "NewText": new_text[start:end_new].decode(),
-        }
+        edit = single_edit(self.text, new_text)
         body = {
             "version": 3,
             "checkpointHash": checkpoint_hash or hashlib.sha256(new_text).hexdigest(),
             "sequenceNumber": sequence,
-            "deploymentDelta": [edit],
+            "deploymentDelta": edit,
         }
         return await self.call("PATCH", "/checkpointdelta", body)
 

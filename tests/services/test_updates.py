@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from services.updates import server as updates_server
 from services.updates.lease import KEY_PREFIX, RedisStackLock
 from services.updates.models import Base
 from tests.conftest import REDIS_URL, make_settings, redis_available
+from tests.gateway.cli import single_edit
 
 UNTYPED = (
     b'{"version":3,"deployment":{"manifest":'
@@ -244,12 +246,11 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-async def replicas(
-    data_dir: Path, postgres_url: str, redis_url: str
+@asynccontextmanager
+async def two_replicas(
+    settings: Settings,
 ) -> AsyncIterator[list[updates_pb2_grpc.UpdatesServiceAsyncStub]]:
-    """Two updates services sharing one PostgreSQL database and one Redis."""
-    settings = make_settings(data_dir, postgres_url, redis_url=redis_url)
+    """Two updates services on the same settings (database and, maybe, Redis)."""
     clock = ManualClock()
     running = [await _serve(settings, clock) for _ in range(2)]
     try:
@@ -258,6 +259,15 @@ async def replicas(
         for service, channel in running:
             await channel.close(None)
             await service.stop(0)
+
+
+@pytest.fixture
+async def replicas(
+    data_dir: Path, postgres_url: str, redis_url: str
+) -> AsyncIterator[list[updates_pb2_grpc.UpdatesServiceAsyncStub]]:
+    """Two updates services sharing one PostgreSQL database and one Redis."""
+    async with two_replicas(make_settings(data_dir, postgres_url, redis_url=redis_url)) as stubs:
+        yield stubs
 
 
 async def test_two_replicas_with_redis_let_exactly_one_start_win(
@@ -361,14 +371,8 @@ async def sqlite_replicas(
     settings: Settings,
 ) -> AsyncIterator[list[updates_pb2_grpc.UpdatesServiceAsyncStub]]:
     """Two updates services sharing one SQLite file and no Redis."""
-    clock = ManualClock()
-    running = [await _serve(settings, clock) for _ in range(2)]
-    try:
-        yield [updates_pb2_grpc.UpdatesServiceStub(channel) for _, channel in running]
-    finally:
-        for service, channel in running:
-            await channel.close(None)
-            await service.stop(0)
+    async with two_replicas(settings) as stubs:
+        yield stubs
 
 
 async def test_without_redis_the_database_row_lets_one_start_win(
@@ -390,23 +394,6 @@ async def test_without_redis_the_database_row_lets_one_start_win(
         for r in results
         if not isinstance(r, updates_pb2.StartUpdateResponse)
     )
-
-
-def _edit(old: bytes, new: bytes) -> bytes:
-    """A single-edit delta from `old` to `new` (both ASCII here)."""
-    start = 0
-    while start < min(len(old), len(new)) and old[start] == new[start]:
-        start += 1
-    end_old, end_new = len(old), len(new)
-    while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
-        end_old -= 1
-        end_new -= 1
-    span = {
-        "uri": "",
-        "start": {"line": 1, "column": 0, "offset": start},
-        "end": {"line": 1, "column": 0, "offset": end_old},
-    }
-    return orjson.dumps([{"Span": span, "NewText": new[start:end_new].decode()}])
 
 
 async def test_deltas_alternating_between_replicas_stay_consistent(
@@ -442,7 +429,7 @@ async def test_deltas_alternating_between_replicas_stay_consistent(
         await stub.PatchCheckpointDelta(
             updates_pb2.PatchCheckpointDeltaRequest(
                 lease=ref,
-                deployment_delta=_edit(current, following),
+                deployment_delta=orjson.dumps(single_edit(current, following)),
                 checkpoint_hash=hashlib.sha256(following).hexdigest(),
                 sequence_number=sequence,
             )
