@@ -1,4 +1,4 @@
-"""Deleting a stack: checks that may refuse it, the row itself, then purges in other services."""
+"""Deleting or renaming a stack: checks that may refuse it, the row, then the other services."""
 
 from __future__ import annotations
 
@@ -62,6 +62,42 @@ class StackDeletion:
         return stack
 
 
+class RenameStep(Protocol):
+    """Tells another service about a rename that has already happened."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None: ...
+
+
+@dataclass(frozen=True)
+class StackRename:
+    store: StackStore
+    # Run with force=True: a rename only needs the stack not to be in the middle of an update.
+    checks: Sequence[DeleteCheck] = ()
+    followups: Sequence[RenameStep] = ()
+
+    async def rename(self, path: StackPath, target: StackPath, caller: Caller) -> StackRecord:
+        """Rename a stack, then let other services follow; returns the renamed stack."""
+        stack = await self.store.get(path)
+        for check in self.checks:
+            await check(stack, force=True, caller=caller)
+        renamed = await self.store.rename(path, target)
+        for step in self.followups:
+            # The rename has happened; a failed follow-up is logged, not turned into a failure.
+            try:
+                await step(renamed, caller)
+            except Exception as error:
+                log.warning(
+                    "stack_rename_followup_failed",
+                    step=step.name,
+                    stack_id=renamed.id,
+                    error=_describe(error),
+                )
+        return renamed
+
+
 class DeleteSecretsKey:
     """Destroys the stack's data key in the secrets service."""
 
@@ -99,6 +135,30 @@ class RefuseWhileUpdating:
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
+
+
+class RecordRename:
+    """Records the rename in the stack's history and points its secrets state at the new path."""
+
+    name = "updates"
+
+    def __init__(
+        self, stub: updates_pb2_grpc.UpdatesServiceAsyncStub, timeout_seconds: float
+    ) -> None:
+        self._stub = stub
+        self._timeout_seconds = timeout_seconds
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._stub.RecordRename(
+            updates_pb2.RecordRenameRequest(
+                stack_id=stack.id,
+                organization=stack.path.organization,
+                project=stack.path.project,
+                stack=stack.path.stack,
+            ),
+            timeout=self._timeout_seconds,
+            metadata=caller.metadata(),
+        )
 
 
 class PurgeUpdates:

@@ -21,8 +21,10 @@ from services.common.service import RunningService, open_database, peer_channel,
 from services.stacks.deletion import (
     DeleteSecretsKey,
     PurgeUpdates,
+    RecordRename,
     RefuseWhileUpdating,
     StackDeletion,
+    StackRename,
 )
 from services.stacks.domain import (
     NewStack,
@@ -48,9 +50,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     """Protocol doc §3.2.1–3.2.7: create, read, list, rename, retag and delete stacks."""
 
-    def __init__(self, store: StackStore, deletion: StackDeletion) -> None:
+    def __init__(self, store: StackStore, deletion: StackDeletion, renaming: StackRename) -> None:
         self._store = store
         self._deletion = deletion
+        self._renaming = renaming
 
     async def CreateStack(
         self, request: stacks_pb2.CreateStackRequest, context: Context
@@ -112,7 +115,8 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     ) -> stacks_pb2.Stack:
         path = validate_path(_path(request.ref))
         target = rename_target(path, request.new_project, request.new_name)
-        return _stack_message(await self._store.rename(path, target))
+        renamed = await self._renaming.rename(path, target, caller_from_context(context))
+        return _stack_message(renamed)
 
     async def ReplaceStackTags(
         self, request: stacks_pb2.ReplaceStackTagsRequest, context: Context
@@ -188,7 +192,12 @@ async def start(
             DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout),
         ),
     )
-    servicer = StacksServicer(store, deletion)
+    renaming = StackRename(
+        store=store,
+        checks=(RefuseWhileUpdating(updates, timeout),),
+        followups=(RecordRename(updates, timeout),),
+    )
+    servicer = StacksServicer(store, deletion, renaming)
 
     def register(server: grpc.aio.Server) -> None:
         stacks_pb2_grpc.add_StacksServiceServicer_to_server(servicer, server)

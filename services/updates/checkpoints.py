@@ -129,3 +129,18 @@ def service_provider_stack(untyped: Mapping[str, Any]) -> tuple[str, str, str] |
     if not all(isinstance(part, str) and part for part in parts):
         return None
     return (str(parts[0]), str(parts[1]), str(parts[2]))
+
+
+def retarget(text: bytes, stack_path: tuple[str, str, str]) -> bytes:
+    """The deployment with a service secrets provider's state naming another stack path."""
+    value = parse_json(text, "the deployment")
+    deployment = value.get("deployment") if isinstance(value, dict) else None
+    provider = deployment.get("secrets_providers") if isinstance(deployment, dict) else None
+    if not isinstance(provider, dict) or provider.get("type") != "service":
+        return text
+    state = provider.get("state")
+    if not isinstance(state, dict):
+        return text
+    owner, project, stack = stack_path
+    state.update({"owner": owner, "project": project, "stack": stack})
+    return orjson.dumps(value)

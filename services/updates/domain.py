@@ -22,6 +22,7 @@ MAX_RENEW_SECONDS = 300
 # Kinds an update can be created with (the path segment), and kinds recorded otherwise.
 CREATE_KINDS: tuple[str, ...] = ("update", "preview", "refresh", "destroy")
 IMPORT_KIND = "import"
+RENAME_KIND = "rename"
 
 NOT_STARTED = "not-started"
 RUNNING = "running"

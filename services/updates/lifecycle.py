@@ -34,7 +34,9 @@ from services.updates.domain import (
     CANCELLED,
     CONFLICT_MESSAGE,
     ENDED,
+    IMPORT_KIND,
     LEASE_SECONDS,
+    RENAME_KIND,
     RUNNING,
     EngineEvent,
     FinalState,
@@ -452,9 +454,42 @@ class Updates:
             )
         final = await _final(text, checkpoints.resource_count(parsed))
         for _ in range(TAKEOVER_ATTEMPTS):
-            result = await self._store.import_deployment(
-                stack_id, requested_by=requested_by, final=final, now=self._clock.now()
+            result = await self._store.record_finished(
+                stack_id,
+                kind=IMPORT_KIND,
+                requested_by=requested_by,
+                final=final,
+                now=self._clock.now(),
             )
+            if isinstance(result, Blocked):
+                await self._abandon(result.holder)
+                continue
+            return result
+        raise FailedPrecondition(CONFLICT_MESSAGE)
+
+    async def record_rename(
+        self, stack_id: str, stack_path: tuple[str, str, str], requested_by: str
+    ) -> str:
+        """A rename history entry whose state names the stack's new path.
+
+        The CLI sends secret decryption to the stack a service secrets provider's state
+        names, so that state must follow the rename.
+        """
+        for _ in range(TAKEOVER_ATTEMPTS):
+            (state,) = await self._store.stack_states([stack_id])
+            text = await self.export(stack_id, 0)
+            renamed = await _off_loop(len(text), checkpoints.retarget, text, stack_path)
+            try:
+                result = await self._store.record_finished(
+                    stack_id,
+                    kind=RENAME_KIND,
+                    requested_by=requested_by,
+                    final=await _final(renamed),
+                    now=self._clock.now(),
+                    expected_version=state.version,
+                )
+            except Aborted:
+                continue
             if isinstance(result, Blocked):
                 await self._abandon(result.holder)
                 continue

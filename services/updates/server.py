@@ -213,6 +213,16 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
         await self._updates.check_deletion(request.stack_id, force=request.force)
         return updates_pb2.CheckStackDeletionResponse()
 
+    async def RecordRename(
+        self, request: updates_pb2.RecordRenameRequest, context: Context
+    ) -> updates_pb2.RecordRenameResponse:
+        update_id = await self._updates.record_rename(
+            request.stack_id,
+            (request.organization, request.project, request.stack),
+            caller_from_context(context).login,
+        )
+        return updates_pb2.RecordRenameResponse(update_id=update_id)
+
     async def PurgeStack(
         self, request: updates_pb2.PurgeStackRequest, context: Context
     ) -> updates_pb2.PurgeStackResponse:

@@ -12,11 +12,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common.errors import FailedPrecondition
+from services.common.errors import Aborted, FailedPrecondition
 from services.updates.domain import (
     CONFLICT_MESSAGE,
     ENDED,
-    IMPORT_KIND,
     NOT_STARTED,
     RUNNING,
     SUCCEEDED,
@@ -229,24 +228,31 @@ class UpdateStore:
             row.is_finalised = True
             await _drop_working_data(session, row.id)
 
-    async def import_deployment(
+    async def record_finished(
         self,
         stack_id: str,
         *,
+        kind: str,
         requested_by: str,
         final: FinalState,
         now: float,
+        expected_version: int | None = None,
     ) -> str | Blocked:
-        """Record an import as a finished update with the next version, in one transaction."""
+        """Record an import or rename as a finished update with the next version, at once.
+
+        With `expected_version`, refuse (Aborted) if the stack moved on since `final` was read.
+        """
         async with self._sessions.begin() as session:
             state = await self._lock_stack(session, stack_id)
             blocked = await _holder(session, state, now)
             if blocked is not None:
                 return blocked
+            if expected_version is not None and state.version != expected_version:
+                raise Aborted("Conflict: the stack changed meanwhile; try again")
             version = state.version + 1
             row = _new_row(
                 stack_id=stack_id,
-                kind=IMPORT_KIND,
+                kind=kind,
                 status=SUCCEEDED,
                 is_finalised=True,
                 requested_by=requested_by,

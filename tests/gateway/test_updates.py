@@ -479,3 +479,26 @@ async def test_stack_init_with_an_initial_state_stores_it(update_cairn: Cairn) -
     )
     assert refused.status == 400
     assert (await cairn.call("GET", stack_path(stack="bad"))).status == 404
+
+
+async def test_rename_is_recorded_and_secrets_follow_the_stack(update_cairn: Cairn) -> None:
+    cairn = update_cairn
+    await create_stack(cairn)
+    await up_full(cairn, ["a"])
+    await cairn.json(
+        "POST", f"{S}/rename", body={"newName": "prod", "newProject": "web"}, status=204
+    )
+    prod = stack_path(stack="prod")
+    history = await cairn.json("GET", f"{prod}/updates")
+    assert [(u["kind"], u["version"]) for u in history["updates"]] == [
+        ("rename", 2),
+        ("update", 1),
+    ]
+    exported = await cairn.json("GET", f"{prod}/export")
+    assert exported["deployment"]["secrets_providers"]["state"]["stack"] == "prod"
+    assert len(exported["deployment"]["resources"]) == 2
+
+    run = await begin(cairn, prod)
+    busy = await cairn.call("POST", f"{prod}/rename", body={"newName": "dev", "newProject": "web"})
+    assert busy.status == 409
+    await run.complete()

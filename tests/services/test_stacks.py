@@ -62,16 +62,27 @@ class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
 
     def __init__(self) -> None:
         self.purged: list[str] = []
+        self.renamed: list[tuple[str, str, str]] = []
         self.refusal: tuple[grpc.StatusCode, str] | None = None
+        # An update in progress refuses even forced deletions, and renames.
+        self.refuse_forced = False
 
     async def CheckStackDeletion(
         self,
         request: updates_pb2.CheckStackDeletionRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> updates_pb2.CheckStackDeletionResponse:
-        if self.refusal is not None and not request.force:
+        if self.refusal is not None and (self.refuse_forced or not request.force):
             await context.abort(*self.refusal)
         return updates_pb2.CheckStackDeletionResponse()
+
+    async def RecordRename(
+        self,
+        request: updates_pb2.RecordRenameRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> updates_pb2.RecordRenameResponse:
+        self.renamed.append((request.stack_id, request.project, request.stack))
+        return updates_pb2.RecordRenameResponse(update_id="u1")
 
     async def PurgeStack(
         self,
@@ -503,6 +514,25 @@ async def test_rename_keeps_id_tags_and_creation_time(harness: Harness) -> None:
     )
     assert again.id == original.id
     assert again.ref.stack == "staging"
+    # Each rename is recorded by the updates service under the new path.
+    assert harness.updates.renamed == [
+        (original.id, "site", "dev"),
+        (original.id, "site", "staging"),
+    ]
+
+
+async def test_rename_is_refused_while_an_update_runs(harness: Harness) -> None:
+    await create(harness, "acme", "web", "dev")
+    harness.updates.refusal = (grpc.StatusCode.FAILED_PRECONDITION, "Conflict: busy")
+    harness.updates.refuse_forced = True
+    refused = await rpc_error(
+        harness.stub.RenameStack(
+            stacks_pb2.RenameStackRequest(ref=ref("acme", "web", "dev"), new_name="prod")
+        )
+    )
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert await get(harness, "acme", "web", "dev")
+    assert harness.updates.renamed == []
 
 
 @pytest.mark.parametrize(("new_project", "new_name"), [("", ""), ("web", "dev"), ("", "dev")])

@@ -1062,3 +1062,51 @@ class PurgeStackResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurgeStackResponse: _TypeAlias = PurgeStackResponse  # noqa: Y015
+
+@_typing.final
+class RecordRenameRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    STACK_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    organization: _builtins.str
+    """The stack's new path."""
+    project: _builtins.str
+    stack: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        project: _builtins.str = ...,
+        stack: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "project", b"project", "stack", b"stack", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRenameRequest: _TypeAlias = RecordRenameRequest  # noqa: Y015
+
+@_typing.final
+class RecordRenameResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    update_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        update_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRenameResponse: _TypeAlias = RecordRenameResponse  # noqa: Y015

@@ -133,6 +133,11 @@ class UpdatesServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionResponse.FromString,
                 _registered_method=True)
+        self.RecordRename = channel.unary_unary(
+                '/cairn.v1.UpdatesService/RecordRename',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RecordRenameRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RecordRenameResponse.FromString,
+                _registered_method=True)
         self.PurgeStack = channel.unary_unary(
                 '/cairn.v1.UpdatesService/PurgeStack',
                 request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackRequest.SerializeToString,
@@ -262,6 +267,13 @@ class UpdatesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRename(self, request, context):
+        """Records a rename in history; the new version's secrets provider state names the new path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PurgeStack(self, request, context):
         """Forgets every update, event, version and checkpoint of a deleted stack.
         """
@@ -366,6 +378,11 @@ def add_UpdatesServiceServicer_to_server(servicer, server):
                     servicer.CheckStackDeletion,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionResponse.SerializeToString,
+            ),
+            'RecordRename': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRename,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RecordRenameRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.RecordRenameResponse.SerializeToString,
             ),
             'PurgeStack': grpc.unary_unary_rpc_method_handler(
                     servicer.PurgeStack,
@@ -890,6 +907,33 @@ class UpdatesService:
             '/cairn.v1.UpdatesService/CheckStackDeletion',
             protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_updates__pb2.CheckStackDeletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRename(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/RecordRename',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.RecordRenameRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.RecordRenameResponse.FromString,
             options,
             channel_credentials,
             insecure,

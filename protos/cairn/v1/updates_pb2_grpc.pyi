@@ -57,6 +57,8 @@ class UpdatesServiceStub:
     GetStackStates: _grpc.UnaryUnaryMultiCallable[_updates_pb2.GetStackStatesRequest, _updates_pb2.GetStackStatesResponse]
     CheckStackDeletion: _grpc.UnaryUnaryMultiCallable[_updates_pb2.CheckStackDeletionRequest, _updates_pb2.CheckStackDeletionResponse]
     """Refuses (400/409) when a stack may not be deleted; changes nothing."""
+    RecordRename: _grpc.UnaryUnaryMultiCallable[_updates_pb2.RecordRenameRequest, _updates_pb2.RecordRenameResponse]
+    """Records a rename in history; the new version's secrets provider state names the new path."""
     PurgeStack: _grpc.UnaryUnaryMultiCallable[_updates_pb2.PurgeStackRequest, _updates_pb2.PurgeStackResponse]
     """Forgets every update, event, version and checkpoint of a deleted stack."""
 
@@ -89,6 +91,8 @@ class UpdatesServiceAsyncStub(UpdatesServiceStub):
     GetStackStates: _aio.UnaryUnaryMultiCallable[_updates_pb2.GetStackStatesRequest, _updates_pb2.GetStackStatesResponse]  # type: ignore[assignment]
     CheckStackDeletion: _aio.UnaryUnaryMultiCallable[_updates_pb2.CheckStackDeletionRequest, _updates_pb2.CheckStackDeletionResponse]  # type: ignore[assignment]
     """Refuses (400/409) when a stack may not be deleted; changes nothing."""
+    RecordRename: _aio.UnaryUnaryMultiCallable[_updates_pb2.RecordRenameRequest, _updates_pb2.RecordRenameResponse]  # type: ignore[assignment]
+    """Records a rename in history; the new version's secrets provider state names the new path."""
     PurgeStack: _aio.UnaryUnaryMultiCallable[_updates_pb2.PurgeStackRequest, _updates_pb2.PurgeStackResponse]  # type: ignore[assignment]
     """Forgets every update, event, version and checkpoint of a deleted stack."""
 
@@ -232,6 +236,14 @@ class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_updates_pb2.CheckStackDeletionResponse, _abc.Awaitable[_updates_pb2.CheckStackDeletionResponse]]:
         """Refuses (400/409) when a stack may not be deleted; changes nothing."""
+
+    @_abc_1.abstractmethod
+    def RecordRename(
+        self,
+        request: _updates_pb2.RecordRenameRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.RecordRenameResponse, _abc.Awaitable[_updates_pb2.RecordRenameResponse]]:
+        """Records a rename in history; the new version's secrets provider state names the new path."""
 
     @_abc_1.abstractmethod
     def PurgeStack(
