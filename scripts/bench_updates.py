@@ -455,7 +455,9 @@ class UpdateResult:
     total_s: float
     complete_s: float
     write_latencies_s: list[float]
-    delta_fallbacks: int = 0
+    verbatim_writes: int = 0
+    delta_writes: int = 0
+    journal_entries: int = 0
 
 
 def _journal_entries(names: Names, count: int, base_url: str) -> list[dict[str, Any]]:
@@ -539,7 +541,8 @@ async def _journal_writes(
     count: int,
     events: EventUploader,
     rng: random.Random,
-) -> list[float]:
+) -> tuple[list[float], int]:
+    """Sequential batches; returns the latency of each and the number of entries."""
     entries = _journal_entries(names, count, api.base_url)
     latencies: list[float] = []
     for first in range(0, len(entries), JOURNAL_BATCH_SIZE):
@@ -551,7 +554,7 @@ async def _journal_writes(
         latencies.append(elapsed)
         for entry in batch:
             _emit_entry_events(events, names, entry)
-    return latencies
+    return latencies, len(entries)
 
 
 @dataclass
@@ -565,6 +568,8 @@ class CheckpointWriter:
     sequence: int = 1
     previous_size: int | None = None
     latencies: list[float] = field(default_factory=list)
+    verbatims: int = 0
+    deltas: int = 0
     fallbacks: int = 0
 
     async def write(self, snapshot: SnapshotText, edits: list[dict[str, Any]]) -> None:
@@ -589,6 +594,7 @@ class CheckpointWriter:
                     gzipped=True,
                 )
                 self.latencies.append(elapsed)
+                self.deltas += 1
             except HttpError:
                 # The CLI retries a failed delta at once as a verbatim with the same number.
                 self.fallbacks += 1
@@ -613,6 +619,7 @@ class CheckpointWriter:
             gzipped=True,
         )
         self.latencies.append(elapsed)
+        self.verbatims += 1
 
 
 async def _delta_writes(
@@ -623,7 +630,7 @@ async def _delta_writes(
     count: int,
     events: EventUploader,
     cutoff: int,
-) -> tuple[list[float], int, SnapshotText]:
+) -> tuple[CheckpointWriter, SnapshotText]:
     snapshot = SnapshotText(
         orjson.dumps(manifest(update_path)), orjson.dumps(secrets_provider(api.base_url, names))
     )
@@ -645,7 +652,7 @@ async def _delta_writes(
     await writer.write(
         snapshot, snapshot.replace(0, render(stack_state(names, {"petCount": count})))
     )
-    return writer.latencies, writer.fallbacks, snapshot
+    return writer, snapshot
 
 
 async def run_update(
@@ -696,14 +703,18 @@ async def run_update(
     events = EventUploader(api, update_path, lease)
     events.emit("preludeEvent", {"config": {}})
     snapshot: SnapshotText | None = None
-    fallbacks = 0
+    writer: CheckpointWriter | None = None
+    entries = 0
     try:
         if mode == "journal":
-            latencies = await _journal_writes(api, names, update_path, lease, count, events, rng)
+            latencies, entries = await _journal_writes(
+                api, names, update_path, lease, count, events, rng
+            )
         else:
-            latencies, fallbacks, snapshot = await _delta_writes(
+            writer, snapshot = await _delta_writes(
                 api, names, update_path, lease, count, events, cutoff
             )
+            latencies = writer.latencies
         events.emit(
             "summaryEvent",
             {
@@ -724,9 +735,10 @@ async def run_update(
     await _verify(api, names, count, snapshot)
     if events.failures:
         raise BenchError(f"{events.failures} engine-event batches were refused ({names.stack})")
-    if fallbacks:
+    if writer is not None and writer.fallbacks:
         raise BenchError(
-            f"{fallbacks} checkpoint deltas were refused and resent verbatim ({names.stack})"
+            f"{writer.fallbacks} checkpoint deltas were refused and resent verbatim "
+            f"({names.stack}); see the server errors"
         )
     return UpdateResult(
         mode=mode,
@@ -734,7 +746,9 @@ async def run_update(
         total_s=finished - started,
         complete_s=finished - complete_started,
         write_latencies_s=latencies,
-        delta_fallbacks=fallbacks,
+        verbatim_writes=writer.verbatims if writer else 0,
+        delta_writes=writer.deltas if writer else 0,
+        journal_entries=entries,
     )
 
 
@@ -848,7 +862,9 @@ class CairnServer:
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        env = {**os.environ, **self.env}
+        # Nothing CAIRN_* is inherited: the backend is exactly what this benchmark says.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+        env.update(self.env)
         env.update(
             {
                 "CAIRN_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -1020,6 +1036,10 @@ def _latency_figures(results: Iterable[UpdateResult]) -> dict[str, Any]:
         "resources": runs[0].resources,
         "runs": len(runs),
         "writes": len(samples),
+        "verbatim_writes": sum(r.verbatim_writes for r in runs),
+        "delta_writes": sum(r.delta_writes for r in runs),
+        "journal_entries": sum(r.journal_entries for r in runs),
+        "complete_ms": _ms(max(r.complete_s for r in runs)),
         "p50_ms": _ms(percentile(samples, 0.50)),
         "p99_ms": _ms(percentile(samples, 0.99)),
         "total_s": round(sum(r.total_s for r in runs) / len(runs), 3),
@@ -1227,13 +1247,22 @@ def table(report: dict[str, Any]) -> str:
             continue
         up = figures["up"]
         lines.append(f"{title}  (checkpoint cutoff {figures['checkpoint_cutoff_bytes']} bytes)")
-        lines.append(f"  {'':34}{'total s':>10}{'writes':>8}{'p50 ms':>10}{'p99 ms':>10}")
+        lines.append(
+            f"  {'':34}{'total s':>10}{'writes':>8}{'p50 ms':>10}{'p99 ms':>10}"
+            f"{'complete ms':>13}  kind of writes"
+        )
         for mode in MODES:
             f = up[mode]
             label = f"{f['resources']}-resource up, {mode}"
+            kinds = (
+                f"{f['journal_entries']} entries in batches of <= {JOURNAL_BATCH_SIZE}"
+                if mode == "journal"
+                else f"{f['verbatim_writes']} verbatim + {f['delta_writes']} delta"
+            )
             lines.append(
                 f"  {label:34}"
                 f"{f['total_s']:>10.2f}{f['writes']:>8}{f['p50_ms']:>10.2f}{f['p99_ms']:>10.2f}"
+                f"{f['complete_ms']:>13.1f}  {kinds}"
             )
         lines.append("")
         lines.append(
