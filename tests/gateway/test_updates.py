@@ -502,3 +502,20 @@ async def test_rename_is_recorded_and_secrets_follow_the_stack(update_cairn: Cai
     busy = await cairn.call("POST", f"{prod}/rename", body={"newName": "dev", "newProject": "web"})
     assert busy.status == 409
     await run.complete()
+
+
+async def test_cancelled_journal_update_is_rebuilt(update_cairn: Cairn) -> None:
+    cairn = update_cairn
+    await create_stack(cairn)
+    run = await begin(cairn, S, journal=True)
+    await run.journal_entries(journal_up(["a", "b"]))
+    await cairn.json("POST", f"{S}/update/{run.update_id}/cancel", status=204)
+    exported = await export(cairn)
+    names = [r["urn"].rsplit("::", 1)[1] for r in exported["deployment"]["resources"]]
+    assert names == ["web-dev", "a", "b"]
+    refused = await run.call("PATCH", "/journalentries", {"entries": []})
+    assert refused.status == 409
+    history = await cairn.json("GET", f"{S}/updates")
+    assert history["updates"][0]["result"] == "failed"
+    status = await cairn.json("GET", f"{S}/update/{run.update_id}")
+    assert status["status"] == "cancelled"
