@@ -21,7 +21,7 @@ EMPTY_DEPLOYMENT = (
 )
 MIN_DEPLOYMENT_VERSION = 1
 MAX_DEPLOYMENT_VERSION = 4
-# Deltas are smaller than this; verbatim uploads happen below it (protocol §4.3).
+# zstd's default level: fast enough to run on every write.
 COMPRESSION_LEVEL = 3
 
 
@@ -36,14 +36,6 @@ def decompress(data: bytes) -> bytes:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def wrap_deployment(version: int, features: list[str], raw_deployment: bytes) -> bytes:
-    """An UntypedDeployment text around the client's exact deployment bytes."""
-    head: dict[str, Any] = {"version": version}
-    if features:
-        head["features"] = features
-    return orjson.dumps(head)[:-1] + b',"deployment":' + raw_deployment + b"}"
 
 
 def parse_json(data: bytes, what: str) -> Any:

@@ -113,11 +113,6 @@ class UpdateStore:
                 raise update_not_found()
             return _record(row)
 
-    async def find(self, update_id: str) -> UpdateRecord | None:
-        async with self._sessions.begin() as session:
-            row = await session.get(UpdateRow, update_id)
-            return None if row is None else _record(row)
-
     async def start(
         self,
         stack_id: str,
