@@ -7,11 +7,18 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from protos.cairn.v1 import identity_pb2_grpc, secrets_pb2_grpc, stacks_pb2_grpc, updates_pb2_grpc
+from protos.cairn.v1 import (
+    agent_pools_pb2_grpc,
+    identity_pb2_grpc,
+    secrets_pb2_grpc,
+    stacks_pb2_grpc,
+    updates_pb2_grpc,
+)
 from services.common.config import SERVICE_NAMES, Settings
 from services.common.grpc_server import open_channel
 
 if TYPE_CHECKING:
+    from protos.cairn.v1.agent_pools_pb2_grpc import AgentPoolsServiceAsyncStub
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
     from protos.cairn.v1.stacks_pb2_grpc import StacksServiceAsyncStub
@@ -28,12 +35,14 @@ class Backends:
     stacks: StacksServiceAsyncStub = field(init=False)
     secrets: SecretsServiceAsyncStub = field(init=False)
     updates: UpdatesServiceAsyncStub = field(init=False)
+    agent_pools: AgentPoolsServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
         self.stacks = stacks_pb2_grpc.StacksServiceStub(self.channels["stacks"])
         self.secrets = secrets_pb2_grpc.SecretsServiceStub(self.channels["secrets"])
         self.updates = updates_pb2_grpc.UpdatesServiceStub(self.channels["updates"])
+        self.agent_pools = agent_pools_pb2_grpc.AgentPoolsServiceStub(self.channels["agent_pools"])
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:

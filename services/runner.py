@@ -22,8 +22,9 @@ from services.common.service import RunningService, StartFunction, serve_until_s
 
 log = get_logger("cairn")
 
-# Dependencies first: stacks calls secrets and updates when a stack is deleted.
-START_ORDER: tuple[str, ...] = ("secrets", "identity", "updates", "stacks")
+# Dependencies first: stacks calls secrets, updates and agent_pools when a stack is deleted;
+# agent_pools calls secrets.
+START_ORDER: tuple[str, ...] = ("secrets", "identity", "updates", "agent_pools", "stacks")
 assert sorted(START_ORDER) == sorted(SERVICE_NAMES)
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICE_NAMES: tuple[str, ...] = ("identity", "stacks", "secrets", "updates")
+SERVICE_NAMES: tuple[str, ...] = ("identity", "stacks", "secrets", "updates", "agent_pools")
 """Services `cairn up` runs, in start order. Later issues append theirs."""
 
 DEFAULT_SERVICE_PORTS: dict[str, int] = {
@@ -16,6 +16,7 @@ DEFAULT_SERVICE_PORTS: dict[str, int] = {
     "stacks": 50052,
     "secrets": 50053,
     "updates": 50054,
+    "agent_pools": 50055,
 }
 
 
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     stacks_address: str = ""
     secrets_address: str = ""
     updates_address: str = ""
+    agent_pools_address: str = ""
     # Port `cairn serve <service>` listens on; 0 means the service's default port.
     grpc_port: int = 0
     grpc_host: str = "127.0.0.1"

@@ -8,7 +8,14 @@ from typing import Protocol
 
 import grpc
 
-from protos.cairn.v1 import secrets_pb2, secrets_pb2_grpc, updates_pb2, updates_pb2_grpc
+from protos.cairn.v1 import (
+    agent_pools_pb2,
+    agent_pools_pb2_grpc,
+    secrets_pb2,
+    secrets_pb2_grpc,
+    updates_pb2,
+    updates_pb2_grpc,
+)
 from services.common.auth import Caller
 from services.common.errors import from_rpc_error
 from services.common.logging import get_logger
@@ -175,6 +182,25 @@ class PurgeUpdates:
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.PurgeStack(
             updates_pb2.PurgeStackRequest(stack_id=stack.id),
+            timeout=self._timeout_seconds,
+            metadata=caller.metadata(),
+        )
+
+
+class PurgeDeployments:
+    """Forgets the stack's deployment settings and deployments."""
+
+    name = "agent_pools"
+
+    def __init__(
+        self, stub: agent_pools_pb2_grpc.AgentPoolsServiceAsyncStub, timeout_seconds: float
+    ) -> None:
+        self._stub = stub
+        self._timeout_seconds = timeout_seconds
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._stub.PurgeStack(
+            agent_pools_pb2.PurgeDeploymentsRequest(stack_id=stack.id),
             timeout=self._timeout_seconds,
             metadata=caller.metadata(),
         )

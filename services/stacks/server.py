@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from protos.cairn.v1 import (
+    agent_pools_pb2_grpc,
     common_pb2,
     secrets_pb2_grpc,
     stacks_pb2,
@@ -20,6 +21,7 @@ from services.common.config import Settings
 from services.common.service import RunningService, open_database, peer_channel, serve_service
 from services.stacks.deletion import (
     DeleteSecretsKey,
+    PurgeDeployments,
     PurgeUpdates,
     RecordRename,
     RefuseWhileUpdating,
@@ -173,6 +175,7 @@ async def start(
     try:
         secrets_channel = peer_channel(settings, "secrets")
         updates_channel = peer_channel(settings, "updates")
+        agent_pools_channel = peer_channel(settings, "agent_pools")
     except BaseException:
         await database.engine.dispose()
         raise
@@ -180,6 +183,7 @@ async def start(
     async def close_channels() -> None:
         await secrets_channel.close(None)
         await updates_channel.close(None)
+        await agent_pools_channel.close(None)
 
     store = StackStore(database.sessions, clock or SystemClock())
     timeout = settings.grpc_timeout_seconds
@@ -189,6 +193,9 @@ async def start(
         checks=(RefuseWhileUpdating(updates, timeout),),
         purges=(
             PurgeUpdates(updates, timeout),
+            PurgeDeployments(
+                agent_pools_pb2_grpc.AgentPoolsServiceStub(agent_pools_channel), timeout
+            ),
             DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout),
         ),
     )

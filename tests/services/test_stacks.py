@@ -20,6 +20,8 @@ from sqlalchemy.engine import Connection
 from structlog.testing import capture_logs
 
 from protos.cairn.v1 import (
+    agent_pools_pb2,
+    agent_pools_pb2_grpc,
     common_pb2,
     secrets_pb2,
     secrets_pb2_grpc,
@@ -55,6 +57,17 @@ class FakeSecrets(secrets_pb2_grpc.SecretsServiceServicer):
             await context.abort(self.failure, "secrets are having a bad day")
         self.deleted.append(request.stack_id)
         return secrets_pb2.DeleteStackKeyResponse()
+
+
+class FakeAgentPools(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
+    """Accepts purges."""
+
+    async def PurgeStack(
+        self,
+        request: agent_pools_pb2.PurgeDeploymentsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> agent_pools_pb2.PurgeDeploymentsResponse:
+        return agent_pools_pb2.PurgeDeploymentsResponse()
 
 
 class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
@@ -110,6 +123,8 @@ async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
     server = grpc.aio.server()
     secrets_pb2_grpc.add_SecretsServiceServicer_to_server(fake, server)
     updates_pb2_grpc.add_UpdatesServiceServicer_to_server(updates, server)
+    pools = FakeAgentPools()  # type: ignore[abstract]
+    agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(pools, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -128,6 +143,7 @@ async def harness(
         any_settings.resolved_database_url(),
         secrets_address=f"127.0.0.1:{peers_port}",
         updates_address=f"127.0.0.1:{peers_port}",
+        agent_pools_address=f"127.0.0.1:{peers_port}",
         grpc_timeout_seconds=5.0,
     )
     clock = ManualClock()

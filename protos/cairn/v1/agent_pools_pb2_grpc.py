@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from protos.cairn.v1 import agent_pools_pb2 as protos_dot_cairn_dot_v1_dot_agent__pools__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,7 +26,9 @@ if _version_not_supported:
 
 
 class AgentPoolsServiceStub:
-    """Agent pools, their agents and queued deployment work. RPCs arrive with the agent-pool work.
+    """Agent pools, their agents, stacks' deployment settings and queued deployment work.
+    Management calls name the organization (the gateway checks roles); agent calls carry the
+    pool token, which only this service can check.
     """
 
     def __init__(self, channel):
@@ -34,15 +37,343 @@ class AgentPoolsServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.ListPools = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/ListPools',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListPoolsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListPoolsResponse.FromString,
+                _registered_method=True)
+        self.CreatePool = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/CreatePool',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreatePoolRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreatePoolResponse.FromString,
+                _registered_method=True)
+        self.GetPool = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/GetPool',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetPoolRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PoolDetail.FromString,
+                _registered_method=True)
+        self.UpdatePool = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/UpdatePool',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.UpdatePoolRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Pool.FromString,
+                _registered_method=True)
+        self.DeletePool = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/DeletePool',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeletePoolRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeletePoolResponse.FromString,
+                _registered_method=True)
+        self.GetDeploymentSettings = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/GetDeploymentSettings',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentSettingsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeploymentSettings.FromString,
+                _registered_method=True)
+        self.UpdateDeploymentSettings = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/UpdateDeploymentSettings',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.UpdateDeploymentSettingsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeploymentSettings.FromString,
+                _registered_method=True)
+        self.DeleteDeploymentSettings = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/DeleteDeploymentSettings',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeleteDeploymentSettingsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeleteDeploymentSettingsResponse.FromString,
+                _registered_method=True)
+        self.EncryptSettingsSecret = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/EncryptSettingsSecret',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.EncryptSettingsSecretRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.EncryptSettingsSecretResponse.FromString,
+                _registered_method=True)
+        self.CreateDeployment = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/CreateDeployment',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreateDeploymentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.ListDeployments = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/ListDeployments',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListDeploymentsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListDeploymentsResponse.FromString,
+                _registered_method=True)
+        self.GetDeployment = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/GetDeployment',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.GetDeploymentLogs = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/GetDeploymentLogs',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentLogsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentLogsResponse.FromString,
+                _registered_method=True)
+        self.CancelDeployment = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/CancelDeployment',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CancelDeploymentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.PurgeStack = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/PurgeStack',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsResponse.FromString,
+                _registered_method=True)
+        self.RegisterAgent = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/RegisterAgent',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.RegisterAgentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.RegisterAgentResponse.FromString,
+                _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/Heartbeat',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
+        self.ClaimDeployment = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/ClaimDeployment',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ClaimDeploymentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ClaimDeploymentResponse.FromString,
+                _registered_method=True)
+        self.AppendDeploymentLogs = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/AppendDeploymentLogs',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.AppendDeploymentLogsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.AppendDeploymentLogsResponse.FromString,
+                _registered_method=True)
+        self.FinishDeployment = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/FinishDeployment',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FinishDeploymentRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FinishDeploymentResponse.FromString,
+                _registered_method=True)
 
 
 class AgentPoolsServiceServicer:
-    """Agent pools, their agents and queued deployment work. RPCs arrive with the agent-pool work.
+    """Agent pools, their agents, stacks' deployment settings and queued deployment work.
+    Management calls name the organization (the gateway checks roles); agent calls carry the
+    pool token, which only this service can check.
     """
+
+    def ListPools(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePool(self, request, context):
+        """Refused while stacks' settings use the pool, unless forced (they then use no pool).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeploymentSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDeploymentSettings(self, request, context):
+        """Merges the given settings into the stored ones (a JSON merge patch); secret values
+        are encrypted through the secrets service before they are stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeploymentSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EncryptSettingsSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeployments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeploymentLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeStack(self, request, context):
+        """Forgets a deleted stack's settings and deployments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterAgent(self, request, context):
+        """The agent protocol.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Heartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimDeployment(self, request, context):
+        """Atomically hands the next queued deployment of the agent's pool to this agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendDeploymentLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_AgentPoolsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'ListPools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPools,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListPoolsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListPoolsResponse.SerializeToString,
+            ),
+            'CreatePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePool,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreatePoolRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreatePoolResponse.SerializeToString,
+            ),
+            'GetPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPool,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetPoolRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PoolDetail.SerializeToString,
+            ),
+            'UpdatePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePool,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.UpdatePoolRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Pool.SerializeToString,
+            ),
+            'DeletePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePool,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeletePoolRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeletePoolResponse.SerializeToString,
+            ),
+            'GetDeploymentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeploymentSettings,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentSettingsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeploymentSettings.SerializeToString,
+            ),
+            'UpdateDeploymentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDeploymentSettings,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.UpdateDeploymentSettingsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeploymentSettings.SerializeToString,
+            ),
+            'DeleteDeploymentSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeploymentSettings,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeleteDeploymentSettingsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeleteDeploymentSettingsResponse.SerializeToString,
+            ),
+            'EncryptSettingsSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.EncryptSettingsSecret,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.EncryptSettingsSecretRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.EncryptSettingsSecretResponse.SerializeToString,
+            ),
+            'CreateDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDeployment,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreateDeploymentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.SerializeToString,
+            ),
+            'ListDeployments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeployments,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListDeploymentsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListDeploymentsResponse.SerializeToString,
+            ),
+            'GetDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeployment,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.SerializeToString,
+            ),
+            'GetDeploymentLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeploymentLogs,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentLogsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentLogsResponse.SerializeToString,
+            ),
+            'CancelDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelDeployment,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CancelDeploymentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.SerializeToString,
+            ),
+            'PurgeStack': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeStack,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsResponse.SerializeToString,
+            ),
+            'RegisterAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterAgent,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.RegisterAgentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.RegisterAgentResponse.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.HeartbeatRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'ClaimDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimDeployment,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ClaimDeploymentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ClaimDeploymentResponse.SerializeToString,
+            ),
+            'AppendDeploymentLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendDeploymentLogs,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.AppendDeploymentLogsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.AppendDeploymentLogsResponse.SerializeToString,
+            ),
+            'FinishDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishDeployment,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FinishDeploymentRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FinishDeploymentResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cairn.v1.AgentPoolsService', rpc_method_handlers)
@@ -52,5 +383,547 @@ def add_AgentPoolsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AgentPoolsService:
-    """Agent pools, their agents and queued deployment work. RPCs arrive with the agent-pool work.
+    """Agent pools, their agents, stacks' deployment settings and queued deployment work.
+    Management calls name the organization (the gateway checks roles); agent calls carry the
+    pool token, which only this service can check.
     """
+
+    @staticmethod
+    def ListPools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/ListPools',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListPoolsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListPoolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/CreatePool',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreatePoolRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreatePoolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/GetPool',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetPoolRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PoolDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/UpdatePool',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.UpdatePoolRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/DeletePool',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeletePoolRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeletePoolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeploymentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/GetDeploymentSettings',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentSettingsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeploymentSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDeploymentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/UpdateDeploymentSettings',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.UpdateDeploymentSettingsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeploymentSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeploymentSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/DeleteDeploymentSettings',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeleteDeploymentSettingsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.DeleteDeploymentSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EncryptSettingsSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/EncryptSettingsSecret',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.EncryptSettingsSecretRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.EncryptSettingsSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/CreateDeployment',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CreateDeploymentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeployments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/ListDeployments',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListDeploymentsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ListDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/GetDeployment',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeploymentLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/GetDeploymentLogs',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentLogsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.GetDeploymentLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/CancelDeployment',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.CancelDeploymentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeStack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/PurgeStack',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/RegisterAgent',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.RegisterAgentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.RegisterAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/Heartbeat',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.HeartbeatRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/ClaimDeployment',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ClaimDeploymentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.ClaimDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendDeploymentLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/AppendDeploymentLogs',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.AppendDeploymentLogsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.AppendDeploymentLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/FinishDeployment',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FinishDeploymentRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FinishDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

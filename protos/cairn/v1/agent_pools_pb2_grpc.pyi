@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from protos.cairn.v1 import agent_pools_pb2 as _agent_pools_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -26,22 +27,230 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AgentPoolsServiceStub:
-    """Agent pools, their agents and queued deployment work. RPCs arrive with the agent-pool work."""
+    """Agent pools, their agents, stacks' deployment settings and queued deployment work.
+    Management calls name the organization (the gateway checks roles); agent calls carry the
+    pool token, which only this service can check.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AgentPoolsServiceAsyncStub: ...
+    ListPools: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.ListPoolsRequest, _agent_pools_pb2.ListPoolsResponse]
+    CreatePool: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.CreatePoolRequest, _agent_pools_pb2.CreatePoolResponse]
+    GetPool: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.GetPoolRequest, _agent_pools_pb2.PoolDetail]
+    UpdatePool: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.UpdatePoolRequest, _agent_pools_pb2.Pool]
+    DeletePool: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.DeletePoolRequest, _agent_pools_pb2.DeletePoolResponse]
+    """Refused while stacks' settings use the pool, unless forced (they then use no pool)."""
+    GetDeploymentSettings: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]
+    UpdateDeploymentSettings: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.UpdateDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]
+    """Merges the given settings into the stored ones (a JSON merge patch); secret values
+    are encrypted through the secrets service before they are stored.
+    """
+    DeleteDeploymentSettings: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.DeleteDeploymentSettingsRequest, _agent_pools_pb2.DeleteDeploymentSettingsResponse]
+    EncryptSettingsSecret: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.EncryptSettingsSecretRequest, _agent_pools_pb2.EncryptSettingsSecretResponse]
+    CreateDeployment: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.CreateDeploymentRequest, _agent_pools_pb2.Deployment]
+    ListDeployments: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.ListDeploymentsRequest, _agent_pools_pb2.ListDeploymentsResponse]
+    GetDeployment: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentRequest, _agent_pools_pb2.Deployment]
+    GetDeploymentLogs: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentLogsRequest, _agent_pools_pb2.GetDeploymentLogsResponse]
+    CancelDeployment: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.CancelDeploymentRequest, _agent_pools_pb2.Deployment]
+    PurgeStack: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.PurgeDeploymentsRequest, _agent_pools_pb2.PurgeDeploymentsResponse]
+    """Forgets a deleted stack's settings and deployments."""
+    RegisterAgent: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.RegisterAgentRequest, _agent_pools_pb2.RegisterAgentResponse]
+    """The agent protocol."""
+    Heartbeat: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.HeartbeatRequest, _agent_pools_pb2.HeartbeatResponse]
+    ClaimDeployment: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.ClaimDeploymentRequest, _agent_pools_pb2.ClaimDeploymentResponse]
+    """Atomically hands the next queued deployment of the agent's pool to this agent."""
+    AppendDeploymentLogs: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.AppendDeploymentLogsRequest, _agent_pools_pb2.AppendDeploymentLogsResponse]
+    FinishDeployment: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.FinishDeploymentRequest, _agent_pools_pb2.FinishDeploymentResponse]
 
 @_typing.type_check_only
 class AgentPoolsServiceAsyncStub(AgentPoolsServiceStub):
-    """Agent pools, their agents and queued deployment work. RPCs arrive with the agent-pool work."""
+    """Agent pools, their agents, stacks' deployment settings and queued deployment work.
+    Management calls name the organization (the gateway checks roles); agent calls carry the
+    pool token, which only this service can check.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    ListPools: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.ListPoolsRequest, _agent_pools_pb2.ListPoolsResponse]  # type: ignore[assignment]
+    CreatePool: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.CreatePoolRequest, _agent_pools_pb2.CreatePoolResponse]  # type: ignore[assignment]
+    GetPool: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.GetPoolRequest, _agent_pools_pb2.PoolDetail]  # type: ignore[assignment]
+    UpdatePool: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.UpdatePoolRequest, _agent_pools_pb2.Pool]  # type: ignore[assignment]
+    DeletePool: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.DeletePoolRequest, _agent_pools_pb2.DeletePoolResponse]  # type: ignore[assignment]
+    """Refused while stacks' settings use the pool, unless forced (they then use no pool)."""
+    GetDeploymentSettings: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]  # type: ignore[assignment]
+    UpdateDeploymentSettings: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.UpdateDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]  # type: ignore[assignment]
+    """Merges the given settings into the stored ones (a JSON merge patch); secret values
+    are encrypted through the secrets service before they are stored.
+    """
+    DeleteDeploymentSettings: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.DeleteDeploymentSettingsRequest, _agent_pools_pb2.DeleteDeploymentSettingsResponse]  # type: ignore[assignment]
+    EncryptSettingsSecret: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.EncryptSettingsSecretRequest, _agent_pools_pb2.EncryptSettingsSecretResponse]  # type: ignore[assignment]
+    CreateDeployment: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.CreateDeploymentRequest, _agent_pools_pb2.Deployment]  # type: ignore[assignment]
+    ListDeployments: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.ListDeploymentsRequest, _agent_pools_pb2.ListDeploymentsResponse]  # type: ignore[assignment]
+    GetDeployment: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentRequest, _agent_pools_pb2.Deployment]  # type: ignore[assignment]
+    GetDeploymentLogs: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentLogsRequest, _agent_pools_pb2.GetDeploymentLogsResponse]  # type: ignore[assignment]
+    CancelDeployment: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.CancelDeploymentRequest, _agent_pools_pb2.Deployment]  # type: ignore[assignment]
+    PurgeStack: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.PurgeDeploymentsRequest, _agent_pools_pb2.PurgeDeploymentsResponse]  # type: ignore[assignment]
+    """Forgets a deleted stack's settings and deployments."""
+    RegisterAgent: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.RegisterAgentRequest, _agent_pools_pb2.RegisterAgentResponse]  # type: ignore[assignment]
+    """The agent protocol."""
+    Heartbeat: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.HeartbeatRequest, _agent_pools_pb2.HeartbeatResponse]  # type: ignore[assignment]
+    ClaimDeployment: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.ClaimDeploymentRequest, _agent_pools_pb2.ClaimDeploymentResponse]  # type: ignore[assignment]
+    """Atomically hands the next queued deployment of the agent's pool to this agent."""
+    AppendDeploymentLogs: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.AppendDeploymentLogsRequest, _agent_pools_pb2.AppendDeploymentLogsResponse]  # type: ignore[assignment]
+    FinishDeployment: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.FinishDeploymentRequest, _agent_pools_pb2.FinishDeploymentResponse]  # type: ignore[assignment]
 
 class AgentPoolsServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Agent pools, their agents and queued deployment work. RPCs arrive with the agent-pool work."""
+    """Agent pools, their agents, stacks' deployment settings and queued deployment work.
+    Management calls name the organization (the gateway checks roles); agent calls carry the
+    pool token, which only this service can check.
+    """
 
-    ...
+    @_abc_1.abstractmethod
+    def ListPools(
+        self,
+        request: _agent_pools_pb2.ListPoolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.ListPoolsResponse, _abc.Awaitable[_agent_pools_pb2.ListPoolsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreatePool(
+        self,
+        request: _agent_pools_pb2.CreatePoolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.CreatePoolResponse, _abc.Awaitable[_agent_pools_pb2.CreatePoolResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPool(
+        self,
+        request: _agent_pools_pb2.GetPoolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.PoolDetail, _abc.Awaitable[_agent_pools_pb2.PoolDetail]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdatePool(
+        self,
+        request: _agent_pools_pb2.UpdatePoolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.Pool, _abc.Awaitable[_agent_pools_pb2.Pool]]: ...
+
+    @_abc_1.abstractmethod
+    def DeletePool(
+        self,
+        request: _agent_pools_pb2.DeletePoolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.DeletePoolResponse, _abc.Awaitable[_agent_pools_pb2.DeletePoolResponse]]:
+        """Refused while stacks' settings use the pool, unless forced (they then use no pool)."""
+
+    @_abc_1.abstractmethod
+    def GetDeploymentSettings(
+        self,
+        request: _agent_pools_pb2.GetDeploymentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.DeploymentSettings, _abc.Awaitable[_agent_pools_pb2.DeploymentSettings]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateDeploymentSettings(
+        self,
+        request: _agent_pools_pb2.UpdateDeploymentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.DeploymentSettings, _abc.Awaitable[_agent_pools_pb2.DeploymentSettings]]:
+        """Merges the given settings into the stored ones (a JSON merge patch); secret values
+        are encrypted through the secrets service before they are stored.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDeploymentSettings(
+        self,
+        request: _agent_pools_pb2.DeleteDeploymentSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.DeleteDeploymentSettingsResponse, _abc.Awaitable[_agent_pools_pb2.DeleteDeploymentSettingsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EncryptSettingsSecret(
+        self,
+        request: _agent_pools_pb2.EncryptSettingsSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.EncryptSettingsSecretResponse, _abc.Awaitable[_agent_pools_pb2.EncryptSettingsSecretResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateDeployment(
+        self,
+        request: _agent_pools_pb2.CreateDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.Deployment, _abc.Awaitable[_agent_pools_pb2.Deployment]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDeployments(
+        self,
+        request: _agent_pools_pb2.ListDeploymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.ListDeploymentsResponse, _abc.Awaitable[_agent_pools_pb2.ListDeploymentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetDeployment(
+        self,
+        request: _agent_pools_pb2.GetDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.Deployment, _abc.Awaitable[_agent_pools_pb2.Deployment]]: ...
+
+    @_abc_1.abstractmethod
+    def GetDeploymentLogs(
+        self,
+        request: _agent_pools_pb2.GetDeploymentLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.GetDeploymentLogsResponse, _abc.Awaitable[_agent_pools_pb2.GetDeploymentLogsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelDeployment(
+        self,
+        request: _agent_pools_pb2.CancelDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.Deployment, _abc.Awaitable[_agent_pools_pb2.Deployment]]: ...
+
+    @_abc_1.abstractmethod
+    def PurgeStack(
+        self,
+        request: _agent_pools_pb2.PurgeDeploymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.PurgeDeploymentsResponse, _abc.Awaitable[_agent_pools_pb2.PurgeDeploymentsResponse]]:
+        """Forgets a deleted stack's settings and deployments."""
+
+    @_abc_1.abstractmethod
+    def RegisterAgent(
+        self,
+        request: _agent_pools_pb2.RegisterAgentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.RegisterAgentResponse, _abc.Awaitable[_agent_pools_pb2.RegisterAgentResponse]]:
+        """The agent protocol."""
+
+    @_abc_1.abstractmethod
+    def Heartbeat(
+        self,
+        request: _agent_pools_pb2.HeartbeatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.HeartbeatResponse, _abc.Awaitable[_agent_pools_pb2.HeartbeatResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ClaimDeployment(
+        self,
+        request: _agent_pools_pb2.ClaimDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.ClaimDeploymentResponse, _abc.Awaitable[_agent_pools_pb2.ClaimDeploymentResponse]]:
+        """Atomically hands the next queued deployment of the agent's pool to this agent."""
+
+    @_abc_1.abstractmethod
+    def AppendDeploymentLogs(
+        self,
+        request: _agent_pools_pb2.AppendDeploymentLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.AppendDeploymentLogsResponse, _abc.Awaitable[_agent_pools_pb2.AppendDeploymentLogsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FinishDeployment(
+        self,
+        request: _agent_pools_pb2.FinishDeploymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.FinishDeploymentResponse, _abc.Awaitable[_agent_pools_pb2.FinishDeploymentResponse]]: ...
 
 def add_AgentPoolsServiceServicer_to_server(servicer: AgentPoolsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""The agent_pools service: agent pools, agents, deployment settings and deployment work."""

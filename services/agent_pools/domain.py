@@ -1,0 +1,194 @@
+"""Frozen records of the agent_pools service and its pure rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.errors import InvalidArgument
+
+# Agents heartbeat this often; an agent silent for OFFLINE_AFTER_SECONDS is offline.
+HEARTBEAT_SECONDS = 10
+OFFLINE_AFTER_SECONDS = 60
+# A running job whose agent has not heartbeated for this long is given up: requeued while
+# it has attempts left, failed after that. Never lost, never "running" forever.
+JOB_LEASE_SECONDS = 60
+MAX_ATTEMPTS = 2
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+OPERATIONS: tuple[str, ...] = ("update", "preview", "refresh", "destroy")
+NOT_STARTED = "not-started"
+ACCEPTED = "accepted"
+RUNNING = "running"
+FAILED = "failed"
+SUCCEEDED = "succeeded"
+FINISHED: frozenset[str] = frozenset({FAILED, SUCCEEDED})
+
+MAX_NAME_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 4096
+MAX_LOG_LINE_LENGTH = 16 * 1024
+MAX_LOG_LINES_PER_CALL = 1000
+DEFAULT_PAGE_SIZE = 25
+MAX_PAGE_SIZE = 500
+DEFAULT_LOG_COUNT = 500
+MAX_LOG_COUNT = 5000
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    id: str
+    organization: str
+    name: str
+    description: str
+    created_at: float
+    last_seen_at: float = 0.0
+    last_deployment_at: float = 0.0
+    is_default: bool = False
+    is_online: bool = False
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    id: str
+    pool_id: str
+    version: str
+    platform: str
+    hostname: str
+    ip: str
+    pid: str
+    last_seen_at: float
+
+    def is_online(self, now: float) -> bool:
+        return now - self.last_seen_at < OFFLINE_AFTER_SECONDS
+
+
+@dataclass(frozen=True)
+class AgentMetadata:
+    version: str
+    platform: str
+    hostname: str
+    ip: str
+    pid: str
+
+
+@dataclass(frozen=True)
+class StackName:
+    stack_id: str
+    organization: str
+    project: str
+    stack: str
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    id: str
+    stack: StackName
+    version: int
+    operation: str
+    status: str
+    pool_id: str
+    agent_id: str | None
+    requested_by: str
+    settings: Mapping[str, Any]
+    created_at: float
+    modified_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    is_cancel_requested: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    index: int
+    timestamp: float
+    text: str
+
+
+@dataclass(frozen=True)
+class DeploymentPage:
+    deployments: tuple[DeploymentRecord, ...]
+    total: int
+
+
+@dataclass(frozen=True)
+class StoredSettings:
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    agent_pool_id: str | None = None
+    exists: bool = False
+
+
+def validate_pool_fields(name: str | None, description: str | None) -> None:
+    if name is not None and not (1 <= len(name.strip()) <= MAX_NAME_LENGTH):
+        raise InvalidArgument(f"Bad Request: a pool name must be 1 to {MAX_NAME_LENGTH} characters")
+    if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidArgument(
+            f"Bad Request: a pool description may be at most {MAX_DESCRIPTION_LENGTH} characters"
+        )
+
+
+def validate_operation(operation: str) -> str:
+    if operation not in OPERATIONS:
+        raise InvalidArgument(
+            f"Bad Request: unknown operation '{operation}' (use {', '.join(OPERATIONS)})"
+        )
+    return operation
+
+
+def validate_finish_status(status: str) -> str:
+    if status not in FINISHED:
+        raise InvalidArgument("Bad Request: a deployment finishes as succeeded or failed")
+    return status
+
+
+def page_window(page: int, page_size: int) -> tuple[int, int]:
+    """(limit, offset) of a 1-based page; 0 means the defaults."""
+    size = page_size or DEFAULT_PAGE_SIZE
+    number = page or 1
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidArgument(f"Bad Request: pageSize must be between 1 and {MAX_PAGE_SIZE}")
+    if number < 1:
+        raise InvalidArgument("Bad Request: page must be 1 or more")
+    return size, (number - 1) * size
+
+
+def log_count(count: int) -> int:
+    size = count or DEFAULT_LOG_COUNT
+    if not 1 <= size <= MAX_LOG_COUNT:
+        raise InvalidArgument(f"Bad Request: count must be between 1 and {MAX_LOG_COUNT}")
+    return size
+
+
+def check_log_lines(lines: list[str]) -> list[str]:
+    if len(lines) > MAX_LOG_LINES_PER_CALL:
+        raise InvalidArgument(f"Bad Request: at most {MAX_LOG_LINES_PER_CALL} log lines per call")
+    return [line[:MAX_LOG_LINE_LENGTH] for line in lines]
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386: objects merge recursively, null removes a member, anything else replaces."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        elif isinstance(value, dict):
+            merged[key] = merge_patch({}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_pool_id(settings: Mapping[str, Any]) -> str | None:
+    """The agent pool a settings object names (`agentPoolID`), if any."""
+    value = settings.get("agentPoolID")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument("Bad Request: 'agentPoolID' must be a string")
+    return value

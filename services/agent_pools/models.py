@@ -1,0 +1,101 @@
+"""Tables of the agent_pools service; only store.py touches them.
+
+Times are Unix seconds (floats), compared with the injected clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.db import new_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class PoolRow(Base):
+    __tablename__ = "agent_pools_pools"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text)
+    # Only the hash of the pool's token is kept; the token is shown once.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class AgentRow(Base):
+    __tablename__ = "agent_pools_agents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agent_pools_pools.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(255))
+    ip: Mapped[str] = mapped_column(String(64))
+    pid: Mapped[str] = mapped_column(String(32))
+    registered_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+
+
+class SettingsRow(Base):
+    """A stack's deployment settings (secret values encrypted)."""
+
+    __tablename__ = "agent_pools_settings"
+
+    stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    organization: Mapped[str] = mapped_column(String(100))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Kept beside the JSON so "is this pool in use" is one indexed query.
+    agent_pool_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DeploymentRow(Base):
+    __tablename__ = "agent_pools_deployments"
+    __table_args__ = (
+        Index("ix_agent_pools_deployments_stack_id_version", "stack_id", "version"),
+        Index("ix_agent_pools_deployments_pool_id_status", "pool_id", "status"),
+        Index("ix_agent_pools_deployments_organization_created_at", "organization", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stack_id: Mapped[str] = mapped_column(String(255))
+    organization: Mapped[str] = mapped_column(String(100))
+    project: Mapped[str] = mapped_column(String(100))
+    stack: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(BigInteger)
+    operation: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    pool_id: Mapped[str] = mapped_column(String(32))
+    agent_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    # The effective settings at creation (secret values still encrypted).
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    modified_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # While running: when the job is given up unless its agent heartbeats.
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    is_cancel_requested: Mapped[bool] = mapped_column(Boolean)
+    message: Mapped[str] = mapped_column(Text)
+
+
+class LogLineRow(Base):
+    __tablename__ = "agent_pools_log_lines"
+
+    deployment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agent_pools_deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    timestamp: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,359 @@
+"""gRPC edge of the agent_pools service: protobuf in, AgentPools calls, protobuf out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+
+from protos.cairn.v1 import agent_pools_pb2, agent_pools_pb2_grpc, secrets_pb2, secrets_pb2_grpc
+from services.agent_pools.domain import (
+    OFFLINE,
+    ONLINE,
+    AgentMetadata,
+    AgentRecord,
+    DeploymentRecord,
+    PoolRecord,
+    StackName,
+    StoredSettings,
+)
+from services.agent_pools.models import Base
+from services.agent_pools.store import AgentPoolStore
+from services.agent_pools.work import AgentPools
+from services.common.auth import caller_from_context
+from services.common.clock import Clock, SystemClock
+from services.common.config import Settings
+from services.common.errors import InvalidArgument, from_rpc_error
+from services.common.service import RunningService, open_database, peer_channel, serve_service
+
+SERVICE_NAME = agent_pools_pb2.DESCRIPTOR.services_by_name["AgentPoolsService"].full_name
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
+    """Seed 003 (agent pools), the SDK's deployment settings and deployments, and agents."""
+
+    def __init__(self, pools: AgentPools, clock: Clock) -> None:
+        self._pools = pools
+        self._clock = clock
+
+    async def ListPools(
+        self, request: agent_pools_pb2.ListPoolsRequest, context: Context
+    ) -> agent_pools_pb2.ListPoolsResponse:
+        pools = await self._pools.list_pools(request.organization)
+        default = next((pool.id for pool in pools if pool.is_default), "")
+        return agent_pools_pb2.ListPoolsResponse(
+            pools=[_pool(pool) for pool in pools], default_pool_id=default
+        )
+
+    async def CreatePool(
+        self, request: agent_pools_pb2.CreatePoolRequest, context: Context
+    ) -> agent_pools_pb2.CreatePoolResponse:
+        pool, token = await self._pools.create_pool(
+            request.organization, request.name, request.description
+        )
+        return agent_pools_pb2.CreatePoolResponse(pool=_pool(pool), token=token)
+
+    async def GetPool(
+        self, request: agent_pools_pb2.GetPoolRequest, context: Context
+    ) -> agent_pools_pb2.PoolDetail:
+        pool, agents = await self._pools.get_pool(request.organization, request.pool_id)
+        now = self._clock.now()
+        return agent_pools_pb2.PoolDetail(
+            pool=_pool(pool), agents=[_agent(agent, now) for agent in agents]
+        )
+
+    async def UpdatePool(
+        self, request: agent_pools_pb2.UpdatePoolRequest, context: Context
+    ) -> agent_pools_pb2.Pool:
+        pool = await self._pools.update_pool(
+            request.organization,
+            request.pool_id,
+            request.name if request.HasField("name") else None,
+            request.description if request.HasField("description") else None,
+        )
+        return _pool(pool)
+
+    async def DeletePool(
+        self, request: agent_pools_pb2.DeletePoolRequest, context: Context
+    ) -> agent_pools_pb2.DeletePoolResponse:
+        await self._pools.delete_pool(request.organization, request.pool_id, force=request.force)
+        return agent_pools_pb2.DeletePoolResponse()
+
+    async def GetDeploymentSettings(
+        self, request: agent_pools_pb2.GetDeploymentSettingsRequest, context: Context
+    ) -> agent_pools_pb2.DeploymentSettings:
+        return _settings(await self._pools.get_settings(request.stack_id))
+
+    async def UpdateDeploymentSettings(
+        self, request: agent_pools_pb2.UpdateDeploymentSettingsRequest, context: Context
+    ) -> agent_pools_pb2.DeploymentSettings:
+        patch = _json_object(request.patch, "the deployment settings")
+        stored = await self._pools.update_settings(request.stack_id, request.organization, patch)
+        return _settings(stored)
+
+    async def DeleteDeploymentSettings(
+        self, request: agent_pools_pb2.DeleteDeploymentSettingsRequest, context: Context
+    ) -> agent_pools_pb2.DeleteDeploymentSettingsResponse:
+        deleted = await self._pools.delete_settings(request.stack_id)
+        return agent_pools_pb2.DeleteDeploymentSettingsResponse(deleted=deleted)
+
+    async def EncryptSettingsSecret(
+        self, request: agent_pools_pb2.EncryptSettingsSecretRequest, context: Context
+    ) -> agent_pools_pb2.EncryptSettingsSecretResponse:
+        ciphertext = await self._pools.encrypt_secret(request.stack_id, request.value)
+        return agent_pools_pb2.EncryptSettingsSecretResponse(ciphertext=ciphertext)
+
+    async def CreateDeployment(
+        self, request: agent_pools_pb2.CreateDeploymentRequest, context: Context
+    ) -> agent_pools_pb2.Deployment:
+        overrides = _json_object(request.overrides or b"{}", "the deployment settings")
+        deployment = await self._pools.create_deployment(
+            StackName(request.stack_id, request.organization, request.project, request.stack),
+            request.operation,
+            overrides,
+            inherit_settings=request.inherit_settings,
+            requested_by=caller_from_context(context).login,
+        )
+        return _deployment(deployment)
+
+    async def ListDeployments(
+        self, request: agent_pools_pb2.ListDeploymentsRequest, context: Context
+    ) -> agent_pools_pb2.ListDeploymentsResponse:
+        page = await self._pools.list_deployments(
+            request.organization,
+            request.stack_id,
+            request.page,
+            request.page_size,
+            ascending=request.ascending,
+        )
+        return agent_pools_pb2.ListDeploymentsResponse(
+            deployments=[_deployment(d) for d in page.deployments], total=page.total
+        )
+
+    async def GetDeployment(
+        self, request: agent_pools_pb2.GetDeploymentRequest, context: Context
+    ) -> agent_pools_pb2.Deployment:
+        return _deployment(
+            await self._pools.get_deployment(request.stack_id, request.deployment_id)
+        )
+
+    async def GetDeploymentLogs(
+        self, request: agent_pools_pb2.GetDeploymentLogsRequest, context: Context
+    ) -> agent_pools_pb2.GetDeploymentLogsResponse:
+        lines, following = await self._pools.logs(
+            request.stack_id, request.deployment_id, request.offset, request.count
+        )
+        return agent_pools_pb2.GetDeploymentLogsResponse(
+            lines=[
+                agent_pools_pb2.LogLine(
+                    index=line.index, timestamp=int(line.timestamp), text=line.text
+                )
+                for line in lines
+            ],
+            next_offset=following,
+        )
+
+    async def CancelDeployment(
+        self, request: agent_pools_pb2.CancelDeploymentRequest, context: Context
+    ) -> agent_pools_pb2.Deployment:
+        return _deployment(await self._pools.cancel(request.stack_id, request.deployment_id))
+
+    async def PurgeStack(
+        self, request: agent_pools_pb2.PurgeDeploymentsRequest, context: Context
+    ) -> agent_pools_pb2.PurgeDeploymentsResponse:
+        await self._pools.purge(request.stack_id)
+        return agent_pools_pb2.PurgeDeploymentsResponse()
+
+    async def RegisterAgent(
+        self, request: agent_pools_pb2.RegisterAgentRequest, context: Context
+    ) -> agent_pools_pb2.RegisterAgentResponse:
+        metadata = AgentMetadata(
+            version=request.version[:64],
+            platform=request.platform[:64],
+            hostname=request.hostname[:255],
+            ip=request.ip[:64],
+            pid=request.pid[:32],
+        )
+        agent_id, pool_id, heartbeat = await self._pools.register(request.pool_token, metadata)
+        return agent_pools_pb2.RegisterAgentResponse(
+            agent_id=agent_id, pool_id=pool_id, heartbeat_seconds=heartbeat
+        )
+
+    async def Heartbeat(
+        self, request: agent_pools_pb2.HeartbeatRequest, context: Context
+    ) -> agent_pools_pb2.HeartbeatResponse:
+        cancelled = await self._pools.heartbeat(request.agent.pool_token, request.agent.agent_id)
+        return agent_pools_pb2.HeartbeatResponse(cancelled_deployment_ids=cancelled)
+
+    async def ClaimDeployment(
+        self, request: agent_pools_pb2.ClaimDeploymentRequest, context: Context
+    ) -> agent_pools_pb2.ClaimDeploymentResponse:
+        claimed = await self._pools.claim(request.agent.pool_token, request.agent.agent_id)
+        if claimed is None:
+            return agent_pools_pb2.ClaimDeploymentResponse()
+        deployment, settings = claimed
+        return agent_pools_pb2.ClaimDeploymentResponse(
+            job=agent_pools_pb2.Job(
+                deployment=_deployment(deployment), settings=orjson.dumps(settings)
+            )
+        )
+
+    async def AppendDeploymentLogs(
+        self, request: agent_pools_pb2.AppendDeploymentLogsRequest, context: Context
+    ) -> agent_pools_pb2.AppendDeploymentLogsResponse:
+        cancelled = await self._pools.append_logs(
+            request.agent.pool_token,
+            request.agent.agent_id,
+            request.deployment_id,
+            list(request.lines),
+        )
+        return agent_pools_pb2.AppendDeploymentLogsResponse(is_cancelled=cancelled)
+
+    async def FinishDeployment(
+        self, request: agent_pools_pb2.FinishDeploymentRequest, context: Context
+    ) -> agent_pools_pb2.FinishDeploymentResponse:
+        await self._pools.finish(
+            request.agent.pool_token,
+            request.agent.agent_id,
+            request.deployment_id,
+            request.status,
+            request.message,
+        )
+        return agent_pools_pb2.FinishDeploymentResponse()
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise InvalidArgument(f"Bad Request: {what} must be JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"Bad Request: {what} must be a JSON object")
+    return value
+
+
+def _pool(pool: PoolRecord) -> agent_pools_pb2.Pool:
+    return agent_pools_pb2.Pool(
+        id=pool.id,
+        organization=pool.organization,
+        name=pool.name,
+        description=pool.description,
+        created=int(pool.created_at),
+        last_seen=int(pool.last_seen_at),
+        status=ONLINE if pool.is_online else OFFLINE,
+        last_deployment=int(pool.last_deployment_at),
+        is_default=pool.is_default,
+    )
+
+
+def _agent(agent: AgentRecord, now: float) -> agent_pools_pb2.Agent:
+    return agent_pools_pb2.Agent(
+        id=agent.id,
+        version=agent.version,
+        platform=agent.platform,
+        hostname=agent.hostname,
+        ip=agent.ip,
+        pid=agent.pid,
+        last_seen=int(agent.last_seen_at),
+        status=ONLINE if agent.is_online(now) else OFFLINE,
+    )
+
+
+def _settings(stored: StoredSettings) -> agent_pools_pb2.DeploymentSettings:
+    return agent_pools_pb2.DeploymentSettings(
+        settings=orjson.dumps(dict(stored.settings)),
+        agent_pool_id=stored.agent_pool_id or "",
+        exists=stored.exists,
+    )
+
+
+def _deployment(deployment: DeploymentRecord) -> agent_pools_pb2.Deployment:
+    return agent_pools_pb2.Deployment(
+        id=deployment.id,
+        stack_id=deployment.stack.stack_id,
+        organization=deployment.stack.organization,
+        project=deployment.stack.project,
+        stack=deployment.stack.stack,
+        version=deployment.version,
+        operation=deployment.operation,
+        status=deployment.status,
+        pool_id=deployment.pool_id,
+        agent_id=deployment.agent_id or "",
+        requested_by=deployment.requested_by,
+        created=int(deployment.created_at),
+        modified=int(deployment.modified_at),
+        started=int(deployment.started_at or 0),
+        finished=int(deployment.finished_at or 0),
+        message=deployment.message,
+        is_cancel_requested=deployment.is_cancel_requested,
+        attempts=deployment.attempts,
+    )
+
+
+class SecretsPeer:
+    """Encrypts and decrypts settings secrets with the stack's key in the secrets service."""
+
+    def __init__(self, stub: secrets_pb2_grpc.SecretsServiceAsyncStub, timeout: float) -> None:
+        self._stub = stub
+        self._timeout = timeout
+
+    async def encrypt(self, stack_id: str, plaintext: bytes) -> bytes:
+        try:
+            reply = await self._stub.Encrypt(
+                secrets_pb2.EncryptRequest(stack_id=stack_id, plaintext=plaintext),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        return reply.ciphertext
+
+    async def decrypt(self, stack_id: str, ciphertext: bytes) -> bytes:
+        try:
+            reply = await self._stub.Decrypt(
+                secrets_pb2.DecryptRequest(stack_id=stack_id, ciphertext=ciphertext),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        return reply.plaintext
+
+
+async def start(
+    settings: Settings, *, host: str, port: int, clock: Clock | None = None
+) -> RunningService:
+    """Migrate, wire and start the agent_pools service; port 0 picks a free port."""
+    database = await open_database(settings, "agent_pools", MIGRATIONS, Base.metadata)
+    try:
+        secrets_channel = peer_channel(settings, "secrets")
+    except BaseException:
+        await database.engine.dispose()
+        raise
+
+    async def close_channel() -> None:
+        await secrets_channel.close(None)
+
+    the_clock = clock or SystemClock()
+    peer = SecretsPeer(
+        secrets_pb2_grpc.SecretsServiceStub(secrets_channel), settings.grpc_timeout_seconds
+    )
+    store = AgentPoolStore(database.sessions, database.engine.dialect.name)
+    pools = AgentPools(store, the_clock, peer.encrypt, peer.decrypt)
+    servicer = AgentPoolsServicer(pools, the_clock)
+
+    def register(server: grpc.aio.Server) -> None:
+        agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(servicer, server)
+
+    return await serve_service(
+        name="agent_pools",
+        settings=settings,
+        host=host,
+        port=port,
+        register=register,
+        service_names=[SERVICE_NAME],
+        closers=[database.engine.dispose, close_channel],
+    )

@@ -1,0 +1,582 @@
+"""The only code issuing SQL for the agent_pools tables; returns frozen records, never rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.agent_pools.domain import (
+    ACCEPTED,
+    FAILED,
+    FINISHED,
+    JOB_LEASE_SECONDS,
+    MAX_ATTEMPTS,
+    NOT_STARTED,
+    OFFLINE_AFTER_SECONDS,
+    RUNNING,
+    AgentMetadata,
+    AgentRecord,
+    DeploymentPage,
+    DeploymentRecord,
+    LogLine,
+    PoolRecord,
+    StackName,
+    StoredSettings,
+)
+from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow, SettingsRow
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+)
+
+POOL_NOT_FOUND = "Not Found: AgentPool"
+DEPLOYMENT_NOT_FOUND = "Not Found: Deployment"
+ABANDONED = "the agent running this deployment stopped responding"
+
+
+class AgentPoolStore:
+    """Pools, agents, settings and deployments; one transaction per call."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+        self._sessions = sessions
+        self._dialect = dialect
+
+    # -- pools -----------------------------------------------------------------------------
+
+    async def list_pools(self, organization: str, now: float) -> list[PoolRecord]:
+        async with self._sessions.begin() as session:
+            rows = list(
+                await session.scalars(
+                    select(PoolRow)
+                    .where(PoolRow.organization == organization)
+                    .order_by(PoolRow.created_at, PoolRow.id)
+                )
+            )
+            return await _pool_records(session, rows, now)
+
+    async def create_pool(
+        self, organization: str, name: str, description: str, token_hash: str, now: float
+    ) -> PoolRecord:
+        row = PoolRow(
+            id=uuid.uuid4().hex,
+            organization=organization,
+            name=name,
+            description=description,
+            token_hash=token_hash,
+            created_at=now,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+                await session.flush()
+                (record,) = await _pool_records(session, [row], now)
+        except IntegrityError:
+            raise AlreadyExists("Conflict: token collision; try again") from None
+        return record
+
+    async def get_pool(
+        self, organization: str, pool_id: str, now: float
+    ) -> tuple[PoolRecord, list[AgentRecord]]:
+        async with self._sessions.begin() as session:
+            row = await _pool(session, organization, pool_id)
+            (record,) = await _pool_records(session, [row], now)
+            agents = await session.scalars(
+                select(AgentRow).where(AgentRow.pool_id == row.id).order_by(AgentRow.registered_at)
+            )
+            return record, [_agent(agent) for agent in agents]
+
+    async def update_pool(
+        self,
+        organization: str,
+        pool_id: str,
+        *,
+        name: str | None,
+        description: str | None,
+        now: float,
+    ) -> PoolRecord:
+        async with self._sessions.begin() as session:
+            row = await _pool(session, organization, pool_id, for_update=True)
+            if name is not None:
+                row.name = name
+            if description is not None:
+                row.description = description
+            (record,) = await _pool_records(session, [row], now)
+            return record
+
+    async def delete_pool(
+        self, organization: str, pool_id: str, *, force: bool, now: float
+    ) -> None:
+        """Refuse while settings use the pool unless forced; forced, they lose the pool."""
+        async with self._sessions.begin() as session:
+            row = await _pool(session, organization, pool_id, for_update=True)
+            users = list(
+                await session.scalars(
+                    select(SettingsRow).where(SettingsRow.agent_pool_id == row.id).with_for_update()
+                )
+            )
+            if users and not force:
+                raise InvalidArgument("Bad Request: Agent pool is in use")
+            for settings in users:
+                settings.settings = {
+                    key: value for key, value in settings.settings.items() if key != "agentPoolID"
+                }
+                settings.agent_pool_id = None
+                settings.updated_at = now
+            # Work nobody can run any more ends now rather than waiting forever.
+            await session.execute(
+                update(DeploymentRow)
+                .where(
+                    DeploymentRow.pool_id == row.id,
+                    DeploymentRow.status.not_in(sorted(FINISHED)),
+                )
+                .values(
+                    status=FAILED,
+                    finished_at=now,
+                    modified_at=now,
+                    lease_expires_at=None,
+                    message="the agent pool was deleted",
+                )
+            )
+            await session.delete(row)
+
+    async def pool_exists(self, organization: str, pool_id: str) -> bool:
+        async with self._sessions.begin() as session:
+            found = await session.scalar(
+                select(PoolRow.id).where(
+                    PoolRow.id == pool_id, PoolRow.organization == organization
+                )
+            )
+            return found is not None
+
+    async def default_pool(self, organization: str) -> str | None:
+        """The organization's default pool: its oldest one."""
+        async with self._sessions.begin() as session:
+            value: str | None = await session.scalar(
+                select(PoolRow.id)
+                .where(PoolRow.organization == organization)
+                .order_by(PoolRow.created_at, PoolRow.id)
+                .limit(1)
+            )
+            return value
+
+    # -- agents ----------------------------------------------------------------------------
+
+    async def pool_for_token(self, token_hash: str) -> str:
+        async with self._sessions.begin() as session:
+            pool_id: str | None = await session.scalar(
+                select(PoolRow.id).where(PoolRow.token_hash == token_hash)
+            )
+        if pool_id is None:
+            raise Unauthenticated("Unauthorized: the agent pool token is not valid")
+        return pool_id
+
+    async def register_agent(self, pool_id: str, metadata: AgentMetadata, now: float) -> str:
+        row = AgentRow(
+            id=uuid.uuid4().hex,
+            pool_id=pool_id,
+            version=metadata.version,
+            platform=metadata.platform,
+            hostname=metadata.hostname,
+            ip=metadata.ip,
+            pid=metadata.pid,
+            registered_at=now,
+            last_seen_at=now,
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+        return row.id
+
+    async def heartbeat(self, pool_id: str, agent_id: str, now: float) -> list[str]:
+        """Record the agent as seen, extend its jobs' leases; return its cancelled jobs."""
+        async with self._sessions.begin() as session:
+            agent = await _agent_row(session, pool_id, agent_id)
+            agent.last_seen_at = now
+            await session.execute(
+                update(DeploymentRow)
+                .where(
+                    DeploymentRow.agent_id == agent_id,
+                    DeploymentRow.status.in_([ACCEPTED, RUNNING]),
+                )
+                .values(lease_expires_at=now + JOB_LEASE_SECONDS)
+            )
+            cancelled = await session.scalars(
+                select(DeploymentRow.id).where(
+                    DeploymentRow.agent_id == agent_id,
+                    DeploymentRow.status.in_([ACCEPTED, RUNNING]),
+                    DeploymentRow.is_cancel_requested.is_(True),
+                )
+            )
+            return list(cancelled)
+
+    async def claim(self, pool_id: str, agent_id: str, now: float) -> DeploymentRecord | None:
+        """Hand the oldest queued deployment of the pool to this agent, atomically."""
+        async with self._sessions.begin() as session:
+            agent = await _agent_row(session, pool_id, agent_id)
+            agent.last_seen_at = now
+            await _recover_abandoned(session, now, pool_id=pool_id)
+            statement = (
+                select(DeploymentRow)
+                .where(
+                    DeploymentRow.pool_id == pool_id,
+                    DeploymentRow.status == NOT_STARTED,
+                )
+                .order_by(DeploymentRow.created_at, DeploymentRow.id)
+                .limit(1)
+            )
+            # Two agents never get the same job: the row is locked (and skipped by the
+            # other claimant) on PostgreSQL; SQLite has one writer at a time anyway.
+            statement = statement.with_for_update(skip_locked=True)
+            row = await session.scalar(statement)
+            if row is None:
+                return None
+            row.status = ACCEPTED
+            row.agent_id = agent_id
+            row.attempts += 1
+            row.started_at = now
+            row.modified_at = now
+            row.lease_expires_at = now + JOB_LEASE_SECONDS
+            return _deployment(row)
+
+    async def append_logs(
+        self, pool_id: str, agent_id: str, deployment_id: str, lines: Sequence[str], now: float
+    ) -> bool:
+        """Store log lines of the agent's own job; True when the job was cancelled."""
+        async with self._sessions.begin() as session:
+            agent = await _agent_row(session, pool_id, agent_id)
+            agent.last_seen_at = now
+            row = await _own_job(session, agent_id, deployment_id)
+            if row.status == ACCEPTED:
+                row.status = RUNNING
+            row.modified_at = now
+            row.lease_expires_at = now + JOB_LEASE_SECONDS
+            last = await session.scalar(
+                select(func.max(LogLineRow.index)).where(LogLineRow.deployment_id == row.id)
+            )
+            start = 0 if last is None else int(last) + 1
+            session.add_all(
+                LogLineRow(deployment_id=row.id, index=start + offset, timestamp=now, text=text)
+                for offset, text in enumerate(lines)
+            )
+            return row.is_cancel_requested
+
+    async def finish(
+        self,
+        pool_id: str,
+        agent_id: str,
+        deployment_id: str,
+        *,
+        status: str,
+        message: str,
+        now: float,
+    ) -> None:
+        async with self._sessions.begin() as session:
+            agent = await _agent_row(session, pool_id, agent_id)
+            agent.last_seen_at = now
+            row = await _own_job(session, agent_id, deployment_id)
+            row.status = FAILED if row.is_cancel_requested else status
+            row.message = "cancelled" if row.is_cancel_requested else message
+            row.finished_at = now
+            row.modified_at = now
+            row.lease_expires_at = None
+
+    # -- settings --------------------------------------------------------------------------
+
+    async def get_settings(self, stack_id: str) -> StoredSettings:
+        async with self._sessions.begin() as session:
+            row = await session.get(SettingsRow, stack_id)
+            if row is None:
+                return StoredSettings()
+            return StoredSettings(dict(row.settings), row.agent_pool_id, True)
+
+    async def put_settings(
+        self,
+        stack_id: str,
+        organization: str,
+        settings: Mapping[str, Any],
+        agent_pool_id: str | None,
+        now: float,
+    ) -> StoredSettings:
+        async with self._sessions.begin() as session:
+            row = await session.get(SettingsRow, stack_id, with_for_update=True)
+            if row is None:
+                row = SettingsRow(stack_id=stack_id, organization=organization)
+                session.add(row)
+            row.settings = dict(settings)
+            row.agent_pool_id = agent_pool_id
+            row.updated_at = now
+        return StoredSettings(dict(settings), agent_pool_id, True)
+
+    async def delete_settings(self, stack_id: str) -> bool:
+        async with self._sessions.begin() as session:
+            deleted = await session.scalar(
+                delete(SettingsRow)
+                .where(SettingsRow.stack_id == stack_id)
+                .returning(SettingsRow.stack_id)
+            )
+            return deleted is not None
+
+    # -- deployments -----------------------------------------------------------------------
+
+    async def create_deployment(
+        self,
+        stack: StackName,
+        *,
+        operation: str,
+        pool_id: str,
+        settings: Mapping[str, Any],
+        requested_by: str,
+        now: float,
+    ) -> DeploymentRecord:
+        async with self._sessions.begin() as session:
+            # The settings row (or, without one, the whole table on SQLite) serialises
+            # concurrent creations for a stack, so versions never repeat.
+            await session.get(SettingsRow, stack.stack_id, with_for_update=True)
+            last = await session.scalar(
+                select(func.max(DeploymentRow.version)).where(
+                    DeploymentRow.stack_id == stack.stack_id
+                )
+            )
+            row = DeploymentRow(
+                id=uuid.uuid4().hex,
+                stack_id=stack.stack_id,
+                organization=stack.organization,
+                project=stack.project,
+                stack=stack.stack,
+                version=(last or 0) + 1,
+                operation=operation,
+                status=NOT_STARTED,
+                pool_id=pool_id,
+                requested_by=requested_by,
+                settings=dict(settings),
+                created_at=now,
+                modified_at=now,
+                attempts=0,
+                is_cancel_requested=False,
+                message="",
+            )
+            session.add(row)
+            return _deployment(row)
+
+    async def list_deployments(
+        self,
+        organization: str,
+        stack_id: str,
+        *,
+        limit: int,
+        offset: int,
+        ascending: bool,
+        now: float,
+    ) -> DeploymentPage:
+        condition = DeploymentRow.organization == organization
+        if stack_id:
+            condition = condition & (DeploymentRow.stack_id == stack_id)
+        order = DeploymentRow.created_at.asc() if ascending else DeploymentRow.created_at.desc()
+        async with self._sessions.begin() as session:
+            await _recover_abandoned(session, now)
+            total = await session.scalar(select(func.count()).where(condition))
+            rows = await session.scalars(
+                select(DeploymentRow).where(condition).order_by(order).limit(limit).offset(offset)
+            )
+            return DeploymentPage(tuple(_deployment(row) for row in rows), int(total or 0))
+
+    async def get_deployment(
+        self, stack_id: str, deployment_id: str, now: float
+    ) -> DeploymentRecord:
+        async with self._sessions.begin() as session:
+            await _recover_abandoned(session, now)
+            row = await session.get(DeploymentRow, deployment_id)
+            if row is None or row.stack_id != stack_id:
+                raise NotFound(DEPLOYMENT_NOT_FOUND)
+            return _deployment(row)
+
+    async def logs(self, deployment_id: str, offset: int, count: int) -> list[LogLine]:
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(LogLineRow)
+                .where(LogLineRow.deployment_id == deployment_id, LogLineRow.index >= offset)
+                .order_by(LogLineRow.index)
+                .limit(count)
+            )
+            return [LogLine(row.index, row.timestamp, row.text) for row in rows]
+
+    async def cancel(self, stack_id: str, deployment_id: str, now: float) -> DeploymentRecord:
+        """Queued work ends at once; running work is stopped by its agent at its next call."""
+        async with self._sessions.begin() as session:
+            row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
+            if row is None or row.stack_id != stack_id:
+                raise NotFound(DEPLOYMENT_NOT_FOUND)
+            if row.status in FINISHED:
+                raise FailedPrecondition("Conflict: the deployment has already finished")
+            row.is_cancel_requested = True
+            row.modified_at = now
+            if row.status == NOT_STARTED:
+                row.status = FAILED
+                row.message = "cancelled"
+                row.finished_at = now
+            return _deployment(row)
+
+    async def purge(self, stack_id: str) -> None:
+        async with self._sessions.begin() as session:
+            ids = select(DeploymentRow.id).where(DeploymentRow.stack_id == stack_id)
+            await session.execute(delete(LogLineRow).where(LogLineRow.deployment_id.in_(ids)))
+            await session.execute(delete(DeploymentRow).where(DeploymentRow.stack_id == stack_id))
+            await session.execute(delete(SettingsRow).where(SettingsRow.stack_id == stack_id))
+
+
+async def _pool(
+    session: AsyncSession, organization: str, pool_id: str, *, for_update: bool = False
+) -> PoolRow:
+    statement = select(PoolRow).where(PoolRow.id == pool_id, PoolRow.organization == organization)
+    if for_update:
+        statement = statement.with_for_update()
+    row = await session.scalar(statement)
+    if row is None:
+        raise NotFound(POOL_NOT_FOUND)
+    return row
+
+
+async def _pool_records(session: AsyncSession, rows: list[PoolRow], now: float) -> list[PoolRecord]:
+    """Pools with what their agents and deployments say about them."""
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    seen = dict(
+        (
+            await session.execute(
+                select(AgentRow.pool_id, func.max(AgentRow.last_seen_at))
+                .where(AgentRow.pool_id.in_(ids))
+                .group_by(AgentRow.pool_id)
+            )
+        ).tuples()
+    )
+    deployed = dict(
+        (
+            await session.execute(
+                select(DeploymentRow.pool_id, func.max(DeploymentRow.started_at))
+                .where(DeploymentRow.pool_id.in_(ids))
+                .group_by(DeploymentRow.pool_id)
+            )
+        ).tuples()
+    )
+    organization = rows[0].organization
+    default = await session.scalar(
+        select(PoolRow.id)
+        .where(PoolRow.organization == organization)
+        .order_by(PoolRow.created_at, PoolRow.id)
+        .limit(1)
+    )
+    records = []
+    for row in rows:
+        last_seen = float(seen.get(row.id) or 0.0)
+        records.append(
+            PoolRecord(
+                id=row.id,
+                organization=row.organization,
+                name=row.name,
+                description=row.description,
+                created_at=row.created_at,
+                last_seen_at=last_seen,
+                last_deployment_at=float(deployed.get(row.id) or 0.0),
+                is_default=row.id == default,
+                is_online=bool(last_seen) and now - last_seen < OFFLINE_AFTER_SECONDS,
+            )
+        )
+    return records
+
+
+async def _agent_row(session: AsyncSession, pool_id: str, agent_id: str) -> AgentRow:
+    row = await session.get(AgentRow, agent_id, with_for_update=True)
+    if row is None or row.pool_id != pool_id:
+        raise Unauthenticated("Unauthorized: unknown agent for this pool; register again")
+    return row
+
+
+async def _own_job(session: AsyncSession, agent_id: str, deployment_id: str) -> DeploymentRow:
+    row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
+    if row is None:
+        raise NotFound(DEPLOYMENT_NOT_FOUND)
+    if row.agent_id != agent_id or row.status not in (ACCEPTED, RUNNING):
+        raise FailedPrecondition("Conflict: this deployment is not running on this agent")
+    return row
+
+
+async def _recover_abandoned(session: AsyncSession, now: float, pool_id: str | None = None) -> None:
+    """Jobs whose agent went silent: requeued while attempts remain, failed after that."""
+    abandoned = DeploymentRow.status.in_([ACCEPTED, RUNNING]) & (
+        DeploymentRow.lease_expires_at < now
+    )
+    if pool_id is not None:
+        abandoned = abandoned & (DeploymentRow.pool_id == pool_id)
+    await session.execute(
+        update(DeploymentRow)
+        .where(abandoned, DeploymentRow.attempts >= MAX_ATTEMPTS)
+        .values(
+            status=FAILED,
+            message=ABANDONED,
+            finished_at=now,
+            modified_at=now,
+            lease_expires_at=None,
+        )
+    )
+    await session.execute(
+        update(DeploymentRow)
+        .where(
+            abandoned,
+            DeploymentRow.attempts < MAX_ATTEMPTS,
+            DeploymentRow.is_cancel_requested.is_(False),
+        )
+        .values(status=NOT_STARTED, agent_id=None, modified_at=now, lease_expires_at=None)
+    )
+    await session.execute(
+        update(DeploymentRow)
+        .where(abandoned, DeploymentRow.is_cancel_requested.is_(True))
+        .values(
+            status=FAILED,
+            message="cancelled",
+            finished_at=now,
+            modified_at=now,
+            lease_expires_at=None,
+        )
+    )
+
+
+def _agent(row: AgentRow) -> AgentRecord:
+    return AgentRecord(
+        id=row.id,
+        pool_id=row.pool_id,
+        version=row.version,
+        platform=row.platform,
+        hostname=row.hostname,
+        ip=row.ip,
+        pid=row.pid,
+        last_seen_at=row.last_seen_at,
+    )
+
+
+def _deployment(row: DeploymentRow) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=row.id,
+        stack=StackName(row.stack_id, row.organization, row.project, row.stack),
+        version=row.version,
+        operation=row.operation,
+        status=row.status,
+        pool_id=row.pool_id,
+        agent_id=row.agent_id,
+        requested_by=row.requested_by,
+        settings=dict(row.settings or {}),
+        created_at=row.created_at,
+        modified_at=row.modified_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        attempts=row.attempts,
+        is_cancel_requested=row.is_cancel_requested,
+        message=row.message,
+    )

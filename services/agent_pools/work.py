@@ -1,0 +1,293 @@
+"""What the agent_pools service does: pools and their tokens, settings, queued deployments.
+
+Secret values in deployment settings are encrypted with the stack's key in the secrets
+service before they are stored, and decrypted only when an agent claims the work.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from services.agent_pools.domain import (
+    HEARTBEAT_SECONDS,
+    AgentMetadata,
+    AgentRecord,
+    DeploymentPage,
+    DeploymentRecord,
+    LogLine,
+    PoolRecord,
+    StackName,
+    StoredSettings,
+    check_log_lines,
+    log_count,
+    merge_patch,
+    page_window,
+    settings_pool_id,
+    validate_finish_status,
+    validate_operation,
+    validate_pool_fields,
+)
+from services.agent_pools.store import AgentPoolStore
+from services.common.auth import hash_token, new_token
+from services.common.clock import Clock
+from services.common.errors import FailedPrecondition, InvalidArgument
+
+POOL_TOKEN_PREFIX = "pul-"
+# Settings keys whose values are environment variables; a value given as {"secret": "..."}
+# is stored as {"ciphertext": "..."} and handed to the agent in plain text.
+ENVIRONMENT_PATH = ("operationContext", "environmentVariables")
+
+Encrypt = Callable[[str, bytes], Awaitable[bytes]]
+Decrypt = Callable[[str, bytes], Awaitable[bytes]]
+
+
+class AgentPools:
+    """Pools, agents, settings and deployments over the store, the clock and the secrets."""
+
+    def __init__(
+        self,
+        store: AgentPoolStore,
+        clock: Clock,
+        encrypt: Encrypt,
+        decrypt: Decrypt,
+        new_pool_token: Callable[[], str] = lambda: new_token(POOL_TOKEN_PREFIX),
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._encrypt = encrypt
+        self._decrypt = decrypt
+        self._new_pool_token = new_pool_token
+
+    # -- pools -----------------------------------------------------------------------------
+
+    async def list_pools(self, organization: str) -> list[PoolRecord]:
+        return await self._store.list_pools(organization, self._clock.now())
+
+    async def create_pool(
+        self, organization: str, name: str, description: str
+    ) -> tuple[PoolRecord, str]:
+        """A new pool and its token, which is never shown again."""
+        validate_pool_fields(name, description)
+        token = self._new_pool_token()
+        pool = await self._store.create_pool(
+            organization, name.strip(), description, hash_token(token), self._clock.now()
+        )
+        return pool, token
+
+    async def get_pool(
+        self, organization: str, pool_id: str
+    ) -> tuple[PoolRecord, list[AgentRecord]]:
+        return await self._store.get_pool(organization, pool_id, self._clock.now())
+
+    async def update_pool(
+        self, organization: str, pool_id: str, name: str | None, description: str | None
+    ) -> PoolRecord:
+        validate_pool_fields(name, description)
+        return await self._store.update_pool(
+            organization,
+            pool_id,
+            name=None if name is None else name.strip(),
+            description=description,
+            now=self._clock.now(),
+        )
+
+    async def delete_pool(self, organization: str, pool_id: str, *, force: bool) -> None:
+        await self._store.delete_pool(organization, pool_id, force=force, now=self._clock.now())
+
+    # -- settings --------------------------------------------------------------------------
+
+    async def get_settings(self, stack_id: str) -> StoredSettings:
+        return await self._store.get_settings(stack_id)
+
+    async def update_settings(
+        self, stack_id: str, organization: str, patch: Mapping[str, Any]
+    ) -> StoredSettings:
+        """Merge a patch into the stored settings; the pool must be one of the organization's."""
+        current = await self._store.get_settings(stack_id)
+        sealed = await self._seal(stack_id, patch)
+        merged = merge_patch(current.settings, sealed)
+        pool_id = settings_pool_id(merged)
+        if pool_id is not None and not await self._store.pool_exists(organization, pool_id):
+            raise InvalidArgument(f"Bad Request: unknown agent pool '{pool_id}'")
+        return await self._store.put_settings(
+            stack_id, organization, merged, pool_id, self._clock.now()
+        )
+
+    async def delete_settings(self, stack_id: str) -> bool:
+        return await self._store.delete_settings(stack_id)
+
+    async def encrypt_secret(self, stack_id: str, value: str) -> str:
+        ciphertext = await self._encrypt(stack_id, value.encode())
+        return base64.b64encode(ciphertext).decode("ascii")
+
+    async def _seal(self, stack_id: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Encrypt `{"secret": value}` environment values of a settings patch."""
+        environment = _environment(patch)
+        if environment is None:
+            return dict(patch)
+        sealed: dict[str, Any] = {}
+        for name, value in environment.items():
+            if isinstance(value, dict) and isinstance(value.get("secret"), str):
+                sealed[name] = {"ciphertext": await self.encrypt_secret(stack_id, value["secret"])}
+            elif value is None or isinstance(value, str):
+                sealed[name] = value
+            elif isinstance(value, dict) and isinstance(value.get("ciphertext"), str):
+                sealed[name] = {"ciphertext": value["ciphertext"]}
+            else:
+                raise InvalidArgument(
+                    f"Bad Request: environment variable '{name}' must be a string or "
+                    '{"secret": "..."}'
+                )
+        operation = dict(patch.get(ENVIRONMENT_PATH[0]) or {})
+        operation[ENVIRONMENT_PATH[1]] = sealed
+        return {**patch, ENVIRONMENT_PATH[0]: operation}
+
+    async def _unseal(self, stack_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings for an agent: encrypted environment values in plain text."""
+        environment = _environment(settings)
+        if environment is None:
+            return dict(settings)
+        plain: dict[str, Any] = {}
+        for name, value in environment.items():
+            if isinstance(value, dict) and isinstance(value.get("ciphertext"), str):
+                try:
+                    raw = base64.b64decode(value["ciphertext"], validate=True)
+                except ValueError:
+                    raise FailedPrecondition(
+                        f"Conflict: secret '{name}' cannot be decrypted"
+                    ) from None
+                plain[name] = (await self._decrypt(stack_id, raw)).decode()
+            else:
+                plain[name] = value
+        operation = dict(settings.get(ENVIRONMENT_PATH[0]) or {})
+        operation[ENVIRONMENT_PATH[1]] = plain
+        return {**settings, ENVIRONMENT_PATH[0]: operation}
+
+    # -- deployments -----------------------------------------------------------------------
+
+    async def create_deployment(
+        self,
+        stack: StackName,
+        operation: str,
+        overrides: Mapping[str, Any],
+        *,
+        inherit_settings: bool,
+        requested_by: str,
+    ) -> DeploymentRecord:
+        """Queue an operation for the pool the stack's settings name (or the default pool)."""
+        validate_operation(operation)
+        stored = await self._store.get_settings(stack.stack_id)
+        base = stored.settings if inherit_settings else {}
+        settings = merge_patch(base, await self._seal(stack.stack_id, overrides))
+        pool_id = settings_pool_id(settings) or await self._store.default_pool(stack.organization)
+        if pool_id is None:
+            raise InvalidArgument(
+                "Bad Request: no agent pool can run this deployment: set agentPoolID in the "
+                "stack's deployment settings or create an agent pool"
+            )
+        if not await self._store.pool_exists(stack.organization, pool_id):
+            raise InvalidArgument(f"Bad Request: unknown agent pool '{pool_id}'")
+        return await self._store.create_deployment(
+            stack,
+            operation=operation,
+            pool_id=pool_id,
+            settings=settings,
+            requested_by=requested_by,
+            now=self._clock.now(),
+        )
+
+    async def list_deployments(
+        self, organization: str, stack_id: str, page: int, page_size: int, *, ascending: bool
+    ) -> DeploymentPage:
+        limit, offset = page_window(page, page_size)
+        return await self._store.list_deployments(
+            organization,
+            stack_id,
+            limit=limit,
+            offset=offset,
+            ascending=ascending,
+            now=self._clock.now(),
+        )
+
+    async def get_deployment(self, stack_id: str, deployment_id: str) -> DeploymentRecord:
+        return await self._store.get_deployment(stack_id, deployment_id, self._clock.now())
+
+    async def logs(
+        self, stack_id: str, deployment_id: str, offset: int, count: int
+    ) -> tuple[list[LogLine], int]:
+        """Lines from `offset`, and the next offset (-1 once it ended and all was read)."""
+        if offset < 0:
+            raise InvalidArgument("Bad Request: offset must be 0 or more")
+        deployment = await self.get_deployment(stack_id, deployment_id)
+        size = log_count(count)
+        lines = await self._store.logs(deployment_id, offset, size)
+        following = lines[-1].index + 1 if lines else offset
+        ended = deployment.finished_at is not None and len(lines) < size
+        return lines, -1 if ended else following
+
+    async def cancel(self, stack_id: str, deployment_id: str) -> DeploymentRecord:
+        return await self._store.cancel(stack_id, deployment_id, self._clock.now())
+
+    async def purge(self, stack_id: str) -> None:
+        await self._store.purge(stack_id)
+
+    # -- agent protocol --------------------------------------------------------------------
+
+    async def register(self, pool_token: str, metadata: AgentMetadata) -> tuple[str, str, int]:
+        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        agent_id = await self._store.register_agent(pool_id, metadata, self._clock.now())
+        return agent_id, pool_id, HEARTBEAT_SECONDS
+
+    async def heartbeat(self, pool_token: str, agent_id: str) -> list[str]:
+        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        return await self._store.heartbeat(pool_id, agent_id, self._clock.now())
+
+    async def claim(
+        self, pool_token: str, agent_id: str
+    ) -> tuple[DeploymentRecord, dict[str, Any]] | None:
+        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        deployment = await self._store.claim(pool_id, agent_id, self._clock.now())
+        if deployment is None:
+            return None
+        settings = await self._unseal(deployment.stack.stack_id, deployment.settings)
+        return deployment, settings
+
+    async def append_logs(
+        self, pool_token: str, agent_id: str, deployment_id: str, lines: Sequence[str]
+    ) -> bool:
+        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        return await self._store.append_logs(
+            pool_id, agent_id, deployment_id, check_log_lines(list(lines)), self._clock.now()
+        )
+
+    async def finish(
+        self, pool_token: str, agent_id: str, deployment_id: str, status: str, message: str
+    ) -> None:
+        validate_finish_status(status)
+        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        await self._store.finish(
+            pool_id,
+            agent_id,
+            deployment_id,
+            status=status,
+            message=message[:4096],
+            now=self._clock.now(),
+        )
+
+
+def _environment(settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    operation = settings.get(ENVIRONMENT_PATH[0])
+    if operation is None:
+        return None
+    if not isinstance(operation, dict):
+        raise InvalidArgument(f"Bad Request: '{ENVIRONMENT_PATH[0]}' must be an object")
+    environment = operation.get(ENVIRONMENT_PATH[1])
+    if environment is None:
+        return None
+    if not isinstance(environment, dict):
+        raise InvalidArgument(
+            f"Bad Request: '{ENVIRONMENT_PATH[0]}.{ENVIRONMENT_PATH[1]}' must be an object"
+        )
+    return environment
