@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.context import (
+    AGENT_TOKEN,
     BACKENDS,
     CALLER,
     PRINCIPAL,
@@ -134,6 +135,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Authenticate, check the organization role, and resolve the stack, as the route says."""
     route = _route(request)
     if route is None or route.access is Access.PUBLIC:
+        return await handler(request)
+    if route.access is Access.AGENT:
+        # A pool token; the agent_pools service checks it.
+        request[AGENT_TOKEN] = access_token(request)
+        request[CALLER] = Caller(request_id=request[REQUEST_ID])
         return await handler(request)
     if route.access is Access.UPDATE:
         # The lease token is the credential; the updates service checks it against the row.

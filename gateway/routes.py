@@ -12,7 +12,15 @@ from enum import Enum
 
 from aiohttp import web
 
-from gateway.handlers import identity, secrets, stacks, system, updates
+from gateway.handlers import (
+    agent_pools,
+    deployments,
+    identity,
+    secrets,
+    stacks,
+    system,
+    updates,
+)
 from protos.cairn.v1 import common_pb2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -22,6 +30,9 @@ S = "/api/stacks/{orgName}/{projectName}/{stackName}"
 KIND = "{updateKind:update|preview|refresh|destroy}"
 U = f"{S}/{KIND}/{{updateID}}"
 VERSION = r"{version:\d+}"
+POOLS = "/api/orgs/{orgName}/agent-pools"
+AGENT = "/api/agents/{agentId}"
+DEPLOYMENTS = f"{S}/deployments"
 
 
 class Access(Enum):
@@ -30,6 +41,7 @@ class Access(Enum):
     ORG = "org"  # access token with a role in {orgName}
     STACK = "stack"  # ORG, and {stackName} must exist (resolved to its stable id)
     UPDATE = "update"  # `update-token <lease>` of the update in the path
+    AGENT = "agent"  # `token <agent pool token>`
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,87 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{S}/export", updates.export_stack, Access.STACK, VIEWER),
     Route("GET", f"{S}/export/{VERSION}", updates.export_stack_version, Access.STACK, VIEWER),
     Route("POST", f"{S}/import", updates.import_stack, Access.STACK, MEMBER),
+    Route("GET", POOLS, agent_pools.list_org_agent_pool, Access.ORG, ADMIN),
+    Route("POST", POOLS, agent_pools.create_org_agent_pool, Access.ORG, ADMIN),
+    Route("GET", f"{POOLS}/{{poolId}}", agent_pools.get_agent_pool, Access.ORG, ADMIN),
+    Route("PATCH", f"{POOLS}/{{poolId}}", agent_pools.patch_org_agent_pool, Access.ORG, ADMIN),
+    Route("DELETE", f"{POOLS}/{{poolId}}", agent_pools.delete_org_agent_pool, Access.ORG, ADMIN),
+    Route("POST", "/api/agents/register", agent_pools.register_agent, Access.AGENT),
+    Route("POST", f"{AGENT}/heartbeat", agent_pools.agent_heartbeat, Access.AGENT),
+    Route("POST", f"{AGENT}/claim", agent_pools.claim_deployment, Access.AGENT),
+    Route(
+        "POST",
+        f"{AGENT}/deployments/{{deploymentId}}/logs",
+        agent_pools.append_deployment_logs,
+        Access.AGENT,
+    ),
+    Route(
+        "POST",
+        f"{AGENT}/deployments/{{deploymentId}}/finish",
+        agent_pools.finish_deployment,
+        Access.AGENT,
+    ),
+    Route(
+        "GET",
+        f"{DEPLOYMENTS}/settings",
+        deployments.get_deployment_settings,
+        Access.STACK,
+        VIEWER,
+    ),
+    Route(
+        "POST",
+        f"{DEPLOYMENTS}/settings",
+        deployments.patch_deployment_settings,
+        Access.STACK,
+        MEMBER,
+    ),
+    Route(
+        "PUT",
+        f"{DEPLOYMENTS}/settings",
+        deployments.replace_deployment_settings,
+        Access.STACK,
+        MEMBER,
+    ),
+    Route(
+        "DELETE",
+        f"{DEPLOYMENTS}/settings",
+        deployments.delete_deployment_settings,
+        Access.STACK,
+        MEMBER,
+    ),
+    Route(
+        "POST",
+        f"{DEPLOYMENTS}/settings/encrypt",
+        deployments.encrypt_deployment_settings_secret,
+        Access.STACK,
+        MEMBER,
+    ),
+    Route("POST", DEPLOYMENTS, deployments.create_api_deployment_handler_v2, Access.STACK, MEMBER),
+    Route("GET", DEPLOYMENTS, deployments.list_stack_deployments_handler_v2, Access.STACK, VIEWER),
+    Route(
+        "GET",
+        "/api/orgs/{orgName}/deployments",
+        deployments.list_org_deployments,
+        Access.ORG,
+        VIEWER,
+    ),
+    Route(
+        "GET", f"{DEPLOYMENTS}/{{deploymentId}}", deployments.get_deployment, Access.STACK, VIEWER
+    ),
+    Route(
+        "GET",
+        f"{DEPLOYMENTS}/{{deploymentId}}/logs",
+        deployments.get_deployment_logs,
+        Access.STACK,
+        VIEWER,
+    ),
+    Route(
+        "POST",
+        f"{DEPLOYMENTS}/{{deploymentId}}/cancel",
+        deployments.cancel_deployment,
+        Access.STACK,
+        MEMBER,
+    ),
     Route(
         "POST",
         f"{S}/decrypt/log-batch-decryption",

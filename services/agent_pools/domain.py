@@ -169,19 +169,33 @@ def check_log_lines(lines: list[str]) -> list[str]:
     return [line[:MAX_LOG_LINE_LENGTH] for line in lines]
 
 
-def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386: objects merge recursively, null removes a member, anything else replaces."""
+def merge_settings(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Objects merge recursively and anything else replaces; null leaves a member as it is.
+
+    The official SDK sends every field it knows, unset ones as null, so null cannot mean
+    "remove" here (replacing the settings or deleting them does that).
+    """
     merged = dict(target)
     for key, value in patch.items():
         if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_patch(merged[key], value)
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(merged[key], value)
         elif isinstance(value, dict):
-            merged[key] = merge_patch({}, value)
+            merged[key] = merge_settings({}, value)
         else:
             merged[key] = value
     return merged
+
+
+def is_secret_value(value: Any) -> bool:
+    """The SDK's SecretValue shape: some of plaintext, secret and ciphertext."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and set(value) <= {"plaintext", "secret", "ciphertext"}
+        and any(isinstance(value.get(key), str) for key in ("plaintext", "secret", "ciphertext"))
+    )
 
 
 def settings_pool_id(settings: Mapping[str, Any]) -> str | None:

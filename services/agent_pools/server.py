@@ -93,7 +93,9 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
         self, request: agent_pools_pb2.UpdateDeploymentSettingsRequest, context: Context
     ) -> agent_pools_pb2.DeploymentSettings:
         patch = _json_object(request.patch, "the deployment settings")
-        stored = await self._pools.update_settings(request.stack_id, request.organization, patch)
+        stored = await self._pools.update_settings(
+            request.stack_id, request.organization, patch, replace=request.replace
+        )
         return _settings(stored)
 
     async def DeleteDeploymentSettings(
@@ -138,9 +140,10 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
     async def GetDeployment(
         self, request: agent_pools_pb2.GetDeploymentRequest, context: Context
     ) -> agent_pools_pb2.Deployment:
-        return _deployment(
-            await self._pools.get_deployment(request.stack_id, request.deployment_id)
-        )
+        deployment = await self._pools.get_deployment(request.stack_id, request.deployment_id)
+        message = _deployment(deployment)
+        message.latest_version = await self._pools.latest_version(request.stack_id)
+        return message
 
     async def GetDeploymentLogs(
         self, request: agent_pools_pb2.GetDeploymentLogsRequest, context: Context
@@ -292,6 +295,7 @@ def _deployment(deployment: DeploymentRecord) -> agent_pools_pb2.Deployment:
         message=deployment.message,
         is_cancel_requested=deployment.is_cancel_requested,
         attempts=deployment.attempts,
+        settings=orjson.dumps(dict(deployment.settings)),
     )
 
 

@@ -397,6 +397,13 @@ class AgentPoolStore:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
             return _deployment(row)
 
+    async def latest_version(self, stack_id: str) -> int:
+        async with self._sessions.begin() as session:
+            value = await session.scalar(
+                select(func.max(DeploymentRow.version)).where(DeploymentRow.stack_id == stack_id)
+            )
+            return int(value or 0)
+
     async def logs(self, deployment_id: str, offset: int, count: int) -> list[LogLine]:
         async with self._sessions.begin() as session:
             rows = await session.scalars(

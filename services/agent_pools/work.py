@@ -21,8 +21,9 @@ from services.agent_pools.domain import (
     StackName,
     StoredSettings,
     check_log_lines,
+    is_secret_value,
     log_count,
-    merge_patch,
+    merge_settings,
     page_window,
     settings_pool_id,
     validate_finish_status,
@@ -35,8 +36,7 @@ from services.common.clock import Clock
 from services.common.errors import FailedPrecondition, InvalidArgument
 
 POOL_TOKEN_PREFIX = "pul-"
-# Settings keys whose values are environment variables; a value given as {"secret": "..."}
-# is stored as {"ciphertext": "..."} and handed to the agent in plain text.
+# Where a settings object keeps the operation's environment variables.
 ENVIRONMENT_PATH = ("operationContext", "environmentVariables")
 
 Encrypt = Callable[[str, bytes], Awaitable[bytes]]
@@ -102,12 +102,12 @@ class AgentPools:
         return await self._store.get_settings(stack_id)
 
     async def update_settings(
-        self, stack_id: str, organization: str, patch: Mapping[str, Any]
+        self, stack_id: str, organization: str, patch: Mapping[str, Any], *, replace: bool
     ) -> StoredSettings:
-        """Merge a patch into the stored settings; the pool must be one of the organization's."""
-        current = await self._store.get_settings(stack_id)
+        """Merge into (or replace) the stored settings; the pool must be the organization's."""
+        current = {} if replace else (await self._store.get_settings(stack_id)).settings
         sealed = await self._seal(stack_id, patch)
-        merged = merge_patch(current.settings, sealed)
+        merged = merge_settings(current, sealed)
         pool_id = settings_pool_id(merged)
         if pool_id is not None and not await self._store.pool_exists(organization, pool_id):
             raise InvalidArgument(f"Bad Request: unknown agent pool '{pool_id}'")
@@ -122,48 +122,70 @@ class AgentPools:
         ciphertext = await self._encrypt(stack_id, value.encode())
         return base64.b64encode(ciphertext).decode("ascii")
 
-    async def _seal(self, stack_id: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        """Encrypt `{"secret": value}` environment values of a settings patch."""
-        environment = _environment(patch)
-        if environment is None:
-            return dict(patch)
-        sealed: dict[str, Any] = {}
-        for name, value in environment.items():
-            if isinstance(value, dict) and isinstance(value.get("secret"), str):
-                sealed[name] = {"ciphertext": await self.encrypt_secret(stack_id, value["secret"])}
-            elif value is None or isinstance(value, str):
-                sealed[name] = value
-            elif isinstance(value, dict) and isinstance(value.get("ciphertext"), str):
-                sealed[name] = {"ciphertext": value["ciphertext"]}
-            else:
-                raise InvalidArgument(
-                    f"Bad Request: environment variable '{name}' must be a string or "
-                    '{"secret": "..."}'
-                )
-        operation = dict(patch.get(ENVIRONMENT_PATH[0]) or {})
-        operation[ENVIRONMENT_PATH[1]] = sealed
-        return {**patch, ENVIRONMENT_PATH[0]: operation}
+    async def _seal(self, stack_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings as stored: every secret value encrypted with the stack's key.
+
+        A SecretValue carrying `secret` (the plain text, as the SDK sends it) becomes
+        `{"secret": "", "ciphertext": ...}`; one carrying only `ciphertext` (from the encrypt
+        route) is kept; environment variables given as plain strings or `plaintext` stay
+        readable as `{"secret": "", "plaintext": ...}`.
+        """
+        sealed: dict[str, Any] = await self._walk(stack_id, settings, self._seal_value)
+        environment = _environment(sealed)
+        if environment is not None:
+            for name, value in environment.items():
+                if isinstance(value, str):
+                    environment[name] = {"secret": "", "plaintext": value}
+                elif value is not None and not is_secret_value(value):
+                    raise InvalidArgument(
+                        f"Bad Request: environment variable '{name}' must be a string or a "
+                        "secret value"
+                    )
+        return sealed
+
+    async def _seal_value(self, stack_id: str, value: Mapping[str, Any]) -> dict[str, Any]:
+        secret = value.get("secret")
+        if isinstance(secret, str) and secret:
+            return {"secret": "", "ciphertext": await self.encrypt_secret(stack_id, secret)}
+        ciphertext = value.get("ciphertext")
+        if isinstance(ciphertext, str) and ciphertext:
+            return {"secret": "", "ciphertext": ciphertext}
+        return {"secret": "", "plaintext": str(value.get("plaintext") or "")}
 
     async def _unseal(self, stack_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Settings for an agent: encrypted environment values in plain text."""
-        environment = _environment(settings)
-        if environment is None:
-            return dict(settings)
-        plain: dict[str, Any] = {}
-        for name, value in environment.items():
-            if isinstance(value, dict) and isinstance(value.get("ciphertext"), str):
-                try:
-                    raw = base64.b64decode(value["ciphertext"], validate=True)
-                except ValueError:
-                    raise FailedPrecondition(
-                        f"Conflict: secret '{name}' cannot be decrypted"
-                    ) from None
-                plain[name] = (await self._decrypt(stack_id, raw)).decode()
-            else:
-                plain[name] = value
-        operation = dict(settings.get(ENVIRONMENT_PATH[0]) or {})
-        operation[ENVIRONMENT_PATH[1]] = plain
-        return {**settings, ENVIRONMENT_PATH[0]: operation}
+        """Settings for an agent: secret values decrypted, environment variables as strings."""
+        plain: dict[str, Any] = await self._walk(stack_id, settings, self._unseal_value)
+        environment = _environment(plain)
+        if environment is not None:
+            for name, value in environment.items():
+                if isinstance(value, dict):
+                    environment[name] = str(value.get("plaintext") or "")
+        return plain
+
+    async def _unseal_value(self, stack_id: str, value: Mapping[str, Any]) -> dict[str, Any]:
+        ciphertext = value.get("ciphertext")
+        if not isinstance(ciphertext, str) or not ciphertext:
+            return {"plaintext": str(value.get("plaintext") or "")}
+        try:
+            raw = base64.b64decode(ciphertext, validate=True)
+        except ValueError:
+            raise FailedPrecondition("Conflict: a stored secret cannot be decoded") from None
+        return {"plaintext": (await self._decrypt(stack_id, raw)).decode()}
+
+    async def _walk(
+        self,
+        stack_id: str,
+        value: Any,
+        change: Callable[[str, Mapping[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> Any:
+        """A copy of a JSON value with every SecretValue replaced by `change(...)`."""
+        if is_secret_value(value):
+            return await change(stack_id, value)
+        if isinstance(value, dict):
+            return {k: await self._walk(stack_id, v, change) for k, v in value.items()}
+        if isinstance(value, list):
+            return [await self._walk(stack_id, item, change) for item in value]
+        return value
 
     # -- deployments -----------------------------------------------------------------------
 
@@ -180,7 +202,7 @@ class AgentPools:
         validate_operation(operation)
         stored = await self._store.get_settings(stack.stack_id)
         base = stored.settings if inherit_settings else {}
-        settings = merge_patch(base, await self._seal(stack.stack_id, overrides))
+        settings = merge_settings(base, await self._seal(stack.stack_id, overrides))
         pool_id = settings_pool_id(settings) or await self._store.default_pool(stack.organization)
         if pool_id is None:
             raise InvalidArgument(
@@ -213,6 +235,9 @@ class AgentPools:
 
     async def get_deployment(self, stack_id: str, deployment_id: str) -> DeploymentRecord:
         return await self._store.get_deployment(stack_id, deployment_id, self._clock.now())
+
+    async def latest_version(self, stack_id: str) -> int:
+        return await self._store.latest_version(stack_id)
 
     async def logs(
         self, stack_id: str, deployment_id: str, offset: int, count: int

@@ -369,19 +369,23 @@ class UpdateDeploymentSettingsRequest(_message.Message):
     STACK_ID_FIELD_NUMBER: _builtins.int
     ORGANIZATION_FIELD_NUMBER: _builtins.int
     PATCH_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     organization: _builtins.str
     patch: _builtins.bytes
+    replace: _builtins.bool
+    """Replace the stored settings instead of merging into them."""
     def __init__(
         self,
         *,
         stack_id: _builtins.str = ...,
         organization: _builtins.str = ...,
         patch: _builtins.bytes = ...,
+        replace: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "patch", b"patch", "stack_id", b"stack_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "patch", b"patch", "replace", b"replace", "stack_id", b"stack_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -488,6 +492,9 @@ class Deployment(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     IS_CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    LATEST_VERSION_FIELD_NUMBER: _builtins.int
+    POOL_NAME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     stack_id: _builtins.str
     organization: _builtins.str
@@ -509,6 +516,11 @@ class Deployment(_message.Message):
     message: _builtins.str
     is_cancel_requested: _builtins.bool
     attempts: _builtins.int
+    settings: _builtins.bytes
+    """The effective settings as JSON (secret values encrypted)."""
+    latest_version: _builtins.int
+    """The stack's newest deployment version (filled by GetDeployment)."""
+    pool_name: _builtins.str
     def __init__(
         self,
         *,
@@ -530,10 +542,13 @@ class Deployment(_message.Message):
         message: _builtins.str = ...,
         is_cancel_requested: _builtins.bool = ...,
         attempts: _builtins.int = ...,
+        settings: _builtins.bytes = ...,
+        latest_version: _builtins.int = ...,
+        pool_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempts", b"attempts", "created", b"created", "finished", b"finished", "id", b"id", "is_cancel_requested", b"is_cancel_requested", "message", b"message", "modified", b"modified", "operation", b"operation", "organization", b"organization", "pool_id", b"pool_id", "project", b"project", "requested_by", b"requested_by", "stack", b"stack", "stack_id", b"stack_id", "started", b"started", "status", b"status", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempts", b"attempts", "created", b"created", "finished", b"finished", "id", b"id", "is_cancel_requested", b"is_cancel_requested", "latest_version", b"latest_version", "message", b"message", "modified", b"modified", "operation", b"operation", "organization", b"organization", "pool_id", b"pool_id", "pool_name", b"pool_name", "project", b"project", "requested_by", b"requested_by", "settings", b"settings", "stack", b"stack", "stack_id", b"stack_id", "started", b"started", "status", b"status", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -183,8 +183,8 @@ class AgentPoolsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateDeploymentSettings(self, request, context):
-        """Merges the given settings into the stored ones (a JSON merge patch); secret values
-        are encrypted through the secrets service before they are stored.
+        """Merges the given settings into the stored ones (null members leave a value as it is)
+        or replaces them; secret values are encrypted through the secrets service first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,8 +44,8 @@ class AgentPoolsServiceStub:
     """Refused while stacks' settings use the pool, unless forced (they then use no pool)."""
     GetDeploymentSettings: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]
     UpdateDeploymentSettings: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.UpdateDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]
-    """Merges the given settings into the stored ones (a JSON merge patch); secret values
-    are encrypted through the secrets service before they are stored.
+    """Merges the given settings into the stored ones (null members leave a value as it is)
+    or replaces them; secret values are encrypted through the secrets service first.
     """
     DeleteDeploymentSettings: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.DeleteDeploymentSettingsRequest, _agent_pools_pb2.DeleteDeploymentSettingsResponse]
     EncryptSettingsSecret: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.EncryptSettingsSecretRequest, _agent_pools_pb2.EncryptSettingsSecretResponse]
@@ -80,8 +80,8 @@ class AgentPoolsServiceAsyncStub(AgentPoolsServiceStub):
     """Refused while stacks' settings use the pool, unless forced (they then use no pool)."""
     GetDeploymentSettings: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.GetDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]  # type: ignore[assignment]
     UpdateDeploymentSettings: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.UpdateDeploymentSettingsRequest, _agent_pools_pb2.DeploymentSettings]  # type: ignore[assignment]
-    """Merges the given settings into the stored ones (a JSON merge patch); secret values
-    are encrypted through the secrets service before they are stored.
+    """Merges the given settings into the stored ones (null members leave a value as it is)
+    or replaces them; secret values are encrypted through the secrets service first.
     """
     DeleteDeploymentSettings: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.DeleteDeploymentSettingsRequest, _agent_pools_pb2.DeleteDeploymentSettingsResponse]  # type: ignore[assignment]
     EncryptSettingsSecret: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.EncryptSettingsSecretRequest, _agent_pools_pb2.EncryptSettingsSecretResponse]  # type: ignore[assignment]
@@ -155,8 +155,8 @@ class AgentPoolsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pools_pb2.UpdateDeploymentSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pools_pb2.DeploymentSettings, _abc.Awaitable[_agent_pools_pb2.DeploymentSettings]]:
-        """Merges the given settings into the stored ones (a JSON merge patch); secret values
-        are encrypted through the secrets service before they are stored.
+        """Merges the given settings into the stored ones (null members leave a value as it is)
+        or replaces them; secret values are encrypted through the secrets service first.
         """
 
     @_abc_1.abstractmethod
