@@ -1,9 +1,11 @@
-"""The `cairn` command: `up` (the whole system), `serve <name>` (one process), `migrate`."""
+"""The `cairn` command: `up` (the whole system), `serve <name>` (one process), `migrate`,
+and `agent` (a self-hosted deployment agent)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import signal
 from collections.abc import Sequence
@@ -13,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.agent.worker import AgentOptions, run_agent
 from services.common.clock import Clock
 from services.common.config import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, Settings
 from services.common.db import create_migration_engine
@@ -134,6 +137,18 @@ async def serve(name: str, settings: Settings) -> None:
     await serve_until_signal(service_start(name), settings, DEFAULT_SERVICE_PORTS[name])
 
 
+def agent_options(args: argparse.Namespace) -> AgentOptions:
+    options = AgentOptions(
+        url=args.url,
+        pool_token=args.pool_token,
+        command=args.job_command,
+        poll_seconds=max(0.1, args.poll_seconds),
+    )
+    if args.work_dir is not None:
+        options = dataclasses.replace(options, work_dir=args.work_dir)
+    return options
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +159,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     serve_parser = commands.add_parser("serve", help="run one service (or the gateway) alone")
     serve_parser.add_argument("name", choices=[*SERVICE_NAMES, "gateway"])
     commands.add_parser("migrate", help="migrate every service's tables, then exit")
+    agent_parser = commands.add_parser("agent", help="run a self-hosted deployment agent")
+    agent_parser.add_argument("--url", required=True, help="Cairn's URL, e.g. http://cairn:8080")
+    agent_parser.add_argument("--pool-token", required=True, help="the agent pool's token")
+    agent_parser.add_argument(
+        "--command",
+        dest="job_command",
+        default="",
+        help="run this shell command for every job instead of pulumi",
+    )
+    agent_parser.add_argument("--work-dir", type=Path, help="where jobs get scratch directories")
+    agent_parser.add_argument(
+        "--poll-seconds", type=float, default=2.0, help="wait between claims when idle"
+    )
     return parser.parse_args(argv)
 
 
@@ -158,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if overrides:
         settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_format, settings.log_level)
-    if args.command == "up":
+    if args.command == "agent":
+        asyncio.run(run_agent(agent_options(args)))
+    elif args.command == "up":
         asyncio.run(up(settings))
     elif args.command == "serve":
         asyncio.run(serve(args.name, settings))

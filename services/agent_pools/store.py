@@ -455,24 +455,8 @@ async def _pool_records(session: AsyncSession, rows: list[PoolRow], now: float) 
     if not rows:
         return []
     ids = [row.id for row in rows]
-    seen = dict(
-        (
-            await session.execute(
-                select(AgentRow.pool_id, func.max(AgentRow.last_seen_at))
-                .where(AgentRow.pool_id.in_(ids))
-                .group_by(AgentRow.pool_id)
-            )
-        ).tuples()
-    )
-    deployed = dict(
-        (
-            await session.execute(
-                select(DeploymentRow.pool_id, func.max(DeploymentRow.started_at))
-                .where(DeploymentRow.pool_id.in_(ids))
-                .group_by(DeploymentRow.pool_id)
-            )
-        ).tuples()
-    )
+    seen = await _max_by_pool(session, AgentRow.pool_id, AgentRow.last_seen_at, ids)
+    deployed = await _max_by_pool(session, DeploymentRow.pool_id, DeploymentRow.started_at, ids)
     organization = rows[0].organization
     default = await session.scalar(
         select(PoolRow.id)
@@ -497,6 +481,18 @@ async def _pool_records(session: AsyncSession, rows: list[PoolRow], now: float) 
             )
         )
     return records
+
+
+async def _max_by_pool(
+    session: AsyncSession, pool_column: Any, value_column: Any, pool_ids: list[str]
+) -> dict[str, float]:
+    """The largest value per pool (pools without rows are absent)."""
+    rows = await session.execute(
+        select(pool_column, func.max(value_column))
+        .where(pool_column.in_(pool_ids))
+        .group_by(pool_column)
+    )
+    return {str(pool_id): float(value) for pool_id, value in rows if value is not None}
 
 
 async def _agent_row(session: AsyncSession, pool_id: str, agent_id: str) -> AgentRow:

@@ -1,0 +1,1 @@
+"""A self-hosted deployment agent: `cairn agent --url … --pool-token …`."""
