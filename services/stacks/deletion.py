@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from protos.cairn.v1 import (
-    agent_pools_pb2,
-    agent_pools_pb2_grpc,
-    secrets_pb2,
-    secrets_pb2_grpc,
-    updates_pb2,
-    updates_pb2_grpc,
-)
+from protos.cairn.v1 import agent_pools_pb2, secrets_pb2, updates_pb2
 from services.common.auth import Caller
 from services.common.errors import from_rpc_error
 from services.common.logging import get_logger
 from services.stacks.domain import StackPath, StackRecord
 from services.stacks.store import StackStore
+
+if TYPE_CHECKING:
+    from protos.cairn.v1.agent_pools_pb2_grpc import AgentPoolsServiceAsyncStub
+    from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
+    from protos.cairn.v1.updates_pb2_grpc import UpdatesServiceAsyncStub
 
 log = get_logger("cairn.stacks")
 
@@ -53,29 +51,14 @@ class StackDeletion:
             await check(stack, force=force, caller=caller)
         # Deleting by the stable id means a concurrent rename cannot redirect the delete.
         await self.store.delete(stack)
-        for purge in self.purges:
-            # The stack is gone and a retry would get NotFound, so a failed purge leaves an
-            # orphan behind (unreachable, hence harmless) rather than failing the call, and
-            # never keeps the remaining purges from running.
-            try:
-                await purge(stack, caller)
-            except Exception as error:
-                log.warning(
-                    "stack_purge_failed",
-                    step=purge.name,
-                    stack_id=stack.id,
-                    error=_describe(error),
-                )
+        # The stack is gone and a retry would get NotFound, so a failed purge leaves an
+        # orphan behind (unreachable, hence harmless) rather than failing the call.
+        await _run_all(self.purges, stack, caller, "stack_purge_failed")
         return stack
 
 
-class RenameStep(Protocol):
-    """Tells another service about a rename that has already happened."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def __call__(self, stack: StackRecord, caller: Caller) -> None: ...
+# Tells another service about a rename that has already happened.
+RenameStep = PurgeStep
 
 
 @dataclass(frozen=True)
@@ -91,69 +74,56 @@ class StackRename:
         for check in self.checks:
             await check(stack, force=True, caller=caller)
         renamed = await self.store.rename(path, target)
-        for step in self.followups:
-            # The rename has happened; a failed follow-up is logged, not turned into a failure.
-            try:
-                await step(renamed, caller)
-            except Exception as error:
-                log.warning(
-                    "stack_rename_followup_failed",
-                    step=step.name,
-                    stack_id=renamed.id,
-                    error=_describe(error),
-                )
+        # The rename has happened; a failed follow-up is logged, not turned into a failure.
+        await _run_all(self.followups, renamed, caller, "stack_rename_followup_failed")
         return renamed
 
 
-class DeleteSecretsKey:
+class PeerStep:
+    """A step that calls another service, with the deadline and the caller's metadata."""
+
+    def __init__(self, stub: Any, timeout_seconds: float) -> None:
+        self._stub = stub
+        self._timeout_seconds = timeout_seconds
+
+    def _options(self, caller: Caller) -> dict[str, Any]:
+        return {"timeout": self._timeout_seconds, "metadata": caller.metadata()}
+
+
+class DeleteSecretsKey(PeerStep):
     """Destroys the stack's data key in the secrets service."""
+
+    _stub: SecretsServiceAsyncStub
 
     name = "secrets"
 
-    def __init__(
-        self, stub: secrets_pb2_grpc.SecretsServiceAsyncStub, timeout_seconds: float
-    ) -> None:
-        self._stub = stub
-        self._timeout_seconds = timeout_seconds
-
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.DeleteStackKey(
-            secrets_pb2.DeleteStackKeyRequest(stack_id=stack.id),
-            timeout=self._timeout_seconds,
-            metadata=caller.metadata(),
+            secrets_pb2.DeleteStackKeyRequest(stack_id=stack.id), **self._options(caller)
         )
 
 
-class RefuseWhileUpdating:
+class RefuseWhileUpdating(PeerStep):
     """Asks the updates service: no active update, and no resources unless forced."""
 
-    def __init__(
-        self, stub: updates_pb2_grpc.UpdatesServiceAsyncStub, timeout_seconds: float
-    ) -> None:
-        self._stub = stub
-        self._timeout_seconds = timeout_seconds
+    _stub: UpdatesServiceAsyncStub
 
     async def __call__(self, stack: StackRecord, *, force: bool, caller: Caller) -> None:
         try:
             await self._stub.CheckStackDeletion(
                 updates_pb2.CheckStackDeletionRequest(stack_id=stack.id, force=force),
-                timeout=self._timeout_seconds,
-                metadata=caller.metadata(),
+                **self._options(caller),
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
 
 
-class RecordRename:
+class RecordRename(PeerStep):
     """Records the rename in the stack's history and points its secrets state at the new path."""
 
-    name = "updates"
+    _stub: UpdatesServiceAsyncStub
 
-    def __init__(
-        self, stub: updates_pb2_grpc.UpdatesServiceAsyncStub, timeout_seconds: float
-    ) -> None:
-        self._stub = stub
-        self._timeout_seconds = timeout_seconds
+    name = "updates"
 
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.RecordRename(
@@ -163,47 +133,47 @@ class RecordRename:
                 project=stack.path.project,
                 stack=stack.path.stack,
             ),
-            timeout=self._timeout_seconds,
-            metadata=caller.metadata(),
+            **self._options(caller),
         )
 
 
-class PurgeUpdates:
+class PurgeUpdates(PeerStep):
     """Forgets the stack's updates, events, versions and checkpoints."""
 
-    name = "updates"
+    _stub: UpdatesServiceAsyncStub
 
-    def __init__(
-        self, stub: updates_pb2_grpc.UpdatesServiceAsyncStub, timeout_seconds: float
-    ) -> None:
-        self._stub = stub
-        self._timeout_seconds = timeout_seconds
+    name = "updates"
 
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.PurgeStack(
             updates_pb2.PurgeStackRequest(stack_id=stack.id),
-            timeout=self._timeout_seconds,
-            metadata=caller.metadata(),
+            **self._options(caller),
         )
 
 
-class PurgeDeployments:
+class PurgeDeployments(PeerStep):
     """Forgets the stack's deployment settings and deployments."""
 
-    name = "agent_pools"
+    _stub: AgentPoolsServiceAsyncStub
 
-    def __init__(
-        self, stub: agent_pools_pb2_grpc.AgentPoolsServiceAsyncStub, timeout_seconds: float
-    ) -> None:
-        self._stub = stub
-        self._timeout_seconds = timeout_seconds
+    name = "agent_pools"
 
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.PurgeStack(
             agent_pools_pb2.PurgeDeploymentsRequest(stack_id=stack.id),
-            timeout=self._timeout_seconds,
-            metadata=caller.metadata(),
+            **self._options(caller),
         )
+
+
+async def _run_all(
+    steps: Sequence[PurgeStep], stack: StackRecord, caller: Caller, event: str
+) -> None:
+    """Run every step; one failing (logged) never keeps the others from running."""
+    for step in steps:
+        try:
+            await step(stack, caller)
+        except Exception as error:
+            log.warning(event, step=step.name, stack_id=stack.id, error=_describe(error))
 
 
 def _describe(error: Exception) -> str:
