@@ -61,7 +61,7 @@ class SettingsRow(Base):
 class DeploymentRow(Base):
     __tablename__ = "agent_pools_deployments"
     __table_args__ = (
-        Index("ix_agent_pools_deployments_stack_id_version", "stack_id", "version"),
+        Index("ix_agent_pools_deployments_stack_id_version", "stack_id", "version", unique=True),
         Index("ix_agent_pools_deployments_pool_id_status", "pool_id", "status"),
         Index("ix_agent_pools_deployments_organization_created_at", "organization", "created_at"),
     )

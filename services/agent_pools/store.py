@@ -30,6 +30,7 @@ from services.agent_pools.domain import (
 )
 from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow, SettingsRow
 from services.common.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -38,6 +39,7 @@ from services.common.errors import (
 )
 
 POOL_NOT_FOUND = "Not Found: AgentPool"
+VERSION_ATTEMPTS = 20
 DEPLOYMENT_NOT_FOUND = "Not Found: Deployment"
 ABANDONED = "the agent running this deployment stopped responding"
 
@@ -199,6 +201,8 @@ class AgentPoolStore:
         async with self._sessions.begin() as session:
             agent = await _agent_row(session, pool_id, agent_id)
             agent.last_seen_at = now
+            # A job whose lease already ran out was given up; the heartbeat cannot revive it.
+            await _recover_abandoned(session, now, pool_id=pool_id)
             await session.execute(
                 update(DeploymentRow)
                 .where(
@@ -335,10 +339,33 @@ class AgentPoolStore:
         requested_by: str,
         now: float,
     ) -> DeploymentRecord:
+        # (stack, version) is unique: a concurrent creation that took the same number makes
+        # this one retry with the next.
+        for _ in range(VERSION_ATTEMPTS):
+            try:
+                return await self._insert_deployment(
+                    stack,
+                    operation=operation,
+                    pool_id=pool_id,
+                    settings=settings,
+                    requested_by=requested_by,
+                    now=now,
+                )
+            except IntegrityError:
+                continue
+        raise Aborted("Conflict: too many deployments created at once; try again")
+
+    async def _insert_deployment(
+        self,
+        stack: StackName,
+        *,
+        operation: str,
+        pool_id: str,
+        settings: Mapping[str, Any],
+        requested_by: str,
+        now: float,
+    ) -> DeploymentRecord:
         async with self._sessions.begin() as session:
-            # The settings row (or, without one, the whole table on SQLite) serialises
-            # concurrent creations for a stack, so versions never repeat.
-            await session.get(SettingsRow, stack.stack_id, with_for_update=True)
             last = await session.scalar(
                 select(func.max(DeploymentRow.version)).where(
                     DeploymentRow.stack_id == stack.stack_id
@@ -363,6 +390,7 @@ class AgentPoolStore:
                 message="",
             )
             session.add(row)
+            await session.flush()
             return _deployment(row)
 
     async def list_deployments(
@@ -518,36 +546,22 @@ async def _recover_abandoned(session: AsyncSession, now: float, pool_id: str | N
     )
     if pool_id is not None:
         abandoned = abandoned & (DeploymentRow.pool_id == pool_id)
-    await session.execute(
-        update(DeploymentRow)
-        .where(abandoned, DeploymentRow.attempts >= MAX_ATTEMPTS)
-        .values(
-            status=FAILED,
-            message=ABANDONED,
-            finished_at=now,
-            modified_at=now,
-            lease_expires_at=None,
-        )
-    )
-    await session.execute(
-        update(DeploymentRow)
-        .where(
-            abandoned,
-            DeploymentRow.attempts < MAX_ATTEMPTS,
-            DeploymentRow.is_cancel_requested.is_(False),
-        )
-        .values(status=NOT_STARTED, agent_id=None, modified_at=now, lease_expires_at=None)
-    )
+    ended = {"finished_at": now, "modified_at": now, "lease_expires_at": None}
+    # Cancelled work ends as cancelled whatever its attempts.
     await session.execute(
         update(DeploymentRow)
         .where(abandoned, DeploymentRow.is_cancel_requested.is_(True))
-        .values(
-            status=FAILED,
-            message="cancelled",
-            finished_at=now,
-            modified_at=now,
-            lease_expires_at=None,
-        )
+        .values(status=FAILED, message="cancelled", **ended)
+    )
+    await session.execute(
+        update(DeploymentRow)
+        .where(abandoned, DeploymentRow.attempts >= MAX_ATTEMPTS)
+        .values(status=FAILED, message=ABANDONED, **ended)
+    )
+    await session.execute(
+        update(DeploymentRow)
+        .where(abandoned, DeploymentRow.attempts < MAX_ATTEMPTS)
+        .values(status=NOT_STARTED, agent_id=None, modified_at=now, lease_expires_at=None)
     )
 
 

@@ -56,7 +56,7 @@ def upgrade() -> None:
         "ix_agent_pools_deployments_stack_id_version",
         "agent_pools_deployments",
         ["stack_id", "version"],
-        unique=False,
+        unique=True,
     )
     op.create_table(
         "agent_pools_pools",
