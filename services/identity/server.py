@@ -137,6 +137,17 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return _membership(membership)
 
+    async def ListMembers(
+        self, request: identity_pb2.ListMembersRequest, context: Context
+    ) -> identity_pb2.ListMembersResponse:
+        members = await self._store.list_members(request.organization)
+        return identity_pb2.ListMembersResponse(
+            members=[
+                identity_pb2.Member(user=_user(user), role=_ENUM_BY_ROLE[role])
+                for user, role in members
+            ]
+        )
+
     async def CreateAccessToken(
         self, request: identity_pb2.CreateAccessTokenRequest, context: Context
     ) -> identity_pb2.CreateAccessTokenResponse:

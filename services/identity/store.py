@@ -211,6 +211,20 @@ class IdentityStore:
                     raise
         return Membership(organization=organization, user_login=login, role=role)
 
+    async def list_members(self, organization: str) -> list[tuple[User, Role]]:
+        """Members of an organization by login, with their roles; NotFound for no such org."""
+        async with self._sessions.begin() as session:
+            org_id = await _organization_id(session, organization)
+            if org_id is None:
+                raise organization_not_found(organization)
+            rows = await session.execute(
+                select(UserRow, MembershipRow.role)
+                .join(MembershipRow, MembershipRow.user_id == UserRow.id)
+                .where(MembershipRow.organization_id == org_id)
+                .order_by(UserRow.login)
+            )
+            return [(_user(user), Role.from_label(role)) for user, role in rows]
+
     async def create_access_token(
         self, login: str, name: str, token_hash: str, *, expires_at: datetime | None = None
     ) -> str:

@@ -782,6 +782,23 @@ async def test_set_membership_upserts_the_role(harness: Harness) -> None:
     assert await count(harness.engine, MembershipRow) == 2
 
 
+async def test_list_members_names_every_member_and_role(harness: Harness) -> None:
+    await harness.stub.CreateUser(identity_pb2.CreateUserRequest(login="alice"))
+    await harness.stub.CreateOrganization(
+        identity_pb2.CreateOrganizationRequest(name="acme", admin_login="alice")
+    )
+    await new_user(harness, "bob")
+    await harness.stub.SetMembership(
+        identity_pb2.SetMembershipRequest(organization="acme", user_login="bob", role=VIEWER)
+    )
+    reply = await harness.stub.ListMembers(identity_pb2.ListMembersRequest(organization="acme"))
+    assert [(m.user.login, m.role) for m in reply.members] == [("alice", ADMIN), ("bob", VIEWER)]
+    missing = await rpc_error(
+        harness.stub.ListMembers(identity_pb2.ListMembersRequest(organization="nowhere"))
+    )
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_set_membership_rejects_unknown_names_and_roles(harness: Harness) -> None:
     await harness.stub.CreateUser(identity_pb2.CreateUserRequest(login="alice"))
     await harness.stub.CreateOrganization(

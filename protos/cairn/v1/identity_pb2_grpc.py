@@ -75,6 +75,11 @@ class IdentityServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.FromString,
                 _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/cairn.v1.IdentityService/ListMembers',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -133,6 +138,13 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMembers(self, request, context):
+        """The members of an organization with their roles, by login.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +187,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.CreateAccessToken,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +411,33 @@ class IdentityService:
             '/cairn.v1.IdentityService/CreateAccessToken',
             protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/ListMembers',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,8 @@ class IdentityServiceStub:
     CreateOrganization: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateOrganizationRequest, _identity_pb2.Organization]
     SetMembership: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetMembershipRequest, _identity_pb2.Membership]
     CreateAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateAccessTokenRequest, _identity_pb2.CreateAccessTokenResponse]
+    ListMembers: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]
+    """The members of an organization with their roles, by login."""
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -63,6 +65,8 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     CreateOrganization: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateOrganizationRequest, _identity_pb2.Organization]  # type: ignore[assignment]
     SetMembership: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetMembershipRequest, _identity_pb2.Membership]  # type: ignore[assignment]
     CreateAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateAccessTokenRequest, _identity_pb2.CreateAccessTokenResponse]  # type: ignore[assignment]
+    ListMembers: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]  # type: ignore[assignment]
+    """The members of an organization with their roles, by login."""
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users, organizations, memberships, access tokens and the first-admin bootstrap."""
@@ -126,5 +130,13 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.CreateAccessTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.CreateAccessTokenResponse, _abc.Awaitable[_identity_pb2.CreateAccessTokenResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListMembers(
+        self,
+        request: _identity_pb2.ListMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListMembersResponse, _abc.Awaitable[_identity_pb2.ListMembersResponse]]:
+        """The members of an organization with their roles, by login."""
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
