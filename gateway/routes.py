@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.handlers import (
     agent_pools,
+    copilot,
     deployments,
     identity,
     secrets,
@@ -78,6 +79,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/user", identity.get_current_user, Access.USER),
     Route("GET", "/api/user/organizations/default", identity.get_default_organization, Access.USER),
     Route("GET", "/api/user/stacks", stacks.list_user_stacks, Access.USER),
+    Route("POST", "/api/ai/chat/preview", copilot.copilot_skill, Access.USER),
     Route(
         "POST",
         "/api/stacks/{orgName}/{projectName}",

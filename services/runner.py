@@ -26,8 +26,15 @@ from services.common.service import RunningService, StartFunction, serve_until_s
 log = get_logger("cairn")
 
 # Dependencies first: stacks calls secrets, updates and agent_pools when a stack is deleted;
-# agent_pools calls secrets.
-START_ORDER: tuple[str, ...] = ("secrets", "identity", "updates", "agent_pools", "stacks")
+# agent_pools calls secrets; copilot reads identity, stacks and updates.
+START_ORDER: tuple[str, ...] = (
+    "secrets",
+    "identity",
+    "updates",
+    "agent_pools",
+    "stacks",
+    "copilot",
+)
 assert sorted(START_ORDER) == sorted(SERVICE_NAMES)
 
 

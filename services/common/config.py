@@ -8,7 +8,14 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICE_NAMES: tuple[str, ...] = ("identity", "stacks", "secrets", "updates", "agent_pools")
+SERVICE_NAMES: tuple[str, ...] = (
+    "identity",
+    "stacks",
+    "secrets",
+    "updates",
+    "agent_pools",
+    "copilot",
+)
 """Services `cairn up` runs, in start order. Later issues append theirs."""
 
 DEFAULT_SERVICE_PORTS: dict[str, int] = {
@@ -17,6 +24,7 @@ DEFAULT_SERVICE_PORTS: dict[str, int] = {
     "secrets": 50053,
     "updates": 50054,
     "agent_pools": 50055,
+    "copilot": 50056,
 }
 
 
@@ -39,6 +47,7 @@ class Settings(BaseSettings):
     secrets_address: str = ""
     updates_address: str = ""
     agent_pools_address: str = ""
+    copilot_address: str = ""
     # Port `cairn serve <service>` listens on; 0 means the service's default port.
     grpc_port: int = 0
     grpc_host: str = "127.0.0.1"
@@ -55,6 +64,14 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # Public URL of the gateway, written into service secrets-provider state by the CLI.
     public_url: str = ""
+    # Copilot: console URL prefixes a `url` context may start with besides Cairn's own
+    # (comma-separated; default the hosted console's), and an optional OpenAI-compatible
+    # chat model that rephrases answers.
+    copilot_url_prefixes: str = ""
+    copilot_model_url: str = ""
+    copilot_model_name: str = ""
+    copilot_model_api_key: SecretStr | None = None
+    copilot_model_timeout_seconds: float = 30.0
 
     def resolved_database_url(self) -> str:
         """SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""

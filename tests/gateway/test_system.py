@@ -79,7 +79,14 @@ async def test_bootstrap_rejects_bad_input(
 async def test_healthz_reports_every_service(cairn: Cairn) -> None:
     healthy = await cairn.json("GET", "/healthz")
     assert healthy["status"] == "ok"
-    assert set(healthy["services"]) == {"identity", "stacks", "secrets", "updates", "agent_pools"}
+    assert set(healthy["services"]) == {
+        "identity",
+        "stacks",
+        "secrets",
+        "updates",
+        "agent_pools",
+        "copilot",
+    }
     stopped = cairn.system.services.pop()
     await stopped.stop(grace=0)
     response = await cairn.call("GET", "/healthz")

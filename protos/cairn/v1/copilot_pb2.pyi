@@ -3,6 +3,125 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+import builtins as _builtins
+import sys
+import typing as _typing
+
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class ChatRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    VISIBLE_ORGANIZATIONS_FIELD_NUMBER: _builtins.int
+    CONSOLE_URL_FIELD_NUMBER: _builtins.int
+    CLIENT_FIELD_NUMBER: _builtins.int
+    DIRECT_SKILL_FIELD_NUMBER: _builtins.int
+    DIRECT_OUTPUT_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    organization: _builtins.str
+    """cloudContext.orgId and cloudContext.url."""
+    url: _builtins.str
+    conversation_id: _builtins.str
+    """Empty: start a new conversation."""
+    console_url: _builtins.str
+    """Cairn's own console URL, always an accepted `url` prefix."""
+    client: _builtins.str
+    """Who is asking, for the trace message (e.g. "api", "sdk")."""
+    direct_skill: _builtins.str
+    """The SDK's direct skill calls (summarizeUpdate, explainPreview) and the output they explain."""
+    direct_output: _builtins.str
+    @_builtins.property
+    def visible_organizations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Organizations the caller is a member of."""
+
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        url: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        visible_organizations: _abc.Iterable[_builtins.str] | None = ...,
+        console_url: _builtins.str = ...,
+        client: _builtins.str = ...,
+        direct_skill: _builtins.str = ...,
+        direct_output: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "console_url", b"console_url", "conversation_id", b"conversation_id", "direct_output", b"direct_output", "direct_skill", b"direct_skill", "organization", b"organization", "query", b"query", "url", b"url", "visible_organizations", b"visible_organizations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatRequest: _TypeAlias = ChatRequest  # noqa: Y015
+
+@_typing.final
+class ChatMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    PROGRAM_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """user | assistant"""
+    kind: _builtins.str
+    """response | trace | status | program"""
+    text: _builtins.str
+    """Text for response, trace and status messages."""
+    program: _builtins.bytes
+    """The program object as JSON for kind program."""
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        text: _builtins.str = ...,
+        program: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "program", b"program", "role", b"role", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatMessage: _TypeAlias = ChatMessage  # noqa: Y015
+
+@_typing.final
+class ChatResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.str
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
+        """The whole conversation, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.str = ...,
+        messages: _abc.Iterable[Global___ChatMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatResponse: _TypeAlias = ChatResponse  # noqa: Y015

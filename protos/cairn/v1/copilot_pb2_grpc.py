@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from protos.cairn.v1 import copilot_pb2 as protos_dot_cairn_dot_v1_dot_copilot__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,7 +26,9 @@ if _version_not_supported:
 
 
 class CopilotServiceStub:
-    """Conversations and skills answering from live data. RPCs arrive with the copilot work.
+    """Conversations and skills answering from live data (seed 004). The caller's identity
+    travels in gRPC metadata; the organizations it may see come with each request, and the
+    skills read other services with exactly that visibility.
     """
 
     def __init__(self, channel):
@@ -34,15 +37,33 @@ class CopilotServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Chat = channel.unary_unary(
+                '/cairn.v1.CopilotService/Chat',
+                request_serializer=protos_dot_cairn_dot_v1_dot_copilot__pb2.ChatRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_copilot__pb2.ChatResponse.FromString,
+                _registered_method=True)
 
 
 class CopilotServiceServicer:
-    """Conversations and skills answering from live data. RPCs arrive with the copilot work.
+    """Conversations and skills answering from live data (seed 004). The caller's identity
+    travels in gRPC metadata; the organizations it may see come with each request, and the
+    skills read other services with exactly that visibility.
     """
+
+    def Chat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_CopilotServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Chat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Chat,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_copilot__pb2.ChatRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_copilot__pb2.ChatResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cairn.v1.CopilotService', rpc_method_handlers)
@@ -52,5 +73,34 @@ def add_CopilotServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CopilotService:
-    """Conversations and skills answering from live data. RPCs arrive with the copilot work.
+    """Conversations and skills answering from live data (seed 004). The caller's identity
+    travels in gRPC metadata; the organizations it may see come with each request, and the
+    skills read other services with exactly that visibility.
     """
+
+    @staticmethod
+    def Chat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.CopilotService/Chat',
+            protos_dot_cairn_dot_v1_dot_copilot__pb2.ChatRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_copilot__pb2.ChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

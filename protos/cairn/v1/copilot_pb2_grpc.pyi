@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from protos.cairn.v1 import copilot_pb2 as _copilot_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -26,22 +27,38 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CopilotServiceStub:
-    """Conversations and skills answering from live data. RPCs arrive with the copilot work."""
+    """Conversations and skills answering from live data (seed 004). The caller's identity
+    travels in gRPC metadata; the organizations it may see come with each request, and the
+    skills read other services with exactly that visibility.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CopilotServiceAsyncStub: ...
+    Chat: _grpc.UnaryUnaryMultiCallable[_copilot_pb2.ChatRequest, _copilot_pb2.ChatResponse]
 
 @_typing.type_check_only
 class CopilotServiceAsyncStub(CopilotServiceStub):
-    """Conversations and skills answering from live data. RPCs arrive with the copilot work."""
+    """Conversations and skills answering from live data (seed 004). The caller's identity
+    travels in gRPC metadata; the organizations it may see come with each request, and the
+    skills read other services with exactly that visibility.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Chat: _aio.UnaryUnaryMultiCallable[_copilot_pb2.ChatRequest, _copilot_pb2.ChatResponse]  # type: ignore[assignment]
 
 class CopilotServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Conversations and skills answering from live data. RPCs arrive with the copilot work."""
+    """Conversations and skills answering from live data (seed 004). The caller's identity
+    travels in gRPC metadata; the organizations it may see come with each request, and the
+    skills read other services with exactly that visibility.
+    """
 
-    ...
+    @_abc_1.abstractmethod
+    def Chat(
+        self,
+        request: _copilot_pb2.ChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_copilot_pb2.ChatResponse, _abc.Awaitable[_copilot_pb2.ChatResponse]]: ...
 
 def add_CopilotServiceServicer_to_server(servicer: CopilotServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

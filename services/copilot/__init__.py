@@ -1,0 +1,1 @@
+"""The copilot service: conversations answered by skills over live data."""

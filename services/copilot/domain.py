@@ -1,0 +1,117 @@
+"""Frozen records of the copilot service and its pure rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.common.errors import InvalidArgument, NotFound
+
+USER = "user"
+ASSISTANT = "assistant"
+RESPONSE = "response"
+TRACE = "trace"
+STATUS = "status"
+PROGRAM = "program"
+
+MAX_QUERY_LENGTH = 8000
+# The hosted console's URL, which seed 004 requires `url` to start with.
+HOSTED_CONSOLE_URL = "https://app.pulumi.com"
+
+_NAME = r"[A-Za-z0-9_.-]+"
+_UPDATE_PATH = re.compile(rf"^/({_NAME})/({_NAME})/({_NAME})/updates/(\d+)/?$")
+_STACK_PATH = re.compile(rf"^/({_NAME})/({_NAME})/({_NAME})/?$")
+_PROJECT_PATH = re.compile(rf"^/({_NAME})/({_NAME})/?$")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    kind: str
+    text: str = ""
+    program: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    organization: str
+    user_id: str
+    messages: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the `url` points at (any part may be empty)."""
+
+    organization: str = ""
+    project: str = ""
+    stack: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks, and what they may see."""
+
+    user_id: str
+    login: str
+    organization: str
+    visible_organizations: frozenset[str] = field(default_factory=frozenset)
+    client: str = "api"
+
+
+def validate_query(query: str) -> str:
+    text = query.strip()
+    if not text:
+        raise InvalidArgument("Bad Request: 'query' is required")
+    if len(text) > MAX_QUERY_LENGTH:
+        raise InvalidArgument(f"Bad Request: 'query' may be at most {MAX_QUERY_LENGTH} characters")
+    return text
+
+
+def check_organization(organization: str, visible: frozenset[str]) -> str:
+    """The organization must be one of the caller's (others look the same as missing ones)."""
+    if not organization:
+        raise InvalidArgument("Bad Request: 'state.client.cloudContext.orgId' is required")
+    if organization not in visible:
+        raise NotFound(f"Not Found: organization '{organization}'")
+    return organization
+
+
+def parse_context(url: str, prefixes: Sequence[str]) -> Context:
+    """Check `url` against the accepted console prefixes and read what it points at."""
+    if not url:
+        return Context()
+    prefix = next((p for p in prefixes if p and _starts_with(url, p)), None)
+    if prefix is None:
+        accepted = ", ".join(p for p in prefixes if p)
+        raise InvalidArgument(f"Bad Request: 'url' must start with the console URL ({accepted})")
+    path = urlsplit(url).path
+    base_path = urlsplit(prefix).path.rstrip("/")
+    if base_path and path.startswith(base_path):
+        path = path[len(base_path) :]
+    if match := _UPDATE_PATH.match(path):
+        return Context(match[1], match[2], match[3], int(match[4]))
+    if match := _STACK_PATH.match(path):
+        return Context(match[1], match[2], match[3])
+    if match := _PROJECT_PATH.match(path):
+        return Context(match[1], match[2])
+    segments = [segment for segment in path.split("/") if segment]
+    return Context(organization=segments[0] if segments else "")
+
+
+def _starts_with(url: str, prefix: str) -> bool:
+    """`prefix` followed by the end, a slash, a query or a fragment (not `…com.evil`)."""
+    base = prefix.rstrip("/")
+    return url == base or any(url.startswith(base + sep) for sep in ("/", "?", "#"))
+
+
+def trace_text(asker: Asker) -> str:
+    return (
+        f"Conversation with user '{asker.login}' in org '{asker.organization}' "
+        f"from {asker.client} (rest-api-v2)"
+    )
