@@ -72,6 +72,7 @@ CACHE_BYTES = 256 * 1024 * 1024
 # Start and import retry after ending an abandoned holder; bounded.
 TAKEOVER_ATTEMPTS = 3
 JOURNAL_COMPRESSION_LEVEL = 1
+MAX_WRITER_LOCKS = 10_000
 
 
 def new_lease_token() -> str:
@@ -245,6 +246,11 @@ class Updates:
     # -- checkpoints, journal, events --------------------------------------------------------
 
     def _writer(self, update_id: str) -> asyncio.Lock:
+        """Serialises one update's writes in this process (the CLI sends one at a time)."""
+        if len(self._writers) >= MAX_WRITER_LOCKS:
+            # Updates finished on another replica never pass through `_forget` here.
+            for idle in [key for key, lock in self._writers.items() if not lock.locked()]:
+                del self._writers[idle]
         return self._writers.setdefault(update_id, asyncio.Lock())
 
     async def patch_checkpoint(self, lease: LeaseRef, text: bytes, *, is_invalid: bool) -> None:
