@@ -12,20 +12,36 @@ from gateway.middleware import (
     accept_middleware,
     auth_middleware,
     error_middleware,
+    metrics_middleware,
     request_id_middleware,
 )
 from gateway.routes import add_routes
 from services.common.config import Settings
+from services.common.metrics import METRICS, Metrics, default_metrics
 
 
-def create_app(settings: Settings, backends: Backends | None = None) -> web.Application:
-    """Build the gateway; channels are opened on start-up unless `backends` is given."""
+def create_app(
+    settings: Settings, backends: Backends | None = None, metrics: Metrics | None = None
+) -> web.Application:
+    """Build the gateway; channels are opened on start-up unless `backends` is given.
+
+    Requests are counted in `metrics`, by default the process's shared families (which the
+    services of `cairn up` count into as well, so `/metrics` covers the whole system).
+    """
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, accept_middleware, auth_middleware],
+        # Metrics outermost: they see the final status of every request, errors included.
+        middlewares=[
+            metrics_middleware,
+            request_id_middleware,
+            error_middleware,
+            accept_middleware,
+            auth_middleware,
+        ],
         # aiohttp inflates gzip request bodies and applies this limit to the inflated size.
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = metrics or default_metrics()
     add_routes(app)
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:

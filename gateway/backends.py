@@ -50,8 +50,13 @@ class Backends:
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:
+        # The channel's deadline backstop equals the per-call one the handlers pass.
         channels = {
-            name: open_channel(settings.service_address(name), settings.max_message_bytes)
+            name: open_channel(
+                settings.service_address(name),
+                settings.max_message_bytes,
+                timeout_seconds=settings.grpc_timeout_seconds,
+            )
             for name in SERVICE_NAMES
         }
         return cls(channels=channels, timeout=settings.grpc_timeout_seconds)

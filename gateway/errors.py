@@ -11,6 +11,7 @@ from aiohttp import web
 from services.common.errors import http_status
 
 GENERIC_SERVER_ERROR = "Internal Server Error: something went wrong; see the server log."
+UNAVAILABLE_PREFIX = "Service Unavailable: "
 
 
 class ApiError(Exception):
@@ -46,7 +47,11 @@ def rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
     """Map a service's status through the one table; 5xx details never leak."""
     status = http_status(error.code())
     if status >= 500:
-        if error.code() == grpc.StatusCode.UNAVAILABLE:
+        details = error.details() or ""
+        if error.code() == grpc.StatusCode.UNAVAILABLE and details.startswith(UNAVAILABLE_PREFIX):
+            # A service's own, deliberate message (e.g. the update lock service is down).
+            message = details
+        elif error.code() == grpc.StatusCode.UNAVAILABLE:
             message = "Service Unavailable: a backend service is unavailable; try again."
         elif error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             message = "Gateway Timeout: a backend service did not answer in time."

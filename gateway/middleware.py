@@ -1,9 +1,11 @@
-"""Request id, error translation, the Accept rule and authentication, applied to every route."""
+"""Metrics, request id, error translation, the Accept rule and authentication, applied to
+every route."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from typing import Any
 
@@ -29,12 +31,35 @@ from gateway.routes import ROUTES_BY_OPERATION, Access, Route
 from protos.cairn.v1 import identity_pb2, stacks_pb2
 from services.common.auth import Caller
 from services.common.logging import get_logger
+from services.common.metrics import METRICS
 
 log = get_logger("cairn.gateway")
 
 _ACCEPTED = re.compile(r"^(application/vnd\.pulumi\+\d+|application/json|\*/\*|application/\*)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNAUTHORIZED = "Unauthorized: No credentials provided or are invalid."
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by route operation id (never the raw path) and status."""
+    started = time.perf_counter()
+    # Anything escaping the error middleware is a failure; a vanished client is 499.
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    finally:
+        request.app[METRICS].observe_http(
+            request.match_info.route.name, request.method, status, time.perf_counter() - started
+        )
 
 
 @web.middleware
@@ -204,5 +229,6 @@ __all__ = [
     "accept_middleware",
     "auth_middleware",
     "error_middleware",
+    "metrics_middleware",
     "request_id_middleware",
 ]

@@ -65,7 +65,10 @@ MEMBER = common_pb2.ROLE_MEMBER
 ADMIN = common_pb2.ROLE_ADMIN
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/healthz", system.health, Access.PUBLIC, summary="Liveness of every service"),
+    Route("GET", "/healthz", system.health, Access.PUBLIC, summary="Health of every service"),
+    Route("GET", "/livez", system.get_liveness, Access.PUBLIC, summary="The gateway answers"),
+    Route("GET", "/readyz", system.get_readiness, Access.PUBLIC, summary="Every service answers"),
+    Route("GET", "/metrics", system.get_metrics, Access.PUBLIC, summary="Prometheus metrics"),
     Route("GET", "/api/capabilities", system.get_capabilities, Access.PUBLIC),
     Route("GET", "/api/cli/version", system.get_cli_version, Access.PUBLIC),
     Route("GET", "/api/admin/bootstrap", identity.get_bootstrap_status, Access.PUBLIC),

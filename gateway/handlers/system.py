@@ -1,4 +1,5 @@
-"""Discovery and health: protocol doc §3.1.3 (capabilities) and §3.1.4 (CLI version)."""
+"""Discovery, health and metrics: protocol doc §3.1.3 (capabilities) and §3.1.4 (CLI version),
+plus liveness, readiness and Prometheus metrics for operators."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, SETTINGS
 from gateway.convert import json_response
 from services.common.grpc_server import check_health
+from services.common.metrics import METRICS, exposition
 
 # The highest deployment schema stored (texts are kept as received, so v4 with features too).
 DEPLOYMENT_SCHEMA_VERSION = 4
@@ -38,7 +40,26 @@ OLDEST_SUPPORTED_CLI_VERSION = "3.9.0"
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 only when every service answers its gRPC health check."""
+    """200 only when every service answers its gRPC health check (the same as /readyz)."""
+    return await _services_health(request)
+
+
+async def get_liveness(_request: web.Request) -> web.Response:
+    """`/livez`: 200 whenever this process answers HTTP; it asks no backend."""
+    return json_response({"status": "ok"})
+
+
+async def get_readiness(request: web.Request) -> web.Response:
+    """`/readyz`: 200 only when every service answers SERVING to its gRPC health check."""
+    return await _services_health(request)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """`/metrics`: Prometheus exposition of this process (every service too under `cairn up`)."""
+    return exposition(request.app[METRICS].registry, request.headers.get("Accept", ""))
+
+
+async def _services_health(request: web.Request) -> web.Response:
     backends = request.app[BACKENDS]
     names = list(backends.channels)
     results = await asyncio.gather(*(check_health(backends.channels[name]) for name in names))

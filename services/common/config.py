@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Port `cairn serve <service>` listens on; 0 means the service's default port.
     grpc_port: int = 0
     grpc_host: str = "127.0.0.1"
+    # Port on grpc_host where `cairn serve <service>` serves Prometheus `/metrics`; 0 turns it
+    # off. `cairn up` and the gateway serve every metric on the gateway's `/metrics` instead.
+    metrics_port: int = 0
     # Largest request body the gateway accepts, after gzip inflation.
     max_body_bytes: int = 64 * 1024 * 1024
     # Largest gRPC message; must stay above max_body_bytes.

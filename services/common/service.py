@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.common.config import Settings
 from services.common.db import create_engine, session_factory
 from services.common.grpc_server import RunningServer, open_channel, start_server
+from services.common.metrics import default_metrics, serve_metrics
 from services.common.migrations import upgrade_to_head
 
 
@@ -74,7 +75,12 @@ async def serve_service(
     service_names: Sequence[str],
     closers: list[Callable[[], Awaitable[None]]],
 ) -> RunningService:
-    """Start the gRPC server for a wired service; on failure close what was opened."""
+    """Start the gRPC server for a wired service; on failure close what was opened.
+
+    With `CAIRN_METRICS_PORT` set (`cairn serve <service>`: one service per process), the
+    process's registry is also served as `/metrics` on that port. `cairn up` leaves it unset
+    and scrapes everything through the gateway's `/metrics`.
+    """
     try:
         server = await start_server(
             host=host,
@@ -87,7 +93,18 @@ async def serve_service(
         for close in reversed(closers):
             await close()
         raise
-    return RunningService(name=name, server=server, closers=closers)
+    service = RunningService(name=name, server=server, closers=closers)
+    if settings.metrics_port:
+        try:
+            endpoint = await serve_metrics(
+                default_metrics(), settings.grpc_host, settings.metrics_port
+            )
+        except BaseException:
+            await service.stop(grace=0)
+            raise
+        # Closers run last to first: the endpoint goes before the database.
+        closers.append(endpoint.cleanup)
+    return service
 
 
 StartFunction = Callable[..., Awaitable[RunningService]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from services.common.errors import (
     PermissionDenied,
 )
 from services.common.logging import get_logger
+from services.common.metrics import Metrics, default_metrics
 from services.updates import checkpoints
 from services.updates.delta import WorkingText, parse_edits
 from services.updates.domain import (
@@ -73,6 +75,8 @@ CACHE_BYTES = 256 * 1024 * 1024
 TAKEOVER_ATTEMPTS = 3
 JOURNAL_COMPRESSION_LEVEL = 1
 MAX_WRITER_LOCKS = 10_000
+# An export retries when the update it reads ends meanwhile; bounded.
+EXPORT_ATTEMPTS = 3
 
 
 def new_lease_token() -> str:
@@ -130,6 +134,7 @@ class Updates:
         clock: Clock,
         new_token: Callable[[], str] = new_lease_token,
         cache: WorkingTexts | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._lock = lock
@@ -137,6 +142,7 @@ class Updates:
         self._new_token = new_token
         self._texts = cache or WorkingTexts()
         self._writers: dict[str, asyncio.Lock] = {}
+        self._metrics = metrics or default_metrics()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,6 +152,22 @@ class Updates:
     async def start(self, stack_id: str, update_id: str, journal_version: int) -> StartedUpdate:
         """Take the stack's lock (non-previews) and hand out a lease of five minutes."""
         update = await self._store.get(stack_id, update_id)
+        began = time.perf_counter()
+        try:
+            started = await self._take(stack_id, update_id, update, journal_version)
+        except FailedPrecondition as error:
+            if error.message == CONFLICT_MESSAGE:
+                self._metrics.update_lock_conflicts.inc()
+            raise
+        finally:
+            if not update.is_preview:
+                self._metrics.update_lock_wait_seconds.observe(time.perf_counter() - began)
+        self._metrics.updates_started.labels(_kind_label(update)).inc()
+        return started
+
+    async def _take(
+        self, stack_id: str, update_id: str, update: UpdateRecord, journal_version: int
+    ) -> StartedUpdate:
         token = self._new_token()
         token_hash = hash_token(token)
         if not update.is_preview:
@@ -237,6 +259,7 @@ class Updates:
             return
         final = None if update.is_preview else await self._final_state(update)
         await self._store.finalise(update, final, self._clock.now())
+        self._metrics.updates_finished.labels(_kind_label(update), update.status).inc()
         self._forget(update.id)
 
     def _forget(self, update_id: str) -> None:
@@ -255,6 +278,7 @@ class Updates:
 
     async def patch_checkpoint(self, lease: LeaseRef, text: bytes, *, is_invalid: bool) -> None:
         """Full checkpoint mode: the text is the whole state, so it replaces what was stored."""
+        self._metrics.checkpoint_bytes.labels("full").inc(len(text))
         if is_invalid or not text:
             raise InvalidArgument(
                 "Bad Request: request must contain a checkpoint or using the IsInvalid flag "
@@ -273,6 +297,7 @@ class Updates:
 
     async def patch_verbatim(self, lease: LeaseRef, text: bytes, sequence: int) -> None:
         """A verbatim text: stored as received and kept as the base for the next delta."""
+        self._metrics.checkpoint_bytes.labels("verbatim").inc(len(text))
         if sequence < 1:
             raise InvalidArgument("Bad Request: sequenceNumber must be 1 or more")
         if not text:
@@ -299,6 +324,7 @@ class Updates:
         self, lease: LeaseRef, raw_edits: bytes, checkpoint_hash: str, sequence: int
     ) -> None:
         """Apply text edits to the last text of this update; a wrong hash changes nothing."""
+        self._metrics.checkpoint_bytes.labels("delta").inc(len(raw_edits))
         edits = parse_edits(raw_edits)
         expected = checkpoint_hash.lower()
         if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
@@ -360,6 +386,7 @@ class Updates:
 
     async def append_journal(self, lease: LeaseRef, entries: Sequence[bytes]) -> None:
         """Store journal entries (duplicates of a retried batch are ignored)."""
+        self._metrics.checkpoint_bytes.labels("journal").inc(sum(len(data) for data in entries))
         checked: list[tuple[int, bytes]] = []
         compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
         for data in entries:
@@ -395,7 +422,10 @@ class Updates:
     async def _final_state(self, update: UpdateRecord) -> FinalState:
         """The deployment an ended update leaves: its checkpoints, its journal, or its base."""
         if update.has_checkpoint:
-            return await _final(await self._checkpoint_text(update))
+            text = await self._checkpoint_text(update)
+            if text is None:
+                raise FailedPrecondition("Conflict: the update's checkpoints are gone")
+            return await _final(text)
         if update.has_journal:
             text, count = await self._replayed(update)
             return await _final(text, count)
@@ -404,11 +434,14 @@ class Updates:
             return FinalState(base.text_compressed, base.size, base.sha256, base.resource_count)
         return await _final(checkpoints.EMPTY_DEPLOYMENT, 0)
 
-    async def _checkpoint_text(self, update: UpdateRecord) -> bytes:
+    async def _checkpoint_text(self, update: UpdateRecord) -> bytes | None:
+        """The update's latest checkpoint text (None once its working data is gone)."""
         cached = self._texts.get(update.id)
         if cached is not None and cached.sequence == update.checkpoint_sequence:
             return cached.text.to_bytes()
         stored, deltas = await self._store.working(update.id)
+        if stored is None:
+            return None
         return (await _rebuild(stored, deltas)).to_bytes()
 
     async def _replayed(self, update: UpdateRecord) -> tuple[bytes, int]:
@@ -423,21 +456,35 @@ class Updates:
 
     async def export(self, stack_id: str, version: int) -> bytes:
         """A stored version, or the current deployment (a running update's latest state)."""
-        (state,) = await self._store.stack_states([stack_id])
-        active = state.active_update
-        if version and (active is None or active.version != version):
-            stored = await self._store.version(stack_id, version)
-            if stored is None:
-                raise NotFound(f"Not Found: Version {version}")
-            return await _unpack(stored.text_compressed)
-        if active is not None and not active.is_finalised:
-            if active.has_checkpoint:
-                return await self._checkpoint_text(active)
-            if active.has_journal:
-                return (await self._replayed(active))[0]
-            version = active.base_version
-            if not version:
-                return checkpoints.EMPTY_DEPLOYMENT
+        for _ in range(EXPORT_ATTEMPTS):
+            (state,) = await self._store.stack_states([stack_id])
+            active = state.active_update
+            if active is None or active.is_finalised:
+                break
+            if version and active.version != version:
+                break
+            text = await self._running_text(active)
+            # An update that ended while its working data was read left that data half
+            # deleted: read again, from the version it stored.
+            if text is not None and not (await self._store.get(stack_id, active.id)).is_finalised:
+                return text
+        else:
+            raise FailedPrecondition("Conflict: the stack changed while it was read; try again")
+        return await self._stored_version(stack_id, version)
+
+    async def _running_text(self, update: UpdateRecord) -> bytes | None:
+        """A running update's latest state (None if its working data is gone)."""
+        if update.has_checkpoint:
+            return await self._checkpoint_text(update)
+        if update.has_journal:
+            return (await self._replayed(update))[0]
+        if not update.base_version:
+            return checkpoints.EMPTY_DEPLOYMENT
+        stored = await self._store.version(update.stack_id, update.base_version)
+        return None if stored is None else await _unpack(stored.text_compressed)
+
+    async def _stored_version(self, stack_id: str, version: int) -> bytes:
+        """A version's deployment; `0` is the newest (the empty deployment when none)."""
         stored = await self._store.version(stack_id, version)
         if stored is None:
             if version:
@@ -562,6 +609,11 @@ class Updates:
         if found is None:
             raise NotFound("Not Found: Version" + (f" {version}" if version else ""))
         return found
+
+
+def _kind_label(update: UpdateRecord) -> str:
+    """The update's kind for metrics; a dry run counts as a preview (it holds no lock)."""
+    return "preview" if update.is_preview else update.kind
 
 
 def _check_text(text: bytes) -> None:
