@@ -257,7 +257,14 @@ class Updates:
         if update.is_finalised:
             self._forget(update.id)
             return
-        final = None if update.is_preview else await self._final_state(update)
+        try:
+            final = None if update.is_preview else await self._final_state(update)
+        except FailedPrecondition:
+            # Another caller (a retried complete, a takeover) finalised it meanwhile.
+            if (await self._store.get(update.stack_id, update.id)).is_finalised:
+                self._forget(update.id)
+                return
+            raise
         await self._store.finalise(update, final, self._clock.now())
         self._metrics.updates_finished.labels(_kind_label(update), update.status).inc()
         self._forget(update.id)
