@@ -1,7 +1,7 @@
 """Metrics, liveness and readiness, and request ids in log lines, through the whole system.
 
 Every service of `cairn up` and the gateway count into the process's default registry, which
-earlier tests of this session have counted into too, so assertions compare before and after.
+earlier tests in the same pytest run have counted into too, so assertions compare before and after.
 """
 
 from __future__ import annotations
