@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import ApiError, bad_request
+from services.common.rawjson import raw_member
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -30,6 +31,14 @@ async def read_body(request: web.Request) -> bytes:
         raise
     except Exception:  # aiohttp's payload errors: undecodable gzip, truncated body
         raise bad_request("the request body could not be decoded (bad Content-Encoding)") from None
+
+
+def exact_member(raw: bytes, name: str) -> bytes | None:
+    """The exact bytes of a top-level member of a JSON object body (never re-serialised)."""
+    try:
+        return raw_member(raw, name)
+    except (ValueError, RecursionError):
+        raise bad_request("the request body is not a JSON object this server can read") from None
 
 
 def parse_json(raw: bytes) -> Any:

@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, stack_ref
 from gateway.convert import (
     bool_query,
+    exact_member,
     int_query,
     json_response,
     no_content,
@@ -24,7 +25,6 @@ from gateway.convert import (
 from gateway.errors import ApiError, bad_request
 from gateway.handlers.updates import import_request
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
-from services.common.rawjson import raw_member
 
 MAX_PAGE_SIZE = 1000
 
@@ -113,7 +113,7 @@ async def create_stack(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    state = raw_member(raw, "state") if body.get("state") is not None else None
+    state = exact_member(raw, "state") if body.get("state") is not None else None
     if state is not None:
         await _import_initial_state(request, stack, state)
     states = await stack_states(request, [stack])

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options
 from gateway.convert import (
+    exact_member,
     int_query,
     json_response,
     no_content,
@@ -25,7 +26,6 @@ from gateway.convert import (
 )
 from gateway.errors import bad_request
 from protos.cairn.v1 import stacks_pb2, updates_pb2
-from services.common.rawjson import raw_member
 
 
 def _lease(request: web.Request) -> updates_pb2.LeaseRef:
@@ -57,7 +57,7 @@ def _member(raw: bytes, body: dict[str, Any], name: str, kind: type) -> bytes:
     """The exact bytes of a member (never re-serialised: hashes and deltas depend on them)."""
     if not isinstance(body.get(name), kind):
         raise bad_request(f"'{name}' must be a JSON {'object' if kind is dict else 'array'}")
-    value = raw_member(raw, name)
+    value = exact_member(raw, name)
     if value is None:
         raise bad_request(f"'{name}' is required")
     return value

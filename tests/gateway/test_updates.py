@@ -519,3 +519,13 @@ async def test_cancelled_journal_update_is_rebuilt(update_cairn: Cairn) -> None:
     assert history["updates"][0]["result"] == "failed"
     status = await cairn.json("GET", f"{S}/update/{run.update_id}")
     assert status["status"] == "cancelled"
+
+
+async def test_a_deeply_nested_checkpoint_is_refused_cleanly(cairn: Cairn) -> None:
+    await create_stack(cairn)
+    run = await begin(cairn, S)
+    nested = b"[" * 1010 + b"]" * 1010
+    raw = b'{"version":3,"untypedDeployment":{"deployment":' + nested + b'},"sequenceNumber":1}'
+    response = await run.call("PATCH", "/checkpointverbatim", raw=raw)
+    assert 400 <= response.status < 500, await response.text()
+    assert (await response.json())["code"] == response.status
