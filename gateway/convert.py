@@ -98,6 +98,25 @@ def required_string(body: dict[str, Any], name: str) -> str:
     return value
 
 
+def optional_object(value: Any, name: str) -> dict[str, Any]:
+    """A nested JSON object; absent or null reads as empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(f"'{name}' must be an object")
+    return value
+
+
+def optional_int(body: dict[str, Any], name: str, default: int = 0) -> int:
+    """An integer field; absent or null reads as the default."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_request(f"'{name}' must be an integer")
+    return value
+
+
 def string_map(value: Any, name: str) -> dict[str, str]:
     """A JSON object of strings (tags); null reads as empty."""
     if value is None:

@@ -8,20 +8,11 @@ import orjson
 from aiohttp import web
 
 from gateway.context import BACKENDS, PRINCIPAL, SETTINGS, call_options
-from gateway.convert import json_response, optional_string, read_json_object
-from gateway.errors import bad_request
+from gateway.convert import json_response, optional_object, optional_string, read_json_object
 from protos.cairn.v1 import copilot_pb2
 
 # Kinds the official SDK can decode; it fails on the seed's trace and status messages.
 SDK_KINDS = frozenset({"response", "program", "improvedProgram"})
-
-
-def _object(value: Any, name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise bad_request(f"'{name}' must be an object")
-    return value
 
 
 def _message(message: copilot_pb2.ChatMessage) -> dict[str, Any]:
@@ -38,14 +29,11 @@ async def copilot_skill(request: web.Request) -> web.Response:
     trace or status messages, so those are left out for clients that send that member.
     """
     body = await read_json_object(request)
-    cloud = _object(
-        _object(_object(body.get("state"), "state").get("client"), "state.client").get(
-            "cloudContext"
-        ),
-        "state.client.cloudContext",
-    )
+    state = optional_object(body.get("state"), "state")
+    client = optional_object(state.get("client"), "state.client")
+    cloud = optional_object(client.get("cloudContext"), "state.client.cloudContext")
     is_sdk = "directSkillCall" in body
-    direct = _object(body.get("directSkillCall"), "directSkillCall")
+    direct = optional_object(body.get("directSkillCall"), "directSkillCall")
     skill = optional_string(direct, "skill")
     output = optional_string(direct, "pulumiUpdateOutput") or optional_string(
         direct, "pulumiPreviewOutput"

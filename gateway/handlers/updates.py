@@ -17,6 +17,8 @@ from gateway.convert import (
     int_query,
     json_response,
     no_content,
+    optional_int,
+    optional_object,
     optional_string,
     parse_object,
     read_body,
@@ -32,25 +34,6 @@ def _lease(request: web.Request) -> updates_pb2.LeaseRef:
     return updates_pb2.LeaseRef(
         update_id=request.match_info["updateID"], token=request[UPDATE_TOKEN]
     )
-
-
-def _integer(body: dict[str, Any], name: str, default: int = 0) -> int:
-    """An integer field; absent or null reads as the default."""
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise bad_request(f"'{name}' must be an integer")
-    return value
-
-
-def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
-    value = body.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise bad_request(f"'{name}' must be an object")
-    return value
 
 
 def _member(raw: bytes, body: dict[str, Any], name: str, kind: type) -> bytes:
@@ -78,15 +61,15 @@ async def create_update(request: web.Request) -> web.Response:
     """`POST S/{update|preview|refresh|destroy}` with an UpdateProgramRequest (§3.4.1)."""
     raw = await read_body(request)
     body = parse_object(raw)
-    options = _object(body, "options")
+    options = optional_object(body.get("options"), "options")
     dry_run = options.get("dryRun", False)
     if not isinstance(dry_run, bool):
         raise bad_request("'options.dryRun' must be a boolean")
-    config = _object(body, "config")
+    config = optional_object(body.get("config"), "config")
     for key, value in config.items():
         if not isinstance(value, dict):
             raise bad_request(f"config value '{key}' must be an object")
-    metadata = _object(body, "metadata")
+    metadata = optional_object(body.get("metadata"), "metadata")
     environment = string_map(metadata.get("environment"), "metadata.environment")
     reply = await request.app[BACKENDS].updates.CreateUpdate(
         updates_pb2.CreateUpdateRequest(
@@ -114,7 +97,7 @@ async def start_update(request: web.Request) -> web.Response:
     """`POST U` (§3.4.2): the lease token, the version, and journaling if the CLI speaks it."""
     body = await read_optional_json_object(request)
     tags = string_map(body.get("tags"), "tags")
-    journal_version = _integer(body, "journalVersion")
+    journal_version = optional_int(body, "journalVersion")
     backends = request.app[BACKENDS]
     stack = request[STACK]
     options = call_options(request)
@@ -152,7 +135,7 @@ async def renew_update_lease(request: web.Request) -> web.Response:
     body = await read_optional_json_object(request)
     reply = await request.app[BACKENDS].updates.RenewLease(
         updates_pb2.RenewLeaseRequest(
-            lease=_lease(request), duration_seconds=_integer(body, "duration")
+            lease=_lease(request), duration_seconds=optional_int(body, "duration")
         ),
         **call_options(request),
     )
@@ -196,7 +179,7 @@ async def patch_update_checkpoint(request: web.Request) -> web.Response:
         features = body.get("features") or []
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise bad_request("'features' must be a list of strings")
-        text = _wrap(_integer(body, "version", 3), features, deployment)
+        text = _wrap(optional_int(body, "version", 3), features, deployment)
     await request.app[BACKENDS].updates.PatchCheckpoint(
         updates_pb2.PatchCheckpointRequest(
             lease=_lease(request), untyped_deployment=text, is_invalid=is_invalid
@@ -213,7 +196,7 @@ async def patch_update_checkpoint_verbatim(request: web.Request) -> web.Response
         updates_pb2.PatchCheckpointVerbatimRequest(
             lease=_lease(request),
             untyped_deployment=_member(raw, body, "untypedDeployment", dict),
-            sequence_number=_integer(body, "sequenceNumber"),
+            sequence_number=optional_int(body, "sequenceNumber"),
         ),
         **call_options(request),
     )
@@ -231,7 +214,7 @@ async def patch_update_checkpoint_delta(request: web.Request) -> web.Response:
             lease=_lease(request),
             deployment_delta=_member(raw, body, "deploymentDelta", list),
             checkpoint_hash=checkpoint_hash,
-            sequence_number=_integer(body, "sequenceNumber"),
+            sequence_number=optional_int(body, "sequenceNumber"),
         ),
         **call_options(request),
     )
@@ -267,7 +250,7 @@ def _engine_event(event: Any) -> updates_pb2.EngineEvent:
     sequence = event.get("sequence")
     if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
         raise bad_request("every engine event needs a 'sequence' of 0 or more")
-    timestamp = _integer(event, "timestamp")
+    timestamp = optional_int(event, "timestamp")
     kind = next((key for key in event if key not in ("sequence", "timestamp")), "")
     return updates_pb2.EngineEvent(
         sequence=sequence, timestamp=timestamp, kind=kind[:64], data=orjson.dumps(event)
@@ -304,7 +287,9 @@ async def append_update_log_entry(request: web.Request) -> web.Response:
     kind = optional_string(body, "kind") or "stdout"
     await request.app[BACKENDS].updates.AppendLogEntry(
         updates_pb2.AppendLogEntryRequest(
-            lease=_lease(request), kind=kind[:16], fields=orjson.dumps(_object(body, "fields"))
+            lease=_lease(request),
+            kind=kind[:16],
+            fields=orjson.dumps(optional_object(body.get("fields"), "fields")),
         ),
         **call_options(request),
     )
