@@ -16,6 +16,7 @@ from gateway.handlers import (
     agent_pools,
     copilot,
     deployments,
+    history,
     identity,
     secrets,
     stacks,
@@ -34,6 +35,10 @@ VERSION = r"{version:\d+}"
 POOLS = "/api/orgs/{orgName}/agent-pools"
 AGENT = "/api/agents/{agentId}"
 DEPLOYMENTS = f"{S}/deployments"
+RESOURCES = f"{S}/resources"
+# A URN, path-encoded or not: it holds `::` and often `/` (aiohttp keeps `%2F` until matching).
+URN = "{urn:.+}"
+CONSOLE = "/api/console/stacks/{orgName}/{projectName}/{stackName}"
 
 
 class Access(Enum):
@@ -128,6 +133,65 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{S}/export", updates.export_stack, Access.STACK, VIEWER),
     Route("GET", f"{S}/export/{VERSION}", updates.export_stack_version, Access.STACK, VIEWER),
     Route("POST", f"{S}/import", updates.import_stack, Access.STACK, MEMBER),
+    Route("GET", f"{RESOURCES}/count", history.get_stack_resource_count, Access.STACK, VIEWER),
+    Route("GET", f"{RESOURCES}/latest", history.get_latest_stack_resources, Access.STACK, VIEWER),
+    Route(
+        "GET", f"{RESOURCES}/latest/{URN}", history.get_latest_stack_resource, Access.STACK, VIEWER
+    ),
+    Route("GET", f"{RESOURCES}/{VERSION}", history.get_stack_resources, Access.STACK, VIEWER),
+    Route("GET", f"{RESOURCES}/{VERSION}/{URN}", history.get_stack_resource, Access.STACK, VIEWER),
+    Route(
+        "GET",
+        f"{S}/updates/{VERSION}/summary",
+        history.get_stack_update_summary,
+        Access.STACK,
+        VIEWER,
+    ),
+    Route(
+        "GET",
+        f"{S}/updates/latest/timeline",
+        history.get_latest_update_timeline,
+        Access.STACK,
+        VIEWER,
+    ),
+    Route(
+        "GET", f"{S}/updates/{VERSION}/timeline", history.get_update_timeline, Access.STACK, VIEWER
+    ),
+    Route(
+        "GET", f"{S}/updates/{VERSION}/previews", history.get_stack_previews, Access.STACK, VIEWER
+    ),
+    Route("GET", f"{S}/previews/{{updateID}}", history.get_stack_preview, Access.STACK, VIEWER),
+    Route(
+        "GET",
+        f"{S}/previews/{{updateID}}/summary",
+        history.get_stack_preview_summary,
+        Access.STACK,
+        VIEWER,
+    ),
+    Route("GET", f"{S}/activity", history.get_stack_activity, Access.STACK, VIEWER),
+    Route(
+        "GET",
+        f"{S}/downstreamreferences",
+        history.list_downstream_stack_references,
+        Access.STACK,
+        VIEWER,
+    ),
+    Route("GET", f"{CONSOLE}/overview", history.get_stack_overview, Access.STACK, VIEWER),
+    # `latest` first: the route below would take it for an update id.
+    Route(
+        "GET",
+        f"{CONSOLE}/updates/latest/summary",
+        history.update_summary_handler_latest,
+        Access.STACK,
+        VIEWER,
+    ),
+    Route(
+        "GET",
+        f"{CONSOLE}/updates/{{updateID}}/summary",
+        history.update_summary,
+        Access.STACK,
+        VIEWER,
+    ),
     Route("GET", POOLS, agent_pools.list_org_agent_pool, Access.ORG, ADMIN),
     Route("POST", POOLS, agent_pools.create_org_agent_pool, Access.ORG, ADMIN),
     Route("GET", f"{POOLS}/{{poolId}}", agent_pools.get_agent_pool, Access.ORG, ADMIN),

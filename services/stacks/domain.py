@@ -79,6 +79,8 @@ class StackQuery:
     tag_value: str | None = None
     after: StackPath | None = None
     page_size: int = DEFAULT_PAGE_SIZE
+    # Empty: any stack; otherwise only these stable ids.
+    stack_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def stack_query(
     tag_value: str | None,
     continuation_token: str,
     page_size: int,
+    stack_ids: Iterable[str] = (),
 ) -> StackQuery:
     """Check a listing request and turn it into a query for one page."""
     if tag_value is not None and not tag_name:
@@ -204,4 +207,5 @@ def stack_query(
         tag_value=tag_value,
         after=decode_continuation_token(continuation_token) if continuation_token else None,
         page_size=resolve_page_size(page_size),
+        stack_ids=frozenset(stack_ids),
     )

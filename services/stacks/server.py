@@ -105,6 +105,7 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
             tag_value=request.tag_value if request.HasField("tag_value") else None,
             continuation_token=request.continuation_token,
             page_size=request.page_size,
+            stack_ids=request.stack_ids,
         )
         page = await self._store.list_stacks(query)
         return stacks_pb2.ListStacksResponse(

@@ -103,6 +103,8 @@ class StackStore:
             statement = statement.where(StackRow.organization == query.organization)
         if query.project:
             statement = statement.where(StackRow.project == query.project)
+        if query.stack_ids:
+            statement = statement.where(StackRow.id.in_(sorted(query.stack_ids)))
         if query.tag_name:
             tag = exists().where(
                 StackTagRow.stack_id == StackRow.id, StackTagRow.name == query.tag_name

@@ -37,6 +37,13 @@ MAX_HISTORY_PAGE_SIZE = 1000
 DEFAULT_EVENTS_PAGE_SIZE = 500
 MAX_EVENTS_PAGE_SIZE = 5000
 
+# `page=0` of the activity feed and preview lists returns everything, up to this many entries.
+MAX_FEED_ITEMS = 1000
+# Engine events read for one update's summary; events past this bound are not summarised.
+MAX_SUMMARY_EVENTS = 100_000
+# Stacks returned by one downstream-references lookup.
+MAX_REFERENCING_STACKS = 1000
+
 CONFLICT_MESSAGE = "Conflict: Another update is currently in progress."
 
 
@@ -123,6 +130,8 @@ class FinalState:
     size: int
     sha256: str
     resource_count: int
+    # The StackReference names the state reads; None: the same as the version it came from.
+    references: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,15 @@ class EngineEvent:
     timestamp: int
     kind: str
     data: bytes
+
+
+@dataclass(frozen=True)
+class StackReference:
+    """A StackReference name that a stack's newest version (`version`) reads."""
+
+    stack_id: str
+    version: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -177,6 +195,27 @@ def history_page(page_size: int, page: int) -> tuple[int, int]:
     if number < 1:
         raise InvalidArgument("Bad Request: page must be 1 or more")
     return size, (number - 1) * size
+
+
+def feed_page(page: int, page_size: int) -> tuple[int, int]:
+    """(limit, offset) for the activity feed and preview lists: page 0 is everything (bounded),
+    pages from 1 hold `page_size` entries each (0: the default size)."""
+    if page < 0:
+        raise InvalidArgument("Bad Request: Invalid 'page' value. Must be >= 0.")
+    if page == 0:
+        if page_size:
+            raise InvalidArgument(
+                "Bad Request: Invalid 'pageSize' value. Must be 0 or unset when 'page' is 0."
+            )
+        return MAX_FEED_ITEMS, 0
+    size = page_size or DEFAULT_HISTORY_PAGE_SIZE
+    if size < 1:
+        raise InvalidArgument("Bad Request: Invalid 'pageSize' value. Must be >= 1.")
+    if size > MAX_FEED_ITEMS:
+        raise InvalidArgument(
+            f"Bad Request: Invalid 'pageSize' value. Must be at most {MAX_FEED_ITEMS}."
+        )
+    return size, (page - 1) * size
 
 
 def events_page_size(requested: int) -> int:

@@ -30,7 +30,7 @@ from services.common.errors import (
 )
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
-from services.updates import checkpoints
+from services.updates import checkpoints, views
 from services.updates.delta import WorkingText, parse_edits
 from services.updates.domain import (
     CANCELLED,
@@ -38,6 +38,10 @@ from services.updates.domain import (
     ENDED,
     IMPORT_KIND,
     LEASE_SECONDS,
+    MAX_EVENTS_PAGE_SIZE,
+    MAX_FEED_ITEMS,
+    MAX_REFERENCING_STACKS,
+    MAX_SUMMARY_EVENTS,
     RENAME_KIND,
     RUNNING,
     EngineEvent,
@@ -46,15 +50,18 @@ from services.updates.domain import (
     Lease,
     LeaseExpired,
     NewUpdate,
+    StackReference,
     StackState,
     StartedUpdate,
     StatusEvent,
     UpdateRecord,
     events_page_size,
+    feed_page,
     history_page,
     lease_is_valid,
     parse_index_token,
     preview_write_refused,
+    update_not_found,
     validate_complete_status,
     validate_renew_duration,
 )
@@ -617,6 +624,99 @@ class Updates:
             raise NotFound("Not Found: Version" + (f" {version}" if version else ""))
         return found
 
+    # -- history views -----------------------------------------------------------------------
+
+    async def resources(
+        self, stack_id: str, version: int, urn: str, *, count_only: bool = False
+    ) -> tuple[int, int, list[bytes]]:
+        """(version, resource count, resources) of a stored version (0: the newest); with
+        `urn`, only that resource."""
+        stored = await self._store.version(stack_id, version)
+        if stored is None:
+            if version:
+                raise NotFound(f"Not Found: Version {version}")
+            if urn:
+                raise NotFound("Not Found: Resource")
+            return 0, 0, []
+        if count_only:
+            return stored.version, stored.resource_count, []
+        text = await _unpack(stored.text_compressed)
+        found: list[bytes] = await _off_loop(len(text), views.resource_views, text, urn)
+        return stored.version, stored.resource_count, found
+
+    async def preview(self, stack_id: str, update_id: str) -> UpdateRecord:
+        update = await self._store.get(stack_id, update_id)
+        if not update.is_preview:
+            raise update_not_found()
+        return update
+
+    async def previews(
+        self, stack_id: str, version: int, page: int, page_size: int, *, ascending: bool
+    ) -> tuple[HistoryPage, int]:
+        """Previews run ahead of the update that made `version` (on the version before it),
+        and the page size applied."""
+        limit, offset = feed_page(page, page_size)
+        update = await self.by_version(stack_id, version)
+        found = await self._store.previews(
+            stack_id, update.base_version, limit, offset, ascending=ascending
+        )
+        return found, limit if page else len(found.updates)
+
+    async def activity(self, stack_id: str, page: int, page_size: int) -> tuple[HistoryPage, int]:
+        """Newest first, with the page size applied."""
+        limit, offset = feed_page(page, page_size)
+        found = await self._store.history(stack_id, limit, offset)
+        return found, limit if page else len(found.updates)
+
+    async def timeline(
+        self, stack_id: str, version: int
+    ) -> tuple[UpdateRecord, tuple[UpdateRecord, ...]]:
+        """The update of a version (0: the newest) and the previews ahead of it, oldest first."""
+        update = await self.by_version(stack_id, version)
+        previews = await self._store.previews(
+            stack_id, update.base_version, MAX_FEED_ITEMS, 0, ascending=True
+        )
+        return update, previews.updates
+
+    async def summarise(
+        self, stack_id: str, update_id: str, stack_path: str
+    ) -> tuple[UpdateRecord, str]:
+        """The CLI-like summary of an update ('' : the newest version's) from its events."""
+        if update_id:
+            update = await self._store.get(stack_id, update_id)
+        else:
+            found = await self._store.by_version(stack_id, 0)
+            if found is None:
+                raise update_not_found()
+            update = found
+        events: list[bytes] = []
+        after = -1
+        while len(events) < MAX_SUMMARY_EVENTS:
+            page = await self._store.engine_events(update.id, after, MAX_EVENTS_PAGE_SIZE)
+            events.extend(event.data for event in page)
+            if len(page) < MAX_EVENTS_PAGE_SIZE:
+                break
+            after = page[-1].sequence
+        events = events[:MAX_SUMMARY_EVENTS]
+        folded = await _off_loop(sum(len(e) for e in events), views.digest, events)
+        duration = folded.duration_seconds
+        if duration is None and update.started_at is not None and update.ended_at is not None:
+            duration = int(update.ended_at - update.started_at)
+        header = views.SummaryHeader(
+            kind=update.kind,
+            is_preview=update.is_preview,
+            stack_path=stack_path,
+            result=update.status,
+            duration_seconds=duration,
+        )
+        return update, views.render_summary(header, folded)
+
+    async def references(self, stack_id: str) -> list[StackReference]:
+        return await self._store.references(stack_id)
+
+    async def referencing(self, names: Sequence[str]) -> list[StackReference]:
+        return await self._store.referencing(names, MAX_REFERENCING_STACKS)
+
 
 def _kind_label(update: UpdateRecord) -> str:
     """The update's kind for metrics; a dry run counts as a preview (it holds no lock)."""
@@ -682,7 +782,8 @@ async def _final(text: bytes, resource_count: int | None = None) -> FinalState:
     compressed, sha256 = await _pack(text)
     if resource_count is None:
         resource_count = await _off_loop(len(text), checkpoints.count_resources, text)
-    return FinalState(compressed, len(text), sha256, resource_count)
+    references = await _off_loop(len(text), views.stack_references, text)
+    return FinalState(compressed, len(text), sha256, resource_count, references)
 
 
 def _replay_blocking(

@@ -148,3 +148,14 @@ class StackVersionRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     resource_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class StackReferenceRow(Base):
+    """A StackReference name the stack's newest version reads (replaced with each version)."""
+
+    __tablename__ = "updates_stack_references"
+    __table_args__ = (Index("ix_updates_stack_references_name", "name"),)
+
+    stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)

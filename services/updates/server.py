@@ -15,6 +15,7 @@ from services.common.service import RunningService, open_database, serve_service
 from services.updates.domain import (
     EngineEvent,
     NewUpdate,
+    StackReference,
     StackState,
     UpdateRecord,
     history_result,
@@ -25,6 +26,7 @@ from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
 from services.updates.lifecycle import LeaseRef, Updates
 from services.updates.models import Base
 from services.updates.store import UpdateStore
+from services.updates.views import projected_count
 
 SERVICE_NAME = updates_pb2.DESCRIPTOR.services_by_name["UpdatesService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -223,6 +225,72 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
         )
         return updates_pb2.RecordRenameResponse(update_id=update_id)
 
+    async def ListResources(
+        self, request: updates_pb2.ListResourcesRequest, context: Context
+    ) -> updates_pb2.ListResourcesResponse:
+        version, count, resources = await self._updates.resources(
+            request.stack_id, request.version, request.urn, count_only=request.count_only
+        )
+        return updates_pb2.ListResourcesResponse(
+            version=version, resource_count=count, resources=resources
+        )
+
+    async def GetPreview(
+        self, request: updates_pb2.GetPreviewRequest, context: Context
+    ) -> updates_pb2.UpdateInfo:
+        return _info(await self._updates.preview(request.stack_id, request.update_id))
+
+    async def ListPreviews(
+        self, request: updates_pb2.ListPreviewsRequest, context: Context
+    ) -> updates_pb2.ListUpdatesResponse:
+        page, size = await self._updates.previews(
+            request.stack_id,
+            request.version,
+            request.page,
+            request.page_size,
+            ascending=request.ascending,
+        )
+        return updates_pb2.ListUpdatesResponse(
+            updates=[_info(update) for update in page.updates],
+            total=page.total,
+            items_per_page=size,
+        )
+
+    async def ListActivity(
+        self, request: updates_pb2.ListActivityRequest, context: Context
+    ) -> updates_pb2.ListUpdatesResponse:
+        page, size = await self._updates.activity(request.stack_id, request.page, request.page_size)
+        return updates_pb2.ListUpdatesResponse(
+            updates=[_info(update) for update in page.updates],
+            total=page.total,
+            items_per_page=size,
+        )
+
+    async def GetUpdateTimeline(
+        self, request: updates_pb2.GetUpdateTimelineRequest, context: Context
+    ) -> updates_pb2.GetUpdateTimelineResponse:
+        update, previews = await self._updates.timeline(request.stack_id, request.version)
+        return updates_pb2.GetUpdateTimelineResponse(
+            update=_info(update), previews=[_info(preview) for preview in previews]
+        )
+
+    async def SummariseUpdate(
+        self, request: updates_pb2.SummariseUpdateRequest, context: Context
+    ) -> updates_pb2.SummariseUpdateResponse:
+        path = "/".join((request.organization, request.project, request.stack))
+        update, text = await self._updates.summarise(request.stack_id, request.update_id, path)
+        return updates_pb2.SummariseUpdateResponse(text=text, update_id=update.id)
+
+    async def ListStackReferences(
+        self, request: updates_pb2.ListStackReferencesRequest, context: Context
+    ) -> updates_pb2.ListStackReferencesResponse:
+        return _references(await self._updates.references(request.stack_id))
+
+    async def ListReferencingStacks(
+        self, request: updates_pb2.ListReferencingStacksRequest, context: Context
+    ) -> updates_pb2.ListStackReferencesResponse:
+        return _references(await self._updates.referencing(list(request.names)))
+
     async def PurgeStack(
         self, request: updates_pb2.PurgeStackRequest, context: Context
     ) -> updates_pb2.PurgeStackResponse:
@@ -246,10 +314,28 @@ def _info(update: UpdateRecord) -> updates_pb2.UpdateInfo:
         result=history_result(update),
         version=update.version,
         resource_changes=dict(update.resource_changes),
-        resource_count=update.resource_count or 0,
+        resource_count=_resource_count(update),
         requested_by=update.requested_by,
         is_dry_run=update.is_preview,
         status=status_text(update),
+    )
+
+
+def _resource_count(update: UpdateRecord) -> int:
+    """A version's resource count; for a preview, what its changes would leave."""
+    if update.is_preview:
+        return projected_count(update.resource_changes)
+    return update.resource_count or 0
+
+
+def _references(references: list[StackReference]) -> updates_pb2.ListStackReferencesResponse:
+    return updates_pb2.ListStackReferencesResponse(
+        references=[
+            updates_pb2.StackReferenceRecord(
+                stack_id=reference.stack_id, version=reference.version, name=reference.name
+            )
+            for reference in references
+        ]
     )
 
 

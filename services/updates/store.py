@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,7 @@ from services.updates.domain import (
     FinalState,
     HistoryPage,
     NewUpdate,
+    StackReference,
     StackState,
     StatusEvent,
     UpdateRecord,
@@ -36,6 +38,7 @@ from services.updates.models import (
     EngineEventRow,
     JournalEntryRow,
     LogEntryRow,
+    StackReferenceRow,
     StackStateRow,
     StackVersionRow,
     UpdateRow,
@@ -218,6 +221,7 @@ class UpdateStore:
                 state.resource_count = final.resource_count
                 state.last_update_at = row.ended_at or now
                 row.resource_count = final.resource_count
+                await _replace_references(session, row.stack_id, row.version, final.references)
             if state.active_update_id == row.id:
                 state.active_update_id = None
             row.is_finalised = True
@@ -274,6 +278,7 @@ class UpdateStore:
             state.version = version
             state.last_update_at = now
             state.resource_count = final.resource_count
+            await _replace_references(session, stack_id, version, final.references)
             return row.id
 
     # -- fenced writes ---------------------------------------------------------------------
@@ -391,6 +396,51 @@ class UpdateStore:
             row = await session.scalar(statement)
             return None if row is None else _record(row)
 
+    async def previews(
+        self, stack_id: str, version: int, limit: int, offset: int, *, ascending: bool
+    ) -> HistoryPage:
+        """Started previews run while the stack was at `version`, by start time."""
+        condition = (
+            (UpdateRow.stack_id == stack_id)
+            & (UpdateRow.is_dry_run.is_(True) | (UpdateRow.kind == "preview"))
+            & (UpdateRow.status != NOT_STARTED)
+            & (UpdateRow.version == version)
+        )
+        order = (UpdateRow.created_at, UpdateRow.id)
+        async with self._sessions.begin() as session:
+            total = await session.scalar(select(func.count()).where(condition))
+            rows = await session.scalars(
+                select(UpdateRow)
+                .where(condition)
+                .order_by(*(order if ascending else (column.desc() for column in order)))
+                .limit(limit)
+                .offset(offset)
+            )
+            return HistoryPage(updates=tuple(_record(row) for row in rows), total=int(total or 0))
+
+    async def references(self, stack_id: str) -> list[StackReference]:
+        """The StackReference names the stack's newest version reads."""
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(StackReferenceRow)
+                .where(StackReferenceRow.stack_id == stack_id)
+                .order_by(StackReferenceRow.name)
+            )
+            return [StackReference(row.stack_id, row.version, row.name) for row in rows]
+
+    async def referencing(self, names: Sequence[str], limit: int) -> list[StackReference]:
+        """Stacks whose newest version reads one of `names`."""
+        if not names:
+            return []
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(StackReferenceRow)
+                .where(StackReferenceRow.name.in_(sorted(set(names))))
+                .order_by(StackReferenceRow.stack_id, StackReferenceRow.name)
+                .limit(limit)
+            )
+            return [StackReference(row.stack_id, row.version, row.name) for row in rows]
+
     async def log_entries(self, update_id: str, after: int, limit: int) -> list[StatusEvent]:
         async with self._sessions.begin() as session:
             rows = await session.scalars(
@@ -426,6 +476,9 @@ class UpdateStore:
             await session.execute(delete(UpdateRow).where(UpdateRow.stack_id == stack_id))
             await session.execute(
                 delete(StackVersionRow).where(StackVersionRow.stack_id == stack_id)
+            )
+            await session.execute(
+                delete(StackReferenceRow).where(StackReferenceRow.stack_id == stack_id)
             )
             await session.execute(delete(StackStateRow).where(StackStateRow.stack_id == stack_id))
 
@@ -639,6 +692,23 @@ async def _working(
         .order_by(CheckpointDeltaRow.sequence)
     )
     return working, [StoredDelta(row.sequence, row.edits, row.sha256) for row in rows]
+
+
+async def _replace_references(
+    session: AsyncSession, stack_id: str, version: int, names: Sequence[str] | None
+) -> None:
+    """Record the names a newly stored version reads (None: unchanged from its base)."""
+    if names is None:
+        await session.execute(
+            sql_update(StackReferenceRow)
+            .where(StackReferenceRow.stack_id == stack_id)
+            .values(version=version)
+        )
+        return
+    await session.execute(delete(StackReferenceRow).where(StackReferenceRow.stack_id == stack_id))
+    session.add_all(
+        StackReferenceRow(stack_id=stack_id, name=name, version=version) for name in names
+    )
 
 
 async def _drop_working_data(session: AsyncSession, update_id: str) -> None:

@@ -273,6 +273,7 @@ class ListStacksRequest(_message.Message):
     TAG_VALUE_FIELD_NUMBER: _builtins.int
     CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    STACK_IDS_FIELD_NUMBER: _builtins.int
     organization: _builtins.str
     project: _builtins.str
     tag_name: _builtins.str
@@ -282,6 +283,10 @@ class ListStacksRequest(_message.Message):
     @_builtins.property
     def visible_organizations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The organizations the caller may see; only their stacks are listed."""
+
+    @_builtins.property
+    def stack_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """When set, only these stacks (by stable id)."""
 
     def __init__(
         self,
@@ -293,10 +298,11 @@ class ListStacksRequest(_message.Message):
         tag_value: _builtins.str | None = ...,
         continuation_token: _builtins.str = ...,
         page_size: _builtins.int = ...,
+        stack_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_tag_value", b"_tag_value", "tag_value", b"tag_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tag_value", b"_tag_value", "continuation_token", b"continuation_token", "organization", b"organization", "page_size", b"page_size", "project", b"project", "tag_name", b"tag_name", "tag_value", b"tag_value", "visible_organizations", b"visible_organizations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tag_value", b"_tag_value", "continuation_token", b"continuation_token", "organization", b"organization", "page_size", b"page_size", "project", b"project", "stack_ids", b"stack_ids", "tag_name", b"tag_name", "tag_value", b"tag_value", "visible_organizations", b"visible_organizations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__tag_value: _TypeAlias = _typing.Literal["tag_value"]  # noqa: Y015
     _WhichOneofArgType__tag_value: _TypeAlias = _typing.Literal["_tag_value", b"_tag_value"]  # noqa: Y015

@@ -774,7 +774,10 @@ class ListUpdatesResponse(_message.Message):
 
     UPDATES_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
+    ITEMS_PER_PAGE_FIELD_NUMBER: _builtins.int
     total: _builtins.int
+    items_per_page: _builtins.int
+    """The page size applied (activity and preview lists)."""
     @_builtins.property
     def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateInfo]: ...
     def __init__(
@@ -782,10 +785,11 @@ class ListUpdatesResponse(_message.Message):
         *,
         updates: _abc.Iterable[Global___UpdateInfo] | None = ...,
         total: _builtins.int = ...,
+        items_per_page: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["total", b"total", "updates", b"updates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items_per_page", b"items_per_page", "total", b"total", "updates", b"updates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1110,3 +1114,333 @@ class RecordRenameResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordRenameResponse: _TypeAlias = RecordRenameResponse  # noqa: Y015
+
+@_typing.final
+class ListResourcesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    URN_FIELD_NUMBER: _builtins.int
+    COUNT_ONLY_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    version: _builtins.int
+    """0 means the newest stored version."""
+    urn: _builtins.str
+    """When set, only this resource (NOT_FOUND when the version has none)."""
+    count_only: _builtins.bool
+    """Only the version and its resource count; no resources."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        urn: _builtins.str = ...,
+        count_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count_only", b"count_only", "stack_id", b"stack_id", "urn", b"urn", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListResourcesRequest: _TypeAlias = ListResourcesRequest  # noqa: Y015
+
+@_typing.final
+class ListResourcesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    RESOURCE_COUNT_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """The version read (0 for a stack never updated)."""
+    resource_count: _builtins.int
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Each resource as JSON, with the fields the REST Resource model requires filled in."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        resources: _abc.Iterable[_builtins.bytes] | None = ...,
+        resource_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource_count", b"resource_count", "resources", b"resources", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListResourcesResponse: _TypeAlias = ListResourcesResponse  # noqa: Y015
+
+@_typing.final
+class GetPreviewRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    update_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        update_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPreviewRequest: _TypeAlias = GetPreviewRequest  # noqa: Y015
+
+@_typing.final
+class ListPreviewsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    ASCENDING_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    version: _builtins.int
+    page: _builtins.int
+    """0 returns every preview (bounded); pages start at 1."""
+    page_size: _builtins.int
+    ascending: _builtins.bool
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        ascending: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ascending", b"ascending", "page", b"page", "page_size", b"page_size", "stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPreviewsRequest: _TypeAlias = ListPreviewsRequest  # noqa: Y015
+
+@_typing.final
+class ListActivityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    page: _builtins.int
+    """0 returns every entry (bounded); pages start at 1."""
+    page_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "page_size", b"page_size", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListActivityRequest: _TypeAlias = ListActivityRequest  # noqa: Y015
+
+@_typing.final
+class GetUpdateTimelineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    version: _builtins.int
+    """0 means the newest version."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpdateTimelineRequest: _TypeAlias = GetUpdateTimelineRequest  # noqa: Y015
+
+@_typing.final
+class GetUpdateTimelineResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATE_FIELD_NUMBER: _builtins.int
+    PREVIEWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def update(self) -> Global___UpdateInfo: ...
+    @_builtins.property
+    def previews(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateInfo]:
+        """The previews run ahead of the update, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        update: Global___UpdateInfo | None = ...,
+        previews: _abc.Iterable[Global___UpdateInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previews", b"previews", "update", b"update"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpdateTimelineResponse: _TypeAlias = GetUpdateTimelineResponse  # noqa: Y015
+
+@_typing.final
+class SummariseUpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    STACK_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    update_id: _builtins.str
+    """Empty means the update of the newest version."""
+    organization: _builtins.str
+    """The stack's path, for the header line."""
+    project: _builtins.str
+    stack: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        update_id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        project: _builtins.str = ...,
+        stack: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "project", b"project", "stack", b"stack", "stack_id", b"stack_id", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummariseUpdateRequest: _TypeAlias = SummariseUpdateRequest  # noqa: Y015
+
+@_typing.final
+class SummariseUpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    update_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        update_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummariseUpdateResponse: _TypeAlias = SummariseUpdateResponse  # noqa: Y015
+
+@_typing.final
+class ListStackReferencesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStackReferencesRequest: _TypeAlias = ListStackReferencesRequest  # noqa: Y015
+
+@_typing.final
+class StackReferenceRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    """The stack whose state holds the reference, and its version."""
+    version: _builtins.int
+    name: _builtins.str
+    """The referenced name as the program wrote it: `org/project/stack`, `org/stack` or `stack`."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StackReferenceRecord: _TypeAlias = StackReferenceRecord  # noqa: Y015
+
+@_typing.final
+class ListStackReferencesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def references(self) -> _containers.RepeatedCompositeFieldContainer[Global___StackReferenceRecord]: ...
+    def __init__(
+        self,
+        *,
+        references: _abc.Iterable[Global___StackReferenceRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["references", b"references"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStackReferencesResponse: _TypeAlias = ListStackReferencesResponse  # noqa: Y015
+
+@_typing.final
+class ListReferencingStacksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReferencingStacksRequest: _TypeAlias = ListReferencingStacksRequest  # noqa: Y015

@@ -143,6 +143,46 @@ class UpdatesServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackResponse.FromString,
                 _registered_method=True)
+        self.ListResources = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListResources',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListResourcesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListResourcesResponse.FromString,
+                _registered_method=True)
+        self.GetPreview = channel.unary_unary(
+                '/cairn.v1.UpdatesService/GetPreview',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetPreviewRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.UpdateInfo.FromString,
+                _registered_method=True)
+        self.ListPreviews = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListPreviews',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListPreviewsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+                _registered_method=True)
+        self.ListActivity = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListActivity',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListActivityRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+                _registered_method=True)
+        self.GetUpdateTimeline = channel.unary_unary(
+                '/cairn.v1.UpdatesService/GetUpdateTimeline',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateTimelineRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateTimelineResponse.FromString,
+                _registered_method=True)
+        self.SummariseUpdate = channel.unary_unary(
+                '/cairn.v1.UpdatesService/SummariseUpdate',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SummariseUpdateRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SummariseUpdateResponse.FromString,
+                _registered_method=True)
+        self.ListStackReferences = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListStackReferences',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
+                _registered_method=True)
+        self.ListReferencingStacks = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListReferencingStacks',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
+                _registered_method=True)
 
 
 class UpdatesServiceServicer:
@@ -281,6 +321,61 @@ class UpdatesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListResources(self, request, context):
+        """Resources of a stored version (0: the newest), or the one with a URN.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPreview(self, request, context):
+        """A preview by its update id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPreviews(self, request, context):
+        """Previews started while the stack was at the version before `version`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListActivity(self, request, context):
+        """The stack's activity feed: every non-preview update, imports and renames included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpdateTimeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummariseUpdate(self, request, context):
+        """A CLI-like text summary of an update, from its engine events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStackReferences(self, request, context):
+        """StackReference names the stack's newest version reads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReferencingStacks(self, request, context):
+        """Stacks whose newest version reads one of the given StackReference names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UpdatesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -388,6 +483,46 @@ def add_UpdatesServiceServicer_to_server(servicer, server):
                     servicer.PurgeStack,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackResponse.SerializeToString,
+            ),
+            'ListResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResources,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListResourcesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListResourcesResponse.SerializeToString,
+            ),
+            'GetPreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPreview,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetPreviewRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.UpdateInfo.SerializeToString,
+            ),
+            'ListPreviews': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPreviews,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListPreviewsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.SerializeToString,
+            ),
+            'ListActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListActivity,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListActivityRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.SerializeToString,
+            ),
+            'GetUpdateTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpdateTimeline,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateTimelineRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateTimelineResponse.SerializeToString,
+            ),
+            'SummariseUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummariseUpdate,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SummariseUpdateRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SummariseUpdateResponse.SerializeToString,
+            ),
+            'ListStackReferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStackReferences,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.SerializeToString,
+            ),
+            'ListReferencingStacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReferencingStacks,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -961,6 +1096,222 @@ class UpdatesService:
             '/cairn.v1.UpdatesService/PurgeStack',
             protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_updates__pb2.PurgeStackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListResources',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListResourcesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/GetPreview',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetPreviewRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.UpdateInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPreviews(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListPreviews',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListPreviewsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListActivity',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListActivityRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpdateTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/GetUpdateTimeline',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateTimelineRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetUpdateTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummariseUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/SummariseUpdate',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.SummariseUpdateRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.SummariseUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStackReferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListStackReferences',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReferencingStacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListReferencingStacks',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,21 @@ class UpdatesServiceStub:
     """Records a rename in history; the new version's secrets provider state names the new path."""
     PurgeStack: _grpc.UnaryUnaryMultiCallable[_updates_pb2.PurgeStackRequest, _updates_pb2.PurgeStackResponse]
     """Forgets every update, event, version and checkpoint of a deleted stack."""
+    ListResources: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListResourcesRequest, _updates_pb2.ListResourcesResponse]
+    """Resources of a stored version (0: the newest), or the one with a URN."""
+    GetPreview: _grpc.UnaryUnaryMultiCallable[_updates_pb2.GetPreviewRequest, _updates_pb2.UpdateInfo]
+    """A preview by its update id."""
+    ListPreviews: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListPreviewsRequest, _updates_pb2.ListUpdatesResponse]
+    """Previews started while the stack was at the version before `version`."""
+    ListActivity: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListActivityRequest, _updates_pb2.ListUpdatesResponse]
+    """The stack's activity feed: every non-preview update, imports and renames included."""
+    GetUpdateTimeline: _grpc.UnaryUnaryMultiCallable[_updates_pb2.GetUpdateTimelineRequest, _updates_pb2.GetUpdateTimelineResponse]
+    SummariseUpdate: _grpc.UnaryUnaryMultiCallable[_updates_pb2.SummariseUpdateRequest, _updates_pb2.SummariseUpdateResponse]
+    """A CLI-like text summary of an update, from its engine events."""
+    ListStackReferences: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListStackReferencesRequest, _updates_pb2.ListStackReferencesResponse]
+    """StackReference names the stack's newest version reads."""
+    ListReferencingStacks: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListReferencingStacksRequest, _updates_pb2.ListStackReferencesResponse]
+    """Stacks whose newest version reads one of the given StackReference names."""
 
 @_typing.type_check_only
 class UpdatesServiceAsyncStub(UpdatesServiceStub):
@@ -95,6 +110,21 @@ class UpdatesServiceAsyncStub(UpdatesServiceStub):
     """Records a rename in history; the new version's secrets provider state names the new path."""
     PurgeStack: _aio.UnaryUnaryMultiCallable[_updates_pb2.PurgeStackRequest, _updates_pb2.PurgeStackResponse]  # type: ignore[assignment]
     """Forgets every update, event, version and checkpoint of a deleted stack."""
+    ListResources: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListResourcesRequest, _updates_pb2.ListResourcesResponse]  # type: ignore[assignment]
+    """Resources of a stored version (0: the newest), or the one with a URN."""
+    GetPreview: _aio.UnaryUnaryMultiCallable[_updates_pb2.GetPreviewRequest, _updates_pb2.UpdateInfo]  # type: ignore[assignment]
+    """A preview by its update id."""
+    ListPreviews: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListPreviewsRequest, _updates_pb2.ListUpdatesResponse]  # type: ignore[assignment]
+    """Previews started while the stack was at the version before `version`."""
+    ListActivity: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListActivityRequest, _updates_pb2.ListUpdatesResponse]  # type: ignore[assignment]
+    """The stack's activity feed: every non-preview update, imports and renames included."""
+    GetUpdateTimeline: _aio.UnaryUnaryMultiCallable[_updates_pb2.GetUpdateTimelineRequest, _updates_pb2.GetUpdateTimelineResponse]  # type: ignore[assignment]
+    SummariseUpdate: _aio.UnaryUnaryMultiCallable[_updates_pb2.SummariseUpdateRequest, _updates_pb2.SummariseUpdateResponse]  # type: ignore[assignment]
+    """A CLI-like text summary of an update, from its engine events."""
+    ListStackReferences: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListStackReferencesRequest, _updates_pb2.ListStackReferencesResponse]  # type: ignore[assignment]
+    """StackReference names the stack's newest version reads."""
+    ListReferencingStacks: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListReferencingStacksRequest, _updates_pb2.ListStackReferencesResponse]  # type: ignore[assignment]
+    """Stacks whose newest version reads one of the given StackReference names."""
 
 class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
@@ -252,5 +282,68 @@ class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_updates_pb2.PurgeStackResponse, _abc.Awaitable[_updates_pb2.PurgeStackResponse]]:
         """Forgets every update, event, version and checkpoint of a deleted stack."""
+
+    @_abc_1.abstractmethod
+    def ListResources(
+        self,
+        request: _updates_pb2.ListResourcesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListResourcesResponse, _abc.Awaitable[_updates_pb2.ListResourcesResponse]]:
+        """Resources of a stored version (0: the newest), or the one with a URN."""
+
+    @_abc_1.abstractmethod
+    def GetPreview(
+        self,
+        request: _updates_pb2.GetPreviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.UpdateInfo, _abc.Awaitable[_updates_pb2.UpdateInfo]]:
+        """A preview by its update id."""
+
+    @_abc_1.abstractmethod
+    def ListPreviews(
+        self,
+        request: _updates_pb2.ListPreviewsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListUpdatesResponse, _abc.Awaitable[_updates_pb2.ListUpdatesResponse]]:
+        """Previews started while the stack was at the version before `version`."""
+
+    @_abc_1.abstractmethod
+    def ListActivity(
+        self,
+        request: _updates_pb2.ListActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListUpdatesResponse, _abc.Awaitable[_updates_pb2.ListUpdatesResponse]]:
+        """The stack's activity feed: every non-preview update, imports and renames included."""
+
+    @_abc_1.abstractmethod
+    def GetUpdateTimeline(
+        self,
+        request: _updates_pb2.GetUpdateTimelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.GetUpdateTimelineResponse, _abc.Awaitable[_updates_pb2.GetUpdateTimelineResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SummariseUpdate(
+        self,
+        request: _updates_pb2.SummariseUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.SummariseUpdateResponse, _abc.Awaitable[_updates_pb2.SummariseUpdateResponse]]:
+        """A CLI-like text summary of an update, from its engine events."""
+
+    @_abc_1.abstractmethod
+    def ListStackReferences(
+        self,
+        request: _updates_pb2.ListStackReferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListStackReferencesResponse, _abc.Awaitable[_updates_pb2.ListStackReferencesResponse]]:
+        """StackReference names the stack's newest version reads."""
+
+    @_abc_1.abstractmethod
+    def ListReferencingStacks(
+        self,
+        request: _updates_pb2.ListReferencingStacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListStackReferencesResponse, _abc.Awaitable[_updates_pb2.ListStackReferencesResponse]]:
+        """Stacks whose newest version reads one of the given StackReference names."""
 
 def add_UpdatesServiceServicer_to_server(servicer: UpdatesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
