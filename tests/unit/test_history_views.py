@@ -22,6 +22,10 @@ STACK_URN = "urn:pulumi:dev::web::pulumi:pulumi:Stack::web-dev"
 PET = "random:index/randomPet:RandomPet"
 
 
+def urn(name: str) -> str:
+    return f"urn:pulumi:dev::web::{PET}::{name}"
+
+
 def pet(name: str, **extra: object) -> dict[str, object]:
     return {
         "urn": f"urn:pulumi:dev::web::{PET}::{name}",
@@ -45,13 +49,13 @@ def test_resource_views_fill_what_the_sdk_requires() -> None:
     root, a = (orjson.loads(view) for view in resource_views(state))
     assert (root["custom"], root["delete"], root["dependencies"]) == (False, False, [])
     assert a["dependencies"] == ["x"] and a["custom"] is True
-    (only,) = resource_views(state, pet("a")["urn"])
-    assert orjson.loads(only)["urn"] == pet("a")["urn"]
+    (only,) = resource_views(state, urn("a"))
+    assert orjson.loads(only)["urn"] == urn("a")
     with pytest.raises(NotFound):
         resource_views(state, "urn:pulumi:dev::web::x::missing")
     # A pending delete beside its replacement: the live one is shown.
     doubled = text([pet("a", delete=True, id="old"), pet("a", id="new")])
-    assert orjson.loads(resource_views(doubled, pet("a")["urn"])[0])["id"] == "new"
+    assert orjson.loads(resource_views(doubled, urn("a"))[0])["id"] == "new"
 
 
 def test_stack_references_are_read_from_inputs_or_outputs() -> None:
