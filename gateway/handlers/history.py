@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, STACK, call_options
 from gateway.convert import bool_query, int_query, json_response
-from gateway.errors import bad_request
+from gateway.errors import ApiError, bad_request
 from gateway.handlers.updates import update_json
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 from services.common.stack_references import reference_names, resolve_reference
@@ -24,11 +24,27 @@ from services.common.stack_references import reference_names, resolve_reference
 REGION = ""
 
 
+MAX_VERSION = 2**63 - 1
+MAX_INT32 = 2**31 - 1
+
+
 def _version(request: web.Request) -> int:
     version = int(request.match_info["version"])
     if version < 1:
         raise bad_request("versions start at 1")
+    if version > MAX_VERSION:
+        raise ApiError(404, f"Not Found: Version {version}")
     return version
+
+
+def _paging(request: web.Request) -> tuple[int, int]:
+    """`page` and `pageSize`; the updates service checks their meaning."""
+    page = int_query(request, "page", 0)
+    page_size = int_query(request, "pageSize", 0)
+    for name, value in (("page", page), ("pageSize", page_size)):
+        if abs(value) > MAX_INT32:
+            raise bad_request(f"Invalid '{name}' value: too large")
+    return page, page_size
 
 
 def _urn(request: web.Request) -> str:
@@ -152,12 +168,13 @@ async def get_stack_preview_summary(request: web.Request) -> web.Response:
 
 async def get_stack_previews(request: web.Request) -> web.Response:
     """`GET S/updates/{version}/previews?asc=&page=&pageSize=`: page 0 is every preview."""
+    page, page_size = _paging(request)
     reply = await request.app[BACKENDS].updates.ListPreviews(
         updates_pb2.ListPreviewsRequest(
             stack_id=request[STACK].id,
             version=_version(request),
-            page=int_query(request, "page", 0),
-            page_size=int_query(request, "pageSize", 0),
+            page=page,
+            page_size=page_size,
             ascending=bool_query(request, "asc"),
         ),
         **call_options(request),
@@ -174,12 +191,9 @@ async def get_stack_previews(request: web.Request) -> web.Response:
 
 async def get_stack_activity(request: web.Request) -> web.Response:
     """`GET S/activity?page=&pageSize=`: updates, imports and renames, newest first."""
+    page, page_size = _paging(request)
     reply = await request.app[BACKENDS].updates.ListActivity(
-        updates_pb2.ListActivityRequest(
-            stack_id=request[STACK].id,
-            page=int_query(request, "page", 0),
-            page_size=int_query(request, "pageSize", 0),
-        ),
+        updates_pb2.ListActivityRequest(stack_id=request[STACK].id, page=page, page_size=page_size),
         **call_options(request),
     )
     latest = await _latest_version(request)

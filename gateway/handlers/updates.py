@@ -26,7 +26,7 @@ from gateway.convert import (
     read_optional_json_object,
     string_map,
 )
-from gateway.errors import bad_request
+from gateway.errors import ApiError, bad_request
 from protos.cairn.v1 import stacks_pb2, updates_pb2
 
 
@@ -420,6 +420,9 @@ def _version(request: web.Request) -> int:
     version = int(request.match_info["version"])
     if version < 1:
         raise bad_request("versions start at 1")
+    if version >= 2**63:
+        # Beyond int64: no stack ever reaches it.
+        raise ApiError(404, f"Not Found: Version {version}")
     return version
 
 

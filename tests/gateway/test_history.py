@@ -84,6 +84,9 @@ async def test_resources_of_each_version(any_cairn: Cairn) -> None:
         assert response.status == 404, path
         assert (await response.json())["code"] == 404
     assert (await cairn.call("GET", f"{S}/resources/1/not-a-urn")).status == 400
+    assert (await cairn.call("GET", f"{S}/resources/{10**30}")).status == 404
+    assert (await cairn.call("GET", f"{S}/updates/{10**30}/timeline")).status == 404
+    assert (await cairn.call("GET", f"{S}/export/{10**30}")).status == 404
 
 
 async def test_update_and_preview_summaries_timelines_and_previews(any_cairn: Cairn) -> None:
@@ -171,7 +174,7 @@ async def test_activity_pages_through_updates_imports_and_renames(any_cairn: Cai
         assert listing["total"] == 4 and listing["itemsPerPage"] == 3
         seen += [a["update"]["updateID"] for a in listing["activity"]]
     assert seen == ids
-    for query in ("page=-1", "page=0&pageSize=2", "page=2&pageSize=0x"):
+    for query in ("page=-1", "page=0&pageSize=2", "page=2&pageSize=0x", "page=99999999999"):
         assert (await cairn.call("GET", f"{prod}/activity?{query}")).status == 400
     assert (await cairn.call("GET", f"{S}/activity")).status == 404
 
