@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tests.gateway.cli import begin, create_stack
+from tests.gateway.cli import begin, create_stack, deployment
 from tests.gateway.conftest import Cairn
 from tests.gateway.history_data import (
     CONSOLE,
@@ -270,3 +270,12 @@ async def test_downstream_references_and_referenced_stacks(any_cairn: Cairn) -> 
     response = await cairn.call("DELETE", "/api/stacks/admin/web/short?force=true")
     assert response.status == 204
     assert (await cairn.json("GET", f"{S}/downstreamreferences"))["referencedStacks"] == []
+
+    # An imported state's references count as well.
+    await create_stack(cairn, "web", "imported")
+    state = {"version": 3, "deployment": deployment(reference_state("web", "imported", "dev"), {})}
+    await cairn.json("POST", "/api/stacks/admin/web/imported/import", body=state)
+    downstream = await cairn.json("GET", f"{S}/downstreamreferences")
+    assert downstream["referencedStacks"] == [
+        {"organization": "admin", "routingProject": "web", "name": "imported", "version": 1}
+    ]
