@@ -198,11 +198,11 @@ def gitlab_ci(request: WorkflowRequest, directory: str) -> str:
         ),
     )
     for job, condition, command in jobs:
-        lines += [f"{job}:", f"  stage: {job}", "  rules:", f"    - if: {_q(condition)}"]
+        lines += [f"{job}:", f"  stage: {job}", "  rules:", f"    - if: {condition}"]
         if request.enable_path_filters:
             pattern = "**/*" if directory == "." else f"{directory}/**/*"
             lines.append(f"      changes: [{_q(pattern)}]")
-        lines += ["  script:", f"    - {_q(command)}"]
+        lines += ["  script:", f"    - {command}"]
     return "\n".join(lines) + "\n"
 
 
