@@ -790,3 +790,77 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
         assert not {"stacks_stacks", "stacks_stack_tags", "stacks_stack_annotations"} & tables
     finally:
         await engine.dispose()
+
+
+# -- owner, transfer, annotations ----------------------------------------------------------
+
+
+async def test_owner_is_the_creator_and_moves_only_to_members(harness: Harness) -> None:
+    created = await harness.stub.CreateStack(
+        stacks_pb2.CreateStackRequest(ref=ref("acme", "web", "dev")),
+        metadata=(("x-cairn-user-login", "alice"),),
+    )
+    assert created.owner_login == "alice"
+    harness.identity.members["acme"] = {"alice", "bob"}
+
+    moved = await harness.stub.ReassignStackOwner(
+        stacks_pb2.ReassignStackOwnerRequest(ref=created.ref, new_owner_login="bob")
+    )
+    assert (moved.previous_owner_login, moved.stack.owner_login) == ("alice", "bob")
+    refused = await rpc_error(
+        harness.stub.ReassignStackOwner(
+            stacks_pb2.ReassignStackOwnerRequest(ref=created.ref, new_owner_login="carol")
+        )
+    )
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (await get(harness, "acme", "web", "dev")).owner_login == "bob"
+
+
+async def test_transfer_keeps_the_id_and_records_the_new_path(harness: Harness) -> None:
+    created = await harness.stub.CreateStack(
+        stacks_pb2.CreateStackRequest(ref=ref("acme", "web", "dev"), teams=["ops"]),
+        metadata=(("x-cairn-user-login", "alice"),),
+    )
+    harness.identity.members["beta"] = {"alice"}
+
+    moved = await harness.stub.TransferStack(
+        stacks_pb2.TransferStackRequest(ref=created.ref, destination_organization="beta")
+    )
+
+    assert (moved.id, moved.ref.organization, moved.owner_login) == (created.id, "beta", "alice")
+    assert harness.updates.moved == [(created.id, "beta")]
+    assert await get(harness, "beta", "web", "dev") == moved
+    # Back again, with a caller who now takes over from an owner not in the destination.
+    back = await harness.stub.TransferStack(
+        stacks_pb2.TransferStackRequest(ref=moved.ref, destination_organization="acme"),
+        metadata=(("x-cairn-user-login", "zed"),),
+    )
+    assert (back.ref.organization, back.owner_login) == ("acme", "zed")
+
+
+async def test_annotations_keep_their_latest_versions(harness: Harness) -> None:
+    stack = await create(harness, "acme", "web", "dev")
+    for number in range(1, 106):
+        written = await harness.stub.UpsertAnnotation(
+            stacks_pb2.UpsertAnnotationRequest(
+                ref=stack.ref,
+                kind="custom",
+                content=str(number).encode(),
+                expected_version=number - 1,
+            )
+        )
+        assert written.version == number
+    latest = await harness.stub.GetAnnotation(
+        stacks_pb2.GetAnnotationRequest(ref=stack.ref, kind="custom")
+    )
+    assert (latest.version, latest.content) == (105, b"105")
+    oldest = await harness.stub.GetAnnotation(
+        stacks_pb2.GetAnnotationRequest(ref=stack.ref, kind="custom", version=6)
+    )
+    assert oldest.content == b"6"
+    forgotten = await rpc_error(
+        harness.stub.GetAnnotation(
+            stacks_pb2.GetAnnotationRequest(ref=stack.ref, kind="custom", version=5)
+        )
+    )
+    assert forgotten.code() == grpc.StatusCode.NOT_FOUND
