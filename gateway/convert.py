@@ -170,3 +170,19 @@ def int_query(request: web.Request, name: str, default: int) -> int:
         raise ApiError(
             400, f"Bad Request: invalid query parameter '{name}': expected an integer"
         ) from None
+
+
+def optional_bool(body: dict[str, Any], name: str, default: bool = False) -> bool:
+    """A boolean field; absent or null reads as the default."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise bad_request(f"'{name}' must be true or false")
+    return value
+
+
+def required_bool(body: dict[str, Any], name: str) -> bool:
+    if body.get(name) is None:
+        raise bad_request(f"'{name}' is required")
+    return optional_bool(body, name)

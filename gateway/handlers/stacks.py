@@ -188,15 +188,19 @@ def _rename_target(request: web.Request, body: dict[str, Any]) -> tuple[str, str
 
 
 async def rename_stack(request: web.Request) -> web.Response:
+    """Seed 000 and the SDK get 200 `{updateId}` (the rename's history entry); seed 001's
+    fully qualified form gets its 204. The CLI reads neither body."""
     body = await read_json_object(request)
     new_project, new_name = _rename_target(request, body)
-    await request.app[BACKENDS].stacks.RenameStack(
+    reply = await request.app[BACKENDS].stacks.RenameStack(
         stacks_pb2.RenameStackRequest(
             ref=stack_ref(request), new_project=new_project, new_name=new_name
         ),
         **call_options(request),
     )
-    return no_content()
+    if "/" in optional_string(body, "newName"):
+        return no_content()
+    return json_response({"updateId": reply.update_id})
 
 
 async def update_stack_tags(request: web.Request) -> web.Response:

@@ -1,4 +1,5 @@
-"""Deleting or renaming a stack: checks that may refuse it, the row, then the other services."""
+"""Deleting, renaming, transferring or re-owning a stack: checks that may refuse it, the row,
+then the other services."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from protos.cairn.v1 import agent_pools_pb2, secrets_pb2, updates_pb2
+from protos.cairn.v1 import agent_pools_pb2, identity_pb2, secrets_pb2, updates_pb2
 from services.common.auth import Caller
-from services.common.errors import from_rpc_error
+from services.common.errors import InvalidArgument, from_rpc_error
 from services.common.logging import get_logger
 from services.stacks.domain import StackPath, StackRecord
 from services.stacks.store import StackStore
 
 if TYPE_CHECKING:
     from protos.cairn.v1.agent_pools_pb2_grpc import AgentPoolsServiceAsyncStub
+    from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
     from protos.cairn.v1.updates_pb2_grpc import UpdatesServiceAsyncStub
 
@@ -61,22 +63,87 @@ class StackDeletion:
 RenameStep = PurgeStep
 
 
+class HistoryStep(Protocol):
+    """Records a move in the stack's history; returns the id of the recorded entry."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> str: ...
+
+
 @dataclass(frozen=True)
 class StackRename:
     store: StackStore
     # Run with force=True: a rename only needs the stack not to be in the middle of an update.
     checks: Sequence[DeleteCheck] = ()
+    history: HistoryStep | None = None
     followups: Sequence[RenameStep] = ()
 
-    async def rename(self, path: StackPath, target: StackPath, caller: Caller) -> StackRecord:
-        """Rename a stack, then let other services follow; returns the renamed stack."""
+    async def rename(
+        self, path: StackPath, target: StackPath, caller: Caller
+    ) -> tuple[StackRecord, str]:
+        """Rename a stack, then let other services follow; returns it and its history entry."""
         stack = await self.store.get(path)
         for check in self.checks:
             await check(stack, force=True, caller=caller)
         renamed = await self.store.rename(path, target)
         # The rename has happened; a failed follow-up is logged, not turned into a failure.
+        update_id = await _record(self.history, renamed, caller, "stack_rename_followup_failed")
         await _run_all(self.followups, renamed, caller, "stack_rename_followup_failed")
-        return renamed
+        return renamed, update_id
+
+
+class Members(Protocol):
+    """The logins of an organization's members."""
+
+    async def __call__(self, organization: str, caller: Caller) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class StackTransfer:
+    """Moves a stack to another organization under the same stable id.
+
+    Everything other services keep for the stack (history, checkpoints, deployments, the
+    secrets key) is keyed by that id and so follows without being copied.
+    """
+
+    store: StackStore
+    members: Members
+    # Run with force=True, as for a rename.
+    checks: Sequence[DeleteCheck] = ()
+    # As for a rename: the service secrets provider state in the checkpoint names the path.
+    history: HistoryStep | None = None
+
+    async def transfer(self, path: StackPath, target: StackPath, caller: Caller) -> StackRecord:
+        stack = await self.store.get(path)
+        for check in self.checks:
+            await check(stack, force=True, caller=caller)
+        # The owner must belong to the stack's organization; the caller, who administers the
+        # destination, takes over from an owner who does not.
+        owner = stack.owner_login
+        if owner not in await self.members(target.organization, caller):
+            owner = caller.login
+        moved = await self.store.transfer(stack, target, owner)
+        await _record(self.history, moved, caller, "stack_transfer_followup_failed")
+        return moved
+
+
+@dataclass(frozen=True)
+class StackOwnership:
+    store: StackStore
+    members: Members
+
+    async def reassign(
+        self, path: StackPath, new_owner: str, caller: Caller
+    ) -> tuple[StackRecord, str]:
+        """Make a member of the stack's organization its owner; returns the previous owner."""
+        if new_owner not in await self.members(path.organization, caller):
+            raise InvalidArgument(
+                f"Bad Request: user '{new_owner}' is not a member of organization "
+                f"'{path.organization}'"
+            )
+        return await self.store.set_owner(path, new_owner)
 
 
 class PeerStep:
@@ -118,6 +185,22 @@ class RefuseWhileUpdating(PeerStep):
             raise from_rpc_error(error) from None
 
 
+class OrganizationMembers(PeerStep):
+    """Asks the identity service who belongs to an organization."""
+
+    _stub: IdentityServiceAsyncStub
+
+    async def __call__(self, organization: str, caller: Caller) -> frozenset[str]:
+        try:
+            reply = await self._stub.ListMembers(
+                identity_pb2.ListMembersRequest(organization=organization),
+                **self._options(caller),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        return frozenset(member.user.login for member in reply.members)
+
+
 class RecordRename(PeerStep):
     """Records the rename in the stack's history and points its secrets state at the new path."""
 
@@ -125,8 +208,8 @@ class RecordRename(PeerStep):
 
     name = "updates"
 
-    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
-        await self._stub.RecordRename(
+    async def __call__(self, stack: StackRecord, caller: Caller) -> str:
+        reply = await self._stub.RecordRename(
             updates_pb2.RecordRenameRequest(
                 stack_id=stack.id,
                 organization=stack.path.organization,
@@ -135,6 +218,7 @@ class RecordRename(PeerStep):
             ),
             **self._options(caller),
         )
+        return reply.update_id
 
 
 class PurgeUpdates(PeerStep):
@@ -174,6 +258,17 @@ async def _run_all(
             await step(stack, caller)
         except Exception as error:
             log.warning(event, step=step.name, stack_id=stack.id, error=_describe(error))
+
+
+async def _record(step: HistoryStep | None, stack: StackRecord, caller: Caller, event: str) -> str:
+    """Run a history step after the fact; a failure is logged and leaves no entry id."""
+    if step is None:
+        return ""
+    try:
+        return await step(stack, caller)
+    except Exception as error:
+        log.warning(event, step=step.name, stack_id=stack.id, error=_describe(error))
+        return ""
 
 
 def _describe(error: Exception) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, NotFound
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 TAG_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
@@ -48,11 +48,21 @@ class StackConfig:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    """Whether update failures and successes are notified; both off for a new stack."""
+
+    notify_update_failure: bool = False
+    notify_update_success: bool = False
+
+
+@dataclass(frozen=True)
 class NewStack:
     path: StackPath
     tags: Mapping[str, str] = field(default_factory=dict)
     config: StackConfig | None = None
     teams: tuple[str, ...] = ()
+    # The creator's login; empty when the caller is not a user (internal calls).
+    owner_login: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class StackRecord:
     teams: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
+    owner_login: str
+    notifications: NotificationSettings
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,20 @@ def rename_target(current: StackPath, new_project: str, new_name: str) -> StackP
     return validate_path(target)
 
 
+def transfer_target(current: StackPath, destination: str) -> StackPath:
+    """Where a transfer leads: the same project and name in another organization."""
+    validate_name("organization", destination)
+    if destination == current.organization:
+        raise InvalidArgument(f"Bad Request: the stack is already in organization '{destination}'")
+    return StackPath(organization=destination, project=current.project, stack=current.stack)
+
+
+def validate_owner_login(login: str) -> str:
+    if not login:
+        raise InvalidArgument("Bad Request: the new owner's login ('githubLogin') is required")
+    return validate_name("user", login)
+
+
 def resolve_page_size(requested: int) -> int:
     """0 means the default; anything else must lie in 1..MAX_PAGE_SIZE."""
     if requested == 0:
@@ -209,3 +235,89 @@ def stack_query(
         page_size=resolve_page_size(page_size),
         stack_ids=frozenset(stack_ids),
     )
+
+
+# The seed names what annotations are for (compliance tracking, custom metadata and
+# integration data) and no other kinds; any other kind names no annotation at all.
+ANNOTATION_KINDS = ("compliance", "custom", "integration")
+SOURCE_PATTERN = re.compile(r"[A-Za-z0-9_.:/@-]{1,100}")
+MAX_ANNOTATION_BYTES = 1 << 20
+# Older versions beyond this many are forgotten when a new one is written.
+MAX_ANNOTATION_VERSIONS = 100
+
+
+@dataclass(frozen=True)
+class Annotation:
+    kind: str
+    source: str
+    version: int
+    content: bytes
+    modified_by: str
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class AnnotationQuery:
+    kind: str
+    # Empty: written by any source.
+    source: str = ""
+    # 0: the latest.
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class NewAnnotation:
+    kind: str
+    source: str
+    content: bytes
+    modified_by: str
+    # The version the writer last read (0: none yet); None skips the check.
+    expected_version: int | None = None
+
+
+def annotation_not_found(kind: str) -> NotFound:
+    return NotFound(f"Not Found: Annotation '{kind}' not found")
+
+
+def validate_annotation_kind(kind: str) -> str:
+    if kind not in ANNOTATION_KINDS:
+        raise NotFound(
+            f"Not Found: unknown annotation kind '{kind[:MAX_NAME_LENGTH]}'; "
+            f"known kinds: {', '.join(ANNOTATION_KINDS)}"
+        )
+    return kind
+
+
+def validate_annotation_source(source: str) -> str:
+    if source and not SOURCE_PATTERN.fullmatch(source):
+        raise InvalidArgument(
+            "Bad Request: an annotation source is 1 to 100 alphanumerics or '_.:/@-' characters"
+        )
+    return source
+
+
+def annotation_query(kind: str, source: str, version: int) -> AnnotationQuery:
+    if version < 0:
+        raise InvalidArgument("Bad Request: an annotation version is a positive integer")
+    return AnnotationQuery(
+        kind=validate_annotation_kind(kind),
+        source=validate_annotation_source(source),
+        version=version,
+    )
+
+
+def validate_new_annotation(annotation: NewAnnotation) -> NewAnnotation:
+    """Check kind, source, expected version and that the content is one JSON value."""
+    validate_annotation_kind(annotation.kind)
+    validate_annotation_source(annotation.source)
+    if annotation.expected_version is not None and annotation.expected_version < 0:
+        raise InvalidArgument("Bad Request: an annotation version is a positive integer")
+    if len(annotation.content) > MAX_ANNOTATION_BYTES:
+        raise InvalidArgument(
+            f"Bad Request: an annotation may be at most {MAX_ANNOTATION_BYTES} bytes of JSON"
+        )
+    try:
+        json.loads(annotation.content)
+    except (ValueError, RecursionError):
+        raise InvalidArgument("Bad Request: an annotation must be a JSON value") from None
+    return annotation

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import new_metadata
@@ -33,6 +44,10 @@ class StackRow(Base):
     teams: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The creator until ownership is reassigned; empty for stacks older than the column.
+    owner_login: Mapped[str] = mapped_column(String(100), server_default="")
+    notify_update_failure: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    notify_update_success: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class StackTagRow(Base):
@@ -45,3 +60,20 @@ class StackTagRow(Base):
     )
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
+
+
+class StackAnnotationRow(Base):
+    """One version of a stack annotation; versions count up per (stack, kind)."""
+
+    __tablename__ = "stacks_stack_annotations"
+
+    stack_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("stacks_stacks.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    # The client's JSON bytes, returned as received.
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    modified_by: Mapped[str] = mapped_column(String(100))
+    modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

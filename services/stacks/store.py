@@ -8,14 +8,19 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, tuple_
+from sqlalchemy import delete, exists, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.clock import Clock
-from services.common.errors import AlreadyExists, NotFound
+from services.common.errors import Aborted, AlreadyExists, NotFound
 from services.stacks.domain import (
+    MAX_ANNOTATION_VERSIONS,
+    Annotation,
+    AnnotationQuery,
+    NewAnnotation,
     NewStack,
+    NotificationSettings,
     StackConfig,
     StackPage,
     StackPath,
@@ -23,7 +28,9 @@ from services.stacks.domain import (
     StackRecord,
     encode_continuation_token,
 )
-from services.stacks.models import StackRow, StackTagRow
+from services.stacks.models import StackAnnotationRow, StackRow, StackTagRow
+
+ANNOTATION_CHANGED = "Conflict: the annotation has changed since it was read"
 
 
 def not_found(path: StackPath) -> NotFound:
@@ -57,6 +64,9 @@ class StackStore:
             teams=list(stack.teams),
             created_at=now,
             updated_at=now,
+            owner_login=stack.owner_login,
+            notify_update_failure=False,
+            notify_update_success=False,
         )
         try:
             async with self._sessions.begin() as session:
@@ -144,6 +154,105 @@ class StackStore:
             raise already_exists(target) from None
         return _record(row, tags)
 
+    async def transfer(
+        self, stack: StackRecord, target: StackPath, owner_login: str
+    ) -> StackRecord:
+        """Move a stack, found by its stable id, to another organization.
+
+        Team grants belong to the old organization's teams, so they stay behind.
+        """
+        try:
+            async with self._sessions.begin() as session:
+                row = await session.get(StackRow, stack.id, with_for_update=True)
+                if row is None or _path(row) != stack.path:
+                    # Deleted, renamed or moved since it was read: the caller's name is stale.
+                    raise not_found(stack.path)
+                row.organization = target.organization
+                row.teams = []
+                row.owner_login = owner_login
+                row.updated_at = self._now()
+                await session.flush()
+                tags = (await _tags(session, [row.id]))[row.id]
+        except IntegrityError:
+            raise already_exists(target) from None
+        return _record(row, tags)
+
+    async def set_owner(self, path: StackPath, owner_login: str) -> tuple[StackRecord, str]:
+        """Give the stack a new owner; returns the stack and the previous owner's login."""
+        async with self._sessions.begin() as session:
+            row = await _find(session, path, for_update=True)
+            previous = row.owner_login
+            row.owner_login = owner_login
+            row.updated_at = self._now()
+            tags = (await _tags(session, [row.id]))[row.id]
+        return _record(row, tags), previous
+
+    async def set_notifications(
+        self, path: StackPath, settings: NotificationSettings
+    ) -> StackRecord:
+        async with self._sessions.begin() as session:
+            row = await _find(session, path, for_update=True)
+            row.notify_update_failure = settings.notify_update_failure
+            row.notify_update_success = settings.notify_update_success
+            row.updated_at = self._now()
+            tags = (await _tags(session, [row.id]))[row.id]
+        return _record(row, tags)
+
+    async def get_annotation(self, path: StackPath, query: AnnotationQuery) -> Annotation | None:
+        """The newest version matching the query, or None (the stack must exist)."""
+        async with self._sessions.begin() as session:
+            row = await _find(session, path)
+            statement = select(StackAnnotationRow).where(
+                StackAnnotationRow.stack_id == row.id, StackAnnotationRow.kind == query.kind
+            )
+            if query.source:
+                statement = statement.where(StackAnnotationRow.source == query.source)
+            if query.version:
+                statement = statement.where(StackAnnotationRow.version == query.version)
+            found = await session.scalar(
+                statement.order_by(StackAnnotationRow.version.desc()).limit(1)
+            )
+            return None if found is None else _annotation(found)
+
+    async def put_annotation(self, path: StackPath, annotation: NewAnnotation) -> Annotation:
+        """Write the next version; Aborted when the writer's expected version is stale."""
+        try:
+            async with self._sessions.begin() as session:
+                # The stack row lock serialises writers of the same stack's annotations.
+                stack = await _find(session, path, for_update=True)
+                current = await session.scalar(
+                    select(func.max(StackAnnotationRow.version)).where(
+                        StackAnnotationRow.stack_id == stack.id,
+                        StackAnnotationRow.kind == annotation.kind,
+                    )
+                )
+                latest = int(current or 0)
+                expected = annotation.expected_version
+                if expected is not None and expected != latest:
+                    raise Aborted(ANNOTATION_CHANGED)
+                row = StackAnnotationRow(
+                    stack_id=stack.id,
+                    kind=annotation.kind,
+                    version=latest + 1,
+                    source=annotation.source,
+                    content=annotation.content,
+                    modified_by=annotation.modified_by,
+                    modified_at=self._now(),
+                )
+                session.add(row)
+                await session.execute(
+                    delete(StackAnnotationRow).where(
+                        StackAnnotationRow.stack_id == stack.id,
+                        StackAnnotationRow.kind == annotation.kind,
+                        StackAnnotationRow.version <= latest + 1 - MAX_ANNOTATION_VERSIONS,
+                    )
+                )
+                await session.flush()
+        except IntegrityError:
+            # A concurrent writer took this version number first.
+            raise Aborted(ANNOTATION_CHANGED) from None
+        return _annotation(row)
+
     async def replace_tags(self, path: StackPath, tags: Mapping[str, str]) -> StackRecord:
         """Swap the whole tag set in one transaction."""
         async with self._sessions.begin() as session:
@@ -204,13 +313,33 @@ def _config(value: dict[str, Any] | None) -> StackConfig | None:
     )
 
 
+def _path(row: StackRow) -> StackPath:
+    return StackPath(organization=row.organization, project=row.project, stack=row.name)
+
+
+def _annotation(row: StackAnnotationRow) -> Annotation:
+    return Annotation(
+        kind=row.kind,
+        source=row.source,
+        version=row.version,
+        content=row.content,
+        modified_by=row.modified_by,
+        modified_at=_utc(row.modified_at),
+    )
+
+
 def _record(row: StackRow, tags: Mapping[str, str]) -> StackRecord:
     return StackRecord(
         id=row.id,
-        path=StackPath(organization=row.organization, project=row.project, stack=row.name),
+        path=_path(row),
         tags=dict(tags),
         config=_config(row.config),
         teams=tuple(row.teams),
         created_at=_utc(row.created_at),
         updated_at=_utc(row.updated_at),
+        owner_login=row.owner_login,
+        notifications=NotificationSettings(
+            notify_update_failure=row.notify_update_failure,
+            notify_update_success=row.notify_update_success,
+        ),
     )

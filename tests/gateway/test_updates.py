@@ -485,15 +485,15 @@ async def test_rename_is_recorded_and_secrets_follow_the_stack(update_cairn: Cai
     cairn = update_cairn
     await create_stack(cairn)
     await up_full(cairn, ["a"])
-    await cairn.json(
-        "POST", f"{S}/rename", body={"newName": "prod", "newProject": "web"}, status=204
-    )
+    renamed = await cairn.json("POST", f"{S}/rename", body={"newName": "prod", "newProject": "web"})
     prod = stack_path(stack="prod")
     history = await cairn.json("GET", f"{prod}/updates")
     assert [(u["kind"], u["version"]) for u in history["updates"]] == [
         ("rename", 2),
         ("update", 1),
     ]
+    # Seed 000 and the SDK read the rename's history entry from the answer.
+    assert renamed == {"updateId": history["updates"][0]["updateID"]}
     exported = await cairn.json("GET", f"{prod}/export")
     assert exported["deployment"]["secrets_providers"]["state"]["stack"] == "prod"
     assert len(exported["deployment"]["resources"]) == 2

@@ -23,6 +23,8 @@ from protos.cairn.v1 import (
     agent_pools_pb2,
     agent_pools_pb2_grpc,
     common_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
     secrets_pb2,
     secrets_pb2_grpc,
     stacks_pb2,
@@ -70,12 +72,35 @@ class FakeAgentPools(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
         return agent_pools_pb2.PurgeDeploymentsResponse()
 
 
+class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
+    """Organization members by login, as the test sets them."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, set[str]] = {}
+
+    async def ListMembers(
+        self,
+        request: identity_pb2.ListMembersRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> identity_pb2.ListMembersResponse:
+        logins = sorted(self.members.get(request.organization, set()))
+        return identity_pb2.ListMembersResponse(
+            members=[
+                identity_pb2.Member(
+                    user=identity_pb2.User(login=login), role=common_pb2.ROLE_MEMBER
+                )
+                for login in logins
+            ]
+        )
+
+
 class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
     """Records purged stacks; can be told to refuse deletions with a status."""
 
     def __init__(self) -> None:
         self.purged: list[str] = []
         self.renamed: list[tuple[str, str, str]] = []
+        self.moved: list[tuple[str, str]] = []
         self.refusal: tuple[grpc.StatusCode, str] | None = None
         # An update in progress refuses even forced deletions, and renames.
         self.refuse_forced = False
@@ -95,7 +120,8 @@ class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> updates_pb2.RecordRenameResponse:
         self.renamed.append((request.stack_id, request.project, request.stack))
-        return updates_pb2.RecordRenameResponse(update_id="u1")
+        self.moved.append((request.stack_id, request.organization))
+        return updates_pb2.RecordRenameResponse(update_id=f"u{len(self.renamed)}")
 
     async def PurgeStack(
         self,
@@ -113,10 +139,18 @@ class Harness:
     updates: FakeUpdates
     settings: Settings
     clock: ManualClock
+    identity: FakeIdentity
 
 
 @pytest.fixture
-async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
+def fake_identity() -> FakeIdentity:
+    return FakeIdentity()  # type: ignore[abstract]
+
+
+@pytest.fixture
+async def fake_peers(
+    fake_identity: FakeIdentity,
+) -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
     # The generated base classes answer UNIMPLEMENTED for every RPC the fakes leave out.
     fake = FakeSecrets()  # type: ignore[abstract]
     updates = FakeUpdates()  # type: ignore[abstract]
@@ -125,6 +159,7 @@ async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
     updates_pb2_grpc.add_UpdatesServiceServicer_to_server(updates, server)
     pools = FakeAgentPools()  # type: ignore[abstract]
     agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(pools, server)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(fake_identity, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -135,7 +170,9 @@ async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
 
 @pytest.fixture
 async def harness(
-    any_settings: Settings, fake_peers: tuple[FakeSecrets, FakeUpdates, int]
+    any_settings: Settings,
+    fake_peers: tuple[FakeSecrets, FakeUpdates, int],
+    fake_identity: FakeIdentity,
 ) -> AsyncIterator[Harness]:
     fake, updates, peers_port = fake_peers
     settings = make_settings(
@@ -144,6 +181,7 @@ async def harness(
         secrets_address=f"127.0.0.1:{peers_port}",
         updates_address=f"127.0.0.1:{peers_port}",
         agent_pools_address=f"127.0.0.1:{peers_port}",
+        identity_address=f"127.0.0.1:{peers_port}",
         grpc_timeout_seconds=5.0,
     )
     clock = ManualClock()
@@ -156,6 +194,7 @@ async def harness(
             updates=updates,
             settings=settings,
             clock=clock,
+            identity=fake_identity,
         )
     finally:
         await channel.close(None)
@@ -505,11 +544,14 @@ async def test_rename_keeps_id_tags_and_creation_time(harness: Harness) -> None:
     original = await create(harness, "acme", "web", "dev", owner="alice")
     harness.clock.advance(60)
 
-    renamed = await harness.stub.RenameStack(
+    reply = await harness.stub.RenameStack(
         stacks_pb2.RenameStackRequest(
             ref=ref("acme", "web", "dev"), new_project="site", new_name=""
         )
     )
+    renamed = reply.stack
+    # The history entry the updates service recorded.
+    assert reply.update_id == "u1"
 
     assert renamed.id == original.id
     assert (renamed.ref.organization, renamed.ref.project, renamed.ref.stack) == (
@@ -523,11 +565,13 @@ async def test_rename_keeps_id_tags_and_creation_time(harness: Harness) -> None:
     gone = await rpc_error(get(harness, "acme", "web", "dev"))
     assert gone.code() == grpc.StatusCode.NOT_FOUND
 
-    again = await harness.stub.RenameStack(
-        stacks_pb2.RenameStackRequest(
-            ref=ref("acme", "site", "dev"), new_project="site", new_name="staging"
+    again = (
+        await harness.stub.RenameStack(
+            stacks_pb2.RenameStackRequest(
+                ref=ref("acme", "site", "dev"), new_project="site", new_name="staging"
+            )
         )
-    )
+    ).stack
     assert again.id == original.id
     assert again.ref.stack == "staging"
     # Each rename is recorded by the updates service under the new path.
@@ -599,7 +643,7 @@ async def test_concurrent_renames_onto_one_name_conflict_cleanly(harness: Harnes
         return_exceptions=True,
     )
 
-    renamed = [r for r in results if isinstance(r, stacks_pb2.Stack)]
+    renamed = [r for r in results if isinstance(r, stacks_pb2.RenameStackResponse)]
     errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(renamed) == 1
     assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS] * 3
@@ -733,7 +777,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('stacks')}")
             )
-            assert version == "stacks_0001"
+            assert version == "stacks_0002"
 
         # Starting a second replica on a migrated database is a no-op migration.
         second = await stacks_server.start(harness.settings, host="127.0.0.1", port=0)
@@ -743,6 +787,80 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             await connection.run_sync(_downgrade_to_base)
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
-        assert not {"stacks_stacks", "stacks_stack_tags"} & tables
+        assert not {"stacks_stacks", "stacks_stack_tags", "stacks_stack_annotations"} & tables
     finally:
         await engine.dispose()
+
+
+# -- owner, transfer, annotations ----------------------------------------------------------
+
+
+async def test_owner_is_the_creator_and_moves_only_to_members(harness: Harness) -> None:
+    created = await harness.stub.CreateStack(
+        stacks_pb2.CreateStackRequest(ref=ref("acme", "web", "dev")),
+        metadata=(("x-cairn-user-login", "alice"),),
+    )
+    assert created.owner_login == "alice"
+    harness.identity.members["acme"] = {"alice", "bob"}
+
+    moved = await harness.stub.ReassignStackOwner(
+        stacks_pb2.ReassignStackOwnerRequest(ref=created.ref, new_owner_login="bob")
+    )
+    assert (moved.previous_owner_login, moved.stack.owner_login) == ("alice", "bob")
+    refused = await rpc_error(
+        harness.stub.ReassignStackOwner(
+            stacks_pb2.ReassignStackOwnerRequest(ref=created.ref, new_owner_login="carol")
+        )
+    )
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (await get(harness, "acme", "web", "dev")).owner_login == "bob"
+
+
+async def test_transfer_keeps_the_id_and_records_the_new_path(harness: Harness) -> None:
+    created = await harness.stub.CreateStack(
+        stacks_pb2.CreateStackRequest(ref=ref("acme", "web", "dev"), teams=["ops"]),
+        metadata=(("x-cairn-user-login", "alice"),),
+    )
+    harness.identity.members["beta"] = {"alice"}
+
+    moved = await harness.stub.TransferStack(
+        stacks_pb2.TransferStackRequest(ref=created.ref, destination_organization="beta")
+    )
+
+    assert (moved.id, moved.ref.organization, moved.owner_login) == (created.id, "beta", "alice")
+    assert harness.updates.moved == [(created.id, "beta")]
+    assert await get(harness, "beta", "web", "dev") == moved
+    # Back again, with a caller who now takes over from an owner not in the destination.
+    back = await harness.stub.TransferStack(
+        stacks_pb2.TransferStackRequest(ref=moved.ref, destination_organization="acme"),
+        metadata=(("x-cairn-user-login", "zed"),),
+    )
+    assert (back.ref.organization, back.owner_login) == ("acme", "zed")
+
+
+async def test_annotations_keep_their_latest_versions(harness: Harness) -> None:
+    stack = await create(harness, "acme", "web", "dev")
+    for number in range(1, 106):
+        written = await harness.stub.UpsertAnnotation(
+            stacks_pb2.UpsertAnnotationRequest(
+                ref=stack.ref,
+                kind="custom",
+                content=str(number).encode(),
+                expected_version=number - 1,
+            )
+        )
+        assert written.version == number
+    latest = await harness.stub.GetAnnotation(
+        stacks_pb2.GetAnnotationRequest(ref=stack.ref, kind="custom")
+    )
+    assert (latest.version, latest.content) == (105, b"105")
+    oldest = await harness.stub.GetAnnotation(
+        stacks_pb2.GetAnnotationRequest(ref=stack.ref, kind="custom", version=6)
+    )
+    assert oldest.content == b"6"
+    forgotten = await rpc_error(
+        harness.stub.GetAnnotation(
+            stacks_pb2.GetAnnotationRequest(ref=stack.ref, kind="custom", version=5)
+        )
+    )
+    assert forgotten.code() == grpc.StatusCode.NOT_FOUND

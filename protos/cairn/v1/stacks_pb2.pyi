@@ -78,14 +78,20 @@ class Stack(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    OWNER_LOGIN_FIELD_NUMBER: _builtins.int
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created_at: _builtins.int
+    owner_login: _builtins.str
+    """Login of the user who owns the stack: its creator until ownership is reassigned."""
     @_builtins.property
     def ref(self) -> _common_pb2.StackRef: ...
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def config(self) -> Global___StackConfig: ...
+    @_builtins.property
+    def notifications(self) -> Global___NotificationSettings: ...
     def __init__(
         self,
         *,
@@ -94,16 +100,40 @@ class Stack(_message.Message):
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         config: Global___StackConfig | None = ...,
         created_at: _builtins.int = ...,
+        owner_login: _builtins.str = ...,
+        notifications: Global___NotificationSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "config", b"config", "ref", b"ref"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "config", b"config", "notifications", b"notifications", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "config", b"config", "created_at", b"created_at", "id", b"id", "ref", b"ref", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "config", b"config", "created_at", b"created_at", "id", b"id", "notifications", b"notifications", "owner_login", b"owner_login", "ref", b"ref", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__config: _TypeAlias = _typing.Literal["config"]  # noqa: Y015
     _WhichOneofArgType__config: _TypeAlias = _typing.Literal["_config", b"_config"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__config) -> _WhichOneofReturnType__config | None: ...
 
 Global___Stack: _TypeAlias = Stack  # noqa: Y015
+
+@_typing.final
+class NotificationSettings(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFY_UPDATE_FAILURE_FIELD_NUMBER: _builtins.int
+    NOTIFY_UPDATE_SUCCESS_FIELD_NUMBER: _builtins.int
+    notify_update_failure: _builtins.bool
+    notify_update_success: _builtins.bool
+    def __init__(
+        self,
+        *,
+        notify_update_failure: _builtins.bool = ...,
+        notify_update_success: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notify_update_failure", b"notify_update_failure", "notify_update_success", b"notify_update_success"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationSettings: _TypeAlias = NotificationSettings  # noqa: Y015
 
 @_typing.final
 class CreateStackRequest(_message.Message):
@@ -407,3 +437,275 @@ class ReplaceStackTagsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplaceStackTagsRequest: _TypeAlias = ReplaceStackTagsRequest  # noqa: Y015
+
+@_typing.final
+class RenameStackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    update_id: _builtins.str
+    """The history entry recording the rename; empty when it could not be recorded."""
+    @_builtins.property
+    def stack(self) -> Global___Stack: ...
+    def __init__(
+        self,
+        *,
+        stack: Global___Stack | None = ...,
+        update_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stack", b"stack"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack", b"stack", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenameStackResponse: _TypeAlias = RenameStackResponse  # noqa: Y015
+
+@_typing.final
+class UpdateNotificationSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    @_builtins.property
+    def settings(self) -> Global___NotificationSettings: ...
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        settings: Global___NotificationSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNotificationSettingsRequest: _TypeAlias = UpdateNotificationSettingsRequest  # noqa: Y015
+
+@_typing.final
+class ReassignStackOwnerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    NEW_OWNER_LOGIN_FIELD_NUMBER: _builtins.int
+    new_owner_login: _builtins.str
+    """Must be a member of the stack's organization."""
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        new_owner_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_owner_login", b"new_owner_login", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReassignStackOwnerRequest: _TypeAlias = ReassignStackOwnerRequest  # noqa: Y015
+
+@_typing.final
+class ReassignStackOwnerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_FIELD_NUMBER: _builtins.int
+    PREVIOUS_OWNER_LOGIN_FIELD_NUMBER: _builtins.int
+    previous_owner_login: _builtins.str
+    @_builtins.property
+    def stack(self) -> Global___Stack: ...
+    def __init__(
+        self,
+        *,
+        stack: Global___Stack | None = ...,
+        previous_owner_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stack", b"stack"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_owner_login", b"previous_owner_login", "stack", b"stack"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReassignStackOwnerResponse: _TypeAlias = ReassignStackOwnerResponse  # noqa: Y015
+
+@_typing.final
+class TransferStackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    DESTINATION_ORGANIZATION_FIELD_NUMBER: _builtins.int
+    destination_organization: _builtins.str
+    """The gateway has checked that the caller administers it."""
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        destination_organization: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination_organization", b"destination_organization", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferStackRequest: _TypeAlias = TransferStackRequest  # noqa: Y015
+
+@_typing.final
+class Annotation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    MODIFIED_BY_FIELD_NUMBER: _builtins.int
+    MODIFIED_AT_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    source: _builtins.str
+    version: _builtins.int
+    content: _builtins.bytes
+    """The JSON value as the client sent it."""
+    modified_by: _builtins.str
+    modified_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        source: _builtins.str = ...,
+        version: _builtins.int = ...,
+        content: _builtins.bytes = ...,
+        modified_by: _builtins.str = ...,
+        modified_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "kind", b"kind", "modified_at", b"modified_at", "modified_by", b"modified_by", "source", b"source", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Annotation: _TypeAlias = Annotation  # noqa: Y015
+
+@_typing.final
+class GetAnnotationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    source: _builtins.str
+    """Only versions written by this source; empty means any."""
+    version: _builtins.int
+    """A specific version; 0 means the latest."""
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        kind: _builtins.str = ...,
+        source: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "ref", b"ref", "source", b"source", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAnnotationRequest: _TypeAlias = GetAnnotationRequest  # noqa: Y015
+
+@_typing.final
+class UpsertAnnotationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    source: _builtins.str
+    content: _builtins.bytes
+    expected_version: _builtins.int
+    """The version the caller last read (0: none yet); absent means no check."""
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        kind: _builtins.str = ...,
+        source: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "content", b"content", "expected_version", b"expected_version", "kind", b"kind", "ref", b"ref", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___UpsertAnnotationRequest: _TypeAlias = UpsertAnnotationRequest  # noqa: Y015
+
+@_typing.final
+class GetStarterWorkflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    CI_SYSTEM_FIELD_NUMBER: _builtins.int
+    WORKING_DIRECTORY_FIELD_NUMBER: _builtins.int
+    ENABLE_PATH_FILTERS_FIELD_NUMBER: _builtins.int
+    BACKEND_URL_FIELD_NUMBER: _builtins.int
+    ci_system: _builtins.str
+    working_directory: _builtins.str
+    enable_path_filters: _builtins.bool
+    backend_url: _builtins.str
+    """The URL the pipeline logs in to (this backend's public URL)."""
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        ci_system: _builtins.str = ...,
+        working_directory: _builtins.str = ...,
+        enable_path_filters: _builtins.bool = ...,
+        backend_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_url", b"backend_url", "ci_system", b"ci_system", "enable_path_filters", b"enable_path_filters", "ref", b"ref", "working_directory", b"working_directory"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStarterWorkflowRequest: _TypeAlias = GetStarterWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class GetStarterWorkflowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    content: _builtins.str
+    def __init__(
+        self,
+        *,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStarterWorkflowResponse: _TypeAlias = GetStarterWorkflowResponse  # noqa: Y015

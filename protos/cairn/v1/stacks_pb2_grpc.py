@@ -63,12 +63,42 @@ class StacksServiceStub:
         self.RenameStack = channel.unary_unary(
                 '/cairn.v1.StacksService/RenameStack',
                 request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.RenameStackRequest.SerializeToString,
-                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.RenameStackResponse.FromString,
                 _registered_method=True)
         self.ReplaceStackTags = channel.unary_unary(
                 '/cairn.v1.StacksService/ReplaceStackTags',
                 request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ReplaceStackTagsRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+                _registered_method=True)
+        self.UpdateNotificationSettings = channel.unary_unary(
+                '/cairn.v1.StacksService/UpdateNotificationSettings',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.UpdateNotificationSettingsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+                _registered_method=True)
+        self.ReassignStackOwner = channel.unary_unary(
+                '/cairn.v1.StacksService/ReassignStackOwner',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ReassignStackOwnerRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ReassignStackOwnerResponse.FromString,
+                _registered_method=True)
+        self.TransferStack = channel.unary_unary(
+                '/cairn.v1.StacksService/TransferStack',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.TransferStackRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+                _registered_method=True)
+        self.GetAnnotation = channel.unary_unary(
+                '/cairn.v1.StacksService/GetAnnotation',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetAnnotationRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Annotation.FromString,
+                _registered_method=True)
+        self.UpsertAnnotation = channel.unary_unary(
+                '/cairn.v1.StacksService/UpsertAnnotation',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.UpsertAnnotationRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Annotation.FromString,
+                _registered_method=True)
+        self.GetStarterWorkflow = channel.unary_unary(
+                '/cairn.v1.StacksService/GetStarterWorkflow',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowResponse.FromString,
                 _registered_method=True)
 
 
@@ -118,6 +148,46 @@ class StacksServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateNotificationSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReassignStackOwner(self, request, context):
+        """Hands the stack to another member of its organization; answers with the previous owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferStack(self, request, context):
+        """Moves the stack (same id, so history, secrets and deployments follow) to another organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAnnotation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertAnnotation(self, request, context):
+        """Stores a new version of an annotation; ABORTED when the expected version is stale.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStarterWorkflow(self, request, context):
+        """A starter CI pipeline for the stack, tailored to its `pulumi:runtime` tag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StacksServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,12 +219,42 @@ def add_StacksServiceServicer_to_server(servicer, server):
             'RenameStack': grpc.unary_unary_rpc_method_handler(
                     servicer.RenameStack,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.RenameStackRequest.FromString,
-                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.SerializeToString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.RenameStackResponse.SerializeToString,
             ),
             'ReplaceStackTags': grpc.unary_unary_rpc_method_handler(
                     servicer.ReplaceStackTags,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ReplaceStackTagsRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.SerializeToString,
+            ),
+            'UpdateNotificationSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotificationSettings,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.UpdateNotificationSettingsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.SerializeToString,
+            ),
+            'ReassignStackOwner': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReassignStackOwner,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ReassignStackOwnerRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ReassignStackOwnerResponse.SerializeToString,
+            ),
+            'TransferStack': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferStack,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.TransferStackRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.SerializeToString,
+            ),
+            'GetAnnotation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAnnotation,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetAnnotationRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Annotation.SerializeToString,
+            ),
+            'UpsertAnnotation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertAnnotation,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.UpsertAnnotationRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Annotation.SerializeToString,
+            ),
+            'GetStarterWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStarterWorkflow,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -319,7 +419,7 @@ class StacksService:
             target,
             '/cairn.v1.StacksService/RenameStack',
             protos_dot_cairn_dot_v1_dot_stacks__pb2.RenameStackRequest.SerializeToString,
-            protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.RenameStackResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -347,6 +447,168 @@ class StacksService:
             '/cairn.v1.StacksService/ReplaceStackTags',
             protos_dot_cairn_dot_v1_dot_stacks__pb2.ReplaceStackTagsRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNotificationSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/UpdateNotificationSettings',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.UpdateNotificationSettingsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReassignStackOwner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/ReassignStackOwner',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.ReassignStackOwnerRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.ReassignStackOwnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferStack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/TransferStack',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.TransferStackRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAnnotation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/GetAnnotation',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.GetAnnotationRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.Annotation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertAnnotation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/UpsertAnnotation',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.UpsertAnnotationRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.Annotation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStarterWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/GetStarterWorkflow',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,8 +38,18 @@ class StacksServiceStub:
     ProjectExists: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.ProjectExistsRequest, _stacks_pb2.ProjectExistsResponse]
     DeleteStack: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.DeleteStackRequest, _stacks_pb2.DeleteStackResponse]
     ListStacks: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.ListStacksRequest, _stacks_pb2.ListStacksResponse]
-    RenameStack: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.RenameStackRequest, _stacks_pb2.Stack]
+    RenameStack: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.RenameStackRequest, _stacks_pb2.RenameStackResponse]
     ReplaceStackTags: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.ReplaceStackTagsRequest, _stacks_pb2.Stack]
+    UpdateNotificationSettings: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.UpdateNotificationSettingsRequest, _stacks_pb2.Stack]
+    ReassignStackOwner: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.ReassignStackOwnerRequest, _stacks_pb2.ReassignStackOwnerResponse]
+    """Hands the stack to another member of its organization; answers with the previous owner."""
+    TransferStack: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.TransferStackRequest, _stacks_pb2.Stack]
+    """Moves the stack (same id, so history, secrets and deployments follow) to another organization."""
+    GetAnnotation: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.GetAnnotationRequest, _stacks_pb2.Annotation]
+    UpsertAnnotation: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.UpsertAnnotationRequest, _stacks_pb2.Annotation]
+    """Stores a new version of an annotation; ABORTED when the expected version is stale."""
+    GetStarterWorkflow: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.GetStarterWorkflowRequest, _stacks_pb2.GetStarterWorkflowResponse]
+    """A starter CI pipeline for the stack, tailored to its `pulumi:runtime` tag."""
 
 @_typing.type_check_only
 class StacksServiceAsyncStub(StacksServiceStub):
@@ -51,8 +61,18 @@ class StacksServiceAsyncStub(StacksServiceStub):
     ProjectExists: _aio.UnaryUnaryMultiCallable[_stacks_pb2.ProjectExistsRequest, _stacks_pb2.ProjectExistsResponse]  # type: ignore[assignment]
     DeleteStack: _aio.UnaryUnaryMultiCallable[_stacks_pb2.DeleteStackRequest, _stacks_pb2.DeleteStackResponse]  # type: ignore[assignment]
     ListStacks: _aio.UnaryUnaryMultiCallable[_stacks_pb2.ListStacksRequest, _stacks_pb2.ListStacksResponse]  # type: ignore[assignment]
-    RenameStack: _aio.UnaryUnaryMultiCallable[_stacks_pb2.RenameStackRequest, _stacks_pb2.Stack]  # type: ignore[assignment]
+    RenameStack: _aio.UnaryUnaryMultiCallable[_stacks_pb2.RenameStackRequest, _stacks_pb2.RenameStackResponse]  # type: ignore[assignment]
     ReplaceStackTags: _aio.UnaryUnaryMultiCallable[_stacks_pb2.ReplaceStackTagsRequest, _stacks_pb2.Stack]  # type: ignore[assignment]
+    UpdateNotificationSettings: _aio.UnaryUnaryMultiCallable[_stacks_pb2.UpdateNotificationSettingsRequest, _stacks_pb2.Stack]  # type: ignore[assignment]
+    ReassignStackOwner: _aio.UnaryUnaryMultiCallable[_stacks_pb2.ReassignStackOwnerRequest, _stacks_pb2.ReassignStackOwnerResponse]  # type: ignore[assignment]
+    """Hands the stack to another member of its organization; answers with the previous owner."""
+    TransferStack: _aio.UnaryUnaryMultiCallable[_stacks_pb2.TransferStackRequest, _stacks_pb2.Stack]  # type: ignore[assignment]
+    """Moves the stack (same id, so history, secrets and deployments follow) to another organization."""
+    GetAnnotation: _aio.UnaryUnaryMultiCallable[_stacks_pb2.GetAnnotationRequest, _stacks_pb2.Annotation]  # type: ignore[assignment]
+    UpsertAnnotation: _aio.UnaryUnaryMultiCallable[_stacks_pb2.UpsertAnnotationRequest, _stacks_pb2.Annotation]  # type: ignore[assignment]
+    """Stores a new version of an annotation; ABORTED when the expected version is stale."""
+    GetStarterWorkflow: _aio.UnaryUnaryMultiCallable[_stacks_pb2.GetStarterWorkflowRequest, _stacks_pb2.GetStarterWorkflowResponse]  # type: ignore[assignment]
+    """A starter CI pipeline for the stack, tailored to its `pulumi:runtime` tag."""
 
 class StacksServiceServicer(metaclass=_abc_1.ABCMeta):
     """Projects and stacks: a stable stack id that survives rename, tags, remote config."""
@@ -97,7 +117,7 @@ class StacksServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _stacks_pb2.RenameStackRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_stacks_pb2.Stack, _abc.Awaitable[_stacks_pb2.Stack]]: ...
+    ) -> _typing.Union[_stacks_pb2.RenameStackResponse, _abc.Awaitable[_stacks_pb2.RenameStackResponse]]: ...
 
     @_abc_1.abstractmethod
     def ReplaceStackTags(
@@ -105,5 +125,51 @@ class StacksServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _stacks_pb2.ReplaceStackTagsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_stacks_pb2.Stack, _abc.Awaitable[_stacks_pb2.Stack]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateNotificationSettings(
+        self,
+        request: _stacks_pb2.UpdateNotificationSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.Stack, _abc.Awaitable[_stacks_pb2.Stack]]: ...
+
+    @_abc_1.abstractmethod
+    def ReassignStackOwner(
+        self,
+        request: _stacks_pb2.ReassignStackOwnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.ReassignStackOwnerResponse, _abc.Awaitable[_stacks_pb2.ReassignStackOwnerResponse]]:
+        """Hands the stack to another member of its organization; answers with the previous owner."""
+
+    @_abc_1.abstractmethod
+    def TransferStack(
+        self,
+        request: _stacks_pb2.TransferStackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.Stack, _abc.Awaitable[_stacks_pb2.Stack]]:
+        """Moves the stack (same id, so history, secrets and deployments follow) to another organization."""
+
+    @_abc_1.abstractmethod
+    def GetAnnotation(
+        self,
+        request: _stacks_pb2.GetAnnotationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.Annotation, _abc.Awaitable[_stacks_pb2.Annotation]]: ...
+
+    @_abc_1.abstractmethod
+    def UpsertAnnotation(
+        self,
+        request: _stacks_pb2.UpsertAnnotationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.Annotation, _abc.Awaitable[_stacks_pb2.Annotation]]:
+        """Stores a new version of an annotation; ABORTED when the expected version is stale."""
+
+    @_abc_1.abstractmethod
+    def GetStarterWorkflow(
+        self,
+        request: _stacks_pb2.GetStarterWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.GetStarterWorkflowResponse, _abc.Awaitable[_stacks_pb2.GetStarterWorkflowResponse]]:
+        """A starter CI pipeline for the stack, tailored to its `pulumi:runtime` tag."""
 
 def add_StacksServiceServicer_to_server(servicer: StacksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
