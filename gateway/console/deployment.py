@@ -175,7 +175,9 @@ def parse_deployment(text: bytes) -> Deployment:
     body = document.get("deployment", document)
     if not isinstance(body, dict):
         raise DeploymentError("'deployment' is not a JSON object")
-    raw_resources = body.get("resources") or []
+    raw_resources = body.get("resources")
+    if raw_resources is None:
+        raw_resources = []
     if not isinstance(raw_resources, list):
         raise DeploymentError("'deployment.resources' is not a list")
     resources = tuple(r for r in (_resource(raw) for raw in raw_resources) if r is not None)

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from gateway.console.render import CONTENT_SECURITY_POLICY
 from gateway.console.session import CSRF_COOKIE, SESSION_COOKIE
@@ -287,7 +288,7 @@ async def test_live_progress_streams_until_the_update_ends(
     page = await browser.get(f"{STACK}/updates/1")
     assert "data-live-url" in page.text and "result-in-progress" in page.text
     await run.send_events([{"stdoutEvent": {"message": "first line", "color": "raw"}}])
-    url = browser.base.join(aiohttp.client.URL(f"{STACK}/updates/1/live?after=0"))
+    url = browser.base.join(URL(f"{STACK}/updates/1/live?after=0"))
     seen: list[tuple[str, dict[str, object]]] = []
     async with browser.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as stream:
         assert stream.status == 200
