@@ -41,7 +41,7 @@ def secret(value: str) -> dict[str, str]:
     return {SIG_KEY: SECRET_SIG, "ciphertext": value}
 
 
-def untyped(resources: list[dict[str, object]]) -> bytes:
+def untyped(resources: list[object]) -> bytes:
     return orjson.dumps({"version": 3, "deployment": {"manifest": {}, "resources": resources}})
 
 
