@@ -1,9 +1,10 @@
 """Console sessions: the access token sealed (AES-GCM) into an HttpOnly, SameSite=Strict cookie.
 
 The browser never sees the token: the cookie holds ciphertext only, and pages never render
-it. The sealing key comes from CAIRN_MASTER_KEY when set (every gateway replica then reads
-every replica's cookies, and sessions survive restarts); otherwise each gateway process draws
-its own, and a restart signs everyone out. Every request still authenticates the token with
+it. The sealing key comes from CAIRN_CONSOLE_SESSION_KEY (the same on every gateway replica,
+so any replica opens any cookie, and sessions survive restarts), else from CAIRN_MASTER_KEY
+when this process has it (`cairn up`); otherwise each gateway process draws its own, and a
+restart signs everyone out. Every request still authenticates the token with
 the identity service, so a revoked token ends its sessions at once.
 """
 
@@ -68,9 +69,11 @@ class Sessions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sessions:
-        master = settings.master_key
-        secret = master.get_secret_value().encode() if master is not None else os.urandom(32)
-        return cls(secret)
+        for configured in (settings.console_session_key, settings.master_key):
+            value = configured.get_secret_value() if configured is not None else ""
+            if value:
+                return cls(value.encode())
+        return cls(os.urandom(32))
 
     def start(self, token: str) -> Session:
         return Session(

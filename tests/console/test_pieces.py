@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 from hypothesis import given
@@ -30,6 +32,7 @@ from gateway.console.timeline import (
     entry,
     plain_text,
 )
+from tests.conftest import make_settings
 
 STACK = "urn:pulumi:dev::web::pulumi:pulumi:Stack::web-dev"
 PROVIDER = "urn:pulumi:dev::web::pulumi:providers:aws::default"
@@ -231,3 +234,15 @@ def test_chat_context_as_a_console_url() -> None:
     )
     assert ChatContext("admin", "web", "dev").url("http://c") == "http://c/admin/web/dev"
     assert ChatContext("admin").url("http://c") == ""
+
+
+def test_gateways_sharing_a_session_key_open_each_others_cookies(tmp_path: Path) -> None:
+    shared = make_settings(tmp_path, "sqlite+aiosqlite://", console_session_key="k" * 40)
+    sealed = Sessions.from_settings(shared).seal(Session("pul-t", new_nonce(), 2**40))
+    assert Sessions.from_settings(shared).open(sealed) is not None
+    unkeyed = make_settings(tmp_path, "sqlite+aiosqlite://")
+    assert Sessions.from_settings(unkeyed).open(sealed) is None
+    # Without a session key, `cairn up`'s master key (same process) is used.
+    with_master = make_settings(tmp_path, "sqlite+aiosqlite://", master_key="m" * 44)
+    sealed = Sessions.from_settings(with_master).seal(Session("pul-t", new_nonce(), 2**40))
+    assert Sessions.from_settings(with_master).open(sealed) is not None
