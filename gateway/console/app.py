@@ -7,19 +7,24 @@ and public messages) or a redirect to sign-in.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from aiohttp import web
 
 from gateway.console.csrf import CSRF_NONCE, NEW_CSRF_NONCE, SESSIONS, bind_nonce
-from gateway.console.handlers import SESSION, STATIC, see_other, static_files
+from gateway.console.handlers import SESSION, STATIC, STOPPING, see_other, static_files
 from gateway.console.render import TEMPLATES, error_page, query_url, rpc_error_page, secure
 from gateway.console.render import templates as build_templates
 from gateway.console.routes import PAGES, Guard, Page
 from gateway.console.session import CSRF_COOKIE, SESSION_COOKIE, Sessions, clear_cookie, set_cookie
 from gateway.context import SETTINGS
-from gateway.errors import ApiError
+from gateway.errors import GENERIC_SERVER_ERROR, ApiError
 from gateway.middleware import authorize
 from gateway.routes import Handler, Route
+from services.common.logging import get_logger
+
+log = get_logger("cairn.console")
 
 
 def _sign_in_redirect(request: web.Request) -> web.Response:
@@ -59,6 +64,15 @@ def guarded(page: Page) -> Handler:
             response = rpc_error_page(request, error)
         except ApiError as error:
             response = error_page(request, error.status, error.message)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            response = error_page(request, error.status, f"{error.reason}: {error.text or ''}")
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("console_page_failed", path=request.path)
+            response = error_page(request, 500, GENERIC_SERVER_ERROR)
         if response.prepared:
             return response
         if cookie and session is None:
@@ -74,10 +88,21 @@ def guarded(page: Page) -> Handler:
     return handle
 
 
+async def _open_live_streams(app: web.Application) -> None:
+    app[STOPPING] = asyncio.Event()
+
+
+async def _close_live_streams(app: web.Application) -> None:
+    """Live timelines end at once on shutdown instead of holding it up."""
+    app[STOPPING].set()
+
+
 def add_console(app: web.Application) -> None:
     """Serve the console at `/` (call after the REST routes: its 404 page comes last)."""
     app[SESSIONS] = Sessions.from_settings(app[SETTINGS])
     app[TEMPLATES] = build_templates()
     app[STATIC] = static_files()
+    app.on_startup.append(_open_live_streams)
+    app.on_shutdown.append(_close_live_streams)
     for page in PAGES:
         app.router.add_route(page.method, page.path, guarded(page), name=page.name)

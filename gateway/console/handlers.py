@@ -44,6 +44,8 @@ from gateway.routes import ROUTES_BY_OPERATION
 from protos.cairn.v1 import agent_pools_pb2, copilot_pb2, stacks_pb2, updates_pb2
 
 SESSION = web.RequestKey("console_session", Session)
+# Set when the gateway shuts down: live streams end.
+STOPPING = web.AppKey("console_stopping", asyncio.Event)
 
 STACKS_PAGE_SIZE = 500
 MAX_STACK_PAGES = 10
@@ -418,8 +420,9 @@ async def update_live(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LIVE_MAX_SECONDS
     last_status: dict[str, Any] | None = None
+    stopping = request.app[STOPPING]
     with contextlib.suppress(ConnectionResetError):
-        while loop.time() < deadline:
+        while loop.time() < deadline and not stopping.is_set():
             try:
                 reply = await backends.updates.ListEngineEvents(
                     updates_pb2.ListEngineEventsRequest(
@@ -449,7 +452,8 @@ async def update_live(request: web.Request) -> web.StreamResponse:
                 await response.write(_event("end", status))
                 break
             if len(reply.events) < EVENTS_PAGE_SIZE:
-                await asyncio.sleep(LIVE_POLL_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), LIVE_POLL_SECONDS)
     return response
 
 
