@@ -353,3 +353,25 @@ async def test_static_files_and_unknown_pages(cairn: Cairn, open_browser: OpenBr
     api = await cairn.call("GET", "/api/no/such/route")
     assert api.status == 404
     assert orjson.loads(await api.read())["code"] == 404
+
+
+async def test_agent_pools_show_their_agents(cairn: Cairn, open_browser: OpenBrowser) -> None:
+    browser = open_browser()
+    await browser.sign_in()
+    empty = await browser.get("/orgs/admin/agent-pools")
+    assert empty.status == 200 and "has no agent pools" in empty.text
+    pool = await cairn.json(
+        "POST", "/api/orgs/admin/agent-pools", body={"name": f"runners{EVIL}", "description": ""}
+    )
+    waiting = await browser.get("/orgs/admin/agent-pools")
+    assert "No agent has registered" in waiting.text
+    await cairn.json(
+        "POST",
+        "/api/agents/register",
+        token=pool["tokenValue"],
+        body={"version": "1.2.3", "platform": "linux", "hostname": "build-07", "pid": 4242},
+    )
+    page = await browser.get("/orgs/admin/agent-pools")
+    assert "build-07" in page.text and "4242" in page.text and "1.2.3" in page.text
+    assert "status-online" in page.text
+    assert "<script>alert" not in page.text and "runners&lt;script&gt;" in page.text
