@@ -30,10 +30,12 @@ class Page:
     handler: Handler
     # The rule the page is authorised by, or a Guard for pages that authorise nothing.
     requires: Route | str
+    # The fallback for unknown paths stays unnamed, so metrics count it as unmatched.
+    is_fallback: bool = False
 
     @property
-    def name(self) -> str:
-        return f"console_{self.handler.__name__}"
+    def name(self) -> str | None:
+        return None if self.is_fallback else f"console_{self.handler.__name__}"
 
 
 def api(operation_id: str) -> Route:
@@ -61,5 +63,5 @@ PAGES: tuple[Page, ...] = (
     Page("GET", f"{STACK}/updates/{VERSION}/live", handlers.update_live, api("get_update_events")),
     Page("GET", f"{STACK}/resource", handlers.resource, api("export_stack")),
     # Last: every other path outside /api/ gets the console's 404 page.
-    Page("GET", r"/{path:(?!api/).*}", handlers.not_found, Guard.PUBLIC),
+    Page("GET", r"/{path:(?!api/).*}", handlers.not_found, Guard.PUBLIC, is_fallback=True),
 )
