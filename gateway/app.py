@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.backends import Backends
+from gateway.console.app import add_console
 from gateway.context import BACKENDS, SETTINGS
 from gateway.middleware import (
     accept_middleware,
@@ -43,6 +44,8 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics or default_metrics()
     add_routes(app)
+    # The web console at `/`; the REST API stays under /api/.
+    add_console(app)
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = backends is None

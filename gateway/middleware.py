@@ -171,7 +171,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[UPDATE_TOKEN] = update_token(request)
         request[CALLER] = Caller(request_id=request[REQUEST_ID])
         return await handler(request)
-    token = access_token(request)
+    await authorize(request, route, access_token(request))
+    return await handler(request)
+
+
+async def authorize(request: web.Request, route: Route, token: str) -> None:
+    """Check `token` against a route's access rule and remember who called.
+
+    The one authorisation path: the REST middleware and the console's pages both use it, so
+    a page never shows what the API would refuse. `{orgName}` (and the stack's names) come
+    from the request's path. Sets TOKEN, PRINCIPAL, CALLER and, as the rule says, ROLE and
+    STACK; raises the services' errors (401, 403, 404) otherwise.
+    """
     request[TOKEN] = token
     backends = request.app[BACKENDS]
     options: dict[str, Any] = {
@@ -183,10 +194,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             identity_pb2.AuthenticateRequest(token=token), **options
         )
         _remember(request, principal)
-        return await handler(request)
+        return
 
     org = request.match_info["orgName"]
-    authorize = backends.identity.Authorize(
+    authorizing = backends.identity.Authorize(
         identity_pb2.AuthorizeRequest(
             token=token,
             organization=org,
@@ -196,7 +207,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         **options,
     )
     if route.access is Access.ORG:
-        authorized = await authorize
+        authorized = await authorizing
     else:
         # Authorisation and stack lookup run together; an authorisation failure wins, so an
         # outsider never learns whether a stack exists.
@@ -204,7 +215,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             stacks_pb2.GetStackRequest(ref=stack_ref(request)), **options
         )
         authorized_or_error, stack_or_error = await asyncio.gather(
-            authorize, lookup, return_exceptions=True
+            authorizing, lookup, return_exceptions=True
         )
         if isinstance(authorized_or_error, BaseException):
             raise authorized_or_error
@@ -214,7 +225,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[STACK] = stack_or_error
     request[ROLE] = authorized.role
     _remember(request, authorized.principal)
-    return await handler(request)
 
 
 def _remember(request: web.Request, principal: identity_pb2.Principal) -> None:
@@ -228,6 +238,7 @@ def _remember(request: web.Request, principal: identity_pb2.Principal) -> None:
 __all__ = [
     "accept_middleware",
     "auth_middleware",
+    "authorize",
     "error_middleware",
     "metrics_middleware",
     "request_id_middleware",

@@ -139,6 +139,15 @@ async def _wait_for_signal(parent_pid: int | None = None) -> None:
                 await asyncio.wait_for(stop.wait(), PARENT_POLL_SECONDS)
 
 
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    """The port the gateway listens on (the one picked for it when configured as 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            port: int = address[1]
+            return port
+    return configured
+
+
 async def up(settings: Settings) -> None:
     """Run every service and the gateway in this process until Ctrl-C or SIGTERM."""
     from gateway.app import create_app
@@ -149,8 +158,9 @@ async def up(settings: Settings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        url = f"http://{settings.host}:{settings.port}"
+        url = f"http://{settings.host}:{_bound_port(runner, settings.port)}"
         print(f"Cairn is running at {url}", flush=True)
+        print(f"  web console {url}/", flush=True)
         print(f"  pulumi login {url}", flush=True)
         if settings.admin_token is None:
             print(
@@ -484,6 +494,7 @@ async def up_distributed(settings: Settings) -> None:
             for child in topology.services:
                 metrics = f"  metrics :{child.metrics_port}" if child.metrics_port else ""
                 print(f"  {child.label:<14} {child.address}  pid {child.pid}{metrics}", flush=True)
+            print(f"  web console {topology.urls[0]}/", flush=True)
             print(f"  pulumi login {topology.urls[0]}", flush=True)
             if not settings.redis_url:
                 print("  no CAIRN_REDIS_URL: the database row alone serialises updates", flush=True)

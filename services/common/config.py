@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     master_key: SecretStr | None = None
     admin_token: SecretStr | None = None
+    # Seals the web console's session cookies; every gateway replica needs the same one. Unset:
+    # derived from master_key when this process has it, else drawn per gateway process.
+    console_session_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     # Address (host:port, comma-separated for replicas) of each service, for the gateway and

@@ -1,0 +1,67 @@
+"""The console's pages: path, handler, and the access rule each one shares with the REST API.
+
+A page that shows what a REST route returns is authorised by that route's own `Route`
+(`ROUTES_BY_OPERATION[...]`), through the same `authorize` the API middleware calls, so the
+two cannot drift apart. Pages without a REST twin state their rule here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.console import handlers
+from gateway.routes import ROUTES_BY_OPERATION, VIEWER, Access, Handler, Route
+
+STACK = "/orgs/{orgName}/{projectName}/{stackName}"
+VERSION = r"{version:\d+}"
+
+
+class Guard:
+    """Who may open a page besides those a `Route` admits."""
+
+    PUBLIC = "public"  # anyone; no session needed
+    SESSION = "session"  # a session (not checked with the identity service: sign-out)
+
+
+@dataclass(frozen=True)
+class Page:
+    method: str
+    path: str
+    handler: Handler
+    # The rule the page is authorised by, or a Guard for pages that authorise nothing.
+    requires: Route | str
+    # The fallback for unknown paths stays unnamed, so metrics count it as unmatched.
+    is_fallback: bool = False
+
+    @property
+    def name(self) -> str | None:
+        return None if self.is_fallback else f"console_{self.handler.__name__}"
+
+
+def api(operation_id: str) -> Route:
+    """The access rule of the REST route a page mirrors."""
+    return ROUTES_BY_OPERATION[operation_id]
+
+
+# An organization's stacks: like `GET /api/user/stacks?organization=`, but an outsider gets a
+# 404 for the organization rather than an empty list.
+ORGANIZATION = Route("GET", "/orgs/{orgName}", handlers.stacks, Access.ORG, VIEWER)
+
+PAGES: tuple[Page, ...] = (
+    Page("GET", "/", handlers.organizations, api("get_current_user")),
+    Page("GET", "/signin", handlers.sign_in_form, Guard.PUBLIC),
+    Page("POST", "/signin", handlers.sign_in, Guard.PUBLIC),
+    Page("POST", "/signout", handlers.sign_out, Guard.SESSION),
+    Page("GET", "/static/{name}", handlers.static, Guard.PUBLIC),
+    Page("GET", "/copilot", handlers.copilot, api("copilot_skill")),
+    Page("POST", "/copilot", handlers.copilot_chat, api("copilot_skill")),
+    Page("GET", "/orgs/{orgName}", handlers.stacks, ORGANIZATION),
+    Page("GET", "/orgs/{orgName}/agent-pools", handlers.agent_pools, api("list_org_agent_pool")),
+    Page("GET", STACK, handlers.stack, api("get_stack")),
+    Page("GET", f"{STACK}/updates", handlers.updates, api("get_stack_updates")),
+    Page("GET", f"{STACK}/updates/{VERSION}", handlers.update, api("get_update_events")),
+    Page("GET", f"{STACK}/updates/{VERSION}/live", handlers.update_live, api("get_update_events")),
+    Page("GET", f"{STACK}/resource", handlers.resource, api("export_stack")),
+    # Last: every other path outside /api/ gets the console's 404 page.
+    Page("GET", r"/{path:(?!api/).*}", handlers.not_found, Guard.PUBLIC, is_fallback=True),
+)
