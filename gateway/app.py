@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.backends import Backends
-from gateway.context import BACKENDS, SETTINGS
+from gateway.context import BACKENDS, OPENAPI_DOCUMENT, SETTINGS
 from gateway.middleware import (
     accept_middleware,
     auth_middleware,
@@ -15,6 +15,7 @@ from gateway.middleware import (
     metrics_middleware,
     request_id_middleware,
 )
+from gateway.openapi import cached_document
 from gateway.routes import add_routes
 from services.common.config import Settings
 from services.common.metrics import METRICS, Metrics, default_metrics
@@ -43,6 +44,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics or default_metrics()
     add_routes(app)
+    app[OPENAPI_DOCUMENT] = cached_document()
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = backends is None

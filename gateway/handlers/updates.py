@@ -436,7 +436,7 @@ async def export_stack(request: web.Request) -> web.Response:
     return await _export(request, 0)
 
 
-async def export_stack_version(request: web.Request) -> web.Response:
+async def export_stack_at_version(request: web.Request) -> web.Response:
     return await _export(request, _version(request))
 
 
