@@ -14,6 +14,15 @@ from services.common.rawjson import raw_member
 
 JSON_CONTENT_TYPE = "application/json"
 
+# Integers travel in protobuf fields of these widths; a wider one is the client's mistake.
+INT32_BITS = 32
+INT64_BITS = 64
+
+
+def fits(value: int, bits: int) -> bool:
+    """Whether a signed integer field of `bits` bits holds the value."""
+    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+
 
 def json_response(payload: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type=JSON_CONTENT_TYPE)
@@ -107,13 +116,17 @@ def optional_object(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
-def optional_int(body: dict[str, Any], name: str, default: int = 0) -> int:
+def optional_int(
+    body: dict[str, Any], name: str, default: int = 0, *, bits: int = INT64_BITS
+) -> int:
     """An integer field; absent or null reads as the default."""
     value = body.get(name)
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"'{name}' must be an integer")
+    if not fits(value, bits):
+        raise bad_request(f"'{name}' is out of range")
     return value
 
 
@@ -160,13 +173,19 @@ def bool_query(request: web.Request, name: str) -> bool:
     raise ApiError(400, f"Bad Request: invalid query parameter '{name}': expected true or false")
 
 
-def int_query(request: web.Request, name: str, default: int) -> int:
+def int_query(request: web.Request, name: str, default: int, *, bits: int = INT32_BITS) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
+    return parse_int(raw, f"query parameter '{name}'", bits)
+
+
+def parse_int(raw: str, what: str, bits: int) -> int:
+    """A decimal integer from a query or path; malformed or too wide is a 400."""
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ApiError(
-            400, f"Bad Request: invalid query parameter '{name}': expected an integer"
-        ) from None
+        raise ApiError(400, f"Bad Request: invalid {what}: expected an integer") from None
+    if not fits(value, bits):
+        raise ApiError(400, f"Bad Request: invalid {what}: out of range")
+    return value

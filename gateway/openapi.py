@@ -180,7 +180,7 @@ def _operation_object(operation: Operation, schema: OperationSchema) -> dict[str
     }
     if schema.request is not None:
         result["requestBody"] = {
-            "required": bool(schema.request.get("required")),
+            "required": schema.is_body_required,
             "content": _content(schema.request, ["application/json"]),
         }
     if schema.is_deprecated:

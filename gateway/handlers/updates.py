@@ -13,13 +13,17 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options
 from gateway.convert import (
+    INT32_BITS,
+    INT64_BITS,
     exact_member,
+    fits,
     int_query,
     json_response,
     no_content,
     optional_int,
     optional_object,
     optional_string,
+    parse_int,
     parse_object,
     read_body,
     read_json_object,
@@ -97,7 +101,7 @@ async def start_update(request: web.Request) -> web.Response:
     """`POST U` (§3.4.2): the lease token, the version, and journaling if the CLI speaks it."""
     body = await read_optional_json_object(request)
     tags = string_map(body.get("tags"), "tags")
-    journal_version = optional_int(body, "journalVersion")
+    journal_version = optional_int(body, "journalVersion", bits=INT32_BITS)
     backends = request.app[BACKENDS]
     stack = request[STACK]
     options = call_options(request)
@@ -135,7 +139,7 @@ async def renew_update_lease(request: web.Request) -> web.Response:
     body = await read_optional_json_object(request)
     reply = await request.app[BACKENDS].updates.RenewLease(
         updates_pb2.RenewLeaseRequest(
-            lease=_lease(request), duration_seconds=optional_int(body, "duration")
+            lease=_lease(request), duration_seconds=optional_int(body, "duration", bits=INT32_BITS)
         ),
         **call_options(request),
     )
@@ -231,6 +235,8 @@ async def patch_update_journal_entries(request: web.Request) -> web.Response:
         if not isinstance(entry, dict):
             raise bad_request("every journal entry must be an object")
         sequence = entry.get("sequenceID")
+        if isinstance(sequence, int) and not fits(sequence, INT64_BITS):
+            raise bad_request("'sequenceID' is out of range")
         messages.append(
             updates_pb2.JournalEntry(
                 sequence_id=sequence if isinstance(sequence, int) else 0,
@@ -248,7 +254,12 @@ def _engine_event(event: Any) -> updates_pb2.EngineEvent:
     if not isinstance(event, dict):
         raise bad_request("every engine event must be an object")
     sequence = event.get("sequence")
-    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+    if (
+        not isinstance(sequence, int)
+        or isinstance(sequence, bool)
+        or sequence < 0
+        or not fits(sequence, INT64_BITS)
+    ):
         raise bad_request("every engine event needs a 'sequence' of 0 or more")
     timestamp = optional_int(event, "timestamp")
     kind = next((key for key in event if key not in ("sequence", "timestamp")), "")
@@ -417,7 +428,7 @@ async def get_stack_update(request: web.Request) -> web.Response:
 
 
 def _version(request: web.Request) -> int:
-    version = int(request.match_info["version"])
+    version = parse_int(request.match_info["version"], "version", INT64_BITS)
     if version < 1:
         raise bad_request("versions start at 1")
     return version

@@ -37,6 +37,7 @@ class OperationSchema:
     is_deprecated: bool
     query: tuple[QueryParameter, ...]
     request: Schema | None
+    is_body_required: bool
     # Success statuses; error statuses answer Pulumi's error body.
     responses: Mapping[int, Schema | None]
     errors: frozenset[int]
@@ -58,6 +59,7 @@ def _operation(entry: Mapping[str, Any]) -> OperationSchema:
             for q in entry.get("query", [])
         ),
         request=entry.get("request"),
+        is_body_required=entry.get("body_required", True),
         responses={int(status): schema for status, schema in entry["responses"].items()},
         errors=frozenset(entry.get("errors", [])),
         media_types=tuple(entry.get("media_types", [JSON])),
@@ -77,6 +79,12 @@ def load_schemas() -> SchemaSet:
         entries[name]["responses"].update(copy.deepcopy(responses))
     for name, statuses in handwritten.REPLACED_RESPONSES.items():
         entries[name]["responses"] = copy.deepcopy(statuses)
+    for name, extra in handwritten.EXTRA_ERRORS.items():
+        entries[name]["errors"] = sorted({*entries[name].get("errors", []), *extra})
+    for name in handwritten.OPTIONAL_BODIES:
+        entries[name]["body_required"] = False
+    for name, source in handwritten.ANSWERED_AS_SENT.items():
+        entries[name]["responses"] = {"200": copy.deepcopy(entries[source]["request"])}
     components = dict(data["components"])
     components.update(copy.deepcopy(handwritten.COMPONENTS))
     return SchemaSet(

@@ -212,6 +212,32 @@ REPLACED_RESPONSES: dict[str, dict[str, Any]] = {
 # Additional success statuses of catalogued operations.
 EXTRA_RESPONSES: dict[str, dict[str, Any]] = {}
 
+# Additional error statuses of catalogued operations.
+EXTRA_ERRORS: dict[str, list[int]] = {
+    # The conversation's `cloudContext.orgId` names an organization that does not exist.
+    "copilot_skill": [404],
+}
+
+# Operations whose handlers read an absent or empty body as `{}`; every other body is required.
+OPTIONAL_BODIES: tuple[str, ...] = (
+    *(f"start_update_for_{kind}" for kind in KINDS),
+    *(f"renew_update_lease_{kind}" for kind in KINDS),
+    "bootstrap_first_admin",
+    "bootstrap_first_admin_alias",
+    "log_only_decrypt_value",
+    "log_only_batch_decrypt_value",
+    "register_agent",
+)
+
+# Operations answering what was stored as sent, in another operation's request shape:
+# deployment settings keep nested members as the client wrote them (the SDK's response
+# models require members, such as `cacheOptions.enable`, that its request models do not).
+ANSWERED_AS_SENT: dict[str, str] = {
+    "get_deployment_settings": "replace_deployment_settings",
+    "patch_deployment_settings": "patch_deployment_settings",
+    "replace_deployment_settings": "replace_deployment_settings",
+}
+
 # Pulumi's error body, answered for every 4xx and 5xx.
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": _object({"code": {"type": "integer"}, "message": _STRING}),
