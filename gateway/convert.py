@@ -21,7 +21,8 @@ INT64_BITS = 64
 
 def fits(value: int, bits: int) -> bool:
     """Whether a signed integer field of `bits` bits holds the value."""
-    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+    bound: int = 1 << (bits - 1)
+    return -bound <= value < bound
 
 
 def json_response(payload: object, status: int = 200) -> web.Response:
