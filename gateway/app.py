@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.backends import Backends
 from gateway.console.app import add_console
-from gateway.context import BACKENDS, SETTINGS
+from gateway.context import BACKENDS, OPENAPI_DOCUMENT, SETTINGS
 from gateway.middleware import (
     accept_middleware,
     auth_middleware,
@@ -16,6 +16,7 @@ from gateway.middleware import (
     metrics_middleware,
     request_id_middleware,
 )
+from gateway.openapi import cached_document
 from gateway.routes import add_routes
 from services.common.config import Settings
 from services.common.metrics import METRICS, Metrics, default_metrics
@@ -44,6 +45,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics or default_metrics()
     add_routes(app)
+    app[OPENAPI_DOCUMENT] = cached_document()
     # The web console at `/`; the REST API stays under /api/.
     add_console(app)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,8 @@ from services.common.config import Settings
 
 BACKENDS = web.AppKey("backends", Backends)
 SETTINGS = web.AppKey("settings", Settings)
+# The serialised /openapi.json, built on first use (gateway/openapi.py).
+OPENAPI_DOCUMENT: web.AppKey[Callable[[], bytes]] = web.AppKey("openapi_document")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)

@@ -14,6 +14,16 @@ from services.common.rawjson import raw_member
 
 JSON_CONTENT_TYPE = "application/json"
 
+# Integers travel in protobuf fields of these widths; a wider one is the client's mistake.
+INT32_BITS = 32
+INT64_BITS = 64
+
+
+def fits(value: int, bits: int) -> bool:
+    """Whether a signed integer field of `bits` bits holds the value."""
+    bound: int = 1 << (bits - 1)
+    return -bound <= value < bound
+
 
 def json_response(payload: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type=JSON_CONTENT_TYPE)
@@ -107,13 +117,17 @@ def optional_object(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
-def optional_int(body: dict[str, Any], name: str, default: int = 0) -> int:
+def optional_int(
+    body: dict[str, Any], name: str, default: int = 0, *, bits: int = INT64_BITS
+) -> int:
     """An integer field; absent or null reads as the default."""
     value = body.get(name)
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"'{name}' must be an integer")
+    if not fits(value, bits):
+        raise bad_request(f"'{name}' is out of range")
     return value
 
 
@@ -160,16 +174,22 @@ def bool_query(request: web.Request, name: str) -> bool:
     raise ApiError(400, f"Bad Request: invalid query parameter '{name}': expected true or false")
 
 
-def int_query(request: web.Request, name: str, default: int) -> int:
+def int_query(request: web.Request, name: str, default: int, *, bits: int = INT32_BITS) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
+    return parse_int(raw, f"query parameter '{name}'", bits)
+
+
+def parse_int(raw: str, what: str, bits: int) -> int:
+    """A decimal integer from a query or path; malformed or too wide is a 400."""
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ApiError(
-            400, f"Bad Request: invalid query parameter '{name}': expected an integer"
-        ) from None
+        raise ApiError(400, f"Bad Request: invalid {what}: expected an integer") from None
+    if not fits(value, bits):
+        raise ApiError(400, f"Bad Request: invalid {what}: out of range")
+    return value
 
 
 def optional_bool(body: dict[str, Any], name: str, default: bool = False) -> bool:
@@ -186,3 +206,13 @@ def required_bool(body: dict[str, Any], name: str) -> bool:
     if body.get(name) is None:
         raise bad_request(f"'{name}' is required")
     return optional_bool(body, name)
+
+
+def path_version(request: web.Request) -> int:
+    """The `{version}` of a path: 400 below 1, 404 beyond int64 (no stack ever gets there)."""
+    version = int(request.match_info["version"])  # the route pattern admits digits only
+    if version < 1:
+        raise bad_request("versions start at 1")
+    if not fits(version, INT64_BITS):
+        raise ApiError(404, f"Not Found: Version {version}")
+    return version

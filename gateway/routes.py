@@ -1,7 +1,7 @@
 """THE route table: every REST path the gateway serves, with its access rule.
 
-The aiohttp router (and later /openapi.json) is built from this list only. A handler's name
-is its operation id (the official SDK's method name where one exists).
+The aiohttp router and /openapi.json (gateway/openapi.py) are built from this list only. A
+handler's name is its operation id (the official SDK's method name where one exists).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/livez", system.get_liveness, Access.PUBLIC, summary="The gateway answers"),
     Route("GET", "/readyz", system.get_readiness, Access.PUBLIC, summary="Every service answers"),
     Route("GET", "/metrics", system.get_metrics, Access.PUBLIC, summary="Prometheus metrics"),
+    Route("GET", "/openapi.json", system.get_openapi_document, Access.PUBLIC),
     Route("GET", "/api/capabilities", system.get_capabilities, Access.PUBLIC),
     Route("GET", "/api/cli/version", system.get_cli_version, Access.PUBLIC),
     Route("GET", "/api/admin/bootstrap", identity.get_bootstrap_status, Access.PUBLIC),
@@ -157,7 +158,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{S}/updates/latest", updates.get_latest_stack_update, Access.STACK, VIEWER),
     Route("GET", f"{S}/updates/{VERSION}", updates.get_stack_update, Access.STACK, VIEWER),
     Route("GET", f"{S}/export", updates.export_stack, Access.STACK, VIEWER),
-    Route("GET", f"{S}/export/{VERSION}", updates.export_stack_version, Access.STACK, VIEWER),
+    Route("GET", f"{S}/export/{VERSION}", updates.export_stack_at_version, Access.STACK, VIEWER),
     Route("POST", f"{S}/import", updates.import_stack, Access.STACK, MEMBER),
     Route("GET", f"{RESOURCES}/count", history.get_stack_resource_count, Access.STACK, VIEWER),
     Route("GET", f"{RESOURCES}/latest", history.get_latest_stack_resources, Access.STACK, VIEWER),

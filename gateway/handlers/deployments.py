@@ -10,10 +10,12 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, SETTINGS, STACK, call_options
 from gateway.convert import (
+    INT64_BITS,
     bool_query,
     int_query,
     json_response,
     optional_string,
+    parse_int,
     read_json_object,
 )
 from gateway.errors import bad_request
@@ -261,7 +263,8 @@ async def get_deployment_logs(request: web.Request) -> web.Response:
     if token and not token.isdigit():
         raise bad_request("invalid continuation token")
     step_view = "step" in request.query
-    offset = int_query(request, "offset", int(token) if token else 0)
+    start = parse_int(token, "continuation token", INT64_BITS) if token else 0
+    offset = int_query(request, "offset", start, bits=INT64_BITS)
     reply = await request.app[BACKENDS].agent_pools.GetDeploymentLogs(
         agent_pools_pb2.GetDeploymentLogsRequest(
             stack_id=_stack_id(request),

@@ -14,8 +14,8 @@ import orjson
 from aiohttp import web
 
 from gateway.context import BACKENDS, STACK, call_options
-from gateway.convert import bool_query, int_query, json_response
-from gateway.errors import ApiError, bad_request
+from gateway.convert import bool_query, int_query, json_response, path_version
+from gateway.errors import bad_request
 from gateway.handlers.updates import update_json
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 from services.common.stack_references import reference_names, resolve_reference
@@ -24,26 +24,10 @@ from services.common.stack_references import reference_names, resolve_reference
 REGION = ""
 
 
-MAX_VERSION = 2**63 - 1
-MAX_INT32 = 2**31 - 1
-
-
-def _version(request: web.Request) -> int:
-    version = int(request.match_info["version"])
-    if version < 1:
-        raise bad_request("versions start at 1")
-    if version > MAX_VERSION:
-        raise ApiError(404, f"Not Found: Version {version}")
-    return version
-
-
 def _paging(request: web.Request) -> tuple[int, int]:
     """`page` and `pageSize`; the updates service checks their meaning."""
     page = int_query(request, "page", 0)
     page_size = int_query(request, "pageSize", 0)
-    for name, value in (("page", page), ("pageSize", page_size)):
-        if abs(value) > MAX_INT32:
-            raise bad_request(f"Invalid '{name}' value: too large")
     return page, page_size
 
 
@@ -98,7 +82,7 @@ async def get_latest_stack_resources(request: web.Request) -> web.Response:
 
 async def get_stack_resources(request: web.Request) -> web.Response:
     """`GET S/resources/{version}`: 404 for a version the stack never had."""
-    return json_response(_resources_json(await _resources(request, _version(request))))
+    return json_response(_resources_json(await _resources(request, path_version(request))))
 
 
 async def get_latest_stack_resource(request: web.Request) -> web.Response:
@@ -108,7 +92,7 @@ async def get_latest_stack_resource(request: web.Request) -> web.Response:
 
 async def get_stack_resource(request: web.Request) -> web.Response:
     """`GET S/resources/{version}/{urn}`: 404 for an unknown version or URN."""
-    reply = await _resources(request, _version(request), _urn(request))
+    reply = await _resources(request, path_version(request), _urn(request))
     return json_response(_resource_json(reply))
 
 
@@ -139,7 +123,7 @@ def _summary_json(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
 async def get_stack_update_summary(request: web.Request) -> web.Response:
     """`GET S/updates/{version}/summary`."""
     info = await request.app[BACKENDS].updates.GetUpdate(
-        updates_pb2.GetUpdateRequest(stack_id=request[STACK].id, version=_version(request)),
+        updates_pb2.GetUpdateRequest(stack_id=request[STACK].id, version=path_version(request)),
         **call_options(request),
     )
     return json_response(_summary_json(info))
@@ -172,7 +156,7 @@ async def get_stack_previews(request: web.Request) -> web.Response:
     reply = await request.app[BACKENDS].updates.ListPreviews(
         updates_pb2.ListPreviewsRequest(
             stack_id=request[STACK].id,
-            version=_version(request),
+            version=path_version(request),
             page=page,
             page_size=page_size,
             ascending=bool_query(request, "asc"),
@@ -222,7 +206,7 @@ async def _timeline(request: web.Request, version: int) -> web.Response:
 
 async def get_update_timeline(request: web.Request) -> web.Response:
     """`GET S/updates/{version}/timeline`."""
-    return await _timeline(request, _version(request))
+    return await _timeline(request, path_version(request))
 
 
 async def get_latest_update_timeline(request: web.Request) -> web.Response:

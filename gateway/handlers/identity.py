@@ -8,11 +8,15 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, PRINCIPAL, call_options
 from gateway.convert import json_response, optional_string, read_optional_json_object
-from protos.cairn.v1 import identity_pb2
+from protos.cairn.v1 import common_pb2, identity_pb2
+
+# Pulumi's organization roles know no viewer; a viewer is a member who may only read.
+_ORGANIZATION_ROLES = {common_pb2.ROLE_ADMIN: "admin"}
 
 
 def user_json(principal: identity_pb2.Principal) -> dict[str, Any]:
-    """`GET /api/user`: the CLI requires non-empty githubLogin, also on every organization."""
+    """`GET /api/user`: the CLI requires non-empty githubLogin, also on every organization;
+    the official SDK requires each organization's role and the account flags."""
     payload: dict[str, Any] = {
         "id": principal.user_id,
         "githubLogin": principal.login,
@@ -20,11 +24,19 @@ def user_json(principal: identity_pb2.Principal) -> dict[str, Any]:
         "email": principal.email,
         "avatarUrl": principal.avatar_url,
         "organizations": [
-            {"githubLogin": m.organization, "name": m.organization, "avatarUrl": ""}
+            {
+                "githubLogin": m.organization,
+                "name": m.organization,
+                "avatarUrl": "",
+                "role": _ORGANIZATION_ROLES.get(m.role, "member"),
+            }
             for m in sorted(principal.memberships, key=lambda m: m.organization)
         ],
         "identities": [],
         "siteAdmin": principal.is_site_admin,
+        "hasMFA": False,
+        "isOrgManaged": False,
+        "isManagedByMultiOrg": False,
     }
     if principal.token_info.name:
         payload["tokenInfo"] = {

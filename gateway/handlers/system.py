@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.context import BACKENDS, SETTINGS
+from gateway.context import BACKENDS, OPENAPI_DOCUMENT, SETTINGS
 from gateway.convert import json_response
 from services.common.grpc_server import check_health
 from services.common.metrics import METRICS, exposition
@@ -57,6 +57,11 @@ async def get_readiness(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     """`/metrics`: Prometheus exposition of this process (every service too under `cairn up`)."""
     return exposition(request.app[METRICS].registry, request.headers.get("Accept", ""))
+
+
+async def get_openapi_document(request: web.Request) -> web.Response:
+    """`/openapi.json`: every route with its parameters, bodies, answers and credentials."""
+    return web.Response(body=request.app[OPENAPI_DOCUMENT](), content_type="application/json")
 
 
 async def _services_health(request: web.Request) -> web.Response:

@@ -13,7 +13,10 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options
 from gateway.convert import (
+    INT32_BITS,
+    INT64_BITS,
     exact_member,
+    fits,
     int_query,
     json_response,
     no_content,
@@ -21,12 +24,13 @@ from gateway.convert import (
     optional_object,
     optional_string,
     parse_object,
+    path_version,
     read_body,
     read_json_object,
     read_optional_json_object,
     string_map,
 )
-from gateway.errors import ApiError, bad_request
+from gateway.errors import bad_request
 from protos.cairn.v1 import stacks_pb2, updates_pb2
 
 
@@ -97,7 +101,7 @@ async def start_update(request: web.Request) -> web.Response:
     """`POST U` (§3.4.2): the lease token, the version, and journaling if the CLI speaks it."""
     body = await read_optional_json_object(request)
     tags = string_map(body.get("tags"), "tags")
-    journal_version = optional_int(body, "journalVersion")
+    journal_version = optional_int(body, "journalVersion", bits=INT32_BITS)
     backends = request.app[BACKENDS]
     stack = request[STACK]
     options = call_options(request)
@@ -135,7 +139,7 @@ async def renew_update_lease(request: web.Request) -> web.Response:
     body = await read_optional_json_object(request)
     reply = await request.app[BACKENDS].updates.RenewLease(
         updates_pb2.RenewLeaseRequest(
-            lease=_lease(request), duration_seconds=optional_int(body, "duration")
+            lease=_lease(request), duration_seconds=optional_int(body, "duration", bits=INT32_BITS)
         ),
         **call_options(request),
     )
@@ -231,6 +235,8 @@ async def patch_update_journal_entries(request: web.Request) -> web.Response:
         if not isinstance(entry, dict):
             raise bad_request("every journal entry must be an object")
         sequence = entry.get("sequenceID")
+        if isinstance(sequence, int) and not fits(sequence, INT64_BITS):
+            raise bad_request("'sequenceID' is out of range")
         messages.append(
             updates_pb2.JournalEntry(
                 sequence_id=sequence if isinstance(sequence, int) else 0,
@@ -248,7 +254,12 @@ def _engine_event(event: Any) -> updates_pb2.EngineEvent:
     if not isinstance(event, dict):
         raise bad_request("every engine event must be an object")
     sequence = event.get("sequence")
-    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+    if (
+        not isinstance(sequence, int)
+        or isinstance(sequence, bool)
+        or sequence < 0
+        or not fits(sequence, INT64_BITS)
+    ):
         raise bad_request("every engine event needs a 'sequence' of 0 or more")
     timestamp = optional_int(event, "timestamp")
     kind = next((key for key in event if key not in ("sequence", "timestamp")), "")
@@ -413,17 +424,7 @@ async def get_latest_stack_update(request: web.Request) -> web.Response:
 
 
 async def get_stack_update(request: web.Request) -> web.Response:
-    return await _get_update(request, _version(request))
-
-
-def _version(request: web.Request) -> int:
-    version = int(request.match_info["version"])
-    if version < 1:
-        raise bad_request("versions start at 1")
-    if version >= 2**63:
-        # Beyond int64: no stack ever reaches it.
-        raise ApiError(404, f"Not Found: Version {version}")
-    return version
+    return await _get_update(request, path_version(request))
 
 
 async def _export(request: web.Request, version: int) -> web.Response:
@@ -439,8 +440,8 @@ async def export_stack(request: web.Request) -> web.Response:
     return await _export(request, 0)
 
 
-async def export_stack_version(request: web.Request) -> web.Response:
-    return await _export(request, _version(request))
+async def export_stack_at_version(request: web.Request) -> web.Response:
+    return await _export(request, path_version(request))
 
 
 async def import_stack(request: web.Request) -> web.Response:

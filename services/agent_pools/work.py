@@ -290,8 +290,9 @@ class AgentPools:
     async def finish(
         self, pool_token: str, agent_id: str, deployment_id: str, status: str, message: str
     ) -> None:
-        validate_finish_status(status)
+        # The credential first: an outsider learns nothing about the arguments.
         pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        validate_finish_status(status)
         await self._store.finish(
             pool_id,
             agent_id,

@@ -169,6 +169,19 @@ async def test_bad_query_parameters_are_400(cairn: Cairn) -> None:
     assert await stack_names(cairn) == ["web/dev"]
 
 
+async def test_integers_too_wide_for_their_fields_are_400(cairn: Cairn) -> None:
+    await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev"})
+    wide = str(2**63)
+    await error_of(cairn, "GET", f"{S}/updates?pageSize={2**31}", 400)
+    await error_of(cairn, "GET", f"{S}/updates?page=-{wide}", 400)
+    # A path version beyond int64 names a version no stack can have.
+    await error_of(cairn, "GET", f"{S}/updates/{wide}", 404)
+    await error_of(cairn, "GET", f"{S}/export/{wide}", 404)
+    await error_of(cairn, "GET", f"{S}/deployments/d/logs?continuationToken={wide}", 400)
+    await error_of(cairn, "GET", f"{S}/deployments/d/logs?offset={wide}", 400)
+    await cairn.json("GET", f"{S}/updates?pageSize=1000&page=1")
+
+
 async def test_rename_conflicts_change_nothing(cairn: Cairn) -> None:
     for name in ("dev", "prod"):
         await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": name})

@@ -42,7 +42,7 @@ async def test_bootstrap_creates_the_first_admin_once(
     assert token and body["user"]["githubLogin"] == "alice"
     user = await client.get("/api/user", headers={**CLI_HEADERS, "Authorization": f"token {token}"})
     assert (await user.json())["organizations"] == [
-        {"githubLogin": "acme", "name": "acme", "avatarUrl": ""}
+        {"githubLogin": "acme", "name": "acme", "avatarUrl": "", "role": "admin"}
     ]
     again = await client.post("/api/admin/bootstrap", json={}, headers=CLI_HEADERS)
     assert again.status == 409

@@ -1,0 +1,244 @@
+"""Schemas of the operations neither the REST catalogue nor the official SDK describes.
+
+Each follows what its handler answers (gateway/handlers/system.py, identity.py,
+agent_pools.py); entries use the same shape as catalogue.json. A new route outside the
+catalogue and the SDK adds its entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KINDS = ("update", "preview", "refresh", "destroy")
+
+_STRING = {"type": "string"}
+_OPTIONAL_STRING = {"type": ["string", "null"]}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": {**required, **(optional or {})}}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_HEALTH = _object(
+    {
+        "status": {"type": "string", "enum": ["ok"]},
+        "services": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": ["serving", "unavailable"]},
+        },
+    }
+)
+
+_BOOTSTRAP = {
+    "summary": "Create the first admin user, organization and access token while none exists.",
+    "request": _object(
+        {},
+        {
+            "login": _OPTIONAL_STRING,
+            "name": _OPTIONAL_STRING,
+            "email": _OPTIONAL_STRING,
+            "organization": _OPTIONAL_STRING,
+        },
+    ),
+    "responses": {
+        "201": _object(
+            {
+                "token": _STRING,
+                "user": _object(
+                    {
+                        "id": _STRING,
+                        "githubLogin": _STRING,
+                        "name": _STRING,
+                        "email": _STRING,
+                        "siteAdmin": {"type": "boolean"},
+                    }
+                ),
+                "organization": _object({"id": _STRING, "githubLogin": _STRING}),
+            }
+        )
+    },
+    "errors": [400, 409],
+}
+
+OPERATIONS: dict[str, dict[str, Any]] = {
+    "health": {
+        "summary": "Health of every service (the same as /readyz).",
+        "responses": {"200": _HEALTH},
+        "errors": [503],
+    },
+    "get_readiness": {
+        "summary": "Ready when every service answers its gRPC health check.",
+        "responses": {"200": _HEALTH},
+        "errors": [503],
+    },
+    "get_liveness": {
+        "summary": "The gateway process answers HTTP.",
+        "responses": {"200": _object({"status": {"type": "string", "enum": ["ok"]}})},
+    },
+    "get_metrics": {
+        "summary": "Prometheus exposition of request and RPC metrics.",
+        "responses": {"200": {"type": "string"}},
+        "media_types": ["text/plain", "application/openmetrics-text"],
+    },
+    "get_openapi_document": {
+        "summary": "This OpenAPI document, built from the route table.",
+        "responses": {
+            "200": _object(
+                {"openapi": _STRING, "info": {"type": "object"}, "paths": {"type": "object"}}
+            )
+        },
+    },
+    "get_capabilities": {
+        "summary": "Capabilities the CLI may use against this server.",
+        "responses": {
+            "200": _object(
+                {
+                    "capabilities": {
+                        "type": "array",
+                        "items": _object(
+                            {"capability": _STRING},
+                            {"version": {"type": "integer"}, "configuration": {"type": "object"}},
+                        ),
+                    }
+                }
+            )
+        },
+    },
+    "get_cli_version": {
+        "summary": "The CLI versions this server speaks to.",
+        "responses": {
+            "200": _object(
+                {
+                    "latestVersion": _STRING,
+                    "oldestWithoutWarning": _STRING,
+                    "latestDevVersion": _STRING,
+                }
+            )
+        },
+    },
+    "get_bootstrap_status": {
+        "summary": "Whether the first admin still has to be created, and how users log in.",
+        "responses": {
+            "200": _object(
+                {
+                    "bootstrapNeeded": {"type": "boolean"},
+                    "loginMethods": {"type": "array", "items": _STRING},
+                }
+            )
+        },
+    },
+    "bootstrap_first_admin": _BOOTSTRAP,
+    "register_agent": {
+        "summary": "A self-hosted agent joins its pool (pool token).",
+        "request": _object(
+            {},
+            {
+                "version": _OPTIONAL_STRING,
+                "platform": _OPTIONAL_STRING,
+                "hostname": _OPTIONAL_STRING,
+                "ip": _OPTIONAL_STRING,
+                "pid": {"type": ["integer", "string", "null"]},
+            },
+        ),
+        "responses": {
+            "200": _object(
+                {
+                    "agentID": _STRING,
+                    "poolID": _STRING,
+                    "heartbeatIntervalSeconds": {"type": "integer"},
+                }
+            )
+        },
+    },
+    "agent_heartbeat": {
+        "summary": "An agent is alive; the answer names its deployments that were cancelled.",
+        "responses": {
+            "200": _object({"cancelledDeployments": {"type": "array", "items": _STRING}})
+        },
+        "errors": [404],
+    },
+    "claim_deployment": {
+        "summary": "An agent takes the next queued deployment of its pool (204 when none).",
+        "responses": {
+            "200": _object(
+                {
+                    "deploymentID": _STRING,
+                    "version": {"type": "integer"},
+                    "operation": _STRING,
+                    "orgName": _STRING,
+                    "projectName": _STRING,
+                    "stackName": _STRING,
+                    "settings": {"type": "object"},
+                }
+            ),
+            "204": None,
+        },
+        "errors": [404],
+    },
+    "append_deployment_logs": {
+        "summary": "An agent sends log lines of a deployment it runs.",
+        "request": _object({}, {"lines": {"type": ["array", "null"], "items": _STRING}}),
+        "responses": {"200": _object({"cancelled": {"type": "boolean"}})},
+        "errors": [404, 409],
+    },
+    "finish_deployment": {
+        "summary": "An agent reports the end of a deployment it ran.",
+        "request": _object({}, {"status": _OPTIONAL_STRING, "message": _OPTIONAL_STRING}),
+        "responses": {"204": None},
+        "errors": [404, 409],
+    },
+}
+
+# Operations with the same shapes as another one.
+SAME_AS: dict[str, str] = {
+    "bootstrap_first_admin_alias": "bootstrap_first_admin",
+    # Previews write no checkpoints (403), but the paths exist for every kind.
+    "patch_update_checkpoint_preview": "patch_update_checkpoint_update",
+    "patch_update_checkpoint_delta_preview": "patch_update_checkpoint_delta_update",
+    "patch_update_verbatim_checkpoint_preview": "patch_update_verbatim_checkpoint_update",
+}
+
+# Catalogued operations answering other success statuses than the catalogue names.
+REPLACED_RESPONSES: dict[str, dict[str, Any]] = {
+    # The CLI accepts any 2xx for engine events; they carry no answer.
+    **{f"record_engine_event_{kind}": {"204": None} for kind in KINDS},
+    **{f"record_engine_event_batch_{kind}": {"204": None} for kind in KINDS},
+    "cancel_deployment": {"204": None},
+}
+
+# Additional success statuses of catalogued operations.
+EXTRA_RESPONSES: dict[str, dict[str, Any]] = {}
+
+# Additional error statuses of catalogued operations.
+EXTRA_ERRORS: dict[str, list[int]] = {
+    # The conversation's `cloudContext.orgId` names an organization that does not exist.
+    "copilot_skill": [404],
+}
+
+# Operations whose handlers read an absent or empty body as `{}`; every other body is required.
+OPTIONAL_BODIES: tuple[str, ...] = (
+    *(f"start_update_for_{kind}" for kind in KINDS),
+    *(f"renew_update_lease_{kind}" for kind in KINDS),
+    "bootstrap_first_admin",
+    "bootstrap_first_admin_alias",
+    "log_only_decrypt_value",
+    "log_only_batch_decrypt_value",
+    "register_agent",
+)
+
+# Operations answering what was stored as sent, in another operation's request shape:
+# deployment settings keep nested members as the client wrote them (the SDK's response
+# models require members, such as `cacheOptions.enable`, that its request models do not).
+ANSWERED_AS_SENT: dict[str, str] = {
+    "get_deployment_settings": "replace_deployment_settings",
+    "patch_deployment_settings": "patch_deployment_settings",
+    "replace_deployment_settings": "replace_deployment_settings",
+}
+
+# Pulumi's error body, answered for every 4xx and 5xx.
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Error": _object({"code": {"type": "integer"}, "message": _STRING}),
+}
