@@ -179,7 +179,13 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "GetBootstrapStatus",
         "ListMembers",
     ),
-    "cairn.v1.StacksService": ("GetStack", "ListStacks", "ProjectExists"),
+    "cairn.v1.StacksService": (
+        "GetStack",
+        "ListStacks",
+        "ProjectExists",
+        "GetAnnotation",
+        "GetStarterWorkflow",
+    ),
     "cairn.v1.UpdatesService": (
         "GetUpdateStatus",
         "ListEngineEvents",
