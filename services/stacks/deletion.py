@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from protos.cairn.v1 import agent_pools_pb2, secrets_pb2, updates_pb2
+from protos.cairn.v1 import agent_pools_pb2, identity_pb2, secrets_pb2, updates_pb2
 from services.common.auth import Caller
 from services.common.errors import from_rpc_error
 from services.common.logging import get_logger
@@ -17,6 +17,7 @@ from services.stacks.store import StackStore
 
 if TYPE_CHECKING:
     from protos.cairn.v1.agent_pools_pb2_grpc import AgentPoolsServiceAsyncStub
+    from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
     from protos.cairn.v1.updates_pb2_grpc import UpdatesServiceAsyncStub
 
@@ -161,6 +162,20 @@ class PurgeDeployments(PeerStep):
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.PurgeStack(
             agent_pools_pb2.PurgeDeploymentsRequest(stack_id=stack.id),
+            **self._options(caller),
+        )
+
+
+class PurgeStackGrants(PeerStep):
+    """Forgets the team and user permissions granted on the stack."""
+
+    _stub: IdentityServiceAsyncStub
+
+    name = "identity"
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._stub.PurgeStackGrants(
+            identity_pb2.PurgeStackGrantsRequest(stack_id=stack.id),
             **self._options(caller),
         )
 

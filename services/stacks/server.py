@@ -10,6 +10,7 @@ import grpc
 from protos.cairn.v1 import (
     agent_pools_pb2_grpc,
     common_pb2,
+    identity_pb2_grpc,
     secrets_pb2_grpc,
     stacks_pb2,
     stacks_pb2_grpc,
@@ -22,6 +23,7 @@ from services.common.service import RunningService, open_database, peer_channel,
 from services.stacks.deletion import (
     DeleteSecretsKey,
     PurgeDeployments,
+    PurgeStackGrants,
     PurgeUpdates,
     RecordRename,
     RefuseWhileUpdating,
@@ -176,6 +178,7 @@ async def start(
         secrets_channel = peer_channel(settings, "secrets")
         updates_channel = peer_channel(settings, "updates")
         agent_pools_channel = peer_channel(settings, "agent_pools")
+        identity_channel = peer_channel(settings, "identity")
     except BaseException:
         await database.engine.dispose()
         raise
@@ -184,6 +187,7 @@ async def start(
         await secrets_channel.close(None)
         await updates_channel.close(None)
         await agent_pools_channel.close(None)
+        await identity_channel.close(None)
 
     store = StackStore(database.sessions, clock or SystemClock())
     timeout = settings.grpc_timeout_seconds
@@ -197,6 +201,7 @@ async def start(
                 agent_pools_pb2_grpc.AgentPoolsServiceStub(agent_pools_channel), timeout
             ),
             DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout),
+            PurgeStackGrants(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout),
         ),
     )
     renaming = StackRename(
