@@ -124,8 +124,11 @@ async def get_organization(request: web.Request) -> web.Response:
 async def update_organization_settings(request: web.Request) -> web.Response:
     """`PATCH /api/orgs/{orgName}`: the organization's default stack permission."""
     body = await read_json_object(request)
+    # The official SDK sends every setting, unset ones as null, false or 0.
     unsupported = sorted(
-        k for k, v in body.items() if v is not None and k not in _SUPPORTED_SETTINGS
+        key
+        for key, value in body.items()
+        if key not in _SUPPORTED_SETTINGS and value not in (None, False, 0)
     )
     if unsupported:
         raise bad_request(f"unsupported organization settings: {', '.join(unsupported)}")
