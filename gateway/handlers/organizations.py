@@ -285,7 +285,7 @@ def _member_role(body: dict[str, Any]) -> common_pb2.Role.ValueType:
 async def add_organization_member(request: web.Request) -> web.Response:
     """`POST /api/orgs/{orgName}/members/{userLogin}`: add a registered user."""
     body = await read_optional_json_object(request)
-    role = _member_role({"role": body.get("role") or "member", **body})
+    role = _member_role({**body, "role": body.get("role") or "member"})
     org = _org(request)
     member = await request.app[BACKENDS].identity.AddMember(
         identity_pb2.MemberRequest(

@@ -453,7 +453,7 @@ class IdentityStore:
                 select(InviteRow, OrganizationRow.name, UserRow)
                 .join(OrganizationRow, OrganizationRow.id == InviteRow.organization_id)
                 .join(UserRow, UserRow.id == InviteRow.user_id)
-                .order_by(InviteRow.created_at, InviteRow.id)
+                .order_by(InviteRow.created_at, UserRow.login)
             )
             if organization:
                 org = await _organization_row(session, organization)

@@ -23,6 +23,8 @@ from protos.cairn.v1 import (
     agent_pools_pb2,
     agent_pools_pb2_grpc,
     common_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
     secrets_pb2,
     secrets_pb2_grpc,
     stacks_pb2,
@@ -70,6 +72,21 @@ class FakeAgentPools(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
         return agent_pools_pb2.PurgeDeploymentsResponse()
 
 
+class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
+    """Records the stacks whose grants were purged."""
+
+    def __init__(self) -> None:
+        self.purged: list[str] = []
+
+    async def PurgeStackGrants(
+        self,
+        request: identity_pb2.PurgeStackGrantsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> identity_pb2.PurgeStackGrantsResponse:
+        self.purged.append(request.stack_id)
+        return identity_pb2.PurgeStackGrantsResponse()
+
+
 class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
     """Records purged stacks; can be told to refuse deletions with a status."""
 
@@ -111,12 +128,13 @@ class Harness:
     stub: stacks_pb2_grpc.StacksServiceAsyncStub
     secrets: FakeSecrets
     updates: FakeUpdates
+    identity: FakeIdentity
     settings: Settings
     clock: ManualClock
 
 
 @pytest.fixture
-async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
+async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, FakeIdentity, int]]:
     # The generated base classes answer UNIMPLEMENTED for every RPC the fakes leave out.
     fake = FakeSecrets()  # type: ignore[abstract]
     updates = FakeUpdates()  # type: ignore[abstract]
@@ -125,25 +143,28 @@ async def fake_peers() -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
     updates_pb2_grpc.add_UpdatesServiceServicer_to_server(updates, server)
     pools = FakeAgentPools()  # type: ignore[abstract]
     agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(pools, server)
+    identity = FakeIdentity()  # type: ignore[abstract]
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        yield fake, updates, port
+        yield fake, updates, identity, port
     finally:
         await server.stop(0)
 
 
 @pytest.fixture
 async def harness(
-    any_settings: Settings, fake_peers: tuple[FakeSecrets, FakeUpdates, int]
+    any_settings: Settings, fake_peers: tuple[FakeSecrets, FakeUpdates, FakeIdentity, int]
 ) -> AsyncIterator[Harness]:
-    fake, updates, peers_port = fake_peers
+    fake, updates, identity, peers_port = fake_peers
     settings = make_settings(
         any_settings.data_dir,
         any_settings.resolved_database_url(),
         secrets_address=f"127.0.0.1:{peers_port}",
         updates_address=f"127.0.0.1:{peers_port}",
         agent_pools_address=f"127.0.0.1:{peers_port}",
+        identity_address=f"127.0.0.1:{peers_port}",
         grpc_timeout_seconds=5.0,
     )
     clock = ManualClock()
@@ -154,6 +175,7 @@ async def harness(
             stub=stacks_pb2_grpc.StacksServiceStub(channel),
             secrets=fake,
             updates=updates,
+            identity=identity,
             settings=settings,
             clock=clock,
         )
@@ -333,6 +355,7 @@ async def test_delete_removes_the_stack_and_its_secrets_key(harness: Harness) ->
     assert reply.stack_id == doomed.id
     assert harness.secrets.deleted == [doomed.id]
     assert harness.updates.purged == [doomed.id]
+    assert harness.identity.purged == [doomed.id]
     assert (await rpc_error(get(harness, "acme", "web", "dev"))).code() == (
         grpc.StatusCode.NOT_FOUND
     )
