@@ -28,7 +28,7 @@ from gateway.context import (
 )
 from gateway.errors import ApiError, error_response, reason, rpc_error_response
 from gateway.routes import ROUTES_BY_OPERATION, Access, Route
-from protos.cairn.v1 import identity_pb2, stacks_pb2
+from protos.cairn.v1 import common_pb2, identity_pb2, stacks_pb2
 from services.common.auth import Caller
 from services.common.logging import get_logger
 from services.common.metrics import METRICS
@@ -191,40 +191,66 @@ async def authorize(request: web.Request, route: Route, token: str) -> None:
     }
     if route.access is Access.USER:
         principal = await backends.identity.Authenticate(
-            identity_pb2.AuthenticateRequest(token=token), **options
+            identity_pb2.AuthenticateRequest(token=token, manages_access=route.manages_access),
+            **options,
         )
         _remember(request, principal)
         return
 
     org = request.match_info["orgName"]
-    authorizing = backends.identity.Authorize(
+    if route.access is Access.ORG:
+        authorized = await backends.identity.Authorize(
+            identity_pb2.AuthorizeRequest(
+                token=token,
+                organization=org,
+                minimum_role=route.role,
+                create_organization_if_missing=route.create_organization,
+                manages_access=route.manages_access,
+            ),
+            **options,
+        )
+    else:
+        authorized = await _authorize_stack(request, route, token, options)
+    request[ROLE] = authorized.role
+    _remember(request, authorized.principal)
+
+
+async def _authorize_stack(
+    request: web.Request, route: Route, token: str, options: dict[str, Any]
+) -> identity_pb2.AuthorizeResponse:
+    """Resolve the stack, then check the caller's permission on it.
+
+    Grants are kept per stable stack id, so the stack is looked up first. When the lookup
+    fails, the caller's organization check runs and its failure wins: an outsider gets the
+    same 404 whether or not the stack exists.
+    """
+    backends = request.app[BACKENDS]
+    org = request.match_info["orgName"]
+    try:
+        stack = await backends.stacks.GetStack(
+            stacks_pb2.GetStackRequest(ref=stack_ref(request)), **options
+        )
+    except grpc.aio.AioRpcError:
+        await backends.identity.Authorize(
+            identity_pb2.AuthorizeRequest(
+                token=token, organization=org, minimum_role=common_pb2.ROLE_VIEWER
+            ),
+            **options,
+        )
+        raise
+    request[STACK] = stack
+    authorized: identity_pb2.AuthorizeResponse = await backends.identity.Authorize(
         identity_pb2.AuthorizeRequest(
             token=token,
             organization=org,
-            minimum_role=route.role,
-            create_organization_if_missing=route.create_organization,
+            stack_id=stack.id,
+            minimum_stack_permission=route.permission,
+            stack_owner_login=stack.owner_login,
+            manages_access=route.manages_access,
         ),
         **options,
     )
-    if route.access is Access.ORG:
-        authorized = await authorizing
-    else:
-        # Authorisation and stack lookup run together; an authorisation failure wins, so an
-        # outsider never learns whether a stack exists.
-        lookup = backends.stacks.GetStack(
-            stacks_pb2.GetStackRequest(ref=stack_ref(request)), **options
-        )
-        authorized_or_error, stack_or_error = await asyncio.gather(
-            authorizing, lookup, return_exceptions=True
-        )
-        if isinstance(authorized_or_error, BaseException):
-            raise authorized_or_error
-        if isinstance(stack_or_error, BaseException):
-            raise stack_or_error
-        authorized = authorized_or_error
-        request[STACK] = stack_or_error
-    request[ROLE] = authorized.role
-    _remember(request, authorized.principal)
+    return authorized
 
 
 def _remember(request: web.Request, principal: identity_pb2.Principal) -> None:

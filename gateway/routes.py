@@ -18,13 +18,17 @@ from gateway.handlers import (
     deployments,
     history,
     identity,
+    organizations,
     secrets,
     stack_settings,
+    stack_access,
     stacks,
     system,
+    teams,
+    tokens,
     updates,
 )
-from protos.cairn.v1 import common_pb2
+from protos.cairn.v1 import common_pb2, identity_pb2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,14 +43,16 @@ DEPLOYMENTS = f"{S}/deployments"
 RESOURCES = f"{S}/resources"
 # A URN, path-encoded or not: it holds `::` and often `/` (aiohttp keeps `%2F` until matching).
 URN = "{urn:.+}"
-CONSOLE = "/api/console/stacks/{orgName}/{projectName}/{stackName}"
+ORG = "/api/orgs/{orgName}"
+TEAM = f"{ORG}/teams/{{teamName}}"
+CONSOLE_S = "/api/console/stacks/{orgName}/{projectName}/{stackName}"
 
 
 class Access(Enum):
     PUBLIC = "public"  # no token
     USER = "user"  # any valid access token
-    ORG = "org"  # access token with a role in {orgName}
-    STACK = "stack"  # ORG, and {stackName} must exist (resolved to its stable id)
+    ORG = "org"  # access token with (at least) `role` in {orgName}
+    STACK = "stack"  # {stackName} exists and the token holds `permission` on it
     UPDATE = "update"  # `update-token <lease>` of the update in the path
     AGENT = "agent"  # `token <agent pool token>`
 
@@ -60,6 +66,12 @@ class Route:
     role: common_pb2.Role.ValueType = common_pb2.ROLE_UNSPECIFIED
     create_organization: bool = False
     summary: str = ""
+    # Stack routes: the permission needed on the stack (the identity service decides who
+    # holds it: roles, team grants, explicit grants, token kind).
+    permission: identity_pb2.StackPermission.ValueType = identity_pb2.STACK_PERMISSION_NONE
+    # Changes who may do what (members, teams, grants, tokens, invitations): personal
+    # access tokens only.
+    manages_access: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -69,6 +81,10 @@ class Route:
 VIEWER = common_pb2.ROLE_VIEWER
 MEMBER = common_pb2.ROLE_MEMBER
 ADMIN = common_pb2.ROLE_ADMIN
+
+READ = identity_pb2.STACK_PERMISSION_READ
+WRITE = identity_pb2.STACK_PERMISSION_WRITE
+STACK_ADMIN = identity_pb2.STACK_PERMISSION_ADMIN
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", system.health, Access.PUBLIC, summary="Health of every service"),
@@ -89,6 +105,194 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/user", identity.get_current_user, Access.USER),
     Route("GET", "/api/user/organizations/default", identity.get_default_organization, Access.USER),
     Route("GET", "/api/user/stacks", stacks.list_user_stacks, Access.USER),
+    Route("GET", "/api/user/organizations", organizations.list_user_organizations, Access.USER),
+    Route("POST", "/api/orgs", organizations.create_organization, Access.USER, manages_access=True),
+    Route("GET", "/api/user/tokens", tokens.list_personal_tokens, Access.USER, manages_access=True),
+    Route(
+        "POST", "/api/user/tokens", tokens.create_personal_token, Access.USER, manages_access=True
+    ),
+    Route(
+        "DELETE",
+        "/api/user/tokens/{tokenId}",
+        tokens.delete_personal_token,
+        Access.USER,
+        manages_access=True,
+    ),
+    Route(
+        "POST",
+        "/api/user/tokens/{tokenId}/rotate",
+        tokens.rotate_personal_token,
+        Access.USER,
+        manages_access=True,
+    ),
+    Route(
+        "GET",
+        "/api/user/pending-invites",
+        organizations.list_user_org_invites,
+        Access.USER,
+        manages_access=True,
+    ),
+    Route(
+        "PATCH",
+        f"{ORG}/invites/{{inviteID}}",
+        organizations.accept_org_invite,
+        Access.USER,
+        manages_access=True,
+    ),
+    Route("GET", ORG, organizations.get_organization, Access.ORG, VIEWER),
+    Route(
+        "PATCH",
+        ORG,
+        organizations.update_organization_settings,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route("GET", f"{ORG}/members", organizations.list_organization_members, Access.ORG, VIEWER),
+    Route(
+        "POST",
+        f"{ORG}/members/{{userLogin}}",
+        organizations.add_organization_member,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "PATCH",
+        f"{ORG}/members/{{userLogin}}",
+        organizations.update_organization_member,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "DELETE",
+        f"{ORG}/members/{{userLogin}}",
+        organizations.delete_organization_member,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "GET",
+        f"{ORG}/members/{{userLogin}}/teams",
+        teams.get_organization_member_teams,
+        Access.ORG,
+        VIEWER,
+    ),
+    Route(
+        "GET",
+        f"{ORG}/invites",
+        organizations.list_org_invites,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "POST",
+        f"{ORG}/invites/batch",
+        organizations.batch_create_org_invite_email,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "DELETE",
+        f"{ORG}/invites/{{inviteID}}",
+        organizations.cancel_org_invite,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route("GET", f"{ORG}/teams", teams.list_teams, Access.ORG, VIEWER),
+    Route(
+        "POST",
+        f"{ORG}/teams/pulumi",
+        teams.create_pulumi_team,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route("GET", TEAM, teams.get_team, Access.ORG, VIEWER),
+    Route("PATCH", TEAM, teams.update_team, Access.ORG, ADMIN, manages_access=True),
+    Route("DELETE", TEAM, teams.delete_team, Access.ORG, ADMIN, manages_access=True),
+    Route("GET", f"{ORG}/tokens", tokens.list_org_tokens, Access.ORG, ADMIN, manages_access=True),
+    Route("POST", f"{ORG}/tokens", tokens.create_org_token, Access.ORG, ADMIN, manages_access=True),
+    Route(
+        "DELETE",
+        f"{ORG}/tokens/{{tokenId}}",
+        tokens.delete_org_token,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "POST",
+        f"{ORG}/tokens/{{tokenId}}/rotate",
+        tokens.rotate_org_token,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route("GET", f"{TEAM}/tokens", tokens.list_team_tokens, Access.ORG, ADMIN, manages_access=True),
+    Route(
+        "POST", f"{TEAM}/tokens", tokens.create_team_token, Access.ORG, ADMIN, manages_access=True
+    ),
+    Route(
+        "DELETE",
+        f"{TEAM}/tokens/{{tokenId}}",
+        tokens.delete_team_token,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "POST",
+        f"{TEAM}/tokens/{{tokenId}}/rotate",
+        tokens.rotate_team_token,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+    ),
+    Route("GET", f"{S}/teams", stack_access.list_stack_teams, Access.STACK, permission=READ),
+    Route(
+        "GET",
+        f"{S}/collaborators",
+        stack_access.list_stack_permissions,
+        Access.STACK,
+        permission=READ,
+    ),
+    Route(
+        "PATCH",
+        f"{S}/collaborators/{{userName}}",
+        stack_access.update_stack_collaborator,
+        Access.STACK,
+        permission=STACK_ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "DELETE",
+        f"{S}/collaborators/{{userName}}",
+        stack_access.delete_stack_permission,
+        Access.STACK,
+        permission=STACK_ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "PATCH",
+        f"{CONSOLE_S}/teams/{{teamName}}",
+        stack_access.update_team_stack_permissions,
+        Access.STACK,
+        permission=STACK_ADMIN,
+        manages_access=True,
+    ),
+    Route(
+        "GET",
+        "/api/console/orgs/{orgName}/members/{userLogin}/stacks/{projectName}/{stackName}",
+        stack_access.list_member_stack_permissions,
+        Access.STACK,
+        permission=STACK_ADMIN,
+    ),
     Route("POST", "/api/ai/chat/preview", copilot.copilot_skill, Access.USER),
     Route(
         "POST",
@@ -99,47 +303,69 @@ ROUTES: tuple[Route, ...] = (
         create_organization=True,
     ),
     Route("HEAD", "/api/stacks/{orgName}/{projectName}", stacks.project_exists, Access.ORG, VIEWER),
-    Route("GET", S, stacks.get_stack, Access.STACK, VIEWER),
-    Route("DELETE", S, stacks.delete_stack, Access.STACK, ADMIN),
-    Route("POST", f"{S}/rename", stacks.rename_stack, Access.STACK, MEMBER),
-    Route("PATCH", f"{S}/tags", stacks.update_stack_tags, Access.STACK, MEMBER),
-    Route("GET", f"{S}/metadata", stack_settings.get_stack_metadata, Access.STACK, VIEWER),
+    Route("GET", S, stacks.get_stack, Access.STACK, permission=READ),
+    Route("DELETE", S, stacks.delete_stack, Access.STACK, permission=STACK_ADMIN),
+    Route("POST", f"{S}/rename", stacks.rename_stack, Access.STACK, permission=WRITE),
+    Route("PATCH", f"{S}/tags", stacks.update_stack_tags, Access.STACK, permission=WRITE),
+    Route("POST", f"{S}/encrypt", secrets.encrypt_value, Access.STACK, permission=WRITE),
+    Route("POST", f"{S}/decrypt", secrets.decrypt_value, Access.STACK, permission=WRITE),
+    Route("GET", f"{S}/metadata", stack_settings.get_stack_metadata, Access.STACK, permission=READ),
     Route(
         "PATCH",
         f"{S}/notifications/settings",
         stack_settings.update_stack_notification_settings,
         Access.STACK,
-        MEMBER,
+        permission=WRITE,
     ),
-    Route("POST", f"{S}/ownership", stack_settings.reassign_stack_ownership, Access.STACK, ADMIN),
-    Route("POST", f"{S}/transfer", stack_settings.transfer_stack, Access.STACK, ADMIN),
+    Route(
+        "POST",
+        f"{S}/ownership",
+        stack_settings.reassign_stack_ownership,
+        Access.STACK,
+        permission=STACK_ADMIN,
+    ),
+    Route(
+        "POST", f"{S}/transfer", stack_settings.transfer_stack, Access.STACK, permission=STACK_ADMIN
+    ),
     Route(
         "GET",
         f"{S}/annotations/{{kind}}",
         stack_settings.get_stacks_annotation,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
     Route(
         "PATCH",
         f"{S}/annotations/{{kind}}",
         stack_settings.upsert_stacks_annotations,
         Access.STACK,
-        MEMBER,
+        permission=WRITE,
     ),
-    Route("POST", f"{S}/workflow", stack_settings.get_stack_starter_workflow, Access.STACK, VIEWER),
-    Route("POST", f"{S}/encrypt", secrets.encrypt_value, Access.STACK, MEMBER),
-    Route("POST", f"{S}/decrypt", secrets.decrypt_value, Access.STACK, MEMBER),
-    Route("POST", f"{S}/batch-encrypt", secrets.batch_encrypt_value, Access.STACK, MEMBER),
-    Route("POST", f"{S}/batch-decrypt", secrets.batch_decrypt_value, Access.STACK, MEMBER),
     Route(
-        "POST", f"{S}/decrypt/log-decryption", secrets.log_only_decrypt_value, Access.STACK, VIEWER
+        "POST",
+        f"{S}/workflow",
+        stack_settings.get_stack_starter_workflow,
+        Access.STACK,
+        permission=READ,
     ),
-    Route("POST", f"{S}/{KIND}", updates.create_update, Access.STACK, MEMBER),
-    Route("POST", U, updates.start_update, Access.STACK, MEMBER),
-    Route("GET", U, updates.get_update_status, Access.STACK, VIEWER),
-    Route("POST", f"{U}/cancel", updates.cancel_update, Access.STACK, MEMBER),
-    Route("GET", f"{U}/events", updates.get_update_events, Access.STACK, VIEWER),
+    Route(
+        "POST", f"{S}/batch-encrypt", secrets.batch_encrypt_value, Access.STACK, permission=WRITE
+    ),
+    Route(
+        "POST", f"{S}/batch-decrypt", secrets.batch_decrypt_value, Access.STACK, permission=WRITE
+    ),
+    Route(
+        "POST",
+        f"{S}/decrypt/log-decryption",
+        secrets.log_only_decrypt_value,
+        Access.STACK,
+        permission=READ,
+    ),
+    Route("POST", f"{S}/{KIND}", updates.create_update, Access.STACK, permission=WRITE),
+    Route("POST", U, updates.start_update, Access.STACK, permission=WRITE),
+    Route("GET", U, updates.get_update_status, Access.STACK, permission=READ),
+    Route("POST", f"{U}/cancel", updates.cancel_update, Access.STACK, permission=WRITE),
+    Route("GET", f"{U}/events", updates.get_update_events, Access.STACK, permission=READ),
     Route("POST", f"{U}/renew_lease", updates.renew_update_lease, Access.UPDATE),
     Route("PATCH", f"{U}/checkpoint", updates.patch_update_checkpoint, Access.UPDATE),
     Route(
@@ -154,70 +380,114 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{U}/events", updates.post_engine_event, Access.UPDATE),
     Route("POST", f"{U}/log", updates.append_update_log_entry, Access.UPDATE),
     Route("POST", f"{U}/complete", updates.complete_update, Access.UPDATE),
-    Route("GET", f"{S}/updates", updates.get_stack_updates, Access.STACK, VIEWER),
-    Route("GET", f"{S}/updates/latest", updates.get_latest_stack_update, Access.STACK, VIEWER),
-    Route("GET", f"{S}/updates/{VERSION}", updates.get_stack_update, Access.STACK, VIEWER),
-    Route("GET", f"{S}/export", updates.export_stack, Access.STACK, VIEWER),
-    Route("GET", f"{S}/export/{VERSION}", updates.export_stack_at_version, Access.STACK, VIEWER),
-    Route("POST", f"{S}/import", updates.import_stack, Access.STACK, MEMBER),
-    Route("GET", f"{RESOURCES}/count", history.get_stack_resource_count, Access.STACK, VIEWER),
-    Route("GET", f"{RESOURCES}/latest", history.get_latest_stack_resources, Access.STACK, VIEWER),
+    Route("GET", f"{S}/updates", updates.get_stack_updates, Access.STACK, permission=READ),
     Route(
-        "GET", f"{RESOURCES}/latest/{URN}", history.get_latest_stack_resource, Access.STACK, VIEWER
+        "GET", f"{S}/updates/latest", updates.get_latest_stack_update, Access.STACK, permission=READ
     ),
-    Route("GET", f"{RESOURCES}/{VERSION}", history.get_stack_resources, Access.STACK, VIEWER),
-    Route("GET", f"{RESOURCES}/{VERSION}/{URN}", history.get_stack_resource, Access.STACK, VIEWER),
+    Route("GET", f"{S}/updates/{VERSION}", updates.get_stack_update, Access.STACK, permission=READ),
+    Route("GET", f"{S}/export", updates.export_stack, Access.STACK, permission=READ),
+    Route(
+        "GET",
+        f"{S}/export/{VERSION}",
+        updates.export_stack_at_version,
+        Access.STACK,
+        permission=READ,
+    ),
+    Route("POST", f"{S}/import", updates.import_stack, Access.STACK, permission=WRITE),
+    Route(
+        "GET", f"{RESOURCES}/count", history.get_stack_resource_count, Access.STACK, permission=READ
+    ),
+    Route(
+        "GET",
+        f"{RESOURCES}/latest",
+        history.get_latest_stack_resources,
+        Access.STACK,
+        permission=READ,
+    ),
+    Route(
+        "GET",
+        f"{RESOURCES}/latest/{URN}",
+        history.get_latest_stack_resource,
+        Access.STACK,
+        permission=READ,
+    ),
+    Route(
+        "GET", f"{RESOURCES}/{VERSION}", history.get_stack_resources, Access.STACK, permission=READ
+    ),
+    Route(
+        "GET",
+        f"{RESOURCES}/{VERSION}/{URN}",
+        history.get_stack_resource,
+        Access.STACK,
+        permission=READ,
+    ),
     Route(
         "GET",
         f"{S}/updates/{VERSION}/summary",
         history.get_stack_update_summary,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
     Route(
         "GET",
         f"{S}/updates/latest/timeline",
         history.get_latest_update_timeline,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
     Route(
-        "GET", f"{S}/updates/{VERSION}/timeline", history.get_update_timeline, Access.STACK, VIEWER
+        "GET",
+        f"{S}/updates/{VERSION}/timeline",
+        history.get_update_timeline,
+        Access.STACK,
+        permission=READ,
     ),
     Route(
-        "GET", f"{S}/updates/{VERSION}/previews", history.get_stack_previews, Access.STACK, VIEWER
+        "GET",
+        f"{S}/updates/{VERSION}/previews",
+        history.get_stack_previews,
+        Access.STACK,
+        permission=READ,
     ),
-    Route("GET", f"{S}/previews/{{updateID}}", history.get_stack_preview, Access.STACK, VIEWER),
+    Route(
+        "GET",
+        f"{S}/previews/{{updateID}}",
+        history.get_stack_preview,
+        Access.STACK,
+        permission=READ,
+    ),
     Route(
         "GET",
         f"{S}/previews/{{updateID}}/summary",
         history.get_stack_preview_summary,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
-    Route("GET", f"{S}/activity", history.get_stack_activity, Access.STACK, VIEWER),
+    Route("GET", f"{S}/activity", history.get_stack_activity, Access.STACK, permission=READ),
     Route(
         "GET",
         f"{S}/downstreamreferences",
         history.list_downstream_stack_references,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
-    Route("GET", f"{CONSOLE}/overview", history.get_stack_overview, Access.STACK, VIEWER),
+    Route(
+        "GET", f"{CONSOLE_S}/overview", history.get_stack_overview, Access.STACK, permission=READ
+    ),
     # `latest` first: the route below would take it for an update id.
     Route(
         "GET",
-        f"{CONSOLE}/updates/latest/summary",
+        f"{CONSOLE_S}/updates/latest/summary",
         history.update_summary_handler_latest,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
     Route(
         "GET",
-        f"{CONSOLE}/updates/{{updateID}}/summary",
+        f"{CONSOLE_S}/updates/{{updateID}}/summary",
         history.update_summary,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
     Route("GET", POOLS, agent_pools.list_org_agent_pool, Access.ORG, ADMIN),
     Route("POST", POOLS, agent_pools.create_org_agent_pool, Access.ORG, ADMIN),
@@ -244,38 +514,50 @@ ROUTES: tuple[Route, ...] = (
         f"{DEPLOYMENTS}/settings",
         deployments.get_deployment_settings,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
     Route(
         "POST",
         f"{DEPLOYMENTS}/settings",
         deployments.patch_deployment_settings,
         Access.STACK,
-        MEMBER,
+        permission=WRITE,
     ),
     Route(
         "PUT",
         f"{DEPLOYMENTS}/settings",
         deployments.replace_deployment_settings,
         Access.STACK,
-        MEMBER,
+        permission=WRITE,
     ),
     Route(
         "DELETE",
         f"{DEPLOYMENTS}/settings",
         deployments.delete_deployment_settings,
         Access.STACK,
-        MEMBER,
+        permission=WRITE,
     ),
     Route(
         "POST",
         f"{DEPLOYMENTS}/settings/encrypt",
         deployments.encrypt_deployment_settings_secret,
         Access.STACK,
-        MEMBER,
+        permission=WRITE,
     ),
-    Route("POST", DEPLOYMENTS, deployments.create_api_deployment_handler_v2, Access.STACK, MEMBER),
-    Route("GET", DEPLOYMENTS, deployments.list_stack_deployments_handler_v2, Access.STACK, VIEWER),
+    Route(
+        "POST",
+        DEPLOYMENTS,
+        deployments.create_api_deployment_handler_v2,
+        Access.STACK,
+        permission=WRITE,
+    ),
+    Route(
+        "GET",
+        DEPLOYMENTS,
+        deployments.list_stack_deployments_handler_v2,
+        Access.STACK,
+        permission=READ,
+    ),
     Route(
         "GET",
         "/api/orgs/{orgName}/deployments",
@@ -284,28 +566,32 @@ ROUTES: tuple[Route, ...] = (
         VIEWER,
     ),
     Route(
-        "GET", f"{DEPLOYMENTS}/{{deploymentId}}", deployments.get_deployment, Access.STACK, VIEWER
+        "GET",
+        f"{DEPLOYMENTS}/{{deploymentId}}",
+        deployments.get_deployment,
+        Access.STACK,
+        permission=READ,
     ),
     Route(
         "GET",
         f"{DEPLOYMENTS}/{{deploymentId}}/logs",
         deployments.get_deployment_logs,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
     Route(
         "POST",
         f"{DEPLOYMENTS}/{{deploymentId}}/cancel",
         deployments.cancel_deployment,
         Access.STACK,
-        MEMBER,
+        permission=WRITE,
     ),
     Route(
         "POST",
         f"{S}/decrypt/log-batch-decryption",
         secrets.log_only_batch_decrypt_value,
         Access.STACK,
-        VIEWER,
+        permission=READ,
     ),
 )
 

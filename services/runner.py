@@ -35,9 +35,9 @@ from services.common.service import RunningService, StartFunction
 
 log = get_logger("cairn")
 
-# Dependencies first: stacks calls secrets, updates and agent_pools when a stack is deleted,
-# and identity for organization members; agent_pools calls secrets; copilot reads identity,
-# stacks and updates.
+# Dependencies first: stacks calls secrets, updates, agent_pools and identity (members, and
+# grants when a stack is deleted); agent_pools calls secrets; copilot reads identity, stacks
+# and updates.
 START_ORDER: tuple[str, ...] = (
     "secrets",
     "identity",

@@ -2,16 +2,62 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.context import BACKENDS, PRINCIPAL, call_options
 from gateway.convert import json_response, optional_string, read_optional_json_object
+from gateway.errors import bad_request
 from protos.cairn.v1 import common_pb2, identity_pb2
 
-# Pulumi's organization roles know no viewer; a viewer is a member who may only read.
-_ORGANIZATION_ROLES = {common_pb2.ROLE_ADMIN: "admin"}
+ROLE_LABELS: dict[common_pb2.Role.ValueType, str] = {
+    common_pb2.ROLE_VIEWER: "viewer",
+    common_pb2.ROLE_MEMBER: "member",
+    common_pb2.ROLE_ADMIN: "admin",
+}
+ROLES_BY_LABEL = {label: role for role, label in ROLE_LABELS.items()}
+
+
+def iso_time(seconds: int) -> str:
+    """Unix seconds as RFC 3339 UTC, as the SDK's datetime fields read it."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pulumi_role(role: common_pb2.Role.ValueType) -> str:
+    """Pulumi's `OrganizationRole` has no viewer: viewers show as members whose role id
+    (`fgaRole`, `roleId`) says `viewer`."""
+    return "admin" if role == common_pb2.ROLE_ADMIN else "member"
+
+
+def parse_role(value: Any, name: str = "role") -> common_pb2.Role.ValueType:
+    """`admin`, `member` or `viewer`; anything else is a 400."""
+    role = ROLES_BY_LABEL.get(value) if isinstance(value, str) else None
+    if role is None:
+        raise bad_request(f"'{name}' must be one of admin, member or viewer")
+    return role
+
+
+def user_info_json(user: identity_pb2.User) -> dict[str, Any]:
+    """Pulumi's `UserInfo`."""
+    return {
+        "name": user.name or user.login,
+        "githubLogin": user.login,
+        "avatarUrl": "",
+        "email": user.email,
+    }
+
+
+def organization_summary_json(membership: identity_pb2.Membership) -> dict[str, Any]:
+    """Pulumi's `OrganizationSummaryWithRole`, plus Cairn's exact role as `roleId`."""
+    return {
+        "githubLogin": membership.organization,
+        "name": membership.organization,
+        "avatarUrl": "",
+        "role": pulumi_role(membership.role),
+        "roleId": ROLE_LABELS.get(membership.role, ""),
+    }
 
 
 def user_json(principal: identity_pb2.Principal) -> dict[str, Any]:
@@ -24,14 +70,10 @@ def user_json(principal: identity_pb2.Principal) -> dict[str, Any]:
         "email": principal.email,
         "avatarUrl": principal.avatar_url,
         "organizations": [
-            {
-                "githubLogin": m.organization,
-                "name": m.organization,
-                "avatarUrl": "",
-                "role": _ORGANIZATION_ROLES.get(m.role, "member"),
-            }
+            organization_summary_json(m)
             for m in sorted(principal.memberships, key=lambda m: m.organization)
         ],
+        "potentialOrganizations": [],
         "identities": [],
         "siteAdmin": principal.is_site_admin,
         "hasMFA": False,
@@ -61,8 +103,32 @@ async def get_bootstrap_status(request: web.Request) -> web.Response:
         identity_pb2.GetBootstrapStatusRequest(), **call_options(request)
     )
     return json_response(
-        {"bootstrapNeeded": reply.is_bootstrap_needed, "loginMethods": list(reply.login_methods)}
+        {
+            "bootstrapNeeded": reply.is_bootstrap_needed,
+            "loginMethods": list(reply.login_methods),
+            "bootstrapRequired": reply.is_bootstrap_needed,
+            "firstAdminConfigured": not reply.is_bootstrap_needed,
+            "organizationConfigured": reply.has_organization,
+            "nextSteps": _next_steps(reply),
+        }
     )
+
+
+def _next_steps(reply: identity_pb2.GetBootstrapStatusResponse) -> list[str]:
+    """What an operator does next on this instance, in order."""
+    if reply.is_bootstrap_needed:
+        return [
+            "Create the first admin: POST /api/admin/bootstrap/first-admin "
+            '{"login": ..., "organization": ...} (the response holds its access token, once).',
+            "Log the Pulumi CLI in with that token: pulumi login <this server's URL>.",
+        ]
+    if not reply.has_organization:
+        return ['Create an organization: POST /api/orgs {"name": ...}.']
+    return [
+        "Invite members: POST /api/orgs/{orgName}/invites/batch.",
+        "Create teams and grant them stacks: POST /api/orgs/{orgName}/teams/pulumi.",
+        "Create organization or team tokens for CI: POST /api/orgs/{orgName}/tokens.",
+    ]
 
 
 async def bootstrap_first_admin(request: web.Request) -> web.Response:

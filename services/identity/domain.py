@@ -8,13 +8,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.common.errors import InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_NAME_LENGTH = 100
 MAX_DISPLAY_NAME_LENGTH = 255
 MAX_EMAIL_LENGTH = 320
 MAX_TOKEN_NAME_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 1024
 # Echoed names are cut short so a hostile request cannot inflate error bodies.
 _SHOWN_LENGTH = 100
 
@@ -47,6 +53,50 @@ class Role(enum.IntEnum):
         return cls[label.upper()]
 
 
+class StackPermission(enum.IntEnum):
+    """Pulumi's stack permission levels (the REST wire values); higher grants more."""
+
+    NONE = 0
+    READ = 101
+    WRITE = 102
+    ADMIN = 103
+    # Pulumi's `Creator`: what the stack's creator holds, everything admin grants. Cairn
+    # derives it from stack ownership and never stores it as a grant.
+    CREATOR = 104
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+GRANTABLE_STACK_PERMISSIONS = frozenset(
+    {StackPermission.READ, StackPermission.WRITE, StackPermission.ADMIN}
+)
+# What members hold on every stack of a new organization: the rights members had before
+# per-stack permissions existed.
+DEFAULT_STACK_PERMISSION = StackPermission.WRITE
+
+
+class TokenKind(enum.Enum):
+    """Whose access token: a user's, an organization's or a team's."""
+
+    PERSONAL = "personal"
+    ORGANIZATION = "organization"
+    TEAM = "team"
+
+
+class TeamRole(enum.Enum):
+    MEMBER = "member"
+    ADMIN = "admin"
+
+
+class MemberAction(enum.Enum):
+    ADD = "add"
+    REMOVE = "remove"
+    PROMOTE = "promote"
+    DEMOTE = "demote"
+
+
 @dataclass(frozen=True)
 class NewUser:
     login: str
@@ -73,6 +123,13 @@ class Organization:
 
 
 @dataclass(frozen=True)
+class OrganizationDetails:
+    organization: Organization
+    default_stack_permission: StackPermission
+    member_count: int
+
+
+@dataclass(frozen=True)
 class Membership:
     organization: str
     user_login: str
@@ -80,12 +137,24 @@ class Membership:
 
 
 @dataclass(frozen=True)
+class Member:
+    user: User
+    role: Role
+    joined_at: datetime
+    teams: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TokenInfo:
-    """What the CLI shows about the token in use; team and organization tokens come later."""
+    """What the CLI shows about the token in use, and what kind of token it is."""
 
     name: str
     organization: str = ""
     team: str = ""
+    id: str = ""
+    kind: TokenKind = TokenKind.PERSONAL
+    # Organization tokens only: they act as an organization admin on stacks.
+    is_admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +172,123 @@ class Authorization:
     principal: Principal
     role: Role
     is_organization_created: bool = False
+    stack_permission: StackPermission = StackPermission.NONE
+
+
+@dataclass(frozen=True)
+class StackGrants:
+    """What decides one caller's permission on one stack, besides their role."""
+
+    organization_default: StackPermission
+    # The caller's teams' grants on the stack (for a team token: that team's only).
+    team_permissions: tuple[StackPermission, ...] = ()
+    explicit: StackPermission = StackPermission.NONE
+    is_owner: bool = False
+
+
+@dataclass(frozen=True)
+class TokenScope:
+    kind: TokenKind
+    user_login: str = ""
+    organization: str = ""
+    team: str = ""
+
+
+@dataclass(frozen=True)
+class NewToken:
+    scope: TokenScope
+    name: str
+    description: str
+    token_hash: str
+    created_by: str
+    expires_at: datetime | None = None
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A token as lists show it: never its value."""
+
+    id: str
+    kind: TokenKind
+    name: str
+    description: str
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rotated_at: datetime | None
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Invite:
+    id: str
+    organization: str
+    user: User
+    role: Role
+    invited_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    user: User
+    role: TeamRole
+
+
+@dataclass(frozen=True)
+class StackGrant:
+    stack_id: str
+    permission: StackPermission
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str
+    organization: str
+    name: str
+    display_name: str
+    description: str
+    created_at: datetime
+    members: tuple[TeamMember, ...] = ()
+    stacks: tuple[StackGrant, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeamChange:
+    """One `PATCH` of a team: any of these, applied together."""
+
+    display_name: str | None = None
+    description: str | None = None
+    member_action: MemberAction | None = None
+    member_login: str = ""
+    set_stack: StackGrant | None = None
+    remove_stack_id: str = ""
+
+
+@dataclass(frozen=True)
+class TeamStackGrant:
+    team: Team
+    permission: StackPermission
+    is_member: bool
+
+
+@dataclass(frozen=True)
+class UserStackGrant:
+    user: User
+    permission: StackPermission
+
+
+@dataclass(frozen=True)
+class MemberStackPermissions:
+    user: User
+    role: Role
+    organization_default: StackPermission
+    teams: tuple[TeamStackGrant, ...]
+    explicit: StackPermission
+    effective: StackPermission
 
 
 @dataclass(frozen=True)
@@ -199,6 +385,123 @@ def role_in(principal: Principal, organization: str) -> Role | None:
     return None
 
 
+def team_not_found(team: str) -> NotFound:
+    return NotFound(f"Not Found: team '{shown(team)}' not found")
+
+
+def token_not_found(token_id: str) -> NotFound:
+    return NotFound(f"Not Found: access token '{shown(token_id)}' not found")
+
+
+def invite_not_found(invite_id: str) -> NotFound:
+    return NotFound(f"Not Found: invitation '{shown(invite_id)}' not found")
+
+
+LAST_ADMIN = (
+    "Conflict: an organization must keep at least one admin; make another member admin first"
+)
+
+
+def check_admins_remain(current_role: Role, new_role: Role | None, admin_count: int) -> None:
+    """Refuse demoting or removing (new_role None) the organization's last admin."""
+    if current_role is Role.ADMIN and new_role is not Role.ADMIN and admin_count <= 1:
+        raise FailedPrecondition(LAST_ADMIN)
+
+
+def validate_grant(permission: int) -> StackPermission:
+    """A permission a team or user may be granted on a stack (read, write or admin)."""
+    try:
+        value = StackPermission(permission)
+    except ValueError:
+        value = None
+    if value not in GRANTABLE_STACK_PERMISSIONS:
+        raise InvalidArgument(
+            f"Bad Request: invalid stack permission {permission}: use 101 (read), "
+            "102 (write) or 103 (admin)"
+        )
+    assert value is not None
+    return value
+
+
+def validate_default_permission(permission: int) -> StackPermission:
+    """The organization's default stack permission for members: none, read, write or admin."""
+    if permission == StackPermission.NONE:
+        return StackPermission.NONE
+    return validate_grant(permission)
+
+
+# --- Authorisation: the one place that decides who may do what ------------------------------
+#
+# Organization routes need a minimum role; stack routes need a minimum stack permission.
+#
+# - Personal tokens act as their user: the organization role, plus, on stacks,
+#   max(role baseline, the caller's teams' grants, the explicit user grant, owner -> creator).
+#   The baseline is admin for admins, the organization default for members and read for
+#   viewers; viewers are capped at read whatever they are granted.
+# - Organization tokens act as the organization: role member (admin when created with
+#   `admin`), write on every stack (admin when `admin`).
+# - Team tokens act with the team's grants only: role viewer in the team's organization
+#   (organization reads), and on stacks exactly the team's grants.
+# - Organization and team tokens never manage access: members, invitations, teams, grants,
+#   the organization's settings and tokens need a personal token (403).
+# - Outside the organization a caller learns nothing: 404, as for a missing organization.
+
+MACHINE_TOKENS_CANNOT_MANAGE = (
+    "Forbidden: organization and team tokens cannot manage members, teams, permissions, "
+    "invitations or tokens; use a personal access token"
+)
+
+
+def token_role(token: TokenInfo) -> Role:
+    """The organization role an organization or team token acts with, in its organization."""
+    if token.kind is TokenKind.ORGANIZATION:
+        return Role.ADMIN if token.is_admin else Role.MEMBER
+    return Role.VIEWER
+
+
+def check_manages_access(token: TokenInfo, manages_access: bool) -> None:
+    if manages_access and token.kind is not TokenKind.PERSONAL:
+        raise PermissionDenied(MACHINE_TOKENS_CANNOT_MANAGE)
+
+
+def effective_stack_permission(
+    token: TokenInfo, role: Role | None, grants: StackGrants
+) -> StackPermission:
+    """The caller's permission on one stack (see the rules above)."""
+    if role is None:
+        return StackPermission.NONE
+    if token.kind is TokenKind.TEAM:
+        return max(grants.team_permissions, default=StackPermission.NONE)
+    if token.kind is TokenKind.ORGANIZATION:
+        return StackPermission.ADMIN if token.is_admin else StackPermission.WRITE
+    baseline = {
+        Role.ADMIN: StackPermission.ADMIN,
+        Role.MEMBER: grants.organization_default,
+        Role.VIEWER: StackPermission.READ,
+    }[role]
+    owner = StackPermission.CREATOR if grants.is_owner else StackPermission.NONE
+    best = max(baseline, grants.explicit, owner, *grants.team_permissions)
+    if role is Role.VIEWER:
+        return min(best, StackPermission.READ)
+    return best
+
+
+def require_stack_permission(
+    organization: str,
+    role: Role | None,
+    permission: StackPermission,
+    minimum: StackPermission,
+) -> StackPermission:
+    """The granted permission, or the error for a caller who lacks `minimum` on the stack."""
+    if role is None:
+        raise organization_not_found(organization)
+    if permission < minimum:
+        raise PermissionDenied(
+            f"Forbidden: this requires the {minimum.label} permission on the stack"
+        )
+    return permission
+
+
 def require_role(organization: str, role: Role | None, minimum: Role) -> Role:
     """The granted role, or the error for a caller who lacks `minimum`."""
     if role is None:
@@ -209,6 +512,12 @@ def require_role(organization: str, role: Role | None, minimum: Role) -> Role:
             f"'{shown(organization)}'"
         )
     return role
+
+
+def validate_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
+    if expires_at is not None and expires_at <= now:
+        raise InvalidArgument("Bad Request: 'expires' must be in the future (unix seconds)")
+    return expires_at
 
 
 def is_token_usable(

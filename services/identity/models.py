@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from services.common.db import new_metadata
 
@@ -31,6 +40,8 @@ class OrganizationRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What members hold on every stack unless granted more (0, 101, 102 or 103).
+    default_stack_permission: Mapped[int] = mapped_column(Integer, server_default="102")
 
 
 class MembershipRow(Base):
@@ -48,16 +59,34 @@ class MembershipRow(Base):
         index=True,
     )
     role: Mapped[str] = mapped_column(String(16))
+    # Empty for memberships older than this column.
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class AccessTokenRow(Base):
     __tablename__ = "identity_access_tokens"
+    __table_args__ = (CheckConstraint("kind IN ('personal', 'organization', 'team')", name="kind"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    # The owner of a personal token; empty for organization and team tokens.
+    user_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("identity_users.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), server_default="personal")
+    organization_id: Mapped[str | None] = mapped_column(
+        String(32),
+        ForeignKey("identity_organizations.id", ondelete="CASCADE"),
+        index=True,
+        nullable=True,
+    )
+    team_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("identity_teams.id", ondelete="CASCADE"), index=True, nullable=True
     )
     name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(1024), server_default="")
+    created_by: Mapped[str] = mapped_column(String(100), server_default="")
+    is_admin: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # SHA-256 hex of the token; the plaintext is never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -73,4 +102,81 @@ class BootstrapRow(Base):
     __table_args__ = (CheckConstraint("id = 1", name="singleton"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TeamRow(Base):
+    __tablename__ = "identity_teams"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("identity_organizations.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    display_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TeamMemberRow(Base):
+    __tablename__ = "identity_team_members"
+    __table_args__ = (CheckConstraint("role IN ('member', 'admin')", name="role"),)
+
+    team_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("identity_teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(32),
+        ForeignKey("identity_users.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class TeamStackGrantRow(Base):
+    """A team's permission on one stack, by the stack's stable id."""
+
+    __tablename__ = "identity_team_stack_grants"
+
+    team_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("identity_teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Indexed: every stack route looks up the grants of one stack.
+    stack_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    permission: Mapped[int] = mapped_column(Integer)
+
+
+class UserStackGrantRow(Base):
+    """A user's explicit permission on one stack of an organization they belong to."""
+
+    __tablename__ = "identity_user_stack_grants"
+
+    stack_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(32),
+        ForeignKey("identity_users.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    organization_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("identity_organizations.id", ondelete="CASCADE"), index=True
+    )
+    permission: Mapped[int] = mapped_column(Integer)
+
+
+class InviteRow(Base):
+    __tablename__ = "identity_invites"
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'member', 'admin')", name="role"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("identity_organizations.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    invited_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

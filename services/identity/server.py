@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,41 @@ from services.identity.domain import (
     BOOTSTRAP_TOKEN_NAME,
     DEFAULT_ADMIN_LOGIN,
     LOGIN_METHODS,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_DISPLAY_NAME_LENGTH,
     MAX_TOKEN_NAME_LENGTH,
     UNAUTHORIZED,
+    AccessToken,
     Authorization,
+    Invite,
+    Member,
+    MemberAction,
     Membership,
+    NewToken,
     NewUser,
     Organization,
+    OrganizationDetails,
     Principal,
     Role,
+    StackGrant,
+    StackPermission,
+    Team,
+    TeamChange,
+    TeamRole,
+    TeamStackGrant,
+    TokenKind,
+    TokenScope,
     User,
+    UserStackGrant,
+    check_manages_access,
+    effective_stack_permission,
+    organization_not_found,
     require_role,
+    require_stack_permission,
     role_in,
+    validate_default_permission,
+    validate_expiry,
+    validate_grant,
     validate_name,
     validate_new_user,
     validate_text,
@@ -54,32 +78,58 @@ _ROLE_BY_ENUM: dict[common_pb2.Role.ValueType, Role] = {
 }
 _ENUM_BY_ROLE = {role: value for value, role in _ROLE_BY_ENUM.items()}
 
+_KIND_BY_ENUM: dict[identity_pb2.TokenKind.ValueType, TokenKind] = {
+    identity_pb2.TOKEN_KIND_PERSONAL: TokenKind.PERSONAL,
+    identity_pb2.TOKEN_KIND_ORGANIZATION: TokenKind.ORGANIZATION,
+    identity_pb2.TOKEN_KIND_TEAM: TokenKind.TEAM,
+}
+_ENUM_BY_KIND = {kind: value for value, kind in _KIND_BY_ENUM.items()}
+
+_MEMBER_ACTIONS: dict[identity_pb2.MemberAction.ValueType, MemberAction] = {
+    identity_pb2.MEMBER_ACTION_ADD: MemberAction.ADD,
+    identity_pb2.MEMBER_ACTION_REMOVE: MemberAction.REMOVE,
+    identity_pb2.MEMBER_ACTION_PROMOTE: MemberAction.PROMOTE,
+    identity_pb2.MEMBER_ACTION_DEMOTE: MemberAction.DEMOTE,
+}
+_ENUM_BY_TEAM_ROLE = {
+    TeamRole.MEMBER: identity_pb2.TEAM_ROLE_MEMBER,
+    TeamRole.ADMIN: identity_pb2.TEAM_ROLE_ADMIN,
+}
+
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, store: IdentityStore) -> None:
+    def __init__(self, store: IdentityStore, clock: Clock) -> None:
         self._store = store
+        self._clock = clock
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: Context
     ) -> identity_pb2.Principal:
-        return _principal(await self._authenticate(request.token))
+        principal = await self._authenticate(request.token)
+        check_manages_access(principal.token_info, request.manages_access)
+        return _principal(principal)
 
     async def Authorize(
         self, request: identity_pb2.AuthorizeRequest, context: Context
     ) -> identity_pb2.AuthorizeResponse:
         principal = await self._authenticate(request.token)
-        minimum = _role(request.minimum_role)
-        authorization = await self._authorize(
-            principal,
-            request.token,
-            request.organization,
-            minimum,
-            create_if_missing=request.create_organization_if_missing,
-        )
+        if request.stack_id:
+            authorization = await self._authorize_stack(principal, request)
+        else:
+            minimum = _role(request.minimum_role)
+            authorization = await self._authorize(
+                principal,
+                request.token,
+                request.organization,
+                minimum,
+                create_if_missing=request.create_organization_if_missing,
+            )
+        check_manages_access(authorization.principal.token_info, request.manages_access)
         return identity_pb2.AuthorizeResponse(
             principal=_principal(authorization.principal),
             role=_ENUM_BY_ROLE[authorization.role],
             organization_created=authorization.is_organization_created,
+            stack_permission=_permission_enum(authorization.stack_permission),
         )
 
     async def GetBootstrapStatus(
@@ -88,6 +138,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         return identity_pb2.GetBootstrapStatusResponse(
             is_bootstrap_needed=not await self._store.has_users(),
             login_methods=LOGIN_METHODS,
+            has_organization=await self._store.has_organizations(),
         )
 
     async def BootstrapFirstAdmin(
@@ -141,27 +192,279 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListMembersRequest, context: Context
     ) -> identity_pb2.ListMembersResponse:
         members = await self._store.list_members(request.organization)
-        return identity_pb2.ListMembersResponse(
-            members=[
-                identity_pb2.Member(user=_user(user), role=_ENUM_BY_ROLE[role])
-                for user, role in members
-            ]
+        return identity_pb2.ListMembersResponse(members=[_member(m) for m in members])
+
+    async def GetOrganization(
+        self, request: identity_pb2.GetOrganizationRequest, context: Context
+    ) -> identity_pb2.OrganizationDetails:
+        return _details(await self._store.get_organization(request.organization))
+
+    async def UpdateOrganization(
+        self, request: identity_pb2.UpdateOrganizationRequest, context: Context
+    ) -> identity_pb2.OrganizationDetails:
+        default = (
+            validate_default_permission(request.default_stack_permission)
+            if request.HasField("default_stack_permission")
+            else None
         )
+        return _details(await self._store.update_organization(request.organization, default))
+
+    async def AddMember(
+        self, request: identity_pb2.MemberRequest, context: Context
+    ) -> identity_pb2.Member:
+        role = _role(request.role)
+        return _member(await self._store.add_member(request.organization, request.user_login, role))
+
+    async def UpdateMember(
+        self, request: identity_pb2.MemberRequest, context: Context
+    ) -> identity_pb2.Member:
+        role = _role(request.role)
+        member = await self._store.update_member(request.organization, request.user_login, role)
+        return _member(member)
+
+    async def RemoveMember(
+        self, request: identity_pb2.RemoveMemberRequest, context: Context
+    ) -> identity_pb2.RemoveMemberResponse:
+        await self._store.remove_member(request.organization, request.user_login)
+        return identity_pb2.RemoveMemberResponse()
+
+    async def CreateInvites(
+        self, request: identity_pb2.CreateInvitesRequest, context: Context
+    ) -> identity_pb2.CreateInvitesResponse:
+        if not request.targets:
+            raise InvalidArgument("Bad Request: name at least one user to invite")
+        targets = [(target.recipient, _role(target.role)) for target in request.targets]
+        invites = await self._store.create_invites(
+            request.organization, targets, request.invited_by
+        )
+        return identity_pb2.CreateInvitesResponse(invites=[_invite(i) for i in invites])
+
+    async def ListInvites(
+        self, request: identity_pb2.ListInvitesRequest, context: Context
+    ) -> identity_pb2.ListInvitesResponse:
+        if bool(request.organization) == bool(request.user_login):
+            raise InvalidArgument("Bad Request: name either an organization or a user")
+        invites = await self._store.list_invites(
+            organization=request.organization, login=request.user_login
+        )
+        return identity_pb2.ListInvitesResponse(invites=[_invite(i) for i in invites])
+
+    async def AcceptInvite(
+        self, request: identity_pb2.AcceptInviteRequest, context: Context
+    ) -> identity_pb2.Membership:
+        membership = await self._store.accept_invite(
+            request.organization, request.invite_id, request.user_login
+        )
+        log.info("invite_accepted", organization=membership.organization, login=request.user_login)
+        return _membership(membership)
+
+    async def CancelInvite(
+        self, request: identity_pb2.CancelInviteRequest, context: Context
+    ) -> identity_pb2.CancelInviteResponse:
+        await self._store.cancel_invite(request.organization, request.invite_id)
+        return identity_pb2.CancelInviteResponse()
+
+    async def CreateTeam(
+        self, request: identity_pb2.CreateTeamRequest, context: Context
+    ) -> identity_pb2.Team:
+        name = validate_name("team name", request.name)
+        display_name = validate_text("display name", request.display_name, MAX_DISPLAY_NAME_LENGTH)
+        description = validate_text("description", request.description, MAX_DESCRIPTION_LENGTH)
+        team = await self._store.create_team(
+            request.organization, name, display_name, description, request.creator_login
+        )
+        return _team(team)
+
+    async def ListTeams(
+        self, request: identity_pb2.ListTeamsRequest, context: Context
+    ) -> identity_pb2.ListTeamsResponse:
+        teams = await self._store.list_teams(request.organization)
+        return identity_pb2.ListTeamsResponse(teams=[_team(t) for t in teams])
+
+    async def GetTeam(
+        self, request: identity_pb2.GetTeamRequest, context: Context
+    ) -> identity_pb2.Team:
+        return _team(await self._store.get_team(request.organization, request.name))
+
+    async def UpdateTeam(
+        self, request: identity_pb2.UpdateTeamRequest, context: Context
+    ) -> identity_pb2.Team:
+        action = _MEMBER_ACTIONS.get(request.member_action)
+        if action is not None and not request.member_login:
+            raise InvalidArgument("Bad Request: 'member' is required with 'memberAction'")
+        change = TeamChange(
+            display_name=(
+                validate_text("display name", request.display_name, MAX_DISPLAY_NAME_LENGTH)
+                if request.HasField("display_name")
+                else None
+            ),
+            description=(
+                validate_text("description", request.description, MAX_DESCRIPTION_LENGTH)
+                if request.HasField("description")
+                else None
+            ),
+            member_action=action,
+            member_login=request.member_login,
+            set_stack=(
+                StackGrant(
+                    stack_id=request.set_stack.stack_id,
+                    permission=validate_grant(request.set_stack.permission),
+                )
+                if request.HasField("set_stack")
+                else None
+            ),
+            remove_stack_id=request.remove_stack_id,
+        )
+        return _team(await self._store.update_team(request.organization, request.name, change))
+
+    async def DeleteTeam(
+        self, request: identity_pb2.DeleteTeamRequest, context: Context
+    ) -> identity_pb2.DeleteTeamResponse:
+        await self._store.delete_team(request.organization, request.name)
+        return identity_pb2.DeleteTeamResponse()
+
+    async def ListMemberTeams(
+        self, request: identity_pb2.ListMemberTeamsRequest, context: Context
+    ) -> identity_pb2.ListTeamsResponse:
+        teams = await self._store.list_member_teams(request.organization, request.user_login)
+        return identity_pb2.ListTeamsResponse(teams=[_team(t) for t in teams])
+
+    async def SetTeamStackPermission(
+        self, request: identity_pb2.SetTeamStackPermissionRequest, context: Context
+    ) -> identity_pb2.StackGrantsResponse:
+        permission = validate_default_permission(request.permission)
+        _require_stack_id(request.stack_id)
+        await self._store.set_team_stack_permission(
+            request.organization, request.team, request.stack_id, permission
+        )
+        return await self._grants(request.organization, request.stack_id, "")
+
+    async def SetUserStackPermission(
+        self, request: identity_pb2.SetUserStackPermissionRequest, context: Context
+    ) -> identity_pb2.StackGrantsResponse:
+        permission = validate_default_permission(request.permission)
+        _require_stack_id(request.stack_id)
+        await self._store.set_user_stack_permission(
+            request.organization, request.user_login, request.stack_id, permission
+        )
+        return await self._grants(request.organization, request.stack_id, "")
+
+    async def ListStackGrants(
+        self, request: identity_pb2.ListStackGrantsRequest, context: Context
+    ) -> identity_pb2.StackGrantsResponse:
+        _require_stack_id(request.stack_id)
+        return await self._grants(request.organization, request.stack_id, request.viewer_login)
+
+    async def GetMemberStackPermissions(
+        self, request: identity_pb2.GetMemberStackPermissionsRequest, context: Context
+    ) -> identity_pb2.MemberStackPermissions:
+        _require_stack_id(request.stack_id)
+        found = await self._store.member_stack_permissions(
+            request.organization, request.user_login, request.stack_id, request.stack_owner_login
+        )
+        return identity_pb2.MemberStackPermissions(
+            user=_user(found.user),
+            role=_ENUM_BY_ROLE[found.role],
+            organization_default=_permission_enum(found.organization_default),
+            teams=[_team_grant(t) for t in found.teams],
+            explicit_permission=_permission_enum(found.explicit),
+            effective_permission=_permission_enum(found.effective),
+        )
+
+    async def PurgeStackGrants(
+        self, request: identity_pb2.PurgeStackGrantsRequest, context: Context
+    ) -> identity_pb2.PurgeStackGrantsResponse:
+        _require_stack_id(request.stack_id)
+        await self._store.purge_stack_grants(request.stack_id)
+        return identity_pb2.PurgeStackGrantsResponse()
 
     async def CreateAccessToken(
         self, request: identity_pb2.CreateAccessTokenRequest, context: Context
     ) -> identity_pb2.CreateAccessTokenResponse:
         name = validate_text("token name", request.name, MAX_TOKEN_NAME_LENGTH)
-        token = new_token()
-        token_id = await self._store.create_access_token(
-            request.user_login, name, hash_token(token)
+        description = validate_text("description", request.description, MAX_DESCRIPTION_LENGTH)
+        scope = _scope(request.scope, default_login=request.user_login)
+        if scope.kind is not TokenKind.PERSONAL and not name:
+            raise InvalidArgument(
+                "Bad Request: 'name' is required for organization and team tokens"
+            )
+        if request.admin and scope.kind is not TokenKind.ORGANIZATION:
+            raise InvalidArgument("Bad Request: only organization tokens can be admin tokens")
+        expires_at = validate_expiry(
+            datetime.fromtimestamp(request.expires_at, tz=UTC) if request.expires_at else None,
+            self._now(),
         )
+        token = new_token()
+        token_id = await self._store.issue_token(
+            NewToken(
+                scope=scope,
+                name=name,
+                description=description,
+                token_hash=hash_token(token),
+                created_by=request.user_login,
+                expires_at=expires_at,
+                is_admin=request.admin,
+            )
+        )
+        log.info("access_token_created", kind=scope.kind.value, token_id=token_id)
         return identity_pb2.CreateAccessTokenResponse(token_id=token_id, token=token)
+
+    async def ListAccessTokens(
+        self, request: identity_pb2.ListAccessTokensRequest, context: Context
+    ) -> identity_pb2.ListAccessTokensResponse:
+        tokens = await self._store.list_tokens(
+            _scope(request.scope), include_revoked=request.include_revoked
+        )
+        return identity_pb2.ListAccessTokensResponse(tokens=[_access_token(t) for t in tokens])
+
+    async def RevokeAccessToken(
+        self, request: identity_pb2.TokenRequest, context: Context
+    ) -> identity_pb2.AccessToken:
+        revoked = await self._store.revoke_token(_scope(request.scope), request.token_id)
+        log.info("access_token_revoked", token_id=request.token_id)
+        return _access_token(revoked)
+
+    async def RotateAccessToken(
+        self, request: identity_pb2.TokenRequest, context: Context
+    ) -> identity_pb2.CreateAccessTokenResponse:
+        token = new_token()
+        await self._store.rotate_token(_scope(request.scope), request.token_id, hash_token(token))
+        log.info("access_token_rotated", token_id=request.token_id)
+        return identity_pb2.CreateAccessTokenResponse(token_id=request.token_id, token=token)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.now(), tz=UTC)
+
+    async def _grants(
+        self, organization: str, stack_id: str, viewer_login: str
+    ) -> identity_pb2.StackGrantsResponse:
+        teams, users = await self._store.list_stack_grants(organization, stack_id, viewer_login)
+        return identity_pb2.StackGrantsResponse(
+            teams=[_team_grant(t) for t in teams], users=[_user_grant(u) for u in users]
+        )
 
     async def _authenticate(self, token: str) -> Principal:
         if not token:
             raise Unauthenticated(UNAUTHORIZED)
         return await self._store.authenticate(hash_token(token))
+
+    async def _authorize_stack(
+        self, principal: Principal, request: identity_pb2.AuthorizeRequest
+    ) -> Authorization:
+        """The caller's permission on one stack, against what the route needs."""
+        minimum = _stack_permission(request.minimum_stack_permission)
+        if minimum is StackPermission.NONE:
+            raise InvalidArgument("Bad Request: a minimum stack permission is required")
+        organization = request.organization
+        role = role_in(principal, organization)
+        if role is None:
+            raise organization_not_found(organization)
+        grants = await self._store.stack_grants(
+            principal, organization, request.stack_id, request.stack_owner_login
+        )
+        permission = effective_stack_permission(principal.token_info, role, grants)
+        require_stack_permission(organization, role, permission, minimum)
+        return Authorization(principal, role, stack_permission=permission)
 
     async def _authorize(
         self,
@@ -209,13 +512,14 @@ async def start(
 ) -> RunningService:
     """Migrate the tables, seed the admin token when configured, and serve IdentityService."""
     database = await open_database(settings, "identity", MIGRATIONS, Base.metadata)
-    store = IdentityStore(database.sessions, clock or SystemClock())
+    clock = clock or SystemClock()
+    store = IdentityStore(database.sessions, clock)
     try:
         await seed_admin_token(store, settings.admin_token)
     except BaseException:
         await database.engine.dispose()
         raise
-    servicer = IdentityServicer(store)
+    servicer = IdentityServicer(store, clock)
     return await serve_service(
         name="identity",
         settings=settings,
@@ -238,6 +542,116 @@ def _role(value: common_pb2.Role.ValueType) -> Role:
 
 def _timestamp(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def _optional_timestamp(moment: datetime | None) -> int:
+    return 0 if moment is None else _timestamp(moment)
+
+
+def _stack_permission(value: int) -> StackPermission:
+    try:
+        return StackPermission(value)
+    except ValueError:
+        raise InvalidArgument(f"Bad Request: invalid stack permission {value}") from None
+
+
+def _permission_enum(permission: StackPermission) -> identity_pb2.StackPermission.ValueType:
+    return identity_pb2.StackPermission.ValueType(int(permission))
+
+
+def _require_stack_id(stack_id: str) -> None:
+    if not stack_id:
+        raise InvalidArgument("Bad Request: a stack id is required")
+
+
+def _scope(message: identity_pb2.TokenScope, default_login: str = "") -> TokenScope:
+    """A token scope; unset means the personal tokens of `default_login`."""
+    kind = _KIND_BY_ENUM.get(message.kind, TokenKind.PERSONAL)
+    if kind is TokenKind.PERSONAL:
+        login = message.user_login or default_login
+        if not login:
+            raise InvalidArgument("Bad Request: personal tokens need a user")
+        return TokenScope(kind, user_login=login)
+    if not message.organization or (kind is TokenKind.TEAM and not message.team):
+        raise InvalidArgument("Bad Request: organization and team tokens need their owner")
+    return TokenScope(kind, organization=message.organization, team=message.team)
+
+
+def _details(details: OrganizationDetails) -> identity_pb2.OrganizationDetails:
+    return identity_pb2.OrganizationDetails(
+        organization=_organization(details.organization),
+        default_stack_permission=_permission_enum(details.default_stack_permission),
+        member_count=details.member_count,
+    )
+
+
+def _member(member: Member) -> identity_pb2.Member:
+    return identity_pb2.Member(
+        user=_user(member.user),
+        role=_ENUM_BY_ROLE[member.role],
+        joined_at=_timestamp(member.joined_at),
+        teams=member.teams,
+    )
+
+
+def _invite(invite: Invite) -> identity_pb2.Invite:
+    return identity_pb2.Invite(
+        id=invite.id,
+        organization=invite.organization,
+        user=_user(invite.user),
+        role=_ENUM_BY_ROLE[invite.role],
+        invited_by=invite.invited_by,
+        created_at=_timestamp(invite.created_at),
+    )
+
+
+def _team(team: Team) -> identity_pb2.Team:
+    return identity_pb2.Team(
+        id=team.id,
+        organization=team.organization,
+        name=team.name,
+        display_name=team.display_name,
+        description=team.description,
+        created_at=_timestamp(team.created_at),
+        members=[
+            identity_pb2.TeamMember(user=_user(m.user), role=_ENUM_BY_TEAM_ROLE[m.role])
+            for m in team.members
+        ],
+        stacks=[
+            identity_pb2.StackGrant(stack_id=g.stack_id, permission=_permission_enum(g.permission))
+            for g in team.stacks
+        ],
+    )
+
+
+def _team_grant(grant: TeamStackGrant) -> identity_pb2.TeamStackGrant:
+    return identity_pb2.TeamStackGrant(
+        team=_team(grant.team),
+        permission=_permission_enum(grant.permission),
+        is_member=grant.is_member,
+    )
+
+
+def _user_grant(grant: UserStackGrant) -> identity_pb2.UserStackGrant:
+    return identity_pb2.UserStackGrant(
+        user=_user(grant.user), permission=_permission_enum(grant.permission)
+    )
+
+
+def _access_token(token: AccessToken) -> identity_pb2.AccessToken:
+    return identity_pb2.AccessToken(
+        id=token.id,
+        name=token.name,
+        description=token.description,
+        created_at=_timestamp(token.created_at),
+        last_used_at=_optional_timestamp(token.last_used_at),
+        expires_at=_optional_timestamp(token.expires_at),
+        revoked_at=_optional_timestamp(token.revoked_at),
+        rotated_at=_optional_timestamp(token.rotated_at),
+        admin=token.is_admin,
+        created_by=token.created_by,
+        kind=_ENUM_BY_KIND[token.kind],
+    )
 
 
 def _user(user: User) -> identity_pb2.User:
@@ -278,6 +692,8 @@ def _principal(principal: Principal) -> identity_pb2.Principal:
             name=principal.token_info.name,
             organization=principal.token_info.organization,
             team=principal.token_info.team,
+            token_id=principal.token_info.id,
+            kind=_ENUM_BY_KIND[principal.token_info.kind],
         ),
         default_organization=principal.default_organization,
     )

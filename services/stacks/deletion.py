@@ -114,6 +114,8 @@ class StackTransfer:
     checks: Sequence[DeleteCheck] = ()
     # As for a rename: the service secrets provider state in the checkpoint names the path.
     history: HistoryStep | None = None
+    # Grants name the old organization's teams and members; they do not travel.
+    followups: Sequence[PurgeStep] = ()
 
     async def transfer(self, path: StackPath, target: StackPath, caller: Caller) -> StackRecord:
         stack = await self.store.get(path)
@@ -126,6 +128,7 @@ class StackTransfer:
             owner = caller.login
         moved = await self.store.transfer(stack, target, owner)
         await _record(self.history, moved, caller, "stack_transfer_followup_failed")
+        await _run_all(self.followups, moved, caller, "stack_transfer_followup_failed")
         return moved
 
 
@@ -245,6 +248,20 @@ class PurgeDeployments(PeerStep):
     async def __call__(self, stack: StackRecord, caller: Caller) -> None:
         await self._stub.PurgeStack(
             agent_pools_pb2.PurgeDeploymentsRequest(stack_id=stack.id),
+            **self._options(caller),
+        )
+
+
+class PurgeStackGrants(PeerStep):
+    """Forgets the team and user permissions granted on the stack."""
+
+    _stub: IdentityServiceAsyncStub
+
+    name = "identity"
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._stub.PurgeStackGrants(
+            identity_pb2.PurgeStackGrantsRequest(stack_id=stack.id),
             **self._options(caller),
         )
 

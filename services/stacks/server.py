@@ -25,6 +25,7 @@ from services.stacks.deletion import (
     DeleteSecretsKey,
     OrganizationMembers,
     PurgeDeployments,
+    PurgeStackGrants,
     PurgeUpdates,
     RecordRename,
     RefuseWhileUpdating,
@@ -308,9 +309,8 @@ async def start(
     timeout = settings.grpc_timeout_seconds
     updates = updates_pb2_grpc.UpdatesServiceStub(channels["updates"])
     not_updating = RefuseWhileUpdating(updates, timeout)
-    members = OrganizationMembers(
-        identity_pb2_grpc.IdentityServiceStub(channels["identity"]), timeout
-    )
+    identity = identity_pb2_grpc.IdentityServiceStub(channels["identity"])
+    members = OrganizationMembers(identity, timeout)
     operations = StackOperations(
         deletion=StackDeletion(
             store=store,
@@ -321,6 +321,7 @@ async def start(
                     agent_pools_pb2_grpc.AgentPoolsServiceStub(channels["agent_pools"]), timeout
                 ),
                 DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]), timeout),
+                PurgeStackGrants(identity, timeout),
             ),
         ),
         renaming=StackRename(
@@ -331,6 +332,7 @@ async def start(
             members=members,
             checks=(not_updating,),
             history=RecordRename(updates, timeout),
+            followups=(PurgeStackGrants(identity, timeout),),
         ),
         ownership=StackOwnership(store=store, members=members),
     )

@@ -85,7 +85,7 @@ PEERS: dict[str, set[str]] = {
     "secrets": set(),
     "updates": set(),
     "agent_pools": {"secrets"},
-    "stacks": {"secrets", "updates", "agent_pools"},
+    "stacks": {"secrets", "updates", "agent_pools", "identity"},
     "copilot": {"identity", "stacks", "updates"},
 }
 

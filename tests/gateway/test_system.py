@@ -32,7 +32,11 @@ async def test_bootstrap_creates_the_first_admin_once(
 ) -> None:
     client, _ = fresh
     status = await client.get("/api/admin/bootstrap", headers=CLI_HEADERS)
-    assert (await status.json())["bootstrapNeeded"] is True
+    before = await status.json()
+    assert before["bootstrapNeeded"] is True
+    assert (before["bootstrapRequired"], before["firstAdminConfigured"]) == (True, False)
+    assert before["organizationConfigured"] is False
+    assert any("first-admin" in step for step in before["nextSteps"])
     created = await client.post(
         "/api/admin/bootstrap", json={"login": "alice", "organization": "acme"}, headers=CLI_HEADERS
     )
@@ -42,13 +46,17 @@ async def test_bootstrap_creates_the_first_admin_once(
     assert token and body["user"]["githubLogin"] == "alice"
     user = await client.get("/api/user", headers={**CLI_HEADERS, "Authorization": f"token {token}"})
     assert (await user.json())["organizations"] == [
-        {"githubLogin": "acme", "name": "acme", "avatarUrl": "", "role": "admin"}
+        {"githubLogin": "acme", "name": "acme", "avatarUrl": "", "role": "admin", "roleId": "admin"}
     ]
     again = await client.post("/api/admin/bootstrap", json={}, headers=CLI_HEADERS)
     assert again.status == 409
     assert (await again.json())["code"] == 409
     status = await client.get("/api/admin/bootstrap", headers=CLI_HEADERS)
-    assert (await status.json())["bootstrapNeeded"] is False
+    after = await status.json()
+    assert after["bootstrapNeeded"] is False
+    assert (after["bootstrapRequired"], after["firstAdminConfigured"]) == (False, True)
+    assert after["organizationConfigured"] is True
+    assert after["nextSteps"] and not any("first-admin" in step for step in after["nextSteps"])
 
 
 async def test_concurrent_bootstraps_have_one_winner(

@@ -889,7 +889,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('identity')}")
             )
-            assert version == "identity_0001"
+            assert version == "identity_0002"
 
         # A second replica on a migrated database migrates nothing and starts.
         second = await identity_server.start(harness.settings, host="127.0.0.1", port=0)
@@ -902,3 +902,71 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
         assert not {model.__tablename__ for model in TABLES} & tables
     finally:
         await engine.dispose()
+
+
+async def test_concurrent_demotions_leave_one_admin(harness: Harness) -> None:
+    """Two admins demoting each other at once: the organization still keeps an admin."""
+    await harness.stub.CreateUser(identity_pb2.CreateUserRequest(login="alice"))
+    await harness.stub.CreateOrganization(
+        identity_pb2.CreateOrganizationRequest(name="acme", admin_login="alice")
+    )
+    await new_user(harness, "bob", roles={"acme": ADMIN})
+
+    def demote(login: str) -> Awaitable[identity_pb2.Member]:
+        return harness.stub.UpdateMember(
+            identity_pb2.MemberRequest(organization="acme", user_login=login, role=MEMBER)
+        )
+
+    results = await asyncio.gather(demote("alice"), demote("bob"), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1
+    assert isinstance(failures[0], grpc.aio.AioRpcError)
+    assert failures[0].code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED)
+    members = await harness.stub.ListMembers(identity_pb2.ListMembersRequest(organization="acme"))
+    assert sorted(m.role for m in members.members) == [MEMBER, ADMIN]
+
+
+async def test_stack_grants_decide_a_team_tokens_permission(harness: Harness) -> None:
+    await harness.stub.CreateUser(identity_pb2.CreateUserRequest(login="alice"))
+    await harness.stub.CreateOrganization(
+        identity_pb2.CreateOrganizationRequest(name="acme", admin_login="alice")
+    )
+    await harness.stub.CreateTeam(identity_pb2.CreateTeamRequest(organization="acme", name="ops"))
+    await harness.stub.SetTeamStackPermission(
+        identity_pb2.SetTeamStackPermissionRequest(
+            organization="acme",
+            team="ops",
+            stack_id="stack-1",
+            permission=identity_pb2.STACK_PERMISSION_WRITE,
+        )
+    )
+    created = await harness.stub.CreateAccessToken(
+        identity_pb2.CreateAccessTokenRequest(
+            user_login="alice",
+            name="ci",
+            scope=identity_pb2.TokenScope(
+                kind=identity_pb2.TOKEN_KIND_TEAM, organization="acme", team="ops"
+            ),
+        )
+    )
+
+    def authorize(stack_id: str, minimum: identity_pb2.StackPermission.ValueType) -> Any:
+        return harness.stub.Authorize(
+            identity_pb2.AuthorizeRequest(
+                token=created.token,
+                organization="acme",
+                stack_id=stack_id,
+                minimum_stack_permission=minimum,
+            )
+        )
+
+    granted = await authorize("stack-1", identity_pb2.STACK_PERMISSION_WRITE)
+    assert granted.stack_permission == identity_pb2.STACK_PERMISSION_WRITE
+    assert granted.principal.token_info.token_id == created.token_id
+    assert granted.principal.token_info.kind == identity_pb2.TOKEN_KIND_TEAM
+    refused = await rpc_error(authorize("stack-2", identity_pb2.STACK_PERMISSION_READ))
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    await harness.stub.PurgeStackGrants(identity_pb2.PurgeStackGrantsRequest(stack_id="stack-1"))
+    purged = await rpc_error(authorize("stack-1", identity_pb2.STACK_PERMISSION_READ))
+    assert purged.code() == grpc.StatusCode.PERMISSION_DENIED

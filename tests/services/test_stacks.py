@@ -73,10 +73,11 @@ class FakeAgentPools(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
 
 
 class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
-    """Organization members by login, as the test sets them."""
+    """Organization members by login, as the test sets them; records purged grants."""
 
     def __init__(self) -> None:
         self.members: dict[str, set[str]] = {}
+        self.purged: list[str] = []
 
     async def ListMembers(
         self,
@@ -92,6 +93,14 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
                 for login in logins
             ]
         )
+
+    async def PurgeStackGrants(
+        self,
+        request: identity_pb2.PurgeStackGrantsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> identity_pb2.PurgeStackGrantsResponse:
+        self.purged.append(request.stack_id)
+        return identity_pb2.PurgeStackGrantsResponse()
 
 
 class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
@@ -137,9 +146,9 @@ class Harness:
     stub: stacks_pb2_grpc.StacksServiceAsyncStub
     secrets: FakeSecrets
     updates: FakeUpdates
+    identity: FakeIdentity
     settings: Settings
     clock: ManualClock
-    identity: FakeIdentity
 
 
 @pytest.fixture
@@ -150,7 +159,7 @@ def fake_identity() -> FakeIdentity:
 @pytest.fixture
 async def fake_peers(
     fake_identity: FakeIdentity,
-) -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, int]]:
+) -> AsyncIterator[tuple[FakeSecrets, FakeUpdates, FakeIdentity, int]]:
     # The generated base classes answer UNIMPLEMENTED for every RPC the fakes leave out.
     fake = FakeSecrets()  # type: ignore[abstract]
     updates = FakeUpdates()  # type: ignore[abstract]
@@ -163,7 +172,7 @@ async def fake_peers(
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        yield fake, updates, port
+        yield fake, updates, fake_identity, port
     finally:
         await server.stop(0)
 
@@ -171,10 +180,9 @@ async def fake_peers(
 @pytest.fixture
 async def harness(
     any_settings: Settings,
-    fake_peers: tuple[FakeSecrets, FakeUpdates, int],
-    fake_identity: FakeIdentity,
+    fake_peers: tuple[FakeSecrets, FakeUpdates, FakeIdentity, int],
 ) -> AsyncIterator[Harness]:
-    fake, updates, peers_port = fake_peers
+    fake, updates, identity, peers_port = fake_peers
     settings = make_settings(
         any_settings.data_dir,
         any_settings.resolved_database_url(),
@@ -192,9 +200,9 @@ async def harness(
             stub=stacks_pb2_grpc.StacksServiceStub(channel),
             secrets=fake,
             updates=updates,
+            identity=identity,
             settings=settings,
             clock=clock,
-            identity=fake_identity,
         )
     finally:
         await channel.close(None)
@@ -372,6 +380,7 @@ async def test_delete_removes_the_stack_and_its_secrets_key(harness: Harness) ->
     assert reply.stack_id == doomed.id
     assert harness.secrets.deleted == [doomed.id]
     assert harness.updates.purged == [doomed.id]
+    assert harness.identity.purged == [doomed.id]
     assert (await rpc_error(get(harness, "acme", "web", "dev"))).code() == (
         grpc.StatusCode.NOT_FOUND
     )

@@ -67,6 +67,12 @@ def test_route_table_is_consistent() -> None:
     assert len(set(keys)) == len(keys), "a method and path appear twice"
     for route in ROUTES:
         if route.access in (Access.ORG, Access.STACK):
-            assert "{orgName}" in route.path and route.role != 0, route.operation_id
+            assert "{orgName}" in route.path, route.operation_id
+        if route.access is Access.ORG:
+            assert route.role != 0 and route.permission == 0, route.operation_id
         if route.access is Access.STACK:
-            assert "{stackName}" in route.path
+            # Stack routes need a stack permission, never an organization role.
+            assert "{stackName}" in route.path, route.operation_id
+            assert route.permission != 0 and route.role == 0, route.operation_id
+        if route.manages_access:
+            assert route.access in (Access.USER, Access.ORG, Access.STACK), route.operation_id

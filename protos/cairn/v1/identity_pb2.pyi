@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from protos.cairn.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -18,6 +19,87 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _StackPermission:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StackPermissionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StackPermission.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STACK_PERMISSION_NONE: _StackPermission.ValueType  # 0
+    STACK_PERMISSION_READ: _StackPermission.ValueType  # 101
+    STACK_PERMISSION_WRITE: _StackPermission.ValueType  # 102
+    STACK_PERMISSION_ADMIN: _StackPermission.ValueType  # 103
+    STACK_PERMISSION_CREATOR: _StackPermission.ValueType  # 104
+    """What the stack's creator (owner) holds: everything admin grants. Never stored as a grant."""
+
+class StackPermission(_StackPermission, metaclass=_StackPermissionEnumTypeWrapper):
+    """Pulumi's stack permission levels; the numbers are the wire values of the REST API."""
+
+STACK_PERMISSION_NONE: StackPermission.ValueType  # 0
+STACK_PERMISSION_READ: StackPermission.ValueType  # 101
+STACK_PERMISSION_WRITE: StackPermission.ValueType  # 102
+STACK_PERMISSION_ADMIN: StackPermission.ValueType  # 103
+STACK_PERMISSION_CREATOR: StackPermission.ValueType  # 104
+"""What the stack's creator (owner) holds: everything admin grants. Never stored as a grant."""
+Global___StackPermission: _TypeAlias = StackPermission  # noqa: Y015
+
+class _TokenKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TokenKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TokenKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOKEN_KIND_UNSPECIFIED: _TokenKind.ValueType  # 0
+    TOKEN_KIND_PERSONAL: _TokenKind.ValueType  # 1
+    TOKEN_KIND_ORGANIZATION: _TokenKind.ValueType  # 2
+    TOKEN_KIND_TEAM: _TokenKind.ValueType  # 3
+
+class TokenKind(_TokenKind, metaclass=_TokenKindEnumTypeWrapper): ...
+
+TOKEN_KIND_UNSPECIFIED: TokenKind.ValueType  # 0
+TOKEN_KIND_PERSONAL: TokenKind.ValueType  # 1
+TOKEN_KIND_ORGANIZATION: TokenKind.ValueType  # 2
+TOKEN_KIND_TEAM: TokenKind.ValueType  # 3
+Global___TokenKind: _TypeAlias = TokenKind  # noqa: Y015
+
+class _TeamRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TeamRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TeamRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TEAM_ROLE_UNSPECIFIED: _TeamRole.ValueType  # 0
+    TEAM_ROLE_MEMBER: _TeamRole.ValueType  # 1
+    TEAM_ROLE_ADMIN: _TeamRole.ValueType  # 2
+
+class TeamRole(_TeamRole, metaclass=_TeamRoleEnumTypeWrapper): ...
+
+TEAM_ROLE_UNSPECIFIED: TeamRole.ValueType  # 0
+TEAM_ROLE_MEMBER: TeamRole.ValueType  # 1
+TEAM_ROLE_ADMIN: TeamRole.ValueType  # 2
+Global___TeamRole: _TypeAlias = TeamRole  # noqa: Y015
+
+class _MemberAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MemberActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemberAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMBER_ACTION_UNSPECIFIED: _MemberAction.ValueType  # 0
+    MEMBER_ACTION_ADD: _MemberAction.ValueType  # 1
+    MEMBER_ACTION_REMOVE: _MemberAction.ValueType  # 2
+    MEMBER_ACTION_PROMOTE: _MemberAction.ValueType  # 3
+    MEMBER_ACTION_DEMOTE: _MemberAction.ValueType  # 4
+
+class MemberAction(_MemberAction, metaclass=_MemberActionEnumTypeWrapper): ...
+
+MEMBER_ACTION_UNSPECIFIED: MemberAction.ValueType  # 0
+MEMBER_ACTION_ADD: MemberAction.ValueType  # 1
+MEMBER_ACTION_REMOVE: MemberAction.ValueType  # 2
+MEMBER_ACTION_PROMOTE: MemberAction.ValueType  # 3
+MEMBER_ACTION_DEMOTE: MemberAction.ValueType  # 4
+Global___MemberAction: _TypeAlias = MemberAction  # noqa: Y015
 
 @_typing.final
 class ListMembersRequest(_message.Message):
@@ -44,18 +126,26 @@ class Member(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    JOINED_AT_FIELD_NUMBER: _builtins.int
+    TEAMS_FIELD_NUMBER: _builtins.int
     role: _common_pb2.Role.ValueType
+    joined_at: _builtins.int
+    """When the user joined the organization (unix seconds)."""
     @_builtins.property
     def user(self) -> Global___User: ...
+    @_builtins.property
+    def teams(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         user: Global___User | None = ...,
         role: _common_pb2.Role.ValueType = ...,
+        joined_at: _builtins.int = ...,
+        teams: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["joined_at", b"joined_at", "role", b"role", "teams", b"teams", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,15 +176,21 @@ class AuthenticateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
+    MANAGES_ACCESS_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    manages_access: _builtins.bool
+    """The call manages the caller's own access (tokens, invitations, organizations):
+    organization and team tokens are refused.
+    """
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
+        manages_access: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manages_access", b"manages_access", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -132,19 +228,25 @@ class TokenInfo(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ORGANIZATION_FIELD_NUMBER: _builtins.int
     TEAM_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     organization: _builtins.str
     team: _builtins.str
+    token_id: _builtins.str
+    kind: Global___TokenKind.ValueType
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         organization: _builtins.str = ...,
         team: _builtins.str = ...,
+        token_id: _builtins.str = ...,
+        kind: Global___TokenKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "organization", b"organization", "team", b"team"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "organization", b"organization", "team", b"team", "token_id", b"token_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -204,11 +306,26 @@ class AuthorizeRequest(_message.Message):
     ORGANIZATION_FIELD_NUMBER: _builtins.int
     MINIMUM_ROLE_FIELD_NUMBER: _builtins.int
     CREATE_ORGANIZATION_IF_MISSING_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    MINIMUM_STACK_PERMISSION_FIELD_NUMBER: _builtins.int
+    STACK_OWNER_LOGIN_FIELD_NUMBER: _builtins.int
+    MANAGES_ACCESS_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     organization: _builtins.str
     minimum_role: _common_pb2.Role.ValueType
     create_organization_if_missing: _builtins.bool
     """Stack creation auto-creates an organization nobody owns yet, with the caller as admin."""
+    stack_id: _builtins.str
+    """Set for stack routes: the stable id of the stack and the permission the route needs
+    on it (instead of minimum_role).
+    """
+    minimum_stack_permission: Global___StackPermission.ValueType
+    stack_owner_login: _builtins.str
+    """The stack's owner, who holds the creator permission on it; empty when unknown."""
+    manages_access: _builtins.bool
+    """The route changes who may do what (members, teams, grants, tokens, invitations):
+    organization and team tokens are refused.
+    """
     def __init__(
         self,
         *,
@@ -216,10 +333,14 @@ class AuthorizeRequest(_message.Message):
         organization: _builtins.str = ...,
         minimum_role: _common_pb2.Role.ValueType = ...,
         create_organization_if_missing: _builtins.bool = ...,
+        stack_id: _builtins.str = ...,
+        minimum_stack_permission: Global___StackPermission.ValueType = ...,
+        stack_owner_login: _builtins.str = ...,
+        manages_access: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_organization_if_missing", b"create_organization_if_missing", "minimum_role", b"minimum_role", "organization", b"organization", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_organization_if_missing", b"create_organization_if_missing", "manages_access", b"manages_access", "minimum_role", b"minimum_role", "minimum_stack_permission", b"minimum_stack_permission", "organization", b"organization", "stack_id", b"stack_id", "stack_owner_login", b"stack_owner_login", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -232,8 +353,11 @@ class AuthorizeResponse(_message.Message):
     PRINCIPAL_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     ORGANIZATION_CREATED_FIELD_NUMBER: _builtins.int
+    STACK_PERMISSION_FIELD_NUMBER: _builtins.int
     role: _common_pb2.Role.ValueType
     organization_created: _builtins.bool
+    stack_permission: Global___StackPermission.ValueType
+    """The caller's effective permission on the stack, for stack routes."""
     @_builtins.property
     def principal(self) -> Global___Principal: ...
     def __init__(
@@ -242,10 +366,11 @@ class AuthorizeResponse(_message.Message):
         principal: Global___Principal | None = ...,
         role: _common_pb2.Role.ValueType = ...,
         organization_created: _builtins.bool = ...,
+        stack_permission: Global___StackPermission.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_created", b"organization_created", "principal", b"principal", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_created", b"organization_created", "principal", b"principal", "role", b"role", "stack_permission", b"stack_permission"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -272,7 +397,10 @@ class GetBootstrapStatusResponse(_message.Message):
 
     IS_BOOTSTRAP_NEEDED_FIELD_NUMBER: _builtins.int
     LOGIN_METHODS_FIELD_NUMBER: _builtins.int
+    HAS_ORGANIZATION_FIELD_NUMBER: _builtins.int
     is_bootstrap_needed: _builtins.bool
+    has_organization: _builtins.bool
+    """Whether any organization exists (the first admin's, or one created since)."""
     @_builtins.property
     def login_methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -280,10 +408,11 @@ class GetBootstrapStatusResponse(_message.Message):
         *,
         is_bootstrap_needed: _builtins.bool = ...,
         login_methods: _abc.Iterable[_builtins.str] | None = ...,
+        has_organization: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_bootstrap_needed", b"is_bootstrap_needed", "login_methods", b"login_methods"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_organization", b"has_organization", "is_bootstrap_needed", b"is_bootstrap_needed", "login_methods", b"login_methods"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -486,17 +615,33 @@ class CreateAccessTokenRequest(_message.Message):
 
     USER_LOGIN_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ADMIN_FIELD_NUMBER: _builtins.int
     user_login: _builtins.str
+    """The owner of a personal token; for organization and team tokens, the creator."""
     name: _builtins.str
+    description: _builtins.str
+    expires_at: _builtins.int
+    """Unix seconds; 0 never expires."""
+    admin: _builtins.bool
+    """Organization tokens only: act as an organization admin on stacks."""
+    @_builtins.property
+    def scope(self) -> Global___TokenScope: ...
     def __init__(
         self,
         *,
         user_login: _builtins.str = ...,
         name: _builtins.str = ...,
+        scope: Global___TokenScope | None = ...,
+        description: _builtins.str = ...,
+        expires_at: _builtins.int = ...,
+        admin: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "user_login", b"user_login"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "description", b"description", "expires_at", b"expires_at", "name", b"name", "scope", b"scope", "user_login", b"user_login"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -524,3 +669,1039 @@ class CreateAccessTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateAccessTokenResponse: _TypeAlias = CreateAccessTokenResponse  # noqa: Y015
+
+@_typing.final
+class TokenScope(_message.Message):
+    """Whose tokens: a user's (kind personal, user_login), an organization's or a team's."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    kind: Global___TokenKind.ValueType
+    user_login: _builtins.str
+    organization: _builtins.str
+    team: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: Global___TokenKind.ValueType = ...,
+        user_login: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        team: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "organization", b"organization", "team", b"team", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenScope: _TypeAlias = TokenScope  # noqa: Y015
+
+@_typing.final
+class AccessToken(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_USED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    ROTATED_AT_FIELD_NUMBER: _builtins.int
+    ADMIN_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    description: _builtins.str
+    created_at: _builtins.int
+    last_used_at: _builtins.int
+    """0 when never used, never expiring, not revoked or never rotated."""
+    expires_at: _builtins.int
+    revoked_at: _builtins.int
+    rotated_at: _builtins.int
+    admin: _builtins.bool
+    created_by: _builtins.str
+    kind: Global___TokenKind.ValueType
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        created_at: _builtins.int = ...,
+        last_used_at: _builtins.int = ...,
+        expires_at: _builtins.int = ...,
+        revoked_at: _builtins.int = ...,
+        rotated_at: _builtins.int = ...,
+        admin: _builtins.bool = ...,
+        created_by: _builtins.str = ...,
+        kind: Global___TokenKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "expires_at", b"expires_at", "id", b"id", "kind", b"kind", "last_used_at", b"last_used_at", "name", b"name", "revoked_at", b"revoked_at", "rotated_at", b"rotated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessToken: _TypeAlias = AccessToken  # noqa: Y015
+
+@_typing.final
+class ListAccessTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    INCLUDE_REVOKED_FIELD_NUMBER: _builtins.int
+    include_revoked: _builtins.bool
+    """Also list revoked tokens (kept as history)."""
+    @_builtins.property
+    def scope(self) -> Global___TokenScope: ...
+    def __init__(
+        self,
+        *,
+        scope: Global___TokenScope | None = ...,
+        include_revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_revoked", b"include_revoked", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessTokensRequest: _TypeAlias = ListAccessTokensRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessToken]: ...
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[Global___AccessToken] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessTokensResponse: _TypeAlias = ListAccessTokensResponse  # noqa: Y015
+
+@_typing.final
+class TokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    token_id: _builtins.str
+    @_builtins.property
+    def scope(self) -> Global___TokenScope: ...
+    def __init__(
+        self,
+        *,
+        scope: Global___TokenScope | None = ...,
+        token_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope", "token_id", b"token_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenRequest: _TypeAlias = TokenRequest  # noqa: Y015
+
+@_typing.final
+class GetOrganizationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrganizationRequest: _TypeAlias = GetOrganizationRequest  # noqa: Y015
+
+@_typing.final
+class OrganizationDetails(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    DEFAULT_STACK_PERMISSION_FIELD_NUMBER: _builtins.int
+    MEMBER_COUNT_FIELD_NUMBER: _builtins.int
+    default_stack_permission: Global___StackPermission.ValueType
+    member_count: _builtins.int
+    @_builtins.property
+    def organization(self) -> Global___Organization: ...
+    def __init__(
+        self,
+        *,
+        organization: Global___Organization | None = ...,
+        default_stack_permission: Global___StackPermission.ValueType = ...,
+        member_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_stack_permission", b"default_stack_permission", "member_count", b"member_count", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganizationDetails: _TypeAlias = OrganizationDetails  # noqa: Y015
+
+@_typing.final
+class UpdateOrganizationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    DEFAULT_STACK_PERMISSION_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    default_stack_permission: Global___StackPermission.ValueType
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        default_stack_permission: Global___StackPermission.ValueType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default_stack_permission", b"_default_stack_permission", "default_stack_permission", b"default_stack_permission"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default_stack_permission", b"_default_stack_permission", "default_stack_permission", b"default_stack_permission", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__default_stack_permission: _TypeAlias = _typing.Literal["default_stack_permission"]  # noqa: Y015
+    _WhichOneofArgType__default_stack_permission: _TypeAlias = _typing.Literal["_default_stack_permission", b"_default_stack_permission"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_stack_permission) -> _WhichOneofReturnType__default_stack_permission | None: ...
+
+Global___UpdateOrganizationRequest: _TypeAlias = UpdateOrganizationRequest  # noqa: Y015
+
+@_typing.final
+class MemberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    user_login: _builtins.str
+    role: _common_pb2.Role.ValueType
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        user_login: _builtins.str = ...,
+        role: _common_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "role", b"role", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberRequest: _TypeAlias = MemberRequest  # noqa: Y015
+
+@_typing.final
+class RemoveMemberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    user_login: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        user_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMemberRequest: _TypeAlias = RemoveMemberRequest  # noqa: Y015
+
+@_typing.final
+class RemoveMemberResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMemberResponse: _TypeAlias = RemoveMemberResponse  # noqa: Y015
+
+@_typing.final
+class Invite(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    INVITED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    organization: _builtins.str
+    role: _common_pb2.Role.ValueType
+    invited_by: _builtins.str
+    created_at: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        user: Global___User | None = ...,
+        role: _common_pb2.Role.ValueType = ...,
+        invited_by: _builtins.str = ...,
+        created_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "invited_by", b"invited_by", "organization", b"organization", "role", b"role", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Invite: _TypeAlias = Invite  # noqa: Y015
+
+@_typing.final
+class InviteTarget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    recipient: _builtins.str
+    """A registered user's login or email."""
+    role: _common_pb2.Role.ValueType
+    def __init__(
+        self,
+        *,
+        recipient: _builtins.str = ...,
+        role: _common_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recipient", b"recipient", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteTarget: _TypeAlias = InviteTarget  # noqa: Y015
+
+@_typing.final
+class CreateInvitesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    INVITED_BY_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    invited_by: _builtins.str
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___InviteTarget]: ...
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        targets: _abc.Iterable[Global___InviteTarget] | None = ...,
+        invited_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invited_by", b"invited_by", "organization", b"organization", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateInvitesRequest: _TypeAlias = CreateInvitesRequest  # noqa: Y015
+
+@_typing.final
+class CreateInvitesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invites(self) -> _containers.RepeatedCompositeFieldContainer[Global___Invite]: ...
+    def __init__(
+        self,
+        *,
+        invites: _abc.Iterable[Global___Invite] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invites", b"invites"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateInvitesResponse: _TypeAlias = CreateInvitesResponse  # noqa: Y015
+
+@_typing.final
+class ListInvitesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    """One of: the organization's pending invitations, or those addressed to a user."""
+    user_login: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        user_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvitesRequest: _TypeAlias = ListInvitesRequest  # noqa: Y015
+
+@_typing.final
+class ListInvitesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invites(self) -> _containers.RepeatedCompositeFieldContainer[Global___Invite]: ...
+    def __init__(
+        self,
+        *,
+        invites: _abc.Iterable[Global___Invite] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invites", b"invites"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvitesResponse: _TypeAlias = ListInvitesResponse  # noqa: Y015
+
+@_typing.final
+class AcceptInviteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    INVITE_ID_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    invite_id: _builtins.str
+    user_login: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        invite_id: _builtins.str = ...,
+        user_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invite_id", b"invite_id", "organization", b"organization", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptInviteRequest: _TypeAlias = AcceptInviteRequest  # noqa: Y015
+
+@_typing.final
+class CancelInviteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    INVITE_ID_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    invite_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        invite_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invite_id", b"invite_id", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelInviteRequest: _TypeAlias = CancelInviteRequest  # noqa: Y015
+
+@_typing.final
+class CancelInviteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelInviteResponse: _TypeAlias = CancelInviteResponse  # noqa: Y015
+
+@_typing.final
+class TeamMember(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    role: Global___TeamRole.ValueType
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        role: Global___TeamRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TeamMember: _TypeAlias = TeamMember  # noqa: Y015
+
+@_typing.final
+class StackGrant(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    permission: Global___StackPermission.ValueType
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        permission: Global___StackPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["permission", b"permission", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StackGrant: _TypeAlias = StackGrant  # noqa: Y015
+
+@_typing.final
+class Team(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    STACKS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    organization: _builtins.str
+    name: _builtins.str
+    display_name: _builtins.str
+    description: _builtins.str
+    created_at: _builtins.int
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamMember]: ...
+    @_builtins.property
+    def stacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___StackGrant]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        members: _abc.Iterable[Global___TeamMember] | None = ...,
+        stacks: _abc.Iterable[Global___StackGrant] | None = ...,
+        created_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "display_name", b"display_name", "id", b"id", "members", b"members", "name", b"name", "organization", b"organization", "stacks", b"stacks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Team: _TypeAlias = Team  # noqa: Y015
+
+@_typing.final
+class CreateTeamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CREATOR_LOGIN_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    name: _builtins.str
+    display_name: _builtins.str
+    description: _builtins.str
+    creator_login: _builtins.str
+    """Joins the team as its admin; empty for organization tokens."""
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        creator_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_login", b"creator_login", "description", b"description", "display_name", b"display_name", "name", b"name", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTeamRequest: _TypeAlias = CreateTeamRequest  # noqa: Y015
+
+@_typing.final
+class ListTeamsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTeamsRequest: _TypeAlias = ListTeamsRequest  # noqa: Y015
+
+@_typing.final
+class ListTeamsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def teams(self) -> _containers.RepeatedCompositeFieldContainer[Global___Team]: ...
+    def __init__(
+        self,
+        *,
+        teams: _abc.Iterable[Global___Team] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["teams", b"teams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTeamsResponse: _TypeAlias = ListTeamsResponse  # noqa: Y015
+
+@_typing.final
+class GetTeamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTeamRequest: _TypeAlias = GetTeamRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTeamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    MEMBER_ACTION_FIELD_NUMBER: _builtins.int
+    MEMBER_LOGIN_FIELD_NUMBER: _builtins.int
+    SET_STACK_FIELD_NUMBER: _builtins.int
+    REMOVE_STACK_ID_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    name: _builtins.str
+    display_name: _builtins.str
+    description: _builtins.str
+    member_action: Global___MemberAction.ValueType
+    member_login: _builtins.str
+    remove_stack_id: _builtins.str
+    """Takes the team's permission on one stack away."""
+    @_builtins.property
+    def set_stack(self) -> Global___StackGrant:
+        """Grants (or changes) a permission on one stack."""
+
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        name: _builtins.str = ...,
+        display_name: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        member_action: Global___MemberAction.ValueType = ...,
+        member_login: _builtins.str = ...,
+        set_stack: Global___StackGrant | None = ...,
+        remove_stack_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_display_name", b"_display_name", "_set_stack", b"_set_stack", "description", b"description", "display_name", b"display_name", "set_stack", b"set_stack"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_display_name", b"_display_name", "_set_stack", b"_set_stack", "description", b"description", "display_name", b"display_name", "member_action", b"member_action", "member_login", b"member_login", "name", b"name", "organization", b"organization", "remove_stack_id", b"remove_stack_id", "set_stack", b"set_stack"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
+    _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__set_stack: _TypeAlias = _typing.Literal["set_stack"]  # noqa: Y015
+    _WhichOneofArgType__set_stack: _TypeAlias = _typing.Literal["_set_stack", b"_set_stack"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__set_stack) -> _WhichOneofReturnType__set_stack | None: ...
+
+Global___UpdateTeamRequest: _TypeAlias = UpdateTeamRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTeamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTeamRequest: _TypeAlias = DeleteTeamRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTeamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTeamResponse: _TypeAlias = DeleteTeamResponse  # noqa: Y015
+
+@_typing.final
+class ListMemberTeamsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    user_login: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        user_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMemberTeamsRequest: _TypeAlias = ListMemberTeamsRequest  # noqa: Y015
+
+@_typing.final
+class SetTeamStackPermissionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    team: _builtins.str
+    stack_id: _builtins.str
+    permission: Global___StackPermission.ValueType
+    """NONE takes the grant away."""
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        team: _builtins.str = ...,
+        stack_id: _builtins.str = ...,
+        permission: Global___StackPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "permission", b"permission", "stack_id", b"stack_id", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTeamStackPermissionRequest: _TypeAlias = SetTeamStackPermissionRequest  # noqa: Y015
+
+@_typing.final
+class SetUserStackPermissionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    user_login: _builtins.str
+    stack_id: _builtins.str
+    permission: Global___StackPermission.ValueType
+    """NONE takes the grant away (NOT_FOUND when there was none)."""
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        user_login: _builtins.str = ...,
+        stack_id: _builtins.str = ...,
+        permission: Global___StackPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "permission", b"permission", "stack_id", b"stack_id", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserStackPermissionRequest: _TypeAlias = SetUserStackPermissionRequest  # noqa: Y015
+
+@_typing.final
+class ListStackGrantsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    VIEWER_LOGIN_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    stack_id: _builtins.str
+    viewer_login: _builtins.str
+    """Whose team memberships `is_member` reports."""
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        stack_id: _builtins.str = ...,
+        viewer_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "stack_id", b"stack_id", "viewer_login", b"viewer_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStackGrantsRequest: _TypeAlias = ListStackGrantsRequest  # noqa: Y015
+
+@_typing.final
+class TeamStackGrant(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    IS_MEMBER_FIELD_NUMBER: _builtins.int
+    permission: Global___StackPermission.ValueType
+    is_member: _builtins.bool
+    @_builtins.property
+    def team(self) -> Global___Team: ...
+    def __init__(
+        self,
+        *,
+        team: Global___Team | None = ...,
+        permission: Global___StackPermission.ValueType = ...,
+        is_member: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["team", b"team"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_member", b"is_member", "permission", b"permission", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TeamStackGrant: _TypeAlias = TeamStackGrant  # noqa: Y015
+
+@_typing.final
+class UserStackGrant(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    permission: Global___StackPermission.ValueType
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        permission: Global___StackPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["permission", b"permission", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserStackGrant: _TypeAlias = UserStackGrant  # noqa: Y015
+
+@_typing.final
+class StackGrantsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAMS_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def teams(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamStackGrant]: ...
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserStackGrant]: ...
+    def __init__(
+        self,
+        *,
+        teams: _abc.Iterable[Global___TeamStackGrant] | None = ...,
+        users: _abc.Iterable[Global___UserStackGrant] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["teams", b"teams", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StackGrantsResponse: _TypeAlias = StackGrantsResponse  # noqa: Y015
+
+@_typing.final
+class GetMemberStackPermissionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    USER_LOGIN_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    STACK_OWNER_LOGIN_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    user_login: _builtins.str
+    stack_id: _builtins.str
+    stack_owner_login: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        user_login: _builtins.str = ...,
+        stack_id: _builtins.str = ...,
+        stack_owner_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "stack_id", b"stack_id", "stack_owner_login", b"stack_owner_login", "user_login", b"user_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMemberStackPermissionsRequest: _TypeAlias = GetMemberStackPermissionsRequest  # noqa: Y015
+
+@_typing.final
+class MemberStackPermissions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_DEFAULT_FIELD_NUMBER: _builtins.int
+    TEAMS_FIELD_NUMBER: _builtins.int
+    EXPLICIT_PERMISSION_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_PERMISSION_FIELD_NUMBER: _builtins.int
+    role: _common_pb2.Role.ValueType
+    organization_default: Global___StackPermission.ValueType
+    explicit_permission: Global___StackPermission.ValueType
+    effective_permission: Global___StackPermission.ValueType
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    @_builtins.property
+    def teams(self) -> _containers.RepeatedCompositeFieldContainer[Global___TeamStackGrant]: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        role: _common_pb2.Role.ValueType = ...,
+        organization_default: Global___StackPermission.ValueType = ...,
+        teams: _abc.Iterable[Global___TeamStackGrant] | None = ...,
+        explicit_permission: Global___StackPermission.ValueType = ...,
+        effective_permission: Global___StackPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["effective_permission", b"effective_permission", "explicit_permission", b"explicit_permission", "organization_default", b"organization_default", "role", b"role", "teams", b"teams", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberStackPermissions: _TypeAlias = MemberStackPermissions  # noqa: Y015
+
+@_typing.final
+class PurgeStackGrantsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeStackGrantsRequest: _TypeAlias = PurgeStackGrantsRequest  # noqa: Y015
+
+@_typing.final
+class PurgeStackGrantsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeStackGrantsResponse: _TypeAlias = PurgeStackGrantsResponse  # noqa: Y015

@@ -80,6 +80,121 @@ class IdentityServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
                 _registered_method=True)
+        self.GetOrganization = channel.unary_unary(
+                '/cairn.v1.IdentityService/GetOrganization',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetOrganizationRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.OrganizationDetails.FromString,
+                _registered_method=True)
+        self.UpdateOrganization = channel.unary_unary(
+                '/cairn.v1.IdentityService/UpdateOrganization',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateOrganizationRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.OrganizationDetails.FromString,
+                _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/cairn.v1.IdentityService/AddMember',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.MemberRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Member.FromString,
+                _registered_method=True)
+        self.UpdateMember = channel.unary_unary(
+                '/cairn.v1.IdentityService/UpdateMember',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.MemberRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Member.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/cairn.v1.IdentityService/RemoveMember',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.CreateInvites = channel.unary_unary(
+                '/cairn.v1.IdentityService/CreateInvites',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateInvitesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateInvitesResponse.FromString,
+                _registered_method=True)
+        self.ListInvites = channel.unary_unary(
+                '/cairn.v1.IdentityService/ListInvites',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListInvitesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListInvitesResponse.FromString,
+                _registered_method=True)
+        self.AcceptInvite = channel.unary_unary(
+                '/cairn.v1.IdentityService/AcceptInvite',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.AcceptInviteRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Membership.FromString,
+                _registered_method=True)
+        self.CancelInvite = channel.unary_unary(
+                '/cairn.v1.IdentityService/CancelInvite',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CancelInviteRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CancelInviteResponse.FromString,
+                _registered_method=True)
+        self.CreateTeam = channel.unary_unary(
+                '/cairn.v1.IdentityService/CreateTeam',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateTeamRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Team.FromString,
+                _registered_method=True)
+        self.ListTeams = channel.unary_unary(
+                '/cairn.v1.IdentityService/ListTeams',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsResponse.FromString,
+                _registered_method=True)
+        self.GetTeam = channel.unary_unary(
+                '/cairn.v1.IdentityService/GetTeam',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetTeamRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Team.FromString,
+                _registered_method=True)
+        self.UpdateTeam = channel.unary_unary(
+                '/cairn.v1.IdentityService/UpdateTeam',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateTeamRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Team.FromString,
+                _registered_method=True)
+        self.DeleteTeam = channel.unary_unary(
+                '/cairn.v1.IdentityService/DeleteTeam',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.DeleteTeamRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.DeleteTeamResponse.FromString,
+                _registered_method=True)
+        self.ListMemberTeams = channel.unary_unary(
+                '/cairn.v1.IdentityService/ListMemberTeams',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMemberTeamsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsResponse.FromString,
+                _registered_method=True)
+        self.SetTeamStackPermission = channel.unary_unary(
+                '/cairn.v1.IdentityService/SetTeamStackPermission',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetTeamStackPermissionRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.FromString,
+                _registered_method=True)
+        self.SetUserStackPermission = channel.unary_unary(
+                '/cairn.v1.IdentityService/SetUserStackPermission',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserStackPermissionRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.FromString,
+                _registered_method=True)
+        self.ListStackGrants = channel.unary_unary(
+                '/cairn.v1.IdentityService/ListStackGrants',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListStackGrantsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.FromString,
+                _registered_method=True)
+        self.GetMemberStackPermissions = channel.unary_unary(
+                '/cairn.v1.IdentityService/GetMemberStackPermissions',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetMemberStackPermissionsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.MemberStackPermissions.FromString,
+                _registered_method=True)
+        self.PurgeStackGrants = channel.unary_unary(
+                '/cairn.v1.IdentityService/PurgeStackGrants',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsResponse.FromString,
+                _registered_method=True)
+        self.ListAccessTokens = channel.unary_unary(
+                '/cairn.v1.IdentityService/ListAccessTokens',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListAccessTokensRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListAccessTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeAccessToken = channel.unary_unary(
+                '/cairn.v1.IdentityService/RevokeAccessToken',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.AccessToken.FromString,
+                _registered_method=True)
+        self.RotateAccessToken = channel.unary_unary(
+                '/cairn.v1.IdentityService/RotateAccessToken',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -145,6 +260,152 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOrganization(self, request, context):
+        """Organizations and members. The gateway has authorised the caller; these RPCs keep the
+        invariants (an organization always keeps at least one admin: FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateOrganization(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateInvites(self, request, context):
+        """Invitations addressed to a registered user (by login or email), accepted by that user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvites(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptInvite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelInvite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTeam(self, request, context):
+        """Teams, their members and their stack grants.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTeams(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMemberTeams(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTeamStackPermission(self, request, context):
+        """Stack grants, keyed by the stable stack id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserStackPermission(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStackGrants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMemberStackPermissions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeStackGrants(self, request, context):
+        """Forgets every grant on a deleted stack.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessTokens(self, request, context):
+        """Access tokens of a user, an organization or a team (the scope).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAccessToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateAccessToken(self, request, context):
+        """A new secret under the same id and scope; the old secret stops working at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +453,121 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListMembers,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'GetOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrganization,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetOrganizationRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.OrganizationDetails.SerializeToString,
+            ),
+            'UpdateOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrganization,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateOrganizationRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.OrganizationDetails.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.MemberRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Member.SerializeToString,
+            ),
+            'UpdateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMember,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.MemberRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Member.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'CreateInvites': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInvites,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateInvitesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateInvitesResponse.SerializeToString,
+            ),
+            'ListInvites': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvites,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListInvitesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListInvitesResponse.SerializeToString,
+            ),
+            'AcceptInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptInvite,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.AcceptInviteRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Membership.SerializeToString,
+            ),
+            'CancelInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelInvite,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CancelInviteRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CancelInviteResponse.SerializeToString,
+            ),
+            'CreateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTeam,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateTeamRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Team.SerializeToString,
+            ),
+            'ListTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTeams,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsResponse.SerializeToString,
+            ),
+            'GetTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeam,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetTeamRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Team.SerializeToString,
+            ),
+            'UpdateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTeam,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateTeamRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.Team.SerializeToString,
+            ),
+            'DeleteTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTeam,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.DeleteTeamRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.DeleteTeamResponse.SerializeToString,
+            ),
+            'ListMemberTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMemberTeams,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMemberTeamsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsResponse.SerializeToString,
+            ),
+            'SetTeamStackPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTeamStackPermission,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetTeamStackPermissionRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.SerializeToString,
+            ),
+            'SetUserStackPermission': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserStackPermission,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserStackPermissionRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.SerializeToString,
+            ),
+            'ListStackGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStackGrants,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListStackGrantsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.SerializeToString,
+            ),
+            'GetMemberStackPermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMemberStackPermissions,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetMemberStackPermissionsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.MemberStackPermissions.SerializeToString,
+            ),
+            'PurgeStackGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeStackGrants,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsResponse.SerializeToString,
+            ),
+            'ListAccessTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessTokens,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListAccessTokensRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListAccessTokensResponse.SerializeToString,
+            ),
+            'RevokeAccessToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAccessToken,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.AccessToken.SerializeToString,
+            ),
+            'RotateAccessToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateAccessToken,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -438,6 +814,627 @@ class IdentityService:
             '/cairn.v1.IdentityService/ListMembers',
             protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/GetOrganization',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.GetOrganizationRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.OrganizationDetails.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/UpdateOrganization',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateOrganizationRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.OrganizationDetails.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/AddMember',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.MemberRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.Member.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/UpdateMember',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.MemberRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.Member.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/RemoveMember',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.RemoveMemberRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInvites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/CreateInvites',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CreateInvitesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CreateInvitesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/ListInvites',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListInvitesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListInvitesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/AcceptInvite',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.AcceptInviteRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.Membership.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/CancelInvite',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CancelInviteRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CancelInviteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/CreateTeam',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CreateTeamRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/ListTeams',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/GetTeam',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.GetTeamRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/UpdateTeam',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateTeamRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/DeleteTeam',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.DeleteTeamRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.DeleteTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMemberTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/ListMemberTeams',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListMemberTeamsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTeamStackPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/SetTeamStackPermission',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.SetTeamStackPermissionRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserStackPermission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/SetUserStackPermission',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserStackPermissionRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStackGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/ListStackGrants',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListStackGrantsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.StackGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMemberStackPermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/GetMemberStackPermissions',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.GetMemberStackPermissionsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.MemberStackPermissions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeStackGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/PurgeStackGrants',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/ListAccessTokens',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListAccessTokensRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListAccessTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAccessToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/RevokeAccessToken',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.AccessToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateAccessToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/RotateAccessToken',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

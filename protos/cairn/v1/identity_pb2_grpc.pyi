@@ -47,6 +47,38 @@ class IdentityServiceStub:
     CreateAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateAccessTokenRequest, _identity_pb2.CreateAccessTokenResponse]
     ListMembers: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]
     """The members of an organization with their roles, by login."""
+    GetOrganization: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetOrganizationRequest, _identity_pb2.OrganizationDetails]
+    """Organizations and members. The gateway has authorised the caller; these RPCs keep the
+    invariants (an organization always keeps at least one admin: FAILED_PRECONDITION).
+    """
+    UpdateOrganization: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateOrganizationRequest, _identity_pb2.OrganizationDetails]
+    AddMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.MemberRequest, _identity_pb2.Member]
+    UpdateMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.MemberRequest, _identity_pb2.Member]
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RemoveMemberRequest, _identity_pb2.RemoveMemberResponse]
+    CreateInvites: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateInvitesRequest, _identity_pb2.CreateInvitesResponse]
+    """Invitations addressed to a registered user (by login or email), accepted by that user."""
+    ListInvites: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListInvitesRequest, _identity_pb2.ListInvitesResponse]
+    AcceptInvite: _grpc.UnaryUnaryMultiCallable[_identity_pb2.AcceptInviteRequest, _identity_pb2.Membership]
+    CancelInvite: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CancelInviteRequest, _identity_pb2.CancelInviteResponse]
+    CreateTeam: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateTeamRequest, _identity_pb2.Team]
+    """Teams, their members and their stack grants."""
+    ListTeams: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListTeamsRequest, _identity_pb2.ListTeamsResponse]
+    GetTeam: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetTeamRequest, _identity_pb2.Team]
+    UpdateTeam: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateTeamRequest, _identity_pb2.Team]
+    DeleteTeam: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DeleteTeamRequest, _identity_pb2.DeleteTeamResponse]
+    ListMemberTeams: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListMemberTeamsRequest, _identity_pb2.ListTeamsResponse]
+    SetTeamStackPermission: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetTeamStackPermissionRequest, _identity_pb2.StackGrantsResponse]
+    """Stack grants, keyed by the stable stack id."""
+    SetUserStackPermission: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetUserStackPermissionRequest, _identity_pb2.StackGrantsResponse]
+    ListStackGrants: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListStackGrantsRequest, _identity_pb2.StackGrantsResponse]
+    GetMemberStackPermissions: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetMemberStackPermissionsRequest, _identity_pb2.MemberStackPermissions]
+    PurgeStackGrants: _grpc.UnaryUnaryMultiCallable[_identity_pb2.PurgeStackGrantsRequest, _identity_pb2.PurgeStackGrantsResponse]
+    """Forgets every grant on a deleted stack."""
+    ListAccessTokens: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListAccessTokensRequest, _identity_pb2.ListAccessTokensResponse]
+    """Access tokens of a user, an organization or a team (the scope)."""
+    RevokeAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.AccessToken]
+    RotateAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.CreateAccessTokenResponse]
+    """A new secret under the same id and scope; the old secret stops working at once."""
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -67,6 +99,38 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     CreateAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateAccessTokenRequest, _identity_pb2.CreateAccessTokenResponse]  # type: ignore[assignment]
     ListMembers: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]  # type: ignore[assignment]
     """The members of an organization with their roles, by login."""
+    GetOrganization: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetOrganizationRequest, _identity_pb2.OrganizationDetails]  # type: ignore[assignment]
+    """Organizations and members. The gateway has authorised the caller; these RPCs keep the
+    invariants (an organization always keeps at least one admin: FAILED_PRECONDITION).
+    """
+    UpdateOrganization: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateOrganizationRequest, _identity_pb2.OrganizationDetails]  # type: ignore[assignment]
+    AddMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.MemberRequest, _identity_pb2.Member]  # type: ignore[assignment]
+    UpdateMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.MemberRequest, _identity_pb2.Member]  # type: ignore[assignment]
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_identity_pb2.RemoveMemberRequest, _identity_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    CreateInvites: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateInvitesRequest, _identity_pb2.CreateInvitesResponse]  # type: ignore[assignment]
+    """Invitations addressed to a registered user (by login or email), accepted by that user."""
+    ListInvites: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListInvitesRequest, _identity_pb2.ListInvitesResponse]  # type: ignore[assignment]
+    AcceptInvite: _aio.UnaryUnaryMultiCallable[_identity_pb2.AcceptInviteRequest, _identity_pb2.Membership]  # type: ignore[assignment]
+    CancelInvite: _aio.UnaryUnaryMultiCallable[_identity_pb2.CancelInviteRequest, _identity_pb2.CancelInviteResponse]  # type: ignore[assignment]
+    CreateTeam: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateTeamRequest, _identity_pb2.Team]  # type: ignore[assignment]
+    """Teams, their members and their stack grants."""
+    ListTeams: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListTeamsRequest, _identity_pb2.ListTeamsResponse]  # type: ignore[assignment]
+    GetTeam: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetTeamRequest, _identity_pb2.Team]  # type: ignore[assignment]
+    UpdateTeam: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateTeamRequest, _identity_pb2.Team]  # type: ignore[assignment]
+    DeleteTeam: _aio.UnaryUnaryMultiCallable[_identity_pb2.DeleteTeamRequest, _identity_pb2.DeleteTeamResponse]  # type: ignore[assignment]
+    ListMemberTeams: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListMemberTeamsRequest, _identity_pb2.ListTeamsResponse]  # type: ignore[assignment]
+    SetTeamStackPermission: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetTeamStackPermissionRequest, _identity_pb2.StackGrantsResponse]  # type: ignore[assignment]
+    """Stack grants, keyed by the stable stack id."""
+    SetUserStackPermission: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetUserStackPermissionRequest, _identity_pb2.StackGrantsResponse]  # type: ignore[assignment]
+    ListStackGrants: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListStackGrantsRequest, _identity_pb2.StackGrantsResponse]  # type: ignore[assignment]
+    GetMemberStackPermissions: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetMemberStackPermissionsRequest, _identity_pb2.MemberStackPermissions]  # type: ignore[assignment]
+    PurgeStackGrants: _aio.UnaryUnaryMultiCallable[_identity_pb2.PurgeStackGrantsRequest, _identity_pb2.PurgeStackGrantsResponse]  # type: ignore[assignment]
+    """Forgets every grant on a deleted stack."""
+    ListAccessTokens: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListAccessTokensRequest, _identity_pb2.ListAccessTokensResponse]  # type: ignore[assignment]
+    """Access tokens of a user, an organization or a team (the scope)."""
+    RevokeAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.AccessToken]  # type: ignore[assignment]
+    RotateAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.CreateAccessTokenResponse]  # type: ignore[assignment]
+    """A new secret under the same id and scope; the old secret stops working at once."""
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users, organizations, memberships, access tokens and the first-admin bootstrap."""
@@ -138,5 +202,175 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ListMembersResponse, _abc.Awaitable[_identity_pb2.ListMembersResponse]]:
         """The members of an organization with their roles, by login."""
+
+    @_abc_1.abstractmethod
+    def GetOrganization(
+        self,
+        request: _identity_pb2.GetOrganizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.OrganizationDetails, _abc.Awaitable[_identity_pb2.OrganizationDetails]]:
+        """Organizations and members. The gateway has authorised the caller; these RPCs keep the
+        invariants (an organization always keeps at least one admin: FAILED_PRECONDITION).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateOrganization(
+        self,
+        request: _identity_pb2.UpdateOrganizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.OrganizationDetails, _abc.Awaitable[_identity_pb2.OrganizationDetails]]: ...
+
+    @_abc_1.abstractmethod
+    def AddMember(
+        self,
+        request: _identity_pb2.MemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Member, _abc.Awaitable[_identity_pb2.Member]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateMember(
+        self,
+        request: _identity_pb2.MemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Member, _abc.Awaitable[_identity_pb2.Member]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _identity_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RemoveMemberResponse, _abc.Awaitable[_identity_pb2.RemoveMemberResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateInvites(
+        self,
+        request: _identity_pb2.CreateInvitesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CreateInvitesResponse, _abc.Awaitable[_identity_pb2.CreateInvitesResponse]]:
+        """Invitations addressed to a registered user (by login or email), accepted by that user."""
+
+    @_abc_1.abstractmethod
+    def ListInvites(
+        self,
+        request: _identity_pb2.ListInvitesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListInvitesResponse, _abc.Awaitable[_identity_pb2.ListInvitesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AcceptInvite(
+        self,
+        request: _identity_pb2.AcceptInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Membership, _abc.Awaitable[_identity_pb2.Membership]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelInvite(
+        self,
+        request: _identity_pb2.CancelInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CancelInviteResponse, _abc.Awaitable[_identity_pb2.CancelInviteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTeam(
+        self,
+        request: _identity_pb2.CreateTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Team, _abc.Awaitable[_identity_pb2.Team]]:
+        """Teams, their members and their stack grants."""
+
+    @_abc_1.abstractmethod
+    def ListTeams(
+        self,
+        request: _identity_pb2.ListTeamsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListTeamsResponse, _abc.Awaitable[_identity_pb2.ListTeamsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetTeam(
+        self,
+        request: _identity_pb2.GetTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Team, _abc.Awaitable[_identity_pb2.Team]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateTeam(
+        self,
+        request: _identity_pb2.UpdateTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Team, _abc.Awaitable[_identity_pb2.Team]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteTeam(
+        self,
+        request: _identity_pb2.DeleteTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.DeleteTeamResponse, _abc.Awaitable[_identity_pb2.DeleteTeamResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListMemberTeams(
+        self,
+        request: _identity_pb2.ListMemberTeamsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListTeamsResponse, _abc.Awaitable[_identity_pb2.ListTeamsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetTeamStackPermission(
+        self,
+        request: _identity_pb2.SetTeamStackPermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.StackGrantsResponse, _abc.Awaitable[_identity_pb2.StackGrantsResponse]]:
+        """Stack grants, keyed by the stable stack id."""
+
+    @_abc_1.abstractmethod
+    def SetUserStackPermission(
+        self,
+        request: _identity_pb2.SetUserStackPermissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.StackGrantsResponse, _abc.Awaitable[_identity_pb2.StackGrantsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListStackGrants(
+        self,
+        request: _identity_pb2.ListStackGrantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.StackGrantsResponse, _abc.Awaitable[_identity_pb2.StackGrantsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMemberStackPermissions(
+        self,
+        request: _identity_pb2.GetMemberStackPermissionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.MemberStackPermissions, _abc.Awaitable[_identity_pb2.MemberStackPermissions]]: ...
+
+    @_abc_1.abstractmethod
+    def PurgeStackGrants(
+        self,
+        request: _identity_pb2.PurgeStackGrantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.PurgeStackGrantsResponse, _abc.Awaitable[_identity_pb2.PurgeStackGrantsResponse]]:
+        """Forgets every grant on a deleted stack."""
+
+    @_abc_1.abstractmethod
+    def ListAccessTokens(
+        self,
+        request: _identity_pb2.ListAccessTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListAccessTokensResponse, _abc.Awaitable[_identity_pb2.ListAccessTokensResponse]]:
+        """Access tokens of a user, an organization or a team (the scope)."""
+
+    @_abc_1.abstractmethod
+    def RevokeAccessToken(
+        self,
+        request: _identity_pb2.TokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.AccessToken, _abc.Awaitable[_identity_pb2.AccessToken]]: ...
+
+    @_abc_1.abstractmethod
+    def RotateAccessToken(
+        self,
+        request: _identity_pb2.TokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CreateAccessTokenResponse, _abc.Awaitable[_identity_pb2.CreateAccessTokenResponse]]:
+        """A new secret under the same id and scope; the old secret stops working at once."""
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
