@@ -86,6 +86,8 @@ class TokenInfo:
     name: str
     organization: str = ""
     team: str = ""
+    # The token's id, so audit entries can name the token used (never its value).
+    id: str = ""
 
 
 @dataclass(frozen=True)

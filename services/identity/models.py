@@ -74,3 +74,7 @@ class BootstrapRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The audit log's table lives in its own module but belongs to this metadata (and history).
+from services.identity import audit_models as _audit_models  # noqa: E402, F401

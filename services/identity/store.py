@@ -143,7 +143,7 @@ class IdentityStore:
                 )
             user = _user(user_row)
             memberships = await _memberships(session, user)
-        return make_principal(user, memberships, TokenInfo(name=token.name))
+        return make_principal(user, memberships, TokenInfo(name=token.name, id=token.id))
 
     async def create_organization_if_missing(self, name: str, admin_id: str) -> bool:
         """Create an organization with one admin; False when it already exists or a

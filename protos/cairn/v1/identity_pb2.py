@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.cairn.v1 import common_pb2 as protos_dot_cairn_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/cairn/v1/identity.proto\x12\x08\x63\x61irn.v1\x1a\x1cprotos/cairn/v1/common.proto\"*\n\x12ListMembersRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\"D\n\x06Member\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.User\x12\x1c\n\x04role\x18\x02 \x01(\x0e\x32\x0e.cairn.v1.Role\"8\n\x13ListMembersResponse\x12!\n\x07members\x18\x01 \x03(\x0b\x32\x10.cairn.v1.Member\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"T\n\nMembership\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x1c\n\x04role\x18\x02 \x01(\x0e\x32\x0e.cairn.v1.Role\x12\x12\n\nuser_login\x18\x03 \x01(\t\"=\n\tTokenInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0c\n\x04team\x18\x03 \x01(\t\"\xe5\x01\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\x12\x15\n\ris_site_admin\x18\x06 \x01(\x08\x12)\n\x0bmemberships\x18\x07 \x03(\x0b\x32\x14.cairn.v1.Membership\x12\'\n\ntoken_info\x18\x08 \x01(\x0b\x32\x13.cairn.v1.TokenInfo\x12\x1c\n\x14\x64\x65\x66\x61ult_organization\x18\t \x01(\t\"\x85\x01\n\x10\x41uthorizeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12$\n\x0cminimum_role\x18\x03 \x01(\x0e\x32\x0e.cairn.v1.Role\x12&\n\x1e\x63reate_organization_if_missing\x18\x04 \x01(\x08\"w\n\x11\x41uthorizeResponse\x12&\n\tprincipal\x18\x01 \x01(\x0b\x32\x13.cairn.v1.Principal\x12\x1c\n\x04role\x18\x02 \x01(\x0e\x32\x0e.cairn.v1.Role\x12\x1c\n\x14organization_created\x18\x03 \x01(\x08\"\x1b\n\x19GetBootstrapStatusRequest\"P\n\x1aGetBootstrapStatusResponse\x12\x1b\n\x13is_bootstrap_needed\x18\x01 \x01(\x08\x12\x15\n\rlogin_methods\x18\x02 \x03(\t\"^\n\x1a\x42ootstrapFirstAdminRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0corganization\x18\x04 \x01(\t\"i\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x15\n\ris_site_admin\x18\x05 \x01(\x08\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\"<\n\x0cOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x03\"x\n\x1b\x42ootstrapFirstAdminResponse\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.User\x12,\n\x0corganization\x18\x02 \x01(\x0b\x32\x16.cairn.v1.Organization\x12\r\n\x05token\x18\x03 \x01(\t\"e\n\x11\x43reateUserRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12$\n\x1c\x63reate_personal_organization\x18\x04 \x01(\x08\">\n\x19\x43reateOrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x64min_login\x18\x02 \x01(\t\"^\n\x14SetMembershipRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x12\n\nuser_login\x18\x02 \x01(\t\x12\x1c\n\x04role\x18\x03 \x01(\x0e\x32\x0e.cairn.v1.Role\"<\n\x18\x43reateAccessTokenRequest\x12\x12\n\nuser_login\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"<\n\x19\x43reateAccessTokenResponse\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t2\xdf\x05\n\x0fIdentityService\x12\x42\n\x0c\x41uthenticate\x12\x1d.cairn.v1.AuthenticateRequest\x1a\x13.cairn.v1.Principal\x12\x44\n\tAuthorize\x12\x1a.cairn.v1.AuthorizeRequest\x1a\x1b.cairn.v1.AuthorizeResponse\x12_\n\x12GetBootstrapStatus\x12#.cairn.v1.GetBootstrapStatusRequest\x1a$.cairn.v1.GetBootstrapStatusResponse\x12\x62\n\x13\x42ootstrapFirstAdmin\x12$.cairn.v1.BootstrapFirstAdminRequest\x1a%.cairn.v1.BootstrapFirstAdminResponse\x12\x39\n\nCreateUser\x12\x1b.cairn.v1.CreateUserRequest\x1a\x0e.cairn.v1.User\x12Q\n\x12\x43reateOrganization\x12#.cairn.v1.CreateOrganizationRequest\x1a\x16.cairn.v1.Organization\x12\x45\n\rSetMembership\x12\x1e.cairn.v1.SetMembershipRequest\x1a\x14.cairn.v1.Membership\x12\\\n\x11\x43reateAccessToken\x12\".cairn.v1.CreateAccessTokenRequest\x1a#.cairn.v1.CreateAccessTokenResponse\x12J\n\x0bListMembers\x12\x1c.cairn.v1.ListMembersRequest\x1a\x1d.cairn.v1.ListMembersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/cairn/v1/identity.proto\x12\x08\x63\x61irn.v1\x1a\x1cprotos/cairn/v1/common.proto\"*\n\x12ListMembersRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\"D\n\x06Member\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.User\x12\x1c\n\x04role\x18\x02 \x01(\x0e\x32\x0e.cairn.v1.Role\"8\n\x13ListMembersResponse\x12!\n\x07members\x18\x01 \x03(\x0b\x32\x10.cairn.v1.Member\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"T\n\nMembership\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x1c\n\x04role\x18\x02 \x01(\x0e\x32\x0e.cairn.v1.Role\x12\x12\n\nuser_login\x18\x03 \x01(\t\"O\n\tTokenInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\t\"\xe5\x01\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\x12\x15\n\ris_site_admin\x18\x06 \x01(\x08\x12)\n\x0bmemberships\x18\x07 \x03(\x0b\x32\x14.cairn.v1.Membership\x12\'\n\ntoken_info\x18\x08 \x01(\x0b\x32\x13.cairn.v1.TokenInfo\x12\x1c\n\x14\x64\x65\x66\x61ult_organization\x18\t \x01(\t\"\x85\x01\n\x10\x41uthorizeRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12$\n\x0cminimum_role\x18\x03 \x01(\x0e\x32\x0e.cairn.v1.Role\x12&\n\x1e\x63reate_organization_if_missing\x18\x04 \x01(\x08\"w\n\x11\x41uthorizeResponse\x12&\n\tprincipal\x18\x01 \x01(\x0b\x32\x13.cairn.v1.Principal\x12\x1c\n\x04role\x18\x02 \x01(\x0e\x32\x0e.cairn.v1.Role\x12\x1c\n\x14organization_created\x18\x03 \x01(\x08\"\x1b\n\x19GetBootstrapStatusRequest\"P\n\x1aGetBootstrapStatusResponse\x12\x1b\n\x13is_bootstrap_needed\x18\x01 \x01(\x08\x12\x15\n\rlogin_methods\x18\x02 \x03(\t\"^\n\x1a\x42ootstrapFirstAdminRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0corganization\x18\x04 \x01(\t\"i\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x15\n\ris_site_admin\x18\x05 \x01(\x08\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\"<\n\x0cOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x03\"x\n\x1b\x42ootstrapFirstAdminResponse\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.User\x12,\n\x0corganization\x18\x02 \x01(\x0b\x32\x16.cairn.v1.Organization\x12\r\n\x05token\x18\x03 \x01(\t\"e\n\x11\x43reateUserRequest\x12\r\n\x05login\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12$\n\x1c\x63reate_personal_organization\x18\x04 \x01(\x08\">\n\x19\x43reateOrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x64min_login\x18\x02 \x01(\t\"^\n\x14SetMembershipRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x12\n\nuser_login\x18\x02 \x01(\t\x12\x1c\n\x04role\x18\x03 \x01(\x0e\x32\x0e.cairn.v1.Role\"<\n\x18\x43reateAccessTokenRequest\x12\x12\n\nuser_login\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"<\n\x19\x43reateAccessTokenResponse\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t2\xdf\x05\n\x0fIdentityService\x12\x42\n\x0c\x41uthenticate\x12\x1d.cairn.v1.AuthenticateRequest\x1a\x13.cairn.v1.Principal\x12\x44\n\tAuthorize\x12\x1a.cairn.v1.AuthorizeRequest\x1a\x1b.cairn.v1.AuthorizeResponse\x12_\n\x12GetBootstrapStatus\x12#.cairn.v1.GetBootstrapStatusRequest\x1a$.cairn.v1.GetBootstrapStatusResponse\x12\x62\n\x13\x42ootstrapFirstAdmin\x12$.cairn.v1.BootstrapFirstAdminRequest\x1a%.cairn.v1.BootstrapFirstAdminResponse\x12\x39\n\nCreateUser\x12\x1b.cairn.v1.CreateUserRequest\x1a\x0e.cairn.v1.User\x12Q\n\x12\x43reateOrganization\x12#.cairn.v1.CreateOrganizationRequest\x1a\x16.cairn.v1.Organization\x12\x45\n\rSetMembership\x12\x1e.cairn.v1.SetMembershipRequest\x1a\x14.cairn.v1.Membership\x12\\\n\x11\x43reateAccessToken\x12\".cairn.v1.CreateAccessTokenRequest\x1a#.cairn.v1.CreateAccessTokenResponse\x12J\n\x0bListMembers\x12\x1c.cairn.v1.ListMembersRequest\x1a\x1d.cairn.v1.ListMembersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,35 +43,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBERSHIP']._serialized_start=284
   _globals['_MEMBERSHIP']._serialized_end=368
   _globals['_TOKENINFO']._serialized_start=370
-  _globals['_TOKENINFO']._serialized_end=431
-  _globals['_PRINCIPAL']._serialized_start=434
-  _globals['_PRINCIPAL']._serialized_end=663
-  _globals['_AUTHORIZEREQUEST']._serialized_start=666
-  _globals['_AUTHORIZEREQUEST']._serialized_end=799
-  _globals['_AUTHORIZERESPONSE']._serialized_start=801
-  _globals['_AUTHORIZERESPONSE']._serialized_end=920
-  _globals['_GETBOOTSTRAPSTATUSREQUEST']._serialized_start=922
-  _globals['_GETBOOTSTRAPSTATUSREQUEST']._serialized_end=949
-  _globals['_GETBOOTSTRAPSTATUSRESPONSE']._serialized_start=951
-  _globals['_GETBOOTSTRAPSTATUSRESPONSE']._serialized_end=1031
-  _globals['_BOOTSTRAPFIRSTADMINREQUEST']._serialized_start=1033
-  _globals['_BOOTSTRAPFIRSTADMINREQUEST']._serialized_end=1127
-  _globals['_USER']._serialized_start=1129
-  _globals['_USER']._serialized_end=1234
-  _globals['_ORGANIZATION']._serialized_start=1236
-  _globals['_ORGANIZATION']._serialized_end=1296
-  _globals['_BOOTSTRAPFIRSTADMINRESPONSE']._serialized_start=1298
-  _globals['_BOOTSTRAPFIRSTADMINRESPONSE']._serialized_end=1418
-  _globals['_CREATEUSERREQUEST']._serialized_start=1420
-  _globals['_CREATEUSERREQUEST']._serialized_end=1521
-  _globals['_CREATEORGANIZATIONREQUEST']._serialized_start=1523
-  _globals['_CREATEORGANIZATIONREQUEST']._serialized_end=1585
-  _globals['_SETMEMBERSHIPREQUEST']._serialized_start=1587
-  _globals['_SETMEMBERSHIPREQUEST']._serialized_end=1681
-  _globals['_CREATEACCESSTOKENREQUEST']._serialized_start=1683
-  _globals['_CREATEACCESSTOKENREQUEST']._serialized_end=1743
-  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_start=1745
-  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_end=1805
-  _globals['_IDENTITYSERVICE']._serialized_start=1808
-  _globals['_IDENTITYSERVICE']._serialized_end=2543
+  _globals['_TOKENINFO']._serialized_end=449
+  _globals['_PRINCIPAL']._serialized_start=452
+  _globals['_PRINCIPAL']._serialized_end=681
+  _globals['_AUTHORIZEREQUEST']._serialized_start=684
+  _globals['_AUTHORIZEREQUEST']._serialized_end=817
+  _globals['_AUTHORIZERESPONSE']._serialized_start=819
+  _globals['_AUTHORIZERESPONSE']._serialized_end=938
+  _globals['_GETBOOTSTRAPSTATUSREQUEST']._serialized_start=940
+  _globals['_GETBOOTSTRAPSTATUSREQUEST']._serialized_end=967
+  _globals['_GETBOOTSTRAPSTATUSRESPONSE']._serialized_start=969
+  _globals['_GETBOOTSTRAPSTATUSRESPONSE']._serialized_end=1049
+  _globals['_BOOTSTRAPFIRSTADMINREQUEST']._serialized_start=1051
+  _globals['_BOOTSTRAPFIRSTADMINREQUEST']._serialized_end=1145
+  _globals['_USER']._serialized_start=1147
+  _globals['_USER']._serialized_end=1252
+  _globals['_ORGANIZATION']._serialized_start=1254
+  _globals['_ORGANIZATION']._serialized_end=1314
+  _globals['_BOOTSTRAPFIRSTADMINRESPONSE']._serialized_start=1316
+  _globals['_BOOTSTRAPFIRSTADMINRESPONSE']._serialized_end=1436
+  _globals['_CREATEUSERREQUEST']._serialized_start=1438
+  _globals['_CREATEUSERREQUEST']._serialized_end=1539
+  _globals['_CREATEORGANIZATIONREQUEST']._serialized_start=1541
+  _globals['_CREATEORGANIZATIONREQUEST']._serialized_end=1603
+  _globals['_SETMEMBERSHIPREQUEST']._serialized_start=1605
+  _globals['_SETMEMBERSHIPREQUEST']._serialized_end=1699
+  _globals['_CREATEACCESSTOKENREQUEST']._serialized_start=1701
+  _globals['_CREATEACCESSTOKENREQUEST']._serialized_end=1761
+  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_start=1763
+  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_end=1823
+  _globals['_IDENTITYSERVICE']._serialized_start=1826
+  _globals['_IDENTITYSERVICE']._serialized_end=2561
 # @@protoc_insertion_point(module_scope)
