@@ -6,6 +6,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.audit import (
+    AUDIT_POLICY,
+    AUDIT_RECORDER,
+    AuditPolicy,
+    AuditRecorder,
+    audit_middleware,
+    recording,
+)
 from gateway.backends import Backends
 from gateway.context import BACKENDS, SETTINGS
 from gateway.middleware import (
@@ -15,7 +23,7 @@ from gateway.middleware import (
     metrics_middleware,
     request_id_middleware,
 )
-from gateway.routes import add_routes
+from gateway.routes import ROUTES, add_routes
 from services.common.config import Settings
 from services.common.metrics import METRICS, Metrics, default_metrics
 
@@ -33,6 +41,8 @@ def create_app(
         middlewares=[
             metrics_middleware,
             request_id_middleware,
+            # Outside the error middleware: it records every outcome, refusals included.
+            audit_middleware,
             error_middleware,
             accept_middleware,
             auth_middleware,
@@ -42,6 +52,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics or default_metrics()
+    app[AUDIT_POLICY] = AuditPolicy(ROUTES)
+    app[AUDIT_RECORDER] = AuditRecorder()
     add_routes(app)
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -52,4 +64,6 @@ def create_app(
             await app[BACKENDS].close()
 
     app.cleanup_ctx.append(backends_ctx)
+    # After the backends: cleaned up before them, so queued entries are written on the way out.
+    app.cleanup_ctx.append(recording)
     return app

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.handlers import (
     agent_pools,
+    audit,
     copilot,
     deployments,
     identity,
@@ -34,6 +35,7 @@ VERSION = r"{version:\d+}"
 POOLS = "/api/orgs/{orgName}/agent-pools"
 AGENT = "/api/agents/{agentId}"
 DEPLOYMENTS = f"{S}/deployments"
+AUDIT = "/api/orgs/{orgName}/auditlogs"
 
 
 class Access(Enum):
@@ -54,6 +56,8 @@ class Route:
     role: common_pb2.Role.ValueType = common_pb2.ROLE_UNSPECIFIED
     create_organization: bool = False
     summary: str = ""
+    # Also answers clients that accept only text/plain or text/csv (exports).
+    is_text_accepted: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -215,6 +219,24 @@ ROUTES: tuple[Route, ...] = (
         secrets.log_only_batch_decrypt_value,
         Access.STACK,
         VIEWER,
+    ),
+    # The audit log: read-only, org admins (site admins for the instance-wide export).
+    Route("GET", AUDIT, audit.list_audit_log_events_handler_v1, Access.ORG, ADMIN),
+    Route(
+        "GET",
+        f"{AUDIT}/export",
+        audit.export_audit_log_events_handler_v1,
+        Access.ORG,
+        ADMIN,
+        is_text_accepted=True,
+    ),
+    Route("GET", f"{AUDIT}/event-types", audit.list_audit_log_event_types, Access.ORG, ADMIN),
+    Route(
+        "GET",
+        "/api/admin/auditlogs/export",
+        audit.export_instance_audit_log_events,
+        Access.USER,
+        is_text_accepted=True,
     ),
 )
 

@@ -31,6 +31,7 @@ from services.common.db import create_engine, create_migration_engine, session_f
 from services.common.migrations import version_table
 from services.common.service import RunningService
 from services.identity import server as identity_server
+from services.identity.audit_models import AuditEventRow
 from services.identity.models import (
     AccessTokenRow,
     Base,
@@ -48,7 +49,7 @@ UNAUTHORIZED = "Unauthorized: No credentials provided or are invalid."
 ALREADY_BOOTSTRAPPED = "Conflict: the first admin has already been created."
 ADMIN_TOKEN = "pul-seeded-admin-token-0123456789abcdef01"
 HEX_ID = re.compile(r"[0-9a-f]{32}")
-TABLES = (UserRow, OrganizationRow, MembershipRow, AccessTokenRow, BootstrapRow)
+TABLES = (UserRow, OrganizationRow, MembershipRow, AccessTokenRow, BootstrapRow, AuditEventRow)
 
 
 @dataclass
@@ -889,7 +890,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('identity')}")
             )
-            assert version == "identity_0001"
+            assert version == "identity_0002_audit"
 
         # A second replica on a migrated database migrates nothing and starts.
         second = await identity_server.start(harness.settings, host="127.0.0.1", port=0)
