@@ -325,6 +325,8 @@ _TARGET_PARTS: tuple[tuple[str, str], ...] = (
 # A body member is recorded only when it looks like a name, never free text or a secret.
 _NAME_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 _MAX_NAMED_BODY_BYTES = 64 * 1024
+# Where a call matched no route (404, 405), the organization its path names, if any.
+_PATH_ORGANIZATION = re.compile(r"/api/(?:orgs|stacks)/([A-Za-z0-9][A-Za-z0-9_.\-]{0,99})(?:/|$)")
 _USER_AGENT_LIMIT = 512
 # A refused call's principal is looked up once more; the call itself is already answered.
 _LOOKUP_TIMEOUT_SECONDS = 2.0
@@ -516,7 +518,7 @@ def _submit(
         description += f" ({kind.detail_field} {detail})"
     event = audit_pb2.AuditEvent(
         time_micros=int(at * 1_000_000),
-        organization=info.get("orgName", ""),
+        organization=info.get("orgName") or _path_organization(request.path),
         event=kind.name,
         target=target,
         description=description,
@@ -589,6 +591,11 @@ async def _body_name(request: web.Request, field: str) -> str:
     if isinstance(value, str) and _NAME_VALUE.fullmatch(value):
         return value
     return ""
+
+
+def _path_organization(path: str) -> str:
+    found = _PATH_ORGANIZATION.match(path)
+    return found.group(1) if found else ""
 
 
 def _target(info: Mapping[str, str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -136,17 +137,22 @@ def page_size(requested: int) -> int:
     return min(requested, MAX_PAGE_SIZE)
 
 
-def continuation_token(last_id: int) -> str:
-    """Paging resumes below the last entry shown (entries are listed newest first)."""
-    return str(last_id)
+def continuation_token(time_micros: int, last_id: int) -> str:
+    """Paging resumes after the last entry shown (entries are listed newest first)."""
+    return f"{time_micros}.{last_id}"
 
 
-def parse_continuation_token(token: str) -> int | None:
+_TOKEN = re.compile(r"(\d{1,19})\.(\d{1,19})")
+
+
+def parse_continuation_token(token: str) -> tuple[int, int] | None:
+    """The (time, id) of the last entry shown, or None for the first page."""
     if not token:
         return None
-    if not token.isascii() or not token.isdigit() or len(token) > 19:
+    found = _TOKEN.fullmatch(token) if token.isascii() else None
+    if found is None:
         raise InvalidArgument("Bad Request: invalid continuation token")
-    return int(token)
+    return int(found.group(1)), int(found.group(2))
 
 
 def retention_cutoff(now_seconds: float, retention_days: int) -> int | None:

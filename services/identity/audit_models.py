@@ -14,13 +14,13 @@ from services.identity.models import Base
 class AuditEventRow(Base):
     __tablename__ = "identity_audit_events"
     __table_args__ = (
-        # Listing an organization's entries newest first, and the instance-wide export.
-        Index("ix_identity_audit_events_organization_id", "organization", "id"),
-        # Time-window reads and the retention prune.
+        # Listing an organization's entries newest first.
+        Index("ix_identity_audit_events_organization_time_micros", "organization", "time_micros"),
+        # The instance-wide export and the retention prune.
         Index("ix_identity_audit_events_time_micros", "time_micros"),
     )
 
-    # Insertion order: pages are cut by id, newest first.
+    # Breaks ties between entries of the same microsecond when paging.
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     time_micros: Mapped[int] = mapped_column(BigInteger)
     organization: Mapped[str] = mapped_column(String(100))

@@ -64,7 +64,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         query = validate_query(_query(request.filter))
         page = await self._store.page(
             query,
-            before_id=parse_continuation_token(request.continuation_token),
+            after=parse_continuation_token(request.continuation_token),
             limit=page_size(request.page_size),
         )
         return audit_pb2.ListAuditEventsResponse(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select
+from sqlalchemy import Select, and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.identity.audit_domain import (
@@ -79,7 +79,7 @@ def _matching(query: AuditQuery) -> Select[AuditEventRow]:
         statement = statement.where(AuditEventRow.actor_login == query.user_login)
     if query.event:
         statement = statement.where(AuditEventRow.event == query.event)
-    return statement.order_by(AuditEventRow.id.desc())
+    return statement.order_by(AuditEventRow.time_micros.desc(), AuditEventRow.id.desc())
 
 
 class AuditStore:
@@ -96,16 +96,24 @@ class AuditStore:
             await session.execute(insert(AuditEventRow), [_values(e) for e in entries])
         return len(entries)
 
-    async def page(self, query: AuditQuery, *, before_id: int | None, limit: int) -> AuditPage:
-        """Up to `limit` entries newest first, below `before_id` when resuming."""
+    async def page(
+        self, query: AuditQuery, *, after: tuple[int, int] | None, limit: int
+    ) -> AuditPage:
+        """Up to `limit` entries newest first, past the (time, id) `after` when resuming."""
         statement = _matching(query)
-        if before_id is not None:
-            statement = statement.where(AuditEventRow.id < before_id)
+        if after is not None:
+            at, last_id = after
+            statement = statement.where(
+                or_(
+                    AuditEventRow.time_micros < at,
+                    and_(AuditEventRow.time_micros == at, AuditEventRow.id < last_id),
+                )
+            )
         async with self._sessions.begin() as session:
             rows = list((await session.scalars(statement.limit(limit + 1))).all())
         more = len(rows) > limit
         rows = rows[:limit]
-        token = continuation_token(rows[-1].id) if more and rows else ""
+        token = continuation_token(rows[-1].time_micros, rows[-1].id) if more and rows else ""
         return AuditPage(entries=tuple(_entry(row) for row in rows), continuation_token=token)
 
     async def export(self, query: AuditQuery, *, limit: int) -> tuple[AuditEntry, ...] | None:

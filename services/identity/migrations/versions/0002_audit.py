@@ -40,9 +40,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_audit_events")),
     )
     op.create_index(
-        "ix_identity_audit_events_organization_id",
+        "ix_identity_audit_events_organization_time_micros",
         "identity_audit_events",
-        ["organization", "id"],
+        ["organization", "time_micros"],
     )
     op.create_index(
         "ix_identity_audit_events_time_micros", "identity_audit_events", ["time_micros"]
@@ -51,5 +51,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_identity_audit_events_time_micros", table_name="identity_audit_events")
-    op.drop_index("ix_identity_audit_events_organization_id", table_name="identity_audit_events")
+    op.drop_index(
+        "ix_identity_audit_events_organization_time_micros", table_name="identity_audit_events"
+    )
     op.drop_table("identity_audit_events")
