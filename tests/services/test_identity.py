@@ -49,7 +49,7 @@ UNAUTHORIZED = "Unauthorized: No credentials provided or are invalid."
 ALREADY_BOOTSTRAPPED = "Conflict: the first admin has already been created."
 ADMIN_TOKEN = "pul-seeded-admin-token-0123456789abcdef01"
 HEX_ID = re.compile(r"[0-9a-f]{32}")
-TABLES = (UserRow, OrganizationRow, MembershipRow, AccessTokenRow, BootstrapRow, AuditEventRow)
+TABLES = (UserRow, OrganizationRow, MembershipRow, AccessTokenRow, BootstrapRow)
 
 
 @dataclass
@@ -900,6 +900,6 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             await connection.run_sync(_downgrade_to_base)
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
-        assert not {model.__tablename__ for model in TABLES} & tables
+        assert not {model.__tablename__ for model in (*TABLES, AuditEventRow)} & tables
     finally:
         await engine.dispose()
