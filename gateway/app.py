@@ -6,6 +6,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.audit import (
+    AUDIT_POLICY,
+    AUDIT_RECORDER,
+    AuditPolicy,
+    AuditRecorder,
+    audit_middleware,
+    recording,
+)
 from gateway.backends import Backends
 from gateway.console.app import add_console
 from gateway.context import BACKENDS, OPENAPI_DOCUMENT, SETTINGS
@@ -17,7 +25,7 @@ from gateway.middleware import (
     request_id_middleware,
 )
 from gateway.openapi import cached_document
-from gateway.routes import add_routes
+from gateway.routes import ROUTES, add_routes
 from services.common.config import Settings
 from services.common.metrics import METRICS, Metrics, default_metrics
 
@@ -35,6 +43,8 @@ def create_app(
         middlewares=[
             metrics_middleware,
             request_id_middleware,
+            # Outside the error middleware: it records every outcome, refusals included.
+            audit_middleware,
             error_middleware,
             accept_middleware,
             auth_middleware,
@@ -44,6 +54,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics or default_metrics()
+    app[AUDIT_POLICY] = AuditPolicy(ROUTES)
+    app[AUDIT_RECORDER] = AuditRecorder()
     add_routes(app)
     app[OPENAPI_DOCUMENT] = cached_document()
     # The web console at `/`; the REST API stays under /api/.
@@ -57,4 +69,6 @@ def create_app(
             await app[BACKENDS].close()
 
     app.cleanup_ctx.append(backends_ctx)
+    # After the backends: cleaned up before them, so queued entries are written on the way out.
+    app.cleanup_ctx.append(recording)
     return app

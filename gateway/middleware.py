@@ -120,10 +120,21 @@ def _accepts(header: str) -> bool:
     return False
 
 
+def _accepts_text(header: str) -> bool:
+    return any(
+        item.split(";", 1)[0].strip().lower() in ("text/plain", "text/csv", "text/*")
+        for item in header.split(",")
+    )
+
+
 @web.middleware
 async def accept_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """/api/ answers only clients that accept Pulumi's media type, JSON or anything (415)."""
-    if request.path.startswith("/api/") and not _accepts(request.headers.get("Accept", "")):
+    header = request.headers.get("Accept", "")
+    if request.path.startswith("/api/") and not _accepts(header):
+        route = _route(request)
+        if route is not None and route.is_text_accepted and _accepts_text(header):
+            return await handler(request)
         raise ApiError(
             415,
             "Unsupported Media Type: send Accept: application/vnd.pulumi+8 (or +9), "

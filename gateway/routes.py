@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.handlers import (
     agent_pools,
+    audit,
     copilot,
     deployments,
     history,
@@ -46,6 +47,7 @@ URN = "{urn:.+}"
 ORG = "/api/orgs/{orgName}"
 TEAM = f"{ORG}/teams/{{teamName}}"
 CONSOLE_S = "/api/console/stacks/{orgName}/{projectName}/{stackName}"
+AUDIT = "/api/orgs/{orgName}/auditlogs"
 
 
 class Access(Enum):
@@ -72,6 +74,8 @@ class Route:
     # Changes who may do what (members, teams, grants, tokens, invitations): personal
     # access tokens only.
     manages_access: bool = False
+    # Also answers clients that accept only text/plain or text/csv (exports).
+    is_text_accepted: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -592,6 +596,24 @@ ROUTES: tuple[Route, ...] = (
         secrets.log_only_batch_decrypt_value,
         Access.STACK,
         permission=READ,
+    ),
+    # The audit log: read-only, org admins (site admins for the instance-wide export).
+    Route("GET", AUDIT, audit.list_audit_log_events_handler_v1, Access.ORG, ADMIN),
+    Route(
+        "GET",
+        f"{AUDIT}/export",
+        audit.export_audit_log_events_handler_v1,
+        Access.ORG,
+        ADMIN,
+        is_text_accepted=True,
+    ),
+    Route("GET", f"{AUDIT}/event-types", audit.list_audit_log_event_types, Access.ORG, ADMIN),
+    Route(
+        "GET",
+        "/api/admin/auditlogs/export",
+        audit.export_instance_audit_log_events,
+        Access.USER,
+        is_text_accepted=True,
     ),
 )
 

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     copilot_model_name: str = ""
     copilot_model_api_key: SecretStr | None = None
     copilot_model_timeout_seconds: float = 30.0
+    # Audit entries older than this many days are pruned by the identity service (0: never).
+    audit_retention_days: int = 365
 
     def resolved_database_url(self) -> str:
         """SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""

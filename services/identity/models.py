@@ -180,3 +180,7 @@ class InviteRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     invited_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The audit log's table lives in its own module but belongs to this metadata (and history).
+from services.identity import audit_models as _audit_models  # noqa: E402, F401

@@ -9,13 +9,14 @@ from typing import Any
 import grpc
 from pydantic import SecretStr
 
-from protos.cairn.v1 import common_pb2, identity_pb2, identity_pb2_grpc
+from protos.cairn.v1 import audit_pb2_grpc, common_pb2, identity_pb2, identity_pb2_grpc
 from services.common.auth import hash_token, new_token
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from services.common.logging import get_logger
 from services.common.service import RunningService, open_database, serve_service
+from services.identity.audit_server import AUDIT_SERVICE_NAME, audit_service
 from services.identity.domain import (
     ADMIN_TOKEN_NAME,
     BOOTSTRAP_TOKEN_NAME,
@@ -520,16 +521,22 @@ async def start(
         await database.engine.dispose()
         raise
     servicer = IdentityServicer(store, clock)
+    audit, pruner = audit_service(database.sessions, clock, settings.audit_retention_days)
+
+    def register(server: grpc.aio.Server) -> None:
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
+
+    pruner.start()
     return await serve_service(
         name="identity",
         settings=settings,
         host=host,
         port=port,
-        register=lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(
-            servicer, server
-        ),
-        service_names=[SERVICE_NAME],
-        closers=[database.engine.dispose],
+        register=register,
+        service_names=[SERVICE_NAME, AUDIT_SERVICE_NAME],
+        # Closers run last to first: the pruner stops before the database goes.
+        closers=[database.engine.dispose, pruner.stop],
     )
 
 

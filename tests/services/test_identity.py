@@ -31,6 +31,7 @@ from services.common.db import create_engine, create_migration_engine, session_f
 from services.common.migrations import version_table
 from services.common.service import RunningService
 from services.identity import server as identity_server
+from services.identity.audit_models import AuditEventRow
 from services.identity.models import (
     AccessTokenRow,
     Base,
@@ -889,7 +890,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('identity')}")
             )
-            assert version == "identity_0002"
+            assert version == "identity_0003"
 
         # A second replica on a migrated database migrates nothing and starts.
         second = await identity_server.start(harness.settings, host="127.0.0.1", port=0)
@@ -899,7 +900,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             await connection.run_sync(_downgrade_to_base)
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
-        assert not {model.__tablename__ for model in TABLES} & tables
+        assert not {model.__tablename__ for model in (*TABLES, AuditEventRow)} & tables
     finally:
         await engine.dispose()
 
