@@ -20,6 +20,7 @@ import grpc
 import orjson
 from aiohttp import web
 
+from gateway.console.admin import is_admin, organization_people
 from gateway.console.csrf import SESSIONS, checked_form
 from gateway.console.deployment import (
     Deployment,
@@ -252,6 +253,7 @@ async def stacks(request: web.Request) -> web.Response:
         StackRow(stack=s, state=states.get(s.id, updates_pb2.StackState()), last_result=result)
         for s, result in zip(shown, results, strict=True)
     ]
+    is_org_admin = is_admin(request)
     return render(
         request,
         "stacks.html",
@@ -260,6 +262,8 @@ async def stacks(request: web.Request) -> web.Response:
         total=len(matching),
         is_truncated=is_truncated or len(matching) > len(shown),
         filters={"project": project, "tag": tag, "name": name},
+        is_admin=is_org_admin,
+        people=await organization_people(request, org) if is_org_admin else None,
     )
 
 

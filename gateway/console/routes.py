@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.console import handlers
+from gateway.console import admin, handlers
 from gateway.routes import ROUTES_BY_OPERATION, VIEWER, Access, Handler, Route
 
 STACK = "/orgs/{orgName}/{projectName}/{stackName}"
@@ -57,6 +57,14 @@ PAGES: tuple[Page, ...] = (
     Page("POST", "/copilot", handlers.copilot_chat, api("copilot_skill")),
     Page("GET", "/orgs/{orgName}", handlers.stacks, ORGANIZATION),
     Page("GET", "/orgs/{orgName}/agent-pools", handlers.agent_pools, api("list_org_agent_pool")),
+    Page("GET", "/orgs/{orgName}/audit", admin.audit_log, api("list_audit_log_events_handler_v1")),
+    # Two segments, so no stack path (`/orgs/o/p/s`) is ever shadowed.
+    Page(
+        "GET",
+        "/orgs/{orgName}/audit.{format:csv|json}",
+        admin.audit_export,
+        api("export_audit_log_events_handler_v1"),
+    ),
     Page("GET", STACK, handlers.stack, api("get_stack")),
     Page("GET", f"{STACK}/updates", handlers.updates, api("get_stack_updates")),
     Page("GET", f"{STACK}/updates/{VERSION}", handlers.update, api("get_update_events")),

@@ -25,6 +25,7 @@ DEFAULT_EXPORT_DAYS = 30
 # they just did.
 FLUSH_BEFORE_READ_SECONDS = 2.0
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_FORMATS = ("csv", "json")
 
 ACTOR_KINDS: dict[audit_pb2.AuditActorKind.ValueType, str] = {
     audit_pb2.AUDIT_ACTOR_KIND_USER: "user",
@@ -169,7 +170,8 @@ def _filter(request: web.Request, organization: str) -> audit_pb2.AuditFilter:
     )
 
 
-async def _flush_local(request: web.Request) -> None:
+async def flush_recent(request: web.Request) -> None:
+    """Wait briefly for the entries this gateway still has queued (the console reads too)."""
     await request.app[AUDIT_RECORDER].flush(FLUSH_BEFORE_READ_SECONDS)
 
 
@@ -178,7 +180,7 @@ async def list_audit_log_events_handler_v1(request: web.Request) -> web.Response
     if request.query.get("format", "json") != "json":
         raise bad_request("this route answers JSON only; use /auditlogs/export for CSV")
     audit_filter = _filter(request, request.match_info["orgName"])
-    await _flush_local(request)
+    await flush_recent(request)
     reply = await request.app[BACKENDS].audit.ListAuditEvents(
         audit_pb2.ListAuditEventsRequest(
             filter=audit_filter,
@@ -230,16 +232,25 @@ async def list_audit_log_event_types(request: web.Request) -> web.Response:
 
 async def _export(request: web.Request, organization: str) -> web.Response:
     audit_format = request.query.get("format", "csv").lower()
-    if audit_format not in ("csv", "json"):
+    if audit_format not in EXPORT_FORMATS:
         raise bad_request("'format' must be csv or json")
-    audit_filter = _filter(request, organization)
+    return await export_response(request, _filter(request, organization), audit_format)
+
+
+async def export_response(
+    request: web.Request, audit_filter: audit_pb2.AuditFilter, audit_format: str
+) -> web.Response:
+    """The entries of a filter as a CSV or JSON attachment (the console's export too).
+
+    An open end of the time window becomes now, an open start 30 days before its end.
+    """
     if not audit_filter.until_micros:
         audit_filter.until_micros = int(time.time() + 1) * MICROS
     if not audit_filter.since_micros:
         audit_filter.since_micros = (
             audit_filter.until_micros - DEFAULT_EXPORT_DAYS * 86_400 * MICROS
         )
-    await _flush_local(request)
+    await flush_recent(request)
     reply = await request.app[BACKENDS].audit.ExportAuditEvents(
         audit_pb2.ExportAuditEventsRequest(filter=audit_filter), **call_options(request)
     )
