@@ -146,6 +146,28 @@ async def seed(cairn: Cairn) -> None:
         await run.full_checkpoint(SECRETS)
         await run.send_events([{"summaryEvent": {"resourceChanges": {"create": 1}}}])
         await run.complete()
+    await cairn.json(
+        "POST",
+        "/api/orgs/admin/teams/pulumi",
+        body={
+            "name": "storefront",
+            "displayName": "Storefront",
+            "description": "Owns the shop's site and CDN",
+        },
+    )
+    for project, stack, permission in (("shop", "prod", 102), ("shop", "staging", 103)):
+        grant = {"projectName": project, "stackName": stack, "permission": permission}
+        await cairn.json(
+            "PATCH",
+            "/api/orgs/admin/teams/storefront",
+            status=204,
+            body={"addStackPermission": grant},
+        )
+    # A refused call, for the audit log.
+    refused = await cairn.call(
+        "DELETE", "/api/stacks/admin/billing/prod", token="pul-revoked-token"
+    )
+    assert refused.status == 401
 
 
 async def photograph(url: str, out: Path) -> list[Path]:
@@ -155,6 +177,7 @@ async def photograph(url: str, out: Path) -> list[Path]:
         ("update-diagnostic.png", "/orgs/admin/shop/prod/updates/2", 1280),
         ("resource.png", f"/orgs/admin/shop/prod/resource?urn={quote(BUCKET, safe='')}", 1280),
         ("stack-phone.png", "/orgs/admin/shop/prod", 390),
+        ("audit.png", "/orgs/admin/audit", 1280),
     ]
     written: list[Path] = []
     async with chromium() as browser:

@@ -149,6 +149,14 @@ class AuditRow:
         return self.entry.token_name or self.entry.token_id
 
     @property
+    def summary(self) -> str:
+        """The description without the target, which has a column of its own."""
+        entry = self.entry
+        if entry.target:
+            return entry.description.replace(f": {entry.target}", "", 1)
+        return entry.description
+
+    @property
     def is_refused(self) -> bool:
         return self.entry.status >= 400
 

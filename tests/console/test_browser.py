@@ -1,5 +1,6 @@
 """The console in headless Chromium against a real `cairn up`: sign in, follow an update to
-its failing resource's diagnostic, watch a running update's progress, sign out."""
+its failing resource's diagnostic, watch a running update's progress, read the audit log,
+sign out."""
 
 from __future__ import annotations
 
@@ -110,6 +111,11 @@ async def test_follow_an_update_to_its_diagnostic_and_watch_one_run(
         await expect(page.locator("#timeline .entry.sev-warning")).to_contain_text("queue is slow")
         await run.complete()
         await expect(page.locator("#update-result .badge")).to_have_text("succeeded")
+
+        # The audit log shows the stack's creation.
+        await page.goto(console_url + "/orgs/admin/audit")
+        created = page.locator("#audit-table tr[data-event='stack.create']")
+        await expect(created.first).to_contain_text("admin/web/dev")
 
         # Signing out ends the session.
         await page.click("text=Sign out")
