@@ -99,9 +99,7 @@ def mapped(methods: Iterable[SdkMethod]) -> dict[SdkMethod, Route]:
 def unexercised(names: Iterable[str], sources: Iterable[str]) -> list[str]:
     """The names never used as `.name(`, `.name)` or `.name,` (passed to a thread) in sources."""
     text = "\n".join(sources)
-    return sorted(
-        name for name in names if not re.search(rf"\.{re.escape(name)}\b\s*[(),]", text)
-    )
+    return sorted(name for name in names if not re.search(rf"\.{re.escape(name)}\b\s*[(),]", text))
 
 
 @pytest.fixture(scope="module")

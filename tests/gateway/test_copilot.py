@@ -284,4 +284,3 @@ async def test_a_configured_model_phrases_grounded_answers(
         assert len(received) == 1
         assert any(m["kind"] == "program" for m in program["messages"])
     assert orjson.dumps(received)
-

@@ -81,9 +81,12 @@ async def test_stacks_and_tags_through_the_sdk(any_cairn: Cairn) -> None:
     )
     assert not created.messages
     await sdk(sdk.orgs.create_stack, ORG, PROJECT, AppCreateStackRequest(stack_name="prod"))
-    assert await sdk.status(
-        sdk.orgs.create_stack, ORG, PROJECT, AppCreateStackRequest(stack_name="dev")
-    ) == 409
+    assert (
+        await sdk.status(
+            sdk.orgs.create_stack, ORG, PROJECT, AppCreateStackRequest(stack_name="dev")
+        )
+        == 409
+    )
     await sdk(sdk.orgs.project_exists, ORG, PROJECT)
 
     stack = await sdk(sdk.stacks.get_stack, ORG, PROJECT, "dev")
