@@ -128,7 +128,8 @@ def error_statuses(operation: Operation, schema: OperationSchema) -> set[int]:
     statuses = set(schema.errors)
     if route.access is not Access.PUBLIC:
         statuses.add(401)
-    if route.access in (Access.ORG, Access.STACK):
+    if route.access in (Access.ORG, Access.STACK) or route.manages_access:
+        # Too low a role or permission; machine tokens managing access.
         statuses.add(403)
     if route.access is Access.UPDATE:
         # A lease that is not this update's, a preview writing state, a finished update.
@@ -162,7 +163,9 @@ def _operation_object(operation: Operation, schema: OperationSchema) -> dict[str
     for status, body in sorted(schema.responses.items()):
         response: dict[str, Any] = {"description": "Success" if body is not None else "No content"}
         if body is not None:
-            response["content"] = _content(body, schema.media_types)
+            response["content"] = {
+                media: {"schema": value} for media, value in schema.body_schemas(body).items()
+            }
         responses[str(status)] = response
     error = {"$ref": "#/components/schemas/Error"}
     for status in sorted(error_statuses(operation, schema)):

@@ -333,7 +333,8 @@ async def get_update_status(request: web.Request) -> web.Response:
 
 
 async def get_update_events(request: web.Request) -> web.Response:
-    """`GET U/events`: engine events in sequence order; the SDK needs a string token."""
+    """`GET U/events`: engine events in sequence order; the SDK needs a string token and
+    each event's `type`."""
     reply = await request.app[BACKENDS].updates.ListEngineEvents(
         updates_pb2.ListEngineEventsRequest(
             stack_id=request[STACK].id,
@@ -345,10 +346,17 @@ async def get_update_events(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "events": [orjson.Fragment(event.data) for event in reply.events],
+            "events": [_typed_event(event) for event in reply.events],
             "continuationToken": reply.continuation_token,
         }
     )
+
+
+def _typed_event(event: updates_pb2.EngineEvent) -> dict[str, Any]:
+    """The stored event plus `type`, the name of its payload member (`stdoutEvent`, ...): the
+    SDK's EngineEvent requires it so that `event[event.type]` is the payload."""
+    stored: dict[str, Any] = orjson.loads(event.data)
+    return {**stored, "type": event.kind}
 
 
 def _flat_info(info: updates_pb2.UpdateInfo) -> dict[str, Any]:

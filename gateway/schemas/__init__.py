@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -42,6 +42,12 @@ class OperationSchema:
     responses: Mapping[int, Schema | None]
     errors: frozenset[int]
     media_types: tuple[str, ...] = (JSON,)
+    # Success body schemas of media types answering another shape than `responses` says.
+    media_schemas: Mapping[str, Schema] = field(default_factory=dict)
+
+    def body_schemas(self, body: Schema) -> dict[str, Schema]:
+        """The success body's schema per media type answered."""
+        return {media: self.media_schemas.get(media, body) for media in self.media_types}
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ def _operation(entry: Mapping[str, Any]) -> OperationSchema:
         responses={int(status): schema for status, schema in entry["responses"].items()},
         errors=frozenset(entry.get("errors", [])),
         media_types=tuple(entry.get("media_types", [JSON])),
+        media_schemas=entry.get("media_schemas", {}),
     )
 
 
@@ -85,6 +92,9 @@ def load_schemas() -> SchemaSet:
         entries[name]["body_required"] = False
     for name, source in handwritten.ANSWERED_AS_SENT.items():
         entries[name]["responses"] = {"200": copy.deepcopy(entries[source]["request"])}
+    for name, media in handwritten.MEDIA_SCHEMAS.items():
+        entries[name]["media_types"] = list(media)
+        entries[name]["media_schemas"] = copy.deepcopy(media)
     components = dict(data["components"])
     components.update(copy.deepcopy(handwritten.COMPONENTS))
     return SchemaSet(

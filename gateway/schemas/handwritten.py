@@ -1,8 +1,8 @@
 """Schemas of the operations neither the REST catalogue nor the official SDK describes.
 
 Each follows what its handler answers (gateway/handlers/system.py, identity.py,
-agent_pools.py); entries use the same shape as catalogue.json. A new route outside the
-catalogue and the SDK adds its entry here.
+agent_pools.py, organizations.py, tokens.py, stack_access.py, audit.py); entries use the same
+shape as catalogue.json. A new route outside the catalogue and the SDK adds its entry here.
 """
 
 from __future__ import annotations
@@ -61,6 +61,34 @@ _BOOTSTRAP = {
         )
     },
     "errors": [400, 409],
+}
+
+_REF = "#/components/schemas/"
+_ROLE = {"type": "string", "enum": ["admin", "member"]}
+_ROLE_ID = {"type": "string", "enum": ["admin", "member", "viewer"]}
+_GRANTABLE = {"type": "integer", "enum": [101, 102, 103]}
+
+# gateway/handlers/tokens.py `_rotate`: the same id, a new value shown this once.
+_ROTATE_TOKEN = {
+    "summary": "Replace an access token's value; the old value stops working at once.",
+    "responses": {"200": _object({"id": _STRING, "tokenValue": _STRING})},
+}
+
+# gateway/handlers/audit.py `_export`: CSV (the default), or `{"auditLogEvents": [...]}` with
+# `format=json`; clients accepting only text/plain (the SDK) get either as text/plain.
+_AUDIT_EXPORT_QUERY = [
+    {"name": "format", "required": False, "schema": {"type": "string", "enum": ["csv", "json"]}},
+    {"name": "startTime", "required": False, "schema": {"type": "integer", "minimum": 0}},
+    {"name": "endTime", "required": False, "schema": {"type": "integer", "minimum": 0}},
+    {"name": "eventFilter", "required": False, "schema": _STRING},
+    {"name": "userFilter", "required": False, "schema": _STRING},
+]
+_AUDIT_EXPORT_MEDIA: dict[str, Any] = {
+    "text/csv": _STRING,
+    "application/json": _object(
+        {"auditLogEvents": {"type": "array", "items": {"$ref": _REF + "AuditLogEvent"}}}
+    ),
+    "text/plain": _STRING,
 }
 
 OPERATIONS: dict[str, dict[str, Any]] = {
@@ -190,10 +218,67 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {"204": None},
         "errors": [404, 409],
     },
+    "list_user_organizations": {
+        "summary": "The caller's organizations, with their role in each.",
+        "responses": {
+            "200": _object(
+                {
+                    "organizations": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "githubLogin": _STRING,
+                                "name": _STRING,
+                                "avatarUrl": _STRING,
+                                "role": _ROLE,
+                                "roleId": _ROLE_ID,
+                            }
+                        ),
+                    }
+                }
+            )
+        },
+    },
+    "create_organization": {
+        "summary": "Create an organization with the caller as its admin.",
+        "request": _object({"name": _STRING}),
+        "responses": {
+            "201": _object(
+                {
+                    "githubLogin": _STRING,
+                    "name": _STRING,
+                    "avatarUrl": _STRING,
+                    "repos": {"type": "array", "maxItems": 0},
+                    "id": _STRING,
+                    # Unix seconds.
+                    "created": {"type": "integer"},
+                    "defaultStackPermission": {"$ref": _REF + "StackPermission"},
+                    "memberCount": {"type": "integer", "minimum": 1},
+                    "role": {"type": "string", "enum": ["admin"]},
+                }
+            )
+        },
+        "errors": [409],
+    },
+    "rotate_personal_token": _ROTATE_TOKEN,
+    "update_stack_collaborator": {
+        "summary": "Grant a member an explicit permission on the stack (101 read, 102 write, "
+        "103 admin).",
+        "request": _object({"permission": _GRANTABLE}),
+        "responses": {"204": None},
+    },
+    "export_instance_audit_log_events": {
+        "summary": "Every organization's audit log entries in a time window (site admins).",
+        "query": _AUDIT_EXPORT_QUERY,
+        "responses": {"200": _STRING},
+        "errors": [403],
+    },
 }
 
 # Operations with the same shapes as another one.
 SAME_AS: dict[str, str] = {
+    "rotate_org_token": "rotate_personal_token",
+    "rotate_team_token": "rotate_personal_token",
     "bootstrap_first_admin_alias": "bootstrap_first_admin",
     # Previews write no checkpoints (403), but the paths exist for every kind.
     "patch_update_checkpoint_preview": "patch_update_checkpoint_update",
@@ -207,6 +292,21 @@ REPLACED_RESPONSES: dict[str, dict[str, Any]] = {
     **{f"record_engine_event_{kind}": {"204": None} for kind in KINDS},
     **{f"record_engine_event_batch_{kind}": {"204": None} for kind in KINDS},
     "cancel_deployment": {"204": None},
+    # The SDK reads no answer from these; the handlers answer 204 No Content.
+    **{
+        name: {"204": None}
+        for name in (
+            "accept_org_invite",
+            "cancel_org_invite",
+            "update_organization_member",
+            "delete_organization_member",
+            "update_team",
+            "delete_team",
+            "delete_personal_token",
+            "delete_org_token",
+            "delete_team_token",
+        )
+    },
 }
 
 # Additional success statuses of catalogued operations.
@@ -216,6 +316,14 @@ EXTRA_RESPONSES: dict[str, dict[str, Any]] = {}
 EXTRA_ERRORS: dict[str, list[int]] = {
     # The conversation's `cloudContext.orgId` names an organization that does not exist.
     "copilot_skill": [404],
+    # Already a member; the last admin cannot leave or be demoted (409).
+    "add_organization_member": [409],
+    "update_organization_member": [409],
+    "delete_organization_member": [409],
+    # An invitee who is not a user, already a member or already invited.
+    "batch_create_org_invite_email": [404, 409],
+    "accept_org_invite": [409],
+    "create_pulumi_team": [409],
 }
 
 # Operations whose handlers read an absent or empty body as `{}`; every other body is required.
@@ -227,6 +335,8 @@ OPTIONAL_BODIES: tuple[str, ...] = (
     "log_only_decrypt_value",
     "log_only_batch_decrypt_value",
     "register_agent",
+    # No body adds the user as a member.
+    "add_organization_member",
 )
 
 # Operations answering what was stored as sent, in another operation's request shape:
@@ -236,6 +346,12 @@ ANSWERED_AS_SENT: dict[str, str] = {
     "get_deployment_settings": "replace_deployment_settings",
     "patch_deployment_settings": "patch_deployment_settings",
     "replace_deployment_settings": "replace_deployment_settings",
+}
+
+# Operations whose success answer has another shape per media type.
+MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
+    "export_audit_log_events_handler_v1": _AUDIT_EXPORT_MEDIA,
+    "export_instance_audit_log_events": _AUDIT_EXPORT_MEDIA,
 }
 
 # Pulumi's error body, answered for every 4xx and 5xx.

@@ -9,12 +9,14 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from openapi_schema_validator import OAS31Validator
+from openapi_schema_validator import validate as validate_instance
 from openapi_spec_validator import validate
 
 from gateway.openapi import build_document, cached_document, expand, operations
 from gateway.routes import ROUTES, Access, Route
 from gateway.schemas import load_schemas
-from tests.gateway.conftest import Cairn
+from tests.gateway.conftest import MEMBER, Cairn
 
 METHODS = {"get", "put", "post", "delete", "patch", "head"}
 
@@ -162,3 +164,91 @@ async def test_the_gateway_serves_the_document_publicly_and_builds_it_once(cairn
     assert await second.read() == body
     document = cached_document()
     assert document() is document()
+
+
+def _conforms(
+    document: dict[str, Any], path: str, method: str, status: int, media: str, body: Any
+) -> None:
+    """The answer is documented for the operation, in that media type and shape."""
+    responses = document["paths"][path][method]["responses"]
+    assert str(status) in responses, f"{method} {path}: {status} is not documented"
+    content = responses[str(status)].get("content")
+    if content is None:
+        assert not body, f"{method} {path}: a body where none is documented"
+        return
+    assert media in content, f"{method} {path}: {media} is not documented"
+    # The document's components resolve against the schema's root.
+    schema = {**content[media]["schema"], "components": document["components"]}
+    validate_instance(body, schema, cls=OAS31Validator)
+
+
+async def test_extension_routes_answer_what_the_document_says(
+    cairn: Cairn, document: dict[str, Any]
+) -> None:
+    """The hand-written schemas describe the handlers' real answers, not guesses."""
+
+    async def check(
+        method: str,
+        path: str,
+        template: str,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        response = await cairn.call(method, path, body=body, headers=headers)
+        raw = await response.read()
+        assert response.status == status, raw
+        payload: Any = (
+            orjson.loads(raw) if response.content_type == "application/json" else raw.decode()
+        )
+        _conforms(document, template, method.lower(), status, response.content_type, payload)
+        return payload
+
+    created = await check("POST", "/api/orgs", "/api/orgs", 201, body={"name": "acme"})
+    assert (created["githubLogin"], created["role"], created["memberCount"]) == ("acme", "admin", 1)
+    mine = await check("GET", "/api/user/organizations", "/api/user/organizations", 200)
+    assert ("acme", "admin") in [(o["githubLogin"], o["roleId"]) for o in mine["organizations"]]
+
+    personal = await cairn.json("POST", "/api/user/tokens", body={"description": "laptop"})
+    rotated = await check(
+        "POST",
+        f"/api/user/tokens/{personal['id']}/rotate",
+        "/api/user/tokens/{tokenId}/rotate",
+        200,
+    )
+    assert rotated["id"] == personal["id"] and rotated["tokenValue"] != personal["tokenValue"]
+    org_token = await cairn.json("POST", "/api/orgs/acme/tokens", body={"name": "ci"})
+    await check(
+        "POST",
+        f"/api/orgs/acme/tokens/{org_token['id']}/rotate",
+        "/api/orgs/{orgName}/tokens/{tokenId}/rotate",
+        200,
+    )
+    await cairn.json("POST", "/api/orgs/acme/teams/pulumi", body={"name": "ops"})
+    team_token = await cairn.json("POST", "/api/orgs/acme/teams/ops/tokens", body={"name": "d"})
+    await check(
+        "POST",
+        f"/api/orgs/acme/teams/ops/tokens/{team_token['id']}/rotate",
+        "/api/orgs/{orgName}/teams/{teamName}/tokens/{tokenId}/rotate",
+        200,
+    )
+
+    await cairn.new_user("erin", org_role=("acme", MEMBER))
+    await cairn.json("POST", "/api/stacks/acme/web", body={"stackName": "dev"})
+    await check(
+        "PATCH",
+        "/api/stacks/acme/web/dev/collaborators/erin",
+        "/api/stacks/{orgName}/{projectName}/{stackName}/collaborators/{userName}",
+        204,
+        body={"permission": 102},
+    )
+
+    for url, template in (
+        ("/api/admin/auditlogs/export", "/api/admin/auditlogs/export"),
+        ("/api/orgs/acme/auditlogs/export", "/api/orgs/{orgName}/auditlogs/export"),
+    ):
+        csv_text = await check("GET", url, template, 200, headers={"Accept": "text/csv"})
+        assert csv_text.startswith("time,timestamp,event")
+        events = await check("GET", f"{url}?format=json", template, 200)
+        assert "token.rotate" in [e["event"] for e in events["auditLogEvents"]]
+        await check("GET", url, template, 200, headers={"Accept": "text/plain"})

@@ -279,7 +279,12 @@ async def test_token_lifecycle_with_an_injected_clock(clocked: tuple[Cairn, Manu
     # An expiry in the past is refused and creates nothing.
     before = await cairn.json("GET", "/api/user/tokens?filter=all")
     await cairn.json("POST", "/api/user/tokens", 400, body={"expires": now - 1})
+    # So is one past the year 9999, which no date can hold.
+    for expires in (253_402_300_800, 2**62):
+        for path in ("/api/user/tokens", "/api/orgs/admin/tokens"):
+            await cairn.json("POST", path, 400, body={"name": "far", "expires": expires})
     assert await cairn.json("GET", "/api/user/tokens?filter=all") == before
+    assert (await cairn.json("GET", "/api/orgs/admin/tokens?filter=all"))["tokens"] == []
 
     # Organization tokens: same lifecycle, acting as the organization.
     org_token = await cairn.json("POST", "/api/orgs/admin/tokens", body={"name": "deploy"})

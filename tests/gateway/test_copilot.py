@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from services.common.config import Settings
 from tests.gateway.cli import begin, create_stack, resource, stack_path, stack_resource
-from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, AiohttpClient, Cairn, running_cairn
+from tests.gateway.conftest import MEMBER, AiohttpClient, Cairn, running_cairn
 
 CHAT = "/api/ai/chat/preview"
 CONSOLE = "https://app.pulumi.com"
@@ -285,26 +284,3 @@ async def test_a_configured_model_phrases_grounded_answers(
         assert len(received) == 1
         assert any(m["kind"] == "program" for m in program["messages"])
     assert orjson.dumps(received)
-
-
-async def test_the_official_sdk_can_start_a_conversation(cairn: Cairn) -> None:
-    sdk = pytest.importorskip("pulumi_cloud_sdk", reason="pulumi-cloud-sdk is not installed")
-    from pulumi_cloud_sdk.apis.ai_api_ import AIApi
-    from pulumi_cloud_sdk.models import (
-        CopilotClientState,
-        CopilotCloudContext,
-        CopilotRequest,
-        CopilotState,
-    )
-
-    configuration = sdk.configuration.Configuration()
-    configuration.host = str(cairn.client.make_url("")).rstrip("/")
-    configuration.access_token = ADMIN_TOKEN
-    api = AIApi(sdk.api_client.ApiClient(configuration))
-    request = CopilotRequest(
-        state=CopilotState(client=CopilotClientState(cloud_context=CopilotCloudContext("admin"))),
-        query="Write code to create an S3 bucket in Go",
-    )
-    reply = await asyncio.to_thread(api.copilot_skill, request)
-    assert [m.kind for m in reply.messages] == ["response", "response", "program"]
-    assert reply.messages[-1].content["language"] == "go"

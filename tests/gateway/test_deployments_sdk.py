@@ -30,6 +30,8 @@ try:
         OperationContextRequest,
         PulumiOperation,
         SecretValue,
+        SourceContextGitRequest,
+        SourceContextRequest,
     )
 except ImportError:  # pragma: no cover - CI installs it with the dev extra
     pytest.skip(
@@ -309,3 +311,37 @@ async def test_the_sdk_sees_http_errors(cairn: Cairn) -> None:
     with pytest.raises(urllib.error.HTTPError) as forbidden:
         await asyncio.to_thread(Sdk(cairn, member).workflows.list_org_agent_pool, ORG)
     assert forbidden.value.code == 403
+
+
+async def test_settings_are_replaced_through_the_sdk(any_cairn: Cairn) -> None:
+    cairn = any_cairn
+    sdk = Sdk(cairn)
+    dep = sdk.deployments
+    await cairn.json("POST", f"/api/stacks/{ORG}/{PROJECT}", body={"stackName": STACK})
+    git = SourceContextGitRequest(repo_url="https://example.com/web.git", branch="main")
+    first = await sdk(
+        dep.replace_deployment_settings,
+        ORG,
+        PROJECT,
+        STACK,
+        DeploymentSettingsRequest(tag="v1", source_context=SourceContextRequest(git=git)),
+    )
+    assert first.tag == "v1"
+    assert (first.source_context.git.repo_url, first.source_context.git.branch) == (
+        "https://example.com/web.git",
+        "main",
+    )
+    # Replacing drops what the new settings leave out, unlike a patch.
+    second = await sdk(
+        dep.replace_deployment_settings,
+        ORG,
+        PROJECT,
+        STACK,
+        DeploymentSettingsRequest(
+            operation_context=OperationContextRequest(pre_run_commands=["make"])
+        ),
+    )
+    assert second.tag is None and second.source_context is None
+    assert second.operation_context.pre_run_commands == ["make"]
+    fetched = await sdk(dep.get_deployment_settings, ORG, PROJECT, STACK)
+    assert fetched.tag is None and fetched.operation_context.pre_run_commands == ["make"]

@@ -434,6 +434,9 @@ async def test_engine_events_are_returned_in_order(update_cairn: Cairn) -> None:
     await run.send_events([summary({"create": 1})])
     page = await cairn.json("GET", f"{S}/update/{run.update_id}/events?pageSize=5")
     assert [e["sequence"] for e in page["events"]] == [0, 1, 2, 3, 4]
+    # `type` names the payload member, as the SDK's EngineEvent requires.
+    assert {e["type"] for e in page["events"]} == {"stdoutEvent"}
+    assert page["events"][0]["stdoutEvent"] == {"message": "line 0", "color": "raw"}
     assert page["continuationToken"] == "5"
     await run.complete()
     rest = await cairn.json(
@@ -442,6 +445,7 @@ async def test_engine_events_are_returned_in_order(update_cairn: Cairn) -> None:
     assert [e["sequence"] for e in rest["events"]] == [5, 6, 7]
     assert rest["continuationToken"] == ""
     assert rest["events"][-1]["summaryEvent"]["resourceChanges"] == {"create": 1}
+    assert rest["events"][-1]["type"] == "summaryEvent"
 
 
 async def test_unknown_update_and_foreign_stack_are_404(update_cairn: Cairn) -> None:
