@@ -30,8 +30,6 @@ _TYPES = {
 }
 _FILTERS = ("", "active", "revoked", "all")
 _SHORT_NAME = 255
-# 9999-12-31T23:59:59Z: later expiries are no dates the services can hold.
-_LATEST_EXPIRY = 253_402_300_799
 
 
 def _personal(request: web.Request) -> identity_pb2.TokenScope:
@@ -91,8 +89,6 @@ async def _create(
     request: web.Request, scope: identity_pb2.TokenScope, body: dict[str, Any], name: str
 ) -> web.Response:
     expires = optional_int(body, "expires")
-    if not 0 <= expires <= _LATEST_EXPIRY:
-        raise bad_request("'expires' must be unix seconds in the future, or 0 for never")
     admin = body.get("admin")
     if admin is not None and not isinstance(admin, bool):
         raise bad_request("'admin' must be a boolean")

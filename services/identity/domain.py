@@ -6,7 +6,7 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from services.common.errors import (
     FailedPrecondition,
@@ -514,8 +514,20 @@ def require_role(organization: str, role: Role | None, minimum: Role) -> Role:
     return role
 
 
-def validate_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
-    if expires_at is not None and expires_at <= now:
+# 9999-12-31T23:59:59Z: no later moment is a date the databases can hold.
+LATEST_EXPIRY_SECONDS = 253_402_300_799
+
+
+def expiry_from_unix(seconds: int, now: datetime) -> datetime | None:
+    """A token expiry from unix seconds (0: never); past or beyond year 9999 is refused."""
+    if seconds == 0:
+        return None
+    if not 0 < seconds <= LATEST_EXPIRY_SECONDS:
+        raise InvalidArgument(
+            "Bad Request: 'expires' must be unix seconds in the future, or 0 for never"
+        )
+    expires_at = datetime.fromtimestamp(seconds, tz=UTC)
+    if expires_at <= now:
         raise InvalidArgument("Bad Request: 'expires' must be in the future (unix seconds)")
     return expires_at
 

@@ -50,12 +50,12 @@ from services.identity.domain import (
     UserStackGrant,
     check_manages_access,
     effective_stack_permission,
+    expiry_from_unix,
     organization_not_found,
     require_role,
     require_stack_permission,
     role_in,
     validate_default_permission,
-    validate_expiry,
     validate_grant,
     validate_name,
     validate_new_user,
@@ -391,10 +391,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             )
         if request.admin and scope.kind is not TokenKind.ORGANIZATION:
             raise InvalidArgument("Bad Request: only organization tokens can be admin tokens")
-        expires_at = validate_expiry(
-            datetime.fromtimestamp(request.expires_at, tz=UTC) if request.expires_at else None,
-            self._now(),
-        )
+        expires_at = expiry_from_unix(request.expires_at, self._now())
         token = new_token()
         token_id = await self._store.issue_token(
             NewToken(

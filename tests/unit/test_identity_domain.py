@@ -158,3 +158,17 @@ def test_last_use_is_recorded_once_a_minute() -> None:
     assert is_last_use_stale(None, NOW)
     assert not is_last_use_stale(NOW, NOW + timedelta(seconds=59))
     assert is_last_use_stale(NOW, NOW + timedelta(seconds=60))
+
+
+def test_token_expiry_from_unix_seconds() -> None:
+    from services.identity.domain import LATEST_EXPIRY_SECONDS, expiry_from_unix
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert expiry_from_unix(0, now) is None
+    assert expiry_from_unix(int(now.timestamp()) + 60, now) == datetime(
+        2026, 1, 1, 0, 1, tzinfo=UTC
+    )
+    assert expiry_from_unix(LATEST_EXPIRY_SECONDS, now) is not None
+    for refused in (-1, int(now.timestamp()), LATEST_EXPIRY_SECONDS + 1, 2**62):
+        with pytest.raises(InvalidArgument):
+            expiry_from_unix(refused, now)
