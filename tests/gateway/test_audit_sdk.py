@@ -6,22 +6,18 @@ runs in a thread.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import csv
 import io
 import time
 import urllib.error
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 import pytest
 
 try:
-    from pulumi_cloud_sdk.api_client import ApiClient
     from pulumi_cloud_sdk.apis.organizations_api_ import OrganizationsApi
-    from pulumi_cloud_sdk.configuration import Configuration
     from pulumi_cloud_sdk.models import (
         AuditLogEvent,
         AuditLogEventTypeCatalogEntry,
@@ -36,20 +32,14 @@ except ImportError:  # pragma: no cover - CI installs it with the dev extra
 from protos.cairn.v1 import identity_pb2
 from tests.gateway.cli import create_stack, stack_path
 from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, Cairn
+from tests.gateway.sdk import sdk, sdk_client
 
 T = TypeVar("T")
 S = stack_path()
 
 
 def organizations(cairn: Cairn, token: str = ADMIN_TOKEN) -> OrganizationsApi:
-    configuration = Configuration()
-    configuration.host = str(cairn.client.make_url("")).rstrip("/")
-    configuration.access_token = token
-    return OrganizationsApi(ApiClient(configuration))
-
-
-async def sdk(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await asyncio.to_thread(method, *args, **kwargs)
+    return OrganizationsApi(sdk_client(cairn, token))
 
 
 async def test_audit_logs_through_the_sdk(cairn: Cairn) -> None:

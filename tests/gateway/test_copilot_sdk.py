@@ -6,14 +6,10 @@ thread.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 try:
-    from pulumi_cloud_sdk.api_client import ApiClient
     from pulumi_cloud_sdk.apis.ai_api_ import AIApi
-    from pulumi_cloud_sdk.configuration import Configuration
     from pulumi_cloud_sdk.models import (
         CopilotClientState,
         CopilotCloudContext,
@@ -25,18 +21,16 @@ except ImportError:  # pragma: no cover - CI installs it with the dev extra
         "pulumi-cloud-sdk is not installed (pip install -e '.[dev]')", allow_module_level=True
     )
 
-from tests.gateway.conftest import ADMIN_TOKEN, Cairn
+from tests.gateway.conftest import Cairn
+from tests.gateway.sdk import sdk, sdk_client
 
 
 async def test_the_official_sdk_can_start_a_conversation(any_cairn: Cairn) -> None:
-    configuration = Configuration()
-    configuration.host = str(any_cairn.client.make_url("")).rstrip("/")
-    configuration.access_token = ADMIN_TOKEN
-    api = AIApi(ApiClient(configuration))
+    api = AIApi(sdk_client(any_cairn))
     request = CopilotRequest(
         state=CopilotState(client=CopilotClientState(cloud_context=CopilotCloudContext("admin"))),
         query="Write code to create an S3 bucket in Go",
     )
-    reply = await asyncio.to_thread(api.copilot_skill, request)
+    reply = await sdk(api.copilot_skill, request)
     assert [m.kind for m in reply.messages] == ["response", "response", "program"]
     assert reply.messages[-1].content["language"] == "go"

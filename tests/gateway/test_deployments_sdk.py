@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.error
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 import pytest
 
 try:
-    from pulumi_cloud_sdk.api_client import ApiClient
     from pulumi_cloud_sdk.apis.deployments_api_ import DeploymentsApi
     from pulumi_cloud_sdk.apis.workflows_api_ import WorkflowsApi
-    from pulumi_cloud_sdk.configuration import Configuration
     from pulumi_cloud_sdk.models import (
         CreateDeploymentRequest,
         CreateOrgAgentPoolRequest,
@@ -39,25 +36,21 @@ except ImportError:  # pragma: no cover - CI installs it with the dev extra
     )
 
 from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, Cairn
+from tests.gateway.sdk import SdkCaller
 
 ORG, PROJECT, STACK = "admin", "web", "dev"
 S = f"/api/stacks/{ORG}/{PROJECT}/{STACK}"
 T = TypeVar("T")
 
 
-class Sdk:
+class Sdk(SdkCaller):
     """The two SDK APIs on the test server, each call run in a thread."""
 
     def __init__(self, cairn: Cairn, token: str = ADMIN_TOKEN) -> None:
-        configuration = Configuration()
-        configuration.host = str(cairn.client.make_url("")).rstrip("/")
-        configuration.access_token = token
-        client = ApiClient(configuration)
+        super().__init__(cairn, token)
+        client = self.client
         self.workflows = WorkflowsApi(client)
         self.deployments = DeploymentsApi(client)
-
-    async def __call__(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(method, *args, **kwargs)
 
 
 async def agent_call(

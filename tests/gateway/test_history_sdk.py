@@ -6,24 +6,20 @@ every call succeeding proves the shapes; the values are checked against the hist
 
 from __future__ import annotations
 
-import asyncio
 import urllib.error
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 try:
-    from pulumi_cloud_sdk.api_client import ApiClient
     from pulumi_cloud_sdk.apis.stacks_api_ import StacksApi
-    from pulumi_cloud_sdk.configuration import Configuration
 except ImportError:  # pragma: no cover - CI installs it with the dev extra
     pytest.skip(
         "pulumi-cloud-sdk is not installed (pip install -e '.[dev]')", allow_module_level=True
     )
 
 from tests.gateway.cli import begin, create_stack
-from tests.gateway.conftest import ADMIN_TOKEN, Cairn
+from tests.gateway.conftest import Cairn
 from tests.gateway.history_data import (
     ERROR_TEXT,
     ORG,
@@ -36,19 +32,15 @@ from tests.gateway.history_data import (
     reference_state,
     urn_of,
 )
+from tests.gateway.sdk import SdkCaller
 
 T = TypeVar("T")
 
 
-class Sdk:
+class Sdk(SdkCaller):
     def __init__(self, cairn: Cairn) -> None:
-        configuration = Configuration()
-        configuration.host = str(cairn.client.make_url("")).rstrip("/")
-        configuration.access_token = ADMIN_TOKEN
-        self.stacks = StacksApi(ApiClient(configuration))
-
-    async def __call__(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(method, *args, **kwargs)
+        super().__init__(cairn)
+        self.stacks = StacksApi(self.client)
 
 
 async def test_history_views_through_the_sdk(any_cairn: Cairn) -> None:

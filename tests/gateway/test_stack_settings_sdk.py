@@ -7,18 +7,14 @@ blocks and the gateway shares the test's event loop.
 
 from __future__ import annotations
 
-import asyncio
 import urllib.error
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import yaml
 
 try:
-    from pulumi_cloud_sdk.api_client import ApiClient
     from pulumi_cloud_sdk.apis.stacks_api_ import StacksApi
-    from pulumi_cloud_sdk.configuration import Configuration
     from pulumi_cloud_sdk.models import (
         AppStackRenameRequest,
         GetStarterWorkflowRequest,
@@ -33,19 +29,15 @@ except ImportError:  # pragma: no cover - CI installs it with the dev extra
 
 from protos.cairn.v1 import identity_pb2
 from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, Cairn
+from tests.gateway.sdk import SdkCaller
 
 T = TypeVar("T")
 
 
-class Sdk:
+class Sdk(SdkCaller):
     def __init__(self, cairn: Cairn, token: str = ADMIN_TOKEN) -> None:
-        configuration = Configuration()
-        configuration.host = str(cairn.client.make_url("")).rstrip("/")
-        configuration.access_token = token
-        self.stacks = StacksApi(ApiClient(configuration))
-
-    async def __call__(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(method, *args, **kwargs)
+        super().__init__(cairn, token)
+        self.stacks = StacksApi(self.client)
 
 
 async def test_stack_settings_through_the_sdk(any_cairn: Cairn) -> None:

@@ -7,7 +7,6 @@ so every call runs in a thread.
 
 from __future__ import annotations
 
-import asyncio
 import urllib.error
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,12 +14,10 @@ from typing import Any, TypeVar
 import pytest
 
 try:
-    from pulumi_cloud_sdk.api_client import ApiClient
     from pulumi_cloud_sdk.apis.miscellaneous_api_ import MiscellaneousApi
     from pulumi_cloud_sdk.apis.organizations_api_ import OrganizationsApi
     from pulumi_cloud_sdk.apis.stacks_api_ import StacksApi
     from pulumi_cloud_sdk.apis.users_api_ import UsersApi
-    from pulumi_cloud_sdk.configuration import Configuration
     from pulumi_cloud_sdk.models import (
         AppBatchDecryptRequest,
         AppBatchEncryptRequest,
@@ -35,26 +32,22 @@ except ImportError:  # pragma: no cover - CI installs it with the dev extra
     )
 
 from tests.gateway.conftest import ADMIN_TOKEN, Cairn
+from tests.gateway.sdk import SdkCaller
 
 ORG, PROJECT = "admin", "web"
 T = TypeVar("T")
 
 
-class Sdk:
+class Sdk(SdkCaller):
     """The SDK's stack, organization, user and miscellaneous APIs on the test server."""
 
     def __init__(self, cairn: Cairn, token: str = ADMIN_TOKEN) -> None:
-        configuration = Configuration()
-        configuration.host = str(cairn.client.make_url("")).rstrip("/")
-        configuration.access_token = token
-        client = ApiClient(configuration)
+        super().__init__(cairn, token)
+        client = self.client
         self.stacks = StacksApi(client)
         self.orgs = OrganizationsApi(client)
         self.users = UsersApi(client)
         self.misc = MiscellaneousApi(client)
-
-    async def __call__(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(method, *args, **kwargs)
 
     async def status(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         """The HTTP status of a call the server refuses."""

@@ -9,7 +9,6 @@ every call runs in a thread.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -21,9 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 try:
-    from pulumi_cloud_sdk.api_client import ApiClient
     from pulumi_cloud_sdk.apis.stacks_api_ import StacksApi
-    from pulumi_cloud_sdk.configuration import Configuration
     from pulumi_cloud_sdk.models import (
         AppAppendUpdateLogEntryRequest,
         AppCompleteUpdateRequest,
@@ -54,6 +51,7 @@ except ImportError:  # pragma: no cover - CI installs it with the dev extra
 
 from tests.gateway.cli import create_stack, deployment, resource, single_edit, stack_resource
 from tests.gateway.conftest import ADMIN_TOKEN, Cairn
+from tests.gateway.sdk import sdk, sdk_client
 
 ORG, PROJECT, STACK = "admin", "web", "dev"
 HERE = (ORG, PROJECT, STACK)
@@ -150,18 +148,7 @@ KINDS: dict[str, KindCalls] = {
 
 def stacks_api(cairn: Cairn, *, token: str = ADMIN_TOKEN, lease: str = "") -> StacksApi:
     """The SDK's StacksApi with an access token, or with an update's lease token."""
-    configuration = Configuration()
-    configuration.host = str(cairn.client.make_url("")).rstrip("/")
-    client = ApiClient(configuration)
-    if lease:
-        client.default_headers["Authorization"] = f"update-token {lease}"
-    else:
-        configuration.access_token = token
-    return StacksApi(client)
-
-
-async def sdk(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await asyncio.to_thread(method, *args, **kwargs)
+    return StacksApi(sdk_client(cairn, token, lease=lease))
 
 
 async def refused(method: Call, *args: Any) -> int:
