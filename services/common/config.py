@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES: tuple[str, ...] = (
@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     copilot_model_name: str = ""
     copilot_model_api_key: SecretStr | None = None
     copilot_model_timeout_seconds: float = 30.0
+    # A queued deployment's job gets an access token of the user who queued it, revoked when
+    # the deployment ends and expiring after this many seconds at the latest.
+    deployment_token_ttl_seconds: int = Field(default=2 * 60 * 60, ge=60)
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
 

@@ -1,4 +1,5 @@
-"""The agent_pools service over real gRPC, with the real secrets service and a manual clock.
+"""The agent_pools service over real gRPC, with the real secrets and identity services and a
+manual clock.
 
 Runs on SQLite and, when reachable, PostgreSQL: claims racing between agents, leases of
 silent agents, heartbeat timeouts and cancellation.
@@ -26,6 +27,7 @@ from services.agent_pools.domain import (
 from services.common.auth import USER_LOGIN_KEY
 from services.common.clock import ManualClock
 from services.common.config import Settings
+from services.identity import server as identity_server
 from services.secrets import server as secrets_server
 
 ORG = "acme"
@@ -43,12 +45,17 @@ class Harness:
 
 @pytest.fixture
 async def harness(any_settings: Settings) -> AsyncIterator[Harness]:
+    clock = ManualClock()
     secrets = await secrets_server.start(any_settings, host="127.0.0.1", port=0)
+    identity = await identity_server.start(any_settings, host="127.0.0.1", port=0, clock=clock)
     try:
         settings = any_settings.model_copy(
-            update={"secrets_address": f"127.0.0.1:{secrets.port}", "grpc_timeout_seconds": 10.0}
+            update={
+                "secrets_address": f"127.0.0.1:{secrets.port}",
+                "identity_address": f"127.0.0.1:{identity.port}",
+                "grpc_timeout_seconds": 10.0,
+            }
         )
-        clock = ManualClock()
         service = await agent_pools_server.start(settings, host="127.0.0.1", port=0, clock=clock)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
         try:
@@ -57,6 +64,7 @@ async def harness(any_settings: Settings) -> AsyncIterator[Harness]:
             await channel.close(None)
             await service.stop(0)
     finally:
+        await identity.stop(0)
         await secrets.stop(0)
 
 
