@@ -313,6 +313,7 @@ EVENT_TYPES: tuple[AuditEventType, ...] = (
     ),
 )
 
+
 def needs_admin(route: Route) -> bool:
     """An organization admin's call: by role, by stack permission, or changing who may do what."""
     return (

@@ -37,10 +37,8 @@ DEFAULT_LOG_COUNT = 500
 MAX_LOG_COUNT = 5000
 # A job's access token: the settings' own PULUMI_ACCESS_TOKEN wins over a minted one.
 ACCESS_TOKEN_VARIABLE = "PULUMI_ACCESS_TOKEN"
-# How many ended deployments' tokens one sweep revokes, and how often the service sweeps
-# (jobs of vanished agents are given up then too, even when no agent calls in).
+# How many ended deployments' tokens one sweep revokes at most.
 TOKEN_SWEEP_BATCH = 100
-TOKEN_SWEEP_SECONDS = 15.0
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from protos.cairn.v1 import (
 from services.agent_pools.domain import (
     OFFLINE,
     ONLINE,
-    TOKEN_SWEEP_SECONDS,
     AgentMetadata,
     AgentRecord,
     DeploymentRecord,
@@ -386,12 +385,7 @@ class TokenSweeper:
     """Runs `AgentPools.sweep` every few seconds, so tokens of jobs whose agent vanished are
     revoked even when no agent of their pool calls in."""
 
-    def __init__(
-        self,
-        sweep: Callable[[], Awaitable[int]],
-        *,
-        interval_seconds: float = TOKEN_SWEEP_SECONDS,
-    ) -> None:
+    def __init__(self, sweep: Callable[[], Awaitable[int]], interval_seconds: float) -> None:
         self._sweep = sweep
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
@@ -451,7 +445,7 @@ async def start(
         token_ttl_seconds=settings.deployment_token_ttl_seconds,
     )
     servicer = AgentPoolsServicer(pools, the_clock)
-    sweeper = TokenSweeper(pools.sweep)
+    sweeper = TokenSweeper(pools.sweep, settings.deployment_token_sweep_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(servicer, server)

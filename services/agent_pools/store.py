@@ -552,9 +552,7 @@ class AgentPoolStore:
         async with self._sessions.begin() as session:
             await session.execute(
                 update(DeploymentRow)
-                .where(
-                    DeploymentRow.id == deployment_id, DeploymentRow.access_token_id == token_id
-                )
+                .where(DeploymentRow.id == deployment_id, DeploymentRow.access_token_id == token_id)
                 .values(access_token_id=None)
             )
 

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # A queued deployment's job gets an access token of the user who queued it, revoked when
     # the deployment ends and expiring after this many seconds at the latest.
     deployment_token_ttl_seconds: int = Field(default=2 * 60 * 60, ge=60)
+    # How often agent_pools gives up silent agents' jobs and revokes ended jobs' tokens when no
+    # agent calls in (every agent call that can end a job does it too).
+    deployment_token_sweep_seconds: float = Field(default=15.0, gt=0)
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
 
