@@ -51,6 +51,9 @@ from services.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
+    PermissionDenied,
+    Unauthenticated,
 )
 from services.common.logging import get_logger
 
@@ -61,6 +64,8 @@ POOL_TOKEN_PREFIX = "pul-"
 ENVIRONMENT_PATH = ("operationContext", "environmentVariables")
 
 REQUESTER_GONE = "the user who queued this deployment no longer exists"
+# What identity answers when minting can never succeed for a job (anything else may pass).
+REFUSALS = (InvalidArgument, OutOfRange, FailedPrecondition, PermissionDenied, Unauthenticated)
 
 Encrypt = Callable[[str, bytes], Awaitable[bytes]]
 Decrypt = Callable[[str, bytes], Awaitable[bytes]]
@@ -340,6 +345,11 @@ class AgentPools:
             )
         except NotFound:
             await self._store.fail_claim(deployment.id, agent_id, REQUESTER_GONE, now)
+            return None
+        except REFUSALS as error:
+            # Asking again would not help: end the job instead of handing it out forever.
+            message = f"no access token could be made for this deployment: {error.message}"
+            await self._store.fail_claim(deployment.id, agent_id, message[:4096], now)
             return None
         except BaseException:
             # The identity service is away: the job waits in the queue for the next claim.

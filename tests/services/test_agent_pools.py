@@ -567,3 +567,44 @@ async def test_purging_a_stack_revokes_its_running_jobs_tokens(harness: Harness)
     assert job is not None and await acts_as(harness, job.access_token) == "carol"
     await harness.stub.PurgeStack(agent_pools_pb2.PurgeDeploymentsRequest(stack_id=STACK_ID))
     assert await acts_as(harness, job.access_token) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_job_identity_refuses_a_token_for_fails_instead_of_looping(
+    any_settings: Settings,
+) -> None:
+    """Identity's clock is far ahead (a skewed host): the token's expiry is already past, which
+    asking again would not change, so the job ends with the reason."""
+    clock = ManualClock()
+    secrets = await secrets_server.start(any_settings, host="127.0.0.1", port=0)
+    skewed = ManualClock(clock.now() + 10 * 24 * 60 * 60)
+    identity = await identity_server.start(any_settings, host="127.0.0.1", port=0, clock=skewed)
+    settings = any_settings.model_copy(
+        update={
+            "secrets_address": f"127.0.0.1:{secrets.port}",
+            "identity_address": f"127.0.0.1:{identity.port}",
+        }
+    )
+    service = await agent_pools_server.start(settings, host="127.0.0.1", port=0, clock=clock)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    identity_channel = grpc.aio.insecure_channel(f"127.0.0.1:{identity.port}")
+    try:
+        harness = Harness(
+            agent_pools_pb2_grpc.AgentPoolsServiceStub(channel),
+            clock,
+            identity_pb2_grpc.IdentityServiceStub(identity_channel),
+            identity,
+        )
+        _, token = await new_pool(harness)
+        agent = await register(harness, token)
+        deployment = await create_deployment(harness, user=await new_user(harness, "carol"))
+        assert await claim(harness, token, agent) is None
+        failed = await get(harness, deployment.id)
+        assert failed.status == "failed"
+        assert failed.message.startswith("no access token could be made for this deployment: ")
+        assert "expires" in failed.message
+    finally:
+        await identity_channel.close(None)
+        await channel.close(None)
+        await service.stop(0)
+        await identity.stop(0)
+        await secrets.stop(0)
