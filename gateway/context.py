@@ -33,6 +33,12 @@ def call_options(request: web.Request) -> dict[str, Any]:
     return {"timeout": request.app[BACKENDS].timeout, "metadata": caller.metadata()}
 
 
+def public_url(request: web.Request) -> str:
+    """The gateway's URL as clients reach it: `CAIRN_PUBLIC_URL`, else the request's host."""
+    url = request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
+    return url.rstrip("/")
+
+
 def stack_ref(request: web.Request) -> common_pb2.StackRef:
     """The stack named by the path."""
     info = request.match_info

@@ -3,6 +3,11 @@
 Agents authenticate with their pool's token (`Authorization: token <pool token>`); the
 agent_pools service checks it. Protocol, in order: register, then heartbeat every
 `heartbeatIntervalSeconds`, claim work (204 when none is queued), send log lines, finish.
+
+A claimed job's `environment` holds what the job must see besides its settings' variables:
+a short-lived access token of the user who queued it (`PULUMI_ACCESS_TOKEN`, revoked when the
+deployment ends) and this gateway's URL (`PULUMI_BACKEND_URL`); it is empty when the stack's
+settings bring their own PULUMI_ACCESS_TOKEN.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.context import AGENT_TOKEN, BACKENDS, call_options
+from gateway.context import AGENT_TOKEN, BACKENDS, call_options, public_url
 from gateway.convert import (
     bool_query,
     json_response,
@@ -194,6 +199,12 @@ async def claim_deployment(request: web.Request) -> web.Response:
     if not reply.HasField("job"):
         return no_content()
     deployment = reply.job.deployment
+    environment: dict[str, str] = {}
+    if reply.job.access_token:
+        environment = {
+            "PULUMI_ACCESS_TOKEN": reply.job.access_token,
+            "PULUMI_BACKEND_URL": public_url(request),
+        }
     return json_response(
         {
             "deploymentID": deployment.id,
@@ -203,6 +214,7 @@ async def claim_deployment(request: web.Request) -> web.Response:
             "projectName": deployment.project,
             "stackName": deployment.stack,
             "settings": _raw(reply.job.settings),
+            "environment": environment,
         }
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.context import BACKENDS, SETTINGS, STACK, call_options
+from gateway.context import BACKENDS, STACK, call_options, public_url
 from gateway.convert import (
     INT64_BITS,
     bool_query,
@@ -132,9 +132,8 @@ async def create_api_deployment_handler_v2(request: web.Request) -> web.Response
 
 
 def _console_url(request: web.Request, deployment: agent_pools_pb2.Deployment) -> str:
-    base = request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
     return (
-        f"{base.rstrip('/')}/{deployment.organization}/{deployment.project}/"
+        f"{public_url(request)}/{deployment.organization}/{deployment.project}/"
         f"{deployment.stack}/deployments/{deployment.version}"
     )
 

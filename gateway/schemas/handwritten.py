@@ -200,6 +200,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                     "projectName": _STRING,
                     "stackName": _STRING,
                     "settings": {"type": "object"},
+                    # PULUMI_ACCESS_TOKEN (the requester's, short-lived) and PULUMI_BACKEND_URL.
+                    "environment": {"type": "object", "additionalProperties": _STRING},
                 }
             ),
             "204": None,

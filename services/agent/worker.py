@@ -4,6 +4,10 @@ It talks to the gateway's agent protocol (`/api/agents/...`) with the pool's tok
 runs the `pulumi` CLI for the operation, or the configured command when one is given, in the
 job's source directory with the settings' environment variables; its output is streamed to
 Cairn as log lines and its exit code decides the result.
+
+Cairn may hand a job more environment variables than its settings name: a short-lived
+PULUMI_ACCESS_TOKEN of the user who queued the deployment and the PULUMI_BACKEND_URL it works
+against. The token's value is replaced by `[secret]` in every log line sent back.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ PULUMI_ARGUMENTS: dict[str, list[str]] = {
     "refresh": ["refresh", "--yes", "--skip-preview"],
     "destroy": ["destroy", "--yes", "--skip-preview"],
 }
+MASK = "[secret]"
+# Values of these job variables never reach the deployment's logs.
+MASKED_VARIABLES = ("PULUMI_ACCESS_TOKEN",)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,16 @@ class Job:
     stack: str
     version: int
     settings: Mapping[str, Any]
+    # Variables Cairn sets for this job; they win over the settings' own.
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def mask(self, line: str) -> str:
+        """The line with every value of a masked variable replaced."""
+        for name in MASKED_VARIABLES:
+            value = self.environment.get(name)
+            if value:
+                line = line.replace(value, MASK)
+        return line
 
 
 class ProtocolError(Exception):
@@ -160,12 +177,18 @@ class Agent:
             return None
         if reply is None:
             return None
+        environment = reply.get("environment")
         return Job(
             deployment_id=str(reply["deploymentID"]),
             operation=str(reply["operation"]),
             stack=f"{reply['orgName']}/{reply['projectName']}/{reply['stackName']}",
             version=int(reply.get("version") or 0),
             settings=reply.get("settings") or {},
+            environment={
+                str(name): value
+                for name, value in (environment if isinstance(environment, dict) else {}).items()
+                if isinstance(value, str)
+            },
         )
 
     def _cancel(self, deployment_id: str) -> None:
@@ -183,13 +206,14 @@ class Agent:
         try:
             status, message = await self._execute(job, logs)
         except Exception as error:
-            status, message = "failed", f"the agent could not run the deployment: {error}"
+            status = "failed"
+            message = job.mask(f"the agent could not run the deployment: {error}")
             with contextlib.suppress(Exception):
                 await self._call(f"{logs}/logs", {"lines": [message]})
         if job.deployment_id in self._cancelled:
             status, message = "failed", "cancelled"
         try:
-            await self._call(f"{logs}/finish", {"status": status, "message": message})
+            await self._call(f"{logs}/finish", {"status": status, "message": job.mask(message)})
         except (aiohttp.ClientError, TimeoutError, ProtocolError) as error:
             log.warning("finish_failed", deployment_id=job.deployment_id, error=str(error))
         log.info("job_finished", deployment_id=job.deployment_id, status=status)
@@ -211,7 +235,7 @@ class Agent:
             )
             self._current, self._current_id = process, job.deployment_id
             try:
-                await self._stream(process, f"{logs}/logs", job.deployment_id)
+                await self._stream(process, f"{logs}/logs", job)
                 code = await process.wait()
             finally:
                 self._current, self._current_id = None, ""
@@ -233,19 +257,22 @@ class Agent:
         return [pulumi, *operation, "--non-interactive", "--stack", job.stack]
 
     def _environment(self, job: Job) -> dict[str, str]:
+        """The agent's environment, then the backend it talks to, the settings' variables
+        (an explicit PULUMI_BACKEND_URL with its own token wins), Cairn's job variables."""
         environment = dict(os.environ)
+        environment["PULUMI_BACKEND_URL"] = self._options.url
         context = job.settings.get("operationContext")
         variables = context.get("environmentVariables") if isinstance(context, dict) else None
         for name, value in (variables or {}).items():
             if isinstance(value, str):
                 environment[str(name)] = value
+        environment.update(job.environment)
         environment.update(
             {
                 "PULUMI_OPERATION": job.operation,
                 "PULUMI_STACK": job.stack,
                 "CAIRN_DEPLOYMENT_ID": job.deployment_id,
                 "CAIRN_DEPLOYMENT_VERSION": str(job.version),
-                "PULUMI_BACKEND_URL": self._options.url,
             }
         )
         return environment
@@ -272,14 +299,12 @@ class Agent:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        await self._stream(clone, f"{logs}/logs", job.deployment_id)
+        await self._stream(clone, f"{logs}/logs", job)
         if await clone.wait() != 0:
             raise RuntimeError(f"git clone of {url} failed")
         return scratch / "source" / subdirectory
 
-    async def _stream(
-        self, process: asyncio.subprocess.Process, path: str, deployment_id: str
-    ) -> None:
+    async def _stream(self, process: asyncio.subprocess.Process, path: str, job: Job) -> None:
         """Send the process's output as log lines, in batches; stop it when cancelled."""
         assert process.stdout is not None
         batch: list[str] = []
@@ -293,13 +318,13 @@ class Agent:
             if raw == b"":
                 break
             if raw is not None:
-                batch.append(raw.decode(errors="replace").rstrip("\n"))
+                batch.append(job.mask(raw.decode(errors="replace").rstrip("\n")))
             due = loop.time() - flushed >= LOG_FLUSH_SECONDS
             if batch and (len(batch) >= LOG_BATCH_LINES or due):
-                await self._send_logs(path, batch, deployment_id)
+                await self._send_logs(path, batch, job.deployment_id)
                 batch, flushed = [], loop.time()
         if batch:
-            await self._send_logs(path, batch, deployment_id)
+            await self._send_logs(path, batch, job.deployment_id)
 
     async def _send_logs(self, path: str, lines: list[str], deployment_id: str) -> None:
         try:

@@ -35,6 +35,10 @@ DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 500
 DEFAULT_LOG_COUNT = 500
 MAX_LOG_COUNT = 5000
+# A job's access token: the settings' own PULUMI_ACCESS_TOKEN wins over a minted one.
+ACCESS_TOKEN_VARIABLE = "PULUMI_ACCESS_TOKEN"
+# How many ended deployments' tokens one sweep revokes at most.
+TOKEN_SWEEP_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,34 @@ class DeploymentRecord:
     attempts: int
     is_cancel_requested: bool
     message: str
+    # Empty when an organization or team token queued it.
+    requested_by_user_id: str = ""
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    """An access token made for one job; `token` exists only in memory and the claim reply."""
+
+    token_id: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What an agent is handed: the deployment, its settings in the clear, maybe a token."""
+
+    deployment: DeploymentRecord
+    settings: Mapping[str, Any]
+    access_token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class TokenToRevoke:
+    """A job's token whose deployment ended (or is gone) and that still works."""
+
+    deployment_id: str
+    user_login: str
+    token_id: str
 
 
 @dataclass(frozen=True)
@@ -206,3 +238,20 @@ def settings_pool_id(settings: Mapping[str, Any]) -> str | None:
     if not isinstance(value, str):
         raise InvalidArgument("Bad Request: 'agentPoolID' must be a string")
     return value
+
+
+def needs_access_token(deployment: DeploymentRecord, environment: Mapping[str, Any] | None) -> bool:
+    """Whether a claimed job gets a token of its requester: a user queued it and the
+    settings do not set PULUMI_ACCESS_TOKEN themselves."""
+    if not deployment.requested_by_user_id or not deployment.requested_by:
+        return False
+    return not (environment or {}).get(ACCESS_TOKEN_VARIABLE)
+
+
+def token_description(deployment_id: str) -> str:
+    return f"deployment {deployment_id}"
+
+
+def token_expiry(now: float, ttl_seconds: float) -> int:
+    """Unix seconds at which a job's token stops working, whatever happens to the job."""
+    return int(now + ttl_seconds)

@@ -77,6 +77,11 @@ class DeploymentRow(Base):
     pool_id: Mapped[str] = mapped_column(String(32))
     agent_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     requested_by: Mapped[str] = mapped_column(String(255))
+    # Empty when an organization or team token queued the deployment: no user to act for.
+    requested_by_user_id: Mapped[str] = mapped_column(String(64), server_default="")
+    # The identity service's id of the access token minted for the running job; cleared once
+    # the token is revoked after the deployment ended (the token itself is never stored).
+    access_token_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # The effective settings at creation (secret values still encrypted).
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import orjson
 
-from protos.cairn.v1 import agent_pools_pb2, agent_pools_pb2_grpc, secrets_pb2, secrets_pb2_grpc
+from protos.cairn.v1 import (
+    agent_pools_pb2,
+    agent_pools_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    secrets_pb2,
+    secrets_pb2_grpc,
+)
 from services.agent_pools.domain import (
     OFFLINE,
     ONLINE,
     AgentMetadata,
     AgentRecord,
     DeploymentRecord,
+    MintedToken,
     PoolRecord,
     StackName,
     StoredSettings,
@@ -26,7 +37,10 @@ from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument, from_rpc_error
+from services.common.logging import get_logger
 from services.common.service import RunningService, open_database, peer_channel, serve_service
+
+log = get_logger("cairn.agent_pools")
 
 SERVICE_NAME = agent_pools_pb2.DESCRIPTOR.services_by_name["AgentPoolsService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -114,12 +128,15 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
         self, request: agent_pools_pb2.CreateDeploymentRequest, context: Context
     ) -> agent_pools_pb2.Deployment:
         overrides = _json_object(request.overrides or b"{}", "the deployment settings")
+        caller = caller_from_context(context)
         deployment = await self._pools.create_deployment(
             StackName(request.stack_id, request.organization, request.project, request.stack),
             request.operation,
             overrides,
             inherit_settings=request.inherit_settings,
-            requested_by=caller_from_context(context).login,
+            requested_by=caller.login,
+            # Organization and team tokens carry no user id: their jobs get no token.
+            requested_by_user_id=caller.user_id,
         )
         return _deployment(deployment)
 
@@ -199,10 +216,11 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
         claimed = await self._pools.claim(request.agent.pool_token, request.agent.agent_id)
         if claimed is None:
             return agent_pools_pb2.ClaimDeploymentResponse()
-        deployment, settings = claimed
         return agent_pools_pb2.ClaimDeploymentResponse(
             job=agent_pools_pb2.Job(
-                deployment=_deployment(deployment), settings=orjson.dumps(settings)
+                deployment=_deployment(claimed.deployment),
+                settings=orjson.dumps(dict(claimed.settings)),
+                access_token=claimed.access_token,
             )
         )
 
@@ -327,37 +345,120 @@ class SecretsPeer:
         return reply.plaintext
 
 
+class IdentityPeer:
+    """Mints and revokes the personal access tokens of deployments' jobs in identity."""
+
+    def __init__(self, stub: identity_pb2_grpc.IdentityServiceAsyncStub, timeout: float) -> None:
+        self._stub = stub
+        self._timeout = timeout
+
+    async def mint(self, user_login: str, description: str, expires_at: int) -> MintedToken:
+        try:
+            reply = await self._stub.CreateAccessToken(
+                identity_pb2.CreateAccessTokenRequest(
+                    user_login=user_login,
+                    scope=_personal(user_login),
+                    description=description,
+                    expires_at=expires_at,
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        return MintedToken(reply.token_id, reply.token)
+
+    async def revoke(self, user_login: str, token_id: str) -> None:
+        try:
+            await self._stub.RevokeAccessToken(
+                identity_pb2.TokenRequest(scope=_personal(user_login), token_id=token_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+
+def _personal(user_login: str) -> identity_pb2.TokenScope:
+    return identity_pb2.TokenScope(kind=identity_pb2.TOKEN_KIND_PERSONAL, user_login=user_login)
+
+
+class TokenSweeper:
+    """Runs `AgentPools.sweep` every few seconds, so tokens of jobs whose agent vanished are
+    revoked even when no agent of their pool calls in."""
+
+    def __init__(self, sweep: Callable[[], Awaitable[int]], interval_seconds: float) -> None:
+        self._sweep = sweep
+        self._interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._sweep()
+            except Exception:
+                # The database may be away for a while; the next round tries again.
+                log.exception("deployment_token_sweep_failed")
+
+
 async def start(
     settings: Settings, *, host: str, port: int, clock: Clock | None = None
 ) -> RunningService:
     """Migrate, wire and start the agent_pools service; port 0 picks a free port."""
     database = await open_database(settings, "agent_pools", MIGRATIONS, Base.metadata)
+    channels: list[grpc.aio.Channel] = []
     try:
-        secrets_channel = peer_channel(settings, "secrets")
+        for name in ("secrets", "identity"):
+            channels.append(peer_channel(settings, name))
     except BaseException:
+        for channel in channels:
+            await channel.close(None)
         await database.engine.dispose()
         raise
+    secrets_channel, identity_channel = channels
 
-    async def close_channel() -> None:
-        await secrets_channel.close(None)
+    async def close_channels() -> None:
+        for channel in channels:
+            await channel.close(None)
 
     the_clock = clock or SystemClock()
-    peer = SecretsPeer(
-        secrets_pb2_grpc.SecretsServiceStub(secrets_channel), settings.grpc_timeout_seconds
-    )
+    timeout = settings.grpc_timeout_seconds
+    secrets = SecretsPeer(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout)
+    identity = IdentityPeer(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout)
     store = AgentPoolStore(database.sessions, database.engine.dialect.name)
-    pools = AgentPools(store, the_clock, peer.encrypt, peer.decrypt)
+    pools = AgentPools(
+        store,
+        the_clock,
+        secrets.encrypt,
+        secrets.decrypt,
+        identity,
+        token_ttl_seconds=settings.deployment_token_ttl_seconds,
+    )
     servicer = AgentPoolsServicer(pools, the_clock)
+    sweeper = TokenSweeper(pools.sweep, settings.deployment_token_sweep_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(servicer, server)
 
-    return await serve_service(
+    running = await serve_service(
         name="agent_pools",
         settings=settings,
         host=host,
         port=port,
         register=register,
         service_names=[SERVICE_NAME],
-        closers=[database.engine.dispose, close_channel],
+        # Closers run last to first: the sweeper stops before the channels and the database.
+        closers=[database.engine.dispose, close_channels, sweeper.stop],
     )
+    sweeper.start()
+    return running

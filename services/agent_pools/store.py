@@ -27,6 +27,7 @@ from services.agent_pools.domain import (
     PoolRecord,
     StackName,
     StoredSettings,
+    TokenToRevoke,
 )
 from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow, SettingsRow
 from services.common.errors import (
@@ -231,6 +232,8 @@ class AgentPoolStore:
                 .where(
                     DeploymentRow.pool_id == pool_id,
                     DeploymentRow.status == NOT_STARTED,
+                    # A requeued job waits until its previous run's token is revoked.
+                    DeploymentRow.access_token_id.is_(None),
                 )
                 .order_by(DeploymentRow.created_at, DeploymentRow.id)
                 .limit(1)
@@ -337,6 +340,7 @@ class AgentPoolStore:
         pool_id: str,
         settings: Mapping[str, Any],
         requested_by: str,
+        requested_by_user_id: str,
         now: float,
     ) -> DeploymentRecord:
         # (stack, version) is unique: a concurrent creation that took the same number makes
@@ -349,6 +353,7 @@ class AgentPoolStore:
                     pool_id=pool_id,
                     settings=settings,
                     requested_by=requested_by,
+                    requested_by_user_id=requested_by_user_id,
                     now=now,
                 )
             except IntegrityError:
@@ -363,6 +368,7 @@ class AgentPoolStore:
         pool_id: str,
         settings: Mapping[str, Any],
         requested_by: str,
+        requested_by_user_id: str,
         now: float,
     ) -> DeploymentRecord:
         async with self._sessions.begin() as session:
@@ -382,6 +388,7 @@ class AgentPoolStore:
                 status=NOT_STARTED,
                 pool_id=pool_id,
                 requested_by=requested_by,
+                requested_by_user_id=requested_by_user_id,
                 settings=dict(settings),
                 created_at=now,
                 modified_at=now,
@@ -458,12 +465,101 @@ class AgentPoolStore:
                 row.finished_at = now
             return _deployment(row)
 
-    async def purge(self, stack_id: str) -> None:
+    async def purge(self, stack_id: str) -> list[TokenToRevoke]:
+        """Forget the stack's deployments; returns their jobs' tokens, to revoke."""
         async with self._sessions.begin() as session:
+            tokens = await session.execute(
+                select(
+                    DeploymentRow.id, DeploymentRow.requested_by, DeploymentRow.access_token_id
+                ).where(
+                    DeploymentRow.stack_id == stack_id, DeploymentRow.access_token_id.is_not(None)
+                )
+            )
+            pending = [TokenToRevoke(str(d), str(login), str(t)) for d, login, t in tokens]
             ids = select(DeploymentRow.id).where(DeploymentRow.stack_id == stack_id)
             await session.execute(delete(LogLineRow).where(LogLineRow.deployment_id.in_(ids)))
             await session.execute(delete(DeploymentRow).where(DeploymentRow.stack_id == stack_id))
             await session.execute(delete(SettingsRow).where(SettingsRow.stack_id == stack_id))
+        return pending
+
+    # -- job tokens ------------------------------------------------------------------------
+
+    async def attach_token(self, deployment_id: str, agent_id: str, token_id: str) -> bool:
+        """Remember the token minted for the agent's job; False when the job is not its."""
+        async with self._sessions.begin() as session:
+            row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
+            if row is None or row.agent_id != agent_id or row.finished_at is not None:
+                return False
+            row.access_token_id = token_id
+            return True
+
+    async def release_claim(self, deployment_id: str, agent_id: str, now: float) -> None:
+        """Put a job its agent could not be given back in the queue, as if never claimed."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(DeploymentRow)
+                .where(
+                    DeploymentRow.id == deployment_id,
+                    DeploymentRow.agent_id == agent_id,
+                    DeploymentRow.status == ACCEPTED,
+                )
+                .values(
+                    status=NOT_STARTED,
+                    agent_id=None,
+                    attempts=DeploymentRow.attempts - 1,
+                    started_at=None,
+                    modified_at=now,
+                    lease_expires_at=None,
+                )
+            )
+
+    async def fail_claim(self, deployment_id: str, agent_id: str, message: str, now: float) -> None:
+        """End a job that cannot run at all before its agent starts it."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(DeploymentRow)
+                .where(
+                    DeploymentRow.id == deployment_id,
+                    DeploymentRow.agent_id == agent_id,
+                    DeploymentRow.status == ACCEPTED,
+                )
+                .values(
+                    status=FAILED,
+                    message=message,
+                    finished_at=now,
+                    modified_at=now,
+                    lease_expires_at=None,
+                )
+            )
+
+    async def tokens_to_revoke(self, limit: int) -> list[TokenToRevoke]:
+        """Tokens of jobs that ended, were requeued or are being cancelled."""
+        async with self._sessions.begin() as session:
+            rows = await session.execute(
+                select(DeploymentRow.id, DeploymentRow.requested_by, DeploymentRow.access_token_id)
+                .where(
+                    DeploymentRow.access_token_id.is_not(None),
+                    DeploymentRow.status.not_in([ACCEPTED, RUNNING])
+                    | DeploymentRow.is_cancel_requested.is_(True),
+                )
+                .order_by(DeploymentRow.modified_at, DeploymentRow.id)
+                .limit(limit)
+            )
+            return [TokenToRevoke(str(d), str(login), str(t)) for d, login, t in rows]
+
+    async def forget_token(self, deployment_id: str, token_id: str) -> None:
+        """The token was revoked: nothing to do for this job any more."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(DeploymentRow)
+                .where(DeploymentRow.id == deployment_id, DeploymentRow.access_token_id == token_id)
+                .values(access_token_id=None)
+            )
+
+    async def recover_abandoned(self, now: float, pool_id: str | None = None) -> None:
+        """Give up the jobs whose agent went silent, in one pool or in every pool."""
+        async with self._sessions.begin() as session:
+            await _recover_abandoned(session, now, pool_id=pool_id)
 
 
 async def _pool(
@@ -596,4 +692,5 @@ def _deployment(row: DeploymentRow) -> DeploymentRecord:
         attempts=row.attempts,
         is_cancel_requested=row.is_cancel_requested,
         message=row.message,
+        requested_by_user_id=row.requested_by_user_id or "",
     )

@@ -2,30 +2,43 @@
 
 Secret values in deployment settings are encrypted with the stack's key in the secrets
 service before they are stored, and decrypted only when an agent claims the work.
+
+A claimed job gets a short-lived personal access token of the user who queued it, minted by
+the identity service (which stores only its hash). The deployment keeps the token's id; once
+the deployment ended, was cancelled, was given up or was requeued, a sweep revokes the token
+and forgets the id. A sweep runs after every call that can end a job and periodically, and a
+revocation that fails is tried again by the next one.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from services.agent_pools.domain import (
     HEARTBEAT_SECONDS,
+    TOKEN_SWEEP_BATCH,
     AgentMetadata,
     AgentRecord,
+    ClaimedJob,
     DeploymentPage,
     DeploymentRecord,
     LogLine,
+    MintedToken,
     PoolRecord,
     StackName,
     StoredSettings,
+    TokenToRevoke,
     check_log_lines,
     is_secret_value,
     log_count,
     merge_settings,
+    needs_access_token,
     page_window,
     settings_pool_id,
+    token_description,
+    token_expiry,
     validate_finish_status,
     validate_operation,
     validate_pool_fields,
@@ -33,14 +46,41 @@ from services.agent_pools.domain import (
 from services.agent_pools.store import AgentPoolStore
 from services.common.auth import hash_token, new_token
 from services.common.clock import Clock
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    Unauthenticated,
+)
+from services.common.logging import get_logger
+
+log = get_logger("cairn.agent_pools")
 
 POOL_TOKEN_PREFIX = "pul-"
 # Where a settings object keeps the operation's environment variables.
 ENVIRONMENT_PATH = ("operationContext", "environmentVariables")
 
+REQUESTER_GONE = "the user who queued this deployment no longer exists"
+# What identity answers when minting can never succeed for a job (anything else may pass).
+REFUSALS = (InvalidArgument, OutOfRange, FailedPrecondition, PermissionDenied, Unauthenticated)
+
 Encrypt = Callable[[str, bytes], Awaitable[bytes]]
 Decrypt = Callable[[str, bytes], Awaitable[bytes]]
+
+
+class DeploymentTokens(Protocol):
+    """Personal access tokens in the identity service, made for jobs and revoked after them."""
+
+    async def mint(self, user_login: str, description: str, expires_at: int) -> MintedToken:
+        """A new token of the user; NotFound when there is no such user."""
+        ...
+
+    async def revoke(self, user_login: str, token_id: str) -> None:
+        """NotFound when the token no longer works anyway (revoked, or its user gone)."""
+        ...
 
 
 class AgentPools:
@@ -52,12 +92,17 @@ class AgentPools:
         clock: Clock,
         encrypt: Encrypt,
         decrypt: Decrypt,
+        tokens: DeploymentTokens,
+        *,
+        token_ttl_seconds: float,
         new_pool_token: Callable[[], str] = lambda: new_token(POOL_TOKEN_PREFIX),
     ) -> None:
         self._store = store
         self._clock = clock
         self._encrypt = encrypt
         self._decrypt = decrypt
+        self._tokens = tokens
+        self._token_ttl_seconds = token_ttl_seconds
         self._new_pool_token = new_pool_token
 
     # -- pools -----------------------------------------------------------------------------
@@ -95,6 +140,7 @@ class AgentPools:
 
     async def delete_pool(self, organization: str, pool_id: str, *, force: bool) -> None:
         await self._store.delete_pool(organization, pool_id, force=force, now=self._clock.now())
+        await self.revoke_ended_tokens()
 
     # -- settings --------------------------------------------------------------------------
 
@@ -197,6 +243,7 @@ class AgentPools:
         *,
         inherit_settings: bool,
         requested_by: str,
+        requested_by_user_id: str,
     ) -> DeploymentRecord:
         """Queue an operation for the pool the stack's settings name (or the default pool)."""
         validate_operation(operation)
@@ -217,6 +264,7 @@ class AgentPools:
             pool_id=pool_id,
             settings=settings,
             requested_by=requested_by,
+            requested_by_user_id=requested_by_user_id,
             now=self._clock.now(),
         )
 
@@ -253,10 +301,15 @@ class AgentPools:
         return lines, -1 if ended else following
 
     async def cancel(self, stack_id: str, deployment_id: str) -> DeploymentRecord:
-        return await self._store.cancel(stack_id, deployment_id, self._clock.now())
+        """Cancel; a running job's token stops working at once, before its agent stops."""
+        cancelled = await self._store.cancel(stack_id, deployment_id, self._clock.now())
+        await self.revoke_ended_tokens()
+        return cancelled
 
     async def purge(self, stack_id: str) -> None:
-        await self._store.purge(stack_id)
+        for pending in await self._store.purge(stack_id):
+            # The deployment is gone: a token that cannot be revoked now expires on its own.
+            await self._revoke(pending)
 
     # -- agent protocol --------------------------------------------------------------------
 
@@ -267,17 +320,50 @@ class AgentPools:
 
     async def heartbeat(self, pool_token: str, agent_id: str) -> list[str]:
         pool_id = await self._store.pool_for_token(hash_token(pool_token))
-        return await self._store.heartbeat(pool_id, agent_id, self._clock.now())
+        cancelled = await self._store.heartbeat(pool_id, agent_id, self._clock.now())
+        await self.revoke_ended_tokens()
+        return cancelled
 
-    async def claim(
-        self, pool_token: str, agent_id: str
-    ) -> tuple[DeploymentRecord, dict[str, Any]] | None:
+    async def claim(self, pool_token: str, agent_id: str) -> ClaimedJob | None:
         pool_id = await self._store.pool_for_token(hash_token(pool_token))
-        deployment = await self._store.claim(pool_id, agent_id, self._clock.now())
+        # A job requeued from a silent agent is handed out again only once the token of its
+        # previous run is revoked: give such jobs up and revoke first.
+        await self._store.recover_abandoned(self._clock.now(), pool_id)
+        await self.revoke_ended_tokens()
+        now = self._clock.now()
+        deployment = await self._store.claim(pool_id, agent_id, now)
         if deployment is None:
             return None
         settings = await self._unseal(deployment.stack.stack_id, deployment.settings)
-        return deployment, settings
+        if not needs_access_token(deployment, _environment(settings)):
+            return ClaimedJob(deployment, settings)
+        try:
+            minted = await self._tokens.mint(
+                deployment.requested_by,
+                token_description(deployment.id),
+                token_expiry(now, self._token_ttl_seconds),
+            )
+        except NotFound:
+            await self._store.fail_claim(deployment.id, agent_id, REQUESTER_GONE, now)
+            return None
+        except REFUSALS as error:
+            # Asking again would not help: end the job instead of handing it out forever.
+            message = f"no access token could be made for this deployment: {error.message}"
+            await self._store.fail_claim(deployment.id, agent_id, message[:4096], now)
+            return None
+        except BaseException:
+            # The identity service is away: the job waits in the queue for the next claim.
+            await self._store.release_claim(deployment.id, agent_id, now)
+            raise
+        if not await self._store.attach_token(deployment.id, agent_id, minted.token_id):
+            # The deployment was deleted (or given up) meanwhile: nobody may use the token.
+            await self._revoke(
+                TokenToRevoke(deployment.id, deployment.requested_by, minted.token_id)
+            )
+            return None
+        # Cancelled between the claim and now: the sweep revokes the token at once.
+        await self.revoke_ended_tokens()
+        return ClaimedJob(deployment, settings, minted.token)
 
     async def append_logs(
         self, pool_token: str, agent_id: str, deployment_id: str, lines: Sequence[str]
@@ -301,6 +387,49 @@ class AgentPools:
             message=message[:4096],
             now=self._clock.now(),
         )
+        await self.revoke_ended_tokens()
+
+    # -- job tokens ------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Give up silent agents' jobs in every pool and revoke ended jobs' tokens."""
+        await self._store.recover_abandoned(self._clock.now())
+        return await self.revoke_ended_tokens()
+
+    async def revoke_ended_tokens(self) -> int:
+        """Revoke the tokens of jobs that no longer run; returns how many were revoked.
+
+        Stops at the first failure (the identity service is likely away): the tokens stay
+        listed and the next sweep tries again.
+        """
+        revoked = 0
+        for pending in await self._store.tokens_to_revoke(TOKEN_SWEEP_BATCH):
+            if not await self._revoke(pending):
+                break
+            await self._store.forget_token(pending.deployment_id, pending.token_id)
+            revoked += 1
+        return revoked
+
+    async def _revoke(self, pending: TokenToRevoke) -> bool:
+        """Revoke one token; False when that could not be done now."""
+        try:
+            await self._tokens.revoke(pending.user_login, pending.token_id)
+        except NotFound:
+            return True  # revoked already, or its user is gone
+        except DomainError as error:
+            log.warning(
+                "deployment_token_not_revoked",
+                deployment_id=pending.deployment_id,
+                token_id=pending.token_id,
+                error=error.message,
+            )
+            return False
+        log.info(
+            "deployment_token_revoked",
+            deployment_id=pending.deployment_id,
+            token_id=pending.token_id,
+        )
+        return True
 
 
 def _environment(settings: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES: tuple[str, ...] = (
@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     copilot_model_name: str = ""
     copilot_model_api_key: SecretStr | None = None
     copilot_model_timeout_seconds: float = 30.0
+    # A queued deployment's job gets an access token of the user who queued it, revoked when
+    # the deployment ends and expiring after this many seconds at the latest.
+    deployment_token_ttl_seconds: int = Field(default=2 * 60 * 60, ge=60)
+    # How often agent_pools gives up silent agents' jobs and revokes ended jobs' tokens when no
+    # agent calls in (every agent call that can end a job does it too).
+    deployment_token_sweep_seconds: float = Field(default=15.0, gt=0)
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
 

@@ -84,7 +84,7 @@ PEERS: dict[str, set[str]] = {
     "identity": set(),
     "secrets": set(),
     "updates": set(),
-    "agent_pools": {"secrets"},
+    "agent_pools": {"secrets", "identity"},
     "stacks": {"secrets", "updates", "agent_pools", "identity"},
     "copilot": {"identity", "stacks", "updates"},
 }

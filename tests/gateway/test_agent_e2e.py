@@ -130,3 +130,41 @@ async def test_a_failing_command_fails_the_deployment(
     assert deployment["message"] == "exit code 3"
     logs = await cairn.json("GET", f"{S}/deployments/{queued['id']}/logs")
     assert [line["line"] for line in logs["lines"]] == ["broken"]
+
+
+async def test_the_job_acts_for_its_requester_and_never_logs_its_token(
+    cairn: Cairn, pool_token: str, tmp_path: Path
+) -> None:
+    # The job calls GET /api/user on the backend it was given, with the token it was given,
+    # echoes the token, and leaves it in a file for the test to try afterwards.
+    script = tmp_path / "whoami.py"
+    script.write_text(
+        "import json, os, pathlib, sys, urllib.request\n"
+        "token = os.environ['PULUMI_ACCESS_TOKEN']\n"
+        "request = urllib.request.Request(\n"
+        "    os.environ['PULUMI_BACKEND_URL'] + '/api/user',\n"
+        "    headers={'Authorization': 'token ' + token,\n"
+        "             'Accept': 'application/vnd.pulumi+8'},\n"
+        ")\n"
+        "with urllib.request.urlopen(request, timeout=10) as response:\n"
+        "    print('login=' + json.load(response)['githubLogin'])\n"
+        "print('token=' + token)\n"
+        "pathlib.Path(sys.argv[1]).write_text(token)\n"
+    )
+    seen = tmp_path / "seen-token"
+    queued = await cairn.json("POST", f"{S}/deployments", body={"operation": "update"})
+    command = f"{sys.executable} {script} {seen}"
+    agent = await start_agent(cairn, pool_token, command, tmp_path / "work")
+    try:
+        deployment = await finished(cairn, queued["id"])
+    finally:
+        await stop_agent(agent)
+    assert deployment["status"] == "succeeded", deployment
+    logs = await cairn.json("GET", f"{S}/deployments/{queued['id']}/logs")
+    assert [line["line"] for line in logs["lines"]] == ["login=admin", "token=[secret]"]
+    token = seen.read_text()
+    assert token.startswith("pul-")
+    assert token not in str(logs) and token not in str(deployment)
+    # The deployment ended: the token no longer works.
+    response = await cairn.call("GET", "/api/user", token=token)
+    assert response.status == 401

@@ -327,7 +327,7 @@ async def test_the_agent_protocol_end_to_end(any_cairn: Cairn) -> None:
 
     job = await claim(cairn, token, agent_id)
     assert job is not None
-    assert {k: v for k, v in job.items() if k != "settings"} == {
+    assert {k: v for k, v in job.items() if k not in ("settings", "environment")} == {
         "deploymentID": created["id"],
         "version": 1,
         "operation": "update",
@@ -335,6 +335,9 @@ async def test_the_agent_protocol_end_to_end(any_cairn: Cairn) -> None:
         "projectName": "web",
         "stackName": "dev",
     }
+    # The job acts for the user who queued it, against this gateway.
+    assert set(job["environment"]) == {"PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL"}
+    assert job["environment"]["PULUMI_BACKEND_URL"] == str(cairn.client.make_url("")).rstrip("/")
     # The agent, and only the agent, sees the secret.
     assert job["settings"]["operationContext"]["environmentVariables"] == {
         "A": "plain",

@@ -1,4 +1,5 @@
-"""The agent_pools service over real gRPC, with the real secrets service and a manual clock.
+"""The agent_pools service over real gRPC, with the real secrets and identity services and a
+manual clock.
 
 Runs on SQLite and, when reachable, PostgreSQL: claims racing between agents, leases of
 silent agents, heartbeat timeouts and cancellation.
@@ -15,7 +16,7 @@ import grpc
 import orjson
 import pytest
 
-from protos.cairn.v1 import agent_pools_pb2, agent_pools_pb2_grpc
+from protos.cairn.v1 import agent_pools_pb2, agent_pools_pb2_grpc, identity_pb2, identity_pb2_grpc
 from services.agent_pools import server as agent_pools_server
 from services.agent_pools.domain import (
     HEARTBEAT_SECONDS,
@@ -23,9 +24,11 @@ from services.agent_pools.domain import (
     MAX_ATTEMPTS,
     OFFLINE_AFTER_SECONDS,
 )
-from services.common.auth import USER_LOGIN_KEY
+from services.common.auth import USER_ID_KEY, USER_LOGIN_KEY
 from services.common.clock import ManualClock
 from services.common.config import Settings
+from services.common.service import RunningService
+from services.identity import server as identity_server
 from services.secrets import server as secrets_server
 
 ORG = "acme"
@@ -33,30 +36,50 @@ PROJECT = "web"
 STACK = "dev"
 STACK_ID = "stack-0001"
 ABANDONED = "the agent running this deployment stopped responding"
+REQUESTER_GONE = "the user who queued this deployment no longer exists"
+SWEEP_SECONDS = 0.05
+# Bounds the wait for the periodic sweep.
+WAIT_SECONDS = 10.0
 
 
 @dataclass
 class Harness:
     stub: agent_pools_pb2_grpc.AgentPoolsServiceAsyncStub
     clock: ManualClock
+    identity: identity_pb2_grpc.IdentityServiceAsyncStub
+    identity_service: RunningService
 
 
 @pytest.fixture
 async def harness(any_settings: Settings) -> AsyncIterator[Harness]:
+    clock = ManualClock()
     secrets = await secrets_server.start(any_settings, host="127.0.0.1", port=0)
+    identity = await identity_server.start(any_settings, host="127.0.0.1", port=0, clock=clock)
     try:
         settings = any_settings.model_copy(
-            update={"secrets_address": f"127.0.0.1:{secrets.port}", "grpc_timeout_seconds": 10.0}
+            update={
+                "secrets_address": f"127.0.0.1:{secrets.port}",
+                "identity_address": f"127.0.0.1:{identity.port}",
+                "grpc_timeout_seconds": 10.0,
+                "deployment_token_sweep_seconds": SWEEP_SECONDS,
+            }
         )
-        clock = ManualClock()
         service = await agent_pools_server.start(settings, host="127.0.0.1", port=0, clock=clock)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+        identity_channel = grpc.aio.insecure_channel(f"127.0.0.1:{identity.port}")
         try:
-            yield Harness(agent_pools_pb2_grpc.AgentPoolsServiceStub(channel), clock)
+            yield Harness(
+                agent_pools_pb2_grpc.AgentPoolsServiceStub(channel),
+                clock,
+                identity_pb2_grpc.IdentityServiceStub(identity_channel),
+                identity,
+            )
         finally:
+            await identity_channel.close(None)
             await channel.close(None)
             await service.stop(0)
     finally:
+        await identity.stop(0)
         await secrets.stop(0)
 
 
@@ -94,8 +117,16 @@ def creds(token: str, agent_id: str) -> agent_pools_pb2.AgentCredentials:
 
 
 async def create_deployment(
-    harness: Harness, overrides: dict[str, Any] | None = None, operation: str = "update"
+    harness: Harness,
+    overrides: dict[str, Any] | None = None,
+    operation: str = "update",
+    *,
+    user: tuple[str, str] | None = None,
 ) -> agent_pools_pb2.Deployment:
+    """Queued by alice without a user id (as by a machine token), or by `user` (id, login)."""
+    metadata: tuple[tuple[str, str], ...] = ((USER_LOGIN_KEY, "alice"),)
+    if user is not None:
+        metadata = ((USER_ID_KEY, user[0]), (USER_LOGIN_KEY, user[1]))
     return await harness.stub.CreateDeployment(
         agent_pools_pb2.CreateDeploymentRequest(
             stack_id=STACK_ID,
@@ -106,7 +137,7 @@ async def create_deployment(
             overrides=orjson.dumps(overrides or {}),
             inherit_settings=True,
         ),
-        metadata=((USER_LOGIN_KEY, "alice"),),
+        metadata=metadata,
     )
 
 
@@ -462,3 +493,118 @@ async def test_concurrent_creations_get_distinct_versions(harness: Harness) -> N
     await new_pool(harness)
     created = await asyncio.gather(*(create_deployment(harness) for _ in range(10)))
     assert sorted(d.version for d in created) == list(range(1, 11))
+
+
+async def new_user(harness: Harness, login: str) -> tuple[str, str]:
+    user = await harness.identity.CreateUser(identity_pb2.CreateUserRequest(login=login))
+    return user.id, user.login
+
+
+async def acts_as(harness: Harness, token: str) -> str | grpc.StatusCode:
+    """The login a token authenticates as, or the status refusing it."""
+    try:
+        principal = await harness.identity.Authenticate(
+            identity_pb2.AuthenticateRequest(token=token)
+        )
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return principal.login
+
+
+async def test_the_periodic_sweep_revokes_a_vanished_agents_token(harness: Harness) -> None:
+    """No agent of the pool calls in again: the service itself gives the job up and revokes."""
+    _, token = await new_pool(harness)
+    agent = await register(harness, token)
+    user = await new_user(harness, "carol")
+    deployment = await create_deployment(harness, user=user)
+    job = await claim(harness, token, agent)
+    assert job is not None and job.deployment.id == deployment.id
+    assert job.access_token.startswith("pul-")
+    assert await acts_as(harness, job.access_token) == "carol"
+
+    harness.clock.advance(JOB_LEASE_SECONDS + 1)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    while await acts_as(harness, job.access_token) == "carol":
+        assert loop.time() < deadline, "the token was never revoked"
+        await asyncio.sleep(SWEEP_SECONDS)
+    assert await acts_as(harness, job.access_token) == grpc.StatusCode.UNAUTHENTICATED
+    requeued = await get(harness, deployment.id)
+    assert (requeued.status, requeued.agent_id, requeued.attempts) == ("not-started", "", 1)
+
+
+async def test_a_job_waits_in_the_queue_while_identity_is_away(harness: Harness) -> None:
+    _, token = await new_pool(harness)
+    agent = await register(harness, token)
+    user = await new_user(harness, "carol")
+    deployment = await create_deployment(harness, user=user)
+    await harness.identity_service.stop(0)
+
+    error = await rpc_error(claim(harness, token, agent))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    # As if never claimed: queued, no agent, no attempt used.
+    waiting = await get(harness, deployment.id)
+    assert (waiting.status, waiting.agent_id, waiting.attempts) == ("not-started", "", 0)
+    assert waiting.started == 0
+
+
+async def test_a_job_whose_requester_is_gone_fails(harness: Harness) -> None:
+    _, token = await new_pool(harness)
+    agent = await register(harness, token)
+    deployment = await create_deployment(harness, user=("no-such-id", "ghost"))
+    assert await claim(harness, token, agent) is None
+    failed = await get(harness, deployment.id)
+    assert (failed.status, failed.message) == ("failed", REQUESTER_GONE)
+    assert failed.finished == int(harness.clock.now())
+
+
+async def test_purging_a_stack_revokes_its_running_jobs_tokens(harness: Harness) -> None:
+    _, token = await new_pool(harness)
+    agent = await register(harness, token)
+    user = await new_user(harness, "carol")
+    await create_deployment(harness, user=user)
+    job = await claim(harness, token, agent)
+    assert job is not None and await acts_as(harness, job.access_token) == "carol"
+    await harness.stub.PurgeStack(agent_pools_pb2.PurgeDeploymentsRequest(stack_id=STACK_ID))
+    assert await acts_as(harness, job.access_token) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_job_identity_refuses_a_token_for_fails_instead_of_looping(
+    any_settings: Settings,
+) -> None:
+    """Identity's clock is far ahead (a skewed host): the token's expiry is already past, which
+    asking again would not change, so the job ends with the reason."""
+    clock = ManualClock()
+    secrets = await secrets_server.start(any_settings, host="127.0.0.1", port=0)
+    skewed = ManualClock(clock.now() + 10 * 24 * 60 * 60)
+    identity = await identity_server.start(any_settings, host="127.0.0.1", port=0, clock=skewed)
+    settings = any_settings.model_copy(
+        update={
+            "secrets_address": f"127.0.0.1:{secrets.port}",
+            "identity_address": f"127.0.0.1:{identity.port}",
+        }
+    )
+    service = await agent_pools_server.start(settings, host="127.0.0.1", port=0, clock=clock)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    identity_channel = grpc.aio.insecure_channel(f"127.0.0.1:{identity.port}")
+    try:
+        harness = Harness(
+            agent_pools_pb2_grpc.AgentPoolsServiceStub(channel),
+            clock,
+            identity_pb2_grpc.IdentityServiceStub(identity_channel),
+            identity,
+        )
+        _, token = await new_pool(harness)
+        agent = await register(harness, token)
+        deployment = await create_deployment(harness, user=await new_user(harness, "carol"))
+        assert await claim(harness, token, agent) is None
+        failed = await get(harness, deployment.id)
+        assert failed.status == "failed"
+        assert failed.message.startswith("no access token could be made for this deployment: ")
+        assert "expires" in failed.message
+    finally:
+        await identity_channel.close(None)
+        await channel.close(None)
+        await service.stop(0)
+        await identity.stop(0)
+        await secrets.stop(0)

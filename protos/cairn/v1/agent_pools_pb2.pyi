@@ -952,8 +952,14 @@ class Job(_message.Message):
 
     DEPLOYMENT_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
     settings: _builtins.bytes
     """The effective settings as JSON, secret values decrypted."""
+    access_token: _builtins.str
+    """A short-lived personal access token of the user who queued the deployment, revoked when
+    the deployment ends. Empty when the settings set PULUMI_ACCESS_TOKEN themselves or an
+    organization or team token queued the deployment.
+    """
     @_builtins.property
     def deployment(self) -> Global___Deployment: ...
     def __init__(
@@ -961,10 +967,11 @@ class Job(_message.Message):
         *,
         deployment: Global___Deployment | None = ...,
         settings: _builtins.bytes = ...,
+        access_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "deployment", b"deployment", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
