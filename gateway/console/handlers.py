@@ -38,7 +38,7 @@ from gateway.console.session import (
     set_cookie,
 )
 from gateway.console.timeline import ERROR, WARNING, changes_by_op, entries
-from gateway.context import BACKENDS, PRINCIPAL, SETTINGS, STACK, call_options
+from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, public_url
 from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
@@ -549,10 +549,6 @@ def _chat_context(values: Mapping[str, str], orgs: list[str]) -> ChatContext:
     )
 
 
-def _console_url(request: web.Request) -> str:
-    return request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
-
-
 async def copilot(request: web.Request) -> web.Response:
     """The chat panel; `?org=&project=&stack=&version=` says what the question is about."""
     orgs = sorted(m.organization for m in request[PRINCIPAL].memberships)
@@ -584,7 +580,7 @@ async def copilot_chat(request: web.Request) -> web.Response:
         raise ApiError(400, f"Bad Request: ask a question of 1 to {MAX_QUERY_CHARS} characters")
     orgs = sorted(m.organization for m in request[PRINCIPAL].memberships)
     context = _chat_context(form, orgs)
-    console_url = _console_url(request)
+    console_url = public_url(request)
     reply = await request.app[BACKENDS].copilot.Chat(
         copilot_pb2.ChatRequest(
             query=query,

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.context import BACKENDS, PRINCIPAL, SETTINGS, call_options
+from gateway.context import BACKENDS, PRINCIPAL, call_options, public_url
 from gateway.convert import json_response, optional_object, optional_string, read_json_object
 from protos.cairn.v1 import copilot_pb2
 
@@ -38,8 +38,7 @@ async def copilot_skill(request: web.Request) -> web.Response:
     output = optional_string(direct, "pulumiUpdateOutput") or optional_string(
         direct, "pulumiPreviewOutput"
     )
-    settings = request.app[SETTINGS]
-    console_url = settings.public_url or f"{request.scheme}://{request.host}"
+    console_url = public_url(request)
     reply = await request.app[BACKENDS].copilot.Chat(
         copilot_pb2.ChatRequest(
             query=optional_string(body, "query"),

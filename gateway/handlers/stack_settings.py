@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.context import BACKENDS, SETTINGS, STACK, TOKEN, call_options, stack_ref
+from gateway.context import BACKENDS, STACK, TOKEN, call_options, public_url, stack_ref
 from gateway.convert import (
     int_query,
     json_response,
@@ -190,14 +190,13 @@ async def upsert_stacks_annotations(request: web.Request) -> web.Response:
 async def get_stack_starter_workflow(request: web.Request) -> web.Response:
     """`POST S/workflow`: a pipeline file logging in to this backend."""
     body = await read_json_object(request)
-    backend_url = request.app[SETTINGS].public_url or f"{request.scheme}://{request.host}"
     reply = await request.app[BACKENDS].stacks.GetStarterWorkflow(
         stacks_pb2.GetStarterWorkflowRequest(
             ref=stack_ref(request),
             ci_system=optional_string(body, "ciSystem"),
             working_directory=optional_string(body, "workingDirectory"),
             enable_path_filters=optional_bool(body, "enablePathFilters"),
-            backend_url=backend_url.rstrip("/"),
+            backend_url=public_url(request),
         ),
         **call_options(request),
     )
