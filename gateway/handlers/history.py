@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, STACK, call_options
 from gateway.convert import bool_query, int_query, json_response, path_version
 from gateway.errors import bad_request
-from gateway.handlers.updates import update_json
+from gateway.handlers.updates import latest_version, update_json
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 from services.common.stack_references import reference_names, resolve_reference
 
@@ -36,13 +36,6 @@ def _urn(request: web.Request) -> str:
     if not urn.startswith("urn:pulumi:"):
         raise bad_request(f"'{urn}' is not a resource URN")
     return urn
-
-
-async def _latest_version(request: web.Request) -> int:
-    reply = await request.app[BACKENDS].updates.GetStackStates(
-        updates_pb2.GetStackStatesRequest(stack_ids=[request[STACK].id]), **call_options(request)
-    )
-    return reply.states[0].version if reply.states else 0
 
 
 # -- resources ---------------------------------------------------------------------------------
@@ -142,7 +135,7 @@ async def _preview(request: web.Request) -> updates_pb2.UpdateInfo:
 async def get_stack_preview(request: web.Request) -> web.Response:
     """`GET S/previews/{updateID}`: 404 unless the id names a preview of this stack."""
     info = await _preview(request)
-    return json_response(update_json(info, await _latest_version(request)))
+    return json_response(update_json(info, await latest_version(request)))
 
 
 async def get_stack_preview_summary(request: web.Request) -> web.Response:
@@ -163,7 +156,7 @@ async def get_stack_previews(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    latest = await _latest_version(request)
+    latest = await latest_version(request)
     return json_response(
         {
             "updates": [update_json(info, latest) for info in reply.updates],
@@ -180,7 +173,7 @@ async def get_stack_activity(request: web.Request) -> web.Response:
         updates_pb2.ListActivityRequest(stack_id=request[STACK].id, page=page, page_size=page_size),
         **call_options(request),
     )
-    latest = await _latest_version(request)
+    latest = await latest_version(request)
     return json_response(
         {
             "activity": [{"update": update_json(info, latest)} for info in reply.updates],
@@ -195,7 +188,7 @@ async def _timeline(request: web.Request, version: int) -> web.Response:
         updates_pb2.GetUpdateTimelineRequest(stack_id=request[STACK].id, version=version),
         **call_options(request),
     )
-    latest = await _latest_version(request)
+    latest = await latest_version(request)
     update = update_json(reply.update, latest)
     previews = [update_json(info, latest) for info in reply.previews]
     # The previews leading to the update, then the update itself, in the order they ran.

@@ -393,7 +393,8 @@ def update_json(info: updates_pb2.UpdateInfo, latest_version: int) -> dict[str, 
     }
 
 
-async def _latest_version(request: web.Request) -> int:
+async def latest_version(request: web.Request) -> int:
+    """The stack's newest version (0 before its first update)."""
     reply = await request.app[BACKENDS].updates.GetStackStates(
         updates_pb2.GetStackStatesRequest(stack_ids=[request[STACK].id]), **call_options(request)
     )
@@ -408,7 +409,7 @@ async def get_stack_updates(request: web.Request) -> web.Response:
         updates_pb2.ListUpdatesRequest(stack_id=request[STACK].id, page_size=page_size, page=page),
         **call_options(request),
     )
-    latest = await _latest_version(request)
+    latest = await latest_version(request)
     return json_response(
         {
             "updates": [update_json(info, latest) for info in reply.updates],
@@ -423,7 +424,7 @@ async def _get_update(request: web.Request, version: int) -> web.Response:
         updates_pb2.GetUpdateRequest(stack_id=request[STACK].id, version=version),
         **call_options(request),
     )
-    return json_response(update_json(info, await _latest_version(request)))
+    return json_response(update_json(info, await latest_version(request)))
 
 
 async def get_latest_stack_update(request: web.Request) -> web.Response:
