@@ -74,19 +74,20 @@ async def start_services(
 ) -> System:
     """Start every service on a free loopback port; the returned settings address them.
 
-    They share this process's metrics, which the gateway serves: no per-service endpoint.
+    The ports are picked first, so every service knows every address from the start (a
+    service checks access tokens through identity and stacks). They share this process's
+    metrics, which the gateway serves: no per-service endpoint.
     """
-    system = System(settings=settings.model_copy(update={"metrics_port": 0}))
+    ports = dict(zip(START_ORDER, free_ports(len(START_ORDER)), strict=True))
+    addresses = {f"{name}_address": f"{LOCALHOST}:{port}" for name, port in ports.items()}
+    system = System(settings=settings.model_copy(update={"metrics_port": 0, **addresses}))
     try:
         for name in START_ORDER:
-            kwargs: dict[str, Any] = {"host": host, "port": 0}
+            kwargs: dict[str, Any] = {"host": host, "port": ports[name]}
             if clock is not None:
                 kwargs["clock"] = clock
             service = await service_start(name)(system.settings, **kwargs)
             system.services.append(service)
-            system.settings = system.settings.model_copy(
-                update={f"{name}_address": f"127.0.0.1:{service.port}"}
-            )
     except BaseException:
         await system.stop(grace=0)
         raise
@@ -352,7 +353,8 @@ def _exited(child: Child) -> TopologyError:
 
 
 async def _wait_serving(child: Child, settings: Settings, deadline: float) -> None:
-    channel = open_channel(child.address, settings.max_message_bytes)
+    # Health checks need no credential.
+    channel = open_channel(child.address, settings.max_message_bytes, signer=None)
     try:
         while not await check_health(channel, timeout=1.0):
             if not child.is_running():

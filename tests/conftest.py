@@ -8,10 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy.engine import make_url
 
 from services.common.config import Settings
+from services.common.grpc_server import open_channel
+from services.common.signing import CallSigner, load_internal_key
 
 POSTGRES_URL = os.environ.get(
     "CAIRN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -109,3 +112,9 @@ def settings(data_dir: Path) -> Settings:
 def any_settings(data_dir: Path, database_url: str) -> Settings:
     """Settings parametrised over SQLite and PostgreSQL."""
     return make_settings(data_dir, database_url)
+
+
+def signed_channel(settings: Settings, address: str) -> grpc.aio.Channel:
+    """A channel to a service that signs its calls as Cairn's own processes do."""
+    signer = CallSigner(load_internal_key(settings))
+    return open_channel(address, settings.max_message_bytes, signer=signer)

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     master_key: SecretStr | None = None
     admin_token: SecretStr | None = None
+    # Signs the caller of every call between Cairn's own processes (base64 of 32 bytes); every
+    # process and replica of one deployment needs the same key. Unset: generated once into the
+    # data dir (`internal.key`), which is enough when every process shares that directory.
+    internal_key: SecretStr | None = None
+    # gRPC server reflection on every service, answered to authenticated callers only.
+    grpc_reflection: bool = True
     # Seals the web console's session cookies; every gateway replica needs the same one. Unset:
     # derived from master_key when this process has it, else drawn per gateway process.
     console_session_key: SecretStr | None = None

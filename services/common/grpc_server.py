@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import exc as sa_exc
 
-from services.common.auth import REQUEST_ID_KEY
+from services.common.auth import REQUEST_ID_KEY, VERIFIED_CALLER, Caller
 from services.common.errors import DomainError
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
+from services.common.signing import CallSigner, SigningInterceptor
+from services.common.verification import AuthenticatedCall, CallAuthenticator, is_exempt
 
 log = get_logger("cairn.grpc")
 
@@ -35,22 +37,20 @@ def message_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     ]
 
 
-def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str):
-            return value
-    return ""
-
-
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """The one server interceptor: binds the request id, translates errors, counts and times.
+    """The one server interceptor: authenticates, binds the request id, translates errors,
+    counts and times.
 
-    Domain errors become their status code once; anything else becomes a sanitised
-    INTERNAL. Every unary RPC is counted by its final status code and timed.
+    Every method but the health check needs a credential (`verification.py`); the verified
+    caller is what servicers see (`caller_from_context`). Domain errors become their status
+    code once; anything else becomes a sanitised INTERNAL. Every unary RPC is counted by its
+    final status code and timed. Calls made with an access token that change something are
+    recorded in the audit log, like their REST twins.
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, authenticator: CallAuthenticator) -> None:
         self._metrics = metrics
+        self._authenticator = authenticator
 
     async def intercept_service(
         self,
@@ -58,18 +58,33 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
         method = handler_call_details.method
+        if handler is None:
+            return handler
+        if handler.unary_unary is None:
+            return self._guard_stream(handler, method)
+        inner = handler.unary_unary
         metrics = self._metrics
+        authenticator = self._authenticator
+        is_open = is_exempt(method)
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            structlog.contextvars.bind_contextvars(request_id=_request_id(context), rpc=method)
+            metadata = context.invocation_metadata()
+            structlog.contextvars.bind_contextvars(request_id=_request_id(metadata), rpc=method)
             started = time.perf_counter()
+            started_at = time.time()
             code = grpc.StatusCode.UNKNOWN
+            call: AuthenticatedCall | None = None
             try:
-                reply = await inner(request, context)
+                if is_open:
+                    call = AuthenticatedCall(Caller(request_id=_request_id(metadata)))
+                else:
+                    call = await authenticator.authenticate(method, request, metadata)
+                reset = VERIFIED_CALLER.set(call.caller)
+                try:
+                    reply = await inner(request, context)
+                finally:
+                    VERIFIED_CALLER.reset(reset)
                 code = context.code() or grpc.StatusCode.OK
                 return reply
             except DomainError as error:
@@ -93,6 +108,8 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 await context.abort(grpc.StatusCode.INTERNAL, GENERIC_INTERNAL)
             finally:
                 metrics.observe_rpc(method, code, time.perf_counter() - started)
+                if call is not None and call.grant is not None and call.access is not None:
+                    await _record_token_call(authenticator, call, method, code, context, started_at)
                 structlog.contextvars.unbind_contextvars("request_id", "rpc")
 
         return grpc.unary_unary_rpc_method_handler(
@@ -100,6 +117,65 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def _guard_stream(self, handler: Any, method: str) -> Any:
+        """Streaming methods (server reflection) answer authenticated callers only."""
+        authenticator = self._authenticator
+
+        async def authenticated(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            try:
+                await authenticator.authenticate(method, None, context.invocation_metadata())
+            except DomainError as error:
+                await context.abort(error.code, error.message)
+
+        if handler.stream_stream is not None:
+            inner_stream = handler.stream_stream
+
+            async def guarded_stream(
+                requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                await authenticated(context)
+                async for reply in inner_stream(requests, context):
+                    yield reply
+
+            return grpc.stream_stream_rpc_method_handler(
+                guarded_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        # No other streaming shape is served; refuse rather than pass one through unchecked.
+        async def refused(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented.")
+
+        return grpc.unary_unary_rpc_method_handler(refused)
+
+
+def _request_id(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            return value
+    return ""
+
+
+async def _record_token_call(
+    authenticator: CallAuthenticator,
+    call: AuthenticatedCall,
+    method: str,
+    code: grpc.StatusCode,
+    context: grpc.aio.ServicerContext[Any, Any],
+    started_at: float,
+) -> None:
+    tokens = authenticator.tokens
+    if tokens is None or call.grant is None or call.access is None:
+        return
+    user_agent = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "user-agent" and isinstance(value, str):
+            user_agent = value
+    await tokens.record(
+        call.grant, call.access, method, code, context.peer(), user_agent, started_at
+    )
 
 
 @dataclass
@@ -124,22 +200,27 @@ async def start_server(
     max_message_bytes: int,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
+    authenticator: CallAuthenticator,
     metrics: Metrics | None = None,
+    is_reflection_served: bool = True,
 ) -> RunningServer:
     """Create, wire and start a server; `register` adds the servicers. Port 0 picks a free one.
 
-    RPCs are counted in `metrics`, by default the process's shared families.
+    Every call is authenticated by `authenticator` (health checks aside); reflection, when
+    served, answers authenticated callers only. RPCs are counted in `metrics`, by default
+    the process's shared families.
     """
     server = grpc.aio.server(
-        interceptors=[RpcInterceptor(metrics or default_metrics())],
+        interceptors=[RpcInterceptor(metrics or default_metrics(), authenticator)],
         options=message_options(max_message_bytes),
     )
     register(server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    if is_reflection_served:
+        reflection.enable_server_reflection(
+            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
@@ -297,11 +378,22 @@ def channel_options(
 
 
 def open_channel(
-    addresses: str, max_message_bytes: int, *, timeout_seconds: float | None = None
+    addresses: str,
+    max_message_bytes: int,
+    *,
+    signer: CallSigner | None,
+    timeout_seconds: float | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure channel (loopback or a private network) balancing across replicas."""
+    """A channel balancing across a service's replicas, signing every call with `signer`.
+
+    Only a channel used for health checks alone may go without a signer: every other
+    method refuses unsigned calls.
+    """
     options = channel_options(max_message_bytes, timeout_seconds)
-    return grpc.aio.insecure_channel(channel_target(addresses), options=options)
+    interceptors: list[Any] = [] if signer is None else [SigningInterceptor(signer)]
+    return grpc.aio.insecure_channel(
+        channel_target(addresses), options=options, interceptors=interceptors
+    )
 
 
 async def check_health(channel: grpc.aio.Channel, timeout: float = 2.0) -> bool:

@@ -12,9 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.config import Settings
 from services.common.db import create_engine, session_factory
+from services.common.errors import Unavailable
 from services.common.grpc_server import RunningServer, open_channel, start_server
 from services.common.metrics import default_metrics, serve_metrics
 from services.common.migrations import upgrade_to_head
+from services.common.signing import CallSigner, load_internal_key
+from services.common.token_callers import TokenAuthorizer
+from services.common.verification import CallAuthenticator
 
 
 @dataclass
@@ -40,11 +44,30 @@ async def open_database(
 
 
 def peer_channel(settings: Settings, service: str) -> grpc.aio.Channel:
-    """A channel to another service, from its configured address."""
+    """A signed channel to another service, from its configured address."""
     address = settings.service_address(service)
     if not address:
         raise ValueError(f"CAIRN_{service.upper()}_ADDRESS is not set")
-    return open_channel(address, settings.max_message_bytes)
+    return open_channel(
+        address, settings.max_message_bytes, signer=CallSigner(load_internal_key(settings))
+    )
+
+
+def call_authenticator(settings: Settings) -> CallAuthenticator:
+    """What a service checks every call with: the internal key and, for access tokens,
+    identity and stacks reached over signed channels."""
+
+    def connect(service: str) -> grpc.aio.Channel:
+        try:
+            return peer_channel(settings, service)
+        except ValueError:
+            raise Unavailable(
+                "Service Unavailable: access tokens cannot be checked: "
+                f"CAIRN_{service.upper()}_ADDRESS is not set"
+            ) from None
+
+    tokens = TokenAuthorizer(connect, settings.grpc_timeout_seconds)
+    return CallAuthenticator(load_internal_key(settings), tokens)
 
 
 @dataclass
@@ -82,12 +105,17 @@ async def serve_service(
     and scrapes everything through the gateway's `/metrics`.
     """
     try:
+        authenticator = call_authenticator(settings)
+        if authenticator.tokens is not None:
+            closers.insert(0, authenticator.tokens.close)
         server = await start_server(
             host=host,
             port=port,
             max_message_bytes=settings.max_message_bytes,
             register=register,
             service_names=service_names,
+            authenticator=authenticator,
+            is_reflection_served=settings.grpc_reflection,
         )
     except BaseException:
         for close in reversed(closers):

@@ -7,11 +7,7 @@ ciphertext or a wrapped key copied to another stack never decrypts there, while 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import hashlib
-import os
 import secrets
 from pathlib import Path
 
@@ -19,8 +15,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.keyfile import KEY_BYTES, load_or_create_key, parse_key
 
-KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 VALUE_VERSION = 0x01
@@ -95,45 +91,14 @@ class StackCipher:
 
 def parse_master_key(encoded: str, *, source: str) -> bytes:
     """Decode a base64 master key; the error names the source but never echoes the value."""
-    try:
-        key = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{source} is not valid base64 of a 32-byte key") from None
-    if len(key) != KEY_BYTES:
-        raise ValueError(f"{source} must decode to exactly {KEY_BYTES} bytes, not {len(key)}")
-    return key
+    return parse_key(encoded, source=source)
 
 
 def load_master_key(configured: str | None, data_dir: Path) -> bytes:
     """The configured master key, else the one kept in the data dir (generated on first use)."""
     if configured is not None:
         return parse_master_key(configured, source="CAIRN_MASTER_KEY")
-    return _load_or_create_key_file(data_dir / MASTER_KEY_FILE)
-
-
-def _load_or_create_key_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        _create_key_file(path)
-    return parse_master_key(path.read_text(encoding="ascii"), source=str(path))
-
-
-def _create_key_file(path: Path) -> None:
-    # Write a private temporary file, then hard-link it into place: the link either creates
-    # the complete file or fails because another process got there first, so processes
-    # starting together all end up reading the same key and nobody sees a half-written one.
-    encoded = base64.b64encode(new_data_key()) + b"\n"
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(encoded)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    return load_or_create_key(data_dir / MASTER_KEY_FILE)
 
 
 def _id(stack_id: str) -> bytes:

@@ -104,6 +104,8 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     async def GetStack(
         self, request: stacks_pb2.GetStackRequest, context: Context
     ) -> stacks_pb2.Stack:
+        if request.stack_id and not request.HasField("ref"):
+            return _stack_message(await self._store.get_by_id(request.stack_id))
         return _stack_message(await self._store.get(validate_path(_path(request.ref))))
 
     async def ProjectExists(

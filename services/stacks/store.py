@@ -84,6 +84,14 @@ class StackStore:
             row = await _find(session, path)
             return _record(row, (await _tags(session, [row.id]))[row.id])
 
+    async def get_by_id(self, stack_id: str) -> StackRecord:
+        """The stack with a stable id, with its tags; NotFound when there is none."""
+        async with self._sessions.begin() as session:
+            row = await session.get(StackRow, stack_id)
+            if row is None:
+                raise NotFound(f"Not Found: no stack with id '{stack_id}'")
+            return _record(row, (await _tags(session, [row.id]))[row.id])
+
     async def project_exists(self, organization: str, project: str) -> bool:
         """A project exists exactly while a stack is in it."""
         async with self._sessions.begin() as session:

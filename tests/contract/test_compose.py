@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2
 from services.common import probe
 from services.common.config import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, Settings
 from services.common.grpc_server import RunningServer, start_server
+from services.common.verification import CallAuthenticator
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -314,6 +315,7 @@ async def grpc_server() -> AsyncIterator[RunningServer]:
         max_message_bytes=4 * 1024 * 1024,
         register=lambda s: None,
         service_names=[],
+        authenticator=CallAuthenticator(bytes(32), tokens=None),
     )
     try:
         yield server

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import orjson
 import pytest
 from aiohttp import ClientResponse, web
@@ -18,7 +17,7 @@ from gateway.app import create_app
 from protos.cairn.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from services.common.config import Settings
 from services.runner import System, start_services
-from tests.conftest import REDIS_URL, make_settings, redis_available
+from tests.conftest import REDIS_URL, make_settings, redis_available, signed_channel
 
 if TYPE_CHECKING:
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
@@ -91,7 +90,7 @@ ADMIN = common_pb2.ROLE_ADMIN
 async def running_cairn(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Cairn]:
     settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
     system = await start_services(settings)
-    channel = grpc.aio.insecure_channel(system.settings.identity_address)
+    channel = signed_channel(system.settings, system.settings.identity_address)
     try:
         client = await aiohttp_client(create_app(system.settings))
         yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import orjson
 import pytest
 from pydantic import SecretStr
@@ -15,6 +14,7 @@ from protos.cairn.v1 import identity_pb2, identity_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.config import Settings
 from services.runner import start_services
+from tests.conftest import signed_channel
 from tests.gateway.conftest import ADMIN, ADMIN_TOKEN, MEMBER, VIEWER, AiohttpClient, Cairn
 
 S = "/api/stacks/{org}/web/{stack}"
@@ -98,7 +98,7 @@ async def clocked(
     clock = ManualClock()
     settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
     system = await start_services(settings, clock=clock)
-    channel = grpc.aio.insecure_channel(system.settings.identity_address)
+    channel = signed_channel(system.settings, system.settings.identity_address)
     try:
         client = await aiohttp_client(create_app(system.settings))
         yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel)), clock

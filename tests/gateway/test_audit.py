@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
-import grpc
 import orjson
 import pytest
 from sqlalchemy import text
@@ -28,6 +27,7 @@ from gateway.audit import (
 from gateway.routes import ROUTES
 from protos.cairn.v1 import audit_pb2, audit_pb2_grpc, identity_pb2
 from services.common.db import create_engine
+from tests.conftest import signed_channel
 from tests.gateway.cli import begin, create_stack, stack_path, stack_resource
 from tests.gateway.conftest import ADMIN, ADMIN_TOKEN, MEMBER, VIEWER, Cairn
 
@@ -79,7 +79,7 @@ def only(found: list[dict[str, Any]], event: str, **match: Any) -> dict[str, Any
 
 @pytest.fixture
 async def audit_stub(cairn: Cairn) -> AsyncIterator[audit_pb2_grpc.AuditServiceAsyncStub]:
-    channel = grpc.aio.insecure_channel(cairn.system.settings.identity_address)
+    channel = signed_channel(cairn.system.settings, cairn.system.settings.identity_address)
     try:
         yield audit_pb2_grpc.AuditServiceStub(channel)
     finally:

@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import pytest
 from pydantic import SecretStr
 
@@ -17,6 +16,7 @@ from services.agent_pools.domain import JOB_LEASE_SECONDS
 from services.common.clock import ManualClock
 from services.common.config import Settings
 from services.runner import start_services
+from tests.conftest import signed_channel
 from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, AiohttpClient, Cairn
 from tests.gateway.test_agent_pools import (
     append_logs,
@@ -42,7 +42,7 @@ async def clocked(
     clock = ManualClock()
     settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
     system = await start_services(settings, clock=clock)
-    channel = grpc.aio.insecure_channel(system.settings.identity_address)
+    channel = signed_channel(system.settings, system.settings.identity_address)
     try:
         client = await aiohttp_client(create_app(system.settings))
         yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel)), clock

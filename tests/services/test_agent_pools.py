@@ -30,6 +30,7 @@ from services.common.config import Settings
 from services.common.service import RunningService
 from services.identity import server as identity_server
 from services.secrets import server as secrets_server
+from tests.conftest import signed_channel
 
 ORG = "acme"
 PROJECT = "web"
@@ -65,8 +66,8 @@ async def harness(any_settings: Settings) -> AsyncIterator[Harness]:
             }
         )
         service = await agent_pools_server.start(settings, host="127.0.0.1", port=0, clock=clock)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
-        identity_channel = grpc.aio.insecure_channel(f"127.0.0.1:{identity.port}")
+        channel = signed_channel(any_settings, f"127.0.0.1:{service.port}")
+        identity_channel = signed_channel(any_settings, f"127.0.0.1:{identity.port}")
         try:
             yield Harness(
                 agent_pools_pb2_grpc.AgentPoolsServiceStub(channel),
@@ -585,8 +586,8 @@ async def test_a_job_identity_refuses_a_token_for_fails_instead_of_looping(
         }
     )
     service = await agent_pools_server.start(settings, host="127.0.0.1", port=0, clock=clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
-    identity_channel = grpc.aio.insecure_channel(f"127.0.0.1:{identity.port}")
+    channel = signed_channel(any_settings, f"127.0.0.1:{service.port}")
+    identity_channel = signed_channel(any_settings, f"127.0.0.1:{identity.port}")
     try:
         harness = Harness(
             agent_pools_pb2_grpc.AgentPoolsServiceStub(channel),

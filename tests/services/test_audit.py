@@ -17,6 +17,7 @@ from services.identity import server as identity_server
 from services.identity.audit_domain import MICROS_PER_DAY, MICROS_PER_SECOND
 from services.identity.audit_server import RetentionPruner
 from services.identity.audit_store import AuditStore
+from tests.conftest import signed_channel
 
 NOW = 1_700_000_000
 USER = audit_pb2.AUDIT_ACTOR_KIND_USER
@@ -33,7 +34,7 @@ class Harness:
 async def harness(any_settings: Settings) -> AsyncIterator[Harness]:
     clock = ManualClock(float(NOW))
     service = await identity_server.start(any_settings, host="127.0.0.1", port=0, clock=clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    channel = signed_channel(any_settings, f"127.0.0.1:{service.port}")
     engine = create_engine(any_settings.resolved_database_url())
     try:
         yield Harness(

@@ -41,6 +41,7 @@ from services.identity.models import (
     UserRow,
 )
 from services.identity.store import IdentityStore
+from tests.conftest import signed_channel
 
 VIEWER = common_pb2.ROLE_VIEWER
 MEMBER = common_pb2.ROLE_MEMBER
@@ -67,7 +68,7 @@ async def serving(
     settings: Settings, clock: ManualClock | None = None
 ) -> AsyncIterator[identity_pb2_grpc.IdentityServiceAsyncStub]:
     service = await identity_server.start(settings, host="127.0.0.1", port=0, clock=clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    channel = signed_channel(settings, f"127.0.0.1:{service.port}")
     try:
         yield identity_pb2_grpc.IdentityServiceStub(channel)
     finally:

@@ -30,6 +30,7 @@ from services.secrets import crypto
 from services.secrets.keyring import THREAD_THRESHOLD
 from services.secrets.models import Base, DecryptionEventRow, StackKeyRow
 from services.secrets.server import MIGRATIONS, start
+from tests.conftest import signed_channel
 
 if TYPE_CHECKING:
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub as Stub
@@ -50,7 +51,7 @@ class Services:
     async def start(self, settings: Settings) -> Stub:
         service = await start(settings, host="127.0.0.1", port=0, clock=self.clock)
         self._running.append(service)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+        channel = signed_channel(settings, f"127.0.0.1:{service.port}")
         self._channels.append(channel)
         return secrets_pb2_grpc.SecretsServiceStub(channel)
 

@@ -38,7 +38,7 @@ from services.common.db import create_migration_engine
 from services.common.migrations import version_table
 from services.stacks import server as stacks_server
 from services.stacks.models import Base
-from tests.conftest import make_settings
+from tests.conftest import make_settings, signed_channel
 
 URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -194,7 +194,7 @@ async def harness(
     )
     clock = ManualClock()
     service = await stacks_server.start(settings, host="127.0.0.1", port=0, clock=clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    channel = signed_channel(settings, f"127.0.0.1:{service.port}")
     try:
         yield Harness(
             stub=stacks_pb2_grpc.StacksServiceStub(channel),

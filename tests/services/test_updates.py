@@ -27,7 +27,7 @@ from services.common.service import RunningService
 from services.updates import server as updates_server
 from services.updates.lease import KEY_PREFIX, RedisStackLock
 from services.updates.models import Base
-from tests.conftest import REDIS_URL, make_settings, redis_available
+from tests.conftest import REDIS_URL, make_settings, redis_available, signed_channel
 from tests.gateway.cli import single_edit
 
 UNTYPED = (
@@ -45,7 +45,7 @@ class Harness:
 
 async def _serve(settings: Settings, clock: ManualClock) -> tuple[RunningService, grpc.aio.Channel]:
     service = await updates_server.start(settings, host="127.0.0.1", port=0, clock=clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    channel = signed_channel(settings, f"127.0.0.1:{service.port}")
     return service, channel
 
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.middleware import error_middleware, metrics_middleware
 from services.common.auth import REQUEST_ID_KEY
 from services.common.errors import NotFound
-from services.common.grpc_server import RunningServer, start_server
+from services.common.grpc_server import RunningServer, open_channel, start_server
 from services.common.metrics import (
     METRICS,
     Metrics,
@@ -25,9 +25,12 @@ from services.common.metrics import (
     default_registry,
     serve_metrics,
 )
+from services.common.signing import CallSigner
+from services.common.verification import CallAuthenticator
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 PROBE = "test.v1.Probe"
+KEY = bytes(range(32))
 
 
 async def echo_request_id(
@@ -76,9 +79,10 @@ async def probe(metrics: Metrics) -> AsyncIterator[grpc.aio.Channel]:
         max_message_bytes=1024 * 1024,
         register=register_probe,
         service_names=[PROBE],
+        authenticator=CallAuthenticator(KEY, tokens=None),
         metrics=metrics,
     )
-    channel = grpc.aio.insecure_channel(server.address)
+    channel = open_channel(server.address, 1024 * 1024, signer=CallSigner(KEY))
     try:
         yield channel
     finally:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.cairn.v1 import common_pb2 as protos_dot_cairn_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/cairn/v1/stacks.proto\x12\x08\x63\x61irn.v1\x1a\x1cprotos/cairn/v1/common.proto\"l\n\x0bStackConfig\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x18\n\x10secrets_provider\x18\x02 \x01(\t\x12\x15\n\rencrypted_key\x18\x03 \x01(\t\x12\x17\n\x0f\x65ncryption_salt\x18\x04 \x01(\t\"\xa1\x02\n\x05Stack\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x03ref\x18\x02 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\'\n\x04tags\x18\x03 \x03(\x0b\x32\x19.cairn.v1.Stack.TagsEntry\x12*\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x15.cairn.v1.StackConfigH\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x05 \x01(\x03\x12\x13\n\x0bowner_login\x18\x06 \x01(\t\x12\x35\n\rnotifications\x18\x07 \x01(\x0b\x32\x1e.cairn.v1.NotificationSettings\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_config\"T\n\x14NotificationSettings\x12\x1d\n\x15notify_update_failure\x18\x01 \x01(\x08\x12\x1d\n\x15notify_update_success\x18\x02 \x01(\x08\"\xde\x01\n\x12\x43reateStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x34\n\x04tags\x18\x02 \x03(\x0b\x32&.cairn.v1.CreateStackRequest.TagsEntry\x12*\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x15.cairn.v1.StackConfigH\x00\x88\x01\x01\x12\r\n\x05teams\x18\x04 \x03(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_config\"2\n\x0fGetStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\"=\n\x14ProjectExistsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\"\'\n\x15ProjectExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"D\n\x12\x44\x65leteStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\'\n\x13\x44\x65leteStackResponse\x12\x10\n\x08stack_id\x18\x01 \x01(\t\"\xd3\x01\n\x11ListStacksRequest\x12\x1d\n\x15visible_organizations\x18\x01 \x03(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\x10\n\x08tag_name\x18\x04 \x01(\t\x12\x16\n\ttag_value\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\x12\x63ontinuation_token\x18\x06 \x01(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x11\n\tstack_ids\x18\x08 \x03(\tB\x0c\n\n_tag_value\"Q\n\x12ListStacksResponse\x12\x1f\n\x06stacks\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Stack\x12\x1a\n\x12\x63ontinuation_token\x18\x02 \x01(\t\"\\\n\x12RenameStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x13\n\x0bnew_project\x18\x02 \x01(\t\x12\x10\n\x08new_name\x18\x03 \x01(\t\"\xb9\x01\n\x17ReplaceStackTagsRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x39\n\x04tags\x18\x02 \x03(\x0b\x32+.cairn.v1.ReplaceStackTagsRequest.TagsEntry\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x13RenameStackResponse\x12\x1e\n\x05stack\x18\x01 \x01(\x0b\x32\x0f.cairn.v1.Stack\x12\x11\n\tupdate_id\x18\x02 \x01(\t\"v\n!UpdateNotificationSettingsRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x30\n\x08settings\x18\x02 \x01(\x0b\x32\x1e.cairn.v1.NotificationSettings\"U\n\x19ReassignStackOwnerRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x17\n\x0fnew_owner_login\x18\x02 \x01(\t\"Z\n\x1aReassignStackOwnerResponse\x12\x1e\n\x05stack\x18\x01 \x01(\x0b\x32\x0f.cairn.v1.Stack\x12\x1c\n\x14previous_owner_login\x18\x02 \x01(\t\"Y\n\x14TransferStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12 \n\x18\x64\x65stination_organization\x18\x02 \x01(\t\"v\n\nAnnotation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x13\n\x0bmodified_by\x18\x05 \x01(\t\x12\x13\n\x0bmodified_at\x18\x06 \x01(\x03\"f\n\x14GetAnnotationRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\"\x9d\x01\n\x17UpsertAnnotationRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x1d\n\x10\x65xpected_version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"\x9c\x01\n\x19GetStarterWorkflowRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x11\n\tci_system\x18\x02 \x01(\t\x12\x19\n\x11working_directory\x18\x03 \x01(\t\x12\x1b\n\x13\x65nable_path_filters\x18\x04 \x01(\x08\x12\x13\n\x0b\x62\x61\x63kend_url\x18\x05 \x01(\t\"-\n\x1aGetStarterWorkflowResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t2\xf4\x07\n\rStacksService\x12<\n\x0b\x43reateStack\x12\x1c.cairn.v1.CreateStackRequest\x1a\x0f.cairn.v1.Stack\x12\x36\n\x08GetStack\x12\x19.cairn.v1.GetStackRequest\x1a\x0f.cairn.v1.Stack\x12P\n\rProjectExists\x12\x1e.cairn.v1.ProjectExistsRequest\x1a\x1f.cairn.v1.ProjectExistsResponse\x12J\n\x0b\x44\x65leteStack\x12\x1c.cairn.v1.DeleteStackRequest\x1a\x1d.cairn.v1.DeleteStackResponse\x12G\n\nListStacks\x12\x1b.cairn.v1.ListStacksRequest\x1a\x1c.cairn.v1.ListStacksResponse\x12J\n\x0bRenameStack\x12\x1c.cairn.v1.RenameStackRequest\x1a\x1d.cairn.v1.RenameStackResponse\x12\x46\n\x10ReplaceStackTags\x12!.cairn.v1.ReplaceStackTagsRequest\x1a\x0f.cairn.v1.Stack\x12Z\n\x1aUpdateNotificationSettings\x12+.cairn.v1.UpdateNotificationSettingsRequest\x1a\x0f.cairn.v1.Stack\x12_\n\x12ReassignStackOwner\x12#.cairn.v1.ReassignStackOwnerRequest\x1a$.cairn.v1.ReassignStackOwnerResponse\x12@\n\rTransferStack\x12\x1e.cairn.v1.TransferStackRequest\x1a\x0f.cairn.v1.Stack\x12\x45\n\rGetAnnotation\x12\x1e.cairn.v1.GetAnnotationRequest\x1a\x14.cairn.v1.Annotation\x12K\n\x10UpsertAnnotation\x12!.cairn.v1.UpsertAnnotationRequest\x1a\x14.cairn.v1.Annotation\x12_\n\x12GetStarterWorkflow\x12#.cairn.v1.GetStarterWorkflowRequest\x1a$.cairn.v1.GetStarterWorkflowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/cairn/v1/stacks.proto\x12\x08\x63\x61irn.v1\x1a\x1cprotos/cairn/v1/common.proto\"l\n\x0bStackConfig\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x18\n\x10secrets_provider\x18\x02 \x01(\t\x12\x15\n\rencrypted_key\x18\x03 \x01(\t\x12\x17\n\x0f\x65ncryption_salt\x18\x04 \x01(\t\"\xa1\x02\n\x05Stack\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x03ref\x18\x02 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\'\n\x04tags\x18\x03 \x03(\x0b\x32\x19.cairn.v1.Stack.TagsEntry\x12*\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x15.cairn.v1.StackConfigH\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x05 \x01(\x03\x12\x13\n\x0bowner_login\x18\x06 \x01(\t\x12\x35\n\rnotifications\x18\x07 \x01(\x0b\x32\x1e.cairn.v1.NotificationSettings\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_config\"T\n\x14NotificationSettings\x12\x1d\n\x15notify_update_failure\x18\x01 \x01(\x08\x12\x1d\n\x15notify_update_success\x18\x02 \x01(\x08\"\xde\x01\n\x12\x43reateStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x34\n\x04tags\x18\x02 \x03(\x0b\x32&.cairn.v1.CreateStackRequest.TagsEntry\x12*\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x15.cairn.v1.StackConfigH\x00\x88\x01\x01\x12\r\n\x05teams\x18\x04 \x03(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_config\"D\n\x0fGetStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x10\n\x08stack_id\x18\x02 \x01(\t\"=\n\x14ProjectExistsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\"\'\n\x15ProjectExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"D\n\x12\x44\x65leteStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\'\n\x13\x44\x65leteStackResponse\x12\x10\n\x08stack_id\x18\x01 \x01(\t\"\xd3\x01\n\x11ListStacksRequest\x12\x1d\n\x15visible_organizations\x18\x01 \x03(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\x10\n\x08tag_name\x18\x04 \x01(\t\x12\x16\n\ttag_value\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\x12\x63ontinuation_token\x18\x06 \x01(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x11\n\tstack_ids\x18\x08 \x03(\tB\x0c\n\n_tag_value\"Q\n\x12ListStacksResponse\x12\x1f\n\x06stacks\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Stack\x12\x1a\n\x12\x63ontinuation_token\x18\x02 \x01(\t\"\\\n\x12RenameStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x13\n\x0bnew_project\x18\x02 \x01(\t\x12\x10\n\x08new_name\x18\x03 \x01(\t\"\xb9\x01\n\x17ReplaceStackTagsRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x39\n\x04tags\x18\x02 \x03(\x0b\x32+.cairn.v1.ReplaceStackTagsRequest.TagsEntry\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x13RenameStackResponse\x12\x1e\n\x05stack\x18\x01 \x01(\x0b\x32\x0f.cairn.v1.Stack\x12\x11\n\tupdate_id\x18\x02 \x01(\t\"v\n!UpdateNotificationSettingsRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x30\n\x08settings\x18\x02 \x01(\x0b\x32\x1e.cairn.v1.NotificationSettings\"U\n\x19ReassignStackOwnerRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x17\n\x0fnew_owner_login\x18\x02 \x01(\t\"Z\n\x1aReassignStackOwnerResponse\x12\x1e\n\x05stack\x18\x01 \x01(\x0b\x32\x0f.cairn.v1.Stack\x12\x1c\n\x14previous_owner_login\x18\x02 \x01(\t\"Y\n\x14TransferStackRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12 \n\x18\x64\x65stination_organization\x18\x02 \x01(\t\"v\n\nAnnotation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x13\n\x0bmodified_by\x18\x05 \x01(\t\x12\x13\n\x0bmodified_at\x18\x06 \x01(\x03\"f\n\x14GetAnnotationRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\"\x9d\x01\n\x17UpsertAnnotationRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x1d\n\x10\x65xpected_version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"\x9c\x01\n\x19GetStarterWorkflowRequest\x12\x1f\n\x03ref\x18\x01 \x01(\x0b\x32\x12.cairn.v1.StackRef\x12\x11\n\tci_system\x18\x02 \x01(\t\x12\x19\n\x11working_directory\x18\x03 \x01(\t\x12\x1b\n\x13\x65nable_path_filters\x18\x04 \x01(\x08\x12\x13\n\x0b\x62\x61\x63kend_url\x18\x05 \x01(\t\"-\n\x1aGetStarterWorkflowResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t2\xf4\x07\n\rStacksService\x12<\n\x0b\x43reateStack\x12\x1c.cairn.v1.CreateStackRequest\x1a\x0f.cairn.v1.Stack\x12\x36\n\x08GetStack\x12\x19.cairn.v1.GetStackRequest\x1a\x0f.cairn.v1.Stack\x12P\n\rProjectExists\x12\x1e.cairn.v1.ProjectExistsRequest\x1a\x1f.cairn.v1.ProjectExistsResponse\x12J\n\x0b\x44\x65leteStack\x12\x1c.cairn.v1.DeleteStackRequest\x1a\x1d.cairn.v1.DeleteStackResponse\x12G\n\nListStacks\x12\x1b.cairn.v1.ListStacksRequest\x1a\x1c.cairn.v1.ListStacksResponse\x12J\n\x0bRenameStack\x12\x1c.cairn.v1.RenameStackRequest\x1a\x1d.cairn.v1.RenameStackResponse\x12\x46\n\x10ReplaceStackTags\x12!.cairn.v1.ReplaceStackTagsRequest\x1a\x0f.cairn.v1.Stack\x12Z\n\x1aUpdateNotificationSettings\x12+.cairn.v1.UpdateNotificationSettingsRequest\x1a\x0f.cairn.v1.Stack\x12_\n\x12ReassignStackOwner\x12#.cairn.v1.ReassignStackOwnerRequest\x1a$.cairn.v1.ReassignStackOwnerResponse\x12@\n\rTransferStack\x12\x1e.cairn.v1.TransferStackRequest\x1a\x0f.cairn.v1.Stack\x12\x45\n\rGetAnnotation\x12\x1e.cairn.v1.GetAnnotationRequest\x1a\x14.cairn.v1.Annotation\x12K\n\x10UpsertAnnotation\x12!.cairn.v1.UpsertAnnotationRequest\x1a\x14.cairn.v1.Annotation\x12_\n\x12GetStarterWorkflow\x12#.cairn.v1.GetStarterWorkflowRequest\x1a$.cairn.v1.GetStarterWorkflowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,45 +51,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATESTACKREQUEST_TAGSENTRY']._serialized_start=418
   _globals['_CREATESTACKREQUEST_TAGSENTRY']._serialized_end=461
   _globals['_GETSTACKREQUEST']._serialized_start=785
-  _globals['_GETSTACKREQUEST']._serialized_end=835
-  _globals['_PROJECTEXISTSREQUEST']._serialized_start=837
-  _globals['_PROJECTEXISTSREQUEST']._serialized_end=898
-  _globals['_PROJECTEXISTSRESPONSE']._serialized_start=900
-  _globals['_PROJECTEXISTSRESPONSE']._serialized_end=939
-  _globals['_DELETESTACKREQUEST']._serialized_start=941
-  _globals['_DELETESTACKREQUEST']._serialized_end=1009
-  _globals['_DELETESTACKRESPONSE']._serialized_start=1011
-  _globals['_DELETESTACKRESPONSE']._serialized_end=1050
-  _globals['_LISTSTACKSREQUEST']._serialized_start=1053
-  _globals['_LISTSTACKSREQUEST']._serialized_end=1264
-  _globals['_LISTSTACKSRESPONSE']._serialized_start=1266
-  _globals['_LISTSTACKSRESPONSE']._serialized_end=1347
-  _globals['_RENAMESTACKREQUEST']._serialized_start=1349
-  _globals['_RENAMESTACKREQUEST']._serialized_end=1441
-  _globals['_REPLACESTACKTAGSREQUEST']._serialized_start=1444
-  _globals['_REPLACESTACKTAGSREQUEST']._serialized_end=1629
+  _globals['_GETSTACKREQUEST']._serialized_end=853
+  _globals['_PROJECTEXISTSREQUEST']._serialized_start=855
+  _globals['_PROJECTEXISTSREQUEST']._serialized_end=916
+  _globals['_PROJECTEXISTSRESPONSE']._serialized_start=918
+  _globals['_PROJECTEXISTSRESPONSE']._serialized_end=957
+  _globals['_DELETESTACKREQUEST']._serialized_start=959
+  _globals['_DELETESTACKREQUEST']._serialized_end=1027
+  _globals['_DELETESTACKRESPONSE']._serialized_start=1029
+  _globals['_DELETESTACKRESPONSE']._serialized_end=1068
+  _globals['_LISTSTACKSREQUEST']._serialized_start=1071
+  _globals['_LISTSTACKSREQUEST']._serialized_end=1282
+  _globals['_LISTSTACKSRESPONSE']._serialized_start=1284
+  _globals['_LISTSTACKSRESPONSE']._serialized_end=1365
+  _globals['_RENAMESTACKREQUEST']._serialized_start=1367
+  _globals['_RENAMESTACKREQUEST']._serialized_end=1459
+  _globals['_REPLACESTACKTAGSREQUEST']._serialized_start=1462
+  _globals['_REPLACESTACKTAGSREQUEST']._serialized_end=1647
   _globals['_REPLACESTACKTAGSREQUEST_TAGSENTRY']._serialized_start=418
   _globals['_REPLACESTACKTAGSREQUEST_TAGSENTRY']._serialized_end=461
-  _globals['_RENAMESTACKRESPONSE']._serialized_start=1631
-  _globals['_RENAMESTACKRESPONSE']._serialized_end=1703
-  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_start=1705
-  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_end=1823
-  _globals['_REASSIGNSTACKOWNERREQUEST']._serialized_start=1825
-  _globals['_REASSIGNSTACKOWNERREQUEST']._serialized_end=1910
-  _globals['_REASSIGNSTACKOWNERRESPONSE']._serialized_start=1912
-  _globals['_REASSIGNSTACKOWNERRESPONSE']._serialized_end=2002
-  _globals['_TRANSFERSTACKREQUEST']._serialized_start=2004
-  _globals['_TRANSFERSTACKREQUEST']._serialized_end=2093
-  _globals['_ANNOTATION']._serialized_start=2095
-  _globals['_ANNOTATION']._serialized_end=2213
-  _globals['_GETANNOTATIONREQUEST']._serialized_start=2215
-  _globals['_GETANNOTATIONREQUEST']._serialized_end=2317
-  _globals['_UPSERTANNOTATIONREQUEST']._serialized_start=2320
-  _globals['_UPSERTANNOTATIONREQUEST']._serialized_end=2477
-  _globals['_GETSTARTERWORKFLOWREQUEST']._serialized_start=2480
-  _globals['_GETSTARTERWORKFLOWREQUEST']._serialized_end=2636
-  _globals['_GETSTARTERWORKFLOWRESPONSE']._serialized_start=2638
-  _globals['_GETSTARTERWORKFLOWRESPONSE']._serialized_end=2683
-  _globals['_STACKSSERVICE']._serialized_start=2686
-  _globals['_STACKSSERVICE']._serialized_end=3698
+  _globals['_RENAMESTACKRESPONSE']._serialized_start=1649
+  _globals['_RENAMESTACKRESPONSE']._serialized_end=1721
+  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_start=1723
+  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_end=1841
+  _globals['_REASSIGNSTACKOWNERREQUEST']._serialized_start=1843
+  _globals['_REASSIGNSTACKOWNERREQUEST']._serialized_end=1928
+  _globals['_REASSIGNSTACKOWNERRESPONSE']._serialized_start=1930
+  _globals['_REASSIGNSTACKOWNERRESPONSE']._serialized_end=2020
+  _globals['_TRANSFERSTACKREQUEST']._serialized_start=2022
+  _globals['_TRANSFERSTACKREQUEST']._serialized_end=2111
+  _globals['_ANNOTATION']._serialized_start=2113
+  _globals['_ANNOTATION']._serialized_end=2231
+  _globals['_GETANNOTATIONREQUEST']._serialized_start=2233
+  _globals['_GETANNOTATIONREQUEST']._serialized_end=2335
+  _globals['_UPSERTANNOTATIONREQUEST']._serialized_start=2338
+  _globals['_UPSERTANNOTATIONREQUEST']._serialized_end=2495
+  _globals['_GETSTARTERWORKFLOWREQUEST']._serialized_start=2498
+  _globals['_GETSTARTERWORKFLOWREQUEST']._serialized_end=2654
+  _globals['_GETSTARTERWORKFLOWRESPONSE']._serialized_start=2656
+  _globals['_GETSTARTERWORKFLOWRESPONSE']._serialized_end=2701
+  _globals['_STACKSSERVICE']._serialized_start=2704
+  _globals['_STACKSSERVICE']._serialized_end=3716
 # @@protoc_insertion_point(module_scope)

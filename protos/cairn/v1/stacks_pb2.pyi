@@ -194,16 +194,20 @@ class GetStackRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    """When set (and `ref` is empty), the stack with this stable id."""
     @_builtins.property
     def ref(self) -> _common_pb2.StackRef: ...
     def __init__(
         self,
         *,
         ref: _common_pb2.StackRef | None = ...,
+        stack_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "stack_id", b"stack_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
