@@ -163,6 +163,9 @@ async def up(settings: Settings) -> None:
         print(f"Cairn is running at {url}", flush=True)
         print(f"  web console {url}/", flush=True)
         print(f"  pulumi login {url}", flush=True)
+        for name in START_ORDER:
+            address = system.settings.service_address(name)
+            print(f"  gRPC {name:<12} {address} (access tokens: see the README)", flush=True)
         if settings.admin_token is None:
             print(
                 f"  no CAIRN_ADMIN_TOKEN: create the first admin: POST {url}/api/admin/bootstrap",
