@@ -58,7 +58,7 @@ SERVICES = {
 
 def every_method() -> list[tuple[str, str]]:
     """(service name, full method path) of every RPC in the contracts."""
-    found = []
+    found: list[tuple[str, str]] = []
     for full_name, (service, module) in SERVICES.items():
         descriptor = module.DESCRIPTOR.services_by_name[full_name.rsplit(".", 1)[1]]
         found.extend((service, f"/{full_name}/{method.name}") for method in descriptor.methods)
@@ -98,7 +98,7 @@ async def raw_call(
     metadata: tuple[tuple[str, str], ...] = (),
 ) -> tuple[grpc.StatusCode, str]:
     try:
-        await channel.unary_unary(method)(payload, metadata=metadata, timeout=10)
+        await channel.unary_unary(method, None, None)(payload, metadata=metadata, timeout=10)
     except grpc.aio.AioRpcError as error:
         return error.code(), error.details() or ""
     return grpc.StatusCode.OK, ""
@@ -326,7 +326,7 @@ async def test_reflection_answers_authenticated_callers_only(
             metadata=metadata,
             timeout=10,
         )
-        names = []
+        names: list[str] = []
         async for reply in call:
             names.extend(service.name for service in reply.list_services_response.service)
         return names
