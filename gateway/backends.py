@@ -19,6 +19,7 @@ from protos.cairn.v1 import (
 from services.common.config import SERVICE_NAMES, Settings
 from services.common.grpc_server import open_channel
 from services.common.signing import CallSigner, load_internal_key
+from services.common.tls import load_tls
 
 if TYPE_CHECKING:
     from protos.cairn.v1.agent_pools_pb2_grpc import AgentPoolsServiceAsyncStub
@@ -59,12 +60,14 @@ class Backends:
         # The channel's deadline backstop equals the per-call one the handlers pass. Every
         # call is signed: services believe the caller the gateway names only then.
         signer = CallSigner(load_internal_key(settings))
+        tls = load_tls(settings)
         channels = {
             name: open_channel(
                 settings.service_address(name),
                 settings.max_message_bytes,
                 signer=signer,
                 timeout_seconds=settings.grpc_timeout_seconds,
+                tls=tls,
             )
             for name in SERVICE_NAMES
         }

@@ -32,6 +32,7 @@ from services.common.grpc_server import check_health, open_channel
 from services.common.logging import configure_logging, get_logger
 from services.common.migrations import upgrade_to_head
 from services.common.service import RunningService, StartFunction
+from services.common.tls import TlsSettingsError, load_tls
 
 log = get_logger("cairn")
 
@@ -356,8 +357,10 @@ def _exited(child: Child) -> TopologyError:
 
 
 async def _wait_serving(child: Child, settings: Settings, deadline: float) -> None:
-    # Health checks need no credential.
-    channel = open_channel(child.address, settings.max_message_bytes, signer=None)
+    # Health checks need no credential (but do need TLS when the services speak it).
+    channel = open_channel(
+        child.address, settings.max_message_bytes, signer=None, tls=load_tls(settings)
+    )
     try:
         while not await check_health(channel, timeout=1.0):
             if not child.is_running():
@@ -638,6 +641,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if overrides:
         settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_format, settings.log_level)
+    if args.command in ("up", "serve"):
+        try:
+            load_tls(settings)
+        except TlsSettingsError as error:
+            print(f"cairn: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
     if args.command == "agent":
         asyncio.run(run_agent(agent_options(args)))
     elif args.command == "up" and args.topology == "distributed":

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from services.common.config import Settings
 from services.common.grpc_server import open_channel
 from services.common.signing import CallSigner, load_internal_key
+from services.common.tls import load_tls
 
 POSTGRES_URL = os.environ.get(
     "CAIRN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -115,6 +116,6 @@ def any_settings(data_dir: Path, database_url: str) -> Settings:
 
 
 def signed_channel(settings: Settings, address: str) -> grpc.aio.Channel:
-    """A channel to a service that signs its calls as Cairn's own processes do."""
+    """A channel to a service that signs its calls (and speaks TLS) as Cairn's own processes do."""
     signer = CallSigner(load_internal_key(settings))
-    return open_channel(address, settings.max_message_bytes, signer=signer)
+    return open_channel(address, settings.max_message_bytes, signer=signer, tls=load_tls(settings))

@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     # process and replica of one deployment needs the same key. Unset: generated once into the
     # data dir (`internal.key`), which is enough when every process shares that directory.
     internal_key: SecretStr | None = None
+    # Mutual TLS between Cairn's processes (`services/common/tls.py`): this process's
+    # certificate chain and private key, and the CA that signs every Cairn process's
+    # certificate, all PEM files. The three go together; unset, gRPC travels in plaintext.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    # Whether a service demands a client certificate signed by that CA (`require`: a team's
+    # own tool then needs one too, besides its access token) or asks for none (`none`).
+    tls_client_auth: Literal["require", "none"] = "require"
+    # The name channels expect in a service's certificate instead of the host they dial.
+    tls_server_name: str = ""
     # gRPC server reflection on every service, answered to authenticated callers only.
     grpc_reflection: bool = True
     # Seals the web console's session cookies; every gateway replica needs the same one. Unset:

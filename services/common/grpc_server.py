@@ -21,6 +21,7 @@ from services.common.errors import DomainError
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
 from services.common.signing import CallSigner, SigningInterceptor
+from services.common.tls import Tls
 from services.common.verification import AuthenticatedCall, CallAuthenticator, is_exempt
 
 log = get_logger("cairn.grpc")
@@ -203,12 +204,13 @@ async def start_server(
     authenticator: CallAuthenticator,
     metrics: Metrics | None = None,
     is_reflection_served: bool = True,
+    tls: Tls | None = None,
 ) -> RunningServer:
     """Create, wire and start a server; `register` adds the servicers. Port 0 picks a free one.
 
     Every call is authenticated by `authenticator` (health checks aside); reflection, when
     served, answers authenticated callers only. RPCs are counted in `metrics`, by default
-    the process's shared families.
+    the process's shared families. With `tls`, the port speaks (mutual) TLS only.
     """
     server = grpc.aio.server(
         interceptors=[RpcInterceptor(metrics or default_metrics(), authenticator)],
@@ -221,7 +223,10 @@ async def start_server(
         reflection.enable_server_reflection(
             [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if tls is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        bound = server.add_secure_port(f"{host}:{port}", tls.server_credentials())
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
@@ -383,16 +388,24 @@ def open_channel(
     *,
     signer: CallSigner | None,
     timeout_seconds: float | None = None,
+    tls: Tls | None = None,
 ) -> grpc.aio.Channel:
     """A channel balancing across a service's replicas, signing every call with `signer`.
 
     Only a channel used for health checks alone may go without a signer: every other
-    method refuses unsigned calls.
+    method refuses unsigned calls. With `tls`, the channel speaks mutual TLS (calls are
+    still signed).
     """
     options = channel_options(max_message_bytes, timeout_seconds)
     interceptors: list[Any] = [] if signer is None else [SigningInterceptor(signer)]
-    return grpc.aio.insecure_channel(
-        channel_target(addresses), options=options, interceptors=interceptors
+    target = channel_target(addresses)
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(
+        target,
+        tls.channel_credentials(),
+        options=[*options, *tls.channel_options(addresses)],
+        interceptors=interceptors,
     )
 
 

@@ -2,7 +2,10 @@
 standard gRPC health service, `python -m services.common.probe http <url>` expects HTTP 200.
 
 Exit status 0 means healthy, 1 anything else (Docker reserves 2), with one line on stderr
-saying why, which `docker inspect` shows in the container's health log.
+saying why, which `docker inspect` shows in the container's health log. With `CAIRN_TLS_*`
+set, as in the service's own container, the gRPC probe speaks mutual TLS with the process's
+certificate: the service's certificate must then name the host probed (or
+`CAIRN_TLS_SERVER_NAME`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.config import Settings
+from services.common.tls import Tls, TlsSettingsError, load_tls
 
 TIMEOUT_SECONDS = 3.0
 USAGE = "usage: python -m services.common.probe (grpc <host:port> | http <url>)"
@@ -26,11 +33,18 @@ class ProbeResult:
     detail: str
 
 
-def check_grpc(address: str, timeout: float = TIMEOUT_SECONDS) -> ProbeResult:
+def check_grpc(
+    address: str, timeout: float = TIMEOUT_SECONDS, tls: Tls | None = None
+) -> ProbeResult:
     """Ask the server at `address` for its overall health; healthy only when SERVING."""
     # A proxy from the container's environment must never sit between a probe and loopback.
-    options = [("grpc.enable_http_proxy", 0)]
-    with grpc.insecure_channel(address, options=options) as channel:
+    options: list[tuple[str, Any]] = [("grpc.enable_http_proxy", 0)]
+    if tls is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        options.extend(tls.channel_options(address))
+        channel = grpc.secure_channel(address, tls.channel_credentials(), options=options)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -65,7 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 1
     kind, target = args
-    result = check_grpc(target) if kind == "grpc" else check_http(target)
+    if kind == "grpc":
+        try:
+            tls = load_tls(Settings())
+        except TlsSettingsError as error:
+            print(f"grpc {target}: {error}", file=sys.stderr)
+            return 1
+        result = check_grpc(target, tls=tls)
+    else:
+        result = check_http(target)
     print(result.detail, file=sys.stdout if result.is_healthy else sys.stderr)
     return 0 if result.is_healthy else 1
 

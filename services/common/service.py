@@ -17,6 +17,7 @@ from services.common.grpc_server import RunningServer, open_channel, start_serve
 from services.common.metrics import default_metrics, serve_metrics
 from services.common.migrations import upgrade_to_head
 from services.common.signing import CallSigner, load_internal_key
+from services.common.tls import load_tls
 from services.common.token_callers import TokenAuthorizer
 from services.common.verification import CallAuthenticator
 
@@ -44,12 +45,15 @@ async def open_database(
 
 
 def peer_channel(settings: Settings, service: str) -> grpc.aio.Channel:
-    """A signed channel to another service, from its configured address."""
+    """A signed channel to another service, from its configured address (TLS when set)."""
     address = settings.service_address(service)
     if not address:
         raise ValueError(f"CAIRN_{service.upper()}_ADDRESS is not set")
     return open_channel(
-        address, settings.max_message_bytes, signer=CallSigner(load_internal_key(settings))
+        address,
+        settings.max_message_bytes,
+        signer=CallSigner(load_internal_key(settings)),
+        tls=load_tls(settings),
     )
 
 
@@ -116,6 +120,7 @@ async def serve_service(
             service_names=service_names,
             authenticator=authenticator,
             is_reflection_served=settings.grpc_reflection,
+            tls=load_tls(settings),
         )
     except BaseException:
         for close in reversed(closers):
