@@ -17,11 +17,13 @@ from pathlib import Path
 from subprocess import Popen
 
 import aiohttp
+import grpc
 import orjson
 import pytest
 
 from protos.cairn.v1 import (
     agent_pools_pb2,
+    common_pb2,
     copilot_pb2,
     identity_pb2,
     secrets_pb2,
@@ -52,6 +54,7 @@ from tests.faults.conftest import (
     run_delta_update,
     start_update,
 )
+from tests.security.test_internal_grpc import every_method, raw_call
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis]
 
@@ -623,3 +626,28 @@ async def test_cairn_up_distributed_runs_and_stops_on_sigterm(
             await asyncio.to_thread(runner.wait, 10)
     assert "Stopping Cairn" in await asyncio.to_thread(log_path.read_text)
     assert [pid for pid in pids if _is_alive(pid)] == []
+
+
+async def test_the_internal_plane_needs_a_credential_across_processes(launch: Launch) -> None:
+    """A process reaching every replica's port without a credential gets nothing; a token
+    caller gets what its REST twin gives (the compose topology as local processes)."""
+    cluster = await launch()
+    names = Names("guarded", "dev")
+    await create_stack(cluster.api, names)
+    ref = common_pb2.StackRef(organization=ORG, project=names.project, stack=names.stack)
+    get_stack = stacks_pb2.GetStackRequest(ref=ref).SerializeToString()
+    methods = every_method()
+    for child in cluster.topology.services:
+        channel = grpc.aio.insecure_channel(child.address)
+        try:
+            own = [method for service, method in methods if service == child.name]
+            results = await asyncio.gather(*(raw_call(channel, method) for method in own))
+            assert {code for code, _ in results} == {grpc.StatusCode.UNAUTHENTICATED}, child
+            if child.name == "stacks":
+                credential = (("authorization", f"token {ADMIN_TOKEN}"),)
+                method = "/cairn.v1.StacksService/GetStack"
+                assert (await raw_call(channel, method, get_stack, credential))[0] is (
+                    grpc.StatusCode.OK
+                )
+        finally:
+            await channel.close(None)
