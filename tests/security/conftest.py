@@ -1,4 +1,4 @@
-"""The running system of the gateway tests, and raw HTTP/1.1 exchanges on 127.0.0.1."""
+"""The running system of the gateway tests (served as `cairn up` serves it)."""
 
 from __future__ import annotations
 
