@@ -4,13 +4,11 @@ appears in no answer and no log line (structlog's or the standard library's)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping
-from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from tests.gateway.conftest import Cairn
+from tests.security.conftest import LogEntries, logged_text
 from tests.security.raw_http import RawResponse, exchange, request_bytes
 
 SECRET = "pul-5ecre7-d0-not-log-0123456789abcdef"
@@ -36,17 +34,6 @@ ROUTES = [
 ]
 
 
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[MutableMapping[str, Any]]]:
-    caplog.set_level(logging.DEBUG)
-    with capture_logs() as captured:
-        yield captured
-
-
-def logged_text(logs: list[MutableMapping[str, Any]], caplog: pytest.LogCaptureFixture) -> str:
-    return repr(logs) + caplog.text + repr([record.__dict__ for record in caplog.records])
-
-
 def assert_unauthorized(answer: RawResponse) -> None:
     assert answer.status == 401, answer.body[:300]
     assert answer.headers["content-type"] == "application/json"
@@ -61,7 +48,7 @@ def assert_unauthorized(answer: RawResponse) -> None:
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[path for _, path in ROUTES])
 async def test_a_malformed_credential_is_401_and_never_logged_or_echoed(
     cairn: Cairn,
-    logs: list[MutableMapping[str, Any]],
+    logs: LogEntries,
     caplog: pytest.LogCaptureFixture,
     method: str,
     path: str,
@@ -79,7 +66,7 @@ async def test_a_malformed_credential_is_401_and_never_logged_or_echoed(
 
 
 async def test_an_ordinary_wrong_token_is_not_logged_either(
-    cairn: Cairn, logs: list[MutableMapping[str, Any]], caplog: pytest.LogCaptureFixture
+    cairn: Cairn, logs: LogEntries, caplog: pytest.LogCaptureFixture
 ) -> None:
     response = await cairn.call("GET", "/api/user", token=SECRET)
     assert response.status == 401

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.gateway.conftest import ADMIN_TOKEN, Cairn
+from tests.security.conftest import LogEntries, logged_text
 from tests.security.raw_http import exchange, request_bytes
 
 MARKER = "c0ffee-marker-9f8e7d"
@@ -33,12 +34,15 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("raw", [case[1] for case in MALFORMED], ids=[c[0] for c in MALFORMED])
-async def test_parser_errors_answer_json(cairn: Cairn, raw: bytes) -> None:
+async def test_parser_errors_answer_json(
+    cairn: Cairn, logs: LogEntries, caplog: pytest.LogCaptureFixture, raw: bytes
+) -> None:
     answer = await exchange(cairn, raw)
     assert answer.status == 400, answer.body[:300]
     assert answer.headers["content-type"] == "application/json"
     body = answer.json()
     assert body["code"] == 400 and body["message"].startswith("Bad Request: ")
     assert MARKER.encode() not in answer.body
+    assert MARKER not in logged_text(logs, caplog)
     # The server is unharmed.
     assert (await cairn.json("GET", "/api/user"))["githubLogin"] == "admin"
