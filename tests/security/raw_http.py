@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 
-from tests.gateway.conftest import Cairn
+from tests.gateway.conftest import ADMIN_TOKEN, Cairn
 
 MIB = 1024 * 1024
 EXCHANGE_TIMEOUT_SECONDS = 60.0
+JSON_HEADERS = {"Accept": "application/vnd.pulumi+9", "Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -92,3 +93,11 @@ def gzip_bomb(inflated_mib: int = 1024) -> bytes:
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
     trailer = struct.pack("<II", crc, (inflated_mib * MIB) & 0xFFFFFFFF)
     return header + segment * inflated_mib + compressor.flush(zlib.Z_FINISH) + trailer
+
+
+def bomb_request(method: str, path: str, *, is_authenticated: bool) -> bytes:
+    """A request carrying `gzip_bomb()`, with the admin's token or none."""
+    headers = {**JSON_HEADERS, "Content-Encoding": "gzip"}
+    if is_authenticated:
+        headers["Authorization"] = f"token {ADMIN_TOKEN}"
+    return request_bytes(method, path, headers, gzip_bomb())

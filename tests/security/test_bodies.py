@@ -13,7 +13,15 @@ import pytest
 
 from services.common.config import Settings
 from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn, running_cairn
-from tests.security.raw_http import MIB, RawResponse, exchange, gzip_bomb, request_bytes
+from tests.security.raw_http import (
+    JSON_HEADERS,
+    MIB,
+    RawResponse,
+    bomb_request,
+    exchange,
+    gzip_bomb,
+    request_bytes,
+)
 
 # CPU seconds of this whole process (test client, gateway and services) one refusal may
 # take. Inflating the bomb's 1 GiB costs about 2.5 s of CPU on a 2-core box; stopping at the
@@ -23,7 +31,6 @@ REFUSAL_CPU_SECONDS = 1.0
 REFUSAL_WALL_SECONDS = 2.0
 # The slowest `GET /api/user` allowed while four bombs are in flight (14.5 s before).
 CONCURRENT_LATENCY_SECONDS = 1.5
-JSON_HEADERS = {"Accept": "application/vnd.pulumi+9", "Content-Type": "application/json"}
 TOKENS = "/api/user/tokens"
 SMALL_LIMIT = 4096
 
@@ -34,13 +41,6 @@ BOMB_CASES = [
     ("no token on a real route", "POST", TOKENS, False, 401),
     ("valid token on a real route", "POST", TOKENS, True, 413),
 ]
-
-
-def bomb_request(method: str, path: str, *, is_authenticated: bool) -> bytes:
-    headers = {**JSON_HEADERS, "Content-Encoding": "gzip"}
-    if is_authenticated:
-        headers["Authorization"] = f"token {ADMIN_TOKEN}"
-    return request_bytes(method, path, headers, gzip_bomb())
 
 
 async def timed_exchange(cairn: Cairn, raw: bytes) -> tuple[RawResponse, float, float]:
