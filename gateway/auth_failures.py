@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from aiohttp import web
 from limits import RateLimitItem, parse
@@ -20,6 +20,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from services.common.config import Settings
 
 Network = IPv4Network | IPv6Network
+IPV6_PREFIX_BITS = 64
 
 
 class AuthFailures:
@@ -54,20 +55,35 @@ class AuthFailures:
 
     async def retry_after(self, address: str) -> int | None:
         """Whole seconds until `address` may authenticate again; None while under the limit."""
-        if await self._limiter.test(self._limit, address):
+        key = counted_as(address)
+        if await self._limiter.test(self._limit, key):
             return None
-        stats = await self._limiter.get_window_stats(self._limit, address)
+        stats = await self._limiter.get_window_stats(self._limit, key)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def record(self, address: str) -> None:
         """Count one failed authentication of `address`."""
-        await self._limiter.hit(self._limit, address)
+        await self._limiter.hit(self._limit, counted_as(address))
 
     def _is_trusted(self, address: str) -> bool:
         if not self._proxies or not _is_address(address):
             return False
         parsed = ip_address(address)
         return any(parsed in network for network in self._proxies)
+
+
+def counted_as(address: str) -> str:
+    """Whose failures an address's count: an IPv6 address's whole /64 (one host can hold
+    all of it), an IPv4 address itself."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ip_network(f"{parsed}/{IPV6_PREFIX_BITS}", strict=False))
+    return str(parsed)
 
 
 def _is_address(value: str) -> bool:

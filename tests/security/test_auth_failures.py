@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.auth_failures import AuthFailures
+from gateway.auth_failures import AuthFailures, counted_as
 from services.common.config import Settings
 from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn, running_cairn
 
@@ -124,3 +124,25 @@ def test_the_client_address_behind_trusted_proxies(peer: str, forwarded: str, cl
     request = make_mocked_request("GET", "/", headers={"X-Forwarded-For": forwarded})
     failures = AuthFailures("20/minute", "127.0.0.0/8")
     assert failures.client_address(request.clone(remote=peer)) == client
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("", ""),
+    ],
+)
+def test_an_ipv6_host_counts_as_its_whole_64(address: str, key: str) -> None:
+    assert counted_as(address) == key
+
+
+async def test_one_ipv6_64_shares_one_allowance() -> None:
+    failures = AuthFailures("2/minute")
+    await failures.record("2001:db8::1")
+    await failures.record("2001:db8::2")
+    assert await failures.retry_after("2001:db8::3") is not None
+    assert await failures.retry_after("2001:db8:0:1::3") is None
