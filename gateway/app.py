@@ -14,14 +14,17 @@ from gateway.audit import (
     audit_middleware,
     recording,
 )
+from gateway.auth_failures import AuthFailures
 from gateway.backends import Backends
 from gateway.console.app import add_console
-from gateway.context import BACKENDS, OPENAPI_DOCUMENT, SETTINGS
+from gateway.context import AUTH_FAILURES, BACKENDS, OPENAPI_DOCUMENT, SETTINGS
 from gateway.middleware import (
     accept_middleware,
+    auth_failure_middleware,
     auth_middleware,
     error_middleware,
     metrics_middleware,
+    no_store_middleware,
     request_id_middleware,
 )
 from gateway.openapi import cached_document
@@ -45,15 +48,23 @@ def create_app(
             request_id_middleware,
             # Outside the error middleware: it records every outcome, refusals included.
             audit_middleware,
+            # Outside the error middleware: they see every answer, refusals included.
+            auth_failure_middleware,
+            no_store_middleware,
             error_middleware,
             accept_middleware,
             auth_middleware,
         ],
-        # aiohttp inflates gzip request bodies and applies this limit to the inflated size.
+        # The limit aiohttp applies to uncompressed bodies; compressed ones are inflated by
+        # gateway/bodies.py under the same bound.
         client_max_size=settings.max_body_bytes,
+        # Keyword arguments of every connection handler, however the app is served: aiohttp
+        # must not inflate bodies itself (it would, unbounded, even for refused requests).
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics or default_metrics()
+    app[AUTH_FAILURES] = AuthFailures.from_settings(settings)
     app[AUDIT_POLICY] = AuditPolicy(ROUTES)
     app[AUDIT_RECORDER] = AuditRecorder()
     add_routes(app)

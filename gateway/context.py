@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth_failures import AuthFailures
 from gateway.backends import Backends
 from protos.cairn.v1 import common_pb2, identity_pb2, stacks_pb2
 from services.common.auth import Caller
@@ -14,6 +15,7 @@ from services.common.config import Settings
 
 BACKENDS = web.AppKey("backends", Backends)
 SETTINGS = web.AppKey("settings", Settings)
+AUTH_FAILURES = web.AppKey("auth_failures", AuthFailures)
 # The serialised /openapi.json, built on first use (gateway/openapi.py).
 OPENAPI_DOCUMENT: web.AppKey[Callable[[], bytes]] = web.AppKey("openapi_document")
 

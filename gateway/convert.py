@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+# Handlers read bodies through here; gateway/bodies.py is the one place that reads them.
+from gateway.bodies import read_body as read_body
 from gateway.errors import ApiError, bad_request
 from services.common.rawjson import raw_member
 
@@ -31,16 +33,6 @@ def json_response(payload: object, status: int = 200) -> web.Response:
 
 def no_content() -> web.Response:
     return web.Response(status=204)
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The (already gunzipped) body; aiohttp enforces the size limit and raises 413."""
-    try:
-        return await request.read()
-    except web.HTTPException:
-        raise
-    except Exception:  # aiohttp's payload errors: undecodable gzip, truncated body
-        raise bad_request("the request body could not be decoded (bad Content-Encoding)") from None
 
 
 def exact_member(raw: bytes, name: str) -> bytes | None:

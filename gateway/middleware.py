@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.context import (
     AGENT_TOKEN,
+    AUTH_FAILURES,
     BACKENDS,
     CALLER,
     PRINCIPAL,
@@ -37,7 +38,14 @@ log = get_logger("cairn.gateway")
 
 _ACCEPTED = re.compile(r"^(application/vnd\.pulumi\+\d+|application/json|\*/\*|application/\*)$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Every credential Cairn issues is printable ASCII without spaces. Anything else (control
+# characters, bytes that are not UTF-8) is no credential: refused, never logged or echoed.
+_CREDENTIAL = re.compile(r"[\x21-\x7e]{1,4096}")
 UNAUTHORIZED = "Unauthorized: No credentials provided or are invalid."
+TOO_MANY_FAILURES = (
+    "Too Many Requests: too many failed authentications from this address; "
+    "retry after the time in Retry-After."
+)
 
 
 @web.middleware
@@ -148,22 +156,55 @@ def _route(request: web.Request) -> Route | None:
     return ROUTES_BY_OPERATION.get(name) if name else None
 
 
+def _credential(request: web.Request, scheme: str, message: str) -> str:
+    header = request.headers.get("Authorization", "")
+    given, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if given.lower() != scheme or not _CREDENTIAL.fullmatch(value):
+        raise ApiError(401, message)
+    return value
+
+
 def access_token(request: web.Request) -> str:
     """The `Authorization: token <value>` credential, or a 401."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "token" or not value.strip():
-        raise ApiError(401, UNAUTHORIZED)
-    return value.strip()
+    return _credential(request, "token", UNAUTHORIZED)
 
 
 def update_token(request: web.Request) -> str:
     """The `Authorization: update-token <lease>` credential of calls made for an update."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "update-token" or not value.strip():
-        raise ApiError(401, "Unauthorized: this call needs the update's lease token")
-    return value.strip()
+    return _credential(
+        request, "update-token", "Unauthorized: this call needs the update's lease token"
+    )
+
+
+@web.middleware
+async def auth_failure_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each 401 per client address; past the limit, 429 before any credential is
+    checked. Routes that need no credential are left alone."""
+    route = _route(request)
+    if route is not None and route.access is Access.PUBLIC:
+        return await handler(request)
+    failures = request.app[AUTH_FAILURES]
+    address = failures.client_address(request)
+    retry_after = await failures.retry_after(address)
+    if retry_after is not None:
+        refusal = error_response(429, TOO_MANY_FAILURES)
+        refusal.headers["Retry-After"] = str(retry_after)
+        return refusal
+    response = await handler(request)
+    if response.status == 401:
+        await failures.record(address)
+    return response
+
+
+@web.middleware
+async def no_store_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answers of routes that show a token or secret are never stored by any cache."""
+    response = await handler(request)
+    route = _route(request)
+    if route is not None and route.shows_secret:
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @web.middleware
@@ -274,9 +315,11 @@ def _remember(request: web.Request, principal: identity_pb2.Principal) -> None:
 
 __all__ = [
     "accept_middleware",
+    "auth_failure_middleware",
     "auth_middleware",
     "authorize",
     "error_middleware",
     "metrics_middleware",
+    "no_store_middleware",
     "request_id_middleware",
 ]

@@ -127,7 +127,8 @@ def error_statuses(operation: Operation, schema: OperationSchema) -> set[int]:
     route = operation.route
     statuses = set(schema.errors)
     if route.access is not Access.PUBLIC:
-        statuses.add(401)
+        # A bad credential; too many of them from one address.
+        statuses |= {401, 429}
     if route.access in (Access.ORG, Access.STACK) or route.manages_access:
         # Too low a role or permission; machine tokens managing access.
         statuses.add(403)

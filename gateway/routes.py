@@ -76,6 +76,9 @@ class Route:
     manages_access: bool = False
     # Also answers clients that accept only text/plain or text/csv (exports).
     is_text_accepted: bool = False
+    # Answers with a token or a secret value (shown once, or decrypted): `Cache-Control:
+    # no-store`, so no browser or proxy cache keeps it.
+    shows_secret: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -99,12 +102,19 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/capabilities", system.get_capabilities, Access.PUBLIC),
     Route("GET", "/api/cli/version", system.get_cli_version, Access.PUBLIC),
     Route("GET", "/api/admin/bootstrap", identity.get_bootstrap_status, Access.PUBLIC),
-    Route("POST", "/api/admin/bootstrap", identity.bootstrap_first_admin, Access.PUBLIC),
+    Route(
+        "POST",
+        "/api/admin/bootstrap",
+        identity.bootstrap_first_admin,
+        Access.PUBLIC,
+        shows_secret=True,
+    ),
     Route(
         "POST",
         "/api/admin/bootstrap/first-admin",
         identity.bootstrap_first_admin_alias,
         Access.PUBLIC,
+        shows_secret=True,
     ),
     Route("GET", "/api/user", identity.get_current_user, Access.USER),
     Route("GET", "/api/user/organizations/default", identity.get_default_organization, Access.USER),
@@ -113,7 +123,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/orgs", organizations.create_organization, Access.USER, manages_access=True),
     Route("GET", "/api/user/tokens", tokens.list_personal_tokens, Access.USER, manages_access=True),
     Route(
-        "POST", "/api/user/tokens", tokens.create_personal_token, Access.USER, manages_access=True
+        "POST",
+        "/api/user/tokens",
+        tokens.create_personal_token,
+        Access.USER,
+        manages_access=True,
+        shows_secret=True,
     ),
     Route(
         "DELETE",
@@ -128,6 +143,7 @@ ROUTES: tuple[Route, ...] = (
         tokens.rotate_personal_token,
         Access.USER,
         manages_access=True,
+        shows_secret=True,
     ),
     Route(
         "GET",
@@ -221,7 +237,15 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", TEAM, teams.update_team, Access.ORG, ADMIN, manages_access=True),
     Route("DELETE", TEAM, teams.delete_team, Access.ORG, ADMIN, manages_access=True),
     Route("GET", f"{ORG}/tokens", tokens.list_org_tokens, Access.ORG, ADMIN, manages_access=True),
-    Route("POST", f"{ORG}/tokens", tokens.create_org_token, Access.ORG, ADMIN, manages_access=True),
+    Route(
+        "POST",
+        f"{ORG}/tokens",
+        tokens.create_org_token,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+        shows_secret=True,
+    ),
     Route(
         "DELETE",
         f"{ORG}/tokens/{{tokenId}}",
@@ -237,10 +261,17 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        shows_secret=True,
     ),
     Route("GET", f"{TEAM}/tokens", tokens.list_team_tokens, Access.ORG, ADMIN, manages_access=True),
     Route(
-        "POST", f"{TEAM}/tokens", tokens.create_team_token, Access.ORG, ADMIN, manages_access=True
+        "POST",
+        f"{TEAM}/tokens",
+        tokens.create_team_token,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+        shows_secret=True,
     ),
     Route(
         "DELETE",
@@ -257,6 +288,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        shows_secret=True,
     ),
     Route("GET", f"{S}/teams", stack_access.list_stack_teams, Access.STACK, permission=READ),
     Route(
@@ -312,7 +344,14 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{S}/rename", stacks.rename_stack, Access.STACK, permission=WRITE),
     Route("PATCH", f"{S}/tags", stacks.update_stack_tags, Access.STACK, permission=WRITE),
     Route("POST", f"{S}/encrypt", secrets.encrypt_value, Access.STACK, permission=WRITE),
-    Route("POST", f"{S}/decrypt", secrets.decrypt_value, Access.STACK, permission=WRITE),
+    Route(
+        "POST",
+        f"{S}/decrypt",
+        secrets.decrypt_value,
+        Access.STACK,
+        permission=WRITE,
+        shows_secret=True,
+    ),
     Route("GET", f"{S}/metadata", stack_settings.get_stack_metadata, Access.STACK, permission=READ),
     Route(
         "PATCH",
@@ -356,7 +395,12 @@ ROUTES: tuple[Route, ...] = (
         "POST", f"{S}/batch-encrypt", secrets.batch_encrypt_value, Access.STACK, permission=WRITE
     ),
     Route(
-        "POST", f"{S}/batch-decrypt", secrets.batch_decrypt_value, Access.STACK, permission=WRITE
+        "POST",
+        f"{S}/batch-decrypt",
+        secrets.batch_decrypt_value,
+        Access.STACK,
+        permission=WRITE,
+        shows_secret=True,
     ),
     Route(
         "POST",
@@ -366,11 +410,11 @@ ROUTES: tuple[Route, ...] = (
         permission=READ,
     ),
     Route("POST", f"{S}/{KIND}", updates.create_update, Access.STACK, permission=WRITE),
-    Route("POST", U, updates.start_update, Access.STACK, permission=WRITE),
+    Route("POST", U, updates.start_update, Access.STACK, permission=WRITE, shows_secret=True),
     Route("GET", U, updates.get_update_status, Access.STACK, permission=READ),
     Route("POST", f"{U}/cancel", updates.cancel_update, Access.STACK, permission=WRITE),
     Route("GET", f"{U}/events", updates.get_update_events, Access.STACK, permission=READ),
-    Route("POST", f"{U}/renew_lease", updates.renew_update_lease, Access.UPDATE),
+    Route("POST", f"{U}/renew_lease", updates.renew_update_lease, Access.UPDATE, shows_secret=True),
     Route("PATCH", f"{U}/checkpoint", updates.patch_update_checkpoint, Access.UPDATE),
     Route(
         "PATCH",
@@ -494,13 +538,13 @@ ROUTES: tuple[Route, ...] = (
         permission=READ,
     ),
     Route("GET", POOLS, agent_pools.list_org_agent_pool, Access.ORG, ADMIN),
-    Route("POST", POOLS, agent_pools.create_org_agent_pool, Access.ORG, ADMIN),
+    Route("POST", POOLS, agent_pools.create_org_agent_pool, Access.ORG, ADMIN, shows_secret=True),
     Route("GET", f"{POOLS}/{{poolId}}", agent_pools.get_agent_pool, Access.ORG, ADMIN),
     Route("PATCH", f"{POOLS}/{{poolId}}", agent_pools.patch_org_agent_pool, Access.ORG, ADMIN),
     Route("DELETE", f"{POOLS}/{{poolId}}", agent_pools.delete_org_agent_pool, Access.ORG, ADMIN),
     Route("POST", "/api/agents/register", agent_pools.register_agent, Access.AGENT),
     Route("POST", f"{AGENT}/heartbeat", agent_pools.agent_heartbeat, Access.AGENT),
-    Route("POST", f"{AGENT}/claim", agent_pools.claim_deployment, Access.AGENT),
+    Route("POST", f"{AGENT}/claim", agent_pools.claim_deployment, Access.AGENT, shows_secret=True),
     Route(
         "POST",
         f"{AGENT}/deployments/{{deploymentId}}/logs",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.bodies import read_form
 from gateway.console.session import CSRF_COOKIE, Sessions, is_nonce, new_nonce
 from gateway.errors import ApiError
 
@@ -52,7 +53,7 @@ async def checked_form(request: web.Request) -> dict[str, str]:
     """The posted form, once its CSRF token and origin check out; 403 otherwise."""
     if not _same_origin(request):
         raise ApiError(403, REFUSED)
-    form = await request.post()
+    form = await read_form(request)
     supplied = form.get(FIELD)
     if request[NEW_CSRF_NONCE] or not isinstance(supplied, str):
         raise ApiError(403, REFUSED)

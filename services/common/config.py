@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from limits import parse
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES: tuple[str, ...] = (
@@ -74,8 +76,8 @@ class Settings(BaseSettings):
     # Port on grpc_host where `cairn serve <service>` serves Prometheus `/metrics`; 0 turns it
     # off. `cairn up` and the gateway serve every metric on the gateway's `/metrics` instead.
     metrics_port: int = 0
-    # Largest request body the gateway accepts, after gzip inflation.
-    max_body_bytes: int = 64 * 1024 * 1024
+    # Largest request body the gateway accepts, after gzip inflation (which stops right there).
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     # Largest gRPC message; must stay above max_body_bytes.
     max_message_bytes: int = 80 * 1024 * 1024
     grpc_timeout_seconds: float = 30.0
@@ -101,8 +103,32 @@ class Settings(BaseSettings):
     # How often agent_pools gives up silent agents' jobs and revokes ended jobs' tokens when no
     # agent calls in (every agent call that can end a job does it too).
     deployment_token_sweep_seconds: float = Field(default=15.0, gt=0)
+    # Failed authentications (401s) one client address may make in a moving window before the
+    # gateway answers 429 with Retry-After, without asking the identity service: "20/minute",
+    # "100/hour", "5 per 10 seconds" (the `limits` package's notation).
+    auth_failure_limit: str = "20/minute"
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the
+    # client; from anyone else the header is ignored and the peer address counts.
+    trusted_proxies: str = ""
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _is_rate_limit(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit like '20/minute': {value!r}") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _are_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ip_network(part.strip(), strict=False)
+        return value
 
     def resolved_database_url(self) -> str:
         """SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""

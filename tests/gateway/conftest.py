@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pytest
 from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from gateway.app import create_app
+from gateway.serving import GatewayRunner
 from protos.cairn.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from services.common.config import Settings
 from services.runner import System, start_services
@@ -25,7 +26,19 @@ if TYPE_CHECKING:
 ADMIN_TOKEN = "pul-admin-token-for-tests-0123456789abcdef"
 CLI_HEADERS = {"Accept": "application/vnd.pulumi+9", "Content-Type": "application/json"}
 
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+AiohttpClient = Callable[
+    [web.Application | TestServer], Awaitable[TestClient[web.Request, web.Application]]
+]
+
+
+class GatewayTestServer(TestServer):
+    """A test server on 127.0.0.1 running the app the way `cairn up` does."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(app, host="127.0.0.1")
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return GatewayRunner(self.app, **kwargs)
 
 
 @dataclass
@@ -92,7 +105,7 @@ async def running_cairn(settings: Settings, aiohttp_client: AiohttpClient) -> As
     system = await start_services(settings)
     channel = signed_channel(system.settings, system.settings.identity_address)
     try:
-        client = await aiohttp_client(create_app(system.settings))
+        client = await aiohttp_client(GatewayTestServer(create_app(system.settings)))
         yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel))
     finally:
         await channel.close(None)
