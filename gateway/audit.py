@@ -10,7 +10,8 @@ An entry goes into an organization's log only when the caller was verified: a us
 token authenticated, or an update token the updates service accepted for that organization's
 stack (the call succeeded). Everything else (no token, a token that did not authenticate, a
 refused update or agent token) is recorded once at site level, under no organization, and
-never under the organization a URL names; those site-level refusals are rate-limited per
+never under the organization a URL names. Every site-level entry of a refused call (these,
+and refusals on routes naming no organization, such as the agents') is rate-limited per
 client address and in all (`RefusalLimiter`), the rest counted and dropped. The hot
 update-token and agent calls that are otherwise not recorded leave a site-level entry when
 refused for their credential or path (401, 404). Site admins read site-level entries through
@@ -682,11 +683,14 @@ def _submit(
         event.actor_name = "anonymous"
         is_verified = False
     if not is_verified:
-        # Never the organization the URL names; refusals within the site-level limits.
+        # Never the organization the URL names.
         event.organization = ""
-        if status >= 400 and not request.app[AUDIT_REFUSAL_LIMITER].allow(event.source_ip):
-            request.app[METRICS].audit_refusals_dropped.inc()
-            return
+    # Site-level refusals (unverified callers, and agents, whose routes name no organization)
+    # are kept within the limits: nobody can flood the site-level log either.
+    is_limited = not event.organization and status >= 400
+    if is_limited and not request.app[AUDIT_REFUSAL_LIMITER].allow(event.source_ip):
+        request.app[METRICS].audit_refusals_dropped.inc()
+        return
     request.app[AUDIT_RECORDER].submit(event)
 
 

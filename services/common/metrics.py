@@ -103,7 +103,7 @@ class Metrics:
         )
         self.audit_refusals_dropped = Counter(
             "cairn_audit_refusals_dropped",
-            "Site-level audit entries of refused, unverified calls dropped by the rate limit.",
+            "Site-level audit entries of refused calls dropped by the rate limit.",
             registry=registry,
         )
 

@@ -106,6 +106,26 @@ async def test_site_level_refusals_beyond_the_limit_are_counted_and_dropped(
     assert len(await _entries(cairn, audit, organization="admin")) == 2 * PER_ADDRESS
 
 
+async def test_refusals_on_routes_naming_no_organization_are_limited_too(
+    cairn: Cairn, audit: audit_pb2_grpc.AuditServiceAsyncStub
+) -> None:
+    """An agent pool's token is verified, but agent routes name no organization."""
+    pool = await cairn.json("POST", "/api/orgs/admin/agent-pools", body={"name": "runners"})
+    token = pool["tokenValue"]
+    registered = await cairn.json(
+        "POST", "/api/agents/register", token=token, body={"hostname": "runner", "pid": 1}
+    )
+    finish = f"/api/agents/{registered['agentID']}/deployments/no-such-deployment/finish"
+    for _ in range(2 * PER_ADDRESS):
+        response = await cairn.call("POST", finish, token=token, body={"status": "succeeded"})
+        assert response.status == 404, await response.text()
+    site = await _entries(cairn, audit, is_site_level=True, event="deployment.finish")
+    assert [(e.actor_kind, e.status) for e in site] == PER_ADDRESS * [
+        (audit_pb2.AUDIT_ACTOR_KIND_AGENT_POOL, 404)
+    ]
+    assert cairn.client.app[AUDIT_REFUSAL_LIMITER].dropped == PER_ADDRESS
+
+
 async def test_only_site_admins_read_site_level_entries(
     cairn: Cairn, audit: audit_pb2_grpc.AuditServiceAsyncStub
 ) -> None:
