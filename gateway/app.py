@@ -9,8 +9,10 @@ from aiohttp import web
 from gateway.audit import (
     AUDIT_POLICY,
     AUDIT_RECORDER,
+    AUDIT_REFUSAL_LIMITER,
     AuditPolicy,
     AuditRecorder,
+    RefusalLimiter,
     audit_middleware,
     recording,
 )
@@ -67,6 +69,10 @@ def create_app(
     app[AUTH_FAILURES] = AuthFailures.from_settings(settings)
     app[AUDIT_POLICY] = AuditPolicy(ROUTES)
     app[AUDIT_RECORDER] = AuditRecorder()
+    app[AUDIT_REFUSAL_LIMITER] = RefusalLimiter(
+        settings.audit_site_refusals_per_address_per_minute,
+        settings.audit_site_refusals_per_minute,
+    )
     add_routes(app)
     app[OPENAPI_DOCUMENT] = cached_document()
     # The web console at `/`; the REST API stays under /api/.

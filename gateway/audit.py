@@ -6,6 +6,17 @@ event name, the target, source address, user agent, time and HTTP status. Reques
 secret values and credentials are never recorded: only names from the path and, for a few
 calls, one name-like member of the body (a new stack's or pool's name).
 
+An entry goes into an organization's log only when the caller was verified: a user whose
+token authenticated, or an update token the updates service accepted for that organization's
+stack (the call succeeded). Everything else (no token, a token that did not authenticate, a
+refused update or agent token) is recorded once at site level, under no organization, and
+never under the organization a URL names. Every site-level entry of a refused call (these,
+and refusals on routes naming no organization, such as the agents') is rate-limited per
+client address and in all (`RefusalLimiter`), the rest counted and dropped. The hot
+update-token and agent calls that are otherwise not recorded leave a site-level entry when
+refused for their credential or path (401, 404). Site admins read site-level entries through
+the instance-wide export.
+
 Auditing fails open: entries go through a bounded in-memory queue to the audit service in
 batches, after the response is decided. A record that cannot be written (the identity
 service away for all retries, or the queue full) is logged as an error and dropped; it never
@@ -16,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -29,7 +41,9 @@ from aiohttp.typedefs import Handler
 
 from gateway.context import BACKENDS, PRINCIPAL, REQUEST_ID, SETTINGS
 from protos.cairn.v1 import audit_pb2, common_pb2, identity_pb2
+from services.common.clock import Clock, SystemClock
 from services.common.logging import get_logger
+from services.common.metrics import METRICS
 
 if TYPE_CHECKING:
     from gateway.routes import Route
@@ -54,6 +68,14 @@ class AuditEventType:
     detail_field: str = ""
     # Outcomes that are not recorded: an agent's claim finding no work (every few seconds).
     quiet_statuses: frozenset[int] = frozenset()
+    # When set, the only outcomes that are recorded.
+    recorded_statuses: frozenset[int] | None = None
+
+    def records(self, status: int) -> bool:
+        """Whether a call that ended with `status` is recorded as this event."""
+        if status in self.quiet_statuses:
+            return False
+        return self.recorded_statuses is None or status in self.recorded_statuses
 
 
 # THE table: route operation id -> event. Operations of other branches' routes may be listed
@@ -347,6 +369,14 @@ UNRECORDED_OPERATIONS = frozenset(
     }
 )
 
+# Refusals of the unrecorded update-token and agent calls for their credential or their path:
+# kept (at site level), so spraying tokens or update ids at the hot routes leaves a trace.
+CREDENTIAL_REFUSALS = frozenset({401, 404})
+REFUSED_HOT_CALL_EVENT = dataclasses.replace(FALLBACK_EVENT, recorded_statuses=CREDENTIAL_REFUSALS)
+# Route access rules whose credential is not a user's token (see gateway.routes.Access).
+_UPDATE_ACCESS = "update"
+_AGENT_ACCESS = "agent"
+
 # Path parameters naming what a call acts on, after the stack path, in this order.
 _TARGET_PARTS: tuple[tuple[str, str], ...] = (
     ("updateID", "updates"),
@@ -381,6 +411,15 @@ class AuditPolicy:
             if route.method in MUTATING_METHODS and op not in UNRECORDED_OPERATIONS
         }
         served = {kind.name for kind in self._events.values()}
+        self._events.update(
+            {
+                op: REFUSED_HOT_CALL_EVENT
+                for op, route in self._routes.items()
+                if route.method in MUTATING_METHODS
+                and op in UNRECORDED_OPERATIONS
+                and route.access.value in (_UPDATE_ACCESS, _AGENT_ACCESS)
+            }
+        )
         # Unmatched paths and methods are recorded under the fallback, so it is always served.
         self.catalogue: tuple[AuditEventType, ...] = (
             *(kind for kind in EVENT_TYPES if kind.name in served),
@@ -491,8 +530,58 @@ class AuditRecorder:
         )
 
 
+class RefusalLimiter:
+    """Bounds the site-level entries of refused, unverified calls: at most `per_address` per
+    client address and `total` in all per minute (fixed windows); the rest are counted and
+    dropped, and each window that dropped some is logged once when the next one begins.
+
+    Memory stays bounded: an address is remembered only when one of its entries is kept, so
+    a window never remembers more than `total` addresses.
+    """
+
+    WINDOW_SECONDS = 60.0
+
+    def __init__(self, per_address: int, total: int, clock: Clock | None = None) -> None:
+        self._per_address = per_address
+        self._total = total
+        self._clock = clock or SystemClock()
+        self._window_start = self._clock.now()
+        self._counts: dict[str, int] = {}
+        self._kept = 0
+        self._window_dropped = 0
+        self.dropped = 0
+
+    def allow(self, address: str) -> bool:
+        """Whether one more refusal from `address` may be recorded now."""
+        now = self._clock.now()
+        if not self._window_start <= now < self._window_start + self.WINDOW_SECONDS:
+            self._next_window(now)
+        kept = self._counts.get(address, 0)
+        if kept >= self._per_address or self._kept >= self._total:
+            self._window_dropped += 1
+            self.dropped += 1
+            return False
+        self._counts[address] = kept + 1
+        self._kept += 1
+        return True
+
+    def _next_window(self, now: float) -> None:
+        if self._window_dropped:
+            log.warning(
+                "audit_refusals_dropped",
+                entries=self._window_dropped,
+                kept=self._kept,
+                window_seconds=self.WINDOW_SECONDS,
+            )
+        self._window_start = now
+        self._counts.clear()
+        self._kept = 0
+        self._window_dropped = 0
+
+
 AUDIT_POLICY = web.AppKey("audit_policy", AuditPolicy)
 AUDIT_RECORDER = web.AppKey("audit_recorder", AuditRecorder)
+AUDIT_REFUSAL_LIMITER = web.AppKey("audit_refusal_limiter", RefusalLimiter)
 
 
 async def recording(app: web.Application) -> AsyncIterator[None]:
@@ -515,7 +604,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except asyncio.CancelledError:
         # The client went away: record what is known without awaiting anything more.
-        _submit(request, kind, 499, received, None, "")
+        _submit(request, kind, 499, received, request.get(PRINCIPAL), "")
         raise
     except web.HTTPException as exc:
         await _record(request, kind, exc.status, received)
@@ -525,7 +614,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def _record(request: web.Request, kind: AuditEventType, status: int, at: float) -> None:
-    if status in kind.quiet_statuses:
+    if not kind.records(status):
         return
     try:
         principal = request.get(PRINCIPAL) or await _refused_principal(request, status)
@@ -543,6 +632,8 @@ def _submit(
     principal: identity_pb2.Principal | None,
     detail: str,
 ) -> None:
+    if not kind.records(status):
+        return
     policy = request.app[AUDIT_POLICY]
     operation = request.match_info.route.name or ""
     route = policy.route(operation)
@@ -569,21 +660,37 @@ def _submit(
         is_auth_failure=status == 401,
     )
     access = route.access.value if route is not None else ""
+    # Whether the caller was verified for the organization the path names.
+    is_verified = True
     if principal is not None:
         event.actor_kind = audit_pb2.AUDIT_ACTOR_KIND_USER
         event.actor_login = principal.login
         event.actor_name = principal.name or principal.login
         event.token_id = principal.token_info.token_id
         event.token_name = principal.token_info.name
-    elif access == "update" and status != 401:
+    elif access == _UPDATE_ACCESS and status != 401:
         event.actor_kind = audit_pb2.AUDIT_ACTOR_KIND_UPDATE_TOKEN
         event.actor_name = "update token"
-    elif access == "agent" and status != 401:
+        # Only a call the updates service accepted proves the update belongs to the stack
+        # the path names, and so to its organization.
+        is_verified = status < 400
+    elif access == _AGENT_ACCESS and status != 401:
+        # Agent routes name no organization: their entries are site-level anyway.
         event.actor_kind = audit_pb2.AUDIT_ACTOR_KIND_AGENT_POOL
         event.actor_name = "agent pool"
     else:
         event.actor_kind = audit_pb2.AUDIT_ACTOR_KIND_ANONYMOUS
         event.actor_name = "anonymous"
+        is_verified = False
+    if not is_verified:
+        # Never the organization the URL names.
+        event.organization = ""
+    # Site-level refusals (unverified callers, and agents, whose routes name no organization)
+    # are kept within the limits: nobody can flood the site-level log either.
+    is_limited = not event.organization and status >= 400
+    if is_limited and not request.app[AUDIT_REFUSAL_LIMITER].allow(event.source_ip):
+        request.app[METRICS].audit_refusals_dropped.inc()
+        return
     request.app[AUDIT_RECORDER].submit(event)
 
 
@@ -595,7 +702,9 @@ async def _refused_principal(request: web.Request, status: int) -> identity_pb2.
     route = request.app[AUDIT_POLICY].route(request.match_info.route.name or "")
     if scheme.lower() != "token" or not token.strip():
         return None
-    if route is None or route.access.value not in ("user", "org", "stack"):
+    # An unmatched path or method (404/405) takes whatever token comes; a matched route only
+    # a user's token (an agent pool's token is no user).
+    if route is not None and route.access.value not in ("user", "org", "stack"):
         return None
     try:
         principal: identity_pb2.Principal = await request.app[BACKENDS].identity.Authenticate(

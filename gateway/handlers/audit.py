@@ -202,11 +202,12 @@ async def export_audit_log_events_handler_v1(request: web.Request) -> web.Respon
 
 
 async def export_instance_audit_log_events(request: web.Request) -> web.Response:
-    """`GET /api/admin/auditlogs/export` (extension): every organization's entries, for site
-    admins only."""
+    """`GET /api/admin/auditlogs/export` (extension): every organization's entries and the
+    site-level ones, for site admins only; `siteLevel=true` keeps only the site-level ones
+    (refused calls nobody was verified for, the agent protocol, bootstrap)."""
     if not request[PRINCIPAL].is_site_admin:
         raise ApiError(403, "Forbidden: the instance-wide audit export is for site admins")
-    return await _export(request, "")
+    return await _export(request, "", is_site_level=_flag(request, "siteLevel"))
 
 
 async def list_audit_log_event_types(request: web.Request) -> web.Response:
@@ -230,11 +231,22 @@ async def list_audit_log_event_types(request: web.Request) -> web.Response:
     )
 
 
-async def _export(request: web.Request, organization: str) -> web.Response:
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise bad_request(f"'{name}' must be true or false")
+    return value == "true"
+
+
+async def _export(
+    request: web.Request, organization: str, *, is_site_level: bool = False
+) -> web.Response:
     audit_format = request.query.get("format", "csv").lower()
     if audit_format not in EXPORT_FORMATS:
         raise bad_request("'format' must be csv or json")
-    return await export_response(request, _filter(request, organization), audit_format)
+    audit_filter = _filter(request, organization)
+    audit_filter.is_site_level = is_site_level
+    return await export_response(request, audit_filter, audit_format)
 
 
 async def export_response(

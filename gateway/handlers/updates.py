@@ -1,7 +1,8 @@
 """Update routes: protocol doc §3.4 (lifecycle), §4 (persistence), §3.2.9–3.2.12, §7.
 
 Calls made for a running update carry `Authorization: update-token <lease>`; the updates
-service checks it against the update's row before writing anything.
+service checks it, the update id and the path's stack against the update's row before
+writing anything.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options
+from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options, stack_ref
 from gateway.convert import (
     INT32_BITS,
     INT64_BITS,
@@ -35,8 +36,12 @@ from protos.cairn.v1 import stacks_pb2, updates_pb2
 
 
 def _lease(request: web.Request) -> updates_pb2.LeaseRef:
+    """The update, lease and stack path of an update-token call: the updates service refuses
+    the call unless the update was created under that very path and the lease is its own."""
     return updates_pb2.LeaseRef(
-        update_id=request.match_info["updateID"], token=request[UPDATE_TOKEN]
+        update_id=request.match_info["updateID"],
+        token=request[UPDATE_TOKEN],
+        stack=stack_ref(request),
     )
 
 
@@ -84,6 +89,7 @@ async def create_update(request: web.Request) -> web.Response:
             message=optional_string(metadata, "message"),
             environment=environment,
             config=orjson.dumps(config),
+            stack=request[STACK].ref,
         ),
         **call_options(request),
     )

@@ -270,8 +270,12 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {"204": None},
     },
     "export_instance_audit_log_events": {
-        "summary": "Every organization's audit log entries in a time window (site admins).",
-        "query": _AUDIT_EXPORT_QUERY,
+        "summary": "Every organization's audit log entries and the site-level ones in a time "
+        "window (site admins); siteLevel=true for only the site-level ones.",
+        "query": [
+            *_AUDIT_EXPORT_QUERY,
+            {"name": "siteLevel", "required": False, "schema": {"type": "boolean"}},
+        ],
         "responses": {"200": _STRING},
         "errors": [403],
     },

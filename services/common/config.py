@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
+    # Refused calls are audited at site level (under no organization) when nobody was
+    # verified for the organization (no token, a bad token, a refused update token) or the
+    # route names none: at most this many per client address per minute and this many in
+    # all per minute (per gateway process); the rest are counted and dropped.
+    audit_site_refusals_per_address_per_minute: int = Field(default=30, ge=0)
+    audit_site_refusals_per_minute: int = Field(default=1000, ge=0)
 
     @field_validator("auth_failure_limit")
     @classmethod

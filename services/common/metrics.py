@@ -101,6 +101,11 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.audit_refusals_dropped = Counter(
+            "cairn_audit_refusals_dropped",
+            "Site-level audit entries of refused calls dropped by the rate limit.",
+            registry=registry,
+        )
 
     def observe_rpc(self, full_method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Count and time one RPC; `full_method` is gRPC's `/package.Service/Method`."""

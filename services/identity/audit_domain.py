@@ -73,13 +73,15 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """Which entries to read; an empty organization means every organization."""
+    """Which entries to read; an empty organization means every organization, unless
+    `is_site_level` asks for only the entries recorded under none."""
 
     organization: str = ""
     since_micros: int = 0
     until_micros: int = 0
     user_login: str = ""
     event: str = ""
+    is_site_level: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ def bounded_entry(entry: AuditEntry) -> AuditEntry:
 
 
 def validate_query(query: AuditQuery) -> AuditQuery:
+    if query.is_site_level and query.organization:
+        raise InvalidArgument(
+            "Bad Request: site-level entries belong to no organization; do not name one"
+        )
     if query.since_micros < 0 or query.until_micros < 0:
         raise InvalidArgument("Bad Request: times must not be negative")
     if query.since_micros and query.until_micros and query.since_micros > query.until_micros:

@@ -146,6 +146,7 @@ def _query(message: audit_pb2.AuditFilter) -> AuditQuery:
         until_micros=message.until_micros,
         user_login=message.user_login,
         event=message.event,
+        is_site_level=message.is_site_level,
     )
 
 

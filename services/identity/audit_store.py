@@ -69,7 +69,7 @@ def _values(entry: AuditEntry) -> dict[str, Any]:
 
 def _matching(query: AuditQuery) -> Select[AuditEventRow]:
     statement = select(AuditEventRow)
-    if query.organization:
+    if query.organization or query.is_site_level:
         statement = statement.where(AuditEventRow.organization == query.organization)
     if query.since_micros:
         statement = statement.where(AuditEventRow.time_micros >= query.since_micros)

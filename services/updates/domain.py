@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.common.auth import hash_token
 from services.common.errors import (
     DomainError,
     FailedPrecondition,
@@ -48,6 +49,15 @@ CONFLICT_MESSAGE = "Conflict: Another update is currently in progress."
 
 
 @dataclass(frozen=True)
+class StackPath:
+    """A stack's organization/project/stack names, as a REST path spells them."""
+
+    organization: str = ""
+    project: str = ""
+    stack: str = ""
+
+
+@dataclass(frozen=True)
 class NewUpdate:
     stack_id: str
     kind: str
@@ -57,6 +67,8 @@ class NewUpdate:
     message: str
     environment: Mapping[str, str]
     requested_by: str
+    # The path the update is created under; its update-token calls must name the same one.
+    stack_path: StackPath = StackPath()
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,7 @@ class UpdateRecord:
     journal_entry_count: int
     resource_changes: Mapping[str, int] = field(default_factory=dict)
     resource_count: int | None = None
+    stack_path: StackPath = StackPath()
 
     @property
     def is_preview(self) -> bool:
@@ -104,6 +117,19 @@ class UpdateRecord:
 class Lease:
     token: str
     expires_at: float
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    """What an update-token call claims: this update, under this stack path, with this lease."""
+
+    update_id: str
+    token: str
+    stack_path: StackPath
+
+    @property
+    def token_hash(self) -> str:
+        return hash_token(self.token)
 
 
 @dataclass(frozen=True)
@@ -268,20 +294,40 @@ def update_not_found() -> NotFound:
     return NotFound("Not Found: Update")
 
 
+def not_started() -> FailedPrecondition:
+    return FailedPrecondition("Conflict: The Update has not started")
+
+
 def ended_error(status: str) -> FailedPrecondition:
     if status == CANCELLED:
         return FailedPrecondition("Conflict: The Update has been cancelled")
     return FailedPrecondition("Conflict: The Update has already completed")
 
 
-def lease_refusal(update: UpdateRecord | None, token_matches: bool, now: float) -> DomainError:
-    """Why an update-token call is refused (the caller already knows it must be)."""
-    if update is None:
+def claim_refusal(update: UpdateRecord | None, lease: LeaseRef) -> DomainError | None:
+    """Why an update-token call may not act for this update at all, or None.
+
+    The one binding rule, checked on the row every fenced write already reads: the update
+    must exist under the stack path the call was addressed to (else 404, whether or not it
+    exists elsewhere), and the token must be its lease (else 401).
+    """
+    if update is None or update.stack_path != lease.stack_path:
         return update_not_found()
-    if not token_matches:
+    if update.lease_token_hash != lease.token_hash:
         return Unauthenticated("Unauthorized: the update token is not valid for this update")
+    return None
+
+
+def lease_refusal(update: UpdateRecord | None, lease: LeaseRef, now: float) -> DomainError | None:
+    """Why an update-token write is refused (wrong update, stack or token; lease not
+    current), or None when the lease is current."""
+    refused = claim_refusal(update, lease)
+    if refused is not None or update is None:
+        return refused
+    if lease_is_valid(update, now):
+        return None
     if update.status == NOT_STARTED:
-        return FailedPrecondition("Conflict: The Update has not started")
+        return not_started()
     if update.status in ENDED:
         return ended_error(update.status)
     return LeaseExpired("Conflict: The Update has already timed out")

@@ -49,6 +49,7 @@ from services.updates.domain import (
     HistoryPage,
     Lease,
     LeaseExpired,
+    LeaseRef,
     NewUpdate,
     StackReference,
     StackState,
@@ -119,16 +120,6 @@ class WorkingTexts:
 
     def drop(self, update_id: str) -> None:
         self._entries.pop(update_id, None)
-
-
-@dataclass(frozen=True)
-class LeaseRef:
-    update_id: str
-    token: str
-
-    @property
-    def token_hash(self) -> str:
-        return hash_token(self.token)
 
 
 class Updates:
@@ -230,7 +221,7 @@ class Updates:
         validate_renew_duration(duration_seconds)
         now = self._clock.now()
         try:
-            async with self._store.fenced(lease.update_id, lease.token_hash, now) as update:
+            async with self._store.fenced(lease, now) as update:
                 update.renew(now + duration_seconds)
                 record = update.record
         except LeaseExpired:
@@ -244,7 +235,7 @@ class Updates:
         """End the update (idempotent for the same status), store its state, free the stack."""
         validate_complete_status(status)
         ended = await self._store.end(
-            lease.update_id, status=status, now=self._clock.now(), token_hash=lease.token_hash
+            lease.update_id, status=status, now=self._clock.now(), lease=lease
         )
         await self._finalise(ended)
         if not ended.is_preview:
@@ -254,7 +245,7 @@ class Updates:
         """`pulumi cancel`: end a running update at once; its lease stops working."""
         update = await self._store.get(stack_id, update_id)
         ended = await self._store.end(
-            update.id, status=CANCELLED, now=self._clock.now(), token_hash=None
+            update.id, status=CANCELLED, now=self._clock.now(), lease=None
         )
         await self._finalise(ended)
         if not ended.is_preview and ended.lease_token_hash:
@@ -302,7 +293,7 @@ class Updates:
         compressed, sha256 = await _pack(text)
         async with (
             self._writer(lease.update_id),
-            self._store.fenced(lease.update_id, lease.token_hash, self._clock.now()) as update,
+            self._store.fenced(lease, self._clock.now()) as update,
         ):
             _refuse_preview(update)
             sequence = update.record.checkpoint_sequence + 1
@@ -320,17 +311,19 @@ class Updates:
         working = await _off_loop(len(text), WorkingText, text)
         compressed = await _off_loop(len(text), checkpoints.compress, text)
         async with self._writer(lease.update_id):
+            fenced = False
             try:
-                async with self._store.fenced(
-                    lease.update_id, lease.token_hash, self._clock.now()
-                ) as update:
+                async with self._store.fenced(lease, self._clock.now()) as update:
+                    fenced = True
                     _refuse_preview(update)
                     last = update.record.checkpoint_sequence
                     if sequence < last:
                         raise _stale_sequence(sequence, last)
                     await update.put_working(sequence, compressed, len(text), working.sha256_hex())
             except BaseException:
-                self._texts.drop(lease.update_id)
+                # A refused claim leaves the update's cached text alone: it is not the caller's.
+                if fenced:
+                    self._texts.drop(lease.update_id)
                 raise
             self._texts.put(lease.update_id, sequence, working)
 
@@ -344,10 +337,10 @@ class Updates:
         if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
             raise InvalidArgument("Bad Request: checkpointHash must be 64 hexadecimal characters")
         async with self._writer(lease.update_id):
+            fenced = False
             try:
-                async with self._store.fenced(
-                    lease.update_id, lease.token_hash, self._clock.now()
-                ) as update:
+                async with self._store.fenced(lease, self._clock.now()) as update:
+                    fenced = True
                     _refuse_preview(update)
                     record = update.record
                     last = record.checkpoint_sequence
@@ -373,8 +366,10 @@ class Updates:
                         compressed = await _off_loop(len(text), checkpoints.compress, text)
                         await update.put_working(sequence, compressed, len(text), expected)
             except BaseException:
-                # The in-memory text may be ahead of what was committed: rebuild next time.
-                self._texts.drop(lease.update_id)
+                # The in-memory text may be ahead of what was committed: rebuild next time
+                # (a refused claim never touched it).
+                if fenced:
+                    self._texts.drop(lease.update_id)
                 raise
             self._texts.put(lease.update_id, sequence, working)
 
@@ -406,9 +401,7 @@ class Updates:
         for data in entries:
             sequence = validate_entry(checkpoints.parse_json(data, "a journal entry"))
             checked.append((sequence, compressor.compress(data)))
-        async with self._store.fenced(
-            lease.update_id, lease.token_hash, self._clock.now()
-        ) as update:
+        async with self._store.fenced(lease, self._clock.now()) as update:
             _refuse_preview(update)
             if update.record.journal_version != 1:
                 raise FailedPrecondition(
@@ -420,15 +413,11 @@ class Updates:
     async def record_events(self, lease: LeaseRef, events: Sequence[EngineEvent]) -> None:
         """Store engine events by sequence (retries are duplicates, order is restored on read)."""
         changes = _resource_changes(events)
-        async with self._store.fenced(
-            lease.update_id, lease.token_hash, self._clock.now()
-        ) as update:
+        async with self._store.fenced(lease, self._clock.now()) as update:
             await update.add_events(events, changes)
 
     async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:
-        async with self._store.fenced(
-            lease.update_id, lease.token_hash, self._clock.now()
-        ) as update:
+        async with self._store.fenced(lease, self._clock.now()) as update:
             await update.add_log_entry(kind, fields)
 
     # -- state -------------------------------------------------------------------------------

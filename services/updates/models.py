@@ -81,6 +81,11 @@ class UpdateRow(Base):
     journal_entry_count: Mapped[int] = mapped_column(BigInteger)
     resource_changes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     resource_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The stack path the update was created under (the CLI addresses every update-token call
+    # to it); empty for rows made before it was recorded, which no such call then matches.
+    stack_organization: Mapped[str] = mapped_column(String(255), server_default="")
+    stack_project: Mapped[str] = mapped_column(String(255), server_default="")
+    stack_name: Mapped[str] = mapped_column(String(255), server_default="")
 
 
 class WorkingCheckpointRow(Base):

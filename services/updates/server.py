@@ -7,14 +7,16 @@ from typing import Any
 
 import grpc
 
-from protos.cairn.v1 import updates_pb2, updates_pb2_grpc
+from protos.cairn.v1 import common_pb2, updates_pb2, updates_pb2_grpc
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.service import RunningService, open_database, serve_service
 from services.updates.domain import (
     EngineEvent,
+    LeaseRef,
     NewUpdate,
+    StackPath,
     StackReference,
     StackState,
     UpdateRecord,
@@ -23,7 +25,7 @@ from services.updates.domain import (
     validate_kind,
 )
 from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
-from services.updates.lifecycle import LeaseRef, Updates
+from services.updates.lifecycle import Updates
 from services.updates.models import Base
 from services.updates.store import UpdateStore
 from services.updates.views import projected_count
@@ -54,6 +56,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
                 message=request.message,
                 environment=dict(request.environment),
                 requested_by=caller_from_context(context).login,
+                stack_path=_path(request.stack),
             )
         )
         return updates_pb2.CreateUpdateResponse(update_id=update.id)
@@ -298,8 +301,12 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
         return updates_pb2.PurgeStackResponse()
 
 
+def _path(stack: common_pb2.StackRef) -> StackPath:
+    return StackPath(stack.organization, stack.project, stack.stack)
+
+
 def _lease(lease: updates_pb2.LeaseRef) -> LeaseRef:
-    return LeaseRef(update_id=lease.update_id, token=lease.token)
+    return LeaseRef(update_id=lease.update_id, token=lease.token, stack_path=_path(lease.stack))
 
 
 def _info(update: UpdateRecord) -> updates_pb2.UpdateInfo:

@@ -23,14 +23,18 @@ from services.updates.domain import (
     EngineEvent,
     FinalState,
     HistoryPage,
+    LeaseRef,
     NewUpdate,
+    StackPath,
     StackReference,
     StackState,
     StatusEvent,
     UpdateRecord,
+    claim_refusal,
     ended_error,
     lease_is_valid,
     lease_refusal,
+    not_started,
     update_not_found,
 )
 from services.updates.models import (
@@ -103,6 +107,9 @@ class UpdateStore:
             environment=dict(new.environment),
             requested_by=new.requested_by,
             created_at=now,
+            stack_organization=new.stack_path.organization,
+            stack_project=new.stack_path.project,
+            stack_name=new.stack_path.stack,
         )
         async with self._sessions.begin() as session:
             session.add(row)
@@ -155,28 +162,32 @@ class UpdateStore:
         return Started(version=version, journal_version=row.journal_version)
 
     async def end(
-        self, update_id: str, *, status: str, now: float, token_hash: str | None
+        self, update_id: str, *, status: str, now: float, lease: LeaseRef | None
     ) -> UpdateRecord:
         """Phase one of ending: fence, then set the final status and revoke the lease.
 
-        With a token this is `complete` (idempotent for the same status); without one it is
+        With a lease this is `complete` (idempotent for the same status); without one it is
         `cancel`, which works whatever the lease says.
         """
         async with self._sessions.begin() as session:
             row = await _update_row(session, update_id, for_update=True)
-            if row is None:
+            record = None if row is None else _record(row)
+            if lease is not None:
+                refused = claim_refusal(record, lease)
+                if refused is not None:
+                    raise refused
+            if row is None or record is None:
                 raise update_not_found()
-            record = _record(row)
-            if token_hash is not None and row.lease_token_hash != token_hash:
-                raise lease_refusal(record, token_matches=False, now=now)
             if row.status in ENDED:
-                if token_hash is not None and row.status == status:
+                if lease is not None and row.status == status:
                     return record
                 raise ended_error(row.status)
             if row.status == NOT_STARTED:
-                raise lease_refusal(record, token_matches=True, now=now)
-            if token_hash is not None and not lease_is_valid(record, now):
-                raise lease_refusal(record, token_matches=True, now=now)
+                raise not_started()
+            if lease is not None:
+                refused = lease_refusal(record, lease, now)
+                if refused is not None:
+                    raise refused
             _close(row, status, now)
             return _record(row)
 
@@ -284,18 +295,16 @@ class UpdateStore:
     # -- fenced writes ---------------------------------------------------------------------
 
     @asynccontextmanager
-    async def fenced(
-        self, update_id: str, token_hash: str, now: float
-    ) -> AsyncIterator[FencedUpdate]:
-        """A transaction holding the update's row, entered only with a current lease."""
+    async def fenced(self, lease: LeaseRef, now: float) -> AsyncIterator[FencedUpdate]:
+        """A transaction holding the update's row, entered only with a current lease of that
+        update under the stack path the call named (checked on the row read here)."""
         async with self._sessions.begin() as session:
-            row = await _update_row(session, update_id, for_update=True)
+            row = await _update_row(session, lease.update_id, for_update=True)
             record = None if row is None else _record(row)
-            if row is None or record is None:
-                raise update_not_found()
-            token_matches = row.lease_token_hash == token_hash
-            if not token_matches or not lease_is_valid(record, now):
-                raise lease_refusal(record, token_matches=token_matches, now=now)
+            refused = lease_refusal(record, lease, now)
+            if refused is not None:
+                raise refused
+            assert row is not None
             yield FencedUpdate(self, session, row)
 
     # -- reads -----------------------------------------------------------------------------
@@ -750,4 +759,5 @@ def _record(row: UpdateRow) -> UpdateRecord:
         journal_entry_count=row.journal_entry_count,
         resource_changes=dict(row.resource_changes or {}),
         resource_count=row.resource_count,
+        stack_path=StackPath(row.stack_organization, row.stack_project, row.stack_name),
     )

@@ -24,31 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/cairn/v1/audit.proto\x12\x08\x63\x61irn.v1\"\x95\x03\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0btime_micros\x18\x02 \x01(\x03\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12,\n\nactor_kind\x18\x07 \x01(\x0e\x32\x18.cairn.v1.AuditActorKind\x12\x13\n\x0b\x61\x63tor_login\x18\x08 \x01(\t\x12\x12\n\nactor_name\x18\t \x01(\t\x12\x10\n\x08token_id\x18\n \x01(\t\x12\x12\n\ntoken_name\x18\x0b \x01(\t\x12\x11\n\tsource_ip\x18\x0c \x01(\t\x12\x12\n\nuser_agent\x18\r \x01(\t\x12\x0e\n\x06status\x18\x0e \x01(\x05\x12\x0e\n\x06method\x18\x0f \x01(\t\x12\x0c\n\x04path\x18\x10 \x01(\t\x12\x12\n\nrequest_id\x18\x11 \x01(\t\x12\x1d\n\x15is_org_admin_required\x18\x12 \x01(\x08\x12\x17\n\x0fis_auth_failure\x18\x13 \x01(\x08\"@\n\x18RecordAuditEventsRequest\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cairn.v1.AuditEvent\"-\n\x19RecordAuditEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05\"r\n\x0b\x41uditFilter\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x14\n\x0csince_micros\x18\x02 \x01(\x03\x12\x14\n\x0cuntil_micros\x18\x03 \x01(\x03\x12\x12\n\nuser_login\x18\x04 \x01(\t\x12\r\n\x05\x65vent\x18\x05 \x01(\t\"n\n\x16ListAuditEventsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.cairn.v1.AuditFilter\x12\x1a\n\x12\x63ontinuation_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"[\n\x17ListAuditEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cairn.v1.AuditEvent\x12\x1a\n\x12\x63ontinuation_token\x18\x02 \x01(\t\"A\n\x18\x45xportAuditEventsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.cairn.v1.AuditFilter\"A\n\x19\x45xportAuditEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cairn.v1.AuditEvent*\xb1\x01\n\x0e\x41uditActorKind\x12 \n\x1c\x41UDIT_ACTOR_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41UDIT_ACTOR_KIND_USER\x10\x01\x12!\n\x1d\x41UDIT_ACTOR_KIND_UPDATE_TOKEN\x10\x02\x12\x1f\n\x1b\x41UDIT_ACTOR_KIND_AGENT_POOL\x10\x03\x12\x1e\n\x1a\x41UDIT_ACTOR_KIND_ANONYMOUS\x10\x04\x32\xa2\x02\n\x0c\x41uditService\x12\\\n\x11RecordAuditEvents\x12\".cairn.v1.RecordAuditEventsRequest\x1a#.cairn.v1.RecordAuditEventsResponse\x12V\n\x0fListAuditEvents\x12 .cairn.v1.ListAuditEventsRequest\x1a!.cairn.v1.ListAuditEventsResponse\x12\\\n\x11\x45xportAuditEvents\x12\".cairn.v1.ExportAuditEventsRequest\x1a#.cairn.v1.ExportAuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/cairn/v1/audit.proto\x12\x08\x63\x61irn.v1\"\x95\x03\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0btime_micros\x18\x02 \x01(\x03\x12\x14\n\x0corganization\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12,\n\nactor_kind\x18\x07 \x01(\x0e\x32\x18.cairn.v1.AuditActorKind\x12\x13\n\x0b\x61\x63tor_login\x18\x08 \x01(\t\x12\x12\n\nactor_name\x18\t \x01(\t\x12\x10\n\x08token_id\x18\n \x01(\t\x12\x12\n\ntoken_name\x18\x0b \x01(\t\x12\x11\n\tsource_ip\x18\x0c \x01(\t\x12\x12\n\nuser_agent\x18\r \x01(\t\x12\x0e\n\x06status\x18\x0e \x01(\x05\x12\x0e\n\x06method\x18\x0f \x01(\t\x12\x0c\n\x04path\x18\x10 \x01(\t\x12\x12\n\nrequest_id\x18\x11 \x01(\t\x12\x1d\n\x15is_org_admin_required\x18\x12 \x01(\x08\x12\x17\n\x0fis_auth_failure\x18\x13 \x01(\x08\"@\n\x18RecordAuditEventsRequest\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cairn.v1.AuditEvent\"-\n\x19RecordAuditEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05\"\x89\x01\n\x0b\x41uditFilter\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x14\n\x0csince_micros\x18\x02 \x01(\x03\x12\x14\n\x0cuntil_micros\x18\x03 \x01(\x03\x12\x12\n\nuser_login\x18\x04 \x01(\t\x12\r\n\x05\x65vent\x18\x05 \x01(\t\x12\x15\n\ris_site_level\x18\x06 \x01(\x08\"n\n\x16ListAuditEventsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.cairn.v1.AuditFilter\x12\x1a\n\x12\x63ontinuation_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"[\n\x17ListAuditEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cairn.v1.AuditEvent\x12\x1a\n\x12\x63ontinuation_token\x18\x02 \x01(\t\"A\n\x18\x45xportAuditEventsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.cairn.v1.AuditFilter\"A\n\x19\x45xportAuditEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cairn.v1.AuditEvent*\xb1\x01\n\x0e\x41uditActorKind\x12 \n\x1c\x41UDIT_ACTOR_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41UDIT_ACTOR_KIND_USER\x10\x01\x12!\n\x1d\x41UDIT_ACTOR_KIND_UPDATE_TOKEN\x10\x02\x12\x1f\n\x1b\x41UDIT_ACTOR_KIND_AGENT_POOL\x10\x03\x12\x1e\n\x1a\x41UDIT_ACTOR_KIND_ANONYMOUS\x10\x04\x32\xa2\x02\n\x0c\x41uditService\x12\\\n\x11RecordAuditEvents\x12\".cairn.v1.RecordAuditEventsRequest\x1a#.cairn.v1.RecordAuditEventsResponse\x12V\n\x0fListAuditEvents\x12 .cairn.v1.ListAuditEventsRequest\x1a!.cairn.v1.ListAuditEventsResponse\x12\\\n\x11\x45xportAuditEvents\x12\".cairn.v1.ExportAuditEventsRequest\x1a#.cairn.v1.ExportAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.cairn.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDITACTORKIND']._serialized_start=1018
-  _globals['_AUDITACTORKIND']._serialized_end=1195
+  _globals['_AUDITACTORKIND']._serialized_start=1042
+  _globals['_AUDITACTORKIND']._serialized_end=1219
   _globals['_AUDITEVENT']._serialized_start=42
   _globals['_AUDITEVENT']._serialized_end=447
   _globals['_RECORDAUDITEVENTSREQUEST']._serialized_start=449
   _globals['_RECORDAUDITEVENTSREQUEST']._serialized_end=513
   _globals['_RECORDAUDITEVENTSRESPONSE']._serialized_start=515
   _globals['_RECORDAUDITEVENTSRESPONSE']._serialized_end=560
-  _globals['_AUDITFILTER']._serialized_start=562
-  _globals['_AUDITFILTER']._serialized_end=676
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=678
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=788
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=790
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=881
-  _globals['_EXPORTAUDITEVENTSREQUEST']._serialized_start=883
-  _globals['_EXPORTAUDITEVENTSREQUEST']._serialized_end=948
-  _globals['_EXPORTAUDITEVENTSRESPONSE']._serialized_start=950
-  _globals['_EXPORTAUDITEVENTSRESPONSE']._serialized_end=1015
-  _globals['_AUDITSERVICE']._serialized_start=1198
-  _globals['_AUDITSERVICE']._serialized_end=1488
+  _globals['_AUDITFILTER']._serialized_start=563
+  _globals['_AUDITFILTER']._serialized_end=700
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=702
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=812
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=814
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=905
+  _globals['_EXPORTAUDITEVENTSREQUEST']._serialized_start=907
+  _globals['_EXPORTAUDITEVENTSREQUEST']._serialized_end=972
+  _globals['_EXPORTAUDITEVENTSRESPONSE']._serialized_start=974
+  _globals['_EXPORTAUDITEVENTSRESPONSE']._serialized_end=1039
+  _globals['_AUDITSERVICE']._serialized_start=1222
+  _globals['_AUDITSERVICE']._serialized_end=1512
 # @@protoc_insertion_point(module_scope)

@@ -79,7 +79,10 @@ class AuditEvent(_message.Message):
     time_micros: _builtins.int
     """Microseconds since the Unix epoch, when the gateway received the call."""
     organization: _builtins.str
-    """Empty for calls outside any organization (agent protocol, bootstrap)."""
+    """Empty for calls outside any organization (site level): the agent protocol, bootstrap,
+    and every refused call nobody was verified for (no token, a bad token, a refused update
+    token), whatever organization its URL names.
+    """
     event: _builtins.str
     """A stable event name such as `stack.create` or `secret.decrypt`."""
     target: _builtins.str
@@ -184,6 +187,7 @@ class AuditFilter(_message.Message):
     UNTIL_MICROS_FIELD_NUMBER: _builtins.int
     USER_LOGIN_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    IS_SITE_LEVEL_FIELD_NUMBER: _builtins.int
     organization: _builtins.str
     """Empty reads every organization's entries (the operator's instance-wide export)."""
     since_micros: _builtins.int
@@ -194,6 +198,8 @@ class AuditFilter(_message.Message):
     """Only this user's entries (by login)."""
     event: _builtins.str
     """Only entries with this event name."""
+    is_site_level: _builtins.bool
+    """Only site-level entries (recorded under no organization); `organization` must be empty."""
     def __init__(
         self,
         *,
@@ -202,10 +208,11 @@ class AuditFilter(_message.Message):
         until_micros: _builtins.int = ...,
         user_login: _builtins.str = ...,
         event: _builtins.str = ...,
+        is_site_level: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "organization", b"organization", "since_micros", b"since_micros", "until_micros", b"until_micros", "user_login", b"user_login"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "is_site_level", b"is_site_level", "organization", b"organization", "since_micros", b"since_micros", "until_micros", b"until_micros", "user_login", b"user_login"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

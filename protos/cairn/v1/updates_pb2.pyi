@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from protos.cairn.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -49,6 +50,7 @@ class CreateUpdateRequest(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
+    STACK_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     kind: _builtins.str
     """update | preview | refresh | destroy (the path segment used to create it)."""
@@ -62,6 +64,12 @@ class CreateUpdateRequest(_message.Message):
     """The `config` map of the request as JSON (echoed verbatim by history)."""
     @_builtins.property
     def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def stack(self) -> _common_pb2.StackRef:
+        """The stack's path the update is created under. Calls made for the update (LeaseRef) must
+        name the same path; the CLI keeps using it for the whole update.
+        """
+
     def __init__(
         self,
         *,
@@ -72,10 +80,11 @@ class CreateUpdateRequest(_message.Message):
         message: _builtins.str = ...,
         environment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         config: _builtins.bytes = ...,
+        stack: _common_pb2.StackRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stack", b"stack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "program", b"program", "stack_id", b"stack_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "program", b"program", "stack", b"stack", "stack_id", b"stack_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -156,23 +165,32 @@ Global___StartUpdateResponse: _TypeAlias = StartUpdateResponse  # noqa: Y015
 
 @_typing.final
 class LeaseRef(_message.Message):
-    """Identifies a running update and proves the caller holds its lease."""
+    """Identifies a running update and proves the caller holds its lease. Refused unless the
+    token is the update's lease and the update was created under `stack` (NOT_FOUND when the
+    update does not belong to that path, UNAUTHENTICATED for another token).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     UPDATE_ID_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
+    STACK_FIELD_NUMBER: _builtins.int
     update_id: _builtins.str
     token: _builtins.str
+    @_builtins.property
+    def stack(self) -> _common_pb2.StackRef:
+        """The stack path the call was addressed to (the REST path's org/project/stack)."""
+
     def __init__(
         self,
         *,
         update_id: _builtins.str = ...,
         token: _builtins.str = ...,
+        stack: _common_pb2.StackRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stack", b"stack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "update_id", b"update_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack", b"stack", "token", b"token", "update_id", b"update_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

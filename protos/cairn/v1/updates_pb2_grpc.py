@@ -28,8 +28,9 @@ if _version_not_supported:
 class UpdatesServiceStub:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
     Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
-    on behalf of a running update carry the update id and its lease token, which the service
-    checks against the database row (a fencing check) before anything is written.
+    on behalf of a running update carry the update id, its lease token and the stack path they
+    were addressed to, which the service checks against the database row (a fencing check:
+    token, update and stack must all match) before anything is written.
     """
 
     def __init__(self, channel):
@@ -188,8 +189,9 @@ class UpdatesServiceStub:
 class UpdatesServiceServicer:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
     Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
-    on behalf of a running update carry the update id and its lease token, which the service
-    checks against the database row (a fencing check) before anything is written.
+    on behalf of a running update carry the update id, its lease token and the stack path they
+    were addressed to, which the service checks against the database row (a fencing check:
+    token, update and stack must all match) before anything is written.
     """
 
     def CreateUpdate(self, request, context):
@@ -535,8 +537,9 @@ def add_UpdatesServiceServicer_to_server(servicer, server):
 class UpdatesService:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
     Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
-    on behalf of a running update carry the update id and its lease token, which the service
-    checks against the database row (a fencing check) before anything is written.
+    on behalf of a running update carry the update id, its lease token and the stack path they
+    were addressed to, which the service checks against the database row (a fencing check:
+    token, update and stack must all match) before anything is written.
     """
 
     @staticmethod

@@ -29,8 +29,9 @@ GRPC_VERSION: str
 class UpdatesServiceStub:
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
     Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
-    on behalf of a running update carry the update id and its lease token, which the service
-    checks against the database row (a fencing check) before anything is written.
+    on behalf of a running update carry the update id, its lease token and the stack path they
+    were addressed to, which the service checks against the database row (a fencing check:
+    token, update and stack must all match) before anything is written.
     """
 
     @_typing.overload
@@ -81,8 +82,9 @@ class UpdatesServiceStub:
 class UpdatesServiceAsyncStub(UpdatesServiceStub):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
     Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
-    on behalf of a running update carry the update id and its lease token, which the service
-    checks against the database row (a fencing check) before anything is written.
+    on behalf of a running update carry the update id, its lease token and the stack path they
+    were addressed to, which the service checks against the database row (a fencing check:
+    token, update and stack must all match) before anything is written.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -129,8 +131,9 @@ class UpdatesServiceAsyncStub(UpdatesServiceStub):
 class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
     Stack-scoped calls name the stack by its stable id (the gateway resolves paths); calls made
-    on behalf of a running update carry the update id and its lease token, which the service
-    checks against the database row (a fencing check) before anything is written.
+    on behalf of a running update carry the update id, its lease token and the stack path they
+    were addressed to, which the service checks against the database row (a fencing check:
+    token, update and stack must all match) before anything is written.
     """
 
     @_abc_1.abstractmethod
