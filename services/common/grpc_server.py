@@ -76,8 +76,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 code = error.code
                 await context.abort(error.code, error.message)
             # A refused or timed-out database connection can surface as a bare OSError from
-            # the driver rather than wrapped by SQLAlchemy.
-            except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as error:
+            # the driver rather than wrapped by SQLAlchemy; TimeoutError: the pool is empty.
+            except (
+                sa_exc.OperationalError,
+                sa_exc.InterfaceError,
+                sa_exc.TimeoutError,
+                OSError,
+            ) as error:
                 code = grpc.StatusCode.UNAVAILABLE
                 log.warning("database_unavailable", error=type(error).__name__)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, DATABASE_UNAVAILABLE)
@@ -125,17 +130,20 @@ async def start_server(
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     metrics: Metrics | None = None,
+    health_servicer: Any | None = None,
 ) -> RunningServer:
     """Create, wire and start a server; `register` adds the servicers. Port 0 picks a free one.
 
-    RPCs are counted in `metrics`, by default the process's shared families.
+    RPCs are counted in `metrics`, by default the process's shared families. `health_servicer`
+    replaces the plain health service (readiness that follows the service's dependencies).
     """
     server = grpc.aio.server(
         interceptors=[RpcInterceptor(metrics or default_metrics())],
         options=message_options(max_message_bytes),
     )
     register(server)
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    if health_servicer is None:
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server

@@ -15,6 +15,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from services.common.logging import get_logger
+from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, serve_service
 from services.identity.audit_server import AUDIT_SERVICE_NAME, audit_service
 from services.identity.domain import (
@@ -534,6 +535,7 @@ async def start(
         service_names=[SERVICE_NAME, AUDIT_SERVICE_NAME],
         # Closers run last to first: the pruner stops before the database goes.
         closers=[database.engine.dispose, pruner.stop],
+        dependencies=[database_dependency(database.engine)],
     )
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
-import os
 import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from services.common.datadir import create_private_file_once, ensure_private_dir, tighten_file
 from services.common.errors import FailedPrecondition, InvalidArgument
 
 KEY_BYTES = 32
@@ -112,28 +111,12 @@ def load_master_key(configured: str | None, data_dir: Path) -> bytes:
 
 
 def _load_or_create_key_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        _create_key_file(path)
+    ensure_private_dir(path.parent)
+    if path.exists():
+        tighten_file(path)
+    else:
+        create_private_file_once(path, base64.b64encode(new_data_key()) + b"\n")
     return parse_master_key(path.read_text(encoding="ascii"), source=str(path))
-
-
-def _create_key_file(path: Path) -> None:
-    # Write a private temporary file, then hard-link it into place: the link either creates
-    # the complete file or fails because another process got there first, so processes
-    # starting together all end up reading the same key and nobody sees a half-written one.
-    encoded = base64.b64encode(new_data_key()) + b"\n"
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(encoded)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _id(stack_id: str) -> bytes:
