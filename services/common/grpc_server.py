@@ -227,6 +227,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "RecordEngineEvents",
         "CompleteUpdate",
     ),
+    "cairn.v1.ConsoleSessionService": ("RevokeSession", "CheckSession"),
     "cairn.v1.SecretsService": ("ListDecryptionEvents",),
     "cairn.v1.AgentPoolsService": (
         "ListPools",
