@@ -14,6 +14,8 @@ from services.common.grpc_server import check_health
 from services.common.metrics import METRICS, exposition
 from services.common.readiness import DEPENDENCY_NAMES, unreachable_dependencies
 
+# How long a service may take to answer a health check, on top of its dependency probes.
+HEALTH_TIMEOUT_SECONDS = 2.0
 # The highest deployment schema stored (texts are kept as received, so v4 with features too).
 DEPLOYMENT_SCHEMA_VERSION = 4
 
@@ -73,7 +75,11 @@ async def get_openapi_document(request: web.Request) -> web.Response:
 async def _services_health(request: web.Request) -> web.Response:
     backends = request.app[BACKENDS]
     names = list(backends.channels)
-    results = await asyncio.gather(*(check_health(backends.channels[name]) for name in names))
+    # A service answers once its dependency probes are done or cut short.
+    timeout = request.app[SETTINGS].dependency_probe_timeout_seconds + HEALTH_TIMEOUT_SECONDS
+    results = await asyncio.gather(
+        *(check_health(backends.channels[name], timeout) for name in names)
+    )
     services = {
         name: ("serving" if ok else "unavailable") for name, ok in zip(names, results, strict=True)
     }
@@ -82,7 +88,7 @@ async def _services_health(request: web.Request) -> web.Response:
     not_ready = [name for name, ok in zip(names, results, strict=True) if not ok]
     # Only services that are not ready are asked which of their dependencies is down.
     reports = await asyncio.gather(
-        *(unreachable_dependencies(backends.channels[name]) for name in not_ready)
+        *(unreachable_dependencies(backends.channels[name], timeout) for name in not_ready)
     )
     down_by_service = dict(zip(not_ready, reports, strict=True))
     dependencies = {

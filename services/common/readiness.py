@@ -134,9 +134,11 @@ class ReadinessHealthServicer(_HealthServicer):  # type: ignore[misc]
         """Probe every dependency unless the last answers are recent enough."""
         if self._is_fresh():
             return
+        asked_at = self._clock()
         async with self._lock:
-            # Callers that waited for the lock use the answers it just produced.
-            if self._is_fresh():
+            # Callers that waited for the lock use the answers produced meanwhile.
+            checked_at = self._checked_at
+            if self._is_fresh() or (checked_at is not None and checked_at >= asked_at):
                 return
             results = await asyncio.gather(*(self._probe(d) for d in self._dependencies))
             was_ready = self.is_ready

@@ -255,3 +255,32 @@ async def test_readyz_names_an_unreachable_database_and_redis(
     await redis.restore()
     status, body = await _until(lambda: _ready(cairn), 200)
     assert status == 200, body
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_hung_dependencies_count_as_down_and_probes_leak_no_connections(
+    proxied: tuple[Cairn, TcpProxy, TcpProxy],
+) -> None:
+    cairn, postgres, redis = proxied
+    assert (await _ready(cairn))[0] == 200
+    # Bytes stop moving (a partition): every probe times out; more probes than the pools
+    # (2 + 2 connections per service) hold, so a connection kept by a timed-out probe shows.
+    postgres.pause()
+    redis.pause()
+    try:
+        for _ in range(6):
+            started = time.monotonic()
+            status, body = await _ready(cairn)
+            assert status == 503, body
+            assert set(body["unavailableDependencies"]) == {"database", "redis"}
+            # Both probes run at once, each cut short by the probe timeout.
+            assert time.monotonic() - started < 8.0
+    finally:
+        await postgres.restore()
+        await redis.restore()
+    status, body = await _until(lambda: _ready(cairn), 200)
+    assert status == 200, body
+    for _ in range(10):
+        response = await cairn.call("GET", "/api/user")
+        assert response.status == 200, await response.text()
