@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,40 +54,48 @@ async def limited_role(postgres_url: str) -> AsyncIterator[tuple[str, str, Any]]
         await admin.close()
 
 
+async def _end_connections(admin: Any, role: str) -> None:
+    """Terminate the role's backends and wait (bounded) until PostgreSQL has let them go."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        remaining = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role
+        )
+        if remaining == 0:
+            return
+        assert time.monotonic() < deadline, f"{remaining} connections of {role} remain"
+        await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
+        )
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.postgres
 async def test_too_many_connections_answers_503_not_500(
     limited_role: tuple[str, str, Any], data_dir: Path, aiohttp_client: AiohttpClient
 ) -> None:
-    import asyncpg
-
     url, role, admin = limited_role
     settings = make_settings(
         data_dir, url, database_pool_size=1, database_max_overflow=1, database_timeout_seconds=5.0
     )
     async for cairn in running_cairn(settings, aiohttp_client):
         assert (await cairn.call("GET", "/api/user")).status == 200
-        # One connection for the role, taken by someone else; the services' pooled ones end,
-        # so every service has to reconnect and is told "too many connections".
-        await admin.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT 1')
-        await admin.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
-        )
-        parsed = make_url(url)
-        holder = await asyncpg.connect(
-            host=parsed.host, port=parsed.port, user=role, database=parsed.database, timeout=5
-        )
+        # The role may hold no connection at all (as when others took every one there is);
+        # the services' pooled connections end, so every service has to reconnect and is
+        # told "too many connections for role".
+        await admin.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT 0')
+        await _end_connections(admin, role)
+        await _assert_all_unavailable(cairn)
+        # The service itself says why, over gRPC too.
+        channel = grpc.aio.insecure_channel(cairn.system.settings.identity_address)
         try:
-            await _assert_all_unavailable(cairn)
-            # The service itself says why, over gRPC too.
-            stub = identity_pb2_grpc.IdentityServiceStub(
-                grpc.aio.insecure_channel(cairn.system.settings.identity_address)
-            )
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await stub.Authenticate(identity_pb2.AuthenticateRequest(token=ADMIN_TOKEN))
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
             assert raised.value.details() == DATABASE_BUSY
         finally:
-            await holder.close()
+            await channel.close(None)
         await admin.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT -1')
         # Capacity back: the same calls succeed again.
         assert (await cairn.call("GET", "/api/user")).status == 200
