@@ -10,6 +10,7 @@ import grpc
 from protos.cairn.v1 import (
     agent_pools_pb2_grpc,
     audit_pb2_grpc,
+    console_pb2_grpc,
     copilot_pb2_grpc,
     identity_pb2_grpc,
     secrets_pb2_grpc,
@@ -24,6 +25,7 @@ from services.common.tls import load_tls
 if TYPE_CHECKING:
     from protos.cairn.v1.agent_pools_pb2_grpc import AgentPoolsServiceAsyncStub
     from protos.cairn.v1.audit_pb2_grpc import AuditServiceAsyncStub
+    from protos.cairn.v1.console_pb2_grpc import ConsoleSessionServiceAsyncStub
     from protos.cairn.v1.copilot_pb2_grpc import CopilotServiceAsyncStub
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
@@ -43,8 +45,9 @@ class Backends:
     updates: UpdatesServiceAsyncStub = field(init=False)
     agent_pools: AgentPoolsServiceAsyncStub = field(init=False)
     copilot: CopilotServiceAsyncStub = field(init=False)
-    # The audit log is served by the identity process, on its channel.
+    # The audit log and console sessions are served by the identity process, on its channel.
     audit: AuditServiceAsyncStub = field(init=False)
+    console_sessions: ConsoleSessionServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
@@ -54,6 +57,9 @@ class Backends:
         self.agent_pools = agent_pools_pb2_grpc.AgentPoolsServiceStub(self.channels["agent_pools"])
         self.copilot = copilot_pb2_grpc.CopilotServiceStub(self.channels["copilot"])
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channels["identity"])
+        self.console_sessions = console_pb2_grpc.ConsoleSessionServiceStub(
+            self.channels["identity"]
+        )
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:

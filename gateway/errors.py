@@ -12,6 +12,8 @@ from services.common.errors import http_status
 
 GENERIC_SERVER_ERROR = "Internal Server Error: something went wrong; see the server log."
 UNAVAILABLE_PREFIX = "Service Unavailable: "
+# Sent with every 503 a backend's outage or exhaustion causes: when to try again.
+RETRY_AFTER_SECONDS = 2
 
 
 class ApiError(Exception):
@@ -57,6 +59,9 @@ def rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
             message = "Gateway Timeout: a backend service did not answer in time."
         else:
             message = GENERIC_SERVER_ERROR
-        return error_response(status, message)
+        response = error_response(status, message)
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     message = error.details() or reason(status)
     return error_response(status, message)

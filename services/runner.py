@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from services.agent.worker import AgentOptions, run_agent
 from services.common.clock import Clock
 from services.common.config import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, Settings
+from services.common.datadir import prepare_database_files
 from services.common.db import create_migration_engine, is_sqlite
 from services.common.grpc_server import check_health, open_channel
 from services.common.logging import configure_logging, get_logger
@@ -98,8 +99,7 @@ async def start_services(
 async def migrate(settings: Settings) -> None:
     """Bring every service's tables to head (compose runs this once before the services)."""
     url = settings.resolved_database_url()
-    if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_database_files(url, settings.data_dir)
     engine = create_migration_engine(url, timeout_seconds=settings.database_timeout_seconds)
     try:
         for name in START_ORDER:

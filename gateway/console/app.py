@@ -13,7 +13,14 @@ import grpc
 from aiohttp import web
 
 from gateway.console.csrf import CSRF_NONCE, NEW_CSRF_NONCE, SESSIONS, bind_nonce
-from gateway.console.handlers import SESSION, STATIC, STOPPING, see_other, static_files
+from gateway.console.handlers import (
+    SESSION,
+    STATIC,
+    STOPPING,
+    is_signed_out,
+    see_other,
+    static_files,
+)
 from gateway.console.render import TEMPLATES, error_page, query_url, rpc_error_page, secure
 from gateway.console.render import templates as build_templates
 from gateway.console.routes import PAGES, Guard, Page
@@ -59,6 +66,12 @@ def guarded(page: Page) -> Handler:
             request[SESSION] = session
         bind_nonce(request, session.csrf_nonce if session else None)
         try:
+            needs_session = page.requires != Guard.PUBLIC
+            if session is not None and needs_session and await is_signed_out(request, session):
+                # Signed out (maybe elsewhere): the cookie is as good as forged.
+                session = None
+                del request[SESSION]
+                bind_nonce(request, None)
             response = await _run(request, page)
         except grpc.aio.AioRpcError as error:
             response = rpc_error_page(request, error)

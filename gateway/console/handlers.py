@@ -42,7 +42,7 @@ from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, public_url
 from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
-from protos.cairn.v1 import agent_pools_pb2, copilot_pb2, stacks_pb2, updates_pb2
+from protos.cairn.v1 import agent_pools_pb2, console_pb2, copilot_pb2, stacks_pb2, updates_pb2
 
 SESSION = web.RequestKey("console_session", Session)
 # Set when the gateway shuts down: live streams end.
@@ -120,13 +120,29 @@ async def sign_in(request: web.Request) -> web.Response:
 
 
 async def sign_out(request: web.Request) -> web.Response:
-    """Forget the session (a new sign-in draws a new CSRF nonce)."""
-    if request.get(SESSION) is None:
+    """End the session on every gateway, then drop its cookie (a new sign-in draws a new
+    CSRF nonce). When the revocation cannot be recorded the cookie stays, and the page says so."""
+    session = request.get(SESSION)
+    if session is None:
         return see_other("/signin")
     await checked_form(request)
+    await request.app[BACKENDS].console_sessions.RevokeSession(
+        console_pb2.RevokeSessionRequest(
+            session_id=session.session_id, expires_at=session.expires_at
+        ),
+        **call_options(request),
+    )
     response = see_other("/signin")
     clear_cookie(request, response, SESSION_COOKIE)
     return response
+
+
+async def is_signed_out(request: web.Request, session: Session) -> bool:
+    """Whether the session was signed out (from any browser, on any gateway replica)."""
+    reply = await request.app[BACKENDS].console_sessions.CheckSession(
+        console_pb2.CheckSessionRequest(session_id=session.session_id), **call_options(request)
+    )
+    return reply.is_revoked
 
 
 @dataclass(frozen=True)

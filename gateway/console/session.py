@@ -6,6 +6,11 @@ so any replica opens any cookie, and sessions survive restarts), else from CAIRN
 when this process has it (`cairn up`); otherwise each gateway process draws its own, and a
 restart signs everyone out. Every request still authenticates the token with
 the identity service, so a revoked token ends its sessions at once.
+
+Signing out ends the session for good, not just in that browser: the cookie carries a random
+session id, which sign-out records with the identity service (`ConsoleSessionService`, in the
+identity database that every gateway replica reaches), and every page that needs a session
+asks whether its id was signed out. A copy of the cookie taken before sign-out is refused.
 """
 
 from __future__ import annotations
@@ -49,11 +54,13 @@ def is_nonce(value: str) -> bool:
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in browser: its access token, its CSRF nonce and when it ends (Unix s)."""
+    """A signed-in browser: its access token, its CSRF nonce, when it ends (Unix s), and the
+    random id signing out revokes it by."""
 
     token: str
     csrf_nonce: str
     expires_at: int
+    session_id: str
 
 
 class Sessions:
@@ -80,10 +87,18 @@ class Sessions:
             token=token,
             csrf_nonce=new_nonce(),
             expires_at=int(self._clock()) + SESSION_SECONDS,
+            session_id=new_nonce(),
         )
 
     def seal(self, session: Session) -> str:
-        plain = orjson.dumps({"t": session.token, "c": session.csrf_nonce, "e": session.expires_at})
+        plain = orjson.dumps(
+            {
+                "t": session.token,
+                "c": session.csrf_nonce,
+                "e": session.expires_at,
+                "s": session.session_id,
+            }
+        )
         nonce = os.urandom(_NONCE_BYTES)
         sealed = nonce + self._cipher.encrypt(nonce, plain, SESSION_COOKIE.encode())
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
@@ -102,11 +117,15 @@ class Sessions:
             )
             fields = orjson.loads(plain)
             session = Session(
-                token=str(fields["t"]), csrf_nonce=str(fields["c"]), expires_at=int(fields["e"])
+                token=str(fields["t"]),
+                csrf_nonce=str(fields["c"]),
+                expires_at=int(fields["e"]),
+                session_id=str(fields["s"]),
             )
         except (InvalidTag, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
-        if session.expires_at <= self._clock() or not session.token:
+        # Cookies sealed before sessions had ids cannot be signed out: refuse them too.
+        if session.expires_at <= self._clock() or not session.token or not session.session_id:
             return None
         return session
 

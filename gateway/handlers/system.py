@@ -9,9 +9,13 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, OPENAPI_DOCUMENT, SETTINGS
 from gateway.convert import json_response
+from gateway.errors import RETRY_AFTER_SECONDS
 from services.common.grpc_server import check_health
 from services.common.metrics import METRICS, exposition
+from services.common.readiness import DEPENDENCY_NAMES, unreachable_dependencies
 
+# How long a service may take to answer a health check, on top of its dependency probes.
+HEALTH_TIMEOUT_SECONDS = 2.0
 # The highest deployment schema stored (texts are kept as received, so v4 with features too).
 DEPLOYMENT_SCHEMA_VERSION = 4
 
@@ -50,7 +54,11 @@ async def get_liveness(_request: web.Request) -> web.Response:
 
 
 async def get_readiness(request: web.Request) -> web.Response:
-    """`/readyz`: 200 only when every service answers SERVING to its gRPC health check."""
+    """`/readyz`: 200 only when every service answers SERVING to its gRPC health check.
+
+    A service answers NOT_SERVING while it cannot reach its database (or Redis); the 503 body
+    names each unreachable dependency and the services that reported it.
+    """
     return await _services_health(request)
 
 
@@ -67,22 +75,51 @@ async def get_openapi_document(request: web.Request) -> web.Response:
 async def _services_health(request: web.Request) -> web.Response:
     backends = request.app[BACKENDS]
     names = list(backends.channels)
-    results = await asyncio.gather(*(check_health(backends.channels[name]) for name in names))
+    # A service answers once its dependency probes are done or cut short.
+    timeout = request.app[SETTINGS].dependency_probe_timeout_seconds + HEALTH_TIMEOUT_SECONDS
+    results = await asyncio.gather(
+        *(check_health(backends.channels[name], timeout) for name in names)
+    )
     services = {
         name: ("serving" if ok else "unavailable") for name, ok in zip(names, results, strict=True)
     }
     if all(results):
         return json_response({"status": "ok", "services": services})
-    down = ", ".join(name for name, ok in zip(names, results, strict=True) if not ok)
-    return json_response(
+    not_ready = [name for name, ok in zip(names, results, strict=True) if not ok]
+    # Only services that are not ready are asked which of their dependencies is down.
+    reports = await asyncio.gather(
+        *(unreachable_dependencies(backends.channels[name], timeout) for name in not_ready)
+    )
+    down_by_service = dict(zip(not_ready, reports, strict=True))
+    dependencies = {
+        dependency: sorted(name for name, down in down_by_service.items() if dependency in down)
+        for dependency in DEPENDENCY_NAMES
+    }
+    reasons = [
+        f"{dependency} unreachable from {', '.join(services_down)}"
+        for dependency, services_down in dependencies.items()
+        if services_down
+    ]
+    silent = [name for name, down in down_by_service.items() if not down]
+    if silent:
+        reasons.append(f"not answering: {', '.join(silent)}")
+    response = json_response(
         {
             "code": 503,
-            "message": f"Service Unavailable: not answering: {down}",
+            "message": f"Service Unavailable: {'; '.join(reasons)}",
             "status": "unavailable",
             "services": services,
+            # Each unreachable dependency, with the services that cannot reach it.
+            "unavailableDependencies": {
+                dependency: services_down
+                for dependency, services_down in dependencies.items()
+                if services_down
+            },
         },
         status=503,
     )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 async def get_capabilities(request: web.Request) -> web.Response:

@@ -38,6 +38,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument, from_rpc_error
 from services.common.logging import get_logger
+from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
 
 log = get_logger("cairn.agent_pools")
@@ -459,6 +460,7 @@ async def start(
         service_names=[SERVICE_NAME],
         # Closers run last to first: the sweeper stops before the channels and the database.
         closers=[database.engine.dispose, close_channels, sweeper.stop],
+        dependencies=[database_dependency(database.engine)],
     )
     sweeper.start()
     return running

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     max_message_bytes: int = 80 * 1024 * 1024
     grpc_timeout_seconds: float = 30.0
     database_timeout_seconds: float = 30.0
+    # Connections each service process keeps to the database, the extra ones it may open under
+    # load, and how long a call waits for a free one before answering 503. On PostgreSQL every
+    # service process (replicas included) can hold pool_size + max_overflow connections, all
+    # counted against the server's max_connections.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Readiness: how long a service waits for its database (and Redis) to answer a probe, and
+    # how long it reuses the answer, so frequent health checks stay cheap.
+    dependency_probe_timeout_seconds: float = Field(default=1.0, gt=0)
+    dependency_probe_cache_seconds: float = Field(default=1.5, ge=0)
     redis_timeout_seconds: float = 2.0
     # Advertised to the CLI: below this size it uploads whole checkpoints, above it deltas.
     checkpoint_cutoff_bytes: int = 32 * 1024

@@ -92,8 +92,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 code = error.code
                 await context.abort(error.code, error.message)
             # A refused or timed-out database connection can surface as a bare OSError from
-            # the driver rather than wrapped by SQLAlchemy.
-            except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as error:
+            # the driver rather than wrapped by SQLAlchemy; TimeoutError: the pool is empty.
+            except (
+                sa_exc.OperationalError,
+                sa_exc.InterfaceError,
+                sa_exc.TimeoutError,
+                OSError,
+            ) as error:
                 code = grpc.StatusCode.UNAVAILABLE
                 log.warning("database_unavailable", error=type(error).__name__)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, DATABASE_UNAVAILABLE)
@@ -205,19 +210,23 @@ async def start_server(
     metrics: Metrics | None = None,
     is_reflection_served: bool = True,
     tls: Tls | None = None,
+    health_servicer: Any | None = None,
 ) -> RunningServer:
     """Create, wire and start a server; `register` adds the servicers. Port 0 picks a free one.
 
     Every call is authenticated by `authenticator` (health checks aside); reflection, when
     served, answers authenticated callers only. RPCs are counted in `metrics`, by default
     the process's shared families. With `tls`, the port speaks (mutual) TLS only.
+    `health_servicer` replaces the plain health service (readiness that follows the
+    service's dependencies).
     """
     server = grpc.aio.server(
         interceptors=[RpcInterceptor(metrics or default_metrics(), authenticator)],
         options=message_options(max_message_bytes),
     )
     register(server)
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    if health_servicer is None:
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if is_reflection_served:
         reflection.enable_server_reflection(
@@ -305,6 +314,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "RecordEngineEvents",
         "CompleteUpdate",
     ),
+    "cairn.v1.ConsoleSessionService": ("RevokeSession", "CheckSession"),
     "cairn.v1.SecretsService": ("ListDecryptionEvents",),
     "cairn.v1.AgentPoolsService": (
         "ListPools",

@@ -11,11 +11,13 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.config import Settings
-from services.common.db import create_engine, session_factory
+from services.common.datadir import prepare_database_files
+from services.common.db import create_engine_for, session_factory
 from services.common.errors import Unavailable
 from services.common.grpc_server import RunningServer, open_channel, start_server
 from services.common.metrics import default_metrics, serve_metrics
 from services.common.migrations import upgrade_to_head
+from services.common.readiness import Dependency, ReadinessHealthServicer
 from services.common.signing import CallSigner, load_internal_key
 from services.common.tls import load_tls
 from services.common.token_callers import TokenAuthorizer
@@ -33,9 +35,8 @@ async def open_database(
 ) -> Database:
     """Connect to the configured database and migrate this service's tables to head."""
     url = settings.resolved_database_url()
-    if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, timeout_seconds=settings.database_timeout_seconds)
+    prepare_database_files(url, settings.data_dir)
+    engine = create_engine_for(settings)
     try:
         await upgrade_to_head(engine, service, migrations, metadata)
     except BaseException:
@@ -101,12 +102,14 @@ async def serve_service(
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     closers: list[Callable[[], Awaitable[None]]],
+    dependencies: Sequence[Dependency] = (),
 ) -> RunningService:
     """Start the gRPC server for a wired service; on failure close what was opened.
 
     With `CAIRN_METRICS_PORT` set (`cairn serve <service>`: one service per process), the
     process's registry is also served as `/metrics` on that port. `cairn up` leaves it unset
-    and scrapes everything through the gateway's `/metrics`.
+    and scrapes everything through the gateway's `/metrics`. The service answers health
+    checks NOT_SERVING while one of its `dependencies` is unreachable.
     """
     try:
         authenticator = call_authenticator(settings)
@@ -121,6 +124,7 @@ async def serve_service(
             authenticator=authenticator,
             is_reflection_served=settings.grpc_reflection,
             tls=load_tls(settings),
+            health_servicer=ReadinessHealthServicer.from_settings(settings, dependencies),
         )
     except BaseException:
         for close in reversed(closers):

@@ -21,6 +21,7 @@ from services.common.auth import Caller, caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument, Unauthenticated
+from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
 from services.copilot.domain import (
     ASSISTANT,
@@ -237,4 +238,5 @@ async def start(
         register=register,
         service_names=[SERVICE_NAME],
         closers=[database.engine.dispose, close_channels],
+        dependencies=[database_dependency(database.engine)],
     )

@@ -182,5 +182,7 @@ class InviteRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-# The audit log's table lives in its own module but belongs to this metadata (and history).
+# The audit log's and the signed-out sessions' tables live in their own modules but belong to
+# this metadata (and history).
 from services.identity import audit_models as _audit_models  # noqa: E402, F401
+from services.identity import session_models as _session_models  # noqa: E402, F401

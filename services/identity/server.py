@@ -9,12 +9,19 @@ from typing import Any
 import grpc
 from pydantic import SecretStr
 
-from protos.cairn.v1 import audit_pb2_grpc, common_pb2, identity_pb2, identity_pb2_grpc
+from protos.cairn.v1 import (
+    audit_pb2_grpc,
+    common_pb2,
+    console_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+)
 from services.common.auth import hash_token, new_token
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from services.common.logging import get_logger
+from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, serve_service
 from services.identity.audit_server import AUDIT_SERVICE_NAME, audit_service
 from services.identity.domain import (
@@ -63,6 +70,7 @@ from services.identity.domain import (
     with_membership,
 )
 from services.identity.models import Base
+from services.identity.session_server import SESSION_SERVICE_NAME, console_session_service
 from services.identity.store import IdentityStore
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
@@ -519,10 +527,12 @@ async def start(
         raise
     servicer = IdentityServicer(store, clock)
     audit, pruner = audit_service(database.sessions, clock, settings.audit_retention_days)
+    console_sessions = console_session_service(database.sessions, clock)
 
     def register(server: grpc.aio.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
+        console_pb2_grpc.add_ConsoleSessionServiceServicer_to_server(console_sessions, server)
 
     pruner.start()
     return await serve_service(
@@ -531,9 +541,10 @@ async def start(
         host=host,
         port=port,
         register=register,
-        service_names=[SERVICE_NAME, AUDIT_SERVICE_NAME],
+        service_names=[SERVICE_NAME, AUDIT_SERVICE_NAME, SESSION_SERVICE_NAME],
         # Closers run last to first: the pruner stops before the database goes.
         closers=[database.engine.dispose, pruner.stop],
+        dependencies=[database_dependency(database.engine)],
     )
 
 

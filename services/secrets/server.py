@@ -12,6 +12,7 @@ from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument
+from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, serve_service
 from services.secrets import crypto
 from services.secrets.domain import (
@@ -140,4 +141,5 @@ async def start(
         ),
         service_names=[SERVICE_NAME],
         closers=[database.engine.dispose],
+        dependencies=[database_dependency(database.engine)],
     )

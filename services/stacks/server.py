@@ -20,6 +20,7 @@ from protos.cairn.v1 import (
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
+from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
 from services.stacks.deletion import (
     DeleteSecretsKey,
@@ -351,4 +352,5 @@ async def start(
         register=register,
         service_names=[SERVICE_NAME],
         closers=[database.engine.dispose, close_channels],
+        dependencies=[database_dependency(database.engine)],
     )

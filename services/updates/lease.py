@@ -134,6 +134,10 @@ class RedisStackLock:
         except Exception as error:
             log.warning("lock_release_failed", stack_id=stack_id, error=type(error).__name__)
 
+    async def ping(self) -> None:
+        """Raises when Redis does not answer (the readiness probe)."""
+        await self._client.ping()
+
     async def close(self) -> None:
         await self._client.aclose()
 

@@ -11,6 +11,7 @@ from protos.cairn.v1 import common_pb2, updates_pb2, updates_pb2_grpc
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
+from services.common.readiness import Dependency, database_dependency
 from services.common.service import RunningService, open_database, serve_service
 from services.updates.domain import (
     EngineEvent,
@@ -368,6 +369,13 @@ def build_lock(settings: Settings) -> StackLock:
     return DatabaseOnlyLock()
 
 
+def lock_dependencies(lock: StackLock) -> list[Dependency]:
+    """Redis, when the lock uses it: without it no update can start."""
+    if isinstance(lock, RedisStackLock):
+        return [Dependency("redis", lock.ping)]
+    return []
+
+
 async def start(
     settings: Settings,
     *,
@@ -393,4 +401,5 @@ async def start(
         register=register,
         service_names=[SERVICE_NAME],
         closers=[database.engine.dispose, stack_lock.close],
+        dependencies=[database_dependency(database.engine), *lock_dependencies(stack_lock)],
     )

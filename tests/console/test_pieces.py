@@ -209,7 +209,7 @@ def test_csrf_tokens_are_bound_to_their_nonce() -> None:
     assert not sessions.is_csrf_token(other, token)
     assert not sessions.is_csrf_token("", sessions.csrf_token(""))
     assert Sessions(b"j" * 32).csrf_token(nonce) != token
-    assert Session("t", nonce, 1).csrf_nonce == nonce
+    assert Session("t", nonce, 1, new_nonce()).csrf_nonce == nonce
 
 
 @pytest.mark.parametrize(
@@ -238,11 +238,13 @@ def test_chat_context_as_a_console_url() -> None:
 
 def test_gateways_sharing_a_session_key_open_each_others_cookies(tmp_path: Path) -> None:
     shared = make_settings(tmp_path, "sqlite+aiosqlite://", console_session_key="k" * 40)
-    sealed = Sessions.from_settings(shared).seal(Session("pul-t", new_nonce(), 2**40))
+    sealed = Sessions.from_settings(shared).seal(Session("pul-t", new_nonce(), 2**40, new_nonce()))
     assert Sessions.from_settings(shared).open(sealed) is not None
     unkeyed = make_settings(tmp_path, "sqlite+aiosqlite://")
     assert Sessions.from_settings(unkeyed).open(sealed) is None
     # Without a session key, `cairn up`'s master key (same process) is used.
     with_master = make_settings(tmp_path, "sqlite+aiosqlite://", master_key="m" * 44)
-    sealed = Sessions.from_settings(with_master).seal(Session("pul-t", new_nonce(), 2**40))
+    sealed = Sessions.from_settings(with_master).seal(
+        Session("pul-t", new_nonce(), 2**40, new_nonce())
+    )
     assert Sessions.from_settings(with_master).open(sealed) is not None

@@ -26,6 +26,7 @@ from protos.cairn.v1 import (
     agent_pools_pb2,
     audit_pb2,
     common_pb2,
+    console_pb2,
     copilot_pb2,
     identity_pb2,
     identity_pb2_grpc,
@@ -48,6 +49,7 @@ STACK = "/api/stacks/admin/web/dev"
 SERVICES = {
     "cairn.v1.IdentityService": ("identity", identity_pb2),
     "cairn.v1.AuditService": ("identity", audit_pb2),
+    "cairn.v1.ConsoleSessionService": ("identity", console_pb2),
     "cairn.v1.StacksService": ("stacks", stacks_pb2),
     "cairn.v1.SecretsService": ("secrets", secrets_pb2),
     "cairn.v1.UpdatesService": ("updates", updates_pb2),
