@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     deployment_token_sweep_seconds: float = Field(default=15.0, gt=0)
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
+    # Which organizations creating a stack may bring into being: `own` only the caller's own
+    # organization (named after their login), `any` every unused name, `none` never.
+    allow_organization_autocreate: Literal["any", "own", "none"] = "own"
 
     def resolved_database_url(self) -> str:
         """SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""

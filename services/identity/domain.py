@@ -85,6 +85,14 @@ class TokenKind(enum.Enum):
     TEAM = "team"
 
 
+class OrganizationAutocreate(enum.Enum):
+    """Which missing organizations creating a stack may create (`CAIRN_ALLOW_...`)."""
+
+    ANY = "any"
+    OWN = "own"
+    NONE = "none"
+
+
 class TeamRole(enum.Enum):
     MEMBER = "member"
     ADMIN = "admin"
@@ -370,6 +378,24 @@ def make_principal(
     )
 
 
+def may_create_organization(
+    policy: OrganizationAutocreate, principal: Principal, organization: str
+) -> bool:
+    """Whether creating a stack may create this (missing) organization for the caller.
+
+    Only people create organizations, never organization or team tokens. By default only
+    the caller's own organization, named after their login (what
+    `GET /api/user/organizations/default` answers for a user in no organization yet, and so
+    where `pulumi stack init` puts a new user's first stack), so nobody claims a name that
+    someone else, or another user's personal organization, should have.
+    """
+    if principal.token_info.kind is not TokenKind.PERSONAL:
+        return False
+    if policy is OrganizationAutocreate.ANY:
+        return True
+    return policy is OrganizationAutocreate.OWN and organization == principal.user.login
+
+
 def with_membership(principal: Principal, organization: str, role: Role) -> Principal:
     """The principal after joining (or changing role in) one organization."""
     others = [m for m in principal.memberships if m.organization != organization]
@@ -484,6 +510,11 @@ def effective_stack_permission(
     if role is Role.VIEWER:
         return min(best, StackPermission.READ)
     return best
+
+
+def is_stack_readable(token: TokenInfo, role: Role | None, grants: StackGrants) -> bool:
+    """Whether the caller may read the stack: what a stack listing may show them."""
+    return effective_stack_permission(token, role, grants) >= StackPermission.READ
 
 
 def require_stack_permission(
