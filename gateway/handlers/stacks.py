@@ -90,7 +90,8 @@ def _stack_config(value: Any) -> stacks_pb2.StackConfig | None:
 
 
 async def create_stack(request: web.Request) -> web.Response:
-    """`POST /api/stacks/{org}/{project}`; the organization and project appear on demand.
+    """`POST /api/stacks/{org}/{project}`; the project appears on demand, and so does the
+    caller's own organization (CAIRN_ALLOW_ORGANIZATION_AUTOCREATE says which ones may).
 
     An initial `state` (passphrase and cloud secrets providers, §2.2) becomes version 1.
     """

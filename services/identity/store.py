@@ -1138,19 +1138,6 @@ async def _user_team_ids(session: AsyncSession, org_id: str, principal: Principa
     return list(rows.all())
 
 
-async def _team_grants(
-    session: AsyncSession, stack_id: str, *, team_ids: list[str]
-) -> list[StackPermission]:
-    if not team_ids:
-        return []
-    rows = await session.scalars(
-        select(TeamStackGrantRow.permission).where(
-            TeamStackGrantRow.stack_id == stack_id, TeamStackGrantRow.team_id.in_(team_ids)
-        )
-    )
-    return [StackPermission(value) for value in rows.all()]
-
-
 async def _explicit_grant(session: AsyncSession, stack_id: str, user_id: str) -> StackPermission:
     value = await session.scalar(
         select(UserStackGrantRow.permission).where(

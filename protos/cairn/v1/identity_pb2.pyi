@@ -314,7 +314,9 @@ class AuthorizeRequest(_message.Message):
     organization: _builtins.str
     minimum_role: _common_pb2.Role.ValueType
     create_organization_if_missing: _builtins.bool
-    """Stack creation auto-creates an organization nobody owns yet, with the caller as admin."""
+    """Stack creation auto-creates a missing organization, with the caller as admin, when the
+    identity service's setting allows it (by default only the caller's own organization).
+    """
     stack_id: _builtins.str
     """Set for stack routes: the stable id of the stack and the permission the route needs
     on it (instead of minimum_role).
