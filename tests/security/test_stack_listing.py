@@ -94,8 +94,9 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("page_size", [1, 2, 0])
-async def test_every_caller_lists_what_they_could_open(cairn: Cairn, page_size: int) -> None:
+@pytest.mark.parametrize("page_size", [1, 0])
+async def test_every_caller_lists_what_they_could_open(any_cairn: Cairn, page_size: int) -> None:
+    cairn = any_cairn
     tokens = await callers(cairn)
     everything = sorted(f"{ORG}/web/{stack}" for stack in STACKS)
     assert sorted(await listed(cairn, ADMIN_TOKEN)) == everything
