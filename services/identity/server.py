@@ -397,19 +397,23 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             by_organization.setdefault(stack.organization, []).append(
                 (stack.stack_id, stack.owner_login)
             )
-        readable: set[str] = set()
+        readable: set[tuple[str, str]] = set()
         for organization, stacks in by_organization.items():
             role = role_in(principal, organization)
             if role is None:
                 continue
             grants = await self._store.stack_grants_in(principal, organization, stacks)
             readable.update(
-                stack_id
+                (organization, stack_id)
                 for stack_id, found in grants.items()
                 if is_stack_readable(principal.token_info, role, found)
             )
         return identity_pb2.FilterReadableStacksResponse(
-            stack_ids=[stack.stack_id for stack in request.stacks if stack.stack_id in readable]
+            stack_ids=[
+                stack.stack_id
+                for stack in request.stacks
+                if (stack.organization, stack.stack_id) in readable
+            ]
         )
 
     async def CreateAccessToken(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 import pytest
 
+from protos.cairn.v1 import identity_pb2
 from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, VIEWER, Cairn
 
 ORG = "admin"
@@ -129,3 +131,30 @@ async def test_filters_apply_before_paging(cairn: Cairn) -> None:
     )
     assert sorted(s["stackName"] for s in page["stacks"]) == ["alpha", "beta"]
     assert "continuationToken" not in page
+
+
+async def test_the_identity_service_filters_in_order_and_only_in_the_callers_organizations(
+    cairn: Cairn,
+) -> None:
+    tokens = await callers(cairn)
+    listed_by_admin = await cairn.json("GET", "/api/user/stacks")
+    ids = {s["stackName"]: s["id"] for s in listed_by_admin["stacks"]}
+    candidates = [
+        identity_pb2.StackCandidate(stack_id=ids[name], organization=ORG, owner_login="")
+        for name in ("epsilon", "beta", "gamma", "alpha")
+    ]
+    # A stack named under an organization the token is not in is never readable.
+    candidates.append(
+        identity_pb2.StackCandidate(stack_id=ids["alpha"], organization="otto", owner_login="")
+    )
+
+    reply = await cairn.identity.FilterReadableStacks(
+        identity_pb2.FilterReadableStacksRequest(token=tokens["team_token"], stacks=candidates)
+    )
+    assert list(reply.stack_ids) == [ids["beta"], ids["alpha"]]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await cairn.identity.FilterReadableStacks(
+            identity_pb2.FilterReadableStacksRequest(token="pul-nope", stacks=candidates)
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
