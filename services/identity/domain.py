@@ -384,10 +384,10 @@ def may_create_organization(
     """Whether creating a stack may create this (missing) organization for the caller.
 
     Only people create organizations, never organization or team tokens. By default only
-    the caller's own organization, named after their login (what
-    `GET /api/user/organizations/default` answers for a user in no organization yet, and so
-    where `pulumi stack init` puts a new user's first stack), so nobody claims a name that
-    someone else, or another user's personal organization, should have.
+    the caller's own organization, named after their login: where `pulumi stack init` puts
+    a new user's first stack (`GET /api/user/organizations/default` names no organization
+    yet, so the CLI falls back to the login). Nobody claims a name that someone else, or
+    another user's own organization, should have.
     """
     if principal.token_info.kind is not TokenKind.PERSONAL:
         return False
