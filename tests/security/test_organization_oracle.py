@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from gateway.routes import ROUTES, Access, Route
 from tests.gateway.conftest import ADMIN_TOKEN, Cairn
 
@@ -112,3 +114,27 @@ async def test_no_route_tells_outsiders_whether_an_organization_exists(cairn: Ca
     # And no organization was created on the way.
     created = await cairn.call("POST", "/api/orgs", token=ADMIN_TOKEN, body={"name": MISSING})
     assert created.status == 201
+
+
+async def test_organizations_named_in_bodies_answer_outsiders_alike(cairn: Cairn) -> None:
+    """A stack transfer's destination and the copilot's organization context."""
+    _, otto, _ = await setting(cairn)
+    await cairn.json("POST", "/api/stacks/otto/web", token=otto, body={"stackName": "dev"})
+    for method, path, body in (
+        ("POST", "/api/stacks/otto/web/dev/transfer", {"toOrg": "{org}"}),
+        (
+            "POST",
+            "/api/ai/chat/preview",
+            {"query": "which stacks?", "state": {"client": {"cloudContext": {"orgId": "{org}"}}}},
+        ),
+    ):
+        text = orjson.dumps(body).decode()
+        existing = await answer(
+            cairn, method, path, otto, orjson.loads(text.replace("{org}", EXISTING))
+        )
+        missing = await answer(
+            cairn, method, path, otto, orjson.loads(text.replace("{org}", MISSING))
+        )
+        assert existing == missing, path
+        assert existing[0] == 404, (path, existing)
+    assert (await cairn.json("GET", "/api/stacks/otto/web/dev", token=otto))["orgName"] == "otto"
