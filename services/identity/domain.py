@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.common.errors import (
+    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -394,6 +395,14 @@ def may_create_organization(
     if policy is OrganizationAutocreate.ANY:
         return True
     return policy is OrganizationAutocreate.OWN and organization == principal.user.login
+
+
+def check_organization_name_free(name: str, admin_login: str, *, is_a_login: bool) -> None:
+    """An organization named after a user is that user's own: nobody else creates it."""
+    if is_a_login and name != admin_login:
+        raise AlreadyExists(
+            f"Conflict: '{shown(name)}' is kept for the organization of the user of that login"
+        )
 
 
 def with_membership(principal: Principal, organization: str, role: Role) -> Principal:

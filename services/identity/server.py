@@ -50,6 +50,7 @@ from services.identity.domain import (
     User,
     UserStackGrant,
     check_manages_access,
+    check_organization_name_free,
     effective_stack_permission,
     expiry_from_unix,
     is_stack_readable,
@@ -187,6 +188,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.CreateOrganizationRequest, context: Context
     ) -> identity_pb2.Organization:
         name = validate_name("organization name", request.name)
+        check_organization_name_free(
+            name, request.admin_login, is_a_login=await self._store.has_user(name)
+        )
         return _organization(await self._store.create_organization(name, request.admin_login))
 
     async def SetMembership(

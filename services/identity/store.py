@@ -187,6 +187,10 @@ class IdentityStore:
                 )
             return await _token_principal(session, token)
 
+    async def has_user(self, login: str) -> bool:
+        async with self._sessions.begin() as session:
+            return await _user_id(session, login) is not None
+
     async def has_organizations(self) -> bool:
         async with self._sessions.begin() as session:
             return await session.scalar(select(OrganizationRow.id).limit(1)) is not None

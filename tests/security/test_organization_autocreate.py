@@ -88,6 +88,12 @@ async def test_nobody_claims_another_name_by_creating_a_stack(cairn: Cairn) -> N
     assert theirs["message"] == "Not Found: organization 'gil' not found"
     assert existing["message"] == "Not Found: organization 'admin' not found"
     assert await organizations(cairn, fay) == []
+    # Nor by creating the organization outright: a login's organization is its user's.
+    taken = await cairn.json("POST", "/api/orgs", 409, token=fay, body={"name": "gil"})
+    assert taken["message"] == (
+        "Conflict: 'gil' is kept for the organization of the user of that login"
+    )
+    await cairn.json("POST", "/api/orgs", 409, body={"name": "fay"})
     # The names are still free: their owners (or an explicit create) get them.
     await cairn.json("POST", "/api/orgs", 201, body={"name": "unclaimed"})
     gil = (
@@ -97,6 +103,8 @@ async def test_nobody_claims_another_name_by_creating_a_stack(cairn: Cairn) -> N
     ).token
     await cairn.json("POST", "/api/stacks/gil/web", token=gil, body={"stackName": "dev"})
     assert await organizations(cairn, gil) == ["gil"]
+    await cairn.json("POST", "/api/orgs", 201, token=fay, body={"name": "fay"})
+    assert await organizations(cairn, fay) == ["fay"]
 
 
 async def test_a_bad_name_is_still_a_400(cairn: Cairn) -> None:
