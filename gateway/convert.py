@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -12,9 +14,13 @@ from aiohttp import web
 # Handlers read bodies through here; gateway/bodies.py is the one place that reads them.
 from gateway.bodies import read_body as read_body
 from gateway.errors import ApiError, bad_request
+from gateway.schemas import Schema, unknown_member
 from services.common.rawjson import raw_member
 
 JSON_CONTENT_TYPE = "application/json"
+
+# Member paths are cut short in error messages, so a hostile body cannot inflate them.
+_SHOWN_MEMBER_LENGTH = 100
 
 # Integers travel in protobuf fields of these widths; a wider one is the client's mistake.
 INT32_BITS = 32
@@ -33,6 +39,29 @@ def json_response(payload: object, status: int = 200) -> web.Response:
 
 def no_content() -> web.Response:
     return web.Response(status=204)
+
+
+def strict_body(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], schema: Schema
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`handler` behind the check that a JSON body names only members the closed `schema`
+    names: a typo is a 400 naming the member before anything is read or written."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        raw = await read_body(request)  # aiohttp keeps it: the handler reads it again
+        try:
+            body = orjson.loads(raw) if raw.strip() else None
+        except orjson.JSONDecodeError:
+            body = None  # the handler answers malformed JSON as it always does
+        member = unknown_member(body, schema)
+        if member is not None:
+            if len(member) > _SHOWN_MEMBER_LENGTH:
+                member = member[:_SHOWN_MEMBER_LENGTH] + "…"
+            raise bad_request(f"unknown member '{member}' in the request body")
+        return await handler(request)
+
+    return checked
 
 
 def exact_member(raw: bytes, name: str) -> bytes | None:

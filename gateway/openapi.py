@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway.routes import ROUTES, Access, Route
+from gateway.routes import ROUTES, Access, Route, request_schema
 from gateway.schemas import OperationSchema, Schema, SchemaSet, load_schemas
 
 OPENAPI_VERSION = "3.1.0"
@@ -150,7 +150,9 @@ def _content(schema: Schema, media_types: Iterable[str]) -> dict[str, Any]:
     return {media: {"schema": schema} for media in media_types}
 
 
-def _operation_object(operation: Operation, schema: OperationSchema) -> dict[str, Any]:
+def _operation_object(
+    operation: Operation, schema: OperationSchema, schemas: SchemaSet
+) -> dict[str, Any]:
     route = operation.route
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": value}
@@ -183,9 +185,11 @@ def _operation_object(operation: Operation, schema: OperationSchema) -> dict[str
         "responses": responses,
     }
     if schema.request is not None:
+        # Strict bodies: the schema the gateway checks, refusing members it does not name.
+        body = request_schema(route, schemas) if route.is_body_strict else schema.request
         result["requestBody"] = {
             "required": schema.is_body_required,
-            "content": _content(schema.request, ["application/json"]),
+            "content": _content(body or schema.request, ["application/json"]),
         }
     if schema.is_deprecated:
         result["deprecated"] = True
@@ -208,7 +212,7 @@ def build_document(routes: Iterable[Route] = ROUTES, schemas: SchemaSet | None =
         method = operation.route.method.lower()
         if method in item:
             raise ValueError(f"{operation.route.method} {operation.path} is routed twice")
-        item[method] = _operation_object(operation, schema)
+        item[method] = _operation_object(operation, schema, schemas)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

@@ -12,6 +12,7 @@ from enum import Enum
 
 from aiohttp import web
 
+from gateway.convert import strict_body
 from gateway.handlers import (
     agent_pools,
     audit,
@@ -29,6 +30,7 @@ from gateway.handlers import (
     tokens,
     updates,
 )
+from gateway.schemas import Schema, SchemaSet, closed_schema, load_schemas
 from protos.cairn.v1 import common_pb2, identity_pb2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,6 +81,12 @@ class Route:
     # Answers with a token or a secret value (shown once, or decrypted): `Cache-Control:
     # no-store`, so no browser or proxy cache keeps it.
     shows_secret: bool = False
+    # Cairn's own management bodies (organizations, members, invitations, teams, tokens,
+    # grants, agent pools): a member the operation's schema does not name, at any depth, is
+    # a 400 naming it, so a typo never half-applies a change. Never set on bodies the Pulumi
+    # CLI sends (updates, checkpoints, events, stacks, deployment settings): new CLI versions
+    # may add members. What the official SDK sends is in the schemas, so SDK calls still work.
+    is_body_strict: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -120,7 +128,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/user/organizations/default", identity.get_default_organization, Access.USER),
     Route("GET", "/api/user/stacks", stacks.list_user_stacks, Access.USER),
     Route("GET", "/api/user/organizations", organizations.list_user_organizations, Access.USER),
-    Route("POST", "/api/orgs", organizations.create_organization, Access.USER, manages_access=True),
+    Route(
+        "POST",
+        "/api/orgs",
+        organizations.create_organization,
+        Access.USER,
+        manages_access=True,
+        is_body_strict=True,
+    ),
     Route("GET", "/api/user/tokens", tokens.list_personal_tokens, Access.USER, manages_access=True),
     Route(
         "POST",
@@ -129,6 +144,7 @@ ROUTES: tuple[Route, ...] = (
         Access.USER,
         manages_access=True,
         shows_secret=True,
+        is_body_strict=True,
     ),
     Route(
         "DELETE",
@@ -167,6 +183,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        is_body_strict=True,
     ),
     Route("GET", f"{ORG}/members", organizations.list_organization_members, Access.ORG, VIEWER),
     Route(
@@ -176,6 +193,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        is_body_strict=True,
     ),
     Route(
         "PATCH",
@@ -184,6 +202,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        is_body_strict=True,
     ),
     Route(
         "DELETE",
@@ -215,6 +234,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        is_body_strict=True,
     ),
     Route(
         "DELETE",
@@ -232,9 +252,18 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        is_body_strict=True,
     ),
     Route("GET", TEAM, teams.get_team, Access.ORG, VIEWER),
-    Route("PATCH", TEAM, teams.update_team, Access.ORG, ADMIN, manages_access=True),
+    Route(
+        "PATCH",
+        TEAM,
+        teams.update_team,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+        is_body_strict=True,
+    ),
     Route("DELETE", TEAM, teams.delete_team, Access.ORG, ADMIN, manages_access=True),
     Route("GET", f"{ORG}/tokens", tokens.list_org_tokens, Access.ORG, ADMIN, manages_access=True),
     Route(
@@ -245,6 +274,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         shows_secret=True,
+        is_body_strict=True,
     ),
     Route(
         "DELETE",
@@ -272,6 +302,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         shows_secret=True,
+        is_body_strict=True,
     ),
     Route(
         "DELETE",
@@ -305,6 +336,7 @@ ROUTES: tuple[Route, ...] = (
         Access.STACK,
         permission=STACK_ADMIN,
         manages_access=True,
+        is_body_strict=True,
     ),
     Route(
         "DELETE",
@@ -321,6 +353,7 @@ ROUTES: tuple[Route, ...] = (
         Access.STACK,
         permission=STACK_ADMIN,
         manages_access=True,
+        is_body_strict=True,
     ),
     Route(
         "GET",
@@ -538,9 +571,24 @@ ROUTES: tuple[Route, ...] = (
         permission=READ,
     ),
     Route("GET", POOLS, agent_pools.list_org_agent_pool, Access.ORG, ADMIN),
-    Route("POST", POOLS, agent_pools.create_org_agent_pool, Access.ORG, ADMIN, shows_secret=True),
+    Route(
+        "POST",
+        POOLS,
+        agent_pools.create_org_agent_pool,
+        Access.ORG,
+        ADMIN,
+        shows_secret=True,
+        is_body_strict=True,
+    ),
     Route("GET", f"{POOLS}/{{poolId}}", agent_pools.get_agent_pool, Access.ORG, ADMIN),
-    Route("PATCH", f"{POOLS}/{{poolId}}", agent_pools.patch_org_agent_pool, Access.ORG, ADMIN),
+    Route(
+        "PATCH",
+        f"{POOLS}/{{poolId}}",
+        agent_pools.patch_org_agent_pool,
+        Access.ORG,
+        ADMIN,
+        is_body_strict=True,
+    ),
     Route("DELETE", f"{POOLS}/{{poolId}}", agent_pools.delete_org_agent_pool, Access.ORG, ADMIN),
     Route("POST", "/api/agents/register", agent_pools.register_agent, Access.AGENT),
     Route("POST", f"{AGENT}/heartbeat", agent_pools.agent_heartbeat, Access.AGENT),
@@ -664,7 +712,24 @@ ROUTES: tuple[Route, ...] = (
 ROUTES_BY_OPERATION: dict[str, Route] = {route.operation_id: route for route in ROUTES}
 
 
+def request_schema(route: Route, schemas: SchemaSet) -> Schema | None:
+    """The body schema of a route's operation; closed (no other members) for strict bodies."""
+    operation = schemas.operations.get(route.operation_id)
+    schema = None if operation is None else operation.request
+    if not route.is_body_strict:
+        return schema
+    if schema is None:
+        raise ValueError(f"{route.operation_id}: a strict body needs a request schema")
+    return closed_schema(schema, schemas.components)
+
+
 def add_routes(app: web.Application) -> None:
-    """Register every route with aiohttp, named by operation id."""
+    """Register every route with aiohttp, named by operation id; strict bodies are checked
+    against their schema before the handler runs (after authentication)."""
+    schemas = load_schemas()
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+        handler = route.handler
+        schema = request_schema(route, schemas)
+        if route.is_body_strict and schema is not None:
+            handler = strict_body(handler, schema)
+        app.router.add_route(route.method, route.path, handler, name=route.operation_id)

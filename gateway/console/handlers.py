@@ -40,6 +40,7 @@ from gateway.console.session import (
 from gateway.console.timeline import ERROR, WARNING, changes_by_op, entries
 from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, public_url
 from gateway.errors import ApiError
+from gateway.handlers.stack_access import readable_stacks
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
 from protos.cairn.v1 import agent_pools_pb2, console_pb2, copilot_pb2, stacks_pb2, updates_pb2
@@ -247,6 +248,7 @@ async def stacks(request: web.Request) -> web.Response:
         if not token:
             break
         is_truncated = page == MAX_STACK_PAGES - 1
+    found = await readable_stacks(request, found)
     needle = name.lower()
     matching = [s for s in found if needle in f"{s.ref.project}/{s.ref.stack}".lower()]
     shown = matching[:SHOWN_STACKS]

@@ -23,6 +23,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import ApiError, bad_request
+from gateway.handlers.stack_access import readable_stacks
 from gateway.handlers.updates import import_request
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 
@@ -89,7 +90,8 @@ def _stack_config(value: Any) -> stacks_pb2.StackConfig | None:
 
 
 async def create_stack(request: web.Request) -> web.Response:
-    """`POST /api/stacks/{org}/{project}`; the organization and project appear on demand.
+    """`POST /api/stacks/{org}/{project}`; the project appears on demand, and so does the
+    caller's own organization (CAIRN_ALLOW_ORGANIZATION_AUTOCREATE says which ones may).
 
     An initial `state` (passphrase and cloud secrets providers, §2.2) becomes version 1.
     """
@@ -239,7 +241,11 @@ def summary_json(
 
 
 async def list_user_stacks(request: web.Request) -> web.Response:
-    """`GET /api/user/stacks`; the continuation token is omitted on the last page."""
+    """`GET /api/user/stacks`; the continuation token is omitted on the last page.
+
+    Pages are filtered by what the caller may read, so one may hold fewer stacks than asked
+    (even none) while a continuation token says more follow.
+    """
     query = request.query
     page_size = int_query(request, "maxResults", int_query(request, "pageSize", 0))
     if page_size < 0 or page_size > MAX_PAGE_SIZE:
@@ -260,9 +266,10 @@ async def list_user_stacks(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    states = await stack_states(request, list(reply.stacks))
+    stacks = await readable_stacks(request, list(reply.stacks))
+    states = await stack_states(request, stacks)
     payload: dict[str, Any] = {
-        "stacks": [summary_json(stack, states.get(stack.id)) for stack in reply.stacks]
+        "stacks": [summary_json(stack, states.get(stack.id)) for stack in stacks]
     }
     if reply.continuation_token:
         payload["continuationToken"] = reply.continuation_token

@@ -128,7 +128,8 @@ async def update_team(request: web.Request) -> web.Response:
         change.description = optional_string(body, "newDescription")
     action = body.get("memberAction")
     if action is not None:
-        if action not in _MEMBER_ACTIONS:
+        # Anything but one of the four names (an object, a number) is the client's mistake.
+        if not isinstance(action, str) or action not in _MEMBER_ACTIONS:
             raise bad_request("'memberAction' must be add, remove, promote or demote")
         change.member_action = _MEMBER_ACTIONS[action]
         change.member_login = required_string(body, "member")

@@ -92,6 +92,8 @@ def load_schemas() -> SchemaSet:
         entries[name]["body_required"] = False
     for name, source in handwritten.ANSWERED_AS_SENT.items():
         entries[name]["responses"] = {"200": copy.deepcopy(entries[source]["request"])}
+    for name, members in handwritten.EXTRA_REQUEST_MEMBERS.items():
+        entries[name]["request"]["properties"].update(copy.deepcopy(members))
     for name, media in handwritten.MEDIA_SCHEMAS.items():
         entries[name]["media_types"] = list(media)
         entries[name]["media_schemas"] = copy.deepcopy(media)
@@ -103,4 +105,105 @@ def load_schemas() -> SchemaSet:
     )
 
 
-__all__ = ["JSON", "OperationSchema", "QueryParameter", "Schema", "SchemaSet", "load_schemas"]
+_COMPONENT_PREFIX = "#/components/schemas/"
+# Keywords whose value is a map of member names to schemas, one schema, or a list of them.
+_SCHEMA_MAPS = ("properties", "patternProperties")
+_SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def closed_schema(schema: Schema, components: Mapping[str, Schema]) -> Schema:
+    """A request schema that refuses members it does not name, at every depth.
+
+    Component references are inlined (a recursive one stays a reference, and open) and
+    every object schema listing its properties gets `additionalProperties: false`.
+    """
+
+    def close(node: Any, seen: frozenset[str]) -> Any:
+        if not isinstance(node, dict):
+            return node
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith(_COMPONENT_PREFIX):
+            name = reference.removeprefix(_COMPONENT_PREFIX)
+            if name in seen or name not in components:
+                return copy.deepcopy(node)
+            return close(components[name], seen | {name})
+        closed: Schema = {}
+        for key, value in node.items():
+            if key in _SCHEMA_MAPS and isinstance(value, dict):
+                closed[key] = {member: close(item, seen) for member, item in value.items()}
+            elif key in _SCHEMA_VALUES:
+                closed[key] = close(value, seen)
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                closed[key] = [close(item, seen) for item in value]
+            else:
+                closed[key] = copy.deepcopy(value)
+        if "properties" in node and "additionalProperties" not in node:
+            closed["additionalProperties"] = False
+        return closed
+
+    closed: Schema = close(schema, frozenset())
+    return closed
+
+
+def _alternatives(schema: Any) -> list[Schema]:
+    """The schema and, through anyOf/oneOf, every schema a value may match instead."""
+    if not isinstance(schema, dict):
+        return []
+    found = [schema]
+    for key in ("anyOf", "oneOf"):
+        for item in schema.get(key, []):
+            found.extend(_alternatives(item))
+    return found
+
+
+def _is_free_form(schema: Schema) -> bool:
+    """An object schema naming no properties: any member goes."""
+    kind = schema.get("type")
+    is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
+    return is_object and "properties" not in schema
+
+
+def unknown_member(value: Any, schema: Schema, path: str = "") -> str | None:
+    """The first member of a JSON value that a closed schema does not name, as a path
+    (`invites[0].rol`), or None; values the schema leaves open are not looked into."""
+    alternatives = _alternatives(schema)
+    if isinstance(value, dict):
+        objects = [item for item in alternatives if isinstance(item.get("properties"), dict)]
+        if (
+            not objects
+            or any(item.get("additionalProperties") is not False for item in objects)
+            or any(_is_free_form(item) for item in alternatives)
+        ):
+            return None
+        known: dict[str, Any] = {}
+        for item in objects:
+            for name, member in item["properties"].items():
+                known.setdefault(name, member)
+        for name, member in value.items():
+            where = f"{path}.{name}" if path else name
+            if name not in known:
+                return where
+            found = unknown_member(member, known[name], where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        items = [item["items"] for item in alternatives if isinstance(item.get("items"), dict)]
+        for index, element in enumerate(value):
+            for item in items:
+                found = unknown_member(element, item, f"{path}[{index}]")
+                if found is not None:
+                    return found
+    return None
+
+
+__all__ = [
+    "JSON",
+    "OperationSchema",
+    "QueryParameter",
+    "Schema",
+    "SchemaSet",
+    "closed_schema",
+    "load_schemas",
+    "unknown_member",
+]

@@ -354,6 +354,13 @@ ANSWERED_AS_SENT: dict[str, str] = {
     "replace_deployment_settings": "replace_deployment_settings",
 }
 
+# Request members this server reads besides those the catalogue names (strict bodies accept
+# exactly the members their schema names).
+EXTRA_REQUEST_MEMBERS: dict[str, dict[str, Any]] = {
+    # The role by id, as `PATCH …/members/{userLogin}` takes it (admin, member or viewer).
+    "add_organization_member": {"fgaRoleId": _OPTIONAL_STRING},
+}
+
 # Operations whose success answer has another shape per media type.
 MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
     "export_audit_log_events_handler_v1": _AUDIT_EXPORT_MEDIA,

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
+    # Which organizations creating a stack may bring into being: `own` only the caller's own
+    # organization (named after their login), `any` every unused name, `none` never.
+    allow_organization_autocreate: Literal["any", "own", "none"] = "own"
     # Refused calls are audited at site level (under no organization) when nobody was
     # verified for the organization (no token, a bad token, a refused update token) or the
     # route names none: at most this many per client address per minute and this many in

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.common.errors import (
+    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -83,6 +84,14 @@ class TokenKind(enum.Enum):
     PERSONAL = "personal"
     ORGANIZATION = "organization"
     TEAM = "team"
+
+
+class OrganizationAutocreate(enum.Enum):
+    """Which missing organizations creating a stack may create (`CAIRN_ALLOW_...`)."""
+
+    ANY = "any"
+    OWN = "own"
+    NONE = "none"
 
 
 class TeamRole(enum.Enum):
@@ -370,6 +379,32 @@ def make_principal(
     )
 
 
+def may_create_organization(
+    policy: OrganizationAutocreate, principal: Principal, organization: str
+) -> bool:
+    """Whether creating a stack may create this (missing) organization for the caller.
+
+    Only people create organizations, never organization or team tokens. By default only
+    the caller's own organization, named after their login: where `pulumi stack init` puts
+    a new user's first stack (`GET /api/user/organizations/default` names no organization
+    yet, so the CLI falls back to the login). Nobody claims a name that someone else, or
+    another user's own organization, should have.
+    """
+    if principal.token_info.kind is not TokenKind.PERSONAL:
+        return False
+    if policy is OrganizationAutocreate.ANY:
+        return True
+    return policy is OrganizationAutocreate.OWN and organization == principal.user.login
+
+
+def check_organization_name_free(name: str, admin_login: str, *, is_a_login: bool) -> None:
+    """An organization named after a user is that user's own: nobody else creates it."""
+    if is_a_login and name != admin_login:
+        raise AlreadyExists(
+            f"Conflict: '{shown(name)}' is kept for the organization of the user of that login"
+        )
+
+
 def with_membership(principal: Principal, organization: str, role: Role) -> Principal:
     """The principal after joining (or changing role in) one organization."""
     others = [m for m in principal.memberships if m.organization != organization]
@@ -484,6 +519,11 @@ def effective_stack_permission(
     if role is Role.VIEWER:
         return min(best, StackPermission.READ)
     return best
+
+
+def is_stack_readable(token: TokenInfo, role: Role | None, grants: StackGrants) -> bool:
+    """Whether the caller may read the stack: what a stack listing may show them."""
+    return effective_stack_permission(token, role, grants) >= StackPermission.READ
 
 
 def require_stack_permission(

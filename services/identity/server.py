@@ -42,6 +42,7 @@ from services.identity.domain import (
     NewToken,
     NewUser,
     Organization,
+    OrganizationAutocreate,
     OrganizationDetails,
     Principal,
     Role,
@@ -56,8 +57,11 @@ from services.identity.domain import (
     User,
     UserStackGrant,
     check_manages_access,
+    check_organization_name_free,
     effective_stack_permission,
     expiry_from_unix,
+    is_stack_readable,
+    may_create_organization,
     organization_not_found,
     require_role,
     require_stack_permission,
@@ -107,9 +111,15 @@ _ENUM_BY_TEAM_ROLE = {
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, store: IdentityStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: IdentityStore,
+        clock: Clock,
+        autocreate: OrganizationAutocreate = OrganizationAutocreate.OWN,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._autocreate = autocreate
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: Context
@@ -186,6 +196,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.CreateOrganizationRequest, context: Context
     ) -> identity_pb2.Organization:
         name = validate_name("organization name", request.name)
+        check_organization_name_free(
+            name, request.admin_login, is_a_login=await self._store.has_user(name)
+        )
         return _organization(await self._store.create_organization(name, request.admin_login))
 
     async def SetMembership(
@@ -387,6 +400,34 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         await self._store.purge_stack_grants(request.stack_id)
         return identity_pb2.PurgeStackGrantsResponse()
 
+    async def FilterReadableStacks(
+        self, request: identity_pb2.FilterReadableStacksRequest, context: Context
+    ) -> identity_pb2.FilterReadableStacksResponse:
+        principal = await self._authenticate(request.token)
+        by_organization: dict[str, list[tuple[str, str]]] = {}
+        for stack in request.stacks:
+            by_organization.setdefault(stack.organization, []).append(
+                (stack.stack_id, stack.owner_login)
+            )
+        readable: set[tuple[str, str]] = set()
+        for organization, stacks in by_organization.items():
+            role = role_in(principal, organization)
+            if role is None:
+                continue
+            grants = await self._store.stack_grants_in(principal, organization, stacks)
+            readable.update(
+                (organization, stack_id)
+                for stack_id, found in grants.items()
+                if is_stack_readable(principal.token_info, role, found)
+            )
+        return identity_pb2.FilterReadableStacksResponse(
+            stack_ids=[
+                stack.stack_id
+                for stack in request.stacks
+                if (stack.organization, stack.stack_id) in readable
+            ]
+        )
+
     async def CreateAccessToken(
         self, request: identity_pb2.CreateAccessTokenRequest, context: Context
     ) -> identity_pb2.CreateAccessTokenResponse:
@@ -484,6 +525,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         role = role_in(principal, organization)
         if role is None and create_if_missing:
             validate_name("organization name", organization)
+        # A caller who may not create it gets the 404 an existing organization answers.
+        if (
+            role is None
+            and create_if_missing
+            and may_create_organization(self._autocreate, principal, organization)
+        ):
             if await self._store.create_organization_if_missing(organization, principal.user.id):
                 log.info("organization_created", organization=organization)
                 joined = with_membership(principal, organization, Role.ADMIN)
@@ -525,7 +572,9 @@ async def start(
     except BaseException:
         await database.engine.dispose()
         raise
-    servicer = IdentityServicer(store, clock)
+    servicer = IdentityServicer(
+        store, clock, OrganizationAutocreate(settings.allow_organization_autocreate)
+    )
     audit, pruner = audit_service(database.sessions, clock, settings.audit_retention_days)
     console_sessions = console_session_service(database.sessions, clock)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -186,6 +187,10 @@ class IdentityStore:
                 )
             return await _token_principal(session, token)
 
+    async def has_user(self, login: str) -> bool:
+        async with self._sessions.begin() as session:
+            return await _user_id(session, login) is not None
+
     async def has_organizations(self) -> bool:
         async with self._sessions.begin() as session:
             return await session.scalar(select(OrganizationRow.id).limit(1)) is not None
@@ -194,29 +199,56 @@ class IdentityStore:
         self, principal: Principal, organization: str, stack_id: str, owner_login: str
     ) -> StackGrants:
         """What decides the caller's permission on one stack of an organization."""
+        grants = await self.stack_grants_in(principal, organization, [(stack_id, owner_login)])
+        return grants[stack_id]
+
+    async def stack_grants_in(
+        self, principal: Principal, organization: str, stacks: Sequence[tuple[str, str]]
+    ) -> dict[str, StackGrants]:
+        """`stack_grants` for many stacks of one organization, as (stack id, owner login)."""
+        stack_ids = [stack_id for stack_id, _ in stacks]
         async with self._sessions.begin() as session:
             org = await _organization_row(session, organization)
             token = principal.token_info
-            teams: list[StackPermission] = []
-            explicit = StackPermission.NONE
+            team_ids: list[str] = []
             if token.kind is TokenKind.TEAM:
                 team_id = await session.scalar(
                     select(TeamRow.id).where(
                         TeamRow.organization_id == org.id, TeamRow.name == token.team
                     )
                 )
-                teams = await _team_grants(session, stack_id, team_ids=[team_id or ""])
+                team_ids = [] if team_id is None else [team_id]
             elif token.kind is TokenKind.PERSONAL:
-                teams = await _team_grants(
-                    session, stack_id, team_ids=await _user_team_ids(session, org.id, principal)
+                team_ids = await _user_team_ids(session, org.id, principal)
+            teams: dict[str, list[StackPermission]] = {}
+            if team_ids and stack_ids:
+                rows = await session.execute(
+                    select(TeamStackGrantRow.stack_id, TeamStackGrantRow.permission).where(
+                        TeamStackGrantRow.stack_id.in_(stack_ids),
+                        TeamStackGrantRow.team_id.in_(team_ids),
+                    )
                 )
-                explicit = await _explicit_grant(session, stack_id, principal.user.id)
-            return StackGrants(
-                organization_default=StackPermission(org.default_stack_permission),
-                team_permissions=tuple(teams),
-                explicit=explicit,
-                is_owner=bool(owner_login) and owner_login == principal.user.login,
-            )
+                for stack_id, permission in rows:
+                    teams.setdefault(stack_id, []).append(StackPermission(permission))
+            explicit: dict[str, StackPermission] = {}
+            if token.kind is TokenKind.PERSONAL and stack_ids:
+                rows = await session.execute(
+                    select(UserStackGrantRow.stack_id, UserStackGrantRow.permission).where(
+                        UserStackGrantRow.stack_id.in_(stack_ids),
+                        UserStackGrantRow.user_id == principal.user.id,
+                    )
+                )
+                explicit = {stack_id: StackPermission(value) for stack_id, value in rows}
+            default = StackPermission(org.default_stack_permission)
+            return {
+                stack_id: StackGrants(
+                    organization_default=default,
+                    team_permissions=tuple(teams.get(stack_id, ())),
+                    explicit=explicit.get(stack_id, StackPermission.NONE),
+                    is_owner=bool(owner_login) and owner_login == principal.user.login,
+                )
+                for stack_id, owner_login in stacks
+            }
 
     async def create_organization_if_missing(self, name: str, admin_id: str) -> bool:
         """Create an organization with one admin; False when it already exists or a
@@ -468,10 +500,11 @@ class IdentityStore:
         """The invitee joins with the invited role; anyone else gets NotFound."""
         now = self._now()
         async with self._sessions.begin() as session:
-            org = await _organization_row(session, organization)
             user = await _user_row_by_login(session, login)
             row = await session.get(InviteRow, invite_id)
-            if row is None or row.organization_id != org.id or row.user_id != user.id:
+            org = None if row is None else await session.get(OrganizationRow, row.organization_id)
+            # One answer whether or not the organization exists: invitations are no oracle.
+            if row is None or org is None or org.name != organization or row.user_id != user.id:
                 raise invite_not_found(invite_id)
             role = Role.from_label(row.role)
             await session.delete(row)
@@ -1107,19 +1140,6 @@ async def _user_team_ids(session: AsyncSession, org_id: str, principal: Principa
         .where(TeamRow.organization_id == org_id, TeamMemberRow.user_id == principal.user.id)
     )
     return list(rows.all())
-
-
-async def _team_grants(
-    session: AsyncSession, stack_id: str, *, team_ids: list[str]
-) -> list[StackPermission]:
-    if not team_ids:
-        return []
-    rows = await session.scalars(
-        select(TeamStackGrantRow.permission).where(
-            TeamStackGrantRow.stack_id == stack_id, TeamStackGrantRow.team_id.in_(team_ids)
-        )
-    )
-    return [StackPermission(value) for value in rows.all()]
 
 
 async def _explicit_grant(session: AsyncSession, stack_id: str, user_id: str) -> StackPermission:

@@ -113,11 +113,17 @@ async def test_outsiders_learn_nothing(cairn: Cairn) -> None:
     await error_of(cairn, "POST", "/api/stacks/admin/web", 404, token=bob, body={"stackName": "x"})
     listing = await cairn.json("GET", "/api/user/stacks?organization=admin", token=bob)
     assert listing["stacks"] == []
-    # Bob's own organization works, and a brand-new organization is created for him.
+    # Bob's own organization works; an unused name is not his to claim: the same 404.
     await cairn.json("POST", "/api/stacks/bob/web", token=bob, body={"stackName": "dev"})
-    await cairn.json("POST", "/api/stacks/bobs-team/web", token=bob, body={"stackName": "dev"})
+    unused = await error_of(
+        cairn, "POST", "/api/stacks/bobs-team/web", 404, token=bob, body={"stackName": "x"}
+    )
+    taken = await error_of(
+        cairn, "POST", "/api/stacks/admin/web", 404, token=bob, body={"stackName": "x"}
+    )
+    assert unused.replace("bobs-team", "admin") == taken
     user = await cairn.json("GET", "/api/user", token=bob)
-    assert sorted(o["githubLogin"] for o in user["organizations"]) == ["bob", "bobs-team"]
+    assert sorted(o["githubLogin"] for o in user["organizations"]) == ["bob"]
 
 
 async def test_roles_are_enforced(cairn: Cairn) -> None:

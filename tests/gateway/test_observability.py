@@ -15,6 +15,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from protos.cairn.v1 import identity_pb2
 from services.common.logging import configure_logging
 from tests.gateway.cli import begin, create_stack, stack_path
 from tests.gateway.conftest import CLI_HEADERS, Cairn
@@ -169,11 +170,16 @@ def log_lines(buffer: io.StringIO, event: str) -> list[dict[str, Any]]:
 async def test_service_log_lines_carry_the_gateways_request_id(
     cairn: Cairn, json_logs: io.StringIO, supplied: str | None
 ) -> None:
-    # Creating a stack in a new organization makes the identity service log the creation.
+    # A new user's first stack creates their own organization; the identity service logs it.
     org = f"observed-{supplied or 'generated'}"
+    await cairn.identity.CreateUser(identity_pb2.CreateUserRequest(login=org))
+    token = await cairn.identity.CreateAccessToken(
+        identity_pb2.CreateAccessTokenRequest(user_login=org, name="tests")
+    )
     response = await cairn.call(
         "POST",
         f"/api/stacks/{org}/web",
+        token=token.token,
         body={"stackName": "dev"},
         headers={"X-Request-ID": supplied} if supplied else {},
     )

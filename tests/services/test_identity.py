@@ -77,8 +77,15 @@ async def serving(
 
 
 @pytest.fixture
-async def harness(any_settings: Settings) -> AsyncIterator[Harness]:
+def autocreate() -> str:
+    """CAIRN_ALLOW_ORGANIZATION_AUTOCREATE; a test parametrizes `autocreate` for another."""
+    return "own"
+
+
+@pytest.fixture
+async def harness(any_settings: Settings, autocreate: str) -> AsyncIterator[Harness]:
     clock = ManualClock()
+    any_settings = any_settings.model_copy(update={"allow_organization_autocreate": autocreate})
     async with serving(any_settings, clock) as stub:
         engine = create_engine(any_settings.resolved_database_url())
         try:
@@ -575,6 +582,7 @@ async def test_outsiders_cannot_tell_whether_an_organization_exists(
     assert await counts(harness.engine) == before
 
 
+@pytest.mark.parametrize("autocreate", ["any"])
 async def test_a_missing_organization_is_created_for_the_caller(
     harness: Harness, acme: dict[str, str]
 ) -> None:
@@ -595,6 +603,7 @@ async def test_a_missing_organization_is_created_for_the_caller(
     assert outsider.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.parametrize("autocreate", ["any"])
 async def test_concurrent_creates_of_one_organization_have_one_owner(
     harness: Harness, acme: dict[str, str]
 ) -> None:
@@ -618,6 +627,7 @@ async def test_concurrent_creates_of_one_organization_have_one_owner(
     assert members == 1
 
 
+@pytest.mark.parametrize("autocreate", ["any"])
 async def test_concurrent_creates_by_one_caller_all_succeed(
     harness: Harness, acme: dict[str, str]
 ) -> None:

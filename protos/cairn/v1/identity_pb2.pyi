@@ -314,7 +314,9 @@ class AuthorizeRequest(_message.Message):
     organization: _builtins.str
     minimum_role: _common_pb2.Role.ValueType
     create_organization_if_missing: _builtins.bool
-    """Stack creation auto-creates an organization nobody owns yet, with the caller as admin."""
+    """Stack creation auto-creates a missing organization, with the caller as admin, when the
+    identity service's setting allows it (by default only the caller's own organization).
+    """
     stack_id: _builtins.str
     """Set for stack routes: the stable id of the stack and the permission the route needs
     on it (instead of minimum_role).
@@ -1508,6 +1510,77 @@ class SetUserStackPermissionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetUserStackPermissionRequest: _TypeAlias = SetUserStackPermissionRequest  # noqa: Y015
+
+@_typing.final
+class StackCandidate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    OWNER_LOGIN_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    organization: _builtins.str
+    owner_login: _builtins.str
+    """The stack's owner, who holds the creator permission on it; empty when unknown."""
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        owner_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "owner_login", b"owner_login", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StackCandidate: _TypeAlias = StackCandidate  # noqa: Y015
+
+@_typing.final
+class FilterReadableStacksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    STACKS_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    @_builtins.property
+    def stacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___StackCandidate]: ...
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        stacks: _abc.Iterable[Global___StackCandidate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stacks", b"stacks", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterReadableStacksRequest: _TypeAlias = FilterReadableStacksRequest  # noqa: Y015
+
+@_typing.final
+class FilterReadableStacksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stack_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The readable ones' ids, in the order they were named."""
+
+    def __init__(
+        self,
+        *,
+        stack_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_ids", b"stack_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterReadableStacksResponse: _TypeAlias = FilterReadableStacksResponse  # noqa: Y015
 
 @_typing.final
 class ListStackGrantsRequest(_message.Message):

@@ -180,6 +180,11 @@ class IdentityServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsResponse.FromString,
                 _registered_method=True)
+        self.FilterReadableStacks = channel.unary_unary(
+                '/cairn.v1.IdentityService/FilterReadableStacks',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.FilterReadableStacksRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.FilterReadableStacksResponse.FromString,
+                _registered_method=True)
         self.ListAccessTokens = channel.unary_unary(
                 '/cairn.v1.IdentityService/ListAccessTokens',
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListAccessTokensRequest.SerializeToString,
@@ -386,6 +391,14 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FilterReadableStacks(self, request, context):
+        """Of the stacks named, those the token may read: what a listing shows is what the caller
+        could open one by one (team tokens see their team's grants only, and so on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAccessTokens(self, request, context):
         """Access tokens of a user, an organization or a team (the scope).
         """
@@ -553,6 +566,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.PurgeStackGrants,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsResponse.SerializeToString,
+            ),
+            'FilterReadableStacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.FilterReadableStacks,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.FilterReadableStacksRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.FilterReadableStacksResponse.SerializeToString,
             ),
             'ListAccessTokens': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAccessTokens,
@@ -1354,6 +1372,33 @@ class IdentityService:
             '/cairn.v1.IdentityService/PurgeStackGrants',
             protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_identity__pb2.PurgeStackGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterReadableStacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/FilterReadableStacks',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.FilterReadableStacksRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.FilterReadableStacksResponse.FromString,
             options,
             channel_credentials,
             insecure,

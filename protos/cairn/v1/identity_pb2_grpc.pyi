@@ -74,6 +74,10 @@ class IdentityServiceStub:
     GetMemberStackPermissions: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetMemberStackPermissionsRequest, _identity_pb2.MemberStackPermissions]
     PurgeStackGrants: _grpc.UnaryUnaryMultiCallable[_identity_pb2.PurgeStackGrantsRequest, _identity_pb2.PurgeStackGrantsResponse]
     """Forgets every grant on a deleted stack."""
+    FilterReadableStacks: _grpc.UnaryUnaryMultiCallable[_identity_pb2.FilterReadableStacksRequest, _identity_pb2.FilterReadableStacksResponse]
+    """Of the stacks named, those the token may read: what a listing shows is what the caller
+    could open one by one (team tokens see their team's grants only, and so on).
+    """
     ListAccessTokens: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListAccessTokensRequest, _identity_pb2.ListAccessTokensResponse]
     """Access tokens of a user, an organization or a team (the scope)."""
     RevokeAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.AccessToken]
@@ -126,6 +130,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     GetMemberStackPermissions: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetMemberStackPermissionsRequest, _identity_pb2.MemberStackPermissions]  # type: ignore[assignment]
     PurgeStackGrants: _aio.UnaryUnaryMultiCallable[_identity_pb2.PurgeStackGrantsRequest, _identity_pb2.PurgeStackGrantsResponse]  # type: ignore[assignment]
     """Forgets every grant on a deleted stack."""
+    FilterReadableStacks: _aio.UnaryUnaryMultiCallable[_identity_pb2.FilterReadableStacksRequest, _identity_pb2.FilterReadableStacksResponse]  # type: ignore[assignment]
+    """Of the stacks named, those the token may read: what a listing shows is what the caller
+    could open one by one (team tokens see their team's grants only, and so on).
+    """
     ListAccessTokens: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListAccessTokensRequest, _identity_pb2.ListAccessTokensResponse]  # type: ignore[assignment]
     """Access tokens of a user, an organization or a team (the scope)."""
     RevokeAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.AccessToken]  # type: ignore[assignment]
@@ -349,6 +357,16 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.PurgeStackGrantsResponse, _abc.Awaitable[_identity_pb2.PurgeStackGrantsResponse]]:
         """Forgets every grant on a deleted stack."""
+
+    @_abc_1.abstractmethod
+    def FilterReadableStacks(
+        self,
+        request: _identity_pb2.FilterReadableStacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.FilterReadableStacksResponse, _abc.Awaitable[_identity_pb2.FilterReadableStacksResponse]]:
+        """Of the stacks named, those the token may read: what a listing shows is what the caller
+        could open one by one (team tokens see their team's grants only, and so on).
+        """
 
     @_abc_1.abstractmethod
     def ListAccessTokens(
