@@ -19,6 +19,12 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tracebacks never print local variables (they hold tokens and secret values), even
+    when `-l`/`--showlocals` is given."""
+    config.option.showlocals = False
+
+
 def _reachable(url: str, default_port: int) -> bool:
     parsed = make_url(url)
     host = parsed.host or "127.0.0.1"
