@@ -13,10 +13,11 @@ last line of defence.
 - A multi-line value is also masked line by line (each line of it that is long enough),
   since deployment logs are stored line by line. Surrounding whitespace of a value and of
   its lines is ignored (a value read from a file often ends with a newline).
-- A value that a program printed across two consecutive lines (wrapped output) is masked
-  on both lines: the end of the first line and the start of the second. Lines are masked
-  in batches; `previous` carries the last line of the batch before, whose part was already
-  sent and cannot be taken back (only the rest is masked then).
+- A value that a program printed across consecutive lines (wrapped output) is masked on
+  each of them: values are looked for in the lines joined without their breaks. Lines are
+  masked in batches; `previous` carries the last line of the batch before, whose part was
+  already sent and cannot be taken back (only the rest is masked then); agent_pools masks
+  each stored batch on its own.
 - Cairn access tokens (`pul-` and hex: user, organization, team, job and agent pool tokens)
   are masked whatever the job's settings say.
 """
@@ -39,6 +40,7 @@ LEASE_TOKEN = (
     r"[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"
 )
 _CREDENTIALS = re.compile(f"{ACCESS_TOKEN}|{LEASE_TOKEN}")
+_ACCESS_TOKENS = re.compile(ACCESS_TOKEN)
 
 
 def mask_credentials(text: str) -> str:
@@ -64,6 +66,8 @@ class SecretMask:
     def __init__(self, values: Iterable[str]) -> None:
         self._pieces = secret_pieces(values)
         alternatives = [re.escape(piece) for piece in self._pieces]
+        # Never matches when there is no value (a lookahead that cannot hold).
+        self._values = re.compile("|".join(alternatives) or r"(?!)")
         self._pattern = re.compile("|".join([*alternatives, ACCESS_TOKEN]))
 
     def __repr__(self) -> str:
@@ -74,44 +78,34 @@ class SecretMask:
         return self._pattern.sub(MASK, text)
 
     def lines(self, lines: Sequence[str], previous: str = "") -> list[str]:
-        """Log lines with every value masked, also where one spans two consecutive lines;
-        `previous` is the line sent just before these, if any."""
-        heads = [0] * len(lines)  # characters at a line's start that end a value
-        tails = [len(line) for line in lines]  # where a value starting at a line's end begins
+        """Log lines with every value masked, also where one runs on over consecutive
+        lines; `previous` is the line sent just before these, if any."""
+        # Values are matched on the lines joined without their breaks, so a wrapped value is
+        # found; each line then shows a marker for its part of every match. Tokens are
+        # matched line by line (hex digits starting the next line are not a token's).
         chain = [previous, *lines]
-        for index in range(1, len(chain)):
-            first, second = chain[index - 1], chain[index]
-            for start_in_first, end_in_second in self._spanning(first, second):
-                heads[index - 1] = max(heads[index - 1], end_in_second)
-                if index >= 2:
-                    tails[index - 2] = min(tails[index - 2], start_in_first)
+        joined = "".join(chain)
+        spans = [match.span() for match in self._values.finditer(joined)]
         masked: list[str] = []
-        for line, head, tail in zip(lines, heads, tails, strict=True):
-            if head >= tail:
-                masked.append(MASK if line else line)
-                continue
-            middle = self.text(line[head:tail])
-            masked.append((MASK if head else "") + middle + (MASK if tail < len(line) else ""))
+        begin = len(previous)
+        current = 0
+        for line in lines:
+            end = begin + len(line)
+            while current < len(spans) and spans[current][1] <= begin:
+                current += 1
+            parts: list[str] = []
+            position = begin
+            index = current
+            while index < len(spans) and spans[index][0] < end:
+                start, stop = max(spans[index][0], begin), min(spans[index][1], end)
+                if stop > start:
+                    parts += [_ACCESS_TOKENS.sub(MASK, joined[position:start]), MASK]
+                    position = stop
+                index += 1
+            parts.append(_ACCESS_TOKENS.sub(MASK, joined[position:end]))
+            masked.append("".join(parts))
+            begin = end
         return masked
-
-    def _spanning(self, first: str, second: str) -> list[tuple[int, int]]:
-        """(start in `first`, end in `second`) of each value running from one into the
-        other."""
-        if not first or not second:
-            return []
-        found: list[tuple[int, int]] = []
-        for piece in self._pieces:
-            reach = len(piece) - 1
-            tail, head = first[-reach:], second[:reach]
-            window = tail + head
-            boundary = len(tail)
-            position = window.find(piece, max(0, boundary - reach))
-            while 0 <= position < boundary:
-                end = position + len(piece)
-                if end > boundary:
-                    found.append((len(first) - boundary + position, end - boundary))
-                position = window.find(piece, position + 1)
-        return found
 
 
 def mask_lines(values: Iterable[str], lines: Sequence[str]) -> list[str]:
