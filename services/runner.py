@@ -151,9 +151,10 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
 async def up(settings: Settings) -> None:
     """Run every service and the gateway in this process until Ctrl-C or SIGTERM."""
     from gateway.app import create_app
+    from gateway.server import GatewayRunner
 
     system = await start_services(settings)
-    runner = web.AppRunner(create_app(system.settings), shutdown_timeout=10)
+    runner = GatewayRunner(create_app(system.settings), shutdown_timeout=10)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -515,8 +516,9 @@ async def serve(name: str, settings: Settings, *, parent_pid: int | None = None)
     """
     if name == "gateway":
         from gateway.app import create_app
+        from gateway.server import GatewayRunner
 
-        runner = web.AppRunner(create_app(settings), shutdown_timeout=10)
+        runner = GatewayRunner(create_app(settings), shutdown_timeout=10)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
