@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.common.config import Settings
+from services.common.logging import configure_logging
 
 POSTGRES_URL = os.environ.get(
     "CAIRN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -21,8 +22,10 @@ REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tracebacks never print local variables (they hold tokens and secret values), even
-    when `-l`/`--showlocals` is given."""
+    when `-l`/`--showlocals` is given; services log through the one logging setup (without
+    it, structlog's default renders tracebacks with rich, local variables included)."""
     config.option.showlocals = False
+    configure_logging("console", "info")
 
 
 def _reachable(url: str, default_port: int) -> bool:

@@ -65,7 +65,8 @@ class Job:
     operation: str
     stack: str
     version: int
-    settings: Mapping[str, Any]
+    # In the clear (secret values decrypted): never in a repr.
+    settings: Mapping[str, Any] = field(repr=False)
     # Variables Cairn sets for this job; they win over the settings' own.
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     # The settings' secret values in the clear: never sent back.
