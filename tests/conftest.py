@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy.engine import make_url
 
 from services.common.config import Settings
@@ -26,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     it, structlog's default renders tracebacks with rich, local variables included)."""
     config.option.showlocals = False
     configure_logging("console", "info")
+    # Tests reconfigure logging (to read JSON lines): no logger may keep this setup.
+    structlog.configure(cache_logger_on_first_use=False)
 
 
 def _reachable(url: str, default_port: int) -> bool:
