@@ -32,11 +32,20 @@ _SENSITIVE_PARTS = (
     "body",
 )
 REDACTED = "[redacted]"
+# Libraries whose debug lines print data (aiosqlite: every statement with its parameters,
+# stored log lines and settings included): never below info.
+QUIET_LIBRARIES = ("aiosqlite",)
 
 
 def is_sensitive(name: str) -> bool:
-    """Whether a log field name may carry a credential or a state body."""
+    """Whether a log field name may carry a credential or a state body.
+
+    Identifiers (`token_id`, `deployment_id`) are not: they are what an operator correlates
+    lines by, and a value that looks like a token is masked in any field anyway.
+    """
     lowered = name.lower()
+    if lowered.endswith(("_id", "_ids")):
+        return False
     return any(part in lowered for part in _SENSITIVE_PARTS)
 
 
@@ -109,6 +118,8 @@ def configure_logging(log_format: str = "console", level: str = "info") -> None:
         )
     )
     logging.basicConfig(level=numeric, handlers=[handler])
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -382,6 +382,7 @@ async def test_no_token_or_secret_value_in_any_log_line(run: Run) -> None:
         assert marker in output, marker
     assert "job_started" in agent_output and "job_finished" in agent_output
     assert len(output.splitlines()) > 20
+    assert "[debug    ]" in output and "[debug    ]" in agent_output
 
     secrets_made = {
         **{f"{name} token": value for name, value in created.items()},
