@@ -208,6 +208,22 @@ def check_log_lines(lines: list[str]) -> list[str]:
     return [line[:MAX_LOG_LINE_LENGTH] for line in lines]
 
 
+# Stored instead of what an agent sent while the job's secret values could not be read.
+WITHHELD_MESSAGE = "[withheld: the job's secret values could not be read to mask this]"
+
+
+def withheld_message(message: str) -> str:
+    """What is stored for a finish message that could not be masked."""
+    return WITHHELD_MESSAGE if message else ""
+
+
+def withheld_lines(count: int) -> list[str]:
+    """What is stored for `count` lines that could not be masked: nothing of their text."""
+    if count == 0:
+        return []
+    return [f"[{count} log line(s) withheld: the job's secret values could not be read]"]
+
+
 def secret_ciphertexts(settings: Any) -> list[str]:
     """The ciphertext of every secret value in stored settings, in document order."""
     if is_secret_value(settings):

@@ -12,7 +12,9 @@ revocation that fails is tried again by the next one.
 No secret reaches a deployment's logs: the claim names the settings' secret values for the
 agent to mask, and every line (and finish message) an agent sends is masked again here with
 the job's secret values, decrypted from its stored settings, and the shape of Cairn tokens
-(which covers the job's token, whose value is never stored).
+(which covers the job's token, whose value is never stored). When those values cannot be
+read (the secrets service is away), nothing unmasked is stored: the lines and the message are
+replaced by a note saying so, and the job goes on and can still finish.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from services.agent_pools.domain import (
     validate_finish_status,
     validate_operation,
     validate_pool_fields,
+    withheld_lines,
+    withheld_message,
 )
 from services.agent_pools.store import AgentPoolStore
 from services.common.auth import hash_token, new_token
@@ -227,14 +231,20 @@ class AgentPools:
                     environment[name] = str(value.get("plaintext") or "")
         return plain, tuple(secrets)
 
-    async def _secret_mask(self, deployment: DeploymentRecord) -> SecretMask:
-        """Masks the job's secret values (decrypted from its stored settings) and tokens."""
-        values = [
-            (await self._decrypt(deployment.stack.stack_id, _ciphertext_bytes(ciphertext))).decode(
-                errors="replace"
+    async def _secret_mask(self, deployment: DeploymentRecord) -> SecretMask | None:
+        """Masks the job's secret values (decrypted from its stored settings) and tokens;
+        None when the values cannot be read now."""
+        values: list[str] = []
+        try:
+            for ciphertext in secret_ciphertexts(deployment.settings):
+                raw = _ciphertext_bytes(ciphertext)
+                plain = await self._decrypt(deployment.stack.stack_id, raw)
+                values.append(plain.decode(errors="replace"))
+        except DomainError as error:
+            log.warning(
+                "deployment_secrets_unreadable", deployment_id=deployment.id, error=error.message
             )
-            for ciphertext in secret_ciphertexts(deployment.settings)
-        ]
+            return None
         return SecretMask(values)
 
     async def _unseal_value(self, stack_id: str, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -397,7 +407,8 @@ class AgentPools:
         pool_id = await self._store.pool_for_token(hash_token(pool_token))
         check_log_line_count(lines)
         job = await self._store.running_job(pool_id, agent_id, deployment_id)
-        masked = (await self._secret_mask(job)).lines(lines)
+        mask = await self._secret_mask(job)
+        masked = withheld_lines(len(lines)) if mask is None else mask.lines(lines)
         return await self._store.append_logs(
             pool_id, agent_id, deployment_id, check_log_lines(masked), self._clock.now()
         )
@@ -409,7 +420,8 @@ class AgentPools:
         pool_id = await self._store.pool_for_token(hash_token(pool_token))
         validate_finish_status(status)
         job = await self._store.running_job(pool_id, agent_id, deployment_id)
-        masked = (await self._secret_mask(job)).text(message)
+        mask = await self._secret_mask(job)
+        masked = withheld_message(message) if mask is None else mask.text(message)
         await self._store.finish(
             pool_id,
             agent_id,
