@@ -10,10 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+import structlog
 from sqlalchemy.engine import make_url
 
 from services.common.config import Settings
 from services.common.grpc_server import open_channel
+from services.common.logging import configure_logging
 from services.common.signing import CallSigner, load_internal_key
 from services.common.tls import load_tls
 
@@ -21,6 +23,16 @@ POSTGRES_URL = os.environ.get(
     "CAIRN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tracebacks never print local variables (they hold tokens and secret values), even
+    when `-l`/`--showlocals` is given; services log through the one logging setup (without
+    it, structlog's default renders tracebacks with rich, local variables included)."""
+    config.option.showlocals = False
+    configure_logging("console", "info")
+    # Tests reconfigure logging (to read JSON lines): no logger may keep this setup.
+    structlog.configure(cache_logger_on_first_use=False)
 
 
 def _reachable(url: str, default_port: int) -> bool:

@@ -7,7 +7,8 @@ agent_pools service checks it. Protocol, in order: register, then heartbeat ever
 A claimed job's `environment` holds what the job must see besides its settings' variables:
 a short-lived access token of the user who queued it (`PULUMI_ACCESS_TOKEN`, revoked when the
 deployment ends) and this gateway's URL (`PULUMI_BACKEND_URL`); it is empty when the stack's
-settings bring their own PULUMI_ACCESS_TOKEN.
+settings bring their own PULUMI_ACCESS_TOKEN. `secretValues` lists the settings' secret
+values in the clear, which the agent masks in the lines it sends.
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ async def claim_deployment(request: web.Request) -> web.Response:
             "stackName": deployment.stack,
             "settings": _raw(reply.job.settings),
             "environment": environment,
+            "secretValues": list(reply.job.secret_values),
         }
     )
 

@@ -202,6 +202,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                     "settings": {"type": "object"},
                     # PULUMI_ACCESS_TOKEN (the requester's, short-lived) and PULUMI_BACKEND_URL.
                     "environment": {"type": "object", "additionalProperties": _STRING},
+                    # The settings' secret values, which the agent masks in its log lines.
+                    "secretValues": {"type": "array", "items": _STRING},
                 }
             ),
             "204": None,

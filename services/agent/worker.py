@@ -7,7 +7,10 @@ Cairn as log lines and its exit code decides the result.
 
 Cairn may hand a job more environment variables than its settings name: a short-lived
 PULUMI_ACCESS_TOKEN of the user who queued the deployment and the PULUMI_BACKEND_URL it works
-against. The token's value is replaced by `[secret]` in every log line sent back.
+against. Every secret value of the job's settings (the claim names them in
+`secretValues`), the token's value and anything shaped like a Cairn token are replaced by
+`[secret]` in every log line and message sent back (`services.common.masking`); Cairn masks
+them again when it stores the lines.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import socket
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from services.common.logging import get_logger
+from services.common.masking import SecretMask
 
 log = get_logger("cairn.agent")
 
@@ -41,7 +46,6 @@ PULUMI_ARGUMENTS: dict[str, list[str]] = {
     "refresh": ["refresh", "--yes", "--skip-preview"],
     "destroy": ["destroy", "--yes", "--skip-preview"],
 }
-MASK = "[secret]"
 # Values of these job variables never reach the deployment's logs.
 MASKED_VARIABLES = ("PULUMI_ACCESS_TOKEN",)
 
@@ -61,17 +65,22 @@ class Job:
     operation: str
     stack: str
     version: int
-    settings: Mapping[str, Any]
+    # In the clear (secret values decrypted): never in a repr.
+    settings: Mapping[str, Any] = field(repr=False)
     # Variables Cairn sets for this job; they win over the settings' own.
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The settings' secret values in the clear: never sent back.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
-    def mask(self, line: str) -> str:
-        """The line with every value of a masked variable replaced."""
-        for name in MASKED_VARIABLES:
-            value = self.environment.get(name)
-            if value:
-                line = line.replace(value, MASK)
-        return line
+    @cached_property
+    def masker(self) -> SecretMask:
+        """Masks the settings' secret values and the job's masked variables."""
+        masked = [self.environment.get(name, "") for name in MASKED_VARIABLES]
+        return SecretMask([*self.secrets, *masked])
+
+    def mask(self, text: str) -> str:
+        """The text with every secret value of the job replaced."""
+        return self.masker.text(text)
 
 
 class ProtocolError(Exception):
@@ -178,6 +187,7 @@ class Agent:
         if reply is None:
             return None
         environment = reply.get("environment")
+        secrets = reply.get("secretValues")
         return Job(
             deployment_id=str(reply["deploymentID"]),
             operation=str(reply["operation"]),
@@ -189,6 +199,11 @@ class Agent:
                 for name, value in (environment if isinstance(environment, dict) else {}).items()
                 if isinstance(value, str)
             },
+            secrets=tuple(
+                value
+                for value in (secrets if isinstance(secrets, list) else [])
+                if isinstance(value, str)
+            ),
         )
 
     def _cancel(self, deployment_id: str) -> None:
@@ -307,7 +322,9 @@ class Agent:
     async def _stream(self, process: asyncio.subprocess.Process, path: str, job: Job) -> None:
         """Send the process's output as log lines, in batches; stop it when cancelled."""
         assert process.stdout is not None
+        # Raw lines: masked together when sent, so a value printed across two lines is found.
         batch: list[str] = []
+        previous = ""
         loop = asyncio.get_running_loop()
         flushed = loop.time()
         while True:
@@ -318,13 +335,14 @@ class Agent:
             if raw == b"":
                 break
             if raw is not None:
-                batch.append(job.mask(raw.decode(errors="replace").rstrip("\n")))
+                batch.append(raw.decode(errors="replace").rstrip("\n"))
             due = loop.time() - flushed >= LOG_FLUSH_SECONDS
             if batch and (len(batch) >= LOG_BATCH_LINES or due):
-                await self._send_logs(path, batch, job.deployment_id)
-                batch, flushed = [], loop.time()
+                lines = job.masker.lines(batch, previous)
+                await self._send_logs(path, lines, job.deployment_id)
+                batch, previous, flushed = [], batch[-1], loop.time()
         if batch:
-            await self._send_logs(path, batch, job.deployment_id)
+            await self._send_logs(path, job.masker.lines(batch, previous), job.deployment_id)
 
     async def _send_logs(self, path: str, lines: list[str], deployment_id: str) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,8 @@ class ClaimedJob:
     deployment: DeploymentRecord
     settings: Mapping[str, Any]
     access_token: str = field(default="", repr=False)
+    # The settings' secret values in the clear, for the agent to mask in its logs.
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -195,10 +197,43 @@ def log_count(count: int) -> int:
     return size
 
 
-def check_log_lines(lines: list[str]) -> list[str]:
+def check_log_line_count(lines: Sequence[str]) -> None:
     if len(lines) > MAX_LOG_LINES_PER_CALL:
         raise InvalidArgument(f"Bad Request: at most {MAX_LOG_LINES_PER_CALL} log lines per call")
+
+
+def check_log_lines(lines: list[str]) -> list[str]:
+    """The lines cut to the longest stored (after masking: a cut must not split a value)."""
+    check_log_line_count(lines)
     return [line[:MAX_LOG_LINE_LENGTH] for line in lines]
+
+
+# Stored instead of what an agent sent while the job's secret values could not be read.
+WITHHELD_MESSAGE = "[withheld: the job's secret values could not be read to mask this]"
+
+
+def withheld_message(message: str) -> str:
+    """What is stored for a finish message that could not be masked."""
+    return WITHHELD_MESSAGE if message else ""
+
+
+def withheld_lines(count: int) -> list[str]:
+    """What is stored for `count` lines that could not be masked: nothing of their text."""
+    if count == 0:
+        return []
+    return [f"[{count} log line(s) withheld: the job's secret values could not be read]"]
+
+
+def secret_ciphertexts(settings: Any) -> list[str]:
+    """The ciphertext of every secret value in stored settings, in document order."""
+    if is_secret_value(settings):
+        ciphertext = settings.get("ciphertext")
+        return [ciphertext] if isinstance(ciphertext, str) and ciphertext else []
+    if isinstance(settings, dict):
+        return [found for value in settings.values() for found in secret_ciphertexts(value)]
+    if isinstance(settings, list):
+        return [found for value in settings for found in secret_ciphertexts(value)]
+    return []
 
 
 def merge_settings(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

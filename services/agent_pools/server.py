@@ -222,6 +222,7 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
                 deployment=_deployment(claimed.deployment),
                 settings=orjson.dumps(dict(claimed.settings)),
                 access_token=claimed.access_token,
+                secret_values=claimed.secret_values,
             )
         )
 

@@ -252,6 +252,21 @@ class AgentPoolStore:
             row.lease_expires_at = now + JOB_LEASE_SECONDS
             return _deployment(row)
 
+    async def running_job(
+        self, pool_id: str, agent_id: str, deployment_id: str
+    ) -> DeploymentRecord:
+        """The agent's own running job, checked as `append_logs` and `finish` check it."""
+        async with self._sessions.begin() as session:
+            agent = await session.get(AgentRow, agent_id)
+            if agent is None or agent.pool_id != pool_id:
+                raise Unauthenticated("Unauthorized: unknown agent for this pool; register again")
+            row = await session.get(DeploymentRow, deployment_id)
+            if row is None:
+                raise NotFound(DEPLOYMENT_NOT_FOUND)
+            if row.agent_id != agent_id or row.status not in (ACCEPTED, RUNNING):
+                raise FailedPrecondition("Conflict: this deployment is not running on this agent")
+            return _deployment(row)
+
     async def append_logs(
         self, pool_id: str, agent_id: str, deployment_id: str, lines: Sequence[str], now: float
     ) -> bool:

@@ -8,6 +8,13 @@ the identity service (which stores only its hash). The deployment keeps the toke
 the deployment ended, was cancelled, was given up or was requeued, a sweep revokes the token
 and forgets the id. A sweep runs after every call that can end a job and periodically, and a
 revocation that fails is tried again by the next one.
+
+No secret reaches a deployment's logs: the claim names the settings' secret values for the
+agent to mask, and every line (and finish message) an agent sends is masked again here with
+the job's secret values, decrypted from its stored settings, and the shape of Cairn tokens
+(which covers the job's token, whose value is never stored). When those values cannot be
+read (the secrets service is away), nothing unmasked is stored: the lines and the message are
+replaced by a note saying so, and the job goes on and can still finish.
 """
 
 from __future__ import annotations
@@ -30,18 +37,22 @@ from services.agent_pools.domain import (
     StackName,
     StoredSettings,
     TokenToRevoke,
+    check_log_line_count,
     check_log_lines,
     is_secret_value,
     log_count,
     merge_settings,
     needs_access_token,
     page_window,
+    secret_ciphertexts,
     settings_pool_id,
     token_description,
     token_expiry,
     validate_finish_status,
     validate_operation,
     validate_pool_fields,
+    withheld_lines,
+    withheld_message,
 )
 from services.agent_pools.store import AgentPoolStore
 from services.common.auth import hash_token, new_token
@@ -56,6 +67,7 @@ from services.common.errors import (
     Unauthenticated,
 )
 from services.common.logging import get_logger
+from services.common.masking import SecretMask
 
 log = get_logger("cairn.agent_pools")
 
@@ -198,24 +210,48 @@ class AgentPools:
             return {"secret": "", "ciphertext": ciphertext}
         return {"secret": "", "plaintext": str(value.get("plaintext") or "")}
 
-    async def _unseal(self, stack_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Settings for an agent: secret values decrypted, environment variables as strings."""
-        plain: dict[str, Any] = await self._walk(stack_id, settings, self._unseal_value)
+    async def _unseal(
+        self, stack_id: str, settings: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Settings for an agent (secret values decrypted, environment variables as strings)
+        and the decrypted secret values."""
+        secrets: list[str] = []
+
+        async def unseal_value(stack_id: str, value: Mapping[str, Any]) -> dict[str, Any]:
+            plain = await self._unseal_value(stack_id, value)
+            if value.get("ciphertext"):
+                secrets.append(plain["plaintext"])
+            return plain
+
+        plain: dict[str, Any] = await self._walk(stack_id, settings, unseal_value)
         environment = _environment(plain)
         if environment is not None:
             for name, value in environment.items():
                 if isinstance(value, dict):
                     environment[name] = str(value.get("plaintext") or "")
-        return plain
+        return plain, tuple(secrets)
+
+    async def _secret_mask(self, deployment: DeploymentRecord) -> SecretMask | None:
+        """Masks the job's secret values (decrypted from its stored settings) and tokens;
+        None when the values cannot be read now."""
+        values: list[str] = []
+        try:
+            for ciphertext in secret_ciphertexts(deployment.settings):
+                raw = _ciphertext_bytes(ciphertext)
+                plain = await self._decrypt(deployment.stack.stack_id, raw)
+                values.append(plain.decode(errors="replace"))
+        except DomainError as error:
+            log.warning(
+                "deployment_secrets_unreadable", deployment_id=deployment.id, error=error.message
+            )
+            return None
+        return SecretMask(values)
 
     async def _unseal_value(self, stack_id: str, value: Mapping[str, Any]) -> dict[str, Any]:
         ciphertext = value.get("ciphertext")
         if not isinstance(ciphertext, str) or not ciphertext:
             return {"plaintext": str(value.get("plaintext") or "")}
-        try:
-            raw = base64.b64decode(ciphertext, validate=True)
-        except ValueError:
-            raise FailedPrecondition("Conflict: a stored secret cannot be decoded") from None
+        raw = _ciphertext_bytes(ciphertext)
         return {"plaintext": (await self._decrypt(stack_id, raw)).decode()}
 
     async def _walk(
@@ -334,9 +370,9 @@ class AgentPools:
         deployment = await self._store.claim(pool_id, agent_id, now)
         if deployment is None:
             return None
-        settings = await self._unseal(deployment.stack.stack_id, deployment.settings)
+        settings, secrets = await self._unseal(deployment.stack.stack_id, deployment.settings)
         if not needs_access_token(deployment, _environment(settings)):
-            return ClaimedJob(deployment, settings)
+            return ClaimedJob(deployment, settings, secret_values=secrets)
         try:
             minted = await self._tokens.mint(
                 deployment.requested_by,
@@ -363,14 +399,18 @@ class AgentPools:
             return None
         # Cancelled between the claim and now: the sweep revokes the token at once.
         await self.revoke_ended_tokens()
-        return ClaimedJob(deployment, settings, minted.token)
+        return ClaimedJob(deployment, settings, minted.token, secrets)
 
     async def append_logs(
         self, pool_token: str, agent_id: str, deployment_id: str, lines: Sequence[str]
     ) -> bool:
         pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        check_log_line_count(lines)
+        job = await self._store.running_job(pool_id, agent_id, deployment_id)
+        mask = await self._secret_mask(job)
+        masked = withheld_lines(len(lines)) if mask is None else mask.lines(lines)
         return await self._store.append_logs(
-            pool_id, agent_id, deployment_id, check_log_lines(list(lines)), self._clock.now()
+            pool_id, agent_id, deployment_id, check_log_lines(masked), self._clock.now()
         )
 
     async def finish(
@@ -379,12 +419,15 @@ class AgentPools:
         # The credential first: an outsider learns nothing about the arguments.
         pool_id = await self._store.pool_for_token(hash_token(pool_token))
         validate_finish_status(status)
+        job = await self._store.running_job(pool_id, agent_id, deployment_id)
+        mask = await self._secret_mask(job)
+        masked = withheld_message(message) if mask is None else mask.text(message)
         await self._store.finish(
             pool_id,
             agent_id,
             deployment_id,
             status=status,
-            message=message[:4096],
+            message=masked[:4096],
             now=self._clock.now(),
         )
         await self.revoke_ended_tokens()
@@ -446,3 +489,10 @@ def _environment(settings: Mapping[str, Any]) -> dict[str, Any] | None:
             f"Bad Request: '{ENVIRONMENT_PATH[0]}.{ENVIRONMENT_PATH[1]}' must be an object"
         )
     return environment
+
+
+def _ciphertext_bytes(ciphertext: str) -> bytes:
+    try:
+        return base64.b64decode(ciphertext, validate=True)
+    except ValueError:
+        raise FailedPrecondition("Conflict: a stored secret cannot be decoded") from None

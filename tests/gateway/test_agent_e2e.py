@@ -104,7 +104,8 @@ async def test_an_agent_runs_a_queued_deployment_to_success(
         assert deployment["version"] == 1
         logs = await cairn.json("GET", f"{S}/deployments/{queued['id']}/logs")
         lines = [line["line"] for line in logs["lines"]]
-        assert lines == ["op=update stack=admin/web/dev region=eu token=s3cret", "name: web"]
+        # The secret variable is masked, the plain one is not.
+        assert lines == ["op=update stack=admin/web/dev region=eu token=[secret]", "name: web"]
         pool = await cairn.json("GET", POOLS)
         (entry,) = pool["agentPools"]
         assert entry["status"] == "online" and entry["lastDeployment"] > 0

@@ -327,7 +327,11 @@ async def test_the_agent_protocol_end_to_end(any_cairn: Cairn) -> None:
 
     job = await claim(cairn, token, agent_id)
     assert job is not None
-    assert {k: v for k, v in job.items() if k not in ("settings", "environment")} == {
+    # The agent is told which values to mask in the logs it sends.
+    assert job["secretValues"] == ["s3cret"]
+    assert {
+        k: v for k, v in job.items() if k not in ("settings", "environment", "secretValues")
+    } == {
         "deploymentID": created["id"],
         "version": 1,
         "operation": "update",
@@ -522,3 +526,60 @@ async def test_bad_input_is_4xx_and_changes_nothing(cairn: Cairn) -> None:
     assert (ended["status"], ended["message"]) == ("failed", "it broke")
     await error_of(cairn, "POST", f"{own}/finish", 409, token=token, body={"status": "succeeded"})
     assert (await deployment(cairn, created["id"]))["status"] == "failed"
+
+
+async def test_stored_logs_and_messages_never_show_a_secret_whatever_the_agent_sends(
+    cairn: Cairn,
+) -> None:
+    """agent_pools masks again what an agent sends: a modified or old agent leaks nothing."""
+    await make_stack(cairn)
+    pool_id, token = await create_pool(cairn, "runners")
+    agent_id = await register(cairn, token)
+    key = "-----BEGIN KEY-----\nMIIEpAIBAAKCAQEAmultiline\n-----END KEY-----"
+    settings = {
+        "agentPoolID": pool_id,
+        "sourceContext": {"git": {"gitAuth": {"accessToken": {"secret": "ghp-git-credential"}}}},
+        "operationContext": {
+            "environmentVariables": {
+                "REGION": "eu-west-1",
+                "DB_PASSWORD": {"secret": "s3cr3t-pw"},
+                "KEY": {"secret": key},
+                "PIN": {"secret": "42"},
+            }
+        },
+    }
+    await cairn.json("POST", SETTINGS, body=settings)
+    created = await deploy(cairn)
+    job = await claim(cairn, token, agent_id)
+    assert job is not None
+    assert sorted(job["secretValues"]) == sorted(["ghp-git-credential", "s3cr3t-pw", key, "42"])
+    job_token = job["environment"]["PULUMI_ACCESS_TOKEN"]
+    sent = [
+        "secret=s3cr3t-pw region=eu-west-1",
+        f"token={job_token} pool={token}",
+        "clone with ghp-git-credential",
+        *key.splitlines(),
+        "wrapped: s3cr",
+        "3t-pw done",
+        "pin=42",
+    ]
+    assert await append_logs(cairn, token, agent_id, created["id"], sent) is False
+    await finish(cairn, token, agent_id, created["id"], "failed", "exit: s3cr3t-pw")
+    logs = await cairn.json("GET", f"{DEPLOYMENTS}/{created['id']}/logs")
+    lines = [line["line"] for line in logs["lines"]]
+    assert lines == [
+        "secret=[secret] region=eu-west-1",
+        "token=[secret] pool=[secret]",
+        "clone with [secret]",
+        "[secret]",
+        "[secret]",
+        "[secret]",
+        "wrapped: [secret]",
+        "[secret] done",
+        # Values shorter than 4 characters are not masked (see the README).
+        "pin=42",
+    ]
+    done = await deployment(cairn, created["id"])
+    assert done["message"] == "exit: [secret]"
+    for secret in ("s3cr3t-pw", "ghp-git-credential", "MIIEpAIBAAKCAQEAmultiline", job_token):
+        assert secret not in str(logs) and secret not in str(done)

@@ -49,6 +49,7 @@ class Harness:
     clock: ManualClock
     identity: identity_pb2_grpc.IdentityServiceAsyncStub
     identity_service: RunningService
+    secrets_service: RunningService
 
 
 @pytest.fixture
@@ -74,6 +75,7 @@ async def harness(any_settings: Settings) -> AsyncIterator[Harness]:
                 clock,
                 identity_pb2_grpc.IdentityServiceStub(identity_channel),
                 identity,
+                secrets,
             )
         finally:
             await identity_channel.close(None)
@@ -446,6 +448,56 @@ async def test_secrets_are_stored_encrypted_and_decrypted_for_the_agent(harness:
     assert plain["agentPoolID"] == pool_id
 
 
+async def test_lines_are_masked_when_stored_and_withheld_when_they_cannot_be(
+    harness: Harness,
+) -> None:
+    pool_id, token = await new_pool(harness)
+    agent = await register(harness, token)
+    settings = {
+        "agentPoolID": pool_id,
+        "operationContext": {"environmentVariables": {"A": "plain", "B": {"secret": "s3cret"}}},
+    }
+    await harness.stub.UpdateDeploymentSettings(
+        agent_pools_pb2.UpdateDeploymentSettingsRequest(
+            stack_id=STACK_ID, organization=ORG, patch=orjson.dumps(settings)
+        )
+    )
+    deployment = await create_deployment(harness)
+    job = await claim(harness, token, agent)
+    assert job is not None
+    assert list(job.secret_values) == ["s3cret"]
+
+    async def send(*lines: str) -> None:
+        await harness.stub.AppendDeploymentLogs(
+            agent_pools_pb2.AppendDeploymentLogsRequest(
+                agent=creds(token, agent), deployment_id=deployment.id, lines=lines
+            )
+        )
+
+    await send("B=s3cret A=plain")
+    # The secrets service goes away: what cannot be masked is not stored.
+    await harness.secrets_service.server.stop(0)
+    await send("again s3cret", "and s3cret")
+    await harness.stub.FinishDeployment(
+        agent_pools_pb2.FinishDeploymentRequest(
+            agent=creds(token, agent),
+            deployment_id=deployment.id,
+            status="failed",
+            message="exit: s3cret",
+        )
+    )
+    logs = await harness.stub.GetDeploymentLogs(
+        agent_pools_pb2.GetDeploymentLogsRequest(stack_id=STACK_ID, deployment_id=deployment.id)
+    )
+    assert [line.text for line in logs.lines] == [
+        "B=[secret] A=plain",
+        "[2 log line(s) withheld: the job's secret values could not be read]",
+    ]
+    ended = await get(harness, deployment.id)
+    assert ended.status == "failed"  # the job could still finish
+    assert ended.message == "[withheld: the job's secret values could not be read to mask this]"
+
+
 async def test_unknown_agents_and_tokens_are_refused(harness: Harness) -> None:
     _, token = await new_pool(harness)
     harness.clock.advance(1)
@@ -594,6 +646,7 @@ async def test_a_job_identity_refuses_a_token_for_fails_instead_of_looping(
             clock,
             identity_pb2_grpc.IdentityServiceStub(identity_channel),
             identity,
+            secrets,
         )
         _, token = await new_pool(harness)
         agent = await register(harness, token)

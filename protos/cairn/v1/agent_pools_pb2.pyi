@@ -953,6 +953,7 @@ class Job(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
     ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    SECRET_VALUES_FIELD_NUMBER: _builtins.int
     settings: _builtins.bytes
     """The effective settings as JSON, secret values decrypted."""
     access_token: _builtins.str
@@ -962,16 +963,23 @@ class Job(_message.Message):
     """
     @_builtins.property
     def deployment(self) -> Global___Deployment: ...
+    @_builtins.property
+    def secret_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every secret value of the settings in the clear, for the agent to mask in the logs it
+        sends (agent_pools masks them again when it stores the lines).
+        """
+
     def __init__(
         self,
         *,
         deployment: Global___Deployment | None = ...,
         settings: _builtins.bytes = ...,
         access_token: _builtins.str = ...,
+        secret_values: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "deployment", b"deployment", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "deployment", b"deployment", "secret_values", b"secret_values", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
