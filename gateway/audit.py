@@ -39,6 +39,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.bodies import BODY
 from gateway.context import BACKENDS, PRINCIPAL, REQUEST_ID, SETTINGS
 from protos.cairn.v1 import audit_pb2, common_pb2, identity_pb2
 from services.common.clock import Clock, SystemClock
@@ -618,7 +619,7 @@ async def _record(request: web.Request, kind: AuditEventType, status: int, at: f
         return
     try:
         principal = request.get(PRINCIPAL) or await _refused_principal(request, status)
-        detail = await _body_name(request, kind.target_field or kind.detail_field)
+        detail = _body_name(request, kind.target_field or kind.detail_field)
         _submit(request, kind, status, at, principal, detail)
     except Exception:
         log.exception("audit_entry_failed", audit_event=kind.name, status=status)
@@ -716,18 +717,14 @@ async def _refused_principal(request: web.Request, status: int) -> identity_pb2.
     return principal
 
 
-async def _body_name(request: web.Request, field: str) -> str:
-    """A name-like string member of a small JSON body, else ''."""
-    if not field or not request.body_exists:
-        return ""
-    length = request.content_length
-    if length is not None and length > _MAX_NAMED_BODY_BYTES:
-        return ""
-    try:
-        raw = await request.read()
-    except Exception:
-        return ""
-    if len(raw) > _MAX_NAMED_BODY_BYTES:
+def _body_name(request: web.Request, field: str) -> str:
+    """A name-like string member of a small JSON body the call read (inflated), else ''.
+
+    Only what the handler already read is looked at: a refused call's body is never read
+    for the audit log's sake.
+    """
+    raw = request.get(BODY)
+    if not field or raw is None or len(raw) > _MAX_NAMED_BODY_BYTES:
         return ""
     try:
         body: Any = orjson.loads(raw)

@@ -29,10 +29,11 @@ from gateway.context import (
 )
 from gateway.errors import ApiError, error_response, reason, rpc_error_response
 from gateway.routes import ROUTES_BY_OPERATION, Access, Route
-from protos.cairn.v1 import common_pb2, identity_pb2, stacks_pb2
+from protos.cairn.v1 import identity_pb2, stacks_pb2
 from services.common.auth import Caller
 from services.common.logging import get_logger
 from services.common.metrics import METRICS
+from services.common.stack_authorization import authorize_stack
 
 log = get_logger("cairn.gateway")
 
@@ -270,38 +271,18 @@ async def authorize(request: web.Request, route: Route, token: str) -> None:
 async def _authorize_stack(
     request: web.Request, route: Route, token: str, options: dict[str, Any]
 ) -> identity_pb2.AuthorizeResponse:
-    """Resolve the stack, then check the caller's permission on it.
-
-    Grants are kept per stable stack id, so the stack is looked up first. When the lookup
-    fails, the caller's organization check runs and its failure wins: an outsider gets the
-    same 404 whether or not the stack exists.
-    """
+    """Resolve the stack the path names, then check the caller's permission on it."""
     backends = request.app[BACKENDS]
-    org = request.match_info["orgName"]
-    try:
-        stack = await backends.stacks.GetStack(
-            stacks_pb2.GetStackRequest(ref=stack_ref(request)), **options
-        )
-    except grpc.aio.AioRpcError:
-        await backends.identity.Authorize(
-            identity_pb2.AuthorizeRequest(
-                token=token, organization=org, minimum_role=common_pb2.ROLE_VIEWER
-            ),
-            **options,
-        )
-        raise
-    request[STACK] = stack
-    authorized: identity_pb2.AuthorizeResponse = await backends.identity.Authorize(
-        identity_pb2.AuthorizeRequest(
-            token=token,
-            organization=org,
-            stack_id=stack.id,
-            minimum_stack_permission=route.permission,
-            stack_owner_login=stack.owner_login,
-            manages_access=route.manages_access,
-        ),
-        **options,
+    stack, authorized = await authorize_stack(
+        backends.identity,
+        backends.stacks,
+        stacks_pb2.GetStackRequest(ref=stack_ref(request)),
+        token=token,
+        permission=route.permission,
+        manages_access=route.manages_access,
+        options=options,
     )
+    request[STACK] = stack
     return authorized
 
 

@@ -33,6 +33,9 @@ from gateway.handlers import (
 from gateway.schemas import Schema, SchemaSet, closed_schema, load_schemas
 from protos.cairn.v1 import common_pb2, identity_pb2
 
+# Roles and stack permissions by name, shared with the service methods' access table.
+from services.common.call_access import ADMIN, MEMBER, READ, STACK_ADMIN, VIEWER, WRITE
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 S = "/api/stacks/{orgName}/{projectName}/{stackName}"
@@ -92,14 +95,6 @@ class Route:
     def operation_id(self) -> str:
         return self.handler.__name__
 
-
-VIEWER = common_pb2.ROLE_VIEWER
-MEMBER = common_pb2.ROLE_MEMBER
-ADMIN = common_pb2.ROLE_ADMIN
-
-READ = identity_pb2.STACK_PERMISSION_READ
-WRITE = identity_pb2.STACK_PERMISSION_WRITE
-STACK_ADMIN = identity_pb2.STACK_PERMISSION_ADMIN
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", system.health, Access.PUBLIC, summary="Health of every service"),

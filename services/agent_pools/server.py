@@ -36,7 +36,8 @@ from services.agent_pools.work import AgentPools
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
-from services.common.errors import InvalidArgument, from_rpc_error
+from services.common.errors import InvalidArgument, Unavailable, from_rpc_error
+from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
 from services.common.logging import get_logger
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
@@ -47,6 +48,10 @@ SERVICE_NAME = agent_pools_pb2.DESCRIPTOR.services_by_name["AgentPoolsService"].
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+# A database or peer that is away for a while: logged in one line, retried next round.
+SWEEP_RETRIED_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE_ERRORS, Unavailable)
 
 
 class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
@@ -408,8 +413,10 @@ class TokenSweeper:
             await asyncio.sleep(self._interval)
             try:
                 await self._sweep()
-            except Exception:
+            except SWEEP_RETRIED_ERRORS as error:
                 # The database may be away for a while; the next round tries again.
+                log.warning("deployment_token_sweep_failed", error=type(error).__name__)
+            except Exception:
                 log.exception("deployment_token_sweep_failed")
 
 

@@ -27,6 +27,14 @@ from services.common.verification import AuthenticatedCall, CallAuthenticator, i
 log = get_logger("cairn.grpc")
 
 GENERIC_INTERNAL = "Internal error."
+# A refused or timed-out database connection can surface as a bare OSError from the driver
+# rather than wrapped by SQLAlchemy; TimeoutError: the pool is empty.
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    OSError,
+)
 DATABASE_UNAVAILABLE = "Service Unavailable: the database is unavailable; try again."
 
 
@@ -91,14 +99,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             except DomainError as error:
                 code = error.code
                 await context.abort(error.code, error.message)
-            # A refused or timed-out database connection can surface as a bare OSError from
-            # the driver rather than wrapped by SQLAlchemy; TimeoutError: the pool is empty.
-            except (
-                sa_exc.OperationalError,
-                sa_exc.InterfaceError,
-                sa_exc.TimeoutError,
-                OSError,
-            ) as error:
+            except DATABASE_UNAVAILABLE_ERRORS as error:
                 code = grpc.StatusCode.UNAVAILABLE
                 log.warning("database_unavailable", error=type(error).__name__)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, DATABASE_UNAVAILABLE)

@@ -34,6 +34,7 @@ from services.common.errors import (
     http_status,
 )
 from services.common.logging import get_logger
+from services.common.stack_authorization import authorize_stack
 
 if TYPE_CHECKING:
     from protos.cairn.v1.audit_pb2_grpc import AuditServiceAsyncStub
@@ -144,52 +145,32 @@ class TokenAuthorizer:
                 **options,
             )
             return TokenGrant(Caller(), authorized.principal, organization, organization)
-        stack = await self._find_stack(token, access, request)
-        ref = stack.ref
-        authorized = await self._identity.Authorize(
-            identity_pb2.AuthorizeRequest(
-                token=token,
-                organization=ref.organization,
-                stack_id=stack.id,
-                minimum_stack_permission=access.permission,
-                stack_owner_login=stack.owner_login,
-                manages_access=access.manages_access,
-            ),
-            **options,
-        )
-        target = f"{ref.organization}/{ref.project}/{ref.stack}"
-        return TokenGrant(Caller(), authorized.principal, ref.organization, target)
-
-    async def _find_stack(
-        self, token: str, access: MethodAccess, request: Message
-    ) -> stacks_pb2.Stack:
-        options: dict[str, Any] = {"timeout": self._timeout}
         if access.scope is Scope.STACK_ID:
             stack_id = str(field_value(request, access.field))
             if not stack_id:
                 raise InvalidArgument(f"Bad Request: `{access.field}` is required")
-            try:
-                stack = await self._stacks.GetStack(
-                    stacks_pb2.GetStackRequest(stack_id=stack_id), **options
-                )
-            except grpc.aio.AioRpcError as error:
-                if error.code() is grpc.StatusCode.NOT_FOUND:
-                    raise NotFound("Not Found: stack not found") from None
-                raise
-            _check_stack_names(request, stack)
-            return stack
-        ref = field_value(request, access.field)
+            lookup = stacks_pb2.GetStackRequest(stack_id=stack_id)
+        else:
+            lookup = stacks_pb2.GetStackRequest(ref=field_value(request, access.field))
         try:
-            return await self._stacks.GetStack(stacks_pb2.GetStackRequest(ref=ref), **options)
-        except grpc.aio.AioRpcError:
-            # An outsider gets the organization's answer whether or not the stack exists.
-            await self._identity.Authorize(
-                identity_pb2.AuthorizeRequest(
-                    token=token, organization=ref.organization, minimum_role=common_pb2.ROLE_VIEWER
-                ),
-                **options,
+            stack, authorized = await authorize_stack(
+                self._identity,
+                self._stacks,
+                lookup,
+                token=token,
+                permission=access.permission,
+                manages_access=access.manages_access,
+                options=options,
             )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND and not lookup.HasField("ref"):
+                raise NotFound("Not Found: stack not found") from None
             raise
+        if access.scope is Scope.STACK_ID:
+            _check_stack_names(request, stack)
+        ref = stack.ref
+        target = f"{ref.organization}/{ref.project}/{ref.stack}"
+        return TokenGrant(Caller(), authorized.principal, ref.organization, target)
 
     async def record(
         self,
