@@ -19,6 +19,7 @@ from protos.cairn.v1 import audit_pb2, audit_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.config import Settings
 from services.common.metrics import METRICS
+from tests.conftest import signed_channel
 from tests.gateway.conftest import ADMIN, AiohttpClient, Cairn, running_cairn
 
 PER_ADDRESS = 5
@@ -35,7 +36,7 @@ async def cairn(any_settings: Settings, aiohttp_client: AiohttpClient) -> AsyncI
 
 @pytest.fixture
 async def audit(cairn: Cairn) -> AsyncIterator[audit_pb2_grpc.AuditServiceAsyncStub]:
-    channel = grpc.aio.insecure_channel(cairn.system.settings.identity_address)
+    channel = signed_channel(cairn.system.settings, cairn.system.settings.identity_address)
     try:
         yield audit_pb2_grpc.AuditServiceStub(channel)
     finally:

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from gateway.app import create_app
 from gateway.console.session import SESSION_COOKIE, Sessions
 from protos.cairn.v1 import console_pb2, console_pb2_grpc
+from tests.conftest import signed_channel
 from tests.console.conftest import Browser, csrf_of
 from tests.gateway.conftest import AiohttpClient, Cairn
 
@@ -126,7 +127,7 @@ async def test_cookies_without_a_session_id_are_refused() -> None:
 
 
 async def test_the_revocation_service_checks_its_input(cairn: Cairn) -> None:
-    channel = grpc.aio.insecure_channel(cairn.system.settings.identity_address)
+    channel = signed_channel(cairn.system.settings, cairn.system.settings.identity_address)
     stub = console_pb2_grpc.ConsoleSessionServiceStub(channel)
     try:
         session_id = "A" * 43

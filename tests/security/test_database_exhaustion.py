@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from protos.cairn.v1 import identity_pb2, identity_pb2_grpc
 from services.common.db import DATABASE_BUSY, create_engine_for, unavailable_error
-from tests.conftest import _admin_connection, make_settings
+from tests.conftest import _admin_connection, make_settings, signed_channel
 from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn, running_cairn
 
 PATHS = ("/api/user", "/api/user/stacks", "/api/orgs/admin/members")
@@ -87,7 +87,7 @@ async def test_too_many_connections_answers_503_not_500(
         await _end_connections(admin, role)
         await _assert_all_unavailable(cairn)
         # The service itself says why, over gRPC too.
-        channel = grpc.aio.insecure_channel(cairn.system.settings.identity_address)
+        channel = signed_channel(cairn.system.settings, cairn.system.settings.identity_address)
         try:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as raised:

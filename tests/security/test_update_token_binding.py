@@ -18,6 +18,7 @@ import pytest
 
 from protos.cairn.v1 import common_pb2, updates_pb2, updates_pb2_grpc
 from services.common.config import Settings
+from tests.conftest import signed_channel
 from tests.gateway.cli import (
     SECRET_SIG,
     Run,
@@ -288,7 +289,7 @@ async def test_the_updates_service_itself_checks_the_path(cairn: Cairn) -> None:
     """Internal callers get the same answer as the REST edge: the check is in the service."""
     await _create_stack(cairn, ALICE, ADMIN_TOKEN)
     run = await begin(cairn, ALICE)
-    channel = grpc.aio.insecure_channel(cairn.system.settings.updates_address)
+    channel = signed_channel(cairn.system.settings, cairn.system.settings.updates_address)
     try:
         stub = updates_pb2_grpc.UpdatesServiceStub(channel)
 
