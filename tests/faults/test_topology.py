@@ -24,6 +24,7 @@ import pytest
 from protos.cairn.v1 import (
     agent_pools_pb2,
     common_pb2,
+    console_pb2,
     copilot_pb2,
     identity_pb2,
     secrets_pb2,
@@ -475,6 +476,7 @@ READ_PREFIXES = ("Get", "List", "Export", "Check")
 # Each service's methods, from the generated descriptors.
 PROTO_MODULES = (
     identity_pb2,
+    console_pb2,
     stacks_pb2,
     updates_pb2,
     secrets_pb2,
