@@ -1,0 +1,64 @@
+"""The program templates are package data: found through importlib.resources and shipped."""
+
+from __future__ import annotations
+
+import tomllib
+from fnmatch import fnmatch
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from services.copilot.programs import CLOUDS, RESOURCES, catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_template_is_found_through_importlib_resources() -> None:
+    folder = resources.files(catalog.PACKAGE).joinpath(catalog.TEMPLATES)
+    found = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    assert found == sorted(catalog.template_names())
+    assert len(found) == len(CLOUDS) * len(RESOURCES)
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_every_template_loads_as_its_cloud_and_resource(cloud: str, resource: str) -> None:
+    spec = catalog.template(resource, cloud)
+    assert spec is not None
+    assert (spec.cloud, spec.resource) == (cloud, resource)
+    assert spec.steps
+    assert catalog.provider_for(cloud).cloud == cloud
+
+
+def test_unknown_template_is_none() -> None:
+    assert catalog.template("bucket", "oracle") is None
+    assert catalog.template("../providers", "aws") is None
+
+
+def test_package_data_declares_every_program_data_file() -> None:
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = settings["tool"]["setuptools"]["package-data"][catalog.PACKAGE]
+    package = ROOT / Path(*catalog.PACKAGE.split("."))
+    data = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    ]
+    assert data
+    undeclared = [name for name in data if not any(fnmatch(name, p) for p in patterns)]
+    assert undeclared == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"$ref": "a..b"}, "bad \\$ref"),
+        ({"$nope": 1}, "unknown value tag"),
+        ({"$ref": "a", "$config": "b"}, "exactly one"),
+        ({"$join": [["x"]]}, "\\$join takes"),
+    ],
+)
+def test_malformed_values_are_rejected(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        catalog.decode_value(value)
