@@ -1,4 +1,4 @@
-"""The program templates are package data: found through importlib.resources and shipped."""
+"""The copilot's data files: found through importlib.resources and declared for the wheel."""
 
 from __future__ import annotations
 
@@ -36,17 +36,25 @@ def test_unknown_template_is_none() -> None:
     assert catalog.template("../providers", "aws") is None
 
 
-def test_package_data_declares_every_program_data_file() -> None:
+def test_package_data_declares_every_copilot_data_file() -> None:
+    """A wheel ships exactly what pyproject declares; every data file must be declared."""
     settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = settings["tool"]["setuptools"]["package-data"][catalog.PACKAGE]
-    package = ROOT / Path(*catalog.PACKAGE.split("."))
+    declared: dict[str, list[str]] = settings["tool"]["setuptools"]["package-data"]
+    copilot = ROOT / "services" / "copilot"
     data = [
-        path.relative_to(package).as_posix()
-        for path in package.rglob("*")
-        if path.is_file() and path.suffix not in (".py", ".pyc")
+        path for path in copilot.rglob("*") if path.is_file() and path.suffix not in (".py", ".pyc")
     ]
-    assert data
-    undeclared = [name for name in data if not any(fnmatch(name, p) for p in patterns)]
+    assert copilot / "failure_patterns.yaml" in data
+    undeclared = []
+    for path in data:
+        owners = [p for p in path.parents if (p / "__init__.py").exists() and p != ROOT]
+        is_declared = any(
+            fnmatch(path.relative_to(owner).as_posix(), pattern)
+            for owner in owners
+            for pattern in declared.get(owner.relative_to(ROOT).as_posix().replace("/", "."), [])
+        )
+        if not is_declared:
+            undeclared.append(path.relative_to(ROOT).as_posix())
     assert undeclared == []
 
 
