@@ -24,7 +24,7 @@ def test_every_template_is_found_through_importlib_resources() -> None:
 @pytest.mark.parametrize("cloud", CLOUDS)
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_every_template_loads_as_its_cloud_and_resource(cloud: str, resource: str) -> None:
-    spec = catalog.template(resource, cloud)
+    spec = catalog.template_for(resource, cloud)
     assert spec is not None
     assert (spec.cloud, spec.resource) == (cloud, resource)
     assert spec.steps
@@ -32,8 +32,8 @@ def test_every_template_loads_as_its_cloud_and_resource(cloud: str, resource: st
 
 
 def test_unknown_template_is_none() -> None:
-    assert catalog.template("bucket", "oracle") is None
-    assert catalog.template("../providers", "aws") is None
+    assert catalog.template_for("bucket", "oracle") is None
+    assert catalog.template_for("../providers", "aws") is None
 
 
 def test_package_data_declares_every_copilot_data_file() -> None:

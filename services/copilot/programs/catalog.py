@@ -55,7 +55,7 @@ def template_names() -> list[str]:
     return [f"{cloud}-{resource}.yaml" for cloud in CLOUDS for resource in RESOURCES]
 
 
-def template(resource: str, cloud: str) -> Spec | None:
+def template_for(resource: str, cloud: str) -> Spec | None:
     """The program description for a resource on a cloud, or None when there is none."""
     if resource not in RESOURCES or cloud not in CLOUDS:
         return None

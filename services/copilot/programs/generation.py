@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from services.copilot.programs.catalog import provider_for, template
+from services.copilot.programs.catalog import provider_for, template_for
 from services.copilot.programs.render_csharp import render_csharp
 from services.copilot.programs.render_go import render_go
 from services.copilot.programs.render_python import render_python
@@ -28,9 +28,6 @@ _RENDERERS = {
     "csharp": render_csharp,
     "yaml": render_yaml,
 }
-
-
-# ---------------------------------------------------------------------------------------
 
 
 def _instructions(spec: Spec, language: str) -> str:
@@ -88,7 +85,7 @@ def generate(request: ProgramRequest, salt: str = "") -> GeneratedProgram:
     """Render the program for a request; salt varies the id between conversations."""
     if request.language not in LANGUAGES:
         raise ValueError(f"unsupported language {request.language!r}")
-    spec = template(request.resource, request.cloud)
+    spec = template_for(request.resource, request.cloud)
     if spec is None:
         raise ValueError(f"no program for {request.resource!r} on {request.cloud!r}")
     validate(spec)

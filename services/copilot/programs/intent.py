@@ -132,7 +132,3 @@ def parse_request(query: str) -> ProgramRequest | None:
     implied = [mention.cloud for mention in mentions if mention.cloud]
     cloud = _first(_CLOUD_WORDS, text) or chosen.cloud or (implied[0] if implied else "aws")
     return ProgramRequest(chosen.resource, cloud, language or "typescript")
-
-
-# ---------------------------------------------------------------------------------------
-# Syntax checks: a real parser where the standard library has one, a tokenizer elsewhere.

@@ -153,7 +153,3 @@ def render_csharp(spec: Spec) -> str:
     lines.extend((_CS_UNIT + line.replace("\n", "\n" + _CS_UNIT)) if line else "" for line in body)
     lines.append("});")
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------
-# YAML

@@ -173,7 +173,3 @@ def render_go(spec: Spec) -> str:
     lines.extend(("\t\t" + line.replace("\n", "\n\t\t")) if line else "" for line in body)
     lines += ["\t})", "}"]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------
-# C#

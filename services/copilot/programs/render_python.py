@@ -132,7 +132,3 @@ def render_python(spec: Spec) -> str:
             bracketed("pulumi.export(", arguments, ")", 0, unit=_PY_UNIT, inline=True, width=88)
         )
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------
-# Go

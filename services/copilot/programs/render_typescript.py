@@ -135,7 +135,3 @@ def render_typescript(spec: Spec) -> str:
         for name, value in spec.exports
     )
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------
-# Python

@@ -195,6 +195,7 @@ PROGRAM_FILES = {
 }
 
 
+# ---------------------------------------------------------------------------------------
 # Shared helpers for the renderers.
 
 
@@ -382,6 +383,3 @@ def bracketed(
 def is_invoke(spec: Spec, var: str) -> bool:
     """Whether a variable holds a function result rather than a resource."""
     return any(isinstance(s, Invoke) and s.var == var for s in spec.steps)
-
-
-# ---------------------------------------------------------------------------------------
