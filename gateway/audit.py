@@ -39,7 +39,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.bodies import BODY
+from gateway.bodies import BODY, read_body
 from gateway.context import BACKENDS, PRINCIPAL, REQUEST_ID, SETTINGS
 from protos.cairn.v1 import audit_pb2, common_pb2, identity_pb2
 from services.common.clock import Clock, SystemClock
@@ -619,7 +619,9 @@ async def _record(request: web.Request, kind: AuditEventType, status: int, at: f
         return
     try:
         principal = request.get(PRINCIPAL) or await _refused_principal(request, status)
-        detail = _body_name(request, kind.target_field or kind.detail_field)
+        detail = await _body_name(
+            request, kind.target_field or kind.detail_field, is_caller_known=principal is not None
+        )
         _submit(request, kind, status, at, principal, detail)
     except Exception:
         log.exception("audit_entry_failed", audit_event=kind.name, status=status)
@@ -717,14 +719,30 @@ async def _refused_principal(request: web.Request, status: int) -> identity_pb2.
     return principal
 
 
-def _body_name(request: web.Request, field: str) -> str:
-    """A name-like string member of a small JSON body the call read (inflated), else ''.
+async def _body_name(request: web.Request, field: str, *, is_caller_known: bool) -> str:
+    """A name-like string member of a small JSON body, else ''.
 
-    Only what the handler already read is looked at: a refused call's body is never read
-    for the audit log's sake.
+    The body the call read is used as read (inflated). A body nobody read (a refused call)
+    is read only for an authenticated caller, uncompressed and declared small: an anonymous
+    or oversized refusal never costs a read for the audit log's sake.
     """
+    if not field:
+        return ""
     raw = request.get(BODY)
-    if not field or raw is None or len(raw) > _MAX_NAMED_BODY_BYTES:
+    if raw is None:
+        length = request.content_length
+        if (
+            not is_caller_known
+            or request.headers.get("Content-Encoding")
+            or length is None
+            or length > _MAX_NAMED_BODY_BYTES
+        ):
+            return ""
+        try:
+            raw = await read_body(request)
+        except Exception:
+            return ""
+    if len(raw) > _MAX_NAMED_BODY_BYTES:
         return ""
     try:
         body: Any = orjson.loads(raw)
