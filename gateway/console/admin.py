@@ -24,7 +24,7 @@ from gateway.handlers.audit import (
     export_response,
     flush_recent,
 )
-from gateway.handlers.stack_access import organization_stacks
+from gateway.views import organization_stacks
 from protos.cairn.v1 import audit_pb2, common_pb2, identity_pb2
 
 AUDIT_PAGE_SIZE = 50
