@@ -15,6 +15,7 @@ from gateway.route import Access, Route
 from gateway.routes import ROUTES, request_schema
 from gateway.schemas import load_schemas
 from protos.cairn.v1 import common_pb2, identity_pb2
+from services.common.call_access import TOKEN_ACCESS
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -59,6 +60,13 @@ def test_every_audit_event_a_route_names_is_in_the_catalogue() -> None:
     for route in ROUTES:
         if isinstance(route.audit, AuditEventType):
             assert catalogue.get(route.audit.name) is route.audit, route.operation_id
+
+
+def test_service_methods_record_events_of_the_catalogue() -> None:
+    """Access-token calls to service methods are recorded under their REST twin's event."""
+    catalogue = {kind.name for kind in EVENT_TYPES}
+    named = {access.audit_event for access in TOKEN_ACCESS.values() if access.audit_event}
+    assert named <= catalogue, sorted(named - catalogue)
 
 
 def test_operation_ids_are_unique() -> None:
