@@ -1,19 +1,29 @@
 """The audit record as clients read it: one mapping from the `AuditEvent` message (the one
 definition of an entry, protos/cairn/v1/audit.proto) to Pulumi's JSON `AuditLogEvent` and one
-to the CSV export's row. The route handlers and the console both answer through these."""
+to the CSV export's row, and the export attachment. The route handlers and the console both
+answer through these."""
 
 from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+from aiohttp import web
+
+from gateway.audit import flush_recent
+from gateway.context import BACKENDS, call_options
 from protos.cairn.v1 import audit_pb2
 
 MICROS = 1_000_000
+# An export without a time range covers the last 30 days.
+DEFAULT_EXPORT_DAYS = 30
+EXPORT_FORMATS = ("csv", "json")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 ACTOR_KINDS: dict[audit_pb2.AuditActorKind.ValueType, str] = {
@@ -109,3 +119,48 @@ def events_csv(events: Iterable[audit_pb2.AuditEvent]) -> str:
     for event in events:
         writer.writerow([_csv_cell(member.value(event)) for member in MEMBERS])
     return out.getvalue()
+
+
+async def export_response(
+    request: web.Request, audit_filter: audit_pb2.AuditFilter, audit_format: str
+) -> web.Response:
+    """The entries of a filter as a CSV or JSON attachment (the console's export too).
+
+    An open end of the time window becomes now, an open start 30 days before its end.
+    """
+    if not audit_filter.until_micros:
+        audit_filter.until_micros = int(time.time() + 1) * MICROS
+    if not audit_filter.since_micros:
+        audit_filter.since_micros = (
+            audit_filter.until_micros - DEFAULT_EXPORT_DAYS * 86_400 * MICROS
+        )
+    await flush_recent(request)
+    reply = await request.app[BACKENDS].audit.ExportAuditEvents(
+        audit_pb2.ExportAuditEventsRequest(filter=audit_filter), **call_options(request)
+    )
+    events = list(reply.events)
+    if audit_format == "csv":
+        body = events_csv(events).encode()
+        media = "text/csv"
+    else:
+        body = orjson.dumps({"auditLogEvents": [event_json(e) for e in events]})
+        media = "application/json"
+    return web.Response(
+        body=body,
+        content_type=_answer_type(request, media),
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="auditlogs.{audit_format}"'},
+    )
+
+
+def _answer_type(request: web.Request, media: str) -> str:
+    """The format's own type, or text/plain for clients that accept only text (the SDK)."""
+    accepted = {
+        item.split(";", 1)[0].strip().lower()
+        for item in request.headers.get("Accept", "").split(",")
+    }
+    if accepted & {media, "*/*", media.split("/")[0] + "/*"}:
+        return media
+    if "text/plain" in accepted:
+        return "text/plain"
+    return media

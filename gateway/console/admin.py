@@ -15,11 +15,10 @@ from aiohttp import web
 
 from gateway.audit import flush_recent
 from gateway.audit_policy import AUDIT_POLICY
-from gateway.audit_records import MICROS, actor_kind
+from gateway.audit_records import EXPORT_FORMATS, MICROS, actor_kind, export_response
 from gateway.console.render import render
 from gateway.context import BACKENDS, ROLE, call_options
 from gateway.errors import ApiError
-from gateway.handlers.audit import EXPORT_FORMATS, export_response
 from gateway.views import organization_stacks
 from protos.cairn.v1 import audit_pb2, common_pb2, identity_pb2
 

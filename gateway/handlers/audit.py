@@ -3,23 +3,17 @@ instance-wide export. Entries are read-only: no route changes or deletes one."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.audit import flush_recent
 from gateway.audit_policy import AUDIT_POLICY
-from gateway.audit_records import MICROS, event_json, events_csv
+from gateway.audit_records import EXPORT_FORMATS, MICROS, event_json, export_response
 from gateway.context import BACKENDS, PRINCIPAL, call_options
 from gateway.convert import int_query, json_response
 from gateway.errors import ApiError, bad_request
 from protos.cairn.v1 import audit_pb2
-
-# An export without a time range covers the last 30 days.
-DEFAULT_EXPORT_DAYS = 30
-EXPORT_FORMATS = ("csv", "json")
 
 
 def _seconds_query(request: web.Request, name: str) -> int | None:
@@ -137,48 +131,3 @@ async def _export(
     audit_filter = _filter(request, organization)
     audit_filter.is_site_level = is_site_level
     return await export_response(request, audit_filter, audit_format)
-
-
-async def export_response(
-    request: web.Request, audit_filter: audit_pb2.AuditFilter, audit_format: str
-) -> web.Response:
-    """The entries of a filter as a CSV or JSON attachment (the console's export too).
-
-    An open end of the time window becomes now, an open start 30 days before its end.
-    """
-    if not audit_filter.until_micros:
-        audit_filter.until_micros = int(time.time() + 1) * MICROS
-    if not audit_filter.since_micros:
-        audit_filter.since_micros = (
-            audit_filter.until_micros - DEFAULT_EXPORT_DAYS * 86_400 * MICROS
-        )
-    await flush_recent(request)
-    reply = await request.app[BACKENDS].audit.ExportAuditEvents(
-        audit_pb2.ExportAuditEventsRequest(filter=audit_filter), **call_options(request)
-    )
-    events = list(reply.events)
-    if audit_format == "csv":
-        body = events_csv(events).encode()
-        media = "text/csv"
-    else:
-        body = orjson.dumps({"auditLogEvents": [event_json(e) for e in events]})
-        media = "application/json"
-    return web.Response(
-        body=body,
-        content_type=_answer_type(request, media),
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="auditlogs.{audit_format}"'},
-    )
-
-
-def _answer_type(request: web.Request, media: str) -> str:
-    """The format's own type, or text/plain for clients that accept only text (the SDK)."""
-    accepted = {
-        item.split(";", 1)[0].strip().lower()
-        for item in request.headers.get("Accept", "").split(",")
-    }
-    if accepted & {media, "*/*", media.split("/")[0] + "/*"}:
-        return media
-    if "text/plain" in accepted:
-        return "text/plain"
-    return media
