@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, STACK, call_options
 from gateway.convert import bool_query, int_query, json_response, path_version
 from gateway.errors import bad_request
-from gateway.handlers.updates import latest_version, update_json
+from gateway.views import latest_version, update_json
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 from services.common.stack_references import reference_names, resolve_reference
 

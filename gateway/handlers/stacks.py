@@ -23,8 +23,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import ApiError, bad_request
-from gateway.handlers.stack_access import readable_stacks
-from gateway.handlers.updates import import_request
+from gateway.views import import_request, readable_stacks
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 
 MAX_PAGE_SIZE = 1000

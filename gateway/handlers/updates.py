@@ -32,6 +32,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import bad_request
+from gateway.views import import_request, latest_version, update_json
 from protos.cairn.v1 import stacks_pb2, updates_pb2
 
 
@@ -365,48 +366,6 @@ def _typed_event(event: updates_pb2.EngineEvent) -> dict[str, Any]:
     return {**stored, "type": event.kind}
 
 
-def _flat_info(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
-    """The CLI's UpdateInfo (`pulumi stack history`)."""
-    payload: dict[str, Any] = {
-        "kind": info.kind,
-        "startTime": info.start_time,
-        "endTime": info.end_time,
-        "message": info.message,
-        "environment": dict(info.environment),
-        "config": orjson.Fragment(info.config or b"{}"),
-        "result": info.result,
-        "version": info.version,
-        "resourceChanges": dict(info.resource_changes),
-    }
-    if info.resource_count:
-        payload["resourceCount"] = info.resource_count
-    return payload
-
-
-def update_json(info: updates_pb2.UpdateInfo, latest_version: int) -> dict[str, Any]:
-    """Both shapes at once: the CLI reads the flat fields, the SDK reads `info` and the rest."""
-    flat = _flat_info(info)
-    return {
-        **flat,
-        "info": flat,
-        "updateID": info.update_id,
-        "latestVersion": latest_version,
-        "requestedBy": {
-            "name": info.requested_by,
-            "githubLogin": info.requested_by,
-            "avatarUrl": "",
-        },
-    }
-
-
-async def latest_version(request: web.Request) -> int:
-    """The stack's newest version (0 before its first update)."""
-    reply = await request.app[BACKENDS].updates.GetStackStates(
-        updates_pb2.GetStackStatesRequest(stack_ids=[request[STACK].id]), **call_options(request)
-    )
-    return reply.states[0].version if reply.states else 0
-
-
 async def get_stack_updates(request: web.Request) -> web.Response:
     """`GET S/updates?pageSize=&page=` (§2.11): newest first, previews excluded."""
     page_size = int_query(request, "pageSize", 0)
@@ -467,14 +426,3 @@ async def import_stack(request: web.Request) -> web.Response:
         import_request(request[STACK], raw), **call_options(request)
     )
     return json_response({"updateId": reply.update_id})
-
-
-def import_request(stack: stacks_pb2.Stack, untyped: bytes) -> updates_pb2.ImportDeploymentRequest:
-    """Import a deployment into a stack (its path checks a service secrets provider's state)."""
-    return updates_pb2.ImportDeploymentRequest(
-        stack_id=stack.id,
-        untyped_deployment=untyped,
-        organization=stack.ref.organization,
-        project=stack.ref.project,
-        stack=stack.ref.stack,
-    )

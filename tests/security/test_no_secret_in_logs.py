@@ -156,7 +156,7 @@ class Run:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "services.runner",
+                "cairn",
                 "agent",
                 "--url",
                 self.cairn.url,
@@ -189,7 +189,7 @@ async def run(tmp_path: Path) -> AsyncIterator[Run]:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "services.runner",
+            "cairn",
             "up",
             "--host",
             "127.0.0.1",
