@@ -23,7 +23,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, Unauthen
 from services.common.logging import get_logger
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, serve_service
-from services.identity.audit_server import AUDIT_SERVICE_NAME, audit_service
+from services.identity.audit.server import AUDIT_SERVICE_NAME, audit_service
 from services.identity.domain import (
     ADMIN_TOKEN_NAME,
     BOOTSTRAP_TOKEN_NAME,
@@ -74,7 +74,7 @@ from services.identity.domain import (
     with_membership,
 )
 from services.identity.models import Base
-from services.identity.session_server import SESSION_SERVICE_NAME, console_session_service
+from services.identity.sessions.server import SESSION_SERVICE_NAME, console_session_service
 from services.identity.store import IdentityStore
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
