@@ -1,4 +1,5 @@
-"""Tables of the identity service; only store.py touches them.
+"""Tables of the identity service; only its stores (store.py, team_store.py, rows.py) touch
+them.
 
 `Base.metadata` is what the identity process migrates, so it also gathers the tables of the
 audit log and the console sessions, which depend on this package's base and never back.
