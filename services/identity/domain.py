@@ -494,6 +494,12 @@ def validate_grant(permission: int) -> StackPermission:
     return value
 
 
+def check_member_action(action: MemberAction | None, member_login: str) -> None:
+    """A team change that adds, removes, promotes or demotes names whom."""
+    if action is not None and not member_login:
+        raise InvalidArgument("Bad Request: 'member' is required with 'memberAction'")
+
+
 def validate_default_permission(permission: int) -> StackPermission:
     """The organization's default stack permission for members: none, read, write or admin."""
     if permission == StackPermission.NONE:

@@ -48,6 +48,7 @@ from services.identity.domain import (
     TokenScope,
     User,
     UserStackGrant,
+    check_member_action,
     validate_default_permission,
     validate_grant,
     validate_text,
@@ -474,8 +475,7 @@ def _scope(message: identity_pb2.TokenScope, default_login: str = "") -> TokenSc
 
 def _team_change(request: identity_pb2.UpdateTeamRequest) -> TeamChange:
     action = _MEMBER_ACTIONS.get(request.member_action)
-    if action is not None and not request.member_login:
-        raise InvalidArgument("Bad Request: 'member' is required with 'memberAction'")
+    check_member_action(action, request.member_login)
     return TeamChange(
         display_name=(
             validate_text("display name", request.display_name, MAX_DISPLAY_NAME_LENGTH)
