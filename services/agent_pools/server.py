@@ -19,6 +19,7 @@ from protos.cairn.v1 import (
     secrets_pb2,
     secrets_pb2_grpc,
 )
+from services.agent_pools.agent_store import AgentStore
 from services.agent_pools.domain import (
     OFFLINE,
     ONLINE,
@@ -31,8 +32,8 @@ from services.agent_pools.domain import (
     StoredSettings,
 )
 from services.agent_pools.models import Base
+from services.agent_pools.service import AgentPools
 from services.agent_pools.store import AgentPoolStore
-from services.agent_pools.work import AgentPools
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
@@ -447,6 +448,7 @@ async def start(
     store = AgentPoolStore(database.sessions, database.engine.dialect.name)
     pools = AgentPools(
         store,
+        AgentStore(database.sessions),
         the_clock,
         secrets.encrypt,
         secrets.decrypt,
