@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 
 # Agents heartbeat this often; an agent silent for OFFLINE_AFTER_SECONDS is offline.
 HEARTBEAT_SECONDS = 10
@@ -163,6 +163,29 @@ def validate_pool_fields(name: str | None, description: str | None) -> None:
         raise InvalidArgument(
             f"Bad Request: a pool description may be at most {MAX_DESCRIPTION_LENGTH} characters"
         )
+
+
+def check_pool_deletion(settings_using_it: int, *, force: bool) -> None:
+    """A pool that deployment settings name is deleted only when forced."""
+    if settings_using_it and not force:
+        raise InvalidArgument("Bad Request: Agent pool is in use")
+
+
+def check_cancellable(status: str) -> None:
+    if status in FINISHED:
+        raise FailedPrecondition("Conflict: the deployment has already finished")
+
+
+def check_agent_of_pool(agent_pool_id: str | None, pool_id: str) -> None:
+    """An agent acts only in the pool it registered with; an unknown one registers again."""
+    if agent_pool_id is None or agent_pool_id != pool_id:
+        raise Unauthenticated("Unauthorized: unknown agent for this pool; register again")
+
+
+def check_own_job(job_agent_id: str | None, status: str, agent_id: str) -> None:
+    """An agent reports only on a job it is running."""
+    if job_agent_id != agent_id or status not in (ACCEPTED, RUNNING):
+        raise FailedPrecondition("Conflict: this deployment is not running on this agent")
 
 
 def validate_operation(operation: str) -> str:

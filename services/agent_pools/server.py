@@ -14,29 +14,28 @@ import orjson
 from protos.cairn.v1 import (
     agent_pools_pb2,
     agent_pools_pb2_grpc,
-    identity_pb2,
     identity_pb2_grpc,
-    secrets_pb2,
     secrets_pb2_grpc,
 )
+from services.agent_pools.agent_store import AgentStore
 from services.agent_pools.domain import (
     OFFLINE,
     ONLINE,
     AgentMetadata,
     AgentRecord,
     DeploymentRecord,
-    MintedToken,
     PoolRecord,
     StackName,
     StoredSettings,
 )
 from services.agent_pools.models import Base
+from services.agent_pools.peers import IdentityPeer, SecretsPeer
+from services.agent_pools.service import AgentPools
 from services.agent_pools.store import AgentPoolStore
-from services.agent_pools.work import AgentPools
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
-from services.common.errors import InvalidArgument, Unavailable, from_rpc_error
+from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
 from services.common.logging import get_logger
 from services.common.readiness import database_dependency
@@ -324,70 +323,6 @@ def _deployment(deployment: DeploymentRecord) -> agent_pools_pb2.Deployment:
     )
 
 
-class SecretsPeer:
-    """Encrypts and decrypts settings secrets with the stack's key in the secrets service."""
-
-    def __init__(self, stub: secrets_pb2_grpc.SecretsServiceAsyncStub, timeout: float) -> None:
-        self._stub = stub
-        self._timeout = timeout
-
-    async def encrypt(self, stack_id: str, plaintext: bytes) -> bytes:
-        try:
-            reply = await self._stub.Encrypt(
-                secrets_pb2.EncryptRequest(stack_id=stack_id, plaintext=plaintext),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error) from None
-        return reply.ciphertext
-
-    async def decrypt(self, stack_id: str, ciphertext: bytes) -> bytes:
-        try:
-            reply = await self._stub.Decrypt(
-                secrets_pb2.DecryptRequest(stack_id=stack_id, ciphertext=ciphertext),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error) from None
-        return reply.plaintext
-
-
-class IdentityPeer:
-    """Mints and revokes the personal access tokens of deployments' jobs in identity."""
-
-    def __init__(self, stub: identity_pb2_grpc.IdentityServiceAsyncStub, timeout: float) -> None:
-        self._stub = stub
-        self._timeout = timeout
-
-    async def mint(self, user_login: str, description: str, expires_at: int) -> MintedToken:
-        try:
-            reply = await self._stub.CreateAccessToken(
-                identity_pb2.CreateAccessTokenRequest(
-                    user_login=user_login,
-                    scope=_personal(user_login),
-                    description=description,
-                    expires_at=expires_at,
-                ),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error) from None
-        return MintedToken(reply.token_id, reply.token)
-
-    async def revoke(self, user_login: str, token_id: str) -> None:
-        try:
-            await self._stub.RevokeAccessToken(
-                identity_pb2.TokenRequest(scope=_personal(user_login), token_id=token_id),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error) from None
-
-
-def _personal(user_login: str) -> identity_pb2.TokenScope:
-    return identity_pb2.TokenScope(kind=identity_pb2.TOKEN_KIND_PERSONAL, user_login=user_login)
-
-
 class TokenSweeper:
     """Runs `AgentPools.sweep` every few seconds, so tokens of jobs whose agent vanished are
     revoked even when no agent of their pool calls in."""
@@ -447,6 +382,7 @@ async def start(
     store = AgentPoolStore(database.sessions, database.engine.dialect.name)
     pools = AgentPools(
         store,
+        AgentStore(database.sessions),
         the_clock,
         secrets.encrypt,
         secrets.decrypt,

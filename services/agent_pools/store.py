@@ -1,9 +1,12 @@
-"""The only code issuing SQL for the agent_pools tables; returns frozen records, never rows."""
+"""SQL for pools, deployment settings and deployments; returns frozen records, never rows.
+
+What agents do with deployments (claims, logs, job tokens) is in `agent_store`.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -14,12 +17,10 @@ from services.agent_pools.domain import (
     ACCEPTED,
     FAILED,
     FINISHED,
-    JOB_LEASE_SECONDS,
     MAX_ATTEMPTS,
     NOT_STARTED,
     OFFLINE_AFTER_SECONDS,
     RUNNING,
-    AgentMetadata,
     AgentRecord,
     DeploymentPage,
     DeploymentRecord,
@@ -28,16 +29,11 @@ from services.agent_pools.domain import (
     StackName,
     StoredSettings,
     TokenToRevoke,
+    check_cancellable,
+    check_pool_deletion,
 )
 from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow, SettingsRow
-from services.common.errors import (
-    Aborted,
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unauthenticated,
-)
+from services.common.errors import Aborted, AlreadyExists, NotFound
 
 POOL_NOT_FOUND = "Not Found: AgentPool"
 VERSION_ATTEMPTS = 20
@@ -125,8 +121,7 @@ class AgentPoolStore:
                     select(SettingsRow).where(SettingsRow.agent_pool_id == row.id).with_for_update()
                 )
             )
-            if users and not force:
-                raise InvalidArgument("Bad Request: Agent pool is in use")
+            check_pool_deletion(len(users), force=force)
             for settings in users:
                 settings.settings = {
                     key: value for key, value in settings.settings.items() if key != "agentPoolID"
@@ -169,145 +164,6 @@ class AgentPoolStore:
                 .limit(1)
             )
             return value
-
-    # -- agents ----------------------------------------------------------------------------
-
-    async def pool_for_token(self, token_hash: str) -> str:
-        async with self._sessions.begin() as session:
-            pool_id: str | None = await session.scalar(
-                select(PoolRow.id).where(PoolRow.token_hash == token_hash)
-            )
-        if pool_id is None:
-            raise Unauthenticated("Unauthorized: the agent pool token is not valid")
-        return pool_id
-
-    async def register_agent(self, pool_id: str, metadata: AgentMetadata, now: float) -> str:
-        row = AgentRow(
-            id=uuid.uuid4().hex,
-            pool_id=pool_id,
-            version=metadata.version,
-            platform=metadata.platform,
-            hostname=metadata.hostname,
-            ip=metadata.ip,
-            pid=metadata.pid,
-            registered_at=now,
-            last_seen_at=now,
-        )
-        async with self._sessions.begin() as session:
-            session.add(row)
-        return row.id
-
-    async def heartbeat(self, pool_id: str, agent_id: str, now: float) -> list[str]:
-        """Record the agent as seen, extend its jobs' leases; return its cancelled jobs."""
-        async with self._sessions.begin() as session:
-            agent = await _agent_row(session, pool_id, agent_id)
-            agent.last_seen_at = now
-            # A job whose lease already ran out was given up; the heartbeat cannot revive it.
-            await _recover_abandoned(session, now, pool_id=pool_id)
-            await session.execute(
-                update(DeploymentRow)
-                .where(
-                    DeploymentRow.agent_id == agent_id,
-                    DeploymentRow.status.in_([ACCEPTED, RUNNING]),
-                )
-                .values(lease_expires_at=now + JOB_LEASE_SECONDS)
-            )
-            cancelled = await session.scalars(
-                select(DeploymentRow.id).where(
-                    DeploymentRow.agent_id == agent_id,
-                    DeploymentRow.status.in_([ACCEPTED, RUNNING]),
-                    DeploymentRow.is_cancel_requested.is_(True),
-                )
-            )
-            return list(cancelled)
-
-    async def claim(self, pool_id: str, agent_id: str, now: float) -> DeploymentRecord | None:
-        """Hand the oldest queued deployment of the pool to this agent, atomically."""
-        async with self._sessions.begin() as session:
-            agent = await _agent_row(session, pool_id, agent_id)
-            agent.last_seen_at = now
-            await _recover_abandoned(session, now, pool_id=pool_id)
-            statement = (
-                select(DeploymentRow)
-                .where(
-                    DeploymentRow.pool_id == pool_id,
-                    DeploymentRow.status == NOT_STARTED,
-                    # A requeued job waits until its previous run's token is revoked.
-                    DeploymentRow.access_token_id.is_(None),
-                )
-                .order_by(DeploymentRow.created_at, DeploymentRow.id)
-                .limit(1)
-            )
-            # Two agents never get the same job: the row is locked (and skipped by the
-            # other claimant) on PostgreSQL; SQLite has one writer at a time anyway.
-            statement = statement.with_for_update(skip_locked=True)
-            row = await session.scalar(statement)
-            if row is None:
-                return None
-            row.status = ACCEPTED
-            row.agent_id = agent_id
-            row.attempts += 1
-            row.started_at = now
-            row.modified_at = now
-            row.lease_expires_at = now + JOB_LEASE_SECONDS
-            return _deployment(row)
-
-    async def running_job(
-        self, pool_id: str, agent_id: str, deployment_id: str
-    ) -> DeploymentRecord:
-        """The agent's own running job, checked as `append_logs` and `finish` check it."""
-        async with self._sessions.begin() as session:
-            agent = await session.get(AgentRow, agent_id)
-            if agent is None or agent.pool_id != pool_id:
-                raise Unauthenticated("Unauthorized: unknown agent for this pool; register again")
-            row = await session.get(DeploymentRow, deployment_id)
-            if row is None:
-                raise NotFound(DEPLOYMENT_NOT_FOUND)
-            if row.agent_id != agent_id or row.status not in (ACCEPTED, RUNNING):
-                raise FailedPrecondition("Conflict: this deployment is not running on this agent")
-            return _deployment(row)
-
-    async def append_logs(
-        self, pool_id: str, agent_id: str, deployment_id: str, lines: Sequence[str], now: float
-    ) -> bool:
-        """Store log lines of the agent's own job; True when the job was cancelled."""
-        async with self._sessions.begin() as session:
-            agent = await _agent_row(session, pool_id, agent_id)
-            agent.last_seen_at = now
-            row = await _own_job(session, agent_id, deployment_id)
-            if row.status == ACCEPTED:
-                row.status = RUNNING
-            row.modified_at = now
-            row.lease_expires_at = now + JOB_LEASE_SECONDS
-            last = await session.scalar(
-                select(func.max(LogLineRow.index)).where(LogLineRow.deployment_id == row.id)
-            )
-            start = 0 if last is None else int(last) + 1
-            session.add_all(
-                LogLineRow(deployment_id=row.id, index=start + offset, timestamp=now, text=text)
-                for offset, text in enumerate(lines)
-            )
-            return row.is_cancel_requested
-
-    async def finish(
-        self,
-        pool_id: str,
-        agent_id: str,
-        deployment_id: str,
-        *,
-        status: str,
-        message: str,
-        now: float,
-    ) -> None:
-        async with self._sessions.begin() as session:
-            agent = await _agent_row(session, pool_id, agent_id)
-            agent.last_seen_at = now
-            row = await _own_job(session, agent_id, deployment_id)
-            row.status = FAILED if row.is_cancel_requested else status
-            row.message = "cancelled" if row.is_cancel_requested else message
-            row.finished_at = now
-            row.modified_at = now
-            row.lease_expires_at = None
 
     # -- settings --------------------------------------------------------------------------
 
@@ -413,7 +269,7 @@ class AgentPoolStore:
             )
             session.add(row)
             await session.flush()
-            return _deployment(row)
+            return deployment_record(row)
 
     async def list_deployments(
         self,
@@ -430,22 +286,22 @@ class AgentPoolStore:
             condition = condition & (DeploymentRow.stack_id == stack_id)
         order = DeploymentRow.created_at.asc() if ascending else DeploymentRow.created_at.desc()
         async with self._sessions.begin() as session:
-            await _recover_abandoned(session, now)
+            await recover_abandoned(session, now)
             total = await session.scalar(select(func.count()).where(condition))
             rows = await session.scalars(
                 select(DeploymentRow).where(condition).order_by(order).limit(limit).offset(offset)
             )
-            return DeploymentPage(tuple(_deployment(row) for row in rows), int(total or 0))
+            return DeploymentPage(tuple(deployment_record(row) for row in rows), int(total or 0))
 
     async def get_deployment(
         self, stack_id: str, deployment_id: str, now: float
     ) -> DeploymentRecord:
         async with self._sessions.begin() as session:
-            await _recover_abandoned(session, now)
+            await recover_abandoned(session, now)
             row = await session.get(DeploymentRow, deployment_id)
             if row is None or row.stack_id != stack_id:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
-            return _deployment(row)
+            return deployment_record(row)
 
     async def latest_version(self, stack_id: str) -> int:
         async with self._sessions.begin() as session:
@@ -470,15 +326,14 @@ class AgentPoolStore:
             row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
             if row is None or row.stack_id != stack_id:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
-            if row.status in FINISHED:
-                raise FailedPrecondition("Conflict: the deployment has already finished")
+            check_cancellable(row.status)
             row.is_cancel_requested = True
             row.modified_at = now
             if row.status == NOT_STARTED:
                 row.status = FAILED
                 row.message = "cancelled"
                 row.finished_at = now
-            return _deployment(row)
+            return deployment_record(row)
 
     async def purge(self, stack_id: str) -> list[TokenToRevoke]:
         """Forget the stack's deployments; returns their jobs' tokens, to revoke."""
@@ -496,85 +351,6 @@ class AgentPoolStore:
             await session.execute(delete(DeploymentRow).where(DeploymentRow.stack_id == stack_id))
             await session.execute(delete(SettingsRow).where(SettingsRow.stack_id == stack_id))
         return pending
-
-    # -- job tokens ------------------------------------------------------------------------
-
-    async def attach_token(self, deployment_id: str, agent_id: str, token_id: str) -> bool:
-        """Remember the token minted for the agent's job; False when the job is not its."""
-        async with self._sessions.begin() as session:
-            row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
-            if row is None or row.agent_id != agent_id or row.finished_at is not None:
-                return False
-            row.access_token_id = token_id
-            return True
-
-    async def release_claim(self, deployment_id: str, agent_id: str, now: float) -> None:
-        """Put a job its agent could not be given back in the queue, as if never claimed."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(DeploymentRow)
-                .where(
-                    DeploymentRow.id == deployment_id,
-                    DeploymentRow.agent_id == agent_id,
-                    DeploymentRow.status == ACCEPTED,
-                )
-                .values(
-                    status=NOT_STARTED,
-                    agent_id=None,
-                    attempts=DeploymentRow.attempts - 1,
-                    started_at=None,
-                    modified_at=now,
-                    lease_expires_at=None,
-                )
-            )
-
-    async def fail_claim(self, deployment_id: str, agent_id: str, message: str, now: float) -> None:
-        """End a job that cannot run at all before its agent starts it."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(DeploymentRow)
-                .where(
-                    DeploymentRow.id == deployment_id,
-                    DeploymentRow.agent_id == agent_id,
-                    DeploymentRow.status == ACCEPTED,
-                )
-                .values(
-                    status=FAILED,
-                    message=message,
-                    finished_at=now,
-                    modified_at=now,
-                    lease_expires_at=None,
-                )
-            )
-
-    async def tokens_to_revoke(self, limit: int) -> list[TokenToRevoke]:
-        """Tokens of jobs that ended, were requeued or are being cancelled."""
-        async with self._sessions.begin() as session:
-            rows = await session.execute(
-                select(DeploymentRow.id, DeploymentRow.requested_by, DeploymentRow.access_token_id)
-                .where(
-                    DeploymentRow.access_token_id.is_not(None),
-                    DeploymentRow.status.not_in([ACCEPTED, RUNNING])
-                    | DeploymentRow.is_cancel_requested.is_(True),
-                )
-                .order_by(DeploymentRow.modified_at, DeploymentRow.id)
-                .limit(limit)
-            )
-            return [TokenToRevoke(str(d), str(login), str(t)) for d, login, t in rows]
-
-    async def forget_token(self, deployment_id: str, token_id: str) -> None:
-        """The token was revoked: nothing to do for this job any more."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(DeploymentRow)
-                .where(DeploymentRow.id == deployment_id, DeploymentRow.access_token_id == token_id)
-                .values(access_token_id=None)
-            )
-
-    async def recover_abandoned(self, now: float, pool_id: str | None = None) -> None:
-        """Give up the jobs whose agent went silent, in one pool or in every pool."""
-        async with self._sessions.begin() as session:
-            await _recover_abandoned(session, now, pool_id=pool_id)
 
 
 async def _pool(
@@ -634,23 +410,7 @@ async def _max_by_pool(
     return {str(pool_id): float(value) for pool_id, value in rows if value is not None}
 
 
-async def _agent_row(session: AsyncSession, pool_id: str, agent_id: str) -> AgentRow:
-    row = await session.get(AgentRow, agent_id, with_for_update=True)
-    if row is None or row.pool_id != pool_id:
-        raise Unauthenticated("Unauthorized: unknown agent for this pool; register again")
-    return row
-
-
-async def _own_job(session: AsyncSession, agent_id: str, deployment_id: str) -> DeploymentRow:
-    row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
-    if row is None:
-        raise NotFound(DEPLOYMENT_NOT_FOUND)
-    if row.agent_id != agent_id or row.status not in (ACCEPTED, RUNNING):
-        raise FailedPrecondition("Conflict: this deployment is not running on this agent")
-    return row
-
-
-async def _recover_abandoned(session: AsyncSession, now: float, pool_id: str | None = None) -> None:
+async def recover_abandoned(session: AsyncSession, now: float, pool_id: str | None = None) -> None:
     """Jobs whose agent went silent: requeued while attempts remain, failed after that."""
     abandoned = DeploymentRow.status.in_([ACCEPTED, RUNNING]) & (
         DeploymentRow.lease_expires_at < now
@@ -689,7 +449,7 @@ def _agent(row: AgentRow) -> AgentRecord:
     )
 
 
-def _deployment(row: DeploymentRow) -> DeploymentRecord:
+def deployment_record(row: DeploymentRow) -> DeploymentRecord:
     return DeploymentRecord(
         id=row.id,
         stack=StackName(row.stack_id, row.organization, row.project, row.stack),

@@ -22,8 +22,8 @@ from services.secrets.domain import (
     KIND_LOG_DECRYPTION,
     DecryptionEvent,
 )
-from services.secrets.keyring import Keyring
 from services.secrets.models import Base
+from services.secrets.service import Keyring
 
 SERVICE_NAME = secrets_pb2.DESCRIPTOR.services_by_name["SecretsService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"

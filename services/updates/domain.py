@@ -333,6 +333,45 @@ def lease_refusal(update: UpdateRecord | None, lease: LeaseRef, now: float) -> D
     return LeaseExpired("Conflict: The Update has already timed out")
 
 
+def start_refusal(status: str) -> DomainError | None:
+    """Why an update in this status may not start, or None."""
+    if status != NOT_STARTED:
+        return FailedPrecondition("Conflict: The Update has already started")
+    return None
+
+
+def holder_refusal(holder: UpdateRecord, now: float) -> DomainError | None:
+    """409 while the update holding the stack has a current lease; None when it lapsed (the
+    caller ends it and takes the stack)."""
+    if lease_is_valid(holder, now):
+        return FailedPrecondition(CONFLICT_MESSAGE)
+    return None
+
+
+def end_refusal(
+    update: UpdateRecord, status: str, lease: LeaseRef | None, now: float
+) -> DomainError | None:
+    """Why the update may not end with `status` now, or None.
+
+    With a lease this is `complete`, which must hold a current lease and may be repeated with
+    the same status (None for an update it already ended so); without one it is `cancel`,
+    which works whatever the lease says.
+    """
+    if lease is not None:
+        refused = claim_refusal(update, lease)
+        if refused is not None:
+            return refused
+    if update.status in ENDED:
+        if lease is not None and update.status == status:
+            return None
+        return ended_error(update.status)
+    if update.status == NOT_STARTED:
+        return not_started()
+    if lease is not None:
+        return lease_refusal(update, lease, now)
+    return None
+
+
 def preview_write_refused() -> PermissionDenied:
     return PermissionDenied(
         "Forbidden: Updating the checkpoint is not permitted for preview operations."

@@ -1,4 +1,4 @@
-"""gRPC edge of the updates service: protobuf in, lifecycle calls, protobuf out."""
+"""gRPC edge of the updates service: protobuf in, lifecycle and history calls, protobuf out."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ from services.updates.domain import (
     status_text,
     validate_kind,
 )
+from services.updates.history import UpdateHistory
+from services.updates.history_store import HistoryStore
 from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
-from services.updates.lifecycle import Updates
 from services.updates.models import Base
+from services.updates.service import Updates
 from services.updates.store import UpdateStore
 from services.updates.views import projected_count
 
@@ -41,8 +43,9 @@ EMPTY = updates_pb2.PatchResponse()
 class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     """Protocol doc §3.4 (lifecycle), §4 (persistence), §3.2.9–3.2.12 (export, import, history)."""
 
-    def __init__(self, updates: Updates) -> None:
+    def __init__(self, updates: Updates, history: UpdateHistory) -> None:
         self._updates = updates
+        self._history = history
 
     async def CreateUpdate(
         self, request: updates_pb2.CreateUpdateRequest, context: Context
@@ -149,7 +152,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def GetUpdateStatus(
         self, request: updates_pb2.GetUpdateStatusRequest, context: Context
     ) -> updates_pb2.GetUpdateStatusResponse:
-        update, events, token = await self._updates.status(
+        update, events, token = await self._history.status(
             request.stack_id, request.update_id, request.continuation_token
         )
         return updates_pb2.GetUpdateStatusResponse(
@@ -164,7 +167,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def ListEngineEvents(
         self, request: updates_pb2.ListEngineEventsRequest, context: Context
     ) -> updates_pb2.ListEngineEventsResponse:
-        events, token = await self._updates.engine_events(
+        events, token = await self._history.engine_events(
             request.stack_id, request.update_id, request.continuation_token, request.page_size
         )
         return updates_pb2.ListEngineEventsResponse(
@@ -180,7 +183,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def ListUpdates(
         self, request: updates_pb2.ListUpdatesRequest, context: Context
     ) -> updates_pb2.ListUpdatesResponse:
-        page = await self._updates.history(request.stack_id, request.page_size, request.page)
+        page = await self._history.history(request.stack_id, request.page_size, request.page)
         return updates_pb2.ListUpdatesResponse(
             updates=[_info(update) for update in page.updates], total=page.total
         )
@@ -188,7 +191,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def GetUpdate(
         self, request: updates_pb2.GetUpdateRequest, context: Context
     ) -> updates_pb2.UpdateInfo:
-        return _info(await self._updates.by_version(request.stack_id, request.version))
+        return _info(await self._history.by_version(request.stack_id, request.version))
 
     async def ExportDeployment(
         self, request: updates_pb2.ExportDeploymentRequest, context: Context
@@ -232,7 +235,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def ListResources(
         self, request: updates_pb2.ListResourcesRequest, context: Context
     ) -> updates_pb2.ListResourcesResponse:
-        version, count, resources = await self._updates.resources(
+        version, count, resources = await self._history.resources(
             request.stack_id, request.version, request.urn, count_only=request.count_only
         )
         return updates_pb2.ListResourcesResponse(
@@ -242,12 +245,12 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def GetPreview(
         self, request: updates_pb2.GetPreviewRequest, context: Context
     ) -> updates_pb2.UpdateInfo:
-        return _info(await self._updates.preview(request.stack_id, request.update_id))
+        return _info(await self._history.preview(request.stack_id, request.update_id))
 
     async def ListPreviews(
         self, request: updates_pb2.ListPreviewsRequest, context: Context
     ) -> updates_pb2.ListUpdatesResponse:
-        page, size = await self._updates.previews(
+        page, size = await self._history.previews(
             request.stack_id,
             request.version,
             request.page,
@@ -263,7 +266,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def ListActivity(
         self, request: updates_pb2.ListActivityRequest, context: Context
     ) -> updates_pb2.ListUpdatesResponse:
-        page, size = await self._updates.activity(request.stack_id, request.page, request.page_size)
+        page, size = await self._history.activity(request.stack_id, request.page, request.page_size)
         return updates_pb2.ListUpdatesResponse(
             updates=[_info(update) for update in page.updates],
             total=page.total,
@@ -273,7 +276,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def GetUpdateTimeline(
         self, request: updates_pb2.GetUpdateTimelineRequest, context: Context
     ) -> updates_pb2.GetUpdateTimelineResponse:
-        update, previews = await self._updates.timeline(request.stack_id, request.version)
+        update, previews = await self._history.timeline(request.stack_id, request.version)
         return updates_pb2.GetUpdateTimelineResponse(
             update=_info(update), previews=[_info(preview) for preview in previews]
         )
@@ -282,18 +285,18 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
         self, request: updates_pb2.SummariseUpdateRequest, context: Context
     ) -> updates_pb2.SummariseUpdateResponse:
         path = "/".join((request.organization, request.project, request.stack))
-        update, text = await self._updates.summarise(request.stack_id, request.update_id, path)
+        update, text = await self._history.summarise(request.stack_id, request.update_id, path)
         return updates_pb2.SummariseUpdateResponse(text=text, update_id=update.id)
 
     async def ListStackReferences(
         self, request: updates_pb2.ListStackReferencesRequest, context: Context
     ) -> updates_pb2.ListStackReferencesResponse:
-        return _references(await self._updates.references(request.stack_id))
+        return _references(await self._history.references(request.stack_id))
 
     async def ListReferencingStacks(
         self, request: updates_pb2.ListReferencingStacksRequest, context: Context
     ) -> updates_pb2.ListStackReferencesResponse:
-        return _references(await self._updates.referencing(list(request.names)))
+        return _references(await self._history.referencing(list(request.names)))
 
     async def PurgeStack(
         self, request: updates_pb2.PurgeStackRequest, context: Context
@@ -388,7 +391,8 @@ async def start(
     database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
     stack_lock = lock or build_lock(settings)
     store = UpdateStore(database.sessions, database.engine.dialect.name)
-    servicer = UpdatesServicer(Updates(store, stack_lock, clock or SystemClock()))
+    history = UpdateHistory(store, HistoryStore(database.sessions))
+    servicer = UpdatesServicer(Updates(store, stack_lock, clock or SystemClock()), history)
 
     def register(server: grpc.aio.Server) -> None:
         updates_pb2_grpc.add_UpdatesServiceServicer_to_server(servicer, server)

@@ -1,4 +1,9 @@
-"""The only code issuing SQL for the updates tables; returns frozen records, never rows."""
+"""SQL for the update lifecycle: updates, the stack lock row, checkpoints, journal, events
+and stored versions; returns frozen records, never rows. History reads are in `history_store`.
+
+Rules that must hold in the transaction that writes (the lease fencing check, who may start
+or end an update) are pure functions of `domain`, applied here to the rows just locked.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +18,23 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common.errors import Aborted, FailedPrecondition
+from services.common.errors import Aborted, DomainError
 from services.updates.domain import (
-    CONFLICT_MESSAGE,
     ENDED,
     NOT_STARTED,
     RUNNING,
     SUCCEEDED,
     EngineEvent,
     FinalState,
-    HistoryPage,
     LeaseRef,
     NewUpdate,
     StackPath,
-    StackReference,
     StackState,
-    StatusEvent,
     UpdateRecord,
-    claim_refusal,
-    ended_error,
-    lease_is_valid,
+    end_refusal,
+    holder_refusal,
     lease_refusal,
-    not_started,
+    start_refusal,
     update_not_found,
 )
 from services.updates.models import (
@@ -113,7 +113,7 @@ class UpdateStore:
         )
         async with self._sessions.begin() as session:
             session.add(row)
-        return _record(row)
+        return update_record(row)
 
     async def get(self, stack_id: str, update_id: str) -> UpdateRecord:
         """An update of this stack; NotFound for unknown ids and other stacks' updates."""
@@ -121,7 +121,7 @@ class UpdateStore:
             row = await session.get(UpdateRow, update_id)
             if row is None or row.stack_id != stack_id:
                 raise update_not_found()
-            return _record(row)
+            return update_record(row)
 
     async def start(
         self,
@@ -139,8 +139,7 @@ class UpdateStore:
             row = await _update_row(session, update_id, for_update=True)
             if row is None or row.stack_id != stack_id:
                 raise update_not_found()
-            if row.status != NOT_STARTED:
-                raise FailedPrecondition("Conflict: The Update has already started")
+            _refuse(start_refusal(row.status))
             is_preview = row.is_dry_run or row.kind == "preview"
             if is_preview:
                 version = base = state.version
@@ -171,25 +170,14 @@ class UpdateStore:
         """
         async with self._sessions.begin() as session:
             row = await _update_row(session, update_id, for_update=True)
-            record = None if row is None else _record(row)
-            if lease is not None:
-                refused = claim_refusal(record, lease)
-                if refused is not None:
-                    raise refused
-            if row is None or record is None:
+            if row is None:
                 raise update_not_found()
+            record = update_record(row)
+            _refuse(end_refusal(record, status, lease, now))
             if row.status in ENDED:
-                if lease is not None and row.status == status:
-                    return record
-                raise ended_error(row.status)
-            if row.status == NOT_STARTED:
-                raise not_started()
-            if lease is not None:
-                refused = lease_refusal(record, lease, now)
-                if refused is not None:
-                    raise refused
+                return record  # a repeated complete
             _close(row, status, now)
-            return _record(row)
+            return update_record(row)
 
     async def expire(self, update_id: str, now: float) -> UpdateRecord:
         """Phase one for an abandoned update: a running update whose lease ran out fails."""
@@ -197,12 +185,11 @@ class UpdateStore:
             row = await _update_row(session, update_id, for_update=True)
             if row is None:
                 raise update_not_found()
-            record = _record(row)
+            record = update_record(row)
             if row.status == RUNNING:
-                if lease_is_valid(record, now):
-                    raise FailedPrecondition(CONFLICT_MESSAGE)
+                _refuse(holder_refusal(record, now))
                 _close(row, "failed", now)
-            return _record(row)
+            return update_record(row)
 
     async def finalise(self, update: UpdateRecord, final: FinalState | None, now: float) -> None:
         """Phase two: store the version's deployment, release the stack, drop working data."""
@@ -300,10 +287,8 @@ class UpdateStore:
         update under the stack path the call named (checked on the row read here)."""
         async with self._sessions.begin() as session:
             row = await _update_row(session, lease.update_id, for_update=True)
-            record = None if row is None else _record(row)
-            refused = lease_refusal(record, lease, now)
-            if refused is not None:
-                raise refused
+            record = None if row is None else update_record(row)
+            _refuse(lease_refusal(record, lease, now))
             assert row is not None
             yield FencedUpdate(self, session, row)
 
@@ -349,7 +334,7 @@ class UpdateStore:
             active = {}
             if active_ids:
                 active = {
-                    row.id: _record(row)
+                    row.id: update_record(row)
                     for row in await session.scalars(
                         select(UpdateRow).where(UpdateRow.id.in_(active_ids))
                     )
@@ -370,105 +355,6 @@ class UpdateStore:
                 )
             )
         return states
-
-    async def history(self, stack_id: str, limit: int, offset: int) -> HistoryPage:
-        """Started non-preview updates, newest first."""
-        condition = (
-            (UpdateRow.stack_id == stack_id)
-            & (UpdateRow.is_dry_run.is_(False))
-            & (UpdateRow.kind != "preview")
-            & (UpdateRow.status != NOT_STARTED)
-        )
-        async with self._sessions.begin() as session:
-            total = await session.scalar(select(func.count()).where(condition))
-            rows = await session.scalars(
-                select(UpdateRow)
-                .where(condition)
-                .order_by(UpdateRow.version.desc(), UpdateRow.created_at.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-            return HistoryPage(updates=tuple(_record(row) for row in rows), total=int(total or 0))
-
-    async def by_version(self, stack_id: str, version: int) -> UpdateRecord | None:
-        """The non-preview update that produced a version (0: the newest)."""
-        statement = select(UpdateRow).where(
-            UpdateRow.stack_id == stack_id,
-            UpdateRow.is_dry_run.is_(False),
-            UpdateRow.kind != "preview",
-            UpdateRow.status != NOT_STARTED,
-        )
-        if version:
-            statement = statement.where(UpdateRow.version == version)
-        statement = statement.order_by(UpdateRow.version.desc()).limit(1)
-        async with self._sessions.begin() as session:
-            row = await session.scalar(statement)
-            return None if row is None else _record(row)
-
-    async def previews(
-        self, stack_id: str, version: int, limit: int, offset: int, *, ascending: bool
-    ) -> HistoryPage:
-        """Started previews run while the stack was at `version`, by start time."""
-        condition = (
-            (UpdateRow.stack_id == stack_id)
-            & (UpdateRow.is_dry_run.is_(True) | (UpdateRow.kind == "preview"))
-            & (UpdateRow.status != NOT_STARTED)
-            & (UpdateRow.version == version)
-        )
-        order = (UpdateRow.created_at, UpdateRow.id)
-        async with self._sessions.begin() as session:
-            total = await session.scalar(select(func.count()).where(condition))
-            rows = await session.scalars(
-                select(UpdateRow)
-                .where(condition)
-                .order_by(*(order if ascending else (column.desc() for column in order)))
-                .limit(limit)
-                .offset(offset)
-            )
-            return HistoryPage(updates=tuple(_record(row) for row in rows), total=int(total or 0))
-
-    async def references(self, stack_id: str) -> list[StackReference]:
-        """The StackReference names the stack's newest version reads."""
-        async with self._sessions.begin() as session:
-            rows = await session.scalars(
-                select(StackReferenceRow)
-                .where(StackReferenceRow.stack_id == stack_id)
-                .order_by(StackReferenceRow.name)
-            )
-            return [StackReference(row.stack_id, row.version, row.name) for row in rows]
-
-    async def referencing(self, names: Sequence[str], limit: int) -> list[StackReference]:
-        """Stacks whose newest version reads one of `names`."""
-        if not names:
-            return []
-        async with self._sessions.begin() as session:
-            rows = await session.scalars(
-                select(StackReferenceRow)
-                .where(StackReferenceRow.name.in_(sorted(set(names))))
-                .order_by(StackReferenceRow.stack_id, StackReferenceRow.name)
-                .limit(limit)
-            )
-            return [StackReference(row.stack_id, row.version, row.name) for row in rows]
-
-    async def log_entries(self, update_id: str, after: int, limit: int) -> list[StatusEvent]:
-        async with self._sessions.begin() as session:
-            rows = await session.scalars(
-                select(LogEntryRow)
-                .where(LogEntryRow.update_id == update_id, LogEntryRow.index > after)
-                .order_by(LogEntryRow.index)
-                .limit(limit)
-            )
-            return [StatusEvent(row.index, row.kind, row.fields) for row in rows]
-
-    async def engine_events(self, update_id: str, after: int, limit: int) -> list[EngineEvent]:
-        async with self._sessions.begin() as session:
-            rows = await session.scalars(
-                select(EngineEventRow)
-                .where(EngineEventRow.update_id == update_id, EngineEventRow.sequence > after)
-                .order_by(EngineEventRow.sequence)
-                .limit(limit)
-            )
-            return [EngineEvent(row.sequence, row.timestamp, row.kind, row.data) for row in rows]
 
     async def purge(self, stack_id: str) -> None:
         """Forget everything kept for a stack (child rows cascade from the updates)."""
@@ -532,7 +418,7 @@ class FencedUpdate:
 
     @property
     def record(self) -> UpdateRecord:
-        return _record(self._row)
+        return update_record(self._row)
 
     def is_due_for_materialising(self, text_size: int, every: int) -> bool:
         """Fold deltas into a stored text once they are many or add up to the text's size."""
@@ -634,6 +520,12 @@ class FencedUpdate:
         )
 
 
+def _refuse(refused: DomainError | None) -> None:
+    """Raise what a rule of `domain` refused, inside the transaction that read its data."""
+    if refused is not None:
+        raise refused
+
+
 def _new_row(**values: Any) -> UpdateRow:
     """A fresh update row: an id, empty checkpoint bookkeeping, then the given values."""
     defaults: dict[str, Any] = {
@@ -675,9 +567,8 @@ async def _holder(session: AsyncSession, state: StackStateRow, now: float) -> Bl
     if holder is None or holder.is_finalised:
         state.active_update_id = None
         return None
-    record = _record(holder)
-    if lease_is_valid(record, now):
-        raise FailedPrecondition(CONFLICT_MESSAGE)
+    record = update_record(holder)
+    _refuse(holder_refusal(record, now))
     return Blocked(record)
 
 
@@ -734,7 +625,8 @@ def _close(row: UpdateRow, status: str, now: float) -> None:
         row.is_finalised = True
 
 
-def _record(row: UpdateRow) -> UpdateRecord:
+def update_record(row: UpdateRow) -> UpdateRecord:
+    """The frozen record of an update row."""
     return UpdateRecord(
         id=row.id,
         stack_id=row.stack_id,

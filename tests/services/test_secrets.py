@@ -27,9 +27,9 @@ from services.common.db import create_engine
 from services.common.migrations import version_table
 from services.common.service import RunningService
 from services.secrets import crypto
-from services.secrets.keyring import THREAD_THRESHOLD
 from services.secrets.models import Base, DecryptionEventRow, StackKeyRow
 from services.secrets.server import MIGRATIONS, start
+from services.secrets.service import THREAD_THRESHOLD
 from tests.conftest import signed_channel
 
 if TYPE_CHECKING:

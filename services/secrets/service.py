@@ -1,4 +1,5 @@
-"""Per-stack data keys: created on first use, unwrapped on demand, cached, and audited."""
+"""The secrets service's use cases: per-stack data keys created on first use, unwrapped on
+demand, cached, and every decryption audited."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the agent_pools service does: pools and their tokens, settings, queued deployments.
+"""The agent_pools service's use cases: pools and their tokens, settings, queued deployments.
 
 Secret values in deployment settings are encrypted with the stack's key in the secrets
 service before they are stored, and decrypted only when an agent claims the work.
@@ -23,6 +23,7 @@ import base64
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from services.agent_pools.agent_store import AgentStore
 from services.agent_pools.domain import (
     HEARTBEAT_SECONDS,
     TOKEN_SWEEP_BATCH,
@@ -96,11 +97,12 @@ class DeploymentTokens(Protocol):
 
 
 class AgentPools:
-    """Pools, agents, settings and deployments over the store, the clock and the secrets."""
+    """Pools, agents, settings and deployments over the stores, the clock and the secrets."""
 
     def __init__(
         self,
         store: AgentPoolStore,
+        agents: AgentStore,
         clock: Clock,
         encrypt: Encrypt,
         decrypt: Decrypt,
@@ -110,6 +112,7 @@ class AgentPools:
         new_pool_token: Callable[[], str] = lambda: new_token(POOL_TOKEN_PREFIX),
     ) -> None:
         self._store = store
+        self._agents = agents
         self._clock = clock
         self._encrypt = encrypt
         self._decrypt = decrypt
@@ -349,25 +352,32 @@ class AgentPools:
 
     # -- agent protocol --------------------------------------------------------------------
 
+    async def _pool_of(self, pool_token: str) -> str:
+        """The pool an agent's token belongs to; 401 for any other token."""
+        pool_id = await self._agents.pool_for_token(hash_token(pool_token))
+        if pool_id is None:
+            raise Unauthenticated("Unauthorized: the agent pool token is not valid")
+        return pool_id
+
     async def register(self, pool_token: str, metadata: AgentMetadata) -> tuple[str, str, int]:
-        pool_id = await self._store.pool_for_token(hash_token(pool_token))
-        agent_id = await self._store.register_agent(pool_id, metadata, self._clock.now())
+        pool_id = await self._pool_of(pool_token)
+        agent_id = await self._agents.register_agent(pool_id, metadata, self._clock.now())
         return agent_id, pool_id, HEARTBEAT_SECONDS
 
     async def heartbeat(self, pool_token: str, agent_id: str) -> list[str]:
-        pool_id = await self._store.pool_for_token(hash_token(pool_token))
-        cancelled = await self._store.heartbeat(pool_id, agent_id, self._clock.now())
+        pool_id = await self._pool_of(pool_token)
+        cancelled = await self._agents.heartbeat(pool_id, agent_id, self._clock.now())
         await self.revoke_ended_tokens()
         return cancelled
 
     async def claim(self, pool_token: str, agent_id: str) -> ClaimedJob | None:
-        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        pool_id = await self._pool_of(pool_token)
         # A job requeued from a silent agent is handed out again only once the token of its
         # previous run is revoked: give such jobs up and revoke first.
-        await self._store.recover_abandoned(self._clock.now(), pool_id)
+        await self._agents.recover_abandoned(self._clock.now(), pool_id)
         await self.revoke_ended_tokens()
         now = self._clock.now()
-        deployment = await self._store.claim(pool_id, agent_id, now)
+        deployment = await self._agents.claim(pool_id, agent_id, now)
         if deployment is None:
             return None
         settings, secrets = await self._unseal(deployment.stack.stack_id, deployment.settings)
@@ -380,18 +390,18 @@ class AgentPools:
                 token_expiry(now, self._token_ttl_seconds),
             )
         except NotFound:
-            await self._store.fail_claim(deployment.id, agent_id, REQUESTER_GONE, now)
+            await self._agents.fail_claim(deployment.id, agent_id, REQUESTER_GONE, now)
             return None
         except REFUSALS as error:
             # Asking again would not help: end the job instead of handing it out forever.
             message = f"no access token could be made for this deployment: {error.message}"
-            await self._store.fail_claim(deployment.id, agent_id, message[:4096], now)
+            await self._agents.fail_claim(deployment.id, agent_id, message[:4096], now)
             return None
         except BaseException:
             # The identity service is away: the job waits in the queue for the next claim.
-            await self._store.release_claim(deployment.id, agent_id, now)
+            await self._agents.release_claim(deployment.id, agent_id, now)
             raise
-        if not await self._store.attach_token(deployment.id, agent_id, minted.token_id):
+        if not await self._agents.attach_token(deployment.id, agent_id, minted.token_id):
             # The deployment was deleted (or given up) meanwhile: nobody may use the token.
             await self._revoke(
                 TokenToRevoke(deployment.id, deployment.requested_by, minted.token_id)
@@ -404,12 +414,12 @@ class AgentPools:
     async def append_logs(
         self, pool_token: str, agent_id: str, deployment_id: str, lines: Sequence[str]
     ) -> bool:
-        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        pool_id = await self._pool_of(pool_token)
         check_log_line_count(lines)
-        job = await self._store.running_job(pool_id, agent_id, deployment_id)
+        job = await self._agents.running_job(pool_id, agent_id, deployment_id)
         mask = await self._secret_mask(job)
         masked = withheld_lines(len(lines)) if mask is None else mask.lines(lines)
-        return await self._store.append_logs(
+        return await self._agents.append_logs(
             pool_id, agent_id, deployment_id, check_log_lines(masked), self._clock.now()
         )
 
@@ -417,12 +427,12 @@ class AgentPools:
         self, pool_token: str, agent_id: str, deployment_id: str, status: str, message: str
     ) -> None:
         # The credential first: an outsider learns nothing about the arguments.
-        pool_id = await self._store.pool_for_token(hash_token(pool_token))
+        pool_id = await self._pool_of(pool_token)
         validate_finish_status(status)
-        job = await self._store.running_job(pool_id, agent_id, deployment_id)
+        job = await self._agents.running_job(pool_id, agent_id, deployment_id)
         mask = await self._secret_mask(job)
         masked = withheld_message(message) if mask is None else mask.text(message)
-        await self._store.finish(
+        await self._agents.finish(
             pool_id,
             agent_id,
             deployment_id,
@@ -436,7 +446,7 @@ class AgentPools:
 
     async def sweep(self) -> int:
         """Give up silent agents' jobs in every pool and revoke ended jobs' tokens."""
-        await self._store.recover_abandoned(self._clock.now())
+        await self._agents.recover_abandoned(self._clock.now())
         return await self.revoke_ended_tokens()
 
     async def revoke_ended_tokens(self) -> int:
@@ -446,10 +456,10 @@ class AgentPools:
         listed and the next sweep tries again.
         """
         revoked = 0
-        for pending in await self._store.tokens_to_revoke(TOKEN_SWEEP_BATCH):
+        for pending in await self._agents.tokens_to_revoke(TOKEN_SWEEP_BATCH):
             if not await self._revoke(pending):
                 break
-            await self._store.forget_token(pending.deployment_id, pending.token_id)
+            await self._agents.forget_token(pending.deployment_id, pending.token_id)
             revoked += 1
         return revoked
 

@@ -1,4 +1,5 @@
-"""The update lifecycle: locks and leases, checkpoint and journal writes, ending, reading state.
+"""The updates service's use cases, the update lifecycle: locks and leases, checkpoint and
+journal writes, ending, import, rename, export. Read views are in `history`.
 
 Servicer methods call one method here each. Writes on behalf of a running update happen in a
 transaction that first checks the lease token against the update's row (fencing); the stack
@@ -10,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 import zstandard
@@ -30,55 +28,48 @@ from services.common.errors import (
 )
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
-from services.updates import checkpoints, views
+from services.updates import checkpoints
 from services.updates.delta import WorkingText, parse_edits
 from services.updates.domain import (
     CANCELLED,
     CONFLICT_MESSAGE,
-    ENDED,
     IMPORT_KIND,
     LEASE_SECONDS,
-    MAX_EVENTS_PAGE_SIZE,
-    MAX_FEED_ITEMS,
-    MAX_REFERENCING_STACKS,
-    MAX_SUMMARY_EVENTS,
     RENAME_KIND,
     RUNNING,
     EngineEvent,
     FinalState,
-    HistoryPage,
     Lease,
     LeaseExpired,
     LeaseRef,
     NewUpdate,
-    StackReference,
     StackState,
     StartedUpdate,
-    StatusEvent,
     UpdateRecord,
-    events_page_size,
-    feed_page,
-    history_page,
     lease_is_valid,
-    parse_index_token,
     preview_write_refused,
-    update_not_found,
     validate_complete_status,
     validate_renew_duration,
 )
-from services.updates.journal import replay, validate_entry
+from services.updates.journal import validate_entry
 from services.updates.lease import StackLock
 from services.updates.store import Blocked, FencedUpdate, UpdateStore
+from services.updates.texts import (
+    WorkingTexts,
+    catch_up,
+    final_state,
+    off_loop,
+    pack,
+    rebuild,
+    replay_blocking,
+    unpack,
+)
 
 log = get_logger("cairn.updates")
 
-# Texts above this size are hashed and compressed off the event loop.
-OFFLOAD_BYTES = 256 * 1024
 # A delta chain is folded into a stored text after this many deltas, or once the deltas
 # add up to the text's own size: per-write cost stays proportional to the change.
 MATERIALISE_EVERY = 256
-# Working texts kept in memory for delta writes (least recently used ones are dropped).
-CACHE_BYTES = 256 * 1024 * 1024
 # Start and import retry after ending an abandoned holder; bounded.
 TAKEOVER_ATTEMPTS = 3
 JOURNAL_COMPRESSION_LEVEL = 1
@@ -91,39 +82,8 @@ def new_lease_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-@dataclass
-class _Cached:
-    sequence: int
-    text: WorkingText
-
-
-class WorkingTexts:
-    """The current delta base of recent updates, least recently used first out."""
-
-    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
-        self._entries: OrderedDict[str, _Cached] = OrderedDict()
-        self._max_bytes = max_bytes
-
-    def get(self, update_id: str) -> _Cached | None:
-        entry = self._entries.get(update_id)
-        if entry is not None:
-            self._entries.move_to_end(update_id)
-        return entry
-
-    def put(self, update_id: str, sequence: int, text: WorkingText) -> None:
-        self._entries[update_id] = _Cached(sequence, text)
-        self._entries.move_to_end(update_id)
-        total = sum(entry.text.size for entry in self._entries.values())
-        while total > self._max_bytes and len(self._entries) > 1:
-            _, dropped = self._entries.popitem(last=False)
-            total -= dropped.text.size
-
-    def drop(self, update_id: str) -> None:
-        self._entries.pop(update_id, None)
-
-
 class Updates:
-    """Everything the updates service does, over its store, lock and clock."""
+    """The update lifecycle over the store, the stack lock and the clock."""
 
     def __init__(
         self,
@@ -289,8 +249,8 @@ class Updates:
                 "Bad Request: request must contain a checkpoint or using the IsInvalid flag "
                 "is not longer supported"
             )
-        await _off_loop(len(text), _check_text, text)
-        compressed, sha256 = await _pack(text)
+        await off_loop(len(text), _check_text, text)
+        compressed, sha256 = await pack(text)
         async with (
             self._writer(lease.update_id),
             self._store.fenced(lease, self._clock.now()) as update,
@@ -307,9 +267,9 @@ class Updates:
             raise InvalidArgument("Bad Request: sequenceNumber must be 1 or more")
         if not text:
             raise InvalidArgument("Bad Request: untypedDeployment is required")
-        await _off_loop(len(text), _check_text, text)
-        working = await _off_loop(len(text), WorkingText, text)
-        compressed = await _off_loop(len(text), checkpoints.compress, text)
+        await off_loop(len(text), _check_text, text)
+        working = await off_loop(len(text), WorkingText, text)
+        compressed = await off_loop(len(text), checkpoints.compress, text)
         async with self._writer(lease.update_id):
             fenced = False
             try:
@@ -354,7 +314,7 @@ class Updates:
                             "checkpoint of this update"
                         )
                     working = await self._base_text(update, last)
-                    applied = await _off_loop(working.size, working.apply, edits, expected)
+                    applied = await off_loop(working.size, working.apply, edits, expected)
                     if not applied:
                         raise InvalidArgument(
                             "Bad Request: checkpoint hash mismatch: the delta does not produce "
@@ -363,7 +323,7 @@ class Updates:
                     await update.add_delta(sequence, checkpoints.compress(raw_edits), expected)
                     if update.is_due_for_materialising(working.size, MATERIALISE_EVERY):
                         text = working.to_bytes()
-                        compressed = await _off_loop(len(text), checkpoints.compress, text)
+                        compressed = await off_loop(len(text), checkpoints.compress, text)
                         await update.put_working(sequence, compressed, len(text), expected)
             except BaseException:
                 # The in-memory text may be ahead of what was committed: rebuild next time
@@ -387,11 +347,11 @@ class Updates:
             return cached.text
         if cached is not None and cached.sequence < sequence:
             stored, deltas = await update.working_after(cached.sequence)
-            if stored is None and _catch_up(cached.text, deltas):
+            if stored is None and catch_up(cached.text, deltas):
                 return cached.text
         self._texts.drop(update.record.id)
         stored, deltas = await update.working_after(None)
-        return await _rebuild(stored, deltas)
+        return await rebuild(stored, deltas)
 
     async def append_journal(self, lease: LeaseRef, entries: Sequence[bytes]) -> None:
         """Store journal entries (duplicates of a retried batch are ignored)."""
@@ -428,14 +388,14 @@ class Updates:
             text = await self._checkpoint_text(update)
             if text is None:
                 raise FailedPrecondition("Conflict: the update's checkpoints are gone")
-            return await _final(text)
+            return await final_state(text)
         if update.has_journal:
             text, count = await self._replayed(update)
-            return await _final(text, count)
+            return await final_state(text, count)
         base = await self._store.version(update.stack_id, update.base_version)
         if base is not None and update.base_version:
             return FinalState(base.text_compressed, base.size, base.sha256, base.resource_count)
-        return await _final(checkpoints.EMPTY_DEPLOYMENT, 0)
+        return await final_state(checkpoints.EMPTY_DEPLOYMENT, 0)
 
     async def _checkpoint_text(self, update: UpdateRecord) -> bytes | None:
         """The update's latest checkpoint text (None once its working data is gone)."""
@@ -445,7 +405,7 @@ class Updates:
         stored, deltas = await self._store.working(update.id)
         if stored is None:
             return None
-        return (await _rebuild(stored, deltas)).to_bytes()
+        return (await rebuild(stored, deltas)).to_bytes()
 
     async def _replayed(self, update: UpdateRecord) -> tuple[bytes, int]:
         entries = await self._store.journal(update.id)
@@ -455,7 +415,7 @@ class Updates:
             if stored is not None:
                 base_text = stored.text_compressed
         now = datetime.fromtimestamp(self._clock.now(), tz=UTC)
-        return await asyncio.to_thread(_replay_blocking, base_text, entries, now)
+        return await asyncio.to_thread(replay_blocking, base_text, entries, now)
 
     async def export(self, stack_id: str, version: int) -> bytes:
         """A stored version, or the current deployment (a running update's latest state)."""
@@ -484,7 +444,7 @@ class Updates:
         if not update.base_version:
             return checkpoints.EMPTY_DEPLOYMENT
         stored = await self._store.version(update.stack_id, update.base_version)
-        return None if stored is None else await _unpack(stored.text_compressed)
+        return None if stored is None else await unpack(stored.text_compressed)
 
     async def _stored_version(self, stack_id: str, version: int) -> bytes:
         """A version's deployment; `0` is the newest (the empty deployment when none)."""
@@ -493,7 +453,7 @@ class Updates:
             if version:
                 raise NotFound(f"Not Found: Version {version}")
             return checkpoints.EMPTY_DEPLOYMENT
-        return await _unpack(stored.text_compressed)
+        return await unpack(stored.text_compressed)
 
     async def import_deployment(
         self, stack_id: str, stack_path: tuple[str, str, str], text: bytes, requested_by: str
@@ -508,7 +468,7 @@ class Updates:
                 "Bad Request: cannot import deployment with encrypted secrets from a different "
                 "stack"
             )
-        final = await _final(text, checkpoints.resource_count(parsed))
+        final = await final_state(text, checkpoints.resource_count(parsed))
         for _ in range(TAKEOVER_ATTEMPTS):
             result = await self._store.record_finished(
                 stack_id,
@@ -534,13 +494,13 @@ class Updates:
         for _ in range(TAKEOVER_ATTEMPTS):
             (state,) = await self._store.stack_states([stack_id])
             text = await self.export(stack_id, 0)
-            renamed = await _off_loop(len(text), checkpoints.retarget, text, stack_path)
+            renamed = await off_loop(len(text), checkpoints.retarget, text, stack_path)
             try:
                 result = await self._store.record_finished(
                     stack_id,
                     kind=RENAME_KIND,
                     requested_by=requested_by,
-                    final=await _final(renamed),
+                    final=await final_state(renamed),
                     now=self._clock.now(),
                     expected_version=state.version,
                 )
@@ -575,137 +535,6 @@ class Updates:
     async def purge(self, stack_id: str) -> None:
         await self._store.purge(stack_id)
 
-    # -- reads -------------------------------------------------------------------------------
-
-    async def get(self, stack_id: str, update_id: str) -> UpdateRecord:
-        return await self._store.get(stack_id, update_id)
-
-    async def status(
-        self, stack_id: str, update_id: str, token: str
-    ) -> tuple[UpdateRecord, list[StatusEvent], str]:
-        """Status lines after the token; the next token is '' once the update has ended."""
-        update = await self._store.get(stack_id, update_id)
-        start = parse_index_token(token)
-        page = events_page_size(0)
-        events = await self._store.log_entries(update_id, start - 1, page)
-        following = events[-1].index + 1 if events else max(start, 0)
-        done = update.status in ENDED and len(events) < page
-        return update, events, "" if done else str(following)
-
-    async def engine_events(
-        self, stack_id: str, update_id: str, token: str, page_size: int
-    ) -> tuple[list[EngineEvent], str]:
-        update = await self._store.get(stack_id, update_id)
-        start = parse_index_token(token)
-        page = events_page_size(page_size)
-        events = await self._store.engine_events(update_id, start - 1, page)
-        following = events[-1].sequence + 1 if events else max(start, 0)
-        done = update.status in ENDED and len(events) < page
-        return events, "" if done else str(following)
-
-    async def history(self, stack_id: str, page_size: int, page: int) -> HistoryPage:
-        limit, offset = history_page(page_size, page)
-        return await self._store.history(stack_id, limit, offset)
-
-    async def by_version(self, stack_id: str, version: int) -> UpdateRecord:
-        found = await self._store.by_version(stack_id, version)
-        if found is None:
-            raise NotFound("Not Found: Version" + (f" {version}" if version else ""))
-        return found
-
-    # -- history views -----------------------------------------------------------------------
-
-    async def resources(
-        self, stack_id: str, version: int, urn: str, *, count_only: bool = False
-    ) -> tuple[int, int, list[bytes]]:
-        """(version, resource count, resources) of a stored version (0: the newest); with
-        `urn`, only that resource."""
-        stored = await self._store.version(stack_id, version)
-        if stored is None:
-            if version:
-                raise NotFound(f"Not Found: Version {version}")
-            if urn:
-                raise NotFound("Not Found: Resource")
-            return 0, 0, []
-        if count_only:
-            return stored.version, stored.resource_count, []
-        text = await _unpack(stored.text_compressed)
-        found: list[bytes] = await _off_loop(len(text), views.resource_views, text, urn)
-        return stored.version, stored.resource_count, found
-
-    async def preview(self, stack_id: str, update_id: str) -> UpdateRecord:
-        update = await self._store.get(stack_id, update_id)
-        if not update.is_preview:
-            raise update_not_found()
-        return update
-
-    async def previews(
-        self, stack_id: str, version: int, page: int, page_size: int, *, ascending: bool
-    ) -> tuple[HistoryPage, int]:
-        """Previews run ahead of the update that made `version` (on the version before it),
-        and the page size applied."""
-        limit, offset = feed_page(page, page_size)
-        update = await self.by_version(stack_id, version)
-        found = await self._store.previews(
-            stack_id, update.base_version, limit, offset, ascending=ascending
-        )
-        return found, limit if page else len(found.updates)
-
-    async def activity(self, stack_id: str, page: int, page_size: int) -> tuple[HistoryPage, int]:
-        """Newest first, with the page size applied."""
-        limit, offset = feed_page(page, page_size)
-        found = await self._store.history(stack_id, limit, offset)
-        return found, limit if page else len(found.updates)
-
-    async def timeline(
-        self, stack_id: str, version: int
-    ) -> tuple[UpdateRecord, tuple[UpdateRecord, ...]]:
-        """The update of a version (0: the newest) and the previews ahead of it, oldest first."""
-        update = await self.by_version(stack_id, version)
-        previews = await self._store.previews(
-            stack_id, update.base_version, MAX_FEED_ITEMS, 0, ascending=True
-        )
-        return update, previews.updates
-
-    async def summarise(
-        self, stack_id: str, update_id: str, stack_path: str
-    ) -> tuple[UpdateRecord, str]:
-        """The CLI-like summary of an update ('' : the newest version's) from its events."""
-        if update_id:
-            update = await self._store.get(stack_id, update_id)
-        else:
-            found = await self._store.by_version(stack_id, 0)
-            if found is None:
-                raise update_not_found()
-            update = found
-        events: list[bytes] = []
-        after = -1
-        while len(events) < MAX_SUMMARY_EVENTS:
-            page = await self._store.engine_events(update.id, after, MAX_EVENTS_PAGE_SIZE)
-            events.extend(event.data for event in page)
-            if len(page) < MAX_EVENTS_PAGE_SIZE:
-                break
-            after = page[-1].sequence
-        events = events[:MAX_SUMMARY_EVENTS]
-        folded = await _off_loop(sum(len(e) for e in events), views.digest, events)
-        duration = folded.duration_seconds
-        if duration is None and update.started_at is not None and update.ended_at is not None:
-            duration = int(update.ended_at - update.started_at)
-        header = views.SummaryHeader(
-            kind=update.kind,
-            is_preview=update.is_preview,
-            stack_path=stack_path,
-            result=update.status,
-            duration_seconds=duration,
-        )
-        return update, views.render_summary(header, folded)
-
-    async def references(self, stack_id: str) -> list[StackReference]:
-        return await self._store.references(stack_id)
-
-    async def referencing(self, names: Sequence[str]) -> list[StackReference]:
-        return await self._store.referencing(names, MAX_REFERENCING_STACKS)
-
 
 def _kind_label(update: UpdateRecord) -> str:
     """The update's kind for metrics; a dry run counts as a preview (it holds no lock)."""
@@ -727,67 +556,6 @@ def _stale_sequence(sequence: int, last: int) -> Aborted:
         f"Conflict: checkpoint sequence number {sequence} is not after the last applied "
         f"one ({last})"
     )
-
-
-def _catch_up(text: WorkingText, deltas: Sequence[Any]) -> bool:
-    """Apply stored deltas to an older in-memory text; False if any does not fit."""
-    for delta in deltas:
-        edits = parse_edits(checkpoints.decompress(delta.edits_compressed))
-        if not text.apply(edits, delta.sha256):
-            return False
-    return True
-
-
-async def _rebuild(stored: Any, deltas: Sequence[Any]) -> WorkingText:
-    if stored is None:
-        raise InvalidArgument(
-            "Bad Request: a checkpoint delta needs an earlier verbatim checkpoint of this update"
-        )
-    text = await _unpack(stored.text_compressed)
-    working: WorkingText = await _off_loop(len(text), WorkingText, text)
-    if not await _off_loop(len(text), _catch_up, working, deltas):
-        raise FailedPrecondition("Conflict: the stored checkpoint chain is inconsistent")
-    return working
-
-
-async def _off_loop(size: int, function: Callable[..., Any], *args: Any) -> Any:
-    if size >= OFFLOAD_BYTES:
-        return await asyncio.to_thread(function, *args)
-    return function(*args)
-
-
-async def _pack(text: bytes) -> tuple[bytes, str]:
-    compressed = await _off_loop(len(text), checkpoints.compress, text)
-    sha256 = await _off_loop(len(text), checkpoints.sha256_hex, text)
-    return compressed, sha256
-
-
-async def _unpack(compressed: bytes) -> bytes:
-    data: bytes = await _off_loop(len(compressed), checkpoints.decompress, compressed)
-    return data
-
-
-async def _final(text: bytes, resource_count: int | None = None) -> FinalState:
-    compressed, sha256 = await _pack(text)
-    if resource_count is None:
-        resource_count = await _off_loop(len(text), checkpoints.count_resources, text)
-    references = await _off_loop(len(text), views.stack_references, text)
-    return FinalState(compressed, len(text), sha256, resource_count, references)
-
-
-def _replay_blocking(
-    base_compressed: bytes | None, entries: Sequence[bytes], now: datetime
-) -> tuple[bytes, int]:
-    base = None
-    if base_compressed is not None:
-        parsed = orjson.loads(checkpoints.decompress(base_compressed))
-        base = parsed if isinstance(parsed, dict) else None
-    decompressor = zstandard.ZstdDecompressor()
-    parsed_entries = [orjson.loads(decompressor.decompress(entry)) for entry in entries]
-    result = replay(base, parsed_entries, now=now)
-    for warning in result.warnings:
-        log.warning("journal_replay", detail=warning)
-    return orjson.dumps(result.deployment), result.resource_count
 
 
 def _resource_changes(events: Sequence[EngineEvent]) -> Mapping[str, int] | None:
