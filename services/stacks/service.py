@@ -1,9 +1,10 @@
-"""Deleting, renaming, transferring or re-owning a stack: checks that may refuse it, the row,
-then the other services."""
+"""The stacks service's use cases: create, read, list, delete, rename, transfer, re-own, tag,
+notification settings, annotations and starter pipelines, with the calls they make to other
+services."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,7 +14,26 @@ from protos.cairn.v1 import agent_pools_pb2, identity_pb2, secrets_pb2, updates_
 from services.common.auth import Caller
 from services.common.errors import InvalidArgument, from_rpc_error
 from services.common.logging import get_logger
-from services.stacks.domain import StackPath, StackRecord
+from services.stacks.domain import (
+    Annotation,
+    AnnotationQuery,
+    NewAnnotation,
+    NewStack,
+    NotificationSettings,
+    StackPage,
+    StackPath,
+    StackQuery,
+    StackRecord,
+    annotation_not_found,
+    rename_target,
+    transfer_target,
+    validate_new_annotation,
+    validate_new_stack,
+    validate_owner_login,
+    validate_path,
+    validate_tags,
+)
+from services.stacks.pipelines import RUNTIME_TAG, WorkflowRequest, starter_workflow
 from services.stacks.store import StackStore
 
 if TYPE_CHECKING:
@@ -40,29 +60,6 @@ class PurgeStep(Protocol):
     async def __call__(self, stack: StackRecord, caller: Caller) -> None: ...
 
 
-@dataclass(frozen=True)
-class StackDeletion:
-    store: StackStore
-    checks: Sequence[DeleteCheck] = ()
-    purges: Sequence[PurgeStep] = ()
-
-    async def delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
-        """Delete a stack and purge its data elsewhere; returns what was deleted."""
-        stack = await self.store.get(path)
-        for check in self.checks:
-            await check(stack, force=force, caller=caller)
-        # Deleting by the stable id means a concurrent rename cannot redirect the delete.
-        await self.store.delete(stack)
-        # The stack is gone and a retry would get NotFound, so a failed purge leaves an
-        # orphan behind (unreachable, hence harmless) rather than failing the call.
-        await _run_all(self.purges, stack, caller, "stack_purge_failed")
-        return stack
-
-
-# Tells another service about a rename that has already happened.
-RenameStep = PurgeStep
-
-
 class HistoryStep(Protocol):
     """Records a move in the stack's history; returns the id of the recorded entry."""
 
@@ -72,28 +69,6 @@ class HistoryStep(Protocol):
     async def __call__(self, stack: StackRecord, caller: Caller) -> str: ...
 
 
-@dataclass(frozen=True)
-class StackRename:
-    store: StackStore
-    # Run with force=True: a rename only needs the stack not to be in the middle of an update.
-    checks: Sequence[DeleteCheck] = ()
-    history: HistoryStep | None = None
-    followups: Sequence[RenameStep] = ()
-
-    async def rename(
-        self, path: StackPath, target: StackPath, caller: Caller
-    ) -> tuple[StackRecord, str]:
-        """Rename a stack, then let other services follow; returns it and its history entry."""
-        stack = await self.store.get(path)
-        for check in self.checks:
-            await check(stack, force=True, caller=caller)
-        renamed = await self.store.rename(path, target)
-        # The rename has happened; a failed follow-up is logged, not turned into a failure.
-        update_id = await _record(self.history, renamed, caller, "stack_rename_followup_failed")
-        await _run_all(self.followups, renamed, caller, "stack_rename_followup_failed")
-        return renamed, update_id
-
-
 class Members(Protocol):
     """The logins of an organization's members."""
 
@@ -101,52 +76,152 @@ class Members(Protocol):
 
 
 @dataclass(frozen=True)
-class StackTransfer:
-    """Moves a stack to another organization under the same stable id.
+class Peers:
+    """What the use cases ask of other services."""
 
-    Everything other services keep for the stack (history, checkpoints, deployments, the
-    secrets key) is keyed by that id and so follows without being copied.
-    """
-
-    store: StackStore
     members: Members
-    # Run with force=True, as for a rename.
+    # Run before a deletion; with force=True before a rename or transfer: a move only needs
+    # the stack not to be in the middle of an update.
     checks: Sequence[DeleteCheck] = ()
-    # As for a rename: the service secrets provider state in the checkpoint names the path.
+    # Run once a stack's row is gone.
+    purges: Sequence[PurgeStep] = ()
+    # Records a rename or transfer; the service secrets provider state names the path.
     history: HistoryStep | None = None
     # Grants name the old organization's teams and members; they do not travel.
-    followups: Sequence[PurgeStep] = ()
+    transfer_followups: Sequence[PurgeStep] = ()
 
-    async def transfer(self, path: StackPath, target: StackPath, caller: Caller) -> StackRecord:
-        stack = await self.store.get(path)
-        for check in self.checks:
+
+class StackService:
+    """Protocol doc §3.2.1–3.2.7 and seed 000's stack settings, as use cases."""
+
+    def __init__(self, store: StackStore, peers: Peers) -> None:
+        self._store = store
+        self._peers = peers
+
+    async def create(self, stack: NewStack) -> StackRecord:
+        return await self._store.create(validate_new_stack(stack))
+
+    async def get(self, path: StackPath) -> StackRecord:
+        return await self._store.get(validate_path(path))
+
+    async def get_by_id(self, stack_id: str) -> StackRecord:
+        return await self._store.get_by_id(stack_id)
+
+    async def project_exists(self, organization: str, project: str) -> bool:
+        return await self._store.project_exists(organization, project)
+
+    async def list_stacks(self, query: StackQuery) -> StackPage:
+        return await self._store.list_stacks(query)
+
+    async def delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
+        """Delete a stack and purge its data elsewhere; returns what was deleted."""
+        stack = await self._store.get(validate_path(path))
+        for check in self._peers.checks:
+            await check(stack, force=force, caller=caller)
+        # Deleting by the stable id means a concurrent rename cannot redirect the delete.
+        await self._store.delete(stack)
+        # The stack is gone and a retry would get NotFound, so a failed purge leaves an
+        # orphan behind (unreachable, hence harmless) rather than failing the call.
+        await _run_all(self._peers.purges, stack, caller, "stack_purge_failed")
+        return stack
+
+    async def rename(
+        self, path: StackPath, new_project: str, new_name: str, caller: Caller
+    ) -> tuple[StackRecord, str]:
+        """Rename a stack, then let other services follow; returns it and its history entry."""
+        path = validate_path(path)
+        target = rename_target(path, new_project, new_name)
+        stack = await self._store.get(path)
+        for check in self._peers.checks:
+            await check(stack, force=True, caller=caller)
+        renamed = await self._store.rename(path, target)
+        # The rename has happened; a failed follow-up is logged, not turned into a failure.
+        update_id = await _record(
+            self._peers.history, renamed, caller, "stack_rename_followup_failed"
+        )
+        return renamed, update_id
+
+    async def transfer(self, path: StackPath, destination: str, caller: Caller) -> StackRecord:
+        """Move a stack to another organization under the same stable id.
+
+        Everything other services keep for the stack (history, checkpoints, deployments, the
+        secrets key) is keyed by that id and so follows without being copied.
+        """
+        path = validate_path(path)
+        target = transfer_target(path, destination)
+        stack = await self._store.get(path)
+        for check in self._peers.checks:
             await check(stack, force=True, caller=caller)
         # The owner must belong to the stack's organization; the caller, who administers the
         # destination, takes over from an owner who does not.
         owner = stack.owner_login
-        if owner not in await self.members(target.organization, caller):
+        if owner not in await self._peers.members(target.organization, caller):
             owner = caller.login
-        moved = await self.store.transfer(stack, target, owner)
-        await _record(self.history, moved, caller, "stack_transfer_followup_failed")
-        await _run_all(self.followups, moved, caller, "stack_transfer_followup_failed")
+        moved = await self._store.transfer(stack, target, owner)
+        event = "stack_transfer_followup_failed"
+        await _record(self._peers.history, moved, caller, event)
+        await _run_all(self._peers.transfer_followups, moved, caller, event)
         return moved
 
-
-@dataclass(frozen=True)
-class StackOwnership:
-    store: StackStore
-    members: Members
-
-    async def reassign(
+    async def reassign_owner(
         self, path: StackPath, new_owner: str, caller: Caller
     ) -> tuple[StackRecord, str]:
         """Make a member of the stack's organization its owner; returns the previous owner."""
-        if new_owner not in await self.members(path.organization, caller):
+        path = validate_path(path)
+        new_owner = validate_owner_login(new_owner)
+        if new_owner not in await self._peers.members(path.organization, caller):
             raise InvalidArgument(
                 f"Bad Request: user '{new_owner}' is not a member of organization "
                 f"'{path.organization}'"
             )
-        return await self.store.set_owner(path, new_owner)
+        return await self._store.set_owner(path, new_owner)
+
+    async def replace_tags(
+        self, path: StackPath, tags: Mapping[str, str], *, validate_only: bool = False
+    ) -> StackRecord:
+        """Swap the whole tag set; `validate_only` checks the tags and the stack only."""
+        path = validate_path(path)
+        tags = validate_tags(tags)
+        if validate_only:
+            return await self._store.get(path)
+        return await self._store.replace_tags(path, tags)
+
+    async def set_notifications(
+        self, path: StackPath, settings: NotificationSettings
+    ) -> StackRecord:
+        return await self._store.set_notifications(validate_path(path), settings)
+
+    async def get_annotation(self, path: StackPath, query: AnnotationQuery) -> Annotation:
+        found = await self._store.get_annotation(validate_path(path), query)
+        if found is None:
+            raise annotation_not_found(query.kind)
+        return found
+
+    async def put_annotation(self, path: StackPath, annotation: NewAnnotation) -> Annotation:
+        path = validate_path(path)
+        return await self._store.put_annotation(path, validate_new_annotation(annotation))
+
+    async def starter_pipeline(
+        self,
+        path: StackPath,
+        *,
+        ci_system: str,
+        working_directory: str,
+        enable_path_filters: bool,
+        backend_url: str,
+    ) -> str:
+        """A CI pipeline for the stack, tailored to its runtime tag."""
+        stack = await self._store.get(validate_path(path))
+        return starter_workflow(
+            WorkflowRequest(
+                stack=stack.path,
+                runtime=stack.tags.get(RUNTIME_TAG, ""),
+                ci_system=ci_system,
+                working_directory=working_directory,
+                enable_path_filters=enable_path_filters,
+                backend_url=backend_url,
+            )
+        )
 
 
 class PeerStep:
