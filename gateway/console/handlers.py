@@ -40,9 +40,9 @@ from gateway.console.session import (
 from gateway.console.timeline import ERROR, WARNING, changes_by_op, entries
 from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, public_url
 from gateway.errors import ApiError
-from gateway.handlers.stack_access import readable_stacks
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
+from gateway.views import readable_stacks
 from protos.cairn.v1 import agent_pools_pb2, console_pb2, copilot_pb2, stacks_pb2, updates_pb2
 
 SESSION = web.RequestKey("console_session", Session)

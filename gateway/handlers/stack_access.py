@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.context import BACKENDS, PRINCIPAL, STACK, TOKEN, call_options
+from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options
 from gateway.convert import json_response, no_content, read_json_object
 from gateway.errors import bad_request
 from gateway.handlers.identity import ROLE_LABELS, pulumi_role, user_info_json
@@ -40,30 +40,6 @@ async def organization_stacks(request: web.Request, organization: str) -> list[s
         if not token:
             break
     return stacks
-
-
-async def readable_stacks(
-    request: web.Request, stacks: list[stacks_pb2.Stack]
-) -> list[stacks_pb2.Stack]:
-    """The stacks the caller may read, in order: a list never shows what `GET S` refuses."""
-    if not stacks:
-        return []
-    reply = await request.app[BACKENDS].identity.FilterReadableStacks(
-        identity_pb2.FilterReadableStacksRequest(
-            token=request[TOKEN],
-            stacks=[
-                identity_pb2.StackCandidate(
-                    stack_id=stack.id,
-                    organization=stack.ref.organization,
-                    owner_login=stack.owner_login,
-                )
-                for stack in stacks
-            ],
-        ),
-        **call_options(request),
-    )
-    readable = set(reply.stack_ids)
-    return [stack for stack in stacks if stack.id in readable]
 
 
 def parse_permission(value: Any, name: str, *, allow_none: bool = False) -> int:

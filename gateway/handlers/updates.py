@@ -32,6 +32,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import bad_request
+from gateway.views import latest_version, update_json
 from protos.cairn.v1 import stacks_pb2, updates_pb2
 
 
@@ -363,48 +364,6 @@ def _typed_event(event: updates_pb2.EngineEvent) -> dict[str, Any]:
     SDK's EngineEvent requires it so that `event[event.type]` is the payload."""
     stored: dict[str, Any] = orjson.loads(event.data)
     return {**stored, "type": event.kind}
-
-
-def _flat_info(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
-    """The CLI's UpdateInfo (`pulumi stack history`)."""
-    payload: dict[str, Any] = {
-        "kind": info.kind,
-        "startTime": info.start_time,
-        "endTime": info.end_time,
-        "message": info.message,
-        "environment": dict(info.environment),
-        "config": orjson.Fragment(info.config or b"{}"),
-        "result": info.result,
-        "version": info.version,
-        "resourceChanges": dict(info.resource_changes),
-    }
-    if info.resource_count:
-        payload["resourceCount"] = info.resource_count
-    return payload
-
-
-def update_json(info: updates_pb2.UpdateInfo, latest_version: int) -> dict[str, Any]:
-    """Both shapes at once: the CLI reads the flat fields, the SDK reads `info` and the rest."""
-    flat = _flat_info(info)
-    return {
-        **flat,
-        "info": flat,
-        "updateID": info.update_id,
-        "latestVersion": latest_version,
-        "requestedBy": {
-            "name": info.requested_by,
-            "githubLogin": info.requested_by,
-            "avatarUrl": "",
-        },
-    }
-
-
-async def latest_version(request: web.Request) -> int:
-    """The stack's newest version (0 before its first update)."""
-    reply = await request.app[BACKENDS].updates.GetStackStates(
-        updates_pb2.GetStackStatesRequest(stack_ids=[request[STACK].id]), **call_options(request)
-    )
-    return reply.states[0].version if reply.states else 0
 
 
 async def get_stack_updates(request: web.Request) -> web.Response:

@@ -216,6 +216,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         members = await self._store.list_members(request.organization)
         return identity_pb2.ListMembersResponse(members=[_member(m) for m in members])
 
+    async def CheckOrganizationRole(
+        self, request: identity_pb2.CheckOrganizationRoleRequest, context: Context
+    ) -> identity_pb2.CheckOrganizationRoleResponse:
+        principal = await self._store.token_principal(request.token_id)
+        organization = request.organization
+        minimum = _role(request.minimum_role)
+        role = require_role(organization, role_in(principal, organization), minimum)
+        return identity_pb2.CheckOrganizationRoleResponse(role=_ENUM_BY_ROLE[role])
+
     async def GetOrganization(
         self, request: identity_pb2.GetOrganizationRequest, context: Context
     ) -> identity_pb2.OrganizationDetails:

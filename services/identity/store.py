@@ -187,6 +187,19 @@ class IdentityStore:
                 )
             return await _token_principal(session, token)
 
+    async def token_principal(self, token_id: str) -> Principal:
+        """The principal behind a usable token, by its id; Unauthenticated otherwise."""
+        now = self._now()
+        async with self._sessions.begin() as session:
+            token = await session.get(AccessTokenRow, token_id) if token_id else None
+            if token is None or not is_token_usable(
+                now=now,
+                revoked_at=_optional_aware(token.revoked_at),
+                expires_at=_optional_aware(token.expires_at),
+            ):
+                raise Unauthenticated(UNAUTHORIZED)
+            return await _token_principal(session, token)
+
     async def has_user(self, login: str) -> bool:
         async with self._sessions.begin() as session:
             return await _user_id(session, login) is not None

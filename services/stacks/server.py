@@ -37,14 +37,18 @@ from services.stacks.domain import (
 from services.stacks.models import Base
 from services.stacks.service import (
     DeleteSecretsKey,
+    ImportInitialState,
+    OrganizationAdmin,
     OrganizationMembers,
     Peers,
     PurgeDeployments,
     PurgeStackGrants,
     PurgeUpdates,
     RecordRename,
+    ReferencesToStack,
     RefuseWhileUpdating,
     StackService,
+    StartUpdate,
 )
 from services.stacks.store import StackStore
 
@@ -73,7 +77,9 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
             teams=tuple(request.teams),
             owner_login=caller_from_context(context).login,
         )
-        return _stack_message(await self._service.create(stack))
+        initial_state = request.initial_state if request.HasField("initial_state") else None
+        created = await self._service.create(stack, caller_from_context(context), initial_state)
+        return _stack_message(created)
 
     async def GetStack(
         self, request: stacks_pb2.GetStackRequest, context: Context
@@ -198,6 +204,42 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
         )
         return stacks_pb2.GetStarterWorkflowResponse(content=content)
 
+    async def ListDownstreamReferences(
+        self, request: stacks_pb2.ListDownstreamReferencesRequest, context: Context
+    ) -> stacks_pb2.ListDownstreamReferencesResponse:
+        found = await self._service.downstream_references(
+            _path(request.ref), caller_from_context(context)
+        )
+        return stacks_pb2.ListDownstreamReferencesResponse(
+            references=[
+                stacks_pb2.DownstreamReference(ref=_ref(entry.path), version=entry.version)
+                for entry in found
+            ]
+        )
+
+    async def StartStackUpdate(
+        self, request: stacks_pb2.StartStackUpdateRequest, context: Context
+    ) -> stacks_pb2.StartStackUpdateResponse:
+        started = await self._service.start_update(
+            _path(request.ref),
+            request.update_id,
+            journal_version=request.journal_version,
+            tags=dict(request.tags),
+            caller=caller_from_context(context),
+        )
+        return stacks_pb2.StartStackUpdateResponse(
+            version=started.version,
+            token=started.token,
+            token_expiration=started.token_expiration,
+            journal_version=started.journal_version,
+        )
+
+
+def _ref(path: StackPath) -> common_pb2.StackRef:
+    return common_pb2.StackRef(
+        organization=path.organization, project=path.project, stack=path.stack
+    )
+
 
 def _path(ref: common_pb2.StackRef) -> StackPath:
     return StackPath(organization=ref.organization, project=ref.project, stack=ref.stack)
@@ -215,11 +257,7 @@ def _config_from_message(config: stacks_pb2.StackConfig) -> StackConfig:
 def _stack_message(stack: StackRecord) -> stacks_pb2.Stack:
     message = stacks_pb2.Stack(
         id=stack.id,
-        ref=common_pb2.StackRef(
-            organization=stack.path.organization,
-            project=stack.path.project,
-            stack=stack.path.stack,
-        ),
+        ref=_ref(stack.path),
         tags=stack.tags,
         created_at=int(stack.created_at.timestamp()),
         owner_login=stack.owner_login,
@@ -276,6 +314,10 @@ async def start(
     identity = identity_pb2_grpc.IdentityServiceStub(channels["identity"])
     peers = Peers(
         members=OrganizationMembers(identity, timeout),
+        state_import=ImportInitialState(updates, timeout),
+        destination_admin=OrganizationAdmin(identity, timeout),
+        referencing=ReferencesToStack(updates, timeout),
+        update_start=StartUpdate(updates, timeout),
         checks=(RefuseWhileUpdating(updates, timeout),),
         purges=(
             PurgeUpdates(updates, timeout),

@@ -10,22 +10,27 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from protos.cairn.v1 import agent_pools_pb2, identity_pb2, secrets_pb2, updates_pb2
+from protos.cairn.v1 import agent_pools_pb2, common_pb2, identity_pb2, secrets_pb2, updates_pb2
 from services.common.auth import Caller
-from services.common.errors import InvalidArgument, from_rpc_error
+from services.common.errors import DomainError, InvalidArgument, from_rpc_error
 from services.common.logging import get_logger
+from services.common.stack_references import reference_names, resolve_reference
 from services.stacks.domain import (
     Annotation,
     AnnotationQuery,
+    DownstreamReference,
     NewAnnotation,
     NewStack,
     NotificationSettings,
+    ReferenceRecord,
     StackPage,
     StackPath,
     StackQuery,
     StackRecord,
+    StartedUpdate,
     annotation_not_found,
     rename_target,
+    stack_query,
     transfer_target,
     validate_new_annotation,
     validate_new_stack,
@@ -69,6 +74,32 @@ class HistoryStep(Protocol):
     async def __call__(self, stack: StackRecord, caller: Caller) -> str: ...
 
 
+class StateImport(Protocol):
+    """Stores an UntypedDeployment as a stack's next version; raises when it is refused."""
+
+    async def __call__(self, stack: StackRecord, untyped: bytes, caller: Caller) -> None: ...
+
+
+class AdminCheck(Protocol):
+    """Refuses a caller who does not administer an organization (404 outsider, 403 member)."""
+
+    async def __call__(self, organization: str, caller: Caller) -> None: ...
+
+
+class ReferencingStacks(Protocol):
+    """The StackReferences, held by stacks' newest states, that use one of some names."""
+
+    async def __call__(self, names: list[str], caller: Caller) -> list[ReferenceRecord]: ...
+
+
+class UpdateStart(Protocol):
+    """Starts a created update of a stack in the updates service."""
+
+    async def __call__(
+        self, stack: StackRecord, update_id: str, journal_version: int, caller: Caller
+    ) -> StartedUpdate: ...
+
+
 class Members(Protocol):
     """The logins of an organization's members."""
 
@@ -80,6 +111,14 @@ class Peers:
     """What the use cases ask of other services."""
 
     members: Members
+    # Imports a new stack's initial state.
+    state_import: StateImport
+    # A transfer's caller must administer the destination.
+    destination_admin: AdminCheck
+    # Finds the states that reference a stack.
+    referencing: ReferencingStacks
+    # Starts an update.
+    update_start: UpdateStart
     # Run before a deletion; with force=True before a rename or transfer: a move only needs
     # the stack not to be in the middle of an update.
     checks: Sequence[DeleteCheck] = ()
@@ -98,8 +137,20 @@ class StackService:
         self._store = store
         self._peers = peers
 
-    async def create(self, stack: NewStack) -> StackRecord:
-        return await self._store.create(validate_new_stack(stack))
+    async def create(
+        self, stack: NewStack, caller: Caller, initial_state: bytes | None = None
+    ) -> StackRecord:
+        """Create a stack; an initial state becomes its first version, or the stack goes away
+        again when the state is refused (the refusal is what the caller gets)."""
+        created = await self._store.create(validate_new_stack(stack))
+        if initial_state is None:
+            return created
+        try:
+            await self._peers.state_import(created, initial_state, caller)
+        except DomainError:
+            await self.delete(created.path, force=True, caller=caller)
+            raise
+        return created
 
     async def get(self, path: StackPath) -> StackRecord:
         return await self._store.get(validate_path(path))
@@ -148,6 +199,10 @@ class StackService:
         secrets key) is keyed by that id and so follows without being copied.
         """
         path = validate_path(path)
+        # As the REST route always did, the destination is checked before the names: an
+        # outsider learns nothing about it (404 whatever the name).
+        if caller.token_id:
+            await self._peers.destination_admin(destination, caller)
         target = transfer_target(path, destination)
         stack = await self._store.get(path)
         for check in self._peers.checks:
@@ -186,6 +241,27 @@ class StackService:
             return await self._store.get(path)
         return await self._store.replace_tags(path, tags)
 
+    async def start_update(
+        self,
+        path: StackPath,
+        update_id: str,
+        *,
+        journal_version: int,
+        tags: Mapping[str, str],
+        caller: Caller,
+    ) -> StartedUpdate:
+        """Start an update; the client's tags, when they differ from the stack's, replace them
+        once the start succeeded (they are checked before it)."""
+        path = validate_path(path)
+        stack = await self._store.get(path)
+        retag = bool(tags) and dict(tags) != dict(stack.tags)
+        if retag:
+            tags = validate_tags(tags)
+        started = await self._peers.update_start(stack, update_id, journal_version, caller)
+        if retag:
+            await self._store.replace_tags(path, tags)
+        return started
+
     async def set_notifications(
         self, path: StackPath, settings: NotificationSettings
     ) -> StackRecord:
@@ -200,6 +276,47 @@ class StackService:
     async def put_annotation(self, path: StackPath, annotation: NewAnnotation) -> Annotation:
         path = validate_path(path)
         return await self._store.put_annotation(path, validate_new_annotation(annotation))
+
+    async def downstream_references(
+        self, path: StackPath, caller: Caller
+    ) -> list[DownstreamReference]:
+        """Stacks of the stack's organization whose newest state reads it through a
+        StackReference, by project and name."""
+        stack = await self._store.get(validate_path(path))
+        organization, project, name = stack.path.organization, stack.path.project, stack.path.stack
+        target = (organization, project, name)
+        found = await self._peers.referencing(reference_names(target), caller)
+        records = [record for record in found if record.stack_id != stack.id]
+        if not records:
+            return []
+        ids = sorted({record.stack_id for record in records})
+        page = await self._store.list_stacks(
+            stack_query(
+                visible_organizations=[organization],
+                organization=organization,
+                project="",
+                tag_name="",
+                tag_value=None,
+                continuation_token="",
+                page_size=len(ids),
+                stack_ids=ids,
+            )
+        )
+        by_id = {candidate.id: candidate for candidate in page.stacks}
+        seen: set[str] = set()
+        referencing: list[DownstreamReference] = []
+        for record in records:
+            candidate = by_id.get(record.stack_id)
+            if candidate is None or candidate.id in seen:
+                continue
+            resolved = resolve_reference(
+                record.name, candidate.path.organization, candidate.path.project
+            )
+            if resolved == target:
+                seen.add(candidate.id)
+                referencing.append(DownstreamReference(candidate.path, record.version))
+        referencing.sort(key=lambda entry: (entry.path.project, entry.path.stack))
+        return referencing
 
     async def starter_pipeline(
         self,
@@ -277,6 +394,91 @@ class OrganizationMembers(PeerStep):
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
         return frozenset(member.user.login for member in reply.members)
+
+
+class ImportInitialState(PeerStep):
+    """Imports a deployment through the updates service (which checks a service secrets
+    provider's state against the stack's path)."""
+
+    _stub: UpdatesServiceAsyncStub
+
+    async def __call__(self, stack: StackRecord, untyped: bytes, caller: Caller) -> None:
+        try:
+            await self._stub.ImportDeployment(
+                updates_pb2.ImportDeploymentRequest(
+                    stack_id=stack.id,
+                    untyped_deployment=untyped,
+                    organization=stack.path.organization,
+                    project=stack.path.project,
+                    stack=stack.path.stack,
+                ),
+                **self._options(caller),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+
+class OrganizationAdmin(PeerStep):
+    """Asks the identity service whether the caller's access token administers an
+    organization, with the errors an organization route answers."""
+
+    _stub: IdentityServiceAsyncStub
+
+    async def __call__(self, organization: str, caller: Caller) -> None:
+        try:
+            await self._stub.CheckOrganizationRole(
+                identity_pb2.CheckOrganizationRoleRequest(
+                    token_id=caller.token_id,
+                    organization=organization,
+                    minimum_role=common_pb2.ROLE_ADMIN,
+                ),
+                **self._options(caller),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+
+class ReferencesToStack(PeerStep):
+    """Asks the updates service which stacks' newest states reference some names."""
+
+    _stub: UpdatesServiceAsyncStub
+
+    async def __call__(self, names: list[str], caller: Caller) -> list[ReferenceRecord]:
+        try:
+            reply = await self._stub.ListReferencingStacks(
+                updates_pb2.ListReferencingStacksRequest(names=names), **self._options(caller)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        return [
+            ReferenceRecord(stack_id=record.stack_id, version=record.version, name=record.name)
+            for record in reply.references
+        ]
+
+
+class StartUpdate(PeerStep):
+    """Starts a created update: the updates service takes the lease and answers its token."""
+
+    _stub: UpdatesServiceAsyncStub
+
+    async def __call__(
+        self, stack: StackRecord, update_id: str, journal_version: int, caller: Caller
+    ) -> StartedUpdate:
+        try:
+            reply = await self._stub.StartUpdate(
+                updates_pb2.StartUpdateRequest(
+                    stack_id=stack.id, update_id=update_id, journal_version=journal_version
+                ),
+                **self._options(caller),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        return StartedUpdate(
+            version=reply.version,
+            token=reply.token,
+            token_expiration=reply.token_expiration,
+            journal_version=reply.journal_version,
+        )
 
 
 class RecordRename(PeerStep):
