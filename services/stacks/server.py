@@ -35,21 +35,20 @@ from services.stacks.domain import (
     validate_path,
 )
 from services.stacks.models import Base
-from services.stacks.service import (
+from services.stacks.peers import (
     DeleteSecretsKey,
     ImportInitialState,
     OrganizationAdmin,
     OrganizationMembers,
-    Peers,
     PurgeDeployments,
     PurgeStackGrants,
     PurgeUpdates,
     RecordRename,
     ReferencesToStack,
     RefuseWhileUpdating,
-    StackService,
     StartUpdate,
 )
+from services.stacks.service import Peers, StackService
 from services.stacks.store import StackStore
 
 SERVICE_NAME = stacks_pb2.DESCRIPTOR.services_by_name["StacksService"].full_name
