@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY services ./services
 COPY gateway ./gateway
+COPY cairn ./cairn
 RUN pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim

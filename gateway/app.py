@@ -6,16 +6,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.audit import (
-    AUDIT_POLICY,
-    AUDIT_RECORDER,
-    AUDIT_REFUSAL_LIMITER,
-    AuditPolicy,
-    AuditRecorder,
-    RefusalLimiter,
-    audit_middleware,
-    recording,
-)
+from gateway.audit import AUDIT_RECORDER, AuditRecorder, recording
+from gateway.audit_middleware import audit_middleware
+from gateway.audit_policy import AUDIT_POLICY, AUDIT_REFUSAL_LIMITER, AuditPolicy, RefusalLimiter
 from gateway.auth_failures import AuthFailures
 from gateway.backends import Backends
 from gateway.console.app import add_console

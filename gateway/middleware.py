@@ -28,7 +28,8 @@ from gateway.context import (
     stack_ref,
 )
 from gateway.errors import ApiError, error_response, reason, rpc_error_response
-from gateway.routes import ROUTES_BY_OPERATION, Access, Route
+from gateway.route import Access, Route
+from gateway.routes import ROUTES_BY_OPERATION
 from protos.cairn.v1 import identity_pb2, stacks_pb2
 from services.common.auth import Caller
 from services.common.logging import get_logger

@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from gateway.routes import ROUTES, Access, Route, request_schema
+from gateway.route import Access, Route
+from gateway.routes import ROUTES, request_schema
 from gateway.schemas import OperationSchema, Schema, SchemaSet, load_schemas
 
 OPENAPI_VERSION = "3.1.0"

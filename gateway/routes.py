@@ -1,4 +1,4 @@
-"""THE route table: every REST path the gateway serves, with its access rule.
+"""THE route table: every REST path the gateway serves, with its access rule and audit event.
 
 The aiohttp router and /openapi.json (gateway/openapi.py) are built from this list only. A
 handler's name is its operation id (the official SDK's method name where one exists).
@@ -6,12 +6,10 @@ handler's name is its operation id (the official SDK's method name where one exi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import Enum
-
 from aiohttp import web
 
+from gateway import audit_events as events
+from gateway.audit_events import NOT_AUDITED
 from gateway.convert import strict_body
 from gateway.handlers import (
     agent_pools,
@@ -30,13 +28,15 @@ from gateway.handlers import (
     tokens,
     updates,
 )
+
+# Re-exported: the table's vocabulary, for readers of the table.
+from gateway.route import Access as Access
+from gateway.route import Handler as Handler
+from gateway.route import Route as Route
 from gateway.schemas import Schema, SchemaSet, closed_schema, load_schemas
-from protos.cairn.v1 import common_pb2, identity_pb2
 
 # Roles and stack permissions by name, shared with the service methods' access table.
 from services.common.call_access import ADMIN, MEMBER, READ, STACK_ADMIN, VIEWER, WRITE
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 S = "/api/stacks/{orgName}/{projectName}/{stackName}"
 # Every kind's per-update paths; the CLI always uses the literal `update` (protocol §1.4).
@@ -55,47 +55,6 @@ CONSOLE_S = "/api/console/stacks/{orgName}/{projectName}/{stackName}"
 AUDIT = "/api/orgs/{orgName}/auditlogs"
 
 
-class Access(Enum):
-    PUBLIC = "public"  # no token
-    USER = "user"  # any valid access token
-    ORG = "org"  # access token with (at least) `role` in {orgName}
-    STACK = "stack"  # {stackName} exists and the token holds `permission` on it
-    UPDATE = "update"  # `update-token <lease>` of the update in the path
-    AGENT = "agent"  # `token <agent pool token>`
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    access: Access
-    role: common_pb2.Role.ValueType = common_pb2.ROLE_UNSPECIFIED
-    create_organization: bool = False
-    summary: str = ""
-    # Stack routes: the permission needed on the stack (the identity service decides who
-    # holds it: roles, team grants, explicit grants, token kind).
-    permission: identity_pb2.StackPermission.ValueType = identity_pb2.STACK_PERMISSION_NONE
-    # Changes who may do what (members, teams, grants, tokens, invitations): personal
-    # access tokens only.
-    manages_access: bool = False
-    # Also answers clients that accept only text/plain or text/csv (exports).
-    is_text_accepted: bool = False
-    # Answers with a token or a secret value (shown once, or decrypted): `Cache-Control:
-    # no-store`, so no browser or proxy cache keeps it.
-    shows_secret: bool = False
-    # Cairn's own management bodies (organizations, members, invitations, teams, tokens,
-    # grants, agent pools): a member the operation's schema does not name, at any depth, is
-    # a 400 naming it, so a typo never half-applies a change. Never set on bodies the Pulumi
-    # CLI sends (updates, checkpoints, events, stacks, deployment settings): new CLI versions
-    # may add members. What the official SDK sends is in the schemas, so SDK calls still work.
-    is_body_strict: bool = False
-
-    @property
-    def operation_id(self) -> str:
-        return self.handler.__name__
-
-
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", system.health, Access.PUBLIC, summary="Health of every service"),
     Route("GET", "/livez", system.get_liveness, Access.PUBLIC, summary="The gateway answers"),
@@ -111,6 +70,7 @@ ROUTES: tuple[Route, ...] = (
         identity.bootstrap_first_admin,
         Access.PUBLIC,
         shows_secret=True,
+        audit=events.INSTANCE_BOOTSTRAP,
     ),
     Route(
         "POST",
@@ -118,6 +78,7 @@ ROUTES: tuple[Route, ...] = (
         identity.bootstrap_first_admin_alias,
         Access.PUBLIC,
         shows_secret=True,
+        audit=events.INSTANCE_BOOTSTRAP,
     ),
     Route("GET", "/api/user", identity.get_current_user, Access.USER),
     Route("GET", "/api/user/organizations/default", identity.get_default_organization, Access.USER),
@@ -130,6 +91,7 @@ ROUTES: tuple[Route, ...] = (
         Access.USER,
         manages_access=True,
         is_body_strict=True,
+        audit=events.ORGANIZATION_CREATE,
     ),
     Route("GET", "/api/user/tokens", tokens.list_personal_tokens, Access.USER, manages_access=True),
     Route(
@@ -140,6 +102,7 @@ ROUTES: tuple[Route, ...] = (
         manages_access=True,
         shows_secret=True,
         is_body_strict=True,
+        audit=events.TOKEN_CREATE,
     ),
     Route(
         "DELETE",
@@ -147,6 +110,7 @@ ROUTES: tuple[Route, ...] = (
         tokens.delete_personal_token,
         Access.USER,
         manages_access=True,
+        audit=events.TOKEN_DELETE,
     ),
     Route(
         "POST",
@@ -155,6 +119,7 @@ ROUTES: tuple[Route, ...] = (
         Access.USER,
         manages_access=True,
         shows_secret=True,
+        audit=events.TOKEN_ROTATE,
     ),
     Route(
         "GET",
@@ -169,6 +134,7 @@ ROUTES: tuple[Route, ...] = (
         organizations.accept_org_invite,
         Access.USER,
         manages_access=True,
+        audit=events.INVITE_ACCEPT,
     ),
     Route("GET", ORG, organizations.get_organization, Access.ORG, VIEWER),
     Route(
@@ -179,6 +145,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.ORGANIZATION_UPDATE,
     ),
     Route("GET", f"{ORG}/members", organizations.list_organization_members, Access.ORG, VIEWER),
     Route(
@@ -189,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.MEMBER_ADD,
     ),
     Route(
         "PATCH",
@@ -198,6 +166,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.MEMBER_UPDATE,
     ),
     Route(
         "DELETE",
@@ -206,6 +175,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        audit=events.MEMBER_REMOVE,
     ),
     Route(
         "GET",
@@ -230,6 +200,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.INVITE_CREATE,
     ),
     Route(
         "DELETE",
@@ -238,6 +209,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        audit=events.INVITE_CANCEL,
     ),
     Route("GET", f"{ORG}/teams", teams.list_teams, Access.ORG, VIEWER),
     Route(
@@ -248,6 +220,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.TEAM_CREATE,
     ),
     Route("GET", TEAM, teams.get_team, Access.ORG, VIEWER),
     Route(
@@ -258,8 +231,17 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.TEAM_UPDATE,
     ),
-    Route("DELETE", TEAM, teams.delete_team, Access.ORG, ADMIN, manages_access=True),
+    Route(
+        "DELETE",
+        TEAM,
+        teams.delete_team,
+        Access.ORG,
+        ADMIN,
+        manages_access=True,
+        audit=events.TEAM_DELETE,
+    ),
     Route("GET", f"{ORG}/tokens", tokens.list_org_tokens, Access.ORG, ADMIN, manages_access=True),
     Route(
         "POST",
@@ -270,6 +252,7 @@ ROUTES: tuple[Route, ...] = (
         manages_access=True,
         shows_secret=True,
         is_body_strict=True,
+        audit=events.TOKEN_CREATE,
     ),
     Route(
         "DELETE",
@@ -278,6 +261,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        audit=events.TOKEN_DELETE,
     ),
     Route(
         "POST",
@@ -287,6 +271,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         shows_secret=True,
+        audit=events.TOKEN_ROTATE,
     ),
     Route("GET", f"{TEAM}/tokens", tokens.list_team_tokens, Access.ORG, ADMIN, manages_access=True),
     Route(
@@ -298,6 +283,7 @@ ROUTES: tuple[Route, ...] = (
         manages_access=True,
         shows_secret=True,
         is_body_strict=True,
+        audit=events.TOKEN_CREATE,
     ),
     Route(
         "DELETE",
@@ -306,6 +292,7 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         manages_access=True,
+        audit=events.TOKEN_DELETE,
     ),
     Route(
         "POST",
@@ -315,6 +302,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         manages_access=True,
         shows_secret=True,
+        audit=events.TOKEN_ROTATE,
     ),
     Route("GET", f"{S}/teams", stack_access.list_stack_teams, Access.STACK, permission=READ),
     Route(
@@ -332,6 +320,7 @@ ROUTES: tuple[Route, ...] = (
         permission=STACK_ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.STACK_PERMISSION_UPDATE,
     ),
     Route(
         "DELETE",
@@ -340,6 +329,7 @@ ROUTES: tuple[Route, ...] = (
         Access.STACK,
         permission=STACK_ADMIN,
         manages_access=True,
+        audit=events.STACK_PERMISSION_UPDATE,
     ),
     Route(
         "PATCH",
@@ -349,6 +339,7 @@ ROUTES: tuple[Route, ...] = (
         permission=STACK_ADMIN,
         manages_access=True,
         is_body_strict=True,
+        audit=events.STACK_PERMISSION_UPDATE,
     ),
     Route(
         "GET",
@@ -357,7 +348,13 @@ ROUTES: tuple[Route, ...] = (
         Access.STACK,
         permission=STACK_ADMIN,
     ),
-    Route("POST", "/api/ai/chat/preview", copilot.copilot_skill, Access.USER),
+    Route(
+        "POST",
+        "/api/ai/chat/preview",
+        copilot.copilot_skill,
+        Access.USER,
+        audit=events.COPILOT_CHAT,
+    ),
     Route(
         "POST",
         "/api/stacks/{orgName}/{projectName}",
@@ -365,13 +362,42 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         MEMBER,
         create_organization=True,
+        audit=events.STACK_CREATE,
     ),
     Route("HEAD", "/api/stacks/{orgName}/{projectName}", stacks.project_exists, Access.ORG, VIEWER),
     Route("GET", S, stacks.get_stack, Access.STACK, permission=READ),
-    Route("DELETE", S, stacks.delete_stack, Access.STACK, permission=STACK_ADMIN),
-    Route("POST", f"{S}/rename", stacks.rename_stack, Access.STACK, permission=WRITE),
-    Route("PATCH", f"{S}/tags", stacks.update_stack_tags, Access.STACK, permission=WRITE),
-    Route("POST", f"{S}/encrypt", secrets.encrypt_value, Access.STACK, permission=WRITE),
+    Route(
+        "DELETE",
+        S,
+        stacks.delete_stack,
+        Access.STACK,
+        permission=STACK_ADMIN,
+        audit=events.STACK_DELETE,
+    ),
+    Route(
+        "POST",
+        f"{S}/rename",
+        stacks.rename_stack,
+        Access.STACK,
+        permission=WRITE,
+        audit=events.STACK_RENAME,
+    ),
+    Route(
+        "PATCH",
+        f"{S}/tags",
+        stacks.update_stack_tags,
+        Access.STACK,
+        permission=WRITE,
+        audit=events.STACK_TAGS_UPDATE,
+    ),
+    Route(
+        "POST",
+        f"{S}/encrypt",
+        secrets.encrypt_value,
+        Access.STACK,
+        permission=WRITE,
+        audit=events.SECRET_ENCRYPT,
+    ),
     Route(
         "POST",
         f"{S}/decrypt",
@@ -379,6 +405,7 @@ ROUTES: tuple[Route, ...] = (
         Access.STACK,
         permission=WRITE,
         shows_secret=True,
+        audit=events.SECRET_DECRYPT,
     ),
     Route("GET", f"{S}/metadata", stack_settings.get_stack_metadata, Access.STACK, permission=READ),
     Route(
@@ -387,6 +414,7 @@ ROUTES: tuple[Route, ...] = (
         stack_settings.update_stack_notification_settings,
         Access.STACK,
         permission=WRITE,
+        audit=events.STACK_NOTIFICATIONS_UPDATE,
     ),
     Route(
         "POST",
@@ -394,9 +422,15 @@ ROUTES: tuple[Route, ...] = (
         stack_settings.reassign_stack_ownership,
         Access.STACK,
         permission=STACK_ADMIN,
+        audit=events.STACK_OWNERSHIP_UPDATE,
     ),
     Route(
-        "POST", f"{S}/transfer", stack_settings.transfer_stack, Access.STACK, permission=STACK_ADMIN
+        "POST",
+        f"{S}/transfer",
+        stack_settings.transfer_stack,
+        Access.STACK,
+        permission=STACK_ADMIN,
+        audit=events.STACK_TRANSFER,
     ),
     Route(
         "GET",
@@ -411,6 +445,7 @@ ROUTES: tuple[Route, ...] = (
         stack_settings.upsert_stacks_annotations,
         Access.STACK,
         permission=WRITE,
+        audit=events.STACK_ANNOTATION_UPDATE,
     ),
     Route(
         "POST",
@@ -418,9 +453,15 @@ ROUTES: tuple[Route, ...] = (
         stack_settings.get_stack_starter_workflow,
         Access.STACK,
         permission=READ,
+        audit=NOT_AUDITED,
     ),
     Route(
-        "POST", f"{S}/batch-encrypt", secrets.batch_encrypt_value, Access.STACK, permission=WRITE
+        "POST",
+        f"{S}/batch-encrypt",
+        secrets.batch_encrypt_value,
+        Access.STACK,
+        permission=WRITE,
+        audit=events.SECRET_ENCRYPT,
     ),
     Route(
         "POST",
@@ -429,6 +470,7 @@ ROUTES: tuple[Route, ...] = (
         Access.STACK,
         permission=WRITE,
         shows_secret=True,
+        audit=events.SECRET_DECRYPT,
     ),
     Route(
         "POST",
@@ -436,26 +478,87 @@ ROUTES: tuple[Route, ...] = (
         secrets.log_only_decrypt_value,
         Access.STACK,
         permission=READ,
+        audit=events.SECRET_DECRYPT_LOGGED,
     ),
-    Route("POST", f"{S}/{KIND}", updates.create_update, Access.STACK, permission=WRITE),
-    Route("POST", U, updates.start_update, Access.STACK, permission=WRITE, shows_secret=True),
+    Route(
+        "POST",
+        f"{S}/{KIND}",
+        updates.create_update,
+        Access.STACK,
+        permission=WRITE,
+        audit=events.UPDATE_CREATE,
+    ),
+    Route(
+        "POST",
+        U,
+        updates.start_update,
+        Access.STACK,
+        permission=WRITE,
+        shows_secret=True,
+        audit=events.UPDATE_START,
+    ),
     Route("GET", U, updates.get_update_status, Access.STACK, permission=READ),
-    Route("POST", f"{U}/cancel", updates.cancel_update, Access.STACK, permission=WRITE),
+    Route(
+        "POST",
+        f"{U}/cancel",
+        updates.cancel_update,
+        Access.STACK,
+        permission=WRITE,
+        audit=events.UPDATE_CANCEL,
+    ),
     Route("GET", f"{U}/events", updates.get_update_events, Access.STACK, permission=READ),
-    Route("POST", f"{U}/renew_lease", updates.renew_update_lease, Access.UPDATE, shows_secret=True),
-    Route("PATCH", f"{U}/checkpoint", updates.patch_update_checkpoint, Access.UPDATE),
+    Route(
+        "POST",
+        f"{U}/renew_lease",
+        updates.renew_update_lease,
+        Access.UPDATE,
+        shows_secret=True,
+        audit=NOT_AUDITED,
+    ),
+    Route(
+        "PATCH",
+        f"{U}/checkpoint",
+        updates.patch_update_checkpoint,
+        Access.UPDATE,
+        audit=NOT_AUDITED,
+    ),
     Route(
         "PATCH",
         f"{U}/checkpointverbatim",
         updates.patch_update_checkpoint_verbatim,
         Access.UPDATE,
+        audit=NOT_AUDITED,
     ),
-    Route("PATCH", f"{U}/checkpointdelta", updates.patch_update_checkpoint_delta, Access.UPDATE),
-    Route("PATCH", f"{U}/journalentries", updates.patch_update_journal_entries, Access.UPDATE),
-    Route("POST", f"{U}/events/batch", updates.post_engine_event_batch, Access.UPDATE),
-    Route("POST", f"{U}/events", updates.post_engine_event, Access.UPDATE),
-    Route("POST", f"{U}/log", updates.append_update_log_entry, Access.UPDATE),
-    Route("POST", f"{U}/complete", updates.complete_update, Access.UPDATE),
+    Route(
+        "PATCH",
+        f"{U}/checkpointdelta",
+        updates.patch_update_checkpoint_delta,
+        Access.UPDATE,
+        audit=NOT_AUDITED,
+    ),
+    Route(
+        "PATCH",
+        f"{U}/journalentries",
+        updates.patch_update_journal_entries,
+        Access.UPDATE,
+        audit=NOT_AUDITED,
+    ),
+    Route(
+        "POST",
+        f"{U}/events/batch",
+        updates.post_engine_event_batch,
+        Access.UPDATE,
+        audit=NOT_AUDITED,
+    ),
+    Route("POST", f"{U}/events", updates.post_engine_event, Access.UPDATE, audit=NOT_AUDITED),
+    Route("POST", f"{U}/log", updates.append_update_log_entry, Access.UPDATE, audit=NOT_AUDITED),
+    Route(
+        "POST",
+        f"{U}/complete",
+        updates.complete_update,
+        Access.UPDATE,
+        audit=events.UPDATE_COMPLETE,
+    ),
     Route("GET", f"{S}/updates", updates.get_stack_updates, Access.STACK, permission=READ),
     Route(
         "GET", f"{S}/updates/latest", updates.get_latest_stack_update, Access.STACK, permission=READ
@@ -469,7 +572,14 @@ ROUTES: tuple[Route, ...] = (
         Access.STACK,
         permission=READ,
     ),
-    Route("POST", f"{S}/import", updates.import_stack, Access.STACK, permission=WRITE),
+    Route(
+        "POST",
+        f"{S}/import",
+        updates.import_stack,
+        Access.STACK,
+        permission=WRITE,
+        audit=events.STACK_IMPORT,
+    ),
     Route(
         "GET", f"{RESOURCES}/count", history.get_stack_resource_count, Access.STACK, permission=READ
     ),
@@ -574,6 +684,7 @@ ROUTES: tuple[Route, ...] = (
         ADMIN,
         shows_secret=True,
         is_body_strict=True,
+        audit=events.AGENT_POOL_CREATE,
     ),
     Route("GET", f"{POOLS}/{{poolId}}", agent_pools.get_agent_pool, Access.ORG, ADMIN),
     Route(
@@ -583,22 +694,47 @@ ROUTES: tuple[Route, ...] = (
         Access.ORG,
         ADMIN,
         is_body_strict=True,
+        audit=events.AGENT_POOL_UPDATE,
     ),
-    Route("DELETE", f"{POOLS}/{{poolId}}", agent_pools.delete_org_agent_pool, Access.ORG, ADMIN),
-    Route("POST", "/api/agents/register", agent_pools.register_agent, Access.AGENT),
-    Route("POST", f"{AGENT}/heartbeat", agent_pools.agent_heartbeat, Access.AGENT),
-    Route("POST", f"{AGENT}/claim", agent_pools.claim_deployment, Access.AGENT, shows_secret=True),
+    Route(
+        "DELETE",
+        f"{POOLS}/{{poolId}}",
+        agent_pools.delete_org_agent_pool,
+        Access.ORG,
+        ADMIN,
+        audit=events.AGENT_POOL_DELETE,
+    ),
+    Route(
+        "POST",
+        "/api/agents/register",
+        agent_pools.register_agent,
+        Access.AGENT,
+        audit=events.AGENT_REGISTER,
+    ),
+    Route(
+        "POST", f"{AGENT}/heartbeat", agent_pools.agent_heartbeat, Access.AGENT, audit=NOT_AUDITED
+    ),
+    Route(
+        "POST",
+        f"{AGENT}/claim",
+        agent_pools.claim_deployment,
+        Access.AGENT,
+        shows_secret=True,
+        audit=events.DEPLOYMENT_CLAIM,
+    ),
     Route(
         "POST",
         f"{AGENT}/deployments/{{deploymentId}}/logs",
         agent_pools.append_deployment_logs,
         Access.AGENT,
+        audit=NOT_AUDITED,
     ),
     Route(
         "POST",
         f"{AGENT}/deployments/{{deploymentId}}/finish",
         agent_pools.finish_deployment,
         Access.AGENT,
+        audit=events.DEPLOYMENT_FINISH,
     ),
     Route(
         "GET",
@@ -613,6 +749,7 @@ ROUTES: tuple[Route, ...] = (
         deployments.patch_deployment_settings,
         Access.STACK,
         permission=WRITE,
+        audit=events.DEPLOYMENT_SETTINGS_UPDATE,
     ),
     Route(
         "PUT",
@@ -620,6 +757,7 @@ ROUTES: tuple[Route, ...] = (
         deployments.replace_deployment_settings,
         Access.STACK,
         permission=WRITE,
+        audit=events.DEPLOYMENT_SETTINGS_UPDATE,
     ),
     Route(
         "DELETE",
@@ -627,6 +765,7 @@ ROUTES: tuple[Route, ...] = (
         deployments.delete_deployment_settings,
         Access.STACK,
         permission=WRITE,
+        audit=events.DEPLOYMENT_SETTINGS_DELETE,
     ),
     Route(
         "POST",
@@ -634,6 +773,7 @@ ROUTES: tuple[Route, ...] = (
         deployments.encrypt_deployment_settings_secret,
         Access.STACK,
         permission=WRITE,
+        audit=events.DEPLOYMENT_SETTINGS_ENCRYPT,
     ),
     Route(
         "POST",
@@ -641,6 +781,7 @@ ROUTES: tuple[Route, ...] = (
         deployments.create_api_deployment_handler_v2,
         Access.STACK,
         permission=WRITE,
+        audit=events.DEPLOYMENT_CREATE,
     ),
     Route(
         "GET",
@@ -676,6 +817,7 @@ ROUTES: tuple[Route, ...] = (
         deployments.cancel_deployment,
         Access.STACK,
         permission=WRITE,
+        audit=events.DEPLOYMENT_CANCEL,
     ),
     Route(
         "POST",
@@ -683,6 +825,7 @@ ROUTES: tuple[Route, ...] = (
         secrets.log_only_batch_decrypt_value,
         Access.STACK,
         permission=READ,
+        audit=events.SECRET_DECRYPT_LOGGED,
     ),
     # The audit log: read-only, org admins (site admins for the instance-wide export).
     Route("GET", AUDIT, audit.list_audit_log_events_handler_v1, Access.ORG, ADMIN),

@@ -1,15 +1,125 @@
-"""Views several handlers render: update entries, a stack's newest version, the stacks a
-caller may read. Handlers share these through here, never by importing each other."""
+"""What several handlers (and the console) show or read the same way: Pulumi's shapes of
+shared records (users, roles, updates), the wire values they parse (roles, stack permissions),
+and the reads behind shared lists (an organization's stacks, the ones a caller may read)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.context import BACKENDS, STACK, TOKEN, call_options
-from protos.cairn.v1 import identity_pb2, stacks_pb2, updates_pb2
+from gateway.errors import bad_request
+from protos.cairn.v1 import common_pb2, identity_pb2, stacks_pb2, updates_pb2
+
+ROLE_LABELS: dict[common_pb2.Role.ValueType, str] = {
+    common_pb2.ROLE_VIEWER: "viewer",
+    common_pb2.ROLE_MEMBER: "member",
+    common_pb2.ROLE_ADMIN: "admin",
+}
+ROLES_BY_LABEL = {label: role for role, label in ROLE_LABELS.items()}
+
+
+def iso_time(seconds: int) -> str:
+    """Unix seconds as RFC 3339 UTC, as the SDK's datetime fields read it."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pulumi_role(role: common_pb2.Role.ValueType) -> str:
+    """Pulumi's `OrganizationRole` has no viewer: viewers show as members whose role id
+    (`fgaRole`, `roleId`) says `viewer`."""
+    return "admin" if role == common_pb2.ROLE_ADMIN else "member"
+
+
+def parse_role(value: Any, name: str = "role") -> common_pb2.Role.ValueType:
+    """`admin`, `member` or `viewer`; anything else is a 400."""
+    role = ROLES_BY_LABEL.get(value) if isinstance(value, str) else None
+    if role is None:
+        raise bad_request(f"'{name}' must be one of admin, member or viewer")
+    return role
+
+
+def user_info_json(user: identity_pb2.User) -> dict[str, Any]:
+    """Pulumi's `UserInfo`."""
+    return {
+        "name": user.name or user.login,
+        "githubLogin": user.login,
+        "avatarUrl": "",
+        "email": user.email,
+    }
+
+
+def organization_summary_json(membership: identity_pb2.Membership) -> dict[str, Any]:
+    """Pulumi's `OrganizationSummaryWithRole`, plus Cairn's exact role as `roleId`."""
+    return {
+        "githubLogin": membership.organization,
+        "name": membership.organization,
+        "avatarUrl": "",
+        "role": pulumi_role(membership.role),
+        "roleId": ROLE_LABELS.get(membership.role, ""),
+    }
+
+
+# Pages of stacks read to name an organization's stacks: bounded, like every loop.
+_STACK_PAGE_SIZE = 1000
+_MAX_STACK_PAGES = 100
+GRANTABLE = (101, 102, 103)
+
+
+async def organization_stacks(request: web.Request, organization: str) -> list[stacks_pb2.Stack]:
+    """Every stack of one organization, a bounded number of pages."""
+    stacks: list[stacks_pb2.Stack] = []
+    token = ""
+    for _ in range(_MAX_STACK_PAGES):
+        reply = await request.app[BACKENDS].stacks.ListStacks(
+            stacks_pb2.ListStacksRequest(
+                visible_organizations=[organization],
+                organization=organization,
+                continuation_token=token,
+                page_size=_STACK_PAGE_SIZE,
+            ),
+            **call_options(request),
+        )
+        stacks.extend(reply.stacks)
+        token = reply.continuation_token
+        if not token:
+            break
+    return stacks
+
+
+async def readable_stacks(
+    request: web.Request, stacks: list[stacks_pb2.Stack]
+) -> list[stacks_pb2.Stack]:
+    """The stacks the caller may read, in order: a list never shows what `GET S` refuses."""
+    if not stacks:
+        return []
+    reply = await request.app[BACKENDS].identity.FilterReadableStacks(
+        identity_pb2.FilterReadableStacksRequest(
+            token=request[TOKEN],
+            stacks=[
+                identity_pb2.StackCandidate(
+                    stack_id=stack.id,
+                    organization=stack.ref.organization,
+                    owner_login=stack.owner_login,
+                )
+                for stack in stacks
+            ],
+        ),
+        **call_options(request),
+    )
+    readable = set(reply.stack_ids)
+    return [stack for stack in stacks if stack.id in readable]
+
+
+def parse_permission(value: Any, name: str, *, allow_none: bool = False) -> int:
+    """A grantable stack permission (101, 102, 103); 0 or null too when `allow_none`."""
+    if allow_none and value in (None, 0) and not isinstance(value, bool):
+        return identity_pb2.STACK_PERMISSION_NONE
+    if isinstance(value, bool) or value not in GRANTABLE:
+        raise bad_request(f"'{name}' must be 101 (read), 102 (write) or 103 (admin)")
+    return int(value)
 
 
 def _flat_info(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
@@ -54,25 +164,12 @@ async def latest_version(request: web.Request) -> int:
     return reply.states[0].version if reply.states else 0
 
 
-async def readable_stacks(
-    request: web.Request, stacks: list[stacks_pb2.Stack]
-) -> list[stacks_pb2.Stack]:
-    """The stacks the caller may read, in order: a list never shows what `GET S` refuses."""
-    if not stacks:
-        return []
-    reply = await request.app[BACKENDS].identity.FilterReadableStacks(
-        identity_pb2.FilterReadableStacksRequest(
-            token=request[TOKEN],
-            stacks=[
-                identity_pb2.StackCandidate(
-                    stack_id=stack.id,
-                    organization=stack.ref.organization,
-                    owner_login=stack.owner_login,
-                )
-                for stack in stacks
-            ],
-        ),
-        **call_options(request),
+def import_request(stack: stacks_pb2.Stack, untyped: bytes) -> updates_pb2.ImportDeploymentRequest:
+    """Import a deployment into a stack (its path checks a service secrets provider's state)."""
+    return updates_pb2.ImportDeploymentRequest(
+        stack_id=stack.id,
+        untyped_deployment=untyped,
+        organization=stack.ref.organization,
+        project=stack.ref.project,
+        stack=stack.ref.stack,
     )
-    readable = set(reply.stack_ids)
-    return [stack for stack in stacks if stack.id in readable]

@@ -812,7 +812,7 @@ def cairn_command() -> list[str]:
     found = shutil.which("cairn")
     if found:
         return [found]
-    return [sys.executable, "-m", "services.runner"]
+    return [sys.executable, "-m", "cairn"]
 
 
 def _status_kb(pid: int, key: str) -> int:

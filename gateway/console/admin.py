@@ -13,18 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from aiohttp import web
 
-from gateway.audit import AUDIT_POLICY
+from gateway.audit import flush_recent
+from gateway.audit_policy import AUDIT_POLICY
+from gateway.audit_records import EXPORT_FORMATS, MICROS, actor_kind, export_response
 from gateway.console.render import render
 from gateway.context import BACKENDS, ROLE, call_options
 from gateway.errors import ApiError
-from gateway.handlers.audit import (
-    ACTOR_KINDS,
-    EXPORT_FORMATS,
-    MICROS,
-    export_response,
-    flush_recent,
-)
-from gateway.handlers.stack_access import organization_stacks
+from gateway.views import organization_stacks
 from protos.cairn.v1 import audit_pb2, common_pb2, identity_pb2
 
 AUDIT_PAGE_SIZE = 50
@@ -134,7 +129,7 @@ class AuditRow:
         entry = self.entry
         if entry.actor_kind == audit_pb2.AUDIT_ACTOR_KIND_USER:
             return entry.actor_login or entry.actor_name
-        return ACTOR_KINDS.get(entry.actor_kind, "anonymous")
+        return actor_kind(entry)
 
     @property
     def actor_name(self) -> str:

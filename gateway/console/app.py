@@ -28,7 +28,7 @@ from gateway.console.session import CSRF_COOKIE, SESSION_COOKIE, Sessions, clear
 from gateway.context import SETTINGS
 from gateway.errors import GENERIC_SERVER_ERROR, ApiError
 from gateway.middleware import authorize
-from gateway.routes import Handler, Route
+from gateway.route import Handler, Route
 from services.common.logging import get_logger
 
 log = get_logger("cairn.console")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.console import admin, handlers
-from gateway.routes import ROUTES_BY_OPERATION, Access, Handler, Route
+from gateway.route import Access, Handler, Route
+from gateway.routes import ROUTES_BY_OPERATION
 from services.common.call_access import VIEWER
 
 STACK = "/orgs/{orgName}/{projectName}/{stackName}"

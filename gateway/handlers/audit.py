@@ -3,128 +3,17 @@ instance-wide export. Entries are read-only: no route changes or deletes one."""
 
 from __future__ import annotations
 
-import csv
-import io
-import time
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from gateway.audit import AUDIT_POLICY, AUDIT_RECORDER
+from gateway.audit import flush_recent
+from gateway.audit_policy import AUDIT_POLICY
+from gateway.audit_records import EXPORT_FORMATS, MICROS, event_json, export_response
 from gateway.context import BACKENDS, PRINCIPAL, call_options
 from gateway.convert import int_query, json_response
 from gateway.errors import ApiError, bad_request
 from protos.cairn.v1 import audit_pb2
-
-MICROS = 1_000_000
-# An export without a time range covers the last 30 days.
-DEFAULT_EXPORT_DAYS = 30
-# Reads wait this long for the entries this gateway still has queued, so a caller sees what
-# they just did.
-FLUSH_BEFORE_READ_SECONDS = 2.0
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_FORMATS = ("csv", "json")
-
-ACTOR_KINDS: dict[audit_pb2.AuditActorKind.ValueType, str] = {
-    audit_pb2.AUDIT_ACTOR_KIND_USER: "user",
-    audit_pb2.AUDIT_ACTOR_KIND_UPDATE_TOKEN: "update token",
-    audit_pb2.AUDIT_ACTOR_KIND_AGENT_POOL: "agent pool",
-    audit_pb2.AUDIT_ACTOR_KIND_ANONYMOUS: "anonymous",
-}
-
-CSV_COLUMNS = (
-    "time",
-    "timestamp",
-    "event",
-    "description",
-    "organization",
-    "target",
-    "status",
-    "actorKind",
-    "user",
-    "userName",
-    "tokenID",
-    "tokenName",
-    "sourceIP",
-    "userAgent",
-    "method",
-    "path",
-    "requestID",
-    "authFailure",
-)
-
-
-def event_json(event: audit_pb2.AuditEvent) -> dict[str, Any]:
-    """One entry as the SDK's `AuditLogEvent`, plus what Cairn records beyond it."""
-    is_user = event.actor_kind == audit_pb2.AUDIT_ACTOR_KIND_USER
-    payload: dict[str, Any] = {
-        "timestamp": event.time_micros // MICROS,
-        "sourceIP": event.source_ip,
-        "event": event.event,
-        "description": event.description,
-        "user": {
-            "name": event.actor_name if is_user else "",
-            "githubLogin": event.actor_login,
-            "avatarUrl": "",
-        },
-        "reqOrgAdmin": event.is_org_admin_required,
-        "reqStackAdmin": False,
-        "authFailure": event.is_auth_failure,
-        "id": event.id,
-        "organization": event.organization,
-        "target": event.target,
-        "status": event.status,
-        "actorKind": ACTOR_KINDS.get(event.actor_kind, "anonymous"),
-        "userAgent": event.user_agent,
-        "method": event.method,
-        "path": event.path,
-        "requestID": event.request_id,
-    }
-    if event.token_id:
-        payload["tokenID"] = event.token_id
-        payload["tokenName"] = event.token_name
-    if not is_user:
-        payload["actorName"] = event.actor_name
-    return payload
-
-
-def _csv_cell(value: object) -> object:
-    # Spreadsheets run cells starting with these as formulas; user agents are caller-chosen.
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def events_csv(events: list[audit_pb2.AuditEvent]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for event in events:
-        moment = datetime.fromtimestamp(event.time_micros / MICROS, tz=UTC)
-        row = (
-            moment.isoformat().replace("+00:00", "Z"),
-            event.time_micros // MICROS,
-            event.event,
-            event.description,
-            event.organization,
-            event.target,
-            event.status,
-            ACTOR_KINDS.get(event.actor_kind, "anonymous"),
-            event.actor_login,
-            event.actor_name,
-            event.token_id,
-            event.token_name,
-            event.source_ip,
-            event.user_agent,
-            event.method,
-            event.path,
-            event.request_id,
-            "true" if event.is_auth_failure else "false",
-        )
-        writer.writerow([_csv_cell(value) for value in row])
-    return out.getvalue()
 
 
 def _seconds_query(request: web.Request, name: str) -> int | None:
@@ -168,11 +57,6 @@ def _filter(request: web.Request, organization: str) -> audit_pb2.AuditFilter:
         user_login=request.query.get("userFilter", ""),
         event=event,
     )
-
-
-async def flush_recent(request: web.Request) -> None:
-    """Wait briefly for the entries this gateway still has queued (the console reads too)."""
-    await request.app[AUDIT_RECORDER].flush(FLUSH_BEFORE_READ_SECONDS)
 
 
 async def list_audit_log_events_handler_v1(request: web.Request) -> web.Response:
@@ -247,48 +131,3 @@ async def _export(
     audit_filter = _filter(request, organization)
     audit_filter.is_site_level = is_site_level
     return await export_response(request, audit_filter, audit_format)
-
-
-async def export_response(
-    request: web.Request, audit_filter: audit_pb2.AuditFilter, audit_format: str
-) -> web.Response:
-    """The entries of a filter as a CSV or JSON attachment (the console's export too).
-
-    An open end of the time window becomes now, an open start 30 days before its end.
-    """
-    if not audit_filter.until_micros:
-        audit_filter.until_micros = int(time.time() + 1) * MICROS
-    if not audit_filter.since_micros:
-        audit_filter.since_micros = (
-            audit_filter.until_micros - DEFAULT_EXPORT_DAYS * 86_400 * MICROS
-        )
-    await flush_recent(request)
-    reply = await request.app[BACKENDS].audit.ExportAuditEvents(
-        audit_pb2.ExportAuditEventsRequest(filter=audit_filter), **call_options(request)
-    )
-    events = list(reply.events)
-    if audit_format == "csv":
-        body = events_csv(events).encode()
-        media = "text/csv"
-    else:
-        body = orjson.dumps({"auditLogEvents": [event_json(e) for e in events]})
-        media = "application/json"
-    return web.Response(
-        body=body,
-        content_type=_answer_type(request, media),
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="auditlogs.{audit_format}"'},
-    )
-
-
-def _answer_type(request: web.Request, media: str) -> str:
-    """The format's own type, or text/plain for clients that accept only text (the SDK)."""
-    accepted = {
-        item.split(";", 1)[0].strip().lower()
-        for item in request.headers.get("Accept", "").split(",")
-    }
-    if accepted & {media, "*/*", media.split("/")[0] + "/*"}:
-        return media
-    if "text/plain" in accepted:
-        return "text/plain"
-    return media

@@ -2,62 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.context import BACKENDS, PRINCIPAL, call_options
 from gateway.convert import json_response, optional_string, read_optional_json_object
-from gateway.errors import bad_request
-from protos.cairn.v1 import common_pb2, identity_pb2
-
-ROLE_LABELS: dict[common_pb2.Role.ValueType, str] = {
-    common_pb2.ROLE_VIEWER: "viewer",
-    common_pb2.ROLE_MEMBER: "member",
-    common_pb2.ROLE_ADMIN: "admin",
-}
-ROLES_BY_LABEL = {label: role for role, label in ROLE_LABELS.items()}
-
-
-def iso_time(seconds: int) -> str:
-    """Unix seconds as RFC 3339 UTC, as the SDK's datetime fields read it."""
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def pulumi_role(role: common_pb2.Role.ValueType) -> str:
-    """Pulumi's `OrganizationRole` has no viewer: viewers show as members whose role id
-    (`fgaRole`, `roleId`) says `viewer`."""
-    return "admin" if role == common_pb2.ROLE_ADMIN else "member"
-
-
-def parse_role(value: Any, name: str = "role") -> common_pb2.Role.ValueType:
-    """`admin`, `member` or `viewer`; anything else is a 400."""
-    role = ROLES_BY_LABEL.get(value) if isinstance(value, str) else None
-    if role is None:
-        raise bad_request(f"'{name}' must be one of admin, member or viewer")
-    return role
-
-
-def user_info_json(user: identity_pb2.User) -> dict[str, Any]:
-    """Pulumi's `UserInfo`."""
-    return {
-        "name": user.name or user.login,
-        "githubLogin": user.login,
-        "avatarUrl": "",
-        "email": user.email,
-    }
-
-
-def organization_summary_json(membership: identity_pb2.Membership) -> dict[str, Any]:
-    """Pulumi's `OrganizationSummaryWithRole`, plus Cairn's exact role as `roleId`."""
-    return {
-        "githubLogin": membership.organization,
-        "name": membership.organization,
-        "avatarUrl": "",
-        "role": pulumi_role(membership.role),
-        "roleId": ROLE_LABELS.get(membership.role, ""),
-    }
+from gateway.views import organization_summary_json
+from protos.cairn.v1 import identity_pb2
 
 
 def user_json(principal: identity_pb2.Principal) -> dict[str, Any]:

@@ -17,15 +17,15 @@ from gateway.convert import (
     required_string,
 )
 from gateway.errors import bad_request
-from gateway.handlers.identity import (
+from gateway.views import (
     ROLE_LABELS,
     iso_time,
+    organization_stacks,
     organization_summary_json,
     parse_role,
     pulumi_role,
     user_info_json,
 )
-from gateway.handlers.stack_access import organization_stacks
 from protos.cairn.v1 import common_pb2, identity_pb2
 
 # Pulumi's stack permission wire values.

@@ -11,44 +11,8 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options
 from gateway.convert import json_response, no_content, read_json_object
-from gateway.errors import bad_request
-from gateway.handlers.identity import ROLE_LABELS, pulumi_role, user_info_json
-from protos.cairn.v1 import identity_pb2, stacks_pb2
-
-# Pages of stacks read to name an organization's stacks: bounded, like every loop.
-_STACK_PAGE_SIZE = 1000
-_MAX_STACK_PAGES = 100
-GRANTABLE = (101, 102, 103)
-
-
-async def organization_stacks(request: web.Request, organization: str) -> list[stacks_pb2.Stack]:
-    """Every stack of one organization, a bounded number of pages."""
-    stacks: list[stacks_pb2.Stack] = []
-    token = ""
-    for _ in range(_MAX_STACK_PAGES):
-        reply = await request.app[BACKENDS].stacks.ListStacks(
-            stacks_pb2.ListStacksRequest(
-                visible_organizations=[organization],
-                organization=organization,
-                continuation_token=token,
-                page_size=_STACK_PAGE_SIZE,
-            ),
-            **call_options(request),
-        )
-        stacks.extend(reply.stacks)
-        token = reply.continuation_token
-        if not token:
-            break
-    return stacks
-
-
-def parse_permission(value: Any, name: str, *, allow_none: bool = False) -> int:
-    """A grantable stack permission (101, 102, 103); 0 or null too when `allow_none`."""
-    if allow_none and value in (None, 0) and not isinstance(value, bool):
-        return identity_pb2.STACK_PERMISSION_NONE
-    if isinstance(value, bool) or value not in GRANTABLE:
-        raise bad_request(f"'{name}' must be 101 (read), 102 (write) or 103 (admin)")
-    return int(value)
+from gateway.views import ROLE_LABELS, parse_permission, pulumi_role, user_info_json
+from protos.cairn.v1 import identity_pb2
 
 
 def _stack_id(request: web.Request) -> str:

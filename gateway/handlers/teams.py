@@ -16,8 +16,7 @@ from gateway.convert import (
     required_string,
 )
 from gateway.errors import bad_request
-from gateway.handlers.identity import user_info_json
-from gateway.handlers.stack_access import organization_stacks, parse_permission
+from gateway.views import organization_stacks, parse_permission, user_info_json
 from protos.cairn.v1 import common_pb2, identity_pb2, stacks_pb2
 
 _MEMBER_ACTIONS = {

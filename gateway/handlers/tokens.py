@@ -20,7 +20,7 @@ from gateway.convert import (
     required_string,
 )
 from gateway.errors import ApiError, bad_request
-from gateway.handlers.identity import iso_time
+from gateway.views import iso_time
 from protos.cairn.v1 import identity_pb2
 
 _TYPES = {

@@ -32,7 +32,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import bad_request
-from gateway.views import latest_version, update_json
+from gateway.views import import_request, latest_version, update_json
 from protos.cairn.v1 import stacks_pb2, updates_pb2
 
 
@@ -414,14 +414,3 @@ async def import_stack(request: web.Request) -> web.Response:
         import_request(request[STACK], raw), **call_options(request)
     )
     return json_response({"updateId": reply.update_id})
-
-
-def import_request(stack: stacks_pb2.Stack, untyped: bytes) -> updates_pb2.ImportDeploymentRequest:
-    """Import a deployment into a stack (its path checks a service secrets provider's state)."""
-    return updates_pb2.ImportDeploymentRequest(
-        stack_id=stack.id,
-        untyped_deployment=untyped,
-        organization=stack.ref.organization,
-        project=stack.ref.project,
-        stack=stack.ref.stack,
-    )

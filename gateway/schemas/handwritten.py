@@ -74,8 +74,8 @@ _ROTATE_TOKEN = {
     "responses": {"200": _object({"id": _STRING, "tokenValue": _STRING})},
 }
 
-# gateway/handlers/audit.py `_export`: CSV (the default), or `{"auditLogEvents": [...]}` with
-# `format=json`; clients accepting only text/plain (the SDK) get either as text/plain.
+# gateway/audit_records.py `export_response`: CSV (the default), or `{"auditLogEvents": [...]}`
+# with `format=json`; clients accepting only text/plain (the SDK) get either as text/plain.
 _AUDIT_EXPORT_QUERY = [
     {"name": "format", "required": False, "schema": {"type": "string", "enum": ["csv", "json"]}},
     {"name": "startTime", "required": False, "schema": {"type": "integer", "minimum": 0}},

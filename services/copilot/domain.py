@@ -115,3 +115,26 @@ def trace_text(asker: Asker) -> str:
         f"Conversation with user '{asker.login}' in org '{asker.organization}' "
         f"from {asker.client} (rest-api-v2)"
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a skill answers: its text, and the program when it generated one."""
+
+    skill: str
+    text: str
+    program: Mapping[str, Any] | None = None
+    # May a model rephrase the text? (Never for generated code.)
+    is_rephrasable: bool = True
+
+
+@dataclass(frozen=True)
+class DirectSkill:
+    """The SDK's direct skill calls: explain an update's or a preview's text output."""
+
+    is_preview: bool
+    output: str
+
+    @property
+    def question(self) -> str:
+        return "Explain this preview." if self.is_preview else "Summarize this update."

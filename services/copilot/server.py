@@ -1,9 +1,7 @@
-"""gRPC edge of the copilot service, and the conversation flow behind `Chat`."""
+"""gRPC edge of the copilot service: translates `Chat` and wires the service."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +15,17 @@ from protos.cairn.v1 import (
     stacks_pb2_grpc,
     updates_pb2_grpc,
 )
-from services.common.auth import Caller, caller_from_context
+from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
-from services.common.errors import InvalidArgument, Unauthenticated
+from services.common.errors import InvalidArgument
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
-from services.copilot.domain import (
-    ASSISTANT,
-    HOSTED_CONSOLE_URL,
-    PROGRAM,
-    RESPONSE,
-    STATUS,
-    TRACE,
-    USER,
-    Asker,
-    Message,
-    check_organization,
-    parse_context,
-    trace_text,
-    validate_query,
-)
-from services.copilot.model import ChatModel, NoModel, OpenAICompatibleModel
+from services.copilot.chat_model import ChatModel, NoModel, OpenAICompatibleModel
+from services.copilot.domain import HOSTED_CONSOLE_URL, Asker, DirectSkill, Message
 from services.copilot.models import Base
 from services.copilot.peers import Peers
-from services.copilot.skills import Answer, Skills, facts_for_model
+from services.copilot.service import Copilot, Skills
 from services.copilot.store import ConversationStore
 
 SERVICE_NAME = copilot_pb2.DESCRIPTOR.services_by_name["CopilotService"].full_name
@@ -50,81 +34,6 @@ PEERS = ("identity", "stacks", "updates")
 DIRECT_SKILLS = ("summarizeUpdate", "explainPreview")
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-@dataclass(frozen=True)
-class DirectSkill:
-    """The SDK's direct skill calls: explain an update's or a preview's text output."""
-
-    is_preview: bool
-    output: str
-
-    @property
-    def question(self) -> str:
-        return "Explain this preview." if self.is_preview else "Summarize this update."
-
-
-class Copilot:
-    """One turn of a conversation: check, route to a skill, phrase, persist."""
-
-    def __init__(
-        self,
-        store: ConversationStore,
-        skills: Skills,
-        model: ChatModel,
-        clock: Clock,
-        url_prefixes: Sequence[str],
-    ) -> None:
-        self._store = store
-        self._skills = skills
-        self._model = model
-        self._clock = clock
-        self._url_prefixes = tuple(url_prefixes)
-
-    async def chat(
-        self,
-        asker: Asker,
-        query: str,
-        url: str,
-        conversation_id: str,
-        console_url: str,
-        caller: Caller,
-        direct: DirectSkill | None = None,
-    ) -> tuple[str, tuple[Message, ...]]:
-        """The conversation's id and all of its messages after this turn."""
-        if not asker.user_id:
-            raise Unauthenticated("Unauthorized: No credentials provided or are invalid.")
-        text = validate_query(direct.question if direct is not None and not query else query)
-        check_organization(asker.organization, asker.visible_organizations)
-        context = parse_context(url, (console_url, *self._url_prefixes))
-        now = self._clock.now()
-        if conversation_id:
-            conversation = await self._store.get(conversation_id, asker.organization, asker.user_id)
-        else:
-            conversation = await self._store.create(asker.organization, asker.user_id, now)
-        if direct is not None:
-            answer = await self._skills.summarize_output(
-                direct.output, is_preview=direct.is_preview
-            )
-        else:
-            answer = await self._skills.answer(asker, text, context, caller)
-        turn = [
-            Message(USER, RESPONSE, text),
-            Message(ASSISTANT, TRACE, trace_text(asker)),
-            *await self._reply(text, answer),
-        ]
-        await self._store.append(conversation.id, turn, self._clock.now())
-        return conversation.id, (*conversation.messages, *turn)
-
-    async def _reply(self, question: str, answer: Answer) -> list[Message]:
-        messages = [Message(ASSISTANT, STATUS, f"Executing {answer.skill} skill")]
-        text = answer.text
-        if answer.is_rephrasable:
-            text = await self._model.phrase(question, facts_for_model(answer)) or answer.text
-        messages.append(Message(ASSISTANT, RESPONSE, text))
-        if answer.program is not None:
-            messages.append(Message(ASSISTANT, PROGRAM, program=answer.program))
-        return messages
 
 
 class CopilotServicer(copilot_pb2_grpc.CopilotServiceServicer):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from services.common.errors import (
     AlreadyExists,
@@ -29,9 +29,6 @@ DEFAULT_ADMIN_LOGIN = "admin"
 BOOTSTRAP_TOKEN_NAME = "bootstrap"
 ADMIN_TOKEN_NAME = "admin-token"
 LOGIN_METHODS: tuple[str, ...] = ("token",)
-
-# Recording every use would turn each authenticated request into a write.
-LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 UNAUTHORIZED = "Unauthorized: No credentials provided or are invalid."
 ALREADY_BOOTSTRAPPED = "Conflict: the first admin has already been created."
@@ -301,6 +298,45 @@ class MemberStackPermissions:
 
 
 @dataclass(frozen=True)
+class MemberStackGrants:
+    """What the store finds about one member and one stack; the rules make it permissions."""
+
+    user: User
+    role: Role
+    organization_default: StackPermission
+    # The grants of the teams the member belongs to.
+    teams: tuple[TeamStackGrant, ...]
+    explicit: StackPermission
+
+
+@dataclass(frozen=True)
+class StackRef:
+    """A stack as authorization sees it: its stable id and who created it."""
+
+    stack_id: str
+    owner_login: str = ""
+
+
+@dataclass(frozen=True)
+class BootstrapStatus:
+    is_bootstrap_needed: bool
+    login_methods: tuple[str, ...]
+    has_organization: bool
+
+
+@dataclass(frozen=True)
+class InviteCandidate:
+    """One invitation target as the store finds it, before it is invited."""
+
+    recipient: str
+    login: str
+    organization: str
+    is_repeated: bool
+    is_member: bool
+    has_pending_invite: bool
+
+
+@dataclass(frozen=True)
 class Bootstrap:
     """The first admin, their organization and the one-time token."""
 
@@ -458,6 +494,12 @@ def validate_grant(permission: int) -> StackPermission:
     return value
 
 
+def check_member_action(action: MemberAction | None, member_login: str) -> None:
+    """A team change that adds, removes, promotes or demotes names whom."""
+    if action is not None and not member_login:
+        raise InvalidArgument("Bad Request: 'member' is required with 'memberAction'")
+
+
 def validate_default_permission(permission: int) -> StackPermission:
     """The organization's default stack permission for members: none, read, write or admin."""
     if permission == StackPermission.NONE:
@@ -554,30 +596,73 @@ def require_role(organization: str, role: Role | None, minimum: Role) -> Role:
     return role
 
 
-# 9999-12-31T23:59:59Z: no later moment is a date the databases can hold.
-LATEST_EXPIRY_SECONDS = 253_402_300_799
+def is_stack_owner(owner_login: str, login: str) -> bool:
+    """Whether `login` created the stack (an unknown owner is nobody)."""
+    return bool(owner_login) and owner_login == login
 
 
-def expiry_from_unix(seconds: int, now: datetime) -> datetime | None:
-    """A token expiry from unix seconds (0: never); past or beyond year 9999 is refused."""
-    if seconds == 0:
-        return None
-    if not 0 < seconds <= LATEST_EXPIRY_SECONDS:
+def member_stack_permissions(found: MemberStackGrants, *, is_owner: bool) -> MemberStackPermissions:
+    """A member's permission on one stack, with what it comes from."""
+    effective = effective_stack_permission(
+        TokenInfo(name=""),
+        found.role,
+        StackGrants(
+            organization_default=found.organization_default,
+            team_permissions=tuple(t.permission for t in found.teams),
+            explicit=found.explicit,
+            is_owner=is_owner,
+        ),
+    )
+    return MemberStackPermissions(
+        user=found.user,
+        role=found.role,
+        organization_default=found.organization_default,
+        teams=found.teams,
+        explicit=found.explicit,
+        effective=effective,
+    )
+
+
+def require_stack_id(stack_id: str) -> str:
+    if not stack_id:
+        raise InvalidArgument("Bad Request: a stack id is required")
+    return stack_id
+
+
+def require_minimum_stack_permission(minimum: StackPermission) -> StackPermission:
+    """A stack route names the permission it needs; none is a caller's mistake."""
+    if minimum is StackPermission.NONE:
+        raise InvalidArgument("Bad Request: a minimum stack permission is required")
+    return minimum
+
+
+def check_invite_targets(targets: Sequence[object]) -> None:
+    if not targets:
+        raise InvalidArgument("Bad Request: name at least one user to invite")
+
+
+def check_invite_listing(*, organization: str, login: str) -> None:
+    """Invitations are listed for an organization or for a user, exactly one of them."""
+    if bool(organization) == bool(login):
+        raise InvalidArgument("Bad Request: name either an organization or a user")
+
+
+def check_invite(candidate: InviteCandidate) -> None:
+    """Invite each user once, never a member, never twice while an invitation is pending."""
+    if candidate.is_repeated:
         raise InvalidArgument(
-            "Bad Request: 'expires' must be unix seconds in the future, or 0 for never"
+            f"Bad Request: '{shown(candidate.recipient)}' is invited more than once"
         )
-    expires_at = datetime.fromtimestamp(seconds, tz=UTC)
-    if expires_at <= now:
-        raise InvalidArgument("Bad Request: 'expires' must be in the future (unix seconds)")
-    return expires_at
+    if candidate.is_member:
+        raise already_a_member(candidate.login, candidate.organization)
+    if candidate.has_pending_invite:
+        raise AlreadyExists(
+            f"Conflict: user '{shown(candidate.login)}' already has a pending invitation"
+        )
 
 
-def is_token_usable(
-    *, now: datetime, revoked_at: datetime | None, expires_at: datetime | None
-) -> bool:
-    return revoked_at is None and (expires_at is None or now < expires_at)
-
-
-def is_last_use_stale(last_used_at: datetime | None, now: datetime) -> bool:
-    """Whether an authentication should record itself on the token."""
-    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
+def already_a_member(login: str, organization: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"Conflict: user '{shown(login)}' is already a member of organization "
+        f"'{shown(organization)}'"
+    )

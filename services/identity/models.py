@@ -1,4 +1,9 @@
-"""Tables of the identity service; only store.py touches them."""
+"""Tables of the identity service; only its stores (store.py, team_store.py, rows.py) touch
+them.
+
+`Base.metadata` is what the identity process migrates, so it also gathers the tables of the
+audit log and the console sessions, which depend on this package's base and never back.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +18,28 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 
-from services.common.db import new_metadata
+from services.identity.audit.models import AuditEventRow
+from services.identity.base import Base
+from services.identity.sessions.models import RevokedSessionRow
 
-
-class Base(DeclarativeBase):
-    metadata = new_metadata()
+__all__ = [
+    "AccessTokenRow",
+    "AuditEventRow",
+    "Base",
+    "BootstrapRow",
+    "InviteRow",
+    "MembershipRow",
+    "OrganizationRow",
+    "RevokedSessionRow",
+    "TeamMemberRow",
+    "TeamRow",
+    "TeamStackGrantRow",
+    "UserRow",
+    "UserStackGrantRow",
+]
 
 
 class UserRow(Base):
@@ -180,9 +199,3 @@ class InviteRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     invited_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-# The audit log's and the signed-out sessions' tables live in their own modules but belong to
-# this metadata (and history).
-from services.identity import audit_models as _audit_models  # noqa: E402, F401
-from services.identity import session_models as _session_models  # noqa: E402, F401

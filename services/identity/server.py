@@ -1,13 +1,13 @@
-"""gRPC edge of the identity service: protobuf in, store calls and domain rules, protobuf out."""
+"""gRPC edge of the identity service: protobuf in, one use case of service.py, protobuf out;
+and `start`, which wires the identity process (identity, audit log, console sessions)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
-from pydantic import SecretStr
 
 from protos.cairn.v1 import (
     audit_pb2_grpc,
@@ -16,30 +16,21 @@ from protos.cairn.v1 import (
     identity_pb2,
     identity_pb2_grpc,
 )
-from services.common.auth import hash_token, new_token
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
-from services.common.errors import FailedPrecondition, InvalidArgument, Unauthenticated
-from services.common.logging import get_logger
+from services.common.errors import InvalidArgument
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, serve_service
-from services.identity.audit_server import AUDIT_SERVICE_NAME, audit_service
+from services.identity.audit.server import AUDIT_SERVICE_NAME, audit_service
 from services.identity.domain import (
-    ADMIN_TOKEN_NAME,
-    BOOTSTRAP_TOKEN_NAME,
-    DEFAULT_ADMIN_LOGIN,
-    LOGIN_METHODS,
     MAX_DESCRIPTION_LENGTH,
     MAX_DISPLAY_NAME_LENGTH,
     MAX_TOKEN_NAME_LENGTH,
-    UNAUTHORIZED,
     AccessToken,
-    Authorization,
     Invite,
     Member,
     MemberAction,
     Membership,
-    NewToken,
     NewUser,
     Organization,
     OrganizationAutocreate,
@@ -48,6 +39,7 @@ from services.identity.domain import (
     Role,
     StackGrant,
     StackPermission,
+    StackRef,
     Team,
     TeamChange,
     TeamRole,
@@ -56,33 +48,21 @@ from services.identity.domain import (
     TokenScope,
     User,
     UserStackGrant,
-    check_manages_access,
-    check_organization_name_free,
-    effective_stack_permission,
-    expiry_from_unix,
-    is_stack_readable,
-    may_create_organization,
-    organization_not_found,
-    require_role,
-    require_stack_permission,
-    role_in,
+    check_member_action,
     validate_default_permission,
     validate_grant,
-    validate_name,
-    validate_new_user,
     validate_text,
-    with_membership,
 )
 from services.identity.models import Base
-from services.identity.session_server import SESSION_SERVICE_NAME, console_session_service
+from services.identity.service import IdentityService
+from services.identity.sessions.server import SESSION_SERVICE_NAME, console_session_service
 from services.identity.store import IdentityStore
+from services.identity.team_store import TeamStore
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-log = get_logger("cairn.identity")
 
 _ROLE_BY_ENUM: dict[common_pb2.Role.ValueType, Role] = {
     common_pb2.ROLE_VIEWER: Role.VIEWER,
@@ -111,39 +91,38 @@ _ENUM_BY_TEAM_ROLE = {
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(
-        self,
-        store: IdentityStore,
-        clock: Clock,
-        autocreate: OrganizationAutocreate = OrganizationAutocreate.OWN,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._autocreate = autocreate
+    def __init__(self, identity: IdentityService) -> None:
+        self._identity = identity
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: Context
     ) -> identity_pb2.Principal:
-        principal = await self._authenticate(request.token)
-        check_manages_access(principal.token_info, request.manages_access)
+        principal = await self._identity.authenticate(
+            request.token, manages_access=request.manages_access
+        )
         return _principal(principal)
 
     async def Authorize(
         self, request: identity_pb2.AuthorizeRequest, context: Context
     ) -> identity_pb2.AuthorizeResponse:
-        principal = await self._authenticate(request.token)
+        principal = await self._identity.authenticate(request.token)
         if request.stack_id:
-            authorization = await self._authorize_stack(principal, request)
+            authorization = await self._identity.authorize_stack(
+                principal,
+                request.organization,
+                StackRef(request.stack_id, request.stack_owner_login),
+                _stack_permission(request.minimum_stack_permission),
+                manages_access=request.manages_access,
+            )
         else:
-            minimum = _role(request.minimum_role)
-            authorization = await self._authorize(
+            authorization = await self._identity.authorize(
                 principal,
                 request.token,
                 request.organization,
-                minimum,
+                _role(request.minimum_role),
                 create_if_missing=request.create_organization_if_missing,
+                manages_access=request.manages_access,
             )
-        check_manages_access(authorization.principal.token_info, request.manages_access)
         return identity_pb2.AuthorizeResponse(
             principal=_principal(authorization.principal),
             role=_ENUM_BY_ROLE[authorization.role],
@@ -154,81 +133,67 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def GetBootstrapStatus(
         self, request: identity_pb2.GetBootstrapStatusRequest, context: Context
     ) -> identity_pb2.GetBootstrapStatusResponse:
+        status = await self._identity.bootstrap_status()
         return identity_pb2.GetBootstrapStatusResponse(
-            is_bootstrap_needed=not await self._store.has_users(),
-            login_methods=LOGIN_METHODS,
-            has_organization=await self._store.has_organizations(),
+            is_bootstrap_needed=status.is_bootstrap_needed,
+            login_methods=status.login_methods,
+            has_organization=status.has_organization,
         )
 
     async def BootstrapFirstAdmin(
         self, request: identity_pb2.BootstrapFirstAdminRequest, context: Context
     ) -> identity_pb2.BootstrapFirstAdminResponse:
-        admin = validate_new_user(
-            NewUser(
-                login=request.login or DEFAULT_ADMIN_LOGIN,
-                name=request.name,
-                email=request.email,
-                is_site_admin=True,
-            )
+        created = await self._identity.bootstrap_first_admin(
+            NewUser(login=request.login, name=request.name, email=request.email),
+            request.organization,
         )
-        organization = validate_name("organization name", request.organization or admin.login)
-        token = new_token()
-        user, org = await self._store.bootstrap(
-            admin, organization, BOOTSTRAP_TOKEN_NAME, hash_token(token)
-        )
-        log.info("first_admin_created", login=user.login, organization=org.name)
         return identity_pb2.BootstrapFirstAdminResponse(
-            user=_user(user), organization=_organization(org), token=token
+            user=_user(created.user),
+            organization=_organization(created.organization),
+            token=created.token,
         )
 
     async def CreateUser(
         self, request: identity_pb2.CreateUserRequest, context: Context
     ) -> identity_pb2.User:
-        new = validate_new_user(
-            NewUser(login=request.login, name=request.name, email=request.email)
-        )
-        user = await self._store.create_user(
-            new, with_personal_organization=request.create_personal_organization
+        user = await self._identity.create_user(
+            NewUser(login=request.login, name=request.name, email=request.email),
+            with_personal_organization=request.create_personal_organization,
         )
         return _user(user)
 
     async def CreateOrganization(
         self, request: identity_pb2.CreateOrganizationRequest, context: Context
     ) -> identity_pb2.Organization:
-        name = validate_name("organization name", request.name)
-        check_organization_name_free(
-            name, request.admin_login, is_a_login=await self._store.has_user(name)
-        )
-        return _organization(await self._store.create_organization(name, request.admin_login))
+        org = await self._identity.create_organization(request.name, request.admin_login)
+        return _organization(org)
 
     async def SetMembership(
         self, request: identity_pb2.SetMembershipRequest, context: Context
     ) -> identity_pb2.Membership:
-        role = _role(request.role)
-        membership = await self._store.set_membership(
-            request.organization, request.user_login, role
+        membership = await self._identity.set_membership(
+            request.organization, request.user_login, _role(request.role)
         )
         return _membership(membership)
 
     async def ListMembers(
         self, request: identity_pb2.ListMembersRequest, context: Context
     ) -> identity_pb2.ListMembersResponse:
-        members = await self._store.list_members(request.organization)
+        members = await self._identity.list_members(request.organization)
         return identity_pb2.ListMembersResponse(members=[_member(m) for m in members])
 
     async def CheckOrganizationRole(
         self, request: identity_pb2.CheckOrganizationRoleRequest, context: Context
     ) -> identity_pb2.CheckOrganizationRoleResponse:
-        principal = await self._store.token_principal(request.token_id)
-        organization = request.organization
-        minimum = _role(request.minimum_role)
-        role = require_role(organization, role_in(principal, organization), minimum)
+        role = await self._identity.check_organization_role(
+            request.token_id, request.organization, _role(request.minimum_role)
+        )
         return identity_pb2.CheckOrganizationRoleResponse(role=_ENUM_BY_ROLE[role])
 
     async def GetOrganization(
         self, request: identity_pb2.GetOrganizationRequest, context: Context
     ) -> identity_pb2.OrganizationDetails:
-        return _details(await self._store.get_organization(request.organization))
+        return _details(await self._identity.get_organization(request.organization))
 
     async def UpdateOrganization(
         self, request: identity_pb2.UpdateOrganizationRequest, context: Context
@@ -238,34 +203,36 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             if request.HasField("default_stack_permission")
             else None
         )
-        return _details(await self._store.update_organization(request.organization, default))
+        details = await self._identity.update_organization(request.organization, default)
+        return _details(details)
 
     async def AddMember(
         self, request: identity_pb2.MemberRequest, context: Context
     ) -> identity_pb2.Member:
-        role = _role(request.role)
-        return _member(await self._store.add_member(request.organization, request.user_login, role))
+        member = await self._identity.add_member(
+            request.organization, request.user_login, _role(request.role)
+        )
+        return _member(member)
 
     async def UpdateMember(
         self, request: identity_pb2.MemberRequest, context: Context
     ) -> identity_pb2.Member:
-        role = _role(request.role)
-        member = await self._store.update_member(request.organization, request.user_login, role)
+        member = await self._identity.update_member(
+            request.organization, request.user_login, _role(request.role)
+        )
         return _member(member)
 
     async def RemoveMember(
         self, request: identity_pb2.RemoveMemberRequest, context: Context
     ) -> identity_pb2.RemoveMemberResponse:
-        await self._store.remove_member(request.organization, request.user_login)
+        await self._identity.remove_member(request.organization, request.user_login)
         return identity_pb2.RemoveMemberResponse()
 
     async def CreateInvites(
         self, request: identity_pb2.CreateInvitesRequest, context: Context
     ) -> identity_pb2.CreateInvitesResponse:
-        if not request.targets:
-            raise InvalidArgument("Bad Request: name at least one user to invite")
         targets = [(target.recipient, _role(target.role)) for target in request.targets]
-        invites = await self._store.create_invites(
+        invites = await self._identity.create_invites(
             request.organization, targets, request.invited_by
         )
         return identity_pb2.CreateInvitesResponse(invites=[_invite(i) for i in invites])
@@ -273,9 +240,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def ListInvites(
         self, request: identity_pb2.ListInvitesRequest, context: Context
     ) -> identity_pb2.ListInvitesResponse:
-        if bool(request.organization) == bool(request.user_login):
-            raise InvalidArgument("Bad Request: name either an organization or a user")
-        invites = await self._store.list_invites(
+        invites = await self._identity.list_invites(
             organization=request.organization, login=request.user_login
         )
         return identity_pb2.ListInvitesResponse(invites=[_invite(i) for i in invites])
@@ -283,115 +248,95 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def AcceptInvite(
         self, request: identity_pb2.AcceptInviteRequest, context: Context
     ) -> identity_pb2.Membership:
-        membership = await self._store.accept_invite(
+        membership = await self._identity.accept_invite(
             request.organization, request.invite_id, request.user_login
         )
-        log.info("invite_accepted", organization=membership.organization, login=request.user_login)
         return _membership(membership)
 
     async def CancelInvite(
         self, request: identity_pb2.CancelInviteRequest, context: Context
     ) -> identity_pb2.CancelInviteResponse:
-        await self._store.cancel_invite(request.organization, request.invite_id)
+        await self._identity.cancel_invite(request.organization, request.invite_id)
         return identity_pb2.CancelInviteResponse()
 
     async def CreateTeam(
         self, request: identity_pb2.CreateTeamRequest, context: Context
     ) -> identity_pb2.Team:
-        name = validate_name("team name", request.name)
-        display_name = validate_text("display name", request.display_name, MAX_DISPLAY_NAME_LENGTH)
-        description = validate_text("description", request.description, MAX_DESCRIPTION_LENGTH)
-        team = await self._store.create_team(
-            request.organization, name, display_name, description, request.creator_login
+        team = await self._identity.create_team(
+            request.organization,
+            request.name,
+            request.display_name,
+            request.description,
+            request.creator_login,
         )
         return _team(team)
 
     async def ListTeams(
         self, request: identity_pb2.ListTeamsRequest, context: Context
     ) -> identity_pb2.ListTeamsResponse:
-        teams = await self._store.list_teams(request.organization)
+        teams = await self._identity.list_teams(request.organization)
         return identity_pb2.ListTeamsResponse(teams=[_team(t) for t in teams])
 
     async def GetTeam(
         self, request: identity_pb2.GetTeamRequest, context: Context
     ) -> identity_pb2.Team:
-        return _team(await self._store.get_team(request.organization, request.name))
+        return _team(await self._identity.get_team(request.organization, request.name))
 
     async def UpdateTeam(
         self, request: identity_pb2.UpdateTeamRequest, context: Context
     ) -> identity_pb2.Team:
-        action = _MEMBER_ACTIONS.get(request.member_action)
-        if action is not None and not request.member_login:
-            raise InvalidArgument("Bad Request: 'member' is required with 'memberAction'")
-        change = TeamChange(
-            display_name=(
-                validate_text("display name", request.display_name, MAX_DISPLAY_NAME_LENGTH)
-                if request.HasField("display_name")
-                else None
-            ),
-            description=(
-                validate_text("description", request.description, MAX_DESCRIPTION_LENGTH)
-                if request.HasField("description")
-                else None
-            ),
-            member_action=action,
-            member_login=request.member_login,
-            set_stack=(
-                StackGrant(
-                    stack_id=request.set_stack.stack_id,
-                    permission=validate_grant(request.set_stack.permission),
-                )
-                if request.HasField("set_stack")
-                else None
-            ),
-            remove_stack_id=request.remove_stack_id,
-        )
-        return _team(await self._store.update_team(request.organization, request.name, change))
+        change = _team_change(request)
+        return _team(await self._identity.update_team(request.organization, request.name, change))
 
     async def DeleteTeam(
         self, request: identity_pb2.DeleteTeamRequest, context: Context
     ) -> identity_pb2.DeleteTeamResponse:
-        await self._store.delete_team(request.organization, request.name)
+        await self._identity.delete_team(request.organization, request.name)
         return identity_pb2.DeleteTeamResponse()
 
     async def ListMemberTeams(
         self, request: identity_pb2.ListMemberTeamsRequest, context: Context
     ) -> identity_pb2.ListTeamsResponse:
-        teams = await self._store.list_member_teams(request.organization, request.user_login)
+        teams = await self._identity.list_member_teams(request.organization, request.user_login)
         return identity_pb2.ListTeamsResponse(teams=[_team(t) for t in teams])
 
     async def SetTeamStackPermission(
         self, request: identity_pb2.SetTeamStackPermissionRequest, context: Context
     ) -> identity_pb2.StackGrantsResponse:
-        permission = validate_default_permission(request.permission)
-        _require_stack_id(request.stack_id)
-        await self._store.set_team_stack_permission(
-            request.organization, request.team, request.stack_id, permission
+        grants = await self._identity.set_team_stack_permission(
+            request.organization,
+            request.team,
+            request.stack_id,
+            validate_default_permission(request.permission),
         )
-        return await self._grants(request.organization, request.stack_id, "")
+        return _grants(grants)
 
     async def SetUserStackPermission(
         self, request: identity_pb2.SetUserStackPermissionRequest, context: Context
     ) -> identity_pb2.StackGrantsResponse:
-        permission = validate_default_permission(request.permission)
-        _require_stack_id(request.stack_id)
-        await self._store.set_user_stack_permission(
-            request.organization, request.user_login, request.stack_id, permission
+        grants = await self._identity.set_user_stack_permission(
+            request.organization,
+            request.user_login,
+            request.stack_id,
+            validate_default_permission(request.permission),
         )
-        return await self._grants(request.organization, request.stack_id, "")
+        return _grants(grants)
 
     async def ListStackGrants(
         self, request: identity_pb2.ListStackGrantsRequest, context: Context
     ) -> identity_pb2.StackGrantsResponse:
-        _require_stack_id(request.stack_id)
-        return await self._grants(request.organization, request.stack_id, request.viewer_login)
+        grants = await self._identity.list_stack_grants(
+            request.organization, request.stack_id, request.viewer_login
+        )
+        return _grants(grants)
 
     async def GetMemberStackPermissions(
         self, request: identity_pb2.GetMemberStackPermissionsRequest, context: Context
     ) -> identity_pb2.MemberStackPermissions:
-        _require_stack_id(request.stack_id)
-        found = await self._store.member_stack_permissions(
-            request.organization, request.user_login, request.stack_id, request.stack_owner_login
+        found = await self._identity.member_stack_permissions(
+            request.organization,
+            request.user_login,
+            StackRef(request.stack_id, request.stack_owner_login),
         )
         return identity_pb2.MemberStackPermissions(
             user=_user(found.user),
@@ -405,70 +350,40 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def PurgeStackGrants(
         self, request: identity_pb2.PurgeStackGrantsRequest, context: Context
     ) -> identity_pb2.PurgeStackGrantsResponse:
-        _require_stack_id(request.stack_id)
-        await self._store.purge_stack_grants(request.stack_id)
+        await self._identity.purge_stack_grants(request.stack_id)
         return identity_pb2.PurgeStackGrantsResponse()
 
     async def FilterReadableStacks(
         self, request: identity_pb2.FilterReadableStacksRequest, context: Context
     ) -> identity_pb2.FilterReadableStacksResponse:
-        principal = await self._authenticate(request.token)
-        by_organization: dict[str, list[tuple[str, str]]] = {}
-        for stack in request.stacks:
-            by_organization.setdefault(stack.organization, []).append(
-                (stack.stack_id, stack.owner_login)
-            )
-        readable: set[tuple[str, str]] = set()
-        for organization, stacks in by_organization.items():
-            role = role_in(principal, organization)
-            if role is None:
-                continue
-            grants = await self._store.stack_grants_in(principal, organization, stacks)
-            readable.update(
-                (organization, stack_id)
-                for stack_id, found in grants.items()
-                if is_stack_readable(principal.token_info, role, found)
-            )
-        return identity_pb2.FilterReadableStacksResponse(
-            stack_ids=[
-                stack.stack_id
+        stack_ids = await self._identity.filter_readable_stacks(
+            request.token,
+            [
+                (stack.organization, StackRef(stack.stack_id, stack.owner_login))
                 for stack in request.stacks
-                if (stack.organization, stack.stack_id) in readable
-            ]
+            ],
         )
+        return identity_pb2.FilterReadableStacksResponse(stack_ids=stack_ids)
 
     async def CreateAccessToken(
         self, request: identity_pb2.CreateAccessTokenRequest, context: Context
     ) -> identity_pb2.CreateAccessTokenResponse:
         name = validate_text("token name", request.name, MAX_TOKEN_NAME_LENGTH)
         description = validate_text("description", request.description, MAX_DESCRIPTION_LENGTH)
-        scope = _scope(request.scope, default_login=request.user_login)
-        if scope.kind is not TokenKind.PERSONAL and not name:
-            raise InvalidArgument(
-                "Bad Request: 'name' is required for organization and team tokens"
-            )
-        if request.admin and scope.kind is not TokenKind.ORGANIZATION:
-            raise InvalidArgument("Bad Request: only organization tokens can be admin tokens")
-        expires_at = expiry_from_unix(request.expires_at, self._now())
-        token = new_token()
-        token_id = await self._store.issue_token(
-            NewToken(
-                scope=scope,
-                name=name,
-                description=description,
-                token_hash=hash_token(token),
-                created_by=request.user_login,
-                expires_at=expires_at,
-                is_admin=request.admin,
-            )
+        issued = await self._identity.create_access_token(
+            _scope(request.scope, default_login=request.user_login),
+            name=name,
+            description=description,
+            created_by=request.user_login,
+            expires_at_unix=request.expires_at,
+            is_admin=request.admin,
         )
-        log.info("access_token_created", kind=scope.kind.value, token_id=token_id)
-        return identity_pb2.CreateAccessTokenResponse(token_id=token_id, token=token)
+        return identity_pb2.CreateAccessTokenResponse(token_id=issued.id, token=issued.token)
 
     async def ListAccessTokens(
         self, request: identity_pb2.ListAccessTokensRequest, context: Context
     ) -> identity_pb2.ListAccessTokensResponse:
-        tokens = await self._store.list_tokens(
+        tokens = await self._identity.list_access_tokens(
             _scope(request.scope), include_revoked=request.include_revoked
         )
         return identity_pb2.ListAccessTokensResponse(tokens=[_access_token(t) for t in tokens])
@@ -476,97 +391,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def RevokeAccessToken(
         self, request: identity_pb2.TokenRequest, context: Context
     ) -> identity_pb2.AccessToken:
-        revoked = await self._store.revoke_token(_scope(request.scope), request.token_id)
-        log.info("access_token_revoked", token_id=request.token_id)
+        revoked = await self._identity.revoke_access_token(_scope(request.scope), request.token_id)
         return _access_token(revoked)
 
     async def RotateAccessToken(
         self, request: identity_pb2.TokenRequest, context: Context
     ) -> identity_pb2.CreateAccessTokenResponse:
-        token = new_token()
-        await self._store.rotate_token(_scope(request.scope), request.token_id, hash_token(token))
-        log.info("access_token_rotated", token_id=request.token_id)
-        return identity_pb2.CreateAccessTokenResponse(token_id=request.token_id, token=token)
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.now(), tz=UTC)
-
-    async def _grants(
-        self, organization: str, stack_id: str, viewer_login: str
-    ) -> identity_pb2.StackGrantsResponse:
-        teams, users = await self._store.list_stack_grants(organization, stack_id, viewer_login)
-        return identity_pb2.StackGrantsResponse(
-            teams=[_team_grant(t) for t in teams], users=[_user_grant(u) for u in users]
-        )
-
-    async def _authenticate(self, token: str) -> Principal:
-        if not token:
-            raise Unauthenticated(UNAUTHORIZED)
-        return await self._store.authenticate(hash_token(token))
-
-    async def _authorize_stack(
-        self, principal: Principal, request: identity_pb2.AuthorizeRequest
-    ) -> Authorization:
-        """The caller's permission on one stack, against what the route needs."""
-        minimum = _stack_permission(request.minimum_stack_permission)
-        if minimum is StackPermission.NONE:
-            raise InvalidArgument("Bad Request: a minimum stack permission is required")
-        organization = request.organization
-        role = role_in(principal, organization)
-        if role is None:
-            raise organization_not_found(organization)
-        grants = await self._store.stack_grants(
-            principal, organization, request.stack_id, request.stack_owner_login
-        )
-        permission = effective_stack_permission(principal.token_info, role, grants)
-        require_stack_permission(organization, role, permission, minimum)
-        return Authorization(principal, role, stack_permission=permission)
-
-    async def _authorize(
-        self,
-        principal: Principal,
-        token: str,
-        organization: str,
-        minimum: Role,
-        *,
-        create_if_missing: bool,
-    ) -> Authorization:
-        role = role_in(principal, organization)
-        if role is None and create_if_missing:
-            validate_name("organization name", organization)
-        # A caller who may not create it gets the 404 an existing organization answers.
-        if (
-            role is None
-            and create_if_missing
-            and may_create_organization(self._autocreate, principal, organization)
-        ):
-            if await self._store.create_organization_if_missing(organization, principal.user.id):
-                log.info("organization_created", organization=organization)
-                joined = with_membership(principal, organization, Role.ADMIN)
-                return Authorization(joined, Role.ADMIN, is_organization_created=True)
-            # It exists now: created before, or by a concurrent caller that may be this user.
-            principal = await self._authenticate(token)
-            role = role_in(principal, organization)
-        return Authorization(principal, require_role(organization, role, minimum))
-
-
-async def seed_admin_token(store: IdentityStore, admin_token: SecretStr | None) -> None:
-    """On an empty database, create the first admin with the configured access token."""
-    if admin_token is None or not admin_token.get_secret_value():
-        return
-    token_hash = hash_token(admin_token.get_secret_value())
-    admin = NewUser(login=DEFAULT_ADMIN_LOGIN, is_site_admin=True)
-    try:
-        await store.bootstrap(admin, DEFAULT_ADMIN_LOGIN, ADMIN_TOKEN_NAME, token_hash)
-    except FailedPrecondition:
-        # Users exist: a restart, another replica won the race, or bootstrap came first.
-        if not await store.has_token_hash(token_hash):
-            log.warning(
-                "admin_token_ignored",
-                reason="users already exist and no access token matches CAIRN_ADMIN_TOKEN",
-            )
-        return
-    log.info("first_admin_created", login=DEFAULT_ADMIN_LOGIN, organization=DEFAULT_ADMIN_LOGIN)
+        issued = await self._identity.rotate_access_token(_scope(request.scope), request.token_id)
+        return identity_pb2.CreateAccessTokenResponse(token_id=issued.id, token=issued.token)
 
 
 async def start(
@@ -575,15 +407,19 @@ async def start(
     """Migrate the tables, seed the admin token when configured, and serve IdentityService."""
     database = await open_database(settings, "identity", MIGRATIONS, Base.metadata)
     clock = clock or SystemClock()
-    store = IdentityStore(database.sessions, clock)
+    identity = IdentityService(
+        IdentityStore(database.sessions, clock),
+        TeamStore(database.sessions, clock),
+        clock,
+        OrganizationAutocreate(settings.allow_organization_autocreate),
+    )
     try:
-        await seed_admin_token(store, settings.admin_token)
+        if settings.admin_token is not None:
+            await identity.seed_admin_token(settings.admin_token.get_secret_value())
     except BaseException:
         await database.engine.dispose()
         raise
-    servicer = IdentityServicer(
-        store, clock, OrganizationAutocreate(settings.allow_organization_autocreate)
-    )
+    servicer = IdentityServicer(identity)
     audit, pruner = audit_service(database.sessions, clock, settings.audit_retention_days)
     console_sessions = console_session_service(database.sessions, clock)
 
@@ -632,11 +468,6 @@ def _permission_enum(permission: StackPermission) -> identity_pb2.StackPermissio
     return identity_pb2.StackPermission.ValueType(int(permission))
 
 
-def _require_stack_id(stack_id: str) -> None:
-    if not stack_id:
-        raise InvalidArgument("Bad Request: a stack id is required")
-
-
 def _scope(message: identity_pb2.TokenScope, default_login: str = "") -> TokenScope:
     """A token scope; unset means the personal tokens of `default_login`."""
     kind = _KIND_BY_ENUM.get(message.kind, TokenKind.PERSONAL)
@@ -648,6 +479,43 @@ def _scope(message: identity_pb2.TokenScope, default_login: str = "") -> TokenSc
     if not message.organization or (kind is TokenKind.TEAM and not message.team):
         raise InvalidArgument("Bad Request: organization and team tokens need their owner")
     return TokenScope(kind, organization=message.organization, team=message.team)
+
+
+def _team_change(request: identity_pb2.UpdateTeamRequest) -> TeamChange:
+    action = _MEMBER_ACTIONS.get(request.member_action)
+    check_member_action(action, request.member_login)
+    return TeamChange(
+        display_name=(
+            validate_text("display name", request.display_name, MAX_DISPLAY_NAME_LENGTH)
+            if request.HasField("display_name")
+            else None
+        ),
+        description=(
+            validate_text("description", request.description, MAX_DESCRIPTION_LENGTH)
+            if request.HasField("description")
+            else None
+        ),
+        member_action=action,
+        member_login=request.member_login,
+        set_stack=(
+            StackGrant(
+                stack_id=request.set_stack.stack_id,
+                permission=validate_grant(request.set_stack.permission),
+            )
+            if request.HasField("set_stack")
+            else None
+        ),
+        remove_stack_id=request.remove_stack_id,
+    )
+
+
+def _grants(
+    grants: tuple[list[TeamStackGrant], list[UserStackGrant]],
+) -> identity_pb2.StackGrantsResponse:
+    teams, users = grants
+    return identity_pb2.StackGrantsResponse(
+        teams=[_team_grant(t) for t in teams], users=[_user_grant(u) for u in users]
+    )
 
 
 def _details(details: OrganizationDetails) -> identity_pb2.OrganizationDetails:

@@ -56,7 +56,7 @@ async def cairn_up(data_dir: Path) -> AsyncIterator[str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.runner",
+        "cairn",
         "up",
         "--port",
         "0",

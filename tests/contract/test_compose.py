@@ -80,7 +80,7 @@ def replicas(service: dict[str, Any]) -> int:
     return int(service.get("deploy", {}).get("replicas", 1))
 
 
-# Peers each service calls over gRPC (see START_ORDER in services/runner.py).
+# Peers each service calls over gRPC (see START_ORDER in cairn/cli.py).
 PEERS: dict[str, set[str]] = {
     "identity": set(),
     "secrets": set(),

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
+from cairn.cli import Topology, free_ports, start_topology
 from scripts.bench_updates import (
     CLI_HEADERS,
     Names,
@@ -29,7 +30,6 @@ from scripts.bench_updates import (
     stack_state,
 )
 from services.common.config import Settings
-from services.runner import Topology, free_ports, start_topology
 from tests.conftest import REDIS_URL, make_settings, redis_available
 from tests.faults.tcp_proxy import TcpProxy
 

@@ -21,9 +21,11 @@ import grpc
 import orjson
 import pytest
 
+from cairn.cli import child_environment, distributed_problem, free_ports
 from protos.cairn.v1 import (
     agent_pools_pb2,
     common_pb2,
+    console_pb2,
     copilot_pb2,
     identity_pb2,
     secrets_pb2,
@@ -38,7 +40,6 @@ from services.common.grpc_server import (
     channel_target,
     service_config,
 )
-from services.runner import child_environment, distributed_problem, free_ports
 from tests.conftest import make_settings
 from tests.faults.conftest import (
     ADMIN_TOKEN,
@@ -475,6 +476,7 @@ READ_PREFIXES = ("Get", "List", "Export", "Check")
 # Each service's methods, from the generated descriptors.
 PROTO_MODULES = (
     identity_pb2,
+    console_pb2,
     stacks_pb2,
     updates_pb2,
     secrets_pb2,
@@ -563,7 +565,7 @@ def _run_cairn_up(postgres_url: str, port: int, tmp_path: Path, log_path: Path) 
             [
                 sys.executable,
                 "-m",
-                "services.runner",
+                "cairn",
                 "up",
                 "--topology",
                 "distributed",

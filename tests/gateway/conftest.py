@@ -13,11 +13,11 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from cairn.cli import System, start_services
 from gateway.app import create_app
 from gateway.serving import GatewayRunner
 from protos.cairn.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from services.common.config import Settings
-from services.runner import System, start_services
 from tests.conftest import REDIS_URL, make_settings, redis_available, signed_channel
 
 if TYPE_CHECKING:

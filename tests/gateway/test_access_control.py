@@ -9,11 +9,11 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from cairn.cli import start_services
 from gateway.app import create_app
 from protos.cairn.v1 import identity_pb2, identity_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.config import Settings
-from services.runner import start_services
 from tests.conftest import signed_channel
 from tests.gateway.conftest import ADMIN, ADMIN_TOKEN, MEMBER, VIEWER, AiohttpClient, Cairn
 

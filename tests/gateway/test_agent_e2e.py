@@ -25,7 +25,7 @@ async def start_agent(cairn: Cairn, token: str, command: str, work_dir: Path) ->
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.runner",
+        "cairn",
         "agent",
         "--url",
         url,

@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
-from gateway.audit import (
-    AUDIT_POLICY,
-    AUDIT_RECORDER,
+from gateway.audit import AUDIT_RECORDER, AuditRecorder
+from gateway.audit_events import (
     EVENT_TYPES,
     FALLBACK_EVENT,
     MUTATING_METHODS,
-    UNRECORDED_OPERATIONS,
-    AuditRecorder,
+    NOT_AUDITED,
+    AuditEventType,
 )
+from gateway.audit_policy import AUDIT_POLICY
 from gateway.routes import ROUTES
 from protos.cairn.v1 import audit_pb2, audit_pb2_grpc, identity_pb2
 from services.common.db import create_engine
@@ -423,18 +423,16 @@ async def test_event_types_come_from_one_table(cairn: Cairn) -> None:
         assert name in names
     pool = next(e for e in reply["eventTypes"] if e["event"] == "agent_pool.delete")
     assert pool["requiresOrgAdmin"] and pool["displayName"] == "Agent Pool Deleted"
-    # Every mutating route is named in the table or deliberately not recorded.
-    mapped = {op for kind in EVENT_TYPES for op in kind.operations}
+    # Every mutating route names its event in the table or is deliberately not recorded.
     for route in ROUTES:
         if route.method in MUTATING_METHODS and route.path.startswith("/api/"):
-            assert (route.operation_id in mapped) != (
-                route.operation_id in UNRECORDED_OPERATIONS
-            ), route.operation_id
-    assert set(names) == {
-        kind.name
-        for kind in EVENT_TYPES
-        if set(kind.operations) & {route.operation_id for route in ROUTES}
-    } | {FALLBACK_EVENT.name}
+            assert isinstance(route.audit, AuditEventType) or route.audit is NOT_AUDITED, (
+                route.operation_id
+            )
+    recorded = {route.audit.name for route in ROUTES if isinstance(route.audit, AuditEventType)}
+    assert set(names) == {kind.name for kind in EVENT_TYPES if kind.name in recorded} | {
+        FALLBACK_EVENT.name
+    }
     assert cairn.client.app[AUDIT_POLICY].names() == set(names)
 
 

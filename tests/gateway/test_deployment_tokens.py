@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from cairn.cli import start_services
 from gateway.app import create_app
 from protos.cairn.v1 import identity_pb2_grpc
 from services.agent_pools.domain import JOB_LEASE_SECONDS
 from services.common.clock import ManualClock
 from services.common.config import Settings
-from services.runner import start_services
 from tests.conftest import signed_channel
 from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, AiohttpClient, Cairn
 from tests.gateway.test_agent_pools import (

@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from cairn.cli import System, start_services
 from gateway.app import create_app
 from services.common.config import Settings
-from services.runner import System, start_services
 from tests.gateway.conftest import CLI_HEADERS, AiohttpClient, Cairn
 
 

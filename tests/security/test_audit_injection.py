@@ -14,7 +14,8 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.audit import AUDIT_RECORDER, AUDIT_REFUSAL_LIMITER, RefusalLimiter
+from gateway.audit import AUDIT_RECORDER
+from gateway.audit_policy import AUDIT_REFUSAL_LIMITER, RefusalLimiter
 from protos.cairn.v1 import audit_pb2, audit_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.config import Settings

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cairn.cli import start_services
 from services.common.datadir import prepare_database_files
-from services.runner import start_services
 from tests.conftest import make_settings
 
 EXPECTED_FILES = {"cairn.db", "cairn.db-wal", "cairn.db-shm", "master.key"}

@@ -10,10 +10,10 @@ import orjson
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from cairn.cli import start_services
 from gateway.app import create_app
 from gateway.routes import ROUTES
 from services.common.config import Settings
-from services.runner import start_services
 from tests.gateway.cli import create_stack, stack_path
 from tests.gateway.conftest import (
     ADMIN_TOKEN,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from cairn.cli import free_ports, serve, up
 from services.common.config import SERVICE_NAMES, Settings
-from services.runner import free_ports, serve, up
 from tests.gateway.conftest import ADMIN_TOKEN
 from tests.security.raw_http import bomb_request, parse_response, request_bytes
 

@@ -25,14 +25,7 @@ import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.cairn.v1 import common_pb2, stacks_pb2, stacks_pb2_grpc
-from services.common import probe
-from services.common.clock import SystemClock
-from services.common.config import SERVICE_NAMES, Settings
-from services.common.grpc_server import RunningServer, check_health, open_channel, start_server
-from services.common.tls import TARGET_NAME_OPTION, Tls, TlsSettingsError, load_tls
-from services.common.verification import CallAuthenticator
-from services.runner import (
+from cairn.cli import (
     _spawn,
     _wait_serving,
     child_environment,
@@ -40,6 +33,13 @@ from services.runner import (
     start_services,
     stop_children,
 )
+from protos.cairn.v1 import common_pb2, stacks_pb2, stacks_pb2_grpc
+from services.common import probe
+from services.common.clock import SystemClock
+from services.common.config import SERVICE_NAMES, Settings
+from services.common.grpc_server import RunningServer, check_health, open_channel, start_server
+from services.common.tls import TARGET_NAME_OPTION, Tls, TlsSettingsError, load_tls
+from services.common.verification import CallAuthenticator
 from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn, running_cairn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -487,7 +487,7 @@ async def test_cairn_serve_refuses_incomplete_tls_settings(
     pki: Pki, base_env: dict[str, str]
 ) -> None:
     env = {**base_env, "CAIRN_TLS_CERT_FILE": str(pki.cert_file)}
-    status, _, err = await run(["services.runner", "serve", "secrets"], env)
+    status, _, err = await run(["cairn", "serve", "secrets"], env)
     assert status == 2, err
     assert err.strip() == (
         "cairn: TLS needs CAIRN_TLS_CERT_FILE, CAIRN_TLS_KEY_FILE and CAIRN_TLS_CA_FILE "

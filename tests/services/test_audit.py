@@ -14,9 +14,9 @@ from services.common.clock import ManualClock
 from services.common.config import Settings
 from services.common.db import create_engine, session_factory
 from services.identity import server as identity_server
-from services.identity.audit_domain import MICROS_PER_DAY, MICROS_PER_SECOND
-from services.identity.audit_server import RetentionPruner
-from services.identity.audit_store import AuditStore
+from services.identity.audit.domain import MICROS_PER_DAY, MICROS_PER_SECOND
+from services.identity.audit.service import RetentionPruner
+from services.identity.audit.store import AuditStore
 from tests.conftest import signed_channel
 
 NOW = 1_700_000_000

@@ -31,7 +31,7 @@ from services.common.db import create_engine, create_migration_engine, session_f
 from services.common.migrations import version_table
 from services.common.service import RunningService
 from services.identity import server as identity_server
-from services.identity.audit_models import AuditEventRow
+from services.identity.audit.models import AuditEventRow
 from services.identity.models import (
     AccessTokenRow,
     Base,

@@ -10,10 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
+from cairn.cli import START_ORDER, migrate
 from services.common.config import Settings
 from services.common.db import create_migration_engine
 from services.common.migrations import version_table
-from services.runner import START_ORDER, migrate
 
 
 @pytest.mark.parametrize("service", START_ORDER)

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 
 from services.copilot.diagnosis import (
-    GENERIC_PATTERN,
-    PATTERNS,
     Failure,
     clean_message,
     diagnose,
@@ -20,6 +18,7 @@ from services.copilot.diagnosis import (
     urn_name,
     urn_type,
 )
+from services.copilot.failure_patterns import GENERIC_PATTERN, PATTERNS
 from services.copilot.retrieval import load_corpus
 
 Event = dict[str, Any]

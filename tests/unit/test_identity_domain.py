@@ -18,8 +18,6 @@ from services.identity.domain import (
     TokenInfo,
     User,
     default_organization,
-    is_last_use_stale,
-    is_token_usable,
     make_principal,
     require_role,
     role_in,
@@ -28,6 +26,7 @@ from services.identity.domain import (
     validate_text,
     with_membership,
 )
+from services.identity.tokens import is_last_use_stale, is_token_usable
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -161,7 +160,7 @@ def test_last_use_is_recorded_once_a_minute() -> None:
 
 
 def test_token_expiry_from_unix_seconds() -> None:
-    from services.identity.domain import LATEST_EXPIRY_SECONDS, expiry_from_unix
+    from services.identity.tokens import LATEST_EXPIRY_SECONDS, expiry_from_unix
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert expiry_from_unix(0, now) is None

@@ -1,12 +1,12 @@
 """The console's signed-out sessions; the table shares the identity service's metadata and
-migration history. Only session_store.py touches it."""
+migration history. Only the sessions store touches it."""
 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.identity.models import Base
+from services.identity.base import Base
 
 
 class RevokedSessionRow(Base):

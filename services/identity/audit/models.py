@@ -1,6 +1,6 @@
 """The audit log's table; it shares the identity service's metadata and migration history.
 
-Only audit_store.py touches it.
+Only the audit store touches it.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.identity.models import Base
+from services.identity.base import Base
 
 
 class AuditEventRow(Base):

@@ -317,7 +317,7 @@ def _spawn(
     command = [
         sys.executable,
         "-m",
-        "services.runner",
+        "cairn",
         "serve",
         name,
         "--parent-pid",
@@ -663,7 +663,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(serve(args.name, settings, parent_pid=args.parent_pid))
     else:
         asyncio.run(migrate(settings))
-
-
-if __name__ == "__main__":
-    main()

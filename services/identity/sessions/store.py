@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.identity.session_models import RevokedSessionRow
+from services.identity.sessions.models import RevokedSessionRow
 
 
 class RevokedSessionStore:

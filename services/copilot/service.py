@@ -1,4 +1,4 @@
-"""The copilot's skills and how a question is routed to one of them.
+"""The copilot's use cases: one conversation turn, and the skills a question is routed to.
 
 Every skill answers from data: the organization's members, stacks and updates read through
 the other services with the asker's visibility, an update's engine events, the bundled notes,
@@ -9,14 +9,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from services.common.auth import Caller
+from services.common.clock import Clock
+from services.common.errors import Unauthenticated
 from services.copilot import diagnosis, programs, retrieval
-from services.copilot.domain import Asker, Context
+from services.copilot.chat_model import ChatModel
+from services.copilot.domain import (
+    ASSISTANT,
+    PROGRAM,
+    RESPONSE,
+    STATUS,
+    TRACE,
+    USER,
+    Answer,
+    Asker,
+    Context,
+    DirectSkill,
+    Message,
+    check_organization,
+    parse_context,
+    trace_text,
+    validate_query,
+)
 from services.copilot.peers import Peers, StackInfo
+from services.copilot.store import ConversationStore
 
 CLOUD_SKILL = "Pulumi Cloud"
 DOCS_SKILL = "Pulumi Docs"
@@ -43,13 +61,67 @@ _PROJECT = re.compile(r"\b(?:in|of|for)\s+(?:the\s+)?(?:project\s+)?['\"`]?([A-Z
 RECENT_UPDATES = 5
 
 
-@dataclass(frozen=True)
-class Answer:
-    skill: str
-    text: str
-    program: Mapping[str, Any] | None = None
-    # May a model rephrase the text? (Never for generated code.)
-    is_rephrasable: bool = True
+class Copilot:
+    """One turn of a conversation: check, route to a skill, phrase, persist."""
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        skills: Skills,
+        model: ChatModel,
+        clock: Clock,
+        url_prefixes: Sequence[str],
+    ) -> None:
+        self._store = store
+        self._skills = skills
+        self._model = model
+        self._clock = clock
+        self._url_prefixes = tuple(url_prefixes)
+
+    async def chat(
+        self,
+        asker: Asker,
+        query: str,
+        url: str,
+        conversation_id: str,
+        console_url: str,
+        caller: Caller,
+        direct: DirectSkill | None = None,
+    ) -> tuple[str, tuple[Message, ...]]:
+        """The conversation's id and all of its messages after this turn."""
+        if not asker.user_id:
+            raise Unauthenticated("Unauthorized: No credentials provided or are invalid.")
+        text = validate_query(direct.question if direct is not None and not query else query)
+        check_organization(asker.organization, asker.visible_organizations)
+        context = parse_context(url, (console_url, *self._url_prefixes))
+        now = self._clock.now()
+        if conversation_id:
+            conversation = await self._store.get(conversation_id, asker.organization, asker.user_id)
+        else:
+            conversation = await self._store.create(asker.organization, asker.user_id, now)
+        if direct is not None:
+            answer = await self._skills.summarize_output(
+                direct.output, is_preview=direct.is_preview
+            )
+        else:
+            answer = await self._skills.answer(asker, text, context, caller)
+        turn = [
+            Message(USER, RESPONSE, text),
+            Message(ASSISTANT, TRACE, trace_text(asker)),
+            *await self._reply(text, answer),
+        ]
+        await self._store.append(conversation.id, turn, self._clock.now())
+        return conversation.id, (*conversation.messages, *turn)
+
+    async def _reply(self, question: str, answer: Answer) -> list[Message]:
+        messages = [Message(ASSISTANT, STATUS, f"Executing {answer.skill} skill")]
+        text = answer.text
+        if answer.is_rephrasable:
+            text = await self._model.phrase(question, facts_for_model(answer)) or answer.text
+        messages.append(Message(ASSISTANT, RESPONSE, text))
+        if answer.program is not None:
+            messages.append(Message(ASSISTANT, PROGRAM, program=answer.program))
+        return messages
 
 
 class Skills:

@@ -8,15 +8,14 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.identity.audit_domain import (
+from services.identity.audit.domain import (
     ActorKind,
     AuditEntry,
     AuditPage,
     AuditQuery,
-    bounded_entry,
     continuation_token,
 )
-from services.identity.audit_models import AuditEventRow
+from services.identity.audit.models import AuditEventRow
 
 
 def _entry(row: AuditEventRow) -> AuditEntry:
@@ -44,7 +43,6 @@ def _entry(row: AuditEventRow) -> AuditEntry:
 
 
 def _values(entry: AuditEntry) -> dict[str, Any]:
-    entry = bounded_entry(entry)
     return {
         "time_micros": entry.time_micros,
         "organization": entry.organization,
@@ -89,7 +87,8 @@ class AuditStore:
         self._sessions = sessions
 
     async def record(self, entries: Sequence[AuditEntry]) -> int:
-        """Append entries in one transaction; returns how many were stored."""
+        """Append entries (already bounded to the column widths) in one transaction; returns
+        how many were stored."""
         if not entries:
             return 0
         async with self._sessions.begin() as session:

@@ -1,0 +1,1 @@
+"""The `cairn` command: it wires the services and the gateway into processes."""
