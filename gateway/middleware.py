@@ -290,7 +290,11 @@ async def _authorize_stack(
 def _remember(request: web.Request, principal: identity_pb2.Principal) -> None:
     request[PRINCIPAL] = principal
     request[CALLER] = Caller(
-        user_id=principal.user_id, login=principal.login, request_id=request[REQUEST_ID]
+        user_id=principal.user_id,
+        login=principal.login,
+        request_id=request[REQUEST_ID],
+        # Services that check the caller's own rights (a transfer's destination) need it.
+        token_id=principal.token_info.token_id,
     )
     structlog.contextvars.bind_contextvars(user=principal.login)
 

@@ -1,9 +1,9 @@
 """History views: seed 000's resources, update summaries, timelines, previews, activity and
 downstream references, and the console aggregates built on them.
 
-Every view is computed by the updates service from stored versions and engine events; the
-gateway adds the stack's names and tags and, for downstream references, the stacks service's
-paths of the referencing stacks.
+Every view is computed by the updates service from stored versions and engine events (the
+stacks service resolves downstream references to stacks); the gateway adds the stack's names
+and tags.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gateway.convert import bool_query, int_query, json_response, path_version
 from gateway.errors import bad_request
 from gateway.views import latest_version, update_json
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
-from services.common.stack_references import reference_names, resolve_reference
+from services.common.stack_references import resolve_reference
 
 # Checkpoints carry no region; the SDK requires the field.
 REGION = ""
@@ -222,40 +222,18 @@ def _reference_json(stack: stacks_pb2.Stack, version: int) -> dict[str, Any]:
 async def list_downstream_stack_references(request: web.Request) -> web.Response:
     """`GET S/downstreamreferences`: stacks of the organization whose newest state reads this
     stack through a StackReference, each with that state's version."""
-    stack = request[STACK]
-    target = (stack.ref.organization, stack.ref.project, stack.ref.stack)
-    backends = request.app[BACKENDS]
-    options = call_options(request)
-    found = await backends.updates.ListReferencingStacks(
-        updates_pb2.ListReferencingStacksRequest(names=reference_names(target)), **options
+    reply = await request.app[BACKENDS].stacks.ListDownstreamReferences(
+        stacks_pb2.ListDownstreamReferencesRequest(ref=request[STACK].ref),
+        **call_options(request),
     )
-    records = [record for record in found.references if record.stack_id != stack.id]
-    referencing: list[dict[str, Any]] = []
-    if records:
-        ids = sorted({record.stack_id for record in records})
-        listed = await backends.stacks.ListStacks(
-            stacks_pb2.ListStacksRequest(
-                visible_organizations=[stack.ref.organization],
-                organization=stack.ref.organization,
-                stack_ids=ids,
-                page_size=len(ids),
-            ),
-            **options,
-        )
-        by_id = {candidate.id: candidate for candidate in listed.stacks}
-        seen: set[str] = set()
-        for record in records:
-            candidate = by_id.get(record.stack_id)
-            if candidate is None or candidate.id in seen:
-                continue
-            resolved = resolve_reference(
-                record.name, candidate.ref.organization, candidate.ref.project
-            )
-            if resolved == target:
-                seen.add(candidate.id)
-                referencing.append(_reference_json(candidate, record.version))
-    referencing.sort(key=lambda entry: (entry["routingProject"], entry["name"]))
-    return json_response({"referencedStacks": referencing})
+    return json_response(
+        {
+            "referencedStacks": [
+                _reference_json(stacks_pb2.Stack(ref=entry.ref), entry.version)
+                for entry in reply.references
+            ]
+        }
+    )
 
 
 # -- console -----------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
 from aiohttp import web
 
 from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, stack_ref
@@ -23,7 +22,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import ApiError, bad_request
-from gateway.views import import_request, readable_stacks
+from gateway.views import readable_stacks
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 
 MAX_PAGE_SIZE = 1000
@@ -111,32 +110,14 @@ async def create_stack(request: web.Request) -> web.Response:
             tags=tags,
             config=config,
             teams=teams,
+            initial_state=exact_member(raw, "state") if body.get("state") is not None else None,
         ),
         **call_options(request),
     )
-    state = exact_member(raw, "state") if body.get("state") is not None else None
-    if state is not None:
-        await _import_initial_state(request, stack, state)
     states = await stack_states(request, [stack])
     payload = stack_json(stack, states.get(stack.id))
     payload["messages"] = []
     return json_response(payload)
-
-
-async def _import_initial_state(
-    request: web.Request, stack: stacks_pb2.Stack, state: bytes
-) -> None:
-    """Store the initial deployment; a refused one takes the new stack away again."""
-    backends = request.app[BACKENDS]
-    try:
-        await backends.updates.ImportDeployment(
-            import_request(stack, state), **call_options(request)
-        )
-    except grpc.aio.AioRpcError:
-        await backends.stacks.DeleteStack(
-            stacks_pb2.DeleteStackRequest(ref=stack.ref, force=True), **call_options(request)
-        )
-        raise
 
 
 async def project_exists(request: web.Request) -> web.Response:

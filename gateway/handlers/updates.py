@@ -109,28 +109,16 @@ async def start_update(request: web.Request) -> web.Response:
     body = await read_optional_json_object(request)
     tags = string_map(body.get("tags"), "tags")
     journal_version = optional_int(body, "journalVersion", bits=INT32_BITS)
-    backends = request.app[BACKENDS]
-    stack = request[STACK]
-    options = call_options(request)
-    retag = bool(tags) and tags != dict(stack.tags)
-    if retag:
-        # Check first, so a refused start or bad tags leave the stack as it was.
-        await backends.stacks.ReplaceStackTags(
-            stacks_pb2.ReplaceStackTagsRequest(ref=stack.ref, tags=tags, validate_only=True),
-            **options,
-        )
-    started = await backends.updates.StartUpdate(
-        updates_pb2.StartUpdateRequest(
-            stack_id=stack.id,
+    # The stacks service starts the update and retags the stack when the tags differ.
+    started = await request.app[BACKENDS].stacks.StartStackUpdate(
+        stacks_pb2.StartStackUpdateRequest(
+            ref=request[STACK].ref,
             update_id=request.match_info["updateID"],
             journal_version=journal_version,
+            tags=tags,
         ),
-        **options,
+        **call_options(request),
     )
-    if retag:
-        await backends.stacks.ReplaceStackTags(
-            stacks_pb2.ReplaceStackTagsRequest(ref=stack.ref, tags=tags), **options
-        )
     payload: dict[str, Any] = {
         "version": started.version,
         "token": started.token,

@@ -101,6 +101,7 @@ _STACKS = {
     "GetAnnotation": _stack(READ),
     "UpsertAnnotation": _stack(WRITE, "stack.annotation.update"),
     "GetStarterWorkflow": _stack(READ),
+    "ListDownstreamReferences": _stack(READ),
 }
 _UPDATES = {
     "GetUpdateStatus": _stack_id(READ),

@@ -182,6 +182,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         members = await self._identity.list_members(request.organization)
         return identity_pb2.ListMembersResponse(members=[_member(m) for m in members])
 
+    async def CheckOrganizationRole(
+        self, request: identity_pb2.CheckOrganizationRoleRequest, context: Context
+    ) -> identity_pb2.CheckOrganizationRoleResponse:
+        role = await self._identity.check_organization_role(
+            request.token_id, request.organization, _role(request.minimum_role)
+        )
+        return identity_pb2.CheckOrganizationRoleResponse(role=_ENUM_BY_ROLE[role])
+
     async def GetOrganization(
         self, request: identity_pb2.GetOrganizationRequest, context: Context
     ) -> identity_pb2.OrganizationDetails:

@@ -106,6 +106,18 @@ class IdentityService:
         check_manages_access(principal.token_info, manages_access)
         return principal
 
+    async def check_organization_role(
+        self, token_id: str, organization: str, minimum: Role
+    ) -> Role:
+        """The role the access token with this id holds in an organization, refused as
+        `authorize` refuses it (no organization is created)."""
+        principal = (
+            await self._store.principal_by_token_id(token_id, judge=token_use) if token_id else None
+        )
+        if principal is None:
+            raise Unauthenticated(UNAUTHORIZED)
+        return require_role(organization, role_in(principal, organization), minimum)
+
     async def authorize(
         self,
         principal: Principal,

@@ -149,6 +149,25 @@ class IdentityStore:
                 )
             return await token_principal(session, token)
 
+    async def principal_by_token_id(
+        self, token_id: str, *, judge: Callable[[TokenState, datetime], TokenUse]
+    ) -> Principal | None:
+        """The principal behind a token, by its id, when `judge` accepts the token now; None
+        otherwise. The use is not recorded: the token's value was checked in this request."""
+        now = self._now()
+        async with self._sessions.begin() as session:
+            token = await session.get(AccessTokenRow, token_id)
+            if token is None:
+                return None
+            state = TokenState(
+                revoked_at=optional_aware(token.revoked_at),
+                expires_at=optional_aware(token.expires_at),
+                last_used_at=optional_aware(token.last_used_at),
+            )
+            if judge(state, now) is TokenUse.REFUSED:
+                return None
+            return await token_principal(session, token)
+
     async def has_user(self, login: str) -> bool:
         async with self._sessions.begin() as session:
             return await find_user_id(session, login) is not None

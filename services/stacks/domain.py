@@ -96,6 +96,34 @@ class StackQuery:
 
 
 @dataclass(frozen=True)
+class ReferenceRecord:
+    """A StackReference held by a stack's newest state, as the updates service found it."""
+
+    stack_id: str
+    version: int
+    # The name as the program wrote it: `org/project/stack`, `org/stack` or `stack`.
+    name: str
+
+
+@dataclass(frozen=True)
+class DownstreamReference:
+    """A stack whose state reads another one, and the version of that state."""
+
+    path: StackPath
+    version: int
+
+
+@dataclass(frozen=True)
+class StartedUpdate:
+    """What the updates service answers a start with: the version, the lease, the journal."""
+
+    version: int
+    token: str
+    token_expiration: int
+    journal_version: int
+
+
+@dataclass(frozen=True)
 class StackPage:
     stacks: Sequence[StackRecord]
     # Empty on the last page.

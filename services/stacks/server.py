@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,6 @@ from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
-from services.stacks.deletion import (
-    DeleteSecretsKey,
-    OrganizationMembers,
-    PurgeDeployments,
-    PurgeStackGrants,
-    PurgeUpdates,
-    RecordRename,
-    RefuseWhileUpdating,
-    StackDeletion,
-    StackOwnership,
-    StackRename,
-    StackTransfer,
-)
 from services.stacks.domain import (
     Annotation,
     NewAnnotation,
@@ -43,21 +29,27 @@ from services.stacks.domain import (
     StackConfig,
     StackPath,
     StackRecord,
-    annotation_not_found,
     annotation_query,
-    rename_target,
     stack_query,
-    transfer_target,
     validate_name,
-    validate_new_annotation,
-    validate_new_stack,
-    validate_owner_login,
     validate_path,
-    validate_tags,
 )
 from services.stacks.models import Base
+from services.stacks.peers import (
+    DeleteSecretsKey,
+    ImportInitialState,
+    OrganizationAdmin,
+    OrganizationMembers,
+    PurgeDeployments,
+    PurgeStackGrants,
+    PurgeUpdates,
+    RecordRename,
+    ReferencesToStack,
+    RefuseWhileUpdating,
+    StartUpdate,
+)
+from services.stacks.service import Peers, StackService
 from services.stacks.store import StackStore
-from services.stacks.workflows import RUNTIME_TAG, WorkflowRequest, starter_workflow
 
 SERVICE_NAME = stacks_pb2.DESCRIPTOR.services_by_name["StacksService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -65,65 +57,49 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-@dataclass(frozen=True)
-class StackOperations:
-    """The multi-service operations a servicer delegates to."""
-
-    deletion: StackDeletion
-    renaming: StackRename
-    transfer: StackTransfer
-    ownership: StackOwnership
-
-
 class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     """Protocol doc §3.2.1–3.2.7 and seed 000's stack settings: create, read, list, rename,
     retag, delete, transfer and re-own stacks; notification settings, annotations and starter
     workflows."""
 
-    def __init__(self, store: StackStore, operations: StackOperations) -> None:
-        self._store = store
-        self._deletion = operations.deletion
-        self._renaming = operations.renaming
-        self._transfer = operations.transfer
-        self._ownership = operations.ownership
+    def __init__(self, service: StackService) -> None:
+        self._service = service
 
     async def CreateStack(
         self, request: stacks_pb2.CreateStackRequest, context: Context
     ) -> stacks_pb2.Stack:
         config = _config_from_message(request.config) if request.HasField("config") else None
-        stack = validate_new_stack(
-            NewStack(
-                path=_path(request.ref),
-                tags=dict(request.tags),
-                config=config,
-                teams=tuple(request.teams),
-                owner_login=caller_from_context(context).login,
-            )
+        stack = NewStack(
+            path=_path(request.ref),
+            tags=dict(request.tags),
+            config=config,
+            teams=tuple(request.teams),
+            owner_login=caller_from_context(context).login,
         )
-        return _stack_message(await self._store.create(stack))
+        initial_state = request.initial_state if request.HasField("initial_state") else None
+        created = await self._service.create(stack, caller_from_context(context), initial_state)
+        return _stack_message(created)
 
     async def GetStack(
         self, request: stacks_pb2.GetStackRequest, context: Context
     ) -> stacks_pb2.Stack:
         if request.stack_id and not request.HasField("ref"):
-            return _stack_message(await self._store.get_by_id(request.stack_id))
-        return _stack_message(await self._store.get(validate_path(_path(request.ref))))
+            return _stack_message(await self._service.get_by_id(request.stack_id))
+        return _stack_message(await self._service.get(_path(request.ref)))
 
     async def ProjectExists(
         self, request: stacks_pb2.ProjectExistsRequest, context: Context
     ) -> stacks_pb2.ProjectExistsResponse:
         organization = validate_name("organization", request.organization)
         project = validate_name("project", request.project)
-        exists = await self._store.project_exists(organization, project)
+        exists = await self._service.project_exists(organization, project)
         return stacks_pb2.ProjectExistsResponse(exists=exists)
 
     async def DeleteStack(
         self, request: stacks_pb2.DeleteStackRequest, context: Context
     ) -> stacks_pb2.DeleteStackResponse:
-        stack = await self._deletion.delete(
-            validate_path(_path(request.ref)),
-            force=request.force,
-            caller=caller_from_context(context),
+        stack = await self._service.delete(
+            _path(request.ref), force=request.force, caller=caller_from_context(context)
         )
         return stacks_pb2.DeleteStackResponse(stack_id=stack.id)
 
@@ -140,7 +116,7 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
             page_size=request.page_size,
             stack_ids=request.stack_ids,
         )
-        page = await self._store.list_stacks(query)
+        page = await self._service.list_stacks(query)
         return stacks_pb2.ListStacksResponse(
             stacks=[_stack_message(stack) for stack in page.stacks],
             continuation_token=page.continuation_token,
@@ -149,19 +125,21 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     async def RenameStack(
         self, request: stacks_pb2.RenameStackRequest, context: Context
     ) -> stacks_pb2.RenameStackResponse:
-        path = validate_path(_path(request.ref))
-        target = rename_target(path, request.new_project, request.new_name)
-        renamed, update_id = await self._renaming.rename(path, target, caller_from_context(context))
+        renamed, update_id = await self._service.rename(
+            _path(request.ref),
+            request.new_project,
+            request.new_name,
+            caller_from_context(context),
+        )
         return stacks_pb2.RenameStackResponse(stack=_stack_message(renamed), update_id=update_id)
 
     async def ReplaceStackTags(
         self, request: stacks_pb2.ReplaceStackTagsRequest, context: Context
     ) -> stacks_pb2.Stack:
-        path = validate_path(_path(request.ref))
-        tags = validate_tags(dict(request.tags))
-        if request.validate_only:
-            return _stack_message(await self._store.get(path))
-        return _stack_message(await self._store.replace_tags(path, tags))
+        stack = await self._service.replace_tags(
+            _path(request.ref), dict(request.tags), validate_only=request.validate_only
+        )
+        return _stack_message(stack)
 
     async def UpdateNotificationSettings(
         self, request: stacks_pb2.UpdateNotificationSettingsRequest, context: Context
@@ -170,16 +148,13 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
             notify_update_failure=request.settings.notify_update_failure,
             notify_update_success=request.settings.notify_update_success,
         )
-        path = validate_path(_path(request.ref))
-        return _stack_message(await self._store.set_notifications(path, settings))
+        return _stack_message(await self._service.set_notifications(_path(request.ref), settings))
 
     async def ReassignStackOwner(
         self, request: stacks_pb2.ReassignStackOwnerRequest, context: Context
     ) -> stacks_pb2.ReassignStackOwnerResponse:
-        path = validate_path(_path(request.ref))
-        new_owner = validate_owner_login(request.new_owner_login)
-        stack, previous = await self._ownership.reassign(
-            path, new_owner, caller_from_context(context)
+        stack, previous = await self._service.reassign_owner(
+            _path(request.ref), request.new_owner_login, caller_from_context(context)
         )
         return stacks_pb2.ReassignStackOwnerResponse(
             stack=_stack_message(stack), previous_owner_login=previous
@@ -188,9 +163,9 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     async def TransferStack(
         self, request: stacks_pb2.TransferStackRequest, context: Context
     ) -> stacks_pb2.Stack:
-        path = validate_path(_path(request.ref))
-        target = transfer_target(path, request.destination_organization)
-        moved = await self._transfer.transfer(path, target, caller_from_context(context))
+        moved = await self._service.transfer(
+            _path(request.ref), request.destination_organization, caller_from_context(context)
+        )
         return _stack_message(moved)
 
     async def GetAnnotation(
@@ -198,43 +173,71 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     ) -> stacks_pb2.Annotation:
         path = validate_path(_path(request.ref))
         query = annotation_query(request.kind, request.source, request.version)
-        found = await self._store.get_annotation(path, query)
-        if found is None:
-            raise annotation_not_found(query.kind)
-        return _annotation_message(found)
+        return _annotation_message(await self._service.get_annotation(path, query))
 
     async def UpsertAnnotation(
         self, request: stacks_pb2.UpsertAnnotationRequest, context: Context
     ) -> stacks_pb2.Annotation:
-        path = validate_path(_path(request.ref))
-        annotation = validate_new_annotation(
-            NewAnnotation(
-                kind=request.kind,
-                source=request.source,
-                content=request.content,
-                modified_by=caller_from_context(context).login,
-                expected_version=(
-                    request.expected_version if request.HasField("expected_version") else None
-                ),
-            )
+        annotation = NewAnnotation(
+            kind=request.kind,
+            source=request.source,
+            content=request.content,
+            modified_by=caller_from_context(context).login,
+            expected_version=(
+                request.expected_version if request.HasField("expected_version") else None
+            ),
         )
-        return _annotation_message(await self._store.put_annotation(path, annotation))
+        return _annotation_message(
+            await self._service.put_annotation(_path(request.ref), annotation)
+        )
 
     async def GetStarterWorkflow(
         self, request: stacks_pb2.GetStarterWorkflowRequest, context: Context
     ) -> stacks_pb2.GetStarterWorkflowResponse:
-        stack = await self._store.get(validate_path(_path(request.ref)))
-        content = starter_workflow(
-            WorkflowRequest(
-                stack=stack.path,
-                runtime=stack.tags.get(RUNTIME_TAG, ""),
-                ci_system=request.ci_system,
-                working_directory=request.working_directory,
-                enable_path_filters=request.enable_path_filters,
-                backend_url=request.backend_url,
-            )
+        content = await self._service.starter_pipeline(
+            _path(request.ref),
+            ci_system=request.ci_system,
+            working_directory=request.working_directory,
+            enable_path_filters=request.enable_path_filters,
+            backend_url=request.backend_url,
         )
         return stacks_pb2.GetStarterWorkflowResponse(content=content)
+
+    async def ListDownstreamReferences(
+        self, request: stacks_pb2.ListDownstreamReferencesRequest, context: Context
+    ) -> stacks_pb2.ListDownstreamReferencesResponse:
+        found = await self._service.downstream_references(
+            _path(request.ref), caller_from_context(context)
+        )
+        return stacks_pb2.ListDownstreamReferencesResponse(
+            references=[
+                stacks_pb2.DownstreamReference(ref=_ref(entry.path), version=entry.version)
+                for entry in found
+            ]
+        )
+
+    async def StartStackUpdate(
+        self, request: stacks_pb2.StartStackUpdateRequest, context: Context
+    ) -> stacks_pb2.StartStackUpdateResponse:
+        started = await self._service.start_update(
+            _path(request.ref),
+            request.update_id,
+            journal_version=request.journal_version,
+            tags=dict(request.tags),
+            caller=caller_from_context(context),
+        )
+        return stacks_pb2.StartStackUpdateResponse(
+            version=started.version,
+            token=started.token,
+            token_expiration=started.token_expiration,
+            journal_version=started.journal_version,
+        )
+
+
+def _ref(path: StackPath) -> common_pb2.StackRef:
+    return common_pb2.StackRef(
+        organization=path.organization, project=path.project, stack=path.stack
+    )
 
 
 def _path(ref: common_pb2.StackRef) -> StackPath:
@@ -253,11 +256,7 @@ def _config_from_message(config: stacks_pb2.StackConfig) -> StackConfig:
 def _stack_message(stack: StackRecord) -> stacks_pb2.Stack:
     message = stacks_pb2.Stack(
         id=stack.id,
-        ref=common_pb2.StackRef(
-            organization=stack.path.organization,
-            project=stack.path.project,
-            stack=stack.path.stack,
-        ),
+        ref=_ref(stack.path),
         tags=stack.tags,
         created_at=int(stack.created_at.timestamp()),
         owner_login=stack.owner_login,
@@ -311,35 +310,26 @@ async def start(
     store = StackStore(database.sessions, clock or SystemClock())
     timeout = settings.grpc_timeout_seconds
     updates = updates_pb2_grpc.UpdatesServiceStub(channels["updates"])
-    not_updating = RefuseWhileUpdating(updates, timeout)
     identity = identity_pb2_grpc.IdentityServiceStub(channels["identity"])
-    members = OrganizationMembers(identity, timeout)
-    operations = StackOperations(
-        deletion=StackDeletion(
-            store=store,
-            checks=(not_updating,),
-            purges=(
-                PurgeUpdates(updates, timeout),
-                PurgeDeployments(
-                    agent_pools_pb2_grpc.AgentPoolsServiceStub(channels["agent_pools"]), timeout
-                ),
-                DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]), timeout),
-                PurgeStackGrants(identity, timeout),
+    peers = Peers(
+        members=OrganizationMembers(identity, timeout),
+        state_import=ImportInitialState(updates, timeout),
+        destination_admin=OrganizationAdmin(identity, timeout),
+        referencing=ReferencesToStack(updates, timeout),
+        update_start=StartUpdate(updates, timeout),
+        checks=(RefuseWhileUpdating(updates, timeout),),
+        purges=(
+            PurgeUpdates(updates, timeout),
+            PurgeDeployments(
+                agent_pools_pb2_grpc.AgentPoolsServiceStub(channels["agent_pools"]), timeout
             ),
+            DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]), timeout),
+            PurgeStackGrants(identity, timeout),
         ),
-        renaming=StackRename(
-            store=store, checks=(not_updating,), history=RecordRename(updates, timeout)
-        ),
-        transfer=StackTransfer(
-            store=store,
-            members=members,
-            checks=(not_updating,),
-            history=RecordRename(updates, timeout),
-            followups=(PurgeStackGrants(identity, timeout),),
-        ),
-        ownership=StackOwnership(store=store, members=members),
+        history=RecordRename(updates, timeout),
+        transfer_followups=(PurgeStackGrants(identity, timeout),),
     )
-    servicer = StacksServicer(store, operations)
+    servicer = StacksServicer(StackService(store, peers))
 
     def register(server: grpc.aio.Server) -> None:
         stacks_pb2_grpc.add_StacksServiceServicer_to_server(servicer, server)

@@ -659,6 +659,36 @@ async def test_authorize_rejects_bad_arguments(harness: Harness, acme: dict[str,
     assert await counts(harness.engine) == before
 
 
+@pytest.mark.parametrize("organization", ["acme", "nowhere", "bad name"])
+async def test_organization_role_by_token_id_answers_as_authorize_does(
+    harness: Harness, acme: dict[str, str], organization: str
+) -> None:
+    for login, token in acme.items():
+        principal = await harness.stub.Authenticate(identity_pb2.AuthenticateRequest(token=token))
+        check = harness.stub.CheckOrganizationRole(
+            identity_pb2.CheckOrganizationRoleRequest(
+                token_id=principal.token_info.token_id,
+                organization=organization,
+                minimum_role=ADMIN,
+            )
+        )
+        try:
+            expected = await authorize(harness, token, organization, ADMIN)
+        except grpc.aio.AioRpcError as refused:
+            error = await rpc_error(check)
+            assert (error.code(), error.details()) == (refused.code(), refused.details()), login
+        else:
+            assert (await check).role == expected.role, login
+    unknown = await rpc_error(
+        harness.stub.CheckOrganizationRole(
+            identity_pb2.CheckOrganizationRoleRequest(
+                token_id="nope", organization="acme", minimum_role=ADMIN
+            )
+        )
+    )
+    assert unknown.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 # Administration
 
 

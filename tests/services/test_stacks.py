@@ -78,6 +78,8 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self) -> None:
         self.members: dict[str, set[str]] = {}
         self.purged: list[str] = []
+        # Access token ids that administer each organization.
+        self.admin_tokens: dict[str, set[str]] = {}
 
     async def ListMembers(
         self,
@@ -93,6 +95,15 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
                 for login in logins
             ]
         )
+
+    async def CheckOrganizationRole(
+        self,
+        request: identity_pb2.CheckOrganizationRoleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> identity_pb2.CheckOrganizationRoleResponse:
+        if request.token_id not in self.admin_tokens.get(request.organization, set()):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "Not Found: no such organization")
+        return identity_pb2.CheckOrganizationRoleResponse(role=common_pb2.ROLE_ADMIN)
 
     async def PurgeStackGrants(
         self,
@@ -113,6 +124,43 @@ class FakeUpdates(updates_pb2_grpc.UpdatesServiceServicer):
         self.refusal: tuple[grpc.StatusCode, str] | None = None
         # An update in progress refuses even forced deletions, and renames.
         self.refuse_forced = False
+        self.imported: list[tuple[str, bytes]] = []
+        self.import_refusal: tuple[grpc.StatusCode, str] | None = None
+        self.started: list[tuple[str, str, int]] = []
+        self.start_refusal: tuple[grpc.StatusCode, str] | None = None
+        self.references: list[updates_pb2.StackReferenceRecord] = []
+
+    async def ImportDeployment(
+        self,
+        request: updates_pb2.ImportDeploymentRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> updates_pb2.ImportDeploymentResponse:
+        if self.import_refusal is not None:
+            await context.abort(*self.import_refusal)
+        self.imported.append((request.stack_id, request.untyped_deployment))
+        return updates_pb2.ImportDeploymentResponse(update_id="import-1")
+
+    async def StartUpdate(
+        self,
+        request: updates_pb2.StartUpdateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> updates_pb2.StartUpdateResponse:
+        if self.start_refusal is not None:
+            await context.abort(*self.start_refusal)
+        self.started.append((request.stack_id, request.update_id, request.journal_version))
+        return updates_pb2.StartUpdateResponse(
+            version=7, token="lease", token_expiration=99, journal_version=request.journal_version
+        )
+
+    async def ListReferencingStacks(
+        self,
+        request: updates_pb2.ListReferencingStacksRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> updates_pb2.ListStackReferencesResponse:
+        names = set(request.names)
+        return updates_pb2.ListStackReferencesResponse(
+            references=[record for record in self.references if record.name in names]
+        )
 
     async def CheckStackDeletion(
         self,
@@ -873,3 +921,112 @@ async def test_annotations_keep_their_latest_versions(harness: Harness) -> None:
         )
     )
     assert forgotten.code() == grpc.StatusCode.NOT_FOUND
+
+
+# -- workflows the gateway used to run -------------------------------------------------------
+
+
+async def test_create_with_an_initial_state_imports_it(harness: Harness) -> None:
+    created = await harness.stub.CreateStack(
+        stacks_pb2.CreateStackRequest(ref=ref("acme", "web", "dev"), initial_state=b'{"v": 3}')
+    )
+    assert harness.updates.imported == [(created.id, b'{"v": 3}')]
+
+
+async def test_a_refused_initial_state_takes_the_new_stack_away(harness: Harness) -> None:
+    harness.updates.import_refusal = (grpc.StatusCode.INVALID_ARGUMENT, "Bad Request: no")
+    error = await rpc_error(
+        harness.stub.CreateStack(
+            stacks_pb2.CreateStackRequest(ref=ref("acme", "web", "dev"), initial_state=b"{}")
+        )
+    )
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Bad Request: no")
+    missing = await rpc_error(get(harness, "acme", "web", "dev"))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert len(harness.updates.purged) == 1
+
+
+async def test_transfer_for_a_token_needs_it_to_administer_the_destination(
+    harness: Harness,
+) -> None:
+    created = await create(harness, "acme", "web", "dev")
+    as_token = (("x-cairn-user-login", "alice"), ("x-cairn-token-id", "t1"))
+    refused = await rpc_error(
+        harness.stub.TransferStack(
+            stacks_pb2.TransferStackRequest(ref=created.ref, destination_organization="beta"),
+            metadata=as_token,
+        )
+    )
+    assert refused.code() == grpc.StatusCode.NOT_FOUND
+    assert (await get(harness, "acme", "web", "dev")).id == created.id
+    # The destination is checked before its name: an outsider learns nothing from it.
+    bad_name = await rpc_error(
+        harness.stub.TransferStack(
+            stacks_pb2.TransferStackRequest(ref=created.ref, destination_organization="bad org"),
+            metadata=as_token,
+        )
+    )
+    assert bad_name.code() == grpc.StatusCode.NOT_FOUND
+
+    harness.identity.admin_tokens["beta"] = {"t1"}
+    moved = await harness.stub.TransferStack(
+        stacks_pb2.TransferStackRequest(ref=created.ref, destination_organization="beta"),
+        metadata=as_token,
+    )
+    assert (moved.id, moved.ref.organization) == (created.id, "beta")
+
+
+async def test_start_retags_only_after_the_start_and_only_changed_tags(harness: Harness) -> None:
+    stack = await create(harness, "acme", "web", "dev", keep="1")
+
+    def start(**tags: str) -> Awaitable[stacks_pb2.StartStackUpdateResponse]:
+        return harness.stub.StartStackUpdate(
+            stacks_pb2.StartStackUpdateRequest(
+                ref=stack.ref, update_id="u1", journal_version=1, tags=tags
+            )
+        )
+
+    started = await start()
+    assert (started.version, started.token, started.journal_version) == (7, "lease", 1)
+    assert harness.updates.started == [(stack.id, "u1", 1)]
+    assert dict((await get(harness, "acme", "web", "dev")).tags) == {"keep": "1"}
+
+    # Bad tags are refused before the update starts.
+    bad = await rpc_error(start(**{"bad tag": "x"}))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(harness.updates.started) == 1
+
+    # A refused start leaves the tags as they were.
+    harness.updates.start_refusal = (grpc.StatusCode.FAILED_PRECONDITION, "Conflict: busy")
+    refused = await rpc_error(start(new="2"))
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert dict((await get(harness, "acme", "web", "dev")).tags) == {"keep": "1"}
+
+    harness.updates.start_refusal = None
+    await start(new="2")
+    assert dict((await get(harness, "acme", "web", "dev")).tags) == {"new": "2"}
+
+
+async def test_downstream_references_resolve_names_to_stacks_of_the_organization(
+    harness: Harness,
+) -> None:
+    target = await create(harness, "acme", "net", "prod")
+    app = await create(harness, "acme", "app", "prod")
+    same_project = await create(harness, "acme", "net", "dev")
+    elsewhere = await create(harness, "beta", "app", "prod")
+    record = updates_pb2.StackReferenceRecord
+    harness.updates.references = [
+        record(stack_id=app.id, version=4, name="acme/net/prod"),
+        # `prod` read by acme/app/prod means acme/app/prod itself, not the target.
+        record(stack_id=app.id, version=4, name="prod"),
+        record(stack_id=same_project.id, version=2, name="prod"),
+        record(stack_id=elsewhere.id, version=9, name="acme/net/prod"),
+        record(stack_id=target.id, version=1, name="prod"),
+    ]
+    reply = await harness.stub.ListDownstreamReferences(
+        stacks_pb2.ListDownstreamReferencesRequest(ref=target.ref)
+    )
+    assert [(r.ref.project, r.ref.stack, r.version) for r in reply.references] == [
+        ("app", "prod", 4),
+        ("net", "dev", 2),
+    ]

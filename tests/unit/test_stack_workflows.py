@@ -16,7 +16,7 @@ from services.stacks.domain import (
     transfer_target,
     validate_new_annotation,
 )
-from services.stacks.workflows import (
+from services.stacks.pipelines import (
     TOOLCHAINS,
     WorkflowRequest,
     normalise_working_directory,

@@ -349,6 +349,51 @@ class AuthorizeRequest(_message.Message):
 Global___AuthorizeRequest: _TypeAlias = AuthorizeRequest  # noqa: Y015
 
 @_typing.final
+class CheckOrganizationRoleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    MINIMUM_ROLE_FIELD_NUMBER: _builtins.int
+    token_id: _builtins.str
+    """The id of the access token the caller called with (`Caller.token_id`)."""
+    organization: _builtins.str
+    minimum_role: _common_pb2.Role.ValueType
+    def __init__(
+        self,
+        *,
+        token_id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        minimum_role: _common_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["minimum_role", b"minimum_role", "organization", b"organization", "token_id", b"token_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckOrganizationRoleRequest: _TypeAlias = CheckOrganizationRoleRequest  # noqa: Y015
+
+@_typing.final
+class CheckOrganizationRoleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    role: _common_pb2.Role.ValueType
+    def __init__(
+        self,
+        *,
+        role: _common_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckOrganizationRoleResponse: _TypeAlias = CheckOrganizationRoleResponse  # noqa: Y015
+
+@_typing.final
 class AuthorizeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -80,6 +80,11 @@ class IdentityServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
                 _registered_method=True)
+        self.CheckOrganizationRole = channel.unary_unary(
+                '/cairn.v1.IdentityService/CheckOrganizationRole',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CheckOrganizationRoleRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CheckOrganizationRoleResponse.FromString,
+                _registered_method=True)
         self.GetOrganization = channel.unary_unary(
                 '/cairn.v1.IdentityService/GetOrganization',
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetOrganizationRequest.SerializeToString,
@@ -260,6 +265,14 @@ class IdentityServiceServicer:
 
     def ListMembers(self, request, context):
         """The members of an organization with their roles, by login.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckOrganizationRole(self, request, context):
+        """Checks the role an access token (by id) holds in an organization, as Authorize does for
+        a token's value: NOT_FOUND for outsiders, PERMISSION_DENIED below the minimum role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -466,6 +479,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListMembers,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'CheckOrganizationRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckOrganizationRole,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CheckOrganizationRoleRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CheckOrganizationRoleResponse.SerializeToString,
             ),
             'GetOrganization': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrganization,
@@ -832,6 +850,33 @@ class IdentityService:
             '/cairn.v1.IdentityService/ListMembers',
             protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckOrganizationRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/CheckOrganizationRole',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CheckOrganizationRoleRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.CheckOrganizationRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,

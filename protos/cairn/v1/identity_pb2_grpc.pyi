@@ -47,6 +47,10 @@ class IdentityServiceStub:
     CreateAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateAccessTokenRequest, _identity_pb2.CreateAccessTokenResponse]
     ListMembers: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]
     """The members of an organization with their roles, by login."""
+    CheckOrganizationRole: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CheckOrganizationRoleRequest, _identity_pb2.CheckOrganizationRoleResponse]
+    """Checks the role an access token (by id) holds in an organization, as Authorize does for
+    a token's value: NOT_FOUND for outsiders, PERMISSION_DENIED below the minimum role.
+    """
     GetOrganization: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetOrganizationRequest, _identity_pb2.OrganizationDetails]
     """Organizations and members. The gateway has authorised the caller; these RPCs keep the
     invariants (an organization always keeps at least one admin: FAILED_PRECONDITION).
@@ -103,6 +107,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     CreateAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateAccessTokenRequest, _identity_pb2.CreateAccessTokenResponse]  # type: ignore[assignment]
     ListMembers: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListMembersRequest, _identity_pb2.ListMembersResponse]  # type: ignore[assignment]
     """The members of an organization with their roles, by login."""
+    CheckOrganizationRole: _aio.UnaryUnaryMultiCallable[_identity_pb2.CheckOrganizationRoleRequest, _identity_pb2.CheckOrganizationRoleResponse]  # type: ignore[assignment]
+    """Checks the role an access token (by id) holds in an organization, as Authorize does for
+    a token's value: NOT_FOUND for outsiders, PERMISSION_DENIED below the minimum role.
+    """
     GetOrganization: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetOrganizationRequest, _identity_pb2.OrganizationDetails]  # type: ignore[assignment]
     """Organizations and members. The gateway has authorised the caller; these RPCs keep the
     invariants (an organization always keeps at least one admin: FAILED_PRECONDITION).
@@ -210,6 +218,16 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ListMembersResponse, _abc.Awaitable[_identity_pb2.ListMembersResponse]]:
         """The members of an organization with their roles, by login."""
+
+    @_abc_1.abstractmethod
+    def CheckOrganizationRole(
+        self,
+        request: _identity_pb2.CheckOrganizationRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CheckOrganizationRoleResponse, _abc.Awaitable[_identity_pb2.CheckOrganizationRoleResponse]]:
+        """Checks the role an access token (by id) holds in an organization, as Authorize does for
+        a token's value: NOT_FOUND for outsiders, PERMISSION_DENIED below the minimum role.
+        """
 
     @_abc_1.abstractmethod
     def GetOrganization(

@@ -163,6 +163,11 @@ class CreateStackRequest(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     TEAMS_FIELD_NUMBER: _builtins.int
+    INITIAL_STATE_FIELD_NUMBER: _builtins.int
+    initial_state: _builtins.bytes
+    """An UntypedDeployment, the client's exact bytes, imported as the stack's first version; when
+    the updates service refuses it, the stack is deleted again and the refusal answered.
+    """
     @_builtins.property
     def ref(self) -> _common_pb2.StackRef: ...
     @_builtins.property
@@ -178,14 +183,20 @@ class CreateStackRequest(_message.Message):
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         config: Global___StackConfig | None = ...,
         teams: _abc.Iterable[_builtins.str] | None = ...,
+        initial_state: _builtins.bytes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "config", b"config", "ref", b"ref"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "_initial_state", b"_initial_state", "config", b"config", "initial_state", b"initial_state", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "config", b"config", "ref", b"ref", "tags", b"tags", "teams", b"teams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "_initial_state", b"_initial_state", "config", b"config", "initial_state", b"initial_state", "ref", b"ref", "tags", b"tags", "teams", b"teams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__config: _TypeAlias = _typing.Literal["config"]  # noqa: Y015
     _WhichOneofArgType__config: _TypeAlias = _typing.Literal["_config", b"_config"]  # noqa: Y015
+    _WhichOneofReturnType__initial_state: _TypeAlias = _typing.Literal["initial_state"]  # noqa: Y015
+    _WhichOneofArgType__initial_state: _TypeAlias = _typing.Literal["_initial_state", b"_initial_state"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__config) -> _WhichOneofReturnType__config | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__initial_state) -> _WhichOneofReturnType__initial_state | None: ...
 
 Global___CreateStackRequest: _TypeAlias = CreateStackRequest  # noqa: Y015
 
@@ -544,7 +555,9 @@ class TransferStackRequest(_message.Message):
     REF_FIELD_NUMBER: _builtins.int
     DESTINATION_ORGANIZATION_FIELD_NUMBER: _builtins.int
     destination_organization: _builtins.str
-    """The gateway has checked that the caller administers it."""
+    """The caller must administer it: checked for a caller with an access token (the stacks
+    service asks identity); Cairn's own calls, made with no token, are trusted.
+    """
     @_builtins.property
     def ref(self) -> _common_pb2.StackRef: ...
     def __init__(
@@ -713,3 +726,152 @@ class GetStarterWorkflowResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStarterWorkflowResponse: _TypeAlias = GetStarterWorkflowResponse  # noqa: Y015
+
+@_typing.final
+class ListDownstreamReferencesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDownstreamReferencesRequest: _TypeAlias = ListDownstreamReferencesRequest  # noqa: Y015
+
+@_typing.final
+class DownstreamReference(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """The version of its state that holds the reference."""
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef:
+        """The referencing stack."""
+
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownstreamReference: _TypeAlias = DownstreamReference  # noqa: Y015
+
+@_typing.final
+class ListDownstreamReferencesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def references(self) -> _containers.RepeatedCompositeFieldContainer[Global___DownstreamReference]: ...
+    def __init__(
+        self,
+        *,
+        references: _abc.Iterable[Global___DownstreamReference] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["references", b"references"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDownstreamReferencesResponse: _TypeAlias = ListDownstreamReferencesResponse  # noqa: Y015
+
+@_typing.final
+class StartStackUpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REF_FIELD_NUMBER: _builtins.int
+    UPDATE_ID_FIELD_NUMBER: _builtins.int
+    JOURNAL_VERSION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    update_id: _builtins.str
+    journal_version: _builtins.int
+    """Highest journal protocol the client speaks (0: checkpoints only)."""
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The stack's tags as the client sees them; empty leaves the tags alone."""
+
+    def __init__(
+        self,
+        *,
+        ref: _common_pb2.StackRef | None = ...,
+        update_id: _builtins.str = ...,
+        journal_version: _builtins.int = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["journal_version", b"journal_version", "ref", b"ref", "tags", b"tags", "update_id", b"update_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartStackUpdateRequest: _TypeAlias = StartStackUpdateRequest  # noqa: Y015
+
+@_typing.final
+class StartStackUpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_EXPIRATION_FIELD_NUMBER: _builtins.int
+    JOURNAL_VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    token: _builtins.str
+    """The update's lease token and when it expires (unix seconds)."""
+    token_expiration: _builtins.int
+    journal_version: _builtins.int
+    """The journal protocol agreed on (0: checkpoints only)."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        token: _builtins.str = ...,
+        token_expiration: _builtins.int = ...,
+        journal_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["journal_version", b"journal_version", "token", b"token", "token_expiration", b"token_expiration", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartStackUpdateResponse: _TypeAlias = StartStackUpdateResponse  # noqa: Y015

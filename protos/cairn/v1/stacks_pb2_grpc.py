@@ -100,6 +100,16 @@ class StacksServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowResponse.FromString,
                 _registered_method=True)
+        self.ListDownstreamReferences = channel.unary_unary(
+                '/cairn.v1.StacksService/ListDownstreamReferences',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDownstreamReferencesRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDownstreamReferencesResponse.FromString,
+                _registered_method=True)
+        self.StartStackUpdate = channel.unary_unary(
+                '/cairn.v1.StacksService/StartStackUpdate',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateResponse.FromString,
+                _registered_method=True)
 
 
 class StacksServiceServicer:
@@ -188,6 +198,23 @@ class StacksServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDownstreamReferences(self, request, context):
+        """The stacks of the stack's organization whose newest state reads it through a
+        StackReference, by project and name, each with the version of that state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartStackUpdate(self, request, context):
+        """Starts a created update (through the updates service) and, when the client sent tags that
+        differ from the stack's, retags the stack: the tags are checked first, so refused tags or
+        a refused start leave the stack as it was.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StacksServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +282,16 @@ def add_StacksServiceServicer_to_server(servicer, server):
                     servicer.GetStarterWorkflow,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowResponse.SerializeToString,
+            ),
+            'ListDownstreamReferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDownstreamReferences,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDownstreamReferencesRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDownstreamReferencesResponse.SerializeToString,
+            ),
+            'StartStackUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartStackUpdate,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -609,6 +646,60 @@ class StacksService:
             '/cairn.v1.StacksService/GetStarterWorkflow',
             protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_stacks__pb2.GetStarterWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDownstreamReferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/ListDownstreamReferences',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDownstreamReferencesRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDownstreamReferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartStackUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/StartStackUpdate',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

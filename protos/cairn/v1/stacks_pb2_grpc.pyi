@@ -50,6 +50,15 @@ class StacksServiceStub:
     """Stores a new version of an annotation; ABORTED when the expected version is stale."""
     GetStarterWorkflow: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.GetStarterWorkflowRequest, _stacks_pb2.GetStarterWorkflowResponse]
     """A starter CI pipeline for the stack, tailored to its `pulumi:runtime` tag."""
+    ListDownstreamReferences: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.ListDownstreamReferencesRequest, _stacks_pb2.ListDownstreamReferencesResponse]
+    """The stacks of the stack's organization whose newest state reads it through a
+    StackReference, by project and name, each with the version of that state.
+    """
+    StartStackUpdate: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.StartStackUpdateRequest, _stacks_pb2.StartStackUpdateResponse]
+    """Starts a created update (through the updates service) and, when the client sent tags that
+    differ from the stack's, retags the stack: the tags are checked first, so refused tags or
+    a refused start leave the stack as it was.
+    """
 
 @_typing.type_check_only
 class StacksServiceAsyncStub(StacksServiceStub):
@@ -73,6 +82,15 @@ class StacksServiceAsyncStub(StacksServiceStub):
     """Stores a new version of an annotation; ABORTED when the expected version is stale."""
     GetStarterWorkflow: _aio.UnaryUnaryMultiCallable[_stacks_pb2.GetStarterWorkflowRequest, _stacks_pb2.GetStarterWorkflowResponse]  # type: ignore[assignment]
     """A starter CI pipeline for the stack, tailored to its `pulumi:runtime` tag."""
+    ListDownstreamReferences: _aio.UnaryUnaryMultiCallable[_stacks_pb2.ListDownstreamReferencesRequest, _stacks_pb2.ListDownstreamReferencesResponse]  # type: ignore[assignment]
+    """The stacks of the stack's organization whose newest state reads it through a
+    StackReference, by project and name, each with the version of that state.
+    """
+    StartStackUpdate: _aio.UnaryUnaryMultiCallable[_stacks_pb2.StartStackUpdateRequest, _stacks_pb2.StartStackUpdateResponse]  # type: ignore[assignment]
+    """Starts a created update (through the updates service) and, when the client sent tags that
+    differ from the stack's, retags the stack: the tags are checked first, so refused tags or
+    a refused start leave the stack as it was.
+    """
 
 class StacksServiceServicer(metaclass=_abc_1.ABCMeta):
     """Projects and stacks: a stable stack id that survives rename, tags, remote config."""
@@ -171,5 +189,26 @@ class StacksServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_stacks_pb2.GetStarterWorkflowResponse, _abc.Awaitable[_stacks_pb2.GetStarterWorkflowResponse]]:
         """A starter CI pipeline for the stack, tailored to its `pulumi:runtime` tag."""
+
+    @_abc_1.abstractmethod
+    def ListDownstreamReferences(
+        self,
+        request: _stacks_pb2.ListDownstreamReferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.ListDownstreamReferencesResponse, _abc.Awaitable[_stacks_pb2.ListDownstreamReferencesResponse]]:
+        """The stacks of the stack's organization whose newest state reads it through a
+        StackReference, by project and name, each with the version of that state.
+        """
+
+    @_abc_1.abstractmethod
+    def StartStackUpdate(
+        self,
+        request: _stacks_pb2.StartStackUpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.StartStackUpdateResponse, _abc.Awaitable[_stacks_pb2.StartStackUpdateResponse]]:
+        """Starts a created update (through the updates service) and, when the client sent tags that
+        differ from the stack's, retags the stack: the tags are checked first, so refused tags or
+        a refused start leave the stack as it was.
+        """
 
 def add_StacksServiceServicer_to_server(servicer: StacksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

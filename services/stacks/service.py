@@ -1,0 +1,363 @@
+"""The stacks service's use cases: create (with an initial state), read, list, delete, rename,
+transfer, re-own, retag, start an update, notification settings, annotations, downstream
+references and starter pipelines. What they ask of other services is a protocol here, made
+by a step in `peers.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from services.common.auth import Caller
+from services.common.errors import DomainError, InvalidArgument
+from services.common.logging import get_logger
+from services.common.stack_references import reference_names, resolve_reference
+from services.stacks.domain import (
+    Annotation,
+    AnnotationQuery,
+    DownstreamReference,
+    NewAnnotation,
+    NewStack,
+    NotificationSettings,
+    ReferenceRecord,
+    StackPage,
+    StackPath,
+    StackQuery,
+    StackRecord,
+    StartedUpdate,
+    annotation_not_found,
+    rename_target,
+    stack_query,
+    transfer_target,
+    validate_new_annotation,
+    validate_new_stack,
+    validate_owner_login,
+    validate_path,
+    validate_tags,
+)
+from services.stacks.pipelines import RUNTIME_TAG, WorkflowRequest, starter_workflow
+from services.stacks.store import StackStore
+
+log = get_logger("cairn.stacks")
+
+
+class DeleteCheck(Protocol):
+    """Refuses a deletion by raising a domain error; runs before anything is deleted."""
+
+    async def __call__(self, stack: StackRecord, *, force: bool, caller: Caller) -> None: ...
+
+
+class PurgeStep(Protocol):
+    """Destroys what another service keeps for a stack whose row is already gone."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None: ...
+
+
+class HistoryStep(Protocol):
+    """Records a move in the stack's history; returns the id of the recorded entry."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> str: ...
+
+
+class StateImport(Protocol):
+    """Stores an UntypedDeployment as a stack's next version; raises when it is refused."""
+
+    async def __call__(self, stack: StackRecord, untyped: bytes, caller: Caller) -> None: ...
+
+
+class AdminCheck(Protocol):
+    """Refuses a caller who does not administer an organization (404 outsider, 403 member)."""
+
+    async def __call__(self, organization: str, caller: Caller) -> None: ...
+
+
+class ReferencingStacks(Protocol):
+    """The StackReferences, held by stacks' newest states, that use one of some names."""
+
+    async def __call__(self, names: list[str], caller: Caller) -> list[ReferenceRecord]: ...
+
+
+class UpdateStart(Protocol):
+    """Starts a created update of a stack in the updates service."""
+
+    async def __call__(
+        self, stack: StackRecord, update_id: str, journal_version: int, caller: Caller
+    ) -> StartedUpdate: ...
+
+
+class Members(Protocol):
+    """The logins of an organization's members."""
+
+    async def __call__(self, organization: str, caller: Caller) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class Peers:
+    """What the use cases ask of other services."""
+
+    members: Members
+    # Imports a new stack's initial state.
+    state_import: StateImport
+    # A transfer's caller must administer the destination.
+    destination_admin: AdminCheck
+    # Finds the states that reference a stack.
+    referencing: ReferencingStacks
+    # Starts an update.
+    update_start: UpdateStart
+    # Run before a deletion; with force=True before a rename or transfer: a move only needs
+    # the stack not to be in the middle of an update.
+    checks: Sequence[DeleteCheck] = ()
+    # Run once a stack's row is gone.
+    purges: Sequence[PurgeStep] = ()
+    # Records a rename or transfer; the service secrets provider state names the path.
+    history: HistoryStep | None = None
+    # Grants name the old organization's teams and members; they do not travel.
+    transfer_followups: Sequence[PurgeStep] = ()
+
+
+class StackService:
+    """Protocol doc §3.2.1–3.2.7 and seed 000's stack settings, as use cases."""
+
+    def __init__(self, store: StackStore, peers: Peers) -> None:
+        self._store = store
+        self._peers = peers
+
+    async def create(
+        self, stack: NewStack, caller: Caller, initial_state: bytes | None = None
+    ) -> StackRecord:
+        """Create a stack; an initial state becomes its first version, or the stack goes away
+        again when the state is refused (the refusal is what the caller gets)."""
+        created = await self._store.create(validate_new_stack(stack))
+        if initial_state is None:
+            return created
+        try:
+            await self._peers.state_import(created, initial_state, caller)
+        except DomainError:
+            await self.delete(created.path, force=True, caller=caller)
+            raise
+        return created
+
+    async def get(self, path: StackPath) -> StackRecord:
+        return await self._store.get(validate_path(path))
+
+    async def get_by_id(self, stack_id: str) -> StackRecord:
+        return await self._store.get_by_id(stack_id)
+
+    async def project_exists(self, organization: str, project: str) -> bool:
+        return await self._store.project_exists(organization, project)
+
+    async def list_stacks(self, query: StackQuery) -> StackPage:
+        return await self._store.list_stacks(query)
+
+    async def delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
+        """Delete a stack and purge its data elsewhere; returns what was deleted."""
+        stack = await self._store.get(validate_path(path))
+        for check in self._peers.checks:
+            await check(stack, force=force, caller=caller)
+        # Deleting by the stable id means a concurrent rename cannot redirect the delete.
+        await self._store.delete(stack)
+        # The stack is gone and a retry would get NotFound, so a failed purge leaves an
+        # orphan behind (unreachable, hence harmless) rather than failing the call.
+        await _run_all(self._peers.purges, stack, caller, "stack_purge_failed")
+        return stack
+
+    async def rename(
+        self, path: StackPath, new_project: str, new_name: str, caller: Caller
+    ) -> tuple[StackRecord, str]:
+        """Rename a stack, then let other services follow; returns it and its history entry."""
+        path = validate_path(path)
+        target = rename_target(path, new_project, new_name)
+        stack = await self._store.get(path)
+        for check in self._peers.checks:
+            await check(stack, force=True, caller=caller)
+        renamed = await self._store.rename(path, target)
+        # The rename has happened; a failed follow-up is logged, not turned into a failure.
+        update_id = await _record(
+            self._peers.history, renamed, caller, "stack_rename_followup_failed"
+        )
+        return renamed, update_id
+
+    async def transfer(self, path: StackPath, destination: str, caller: Caller) -> StackRecord:
+        """Move a stack to another organization under the same stable id.
+
+        Everything other services keep for the stack (history, checkpoints, deployments, the
+        secrets key) is keyed by that id and so follows without being copied.
+        """
+        path = validate_path(path)
+        # As the REST route always did, the destination is checked before the names: an
+        # outsider learns nothing about it (404 whatever the name).
+        if caller.token_id:
+            await self._peers.destination_admin(destination, caller)
+        target = transfer_target(path, destination)
+        stack = await self._store.get(path)
+        for check in self._peers.checks:
+            await check(stack, force=True, caller=caller)
+        # The owner must belong to the stack's organization; the caller, who administers the
+        # destination, takes over from an owner who does not.
+        owner = stack.owner_login
+        if owner not in await self._peers.members(target.organization, caller):
+            owner = caller.login
+        moved = await self._store.transfer(stack, target, owner)
+        event = "stack_transfer_followup_failed"
+        await _record(self._peers.history, moved, caller, event)
+        await _run_all(self._peers.transfer_followups, moved, caller, event)
+        return moved
+
+    async def reassign_owner(
+        self, path: StackPath, new_owner: str, caller: Caller
+    ) -> tuple[StackRecord, str]:
+        """Make a member of the stack's organization its owner; returns the previous owner."""
+        path = validate_path(path)
+        new_owner = validate_owner_login(new_owner)
+        if new_owner not in await self._peers.members(path.organization, caller):
+            raise InvalidArgument(
+                f"Bad Request: user '{new_owner}' is not a member of organization "
+                f"'{path.organization}'"
+            )
+        return await self._store.set_owner(path, new_owner)
+
+    async def replace_tags(
+        self, path: StackPath, tags: Mapping[str, str], *, validate_only: bool = False
+    ) -> StackRecord:
+        """Swap the whole tag set; `validate_only` checks the tags and the stack only."""
+        path = validate_path(path)
+        tags = validate_tags(tags)
+        if validate_only:
+            return await self._store.get(path)
+        return await self._store.replace_tags(path, tags)
+
+    async def start_update(
+        self,
+        path: StackPath,
+        update_id: str,
+        *,
+        journal_version: int,
+        tags: Mapping[str, str],
+        caller: Caller,
+    ) -> StartedUpdate:
+        """Start an update; the client's tags, when they differ from the stack's, replace them
+        once the start succeeded (they are checked before it)."""
+        path = validate_path(path)
+        stack = await self._store.get(path)
+        retag = bool(tags) and dict(tags) != dict(stack.tags)
+        if retag:
+            tags = validate_tags(tags)
+        started = await self._peers.update_start(stack, update_id, journal_version, caller)
+        if retag:
+            await self._store.replace_tags(path, tags)
+        return started
+
+    async def set_notifications(
+        self, path: StackPath, settings: NotificationSettings
+    ) -> StackRecord:
+        return await self._store.set_notifications(validate_path(path), settings)
+
+    async def get_annotation(self, path: StackPath, query: AnnotationQuery) -> Annotation:
+        found = await self._store.get_annotation(validate_path(path), query)
+        if found is None:
+            raise annotation_not_found(query.kind)
+        return found
+
+    async def put_annotation(self, path: StackPath, annotation: NewAnnotation) -> Annotation:
+        path = validate_path(path)
+        return await self._store.put_annotation(path, validate_new_annotation(annotation))
+
+    async def downstream_references(
+        self, path: StackPath, caller: Caller
+    ) -> list[DownstreamReference]:
+        """Stacks of the stack's organization whose newest state reads it through a
+        StackReference, by project and name."""
+        stack = await self._store.get(validate_path(path))
+        organization, project, name = stack.path.organization, stack.path.project, stack.path.stack
+        target = (organization, project, name)
+        found = await self._peers.referencing(reference_names(target), caller)
+        records = [record for record in found if record.stack_id != stack.id]
+        if not records:
+            return []
+        ids = sorted({record.stack_id for record in records})
+        page = await self._store.list_stacks(
+            stack_query(
+                visible_organizations=[organization],
+                organization=organization,
+                project="",
+                tag_name="",
+                tag_value=None,
+                continuation_token="",
+                page_size=len(ids),
+                stack_ids=ids,
+            )
+        )
+        by_id = {candidate.id: candidate for candidate in page.stacks}
+        seen: set[str] = set()
+        referencing: list[DownstreamReference] = []
+        for record in records:
+            candidate = by_id.get(record.stack_id)
+            if candidate is None or candidate.id in seen:
+                continue
+            resolved = resolve_reference(
+                record.name, candidate.path.organization, candidate.path.project
+            )
+            if resolved == target:
+                seen.add(candidate.id)
+                referencing.append(DownstreamReference(candidate.path, record.version))
+        referencing.sort(key=lambda entry: (entry.path.project, entry.path.stack))
+        return referencing
+
+    async def starter_pipeline(
+        self,
+        path: StackPath,
+        *,
+        ci_system: str,
+        working_directory: str,
+        enable_path_filters: bool,
+        backend_url: str,
+    ) -> str:
+        """A CI pipeline for the stack, tailored to its runtime tag."""
+        stack = await self._store.get(validate_path(path))
+        return starter_workflow(
+            WorkflowRequest(
+                stack=stack.path,
+                runtime=stack.tags.get(RUNTIME_TAG, ""),
+                ci_system=ci_system,
+                working_directory=working_directory,
+                enable_path_filters=enable_path_filters,
+                backend_url=backend_url,
+            )
+        )
+
+
+async def _run_all(
+    steps: Sequence[PurgeStep], stack: StackRecord, caller: Caller, event: str
+) -> None:
+    """Run every step; one failing (logged) never keeps the others from running."""
+    for step in steps:
+        try:
+            await step(stack, caller)
+        except Exception as error:
+            log.warning(event, step=step.name, stack_id=stack.id, error=_describe(error))
+
+
+async def _record(step: HistoryStep | None, stack: StackRecord, caller: Caller, event: str) -> str:
+    """Run a history step after the fact; a failure is logged and leaves no entry id."""
+    if step is None:
+        return ""
+    try:
+        return await step(stack, caller)
+    except Exception as error:
+        log.warning(event, step=step.name, stack_id=stack.id, error=_describe(error))
+        return ""
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return type(error).__name__
