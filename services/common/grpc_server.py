@@ -283,6 +283,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "GetMemberStackPermissions",
         "ListAccessTokens",
         "PurgeStackGrants",
+        "CheckOrganizationRole",
     ),
     "cairn.v1.StacksService": (
         "GetStack",
@@ -290,6 +291,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "ProjectExists",
         "GetAnnotation",
         "GetStarterWorkflow",
+        "ListDownstreamReferences",
     ),
     "cairn.v1.UpdatesService": (
         "GetUpdateStatus",
