@@ -1,4 +1,5 @@
-"""What the route table (gateway/routes.py) says about one REST path: the `Route` record.
+"""What the route table (gateway/routes.py) says about one REST path: the `Route` record, and
+one constructor per access kind so that each table row names only what sets it apart.
 
 Kept apart from the table so that what reads routes (middleware, the audit trail, OpenAPI)
 never imports the handlers.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypedDict, Unpack
 
 from aiohttp import web
 
@@ -71,3 +73,57 @@ class Route:
             or self.permission == identity_pb2.STACK_PERMISSION_ADMIN
             or self.manages_access
         )
+
+
+class Options(TypedDict, total=False):
+    """A route's optional fields (see `Route`), as the constructors below take them."""
+
+    create_organization: bool
+    summary: str
+    manages_access: bool
+    is_text_accepted: bool
+    shows_secret: bool
+    is_body_strict: bool
+    audit: AuditEventType | NotAudited | None
+
+
+def public(method: str, path: str, handler: Handler, **options: Unpack[Options]) -> Route:
+    """A route anyone may call, without a token."""
+    return Route(method, path, handler, Access.PUBLIC, **options)
+
+
+def user(method: str, path: str, handler: Handler, **options: Unpack[Options]) -> Route:
+    """A route for any valid access token."""
+    return Route(method, path, handler, Access.USER, **options)
+
+
+def org(
+    method: str,
+    path: str,
+    handler: Handler,
+    role: common_pb2.Role.ValueType,
+    **options: Unpack[Options],
+) -> Route:
+    """A route for a token holding at least `role` in the path's organization."""
+    return Route(method, path, handler, Access.ORG, role, **options)
+
+
+def stack(
+    method: str,
+    path: str,
+    handler: Handler,
+    permission: identity_pb2.StackPermission.ValueType,
+    **options: Unpack[Options],
+) -> Route:
+    """A route for a token holding `permission` on the path's (existing) stack."""
+    return Route(method, path, handler, Access.STACK, permission=permission, **options)
+
+
+def update(method: str, path: str, handler: Handler, **options: Unpack[Options]) -> Route:
+    """A route for the lease token (`update-token`) of the update in the path."""
+    return Route(method, path, handler, Access.UPDATE, **options)
+
+
+def agent(method: str, path: str, handler: Handler, **options: Unpack[Options]) -> Route:
+    """A route for an agent pool's token."""
+    return Route(method, path, handler, Access.AGENT, **options)
