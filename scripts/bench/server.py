@@ -1,0 +1,180 @@
+"""`cairn up` as a subprocess on a free loopback port, with its resident memory polled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+
+from scripts.bench.client import ADMIN_TOKEN, HOST, BenchError, log
+
+HEALTH_TIMEOUT_S: Final = 60.0
+STOP_TIMEOUT_S: Final = 20.0
+RSS_POLL_S: Final = 0.05
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cairn_command() -> list[str]:
+    beside = Path(sys.executable).parent / "cairn"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("cairn")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "cairn"]
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _process_tree(pid: int) -> list[int]:
+    """The process and its descendants (bounded walk of /proc/<pid>/task/*/children)."""
+    pids = [pid]
+    index = 0
+    while index < len(pids) and len(pids) < 256:
+        current = pids[index]
+        index += 1
+        tasks = Path(f"/proc/{current}/task")
+        try:
+            task_dirs = list(tasks.iterdir())
+        except OSError:
+            continue
+        for task in task_dirs:
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            pids.extend(int(child) for child in children if int(child) not in pids)
+    return pids
+
+
+class CairnServer:
+    """`cairn up` as a subprocess, with an RSS poller; only this process is ever signalled."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.base_url = f"http://{HOST}:{self.port}"
+        self.data_dir = data_dir
+        self.env = env
+        self.log_path = data_dir / "cairn.log"
+        self.process: asyncio.subprocess.Process | None = None
+        self.peak_kb = 0
+        self.window_peak_kb = 0
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        # Nothing CAIRN_* is inherited: the backend is exactly what this benchmark says.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+        env.update(self.env)
+        env.update(
+            {
+                "CAIRN_ADMIN_TOKEN": ADMIN_TOKEN,
+                "CAIRN_LOG_LEVEL": "warning",
+                "CAIRN_PUBLIC_URL": self.base_url,
+            }
+        )
+        with self.log_path.open("ab") as log_file:
+            self.process = await asyncio.create_subprocess_exec(
+                *cairn_command(),
+                "up",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir / "data"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                env=env,
+            )
+        self._poller = asyncio.create_task(self._poll_rss())
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.returncode is not None:
+                raise BenchError(
+                    f"cairn up exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                async with session.get(
+                    f"{self.base_url}/healthz", timeout=aiohttp.ClientTimeout(total=5)
+                ) as response:
+                    if response.status == 200:
+                        return
+                    last = f"HTTP {response.status}: {(await response.text())[:300]}"
+            except (aiohttp.ClientError, TimeoutError) as error:
+                last = repr(error)
+            await asyncio.sleep(0.2)
+        raise BenchError(
+            f"cairn up not healthy after {HEALTH_TIMEOUT_S:.0f} s ({last}):\n{self.log_tail()}"
+        )
+
+    async def _poll_rss(self) -> None:
+        assert self.process is not None
+        pid = self.process.pid
+        while self.process.returncode is None:
+            total = sum(_status_kb(p, "VmRSS") for p in _process_tree(pid))
+            self.peak_kb = max(self.peak_kb, total)
+            self.window_peak_kb = max(self.window_peak_kb, total)
+            await asyncio.sleep(RSS_POLL_S)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
+
+    def reset_window(self) -> None:
+        self.window_peak_kb = 0
+
+    def high_water_kb(self) -> int:
+        """VmHWM of the cairn process (its lifetime peak RSS)."""
+        if self.process is None or self.process.returncode is not None:
+            return 0
+        return _status_kb(self.process.pid, "VmHWM")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                log(
+                    f"cairn (pid {process.pid}) ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s: SIGKILL"
+                )
+                process.kill()
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
