@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import zstandard
@@ -29,7 +30,8 @@ from services.common.errors import (
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
 from services.updates import checkpoints
-from services.updates.delta import WorkingText, parse_edits
+from services.updates.bodies import DeltaWrite, TextWrite
+from services.updates.delta import WorkingText
 from services.updates.domain import (
     CANCELLED,
     CONFLICT_MESSAGE,
@@ -241,15 +243,16 @@ class Updates:
                 del self._writers[idle]
         return self._writers.setdefault(update_id, asyncio.Lock())
 
-    async def patch_checkpoint(self, lease: LeaseRef, text: bytes, *, is_invalid: bool) -> None:
+    async def patch_checkpoint(self, lease: LeaseRef, write: TextWrite) -> None:
         """Full checkpoint mode: the text is the whole state, so it replaces what was stored."""
+        text = write.text
         self._metrics.checkpoint_bytes.labels("full").inc(len(text))
-        if is_invalid or not text:
+        if write.is_invalid or write.parsed is None:
             raise InvalidArgument(
                 "Bad Request: request must contain a checkpoint or using the IsInvalid flag "
                 "is not longer supported"
             )
-        await off_loop(len(text), _check_text, text)
+        await off_loop(len(text), _check_parsed, write.parsed)
         compressed, sha256 = await pack(text)
         async with (
             self._writer(lease.update_id),
@@ -260,14 +263,15 @@ class Updates:
             await update.put_working(sequence, compressed, len(text), sha256)
         self._texts.drop(lease.update_id)
 
-    async def patch_verbatim(self, lease: LeaseRef, text: bytes, sequence: int) -> None:
+    async def patch_verbatim(self, lease: LeaseRef, write: TextWrite) -> None:
         """A verbatim text: stored as received and kept as the base for the next delta."""
+        text, sequence = write.text, write.sequence
         self._metrics.checkpoint_bytes.labels("verbatim").inc(len(text))
         if sequence < 1:
             raise InvalidArgument("Bad Request: sequenceNumber must be 1 or more")
-        if not text:
+        if not text or write.parsed is None:
             raise InvalidArgument("Bad Request: untypedDeployment is required")
-        await off_loop(len(text), _check_text, text)
+        await off_loop(len(text), _check_parsed, write.parsed)
         working = await off_loop(len(text), WorkingText, text)
         compressed = await off_loop(len(text), checkpoints.compress, text)
         async with self._writer(lease.update_id):
@@ -287,15 +291,14 @@ class Updates:
                 raise
             self._texts.put(lease.update_id, sequence, working)
 
-    async def patch_delta(
-        self, lease: LeaseRef, raw_edits: bytes, checkpoint_hash: str, sequence: int
-    ) -> None:
-        """Apply text edits to the last text of this update; a wrong hash changes nothing."""
+    async def patch_delta(self, lease: LeaseRef, write: DeltaWrite) -> None:
+        """Apply text edits to the last text of this update; a wrong hash changes nothing.
+
+        The write arrives parsed and checked (`bodies`): nothing here reads its JSON again.
+        """
+        raw_edits, edits, sequence = write.raw_edits, write.edits, write.sequence
+        expected = write.checkpoint_hash
         self._metrics.checkpoint_bytes.labels("delta").inc(len(raw_edits))
-        edits = parse_edits(raw_edits)
-        expected = checkpoint_hash.lower()
-        if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
-            raise InvalidArgument("Bad Request: checkpointHash must be 64 hexadecimal characters")
         async with self._writer(lease.update_id):
             fenced = False
             try:
@@ -541,9 +544,9 @@ def _kind_label(update: UpdateRecord) -> str:
     return "preview" if update.is_preview else update.kind
 
 
-def _check_text(text: bytes) -> None:
+def _check_parsed(parsed: Mapping[str, Any]) -> None:
     """A checkpoint must be something the CLI can load back later."""
-    checkpoints.check_untyped_deployment(checkpoints.parse_json(text, "the checkpoint"))
+    checkpoints.check_untyped_deployment(parsed, "the checkpoint")
 
 
 def _refuse_preview(update: FencedUpdate) -> None:
