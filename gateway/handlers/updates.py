@@ -15,8 +15,6 @@ from aiohttp import web
 from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options, stack_ref
 from gateway.convert import (
     INT32_BITS,
-    INT64_BITS,
-    fits,
     int_query,
     json_response,
     no_content,
@@ -183,57 +181,20 @@ async def patch_update_checkpoint_delta(request: web.Request) -> web.Response:
 
 
 async def patch_update_journal_entries(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
-    entries = body.get("entries") or []
-    if not isinstance(entries, list):
-        raise bad_request("'entries' must be a list")
-    messages = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise bad_request("every journal entry must be an object")
-        sequence = entry.get("sequenceID")
-        if isinstance(sequence, int) and not fits(sequence, INT64_BITS):
-            raise bad_request("'sequenceID' is out of range")
-        messages.append(
-            updates_pb2.JournalEntry(
-                sequence_id=sequence if isinstance(sequence, int) else 0,
-                data=orjson.dumps(entry),
-            )
-        )
+    """`{entries: [...]}` (§3.4.5): forwarded as received, decoded by the updates service."""
     await request.app[BACKENDS].updates.AppendJournalEntries(
-        updates_pb2.AppendJournalEntriesRequest(lease=_lease(request), entries=messages),
+        updates_pb2.AppendJournalEntriesRequest(
+            lease=_lease(request), body=await read_body(request)
+        ),
         **call_options(request),
     )
     return no_content()
 
 
-def _engine_event(event: Any) -> updates_pb2.EngineEvent:
-    if not isinstance(event, dict):
-        raise bad_request("every engine event must be an object")
-    sequence = event.get("sequence")
-    if (
-        not isinstance(sequence, int)
-        or isinstance(sequence, bool)
-        or sequence < 0
-        or not fits(sequence, INT64_BITS)
-    ):
-        raise bad_request("every engine event needs a 'sequence' of 0 or more")
-    timestamp = optional_int(event, "timestamp")
-    kind = next((key for key in event if key not in ("sequence", "timestamp")), "")
-    return updates_pb2.EngineEvent(
-        sequence=sequence, timestamp=timestamp, kind=kind[:64], data=orjson.dumps(event)
-    )
-
-
 async def post_engine_event_batch(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
-    events = body.get("events") or []
-    if not isinstance(events, list):
-        raise bad_request("'events' must be a list")
+    """`{events: [...]}` (§3.4.7): forwarded as received, decoded by the updates service."""
     await request.app[BACKENDS].updates.RecordEngineEvents(
-        updates_pb2.RecordEngineEventsRequest(
-            lease=_lease(request), events=[_engine_event(e) for e in events]
-        ),
+        updates_pb2.RecordEngineEventsRequest(lease=_lease(request), body=await read_body(request)),
         **call_options(request),
     )
     return no_content()
@@ -241,9 +202,10 @@ async def post_engine_event_batch(request: web.Request) -> web.Response:
 
 async def post_engine_event(request: web.Request) -> web.Response:
     """Legacy single-event upload (§3.4.10)."""
-    body = await read_json_object(request)
     await request.app[BACKENDS].updates.RecordEngineEvents(
-        updates_pb2.RecordEngineEventsRequest(lease=_lease(request), events=[_engine_event(body)]),
+        updates_pb2.RecordEngineEventsRequest(
+            lease=_lease(request), event_body=await read_body(request)
+        ),
         **call_options(request),
     )
     return no_content()

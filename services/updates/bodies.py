@@ -1,4 +1,4 @@
-"""Checkpoint request bodies (protocol §4.3) as the CLI sends them, decoded once, here.
+"""Persistence request bodies (protocol §4) as the CLI sends them, decoded once, here.
 
 The gateway forwards the body's bytes; each decoder makes one pass that checks the body's
 shape and yields both the parsed members a write needs and the exact bytes it stores and
@@ -8,7 +8,7 @@ hashes. Messages are those the REST API has always answered with.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +18,12 @@ from services.common.errors import InvalidArgument
 from services.common.rawjson import decode_members
 from services.updates.checkpoints import parse_json
 from services.updates.delta import TextEdit, parse_edits
+from services.updates.domain import EngineEvent
 
 INT64_BITS = 64
+SUMMARY_EVENT = "summaryEvent"
+# The stored kind of an engine event is the name of its payload member, cut to this length.
+MAX_KIND_LENGTH = 64
 DEFAULT_CHECKPOINT_VERSION = 3
 
 # A `\\uD800`-`\\uDFFF` escape: Python's scanner accepts a lone surrogate, the API never did.
@@ -106,7 +110,104 @@ def checkpoint_write(body: bytes) -> TextWrite:
     return TextWrite(text, {**head, "deployment": deployment}, is_invalid=is_invalid)
 
 
+@dataclass(frozen=True)
+class EventBatch:
+    """Engine events to store, and the resource changes a summary event among them reports."""
+
+    events: tuple[EngineEvent, ...]
+    resource_changes: Mapping[str, int] | None
+
+
+def journal_entries(body: bytes) -> list[Mapping[str, Any]]:
+    """`PATCH U/journalentries`: `{entries: [...]}`, each entry parsed (checked by `journal`)."""
+    entries = _object(body).get("entries") or []
+    if not isinstance(entries, list):
+        raise _bad("'entries' must be a list")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise _bad("every journal entry must be an object")
+        sequence = entry.get("sequenceID")
+        if isinstance(sequence, int) and not _fits(sequence):
+            raise _bad("'sequenceID' is out of range")
+    return entries
+
+
+def journal_fields(entries: Sequence[bytes]) -> list[Mapping[str, Any]]:
+    """Journal entries from typed gRPC fields, each parsed once."""
+    return [parse_json(data, "a journal entry") for data in entries]
+
+
+def event_batch(body: bytes) -> EventBatch:
+    """`POST U/events/batch`: `{events: [...]}`."""
+    events = _object(body).get("events") or []
+    if not isinstance(events, list):
+        raise _bad("'events' must be a list")
+    return _batch(events)
+
+
+def single_event(body: bytes) -> EventBatch:
+    """`POST U/events` (legacy): the body is one event."""
+    return _batch([_object(body)])
+
+
+def event_fields(events: Sequence[EngineEvent]) -> EventBatch:
+    """Events from typed gRPC fields; only a summary event's JSON is parsed (for its changes)."""
+    summaries = [
+        parse_json(event.data, "an engine event") for event in events if event.kind == SUMMARY_EVENT
+    ]
+    return EventBatch(tuple(events), _resource_changes(summaries))
+
+
+def _batch(events: list[Any]) -> EventBatch:
+    decoded = tuple(_engine_event(event) for event in events)
+    summaries = [
+        event for event, stored in zip(events, decoded, strict=True) if stored.kind == SUMMARY_EVENT
+    ]
+    return EventBatch(decoded, _resource_changes(summaries))
+
+
+def _engine_event(event: Any) -> EngineEvent:
+    if not isinstance(event, dict):
+        raise _bad("every engine event must be an object")
+    sequence = event.get("sequence")
+    if (
+        not isinstance(sequence, int)
+        or isinstance(sequence, bool)
+        or sequence < 0
+        or not _fits(sequence)
+    ):
+        raise _bad("every engine event needs a 'sequence' of 0 or more")
+    timestamp = _int_value(event.get("timestamp"), "timestamp", 0)
+    kind = next((key for key in event if key not in ("sequence", "timestamp")), "")
+    return EngineEvent(sequence, timestamp, kind[:MAX_KIND_LENGTH], orjson.dumps(event))
+
+
+def _resource_changes(summaries: Sequence[Any]) -> Mapping[str, int] | None:
+    """`resourceChanges` of the first summary event that has them (the history's counts)."""
+    for event in summaries:
+        summary = event.get("summaryEvent") if isinstance(event, dict) else None
+        changes = summary.get("resourceChanges") if isinstance(summary, dict) else None
+        if isinstance(changes, dict):
+            return {
+                str(k): int(v)
+                for k, v in changes.items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            }
+    return None
+
+
 # -- one pass over the body ------------------------------------------------------------------
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    """A body whose every member is needed parsed (no exact bytes are kept)."""
+    if not body.strip():
+        raise _bad("a JSON request body is required")
+    value = _strictly_valid(body)
+    if not isinstance(value, dict):
+        raise _bad("the request body must be a JSON object")
+    return value
+
 
 Members = dict[str, tuple[Any, bytes]]
 
@@ -161,15 +262,23 @@ def _string(members: Members, name: str) -> str:
 
 
 def _int(members: Members, name: str, default: int) -> int:
-    value = _value(members, name)
+    return _int_value(_value(members, name), name, default)
+
+
+def _int_value(value: Any, name: str, default: int) -> int:
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool):
         raise _bad(f"'{name}' must be an integer")
-    bound = 1 << (INT64_BITS - 1)
-    if not -bound <= value < bound:
+    if not _fits(value):
         raise _bad(f"'{name}' is out of range")
     return value
+
+
+def _fits(value: int) -> bool:
+    """Whether an int64 field holds the value."""
+    bound = 1 << (INT64_BITS - 1)
+    return -bound <= value < bound
 
 
 def _bad(message: str) -> InvalidArgument:

@@ -134,19 +134,28 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def AppendJournalEntries(
         self, request: updates_pb2.AppendJournalEntriesRequest, context: Context
     ) -> updates_pb2.PatchResponse:
-        await self._updates.append_journal(
-            _lease(request.lease), [entry.data for entry in request.entries]
-        )
+        if request.body:
+            entries = await off_loop(len(request.body), bodies.journal_entries, request.body)
+        else:
+            entries = bodies.journal_fields([entry.data for entry in request.entries])
+        await self._updates.append_journal(_lease(request.lease), entries)
         return EMPTY
 
     async def RecordEngineEvents(
         self, request: updates_pb2.RecordEngineEventsRequest, context: Context
     ) -> updates_pb2.PatchResponse:
-        events = [
-            EngineEvent(event.sequence, event.timestamp, event.kind, event.data)
-            for event in request.events
-        ]
-        await self._updates.record_events(_lease(request.lease), events)
+        if request.body:
+            batch = await off_loop(len(request.body), bodies.event_batch, request.body)
+        elif request.event_body:
+            batch = bodies.single_event(request.event_body)
+        else:
+            batch = bodies.event_fields(
+                [
+                    EngineEvent(event.sequence, event.timestamp, event.kind, event.data)
+                    for event in request.events
+                ]
+            )
+        await self._updates.record_events(_lease(request.lease), batch)
         return EMPTY
 
     async def AppendLogEntry(

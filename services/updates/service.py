@@ -30,7 +30,7 @@ from services.common.errors import (
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
 from services.updates import checkpoints
-from services.updates.bodies import DeltaWrite, TextWrite
+from services.updates.bodies import DeltaWrite, EventBatch, TextWrite
 from services.updates.delta import WorkingText
 from services.updates.domain import (
     CANCELLED,
@@ -39,7 +39,6 @@ from services.updates.domain import (
     LEASE_SECONDS,
     RENAME_KIND,
     RUNNING,
-    EngineEvent,
     FinalState,
     Lease,
     LeaseExpired,
@@ -356,14 +355,20 @@ class Updates:
         stored, deltas = await update.working_after(None)
         return await rebuild(stored, deltas)
 
-    async def append_journal(self, lease: LeaseRef, entries: Sequence[bytes]) -> None:
-        """Store journal entries (duplicates of a retried batch are ignored)."""
-        self._metrics.checkpoint_bytes.labels("journal").inc(sum(len(data) for data in entries))
+    async def append_journal(self, lease: LeaseRef, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Store journal entries (duplicates of a retried batch are ignored).
+
+        The entries arrive parsed (`bodies`); each is checked, serialised and compressed once.
+        """
         checked: list[tuple[int, bytes]] = []
+        size = 0
         compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
-        for data in entries:
-            sequence = validate_entry(checkpoints.parse_json(data, "a journal entry"))
+        for entry in entries:
+            sequence = validate_entry(entry)
+            data = orjson.dumps(entry)
+            size += len(data)
             checked.append((sequence, compressor.compress(data)))
+        self._metrics.checkpoint_bytes.labels("journal").inc(size)
         async with self._store.fenced(lease, self._clock.now()) as update:
             _refuse_preview(update)
             if update.record.journal_version != 1:
@@ -373,11 +378,10 @@ class Updates:
                 )
             await update.add_journal_entries(checked)
 
-    async def record_events(self, lease: LeaseRef, events: Sequence[EngineEvent]) -> None:
+    async def record_events(self, lease: LeaseRef, batch: EventBatch) -> None:
         """Store engine events by sequence (retries are duplicates, order is restored on read)."""
-        changes = _resource_changes(events)
         async with self._store.fenced(lease, self._clock.now()) as update:
-            await update.add_events(events, changes)
+            await update.add_events(batch.events, batch.resource_changes)
 
     async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:
         async with self._store.fenced(lease, self._clock.now()) as update:
@@ -559,22 +563,3 @@ def _stale_sequence(sequence: int, last: int) -> Aborted:
         f"Conflict: checkpoint sequence number {sequence} is not after the last applied "
         f"one ({last})"
     )
-
-
-def _resource_changes(events: Sequence[EngineEvent]) -> Mapping[str, int] | None:
-    """`resourceChanges` of the summary event, the history's source of change counts."""
-    for event in events:
-        if event.kind != "summaryEvent":
-            continue
-        try:
-            summary = orjson.loads(event.data).get("summaryEvent") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
-        changes = summary.get("resourceChanges") if isinstance(summary, dict) else None
-        if isinstance(changes, dict):
-            return {
-                str(k): int(v)
-                for k, v in changes.items()
-                if isinstance(v, int) and not isinstance(v, bool)
-            }
-    return None

@@ -14,8 +14,16 @@ from hypothesis import strategies as st
 from services.common.errors import InvalidArgument
 from services.common.rawjson import decode_members, raw_members
 from services.updates import bodies, delta
-from services.updates.bodies import checkpoint_write, delta_write, verbatim_write
+from services.updates.bodies import (
+    checkpoint_write,
+    delta_write,
+    event_batch,
+    journal_entries,
+    single_event,
+    verbatim_write,
+)
 from services.updates.delta import TextEdit
+from services.updates.domain import EngineEvent
 
 DEPLOYMENT = (
     b'{ "version": 3,\n  "deployment": {"manifest": {"time": "t\\u00e9"},'
@@ -130,3 +138,52 @@ def test_bad_checkpoint_members_are_refused() -> None:
         checkpoint_write(b'{"deployment":{},"features":[1]}')
     with pytest.raises(InvalidArgument, match="'deployment' must be a JSON object"):
         checkpoint_write(b'{"deployment":[]}')
+
+
+def test_journal_and_event_bodies_are_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+    loads = orjson.loads
+
+    def counted(data: bytes) -> Any:
+        nonlocal calls
+        calls += 1
+        return loads(data)
+
+    monkeypatch.setattr(orjson, "loads", counted)
+    entries = [{"sequenceID": 1, "kind": 0, "version": 1}, {"sequenceID": 2, "kind": 1}]
+    assert journal_entries(orjson.dumps({"entries": entries})) == entries
+    events = [
+        {"sequence": 0, "timestamp": 5, "stdoutEvent": {"message": "hi"}},
+        {"sequence": 1, "summaryEvent": {"resourceChanges": {"create": 2, "same": True}}},
+    ]
+    batch = event_batch(orjson.dumps({"events": events}))
+    assert calls == 2
+    assert batch.events == (
+        EngineEvent(0, 5, "stdoutEvent", orjson.dumps(events[0])),
+        EngineEvent(1, 0, "summaryEvent", orjson.dumps(events[1])),
+    )
+    assert batch.resource_changes == {"create": 2}
+    assert single_event(orjson.dumps(events[0])).events == batch.events[:1]
+
+
+@pytest.mark.parametrize(
+    ("decode", "body", "message"),
+    [
+        (journal_entries, b"", "a JSON request body is required"),
+        (journal_entries, b"[]", "the request body must be a JSON object"),
+        (journal_entries, b'{"entries":{"a":1}}', "'entries' must be a list"),
+        (journal_entries, b'{"entries":[1]}', "every journal entry must be an object"),
+        (journal_entries, b'{"entries":[{"sequenceID":9223372036854775808}]}', "out of range"),
+        (event_batch, b"{x", "the request body is not valid JSON ("),
+        (event_batch, b'{"events":1}', "'events' must be a list"),
+        (event_batch, b'{"events":[1]}', "every engine event must be an object"),
+        (event_batch, b'{"events":[{"sequence":-1}]}', "needs a 'sequence' of 0 or more"),
+        (event_batch, b'{"events":[{"sequence":1,"timestamp":"x"}]}', "'timestamp' must be"),
+        (single_event, b"[1]", "the request body must be a JSON object"),
+    ],
+)
+def test_bad_journal_and_event_bodies_are_refused(decode: Any, body: bytes, message: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        decode(body)
+    assert refused.value.message.startswith("Bad Request: ")
+    assert message in refused.value.message

@@ -372,6 +372,11 @@ class AppendJournalEntriesRequest(_message.Message):
 
     LEASE_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes every other field of
+    this request from it, in one pass, and ignores the fields above.
+    """
     @_builtins.property
     def lease(self) -> Global___LeaseRef: ...
     @_builtins.property
@@ -381,10 +386,11 @@ class AppendJournalEntriesRequest(_message.Message):
         *,
         lease: Global___LeaseRef | None = ...,
         entries: _abc.Iterable[Global___JournalEntry] | None = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "lease", b"lease"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "entries", b"entries", "lease", b"lease"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -426,6 +432,14 @@ class RecordEngineEventsRequest(_message.Message):
 
     LEASE_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    EVENT_BODY_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes every other field of
+    this request from it, in one pass, and ignores the fields above.
+    """
+    event_body: _builtins.bytes
+    """The body of the legacy single-event route (one event), decoded like `body`."""
     @_builtins.property
     def lease(self) -> Global___LeaseRef: ...
     @_builtins.property
@@ -435,10 +449,12 @@ class RecordEngineEventsRequest(_message.Message):
         *,
         lease: Global___LeaseRef | None = ...,
         events: _abc.Iterable[Global___EngineEvent] | None = ...,
+        body: _builtins.bytes = ...,
+        event_body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "lease", b"lease"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "event_body", b"event_body", "events", b"events", "lease", b"lease"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
