@@ -62,17 +62,21 @@ def raw_members(document: bytes, keys: Collection[str]) -> dict[str, bytes]:
     return found
 
 
-def decode_members(document: bytes, keys: Collection[str]) -> dict[str, tuple[Any, bytes]]:
+def decode_members(
+    document: bytes, keys: Collection[str], *, unbuilt: Collection[str] = ()
+) -> dict[str, tuple[Any, bytes]]:
     """Each requested top-level member (exact name, first occurrence): its value and exact bytes.
 
     One pass over the document: requested members are built while they are scanned (the scan
     that finds a value's end also yields the value), every other member is only validated.
+    Members named in `unbuilt` are only validated too: their value reads None.
     """
     text = _decode(document)
     builder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+    built = [key for key in keys if key not in unbuilt]
     spans: dict[str, tuple[Any, int, int]] = {}
-    for name, start, end, value in _scan_members(text, builder, keys):
-        if name not in spans:
+    for name, start, end, value in _scan_members(text, builder, built):
+        if name in keys and name not in spans:
             spans[name] = (value, start, end)
     is_ascii = text.isascii()
     return {
