@@ -15,7 +15,6 @@ from aiohttp import web
 from gateway.bodies import read_body as read_body
 from gateway.errors import ApiError, bad_request
 from gateway.schemas import Schema, unknown_member
-from services.common.rawjson import raw_member
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -62,14 +61,6 @@ def strict_body(
         return await handler(request)
 
     return checked
-
-
-def exact_member(raw: bytes, name: str) -> bytes | None:
-    """The exact bytes of a top-level member of a JSON object body (never re-serialised)."""
-    try:
-        return raw_member(raw, name)
-    except (ValueError, RecursionError):
-        raise bad_request("the request body is not a JSON object this server can read") from None
 
 
 def parse_json(raw: bytes) -> Any:

@@ -9,16 +9,12 @@ from aiohttp import web
 from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, stack_ref
 from gateway.convert import (
     bool_query,
-    exact_member,
     int_query,
     json_response,
     no_content,
     optional_string,
-    parse_object,
     read_body,
     read_json_object,
-    required_string,
-    string_list,
     string_map,
 )
 from gateway.errors import ApiError, bad_request
@@ -71,46 +67,18 @@ def stack_json(
     return payload
 
 
-def _stack_config(value: Any) -> stacks_pb2.StackConfig | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise bad_request("'config' must be an object")
-    config = stacks_pb2.StackConfig(
-        environment=optional_string(value, "environment"),
-        secrets_provider=optional_string(value, "secretsProvider"),
-        encrypted_key=optional_string(value, "encryptedKey"),
-        encryption_salt=optional_string(value, "encryptionSalt"),
-    )
-    if not config.environment:
-        raise bad_request("'config.environment' is required")
-    return config
-
-
 async def create_stack(request: web.Request) -> web.Response:
     """`POST /api/stacks/{org}/{project}`; the project appears on demand, and so does the
     caller's own organization (CAIRN_ALLOW_ORGANIZATION_AUTOCREATE says which ones may).
 
-    An initial `state` (passphrase and cloud secrets providers, §2.2) becomes version 1.
+    An initial `state` (passphrase and cloud secrets providers, §2.2) becomes version 1. The
+    body goes to the stacks service as received: it decodes it once.
     """
-    raw = await read_body(request)
-    body = parse_object(raw)
-    stack_name = required_string(body, "stackName")
-    tags = string_map(body.get("tags"), "tags")
-    teams = string_list(body.get("teams"), "teams")
-    config = _stack_config(body.get("config"))
-    if body.get("state") is not None and not isinstance(body["state"], dict):
-        raise bad_request("'state' must be an untyped deployment object")
     info = request.match_info
     stack = await request.app[BACKENDS].stacks.CreateStack(
         stacks_pb2.CreateStackRequest(
-            ref=common_pb2.StackRef(
-                organization=info["orgName"], project=info["projectName"], stack=stack_name
-            ),
-            tags=tags,
-            config=config,
-            teams=teams,
-            initial_state=exact_member(raw, "state") if body.get("state") is not None else None,
+            ref=common_pb2.StackRef(organization=info["orgName"], project=info["projectName"]),
+            body=await read_body(request),
         ),
         **call_options(request),
     )

@@ -15,9 +15,6 @@ from aiohttp import web
 from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options, stack_ref
 from gateway.convert import (
     INT32_BITS,
-    INT64_BITS,
-    exact_member,
-    fits,
     int_query,
     json_response,
     no_content,
@@ -44,24 +41,6 @@ def _lease(request: web.Request) -> updates_pb2.LeaseRef:
         token=request[UPDATE_TOKEN],
         stack=stack_ref(request),
     )
-
-
-def _member(raw: bytes, body: dict[str, Any], name: str, kind: type) -> bytes:
-    """The exact bytes of a member (never re-serialised: hashes and deltas depend on them)."""
-    if not isinstance(body.get(name), kind):
-        raise bad_request(f"'{name}' must be a JSON {'object' if kind is dict else 'array'}")
-    value = exact_member(raw, name)
-    if value is None:
-        raise bad_request(f"'{name}' is required")
-    return value
-
-
-def _wrap(version: int, features: list[str], raw_deployment: bytes) -> bytes:
-    """An UntypedDeployment text around the client's exact deployment bytes."""
-    head: dict[str, Any] = {"version": version}
-    if features:
-        head["features"] = features
-    return orjson.dumps(head)[:-1] + b',"deployment":' + raw_deployment + b"}"
 
 
 # -- lifecycle -------------------------------------------------------------------------------
@@ -168,34 +147,22 @@ async def cancel_update(request: web.Request) -> web.Response:
 
 
 async def patch_update_checkpoint(request: web.Request) -> web.Response:
-    """Full checkpoint: `{isInvalid, version, features, deployment}` (§4.3, last part)."""
-    raw = await read_body(request)
-    body = parse_object(raw)
-    is_invalid = body.get("isInvalid") is True
-    text = b""
-    if body.get("deployment") is not None:
-        deployment = _member(raw, body, "deployment", dict)
-        features = body.get("features") or []
-        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-            raise bad_request("'features' must be a list of strings")
-        text = _wrap(optional_int(body, "version", 3), features, deployment)
+    """Full checkpoint: `{isInvalid, version, features, deployment}` (§4.3, last part).
+
+    The checkpoint routes forward the body's bytes: the updates service decodes and checks
+    them once (a body that is not JSON is its 400 too)."""
     await request.app[BACKENDS].updates.PatchCheckpoint(
-        updates_pb2.PatchCheckpointRequest(
-            lease=_lease(request), untyped_deployment=text, is_invalid=is_invalid
-        ),
+        updates_pb2.PatchCheckpointRequest(lease=_lease(request), body=await read_body(request)),
         **call_options(request),
     )
     return no_content()
 
 
 async def patch_update_checkpoint_verbatim(request: web.Request) -> web.Response:
-    raw = await read_body(request)
-    body = parse_object(raw)
+    """`{version, untypedDeployment, sequenceNumber}`: stored exactly as sent."""
     await request.app[BACKENDS].updates.PatchCheckpointVerbatim(
         updates_pb2.PatchCheckpointVerbatimRequest(
-            lease=_lease(request),
-            untyped_deployment=_member(raw, body, "untypedDeployment", dict),
-            sequence_number=optional_int(body, "sequenceNumber"),
+            lease=_lease(request), body=await read_body(request)
         ),
         **call_options(request),
     )
@@ -203,17 +170,10 @@ async def patch_update_checkpoint_verbatim(request: web.Request) -> web.Response
 
 
 async def patch_update_checkpoint_delta(request: web.Request) -> web.Response:
-    raw = await read_body(request)
-    body = parse_object(raw)
-    checkpoint_hash = optional_string(body, "checkpointHash")
-    if not checkpoint_hash:
-        raise bad_request("'checkpointHash' is required")
+    """`{checkpointHash, deploymentDelta, sequenceNumber}`: edits of the last text."""
     await request.app[BACKENDS].updates.PatchCheckpointDelta(
         updates_pb2.PatchCheckpointDeltaRequest(
-            lease=_lease(request),
-            deployment_delta=_member(raw, body, "deploymentDelta", list),
-            checkpoint_hash=checkpoint_hash,
-            sequence_number=optional_int(body, "sequenceNumber"),
+            lease=_lease(request), body=await read_body(request)
         ),
         **call_options(request),
     )
@@ -221,57 +181,20 @@ async def patch_update_checkpoint_delta(request: web.Request) -> web.Response:
 
 
 async def patch_update_journal_entries(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
-    entries = body.get("entries") or []
-    if not isinstance(entries, list):
-        raise bad_request("'entries' must be a list")
-    messages = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise bad_request("every journal entry must be an object")
-        sequence = entry.get("sequenceID")
-        if isinstance(sequence, int) and not fits(sequence, INT64_BITS):
-            raise bad_request("'sequenceID' is out of range")
-        messages.append(
-            updates_pb2.JournalEntry(
-                sequence_id=sequence if isinstance(sequence, int) else 0,
-                data=orjson.dumps(entry),
-            )
-        )
+    """`{entries: [...]}` (§3.4.5): forwarded as received, decoded by the updates service."""
     await request.app[BACKENDS].updates.AppendJournalEntries(
-        updates_pb2.AppendJournalEntriesRequest(lease=_lease(request), entries=messages),
+        updates_pb2.AppendJournalEntriesRequest(
+            lease=_lease(request), body=await read_body(request)
+        ),
         **call_options(request),
     )
     return no_content()
 
 
-def _engine_event(event: Any) -> updates_pb2.EngineEvent:
-    if not isinstance(event, dict):
-        raise bad_request("every engine event must be an object")
-    sequence = event.get("sequence")
-    if (
-        not isinstance(sequence, int)
-        or isinstance(sequence, bool)
-        or sequence < 0
-        or not fits(sequence, INT64_BITS)
-    ):
-        raise bad_request("every engine event needs a 'sequence' of 0 or more")
-    timestamp = optional_int(event, "timestamp")
-    kind = next((key for key in event if key not in ("sequence", "timestamp")), "")
-    return updates_pb2.EngineEvent(
-        sequence=sequence, timestamp=timestamp, kind=kind[:64], data=orjson.dumps(event)
-    )
-
-
 async def post_engine_event_batch(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
-    events = body.get("events") or []
-    if not isinstance(events, list):
-        raise bad_request("'events' must be a list")
+    """`{events: [...]}` (§3.4.7): forwarded as received, decoded by the updates service."""
     await request.app[BACKENDS].updates.RecordEngineEvents(
-        updates_pb2.RecordEngineEventsRequest(
-            lease=_lease(request), events=[_engine_event(e) for e in events]
-        ),
+        updates_pb2.RecordEngineEventsRequest(lease=_lease(request), body=await read_body(request)),
         **call_options(request),
     )
     return no_content()
@@ -279,9 +202,10 @@ async def post_engine_event_batch(request: web.Request) -> web.Response:
 
 async def post_engine_event(request: web.Request) -> web.Response:
     """Legacy single-event upload (§3.4.10)."""
-    body = await read_json_object(request)
     await request.app[BACKENDS].updates.RecordEngineEvents(
-        updates_pb2.RecordEngineEventsRequest(lease=_lease(request), events=[_engine_event(body)]),
+        updates_pb2.RecordEngineEventsRequest(
+            lease=_lease(request), event_body=await read_body(request)
+        ),
         **call_options(request),
     )
     return no_content()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Collection, Iterator
 from typing import Any
@@ -61,6 +62,29 @@ def raw_members(document: bytes, keys: Collection[str]) -> dict[str, bytes]:
     return found
 
 
+def decode_members(
+    document: bytes, keys: Collection[str], *, unbuilt: Collection[str] = ()
+) -> dict[str, tuple[Any, bytes]]:
+    """Each requested top-level member (exact name, first occurrence): its value and exact bytes.
+
+    One pass over the document: requested members are built while they are scanned (the scan
+    that finds a value's end also yields the value), every other member is only validated.
+    Members named in `unbuilt` are only validated too: their value reads None.
+    """
+    text = _decode(document)
+    builder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+    built = [key for key in keys if key not in unbuilt]
+    spans: dict[str, tuple[Any, int, int]] = {}
+    for name, start, end, value in _scan_members(text, builder, built):
+        if name in keys and name not in spans:
+            spans[name] = (value, start, end)
+    is_ascii = text.isascii()
+    return {
+        name: (value, document[start:end] if is_ascii else text[start:end].encode("utf-8"))
+        for name, (value, start, end) in spans.items()
+    }
+
+
 def _decode(document: bytes) -> str:
     try:
         return document.decode("utf-8")
@@ -70,10 +94,21 @@ def _decode(document: bytes) -> str:
 
 def _top_level_members(text: str) -> Iterator[tuple[str, int, int]]:
     """Yield (name, value start, value end) per top-level member, validating the whole document."""
+    for name, start, end, _ in _scan_members(text, None, ()):
+        yield name, start, end
+
+
+def _scan_members(
+    text: str, builder: json.JSONDecoder | None, built: Collection[str]
+) -> Iterator[tuple[str, int, int, Any]]:
+    """Yield (name, value start, value end, value) per top-level member, validating the whole
+    document; the value is built (by `builder`) only for names in `built`, else None."""
     # The C scanner validates and finds each value's end; only top-level members loop in Python.
     # Discarding each nested object as soon as it is parsed makes the scan about three times
     # faster than building the tree (no large dicts, far less garbage-collector work).
-    decoder = json.JSONDecoder(object_pairs_hook=_discard, parse_constant=_refuse_constant)
+    decoder = json.JSONDecoder(
+        object_pairs_hook=_discard, parse_constant=_refuse_constant, parse_float=_finite_float
+    )
     index = _skip(text, 0)
     if text[index : index + 1] != "{":
         raise ValueError("document is not a JSON object")
@@ -92,13 +127,14 @@ def _top_level_members(text: str) -> Iterator[tuple[str, int, int]]:
             if text[index : index + 1] != ":":
                 raise ValueError(f"expected ':' at character {index}")
             start = _skip(text, index + 1)
+            member_decoder = builder if builder is not None and name in built else decoder
             try:
-                _, end = decoder.raw_decode(text, start)
+                value, end = member_decoder.raw_decode(text, start)
             except json.JSONDecodeError as error:
                 raise ValueError(f"invalid value of member {name!r}: {error}") from None
             except RecursionError:
                 raise ValueError(f"value of member {name!r} is nested too deeply") from None
-            yield name, start, end
+            yield name, start, end, (value if member_decoder is not decoder else None)
             index = _skip(text, end)
             separator = text[index : index + 1]
             index += 1
@@ -119,6 +155,14 @@ def _skip(text: str, index: int) -> int:
 
 def _discard(pairs: list[tuple[str, Any]]) -> None:
     return None
+
+
+def _finite_float(literal: str) -> float:
+    # Python reads 1e400 as infinity; JSON parsers that bound doubles (Go, orjson) refuse it.
+    value = float(literal)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"number {literal} is out of range")
+    return value
 
 
 def _refuse_constant(name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
+from services.stacks.bodies import stack_creation
 from services.stacks.domain import (
     Annotation,
     NewAnnotation,
@@ -51,6 +53,8 @@ from services.stacks.peers import (
 from services.stacks.service import Peers, StackService
 from services.stacks.store import StackStore
 
+# Bodies above this size (an initial state) are decoded off the event loop.
+OFFLOAD_BYTES = 256 * 1024
 SERVICE_NAME = stacks_pb2.DESCRIPTOR.services_by_name["StacksService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -68,15 +72,19 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
     async def CreateStack(
         self, request: stacks_pb2.CreateStackRequest, context: Context
     ) -> stacks_pb2.Stack:
-        config = _config_from_message(request.config) if request.HasField("config") else None
-        stack = NewStack(
-            path=_path(request.ref),
-            tags=dict(request.tags),
-            config=config,
-            teams=tuple(request.teams),
-            owner_login=caller_from_context(context).login,
-        )
-        initial_state = request.initial_state if request.HasField("initial_state") else None
+        if request.body:
+            stack, initial_state = await _creation_from_body(
+                request.ref, request.body, caller_from_context(context).login
+            )
+        else:
+            stack = NewStack(
+                path=_path(request.ref),
+                tags=dict(request.tags),
+                config=_config_from_message(request.config) if request.HasField("config") else None,
+                teams=tuple(request.teams),
+                owner_login=caller_from_context(context).login,
+            )
+            initial_state = request.initial_state if request.HasField("initial_state") else None
         created = await self._service.create(stack, caller_from_context(context), initial_state)
         return _stack_message(created)
 
@@ -238,6 +246,24 @@ def _ref(path: StackPath) -> common_pb2.StackRef:
     return common_pb2.StackRef(
         organization=path.organization, project=path.project, stack=path.stack
     )
+
+
+async def _creation_from_body(
+    ref: common_pb2.StackRef, body: bytes, owner_login: str
+) -> tuple[NewStack, bytes | None]:
+    """The stack a creation body asks for under the route's organization and project."""
+    if len(body) >= OFFLOAD_BYTES:
+        creation = await asyncio.to_thread(stack_creation, body)
+    else:
+        creation = stack_creation(body)
+    stack = NewStack(
+        path=StackPath(ref.organization, ref.project, creation.stack_name),
+        tags=creation.tags,
+        config=creation.config,
+        teams=creation.teams,
+        owner_login=owner_login,
+    )
+    return stack, creation.initial_state
 
 
 def _path(ref: common_pb2.StackRef) -> StackPath:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
@@ -17,7 +16,6 @@ from services.common.rawjson import fold_name
 # at the end of the text rehashes at most 64 KiB it did not change.
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _MISSING = object()
 
 
@@ -121,11 +119,13 @@ class WorkingText:
         return clone
 
     def apply(self, edits: Sequence[TextEdit], expected_sha256: str) -> bool:
-        """Apply sorted edits if the result hashes to `expected_sha256`; else change nothing."""
+        """Apply sorted edits if the result hashes to `expected_sha256`; else change nothing.
+
+        The expected hash's form is the caller's to check (`bodies.checked_hash`, once per
+        write): one that is not a SHA-256 simply never matches.
+        """
         _check_edits(edits, len(self._buffer))
         expected = expected_sha256.lower()
-        if not _SHA256_HEX.fullmatch(expected):
-            return False
         if not edits:
             return expected == self._digest
         chunk = edits[0].start // self._chunk_size

@@ -13,6 +13,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.readiness import Dependency, database_dependency
 from services.common.service import RunningService, open_database, serve_service
+from services.updates import bodies
 from services.updates.domain import (
     EngineEvent,
     LeaseRef,
@@ -31,6 +32,7 @@ from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
 from services.updates.models import Base
 from services.updates.service import Updates
 from services.updates.store import UpdateStore
+from services.updates.texts import off_loop
 from services.updates.views import projected_count
 
 SERVICE_NAME = updates_pb2.DESCRIPTOR.services_by_name["UpdatesService"].full_name
@@ -89,46 +91,71 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def PatchCheckpoint(
         self, request: updates_pb2.PatchCheckpointRequest, context: Context
     ) -> updates_pb2.PatchResponse:
-        await self._updates.patch_checkpoint(
-            _lease(request.lease), request.untyped_deployment, is_invalid=request.is_invalid
-        )
+        if request.body:
+            write = await off_loop(len(request.body), bodies.checkpoint_write, request.body)
+        else:
+            write = await off_loop(
+                len(request.untyped_deployment),
+                bodies.text_fields,
+                request.untyped_deployment,
+                request.is_invalid,
+            )
+        await self._updates.patch_checkpoint(_lease(request.lease), write)
         return EMPTY
 
     async def PatchCheckpointVerbatim(
         self, request: updates_pb2.PatchCheckpointVerbatimRequest, context: Context
     ) -> updates_pb2.PatchResponse:
-        await self._updates.patch_verbatim(
-            _lease(request.lease), request.untyped_deployment, request.sequence_number
-        )
+        if request.body:
+            write = await off_loop(len(request.body), bodies.verbatim_write, request.body)
+        else:
+            write = await off_loop(
+                len(request.untyped_deployment),
+                bodies.text_fields,
+                request.untyped_deployment,
+                False,
+                request.sequence_number,
+            )
+        await self._updates.patch_verbatim(_lease(request.lease), write)
         return EMPTY
 
     async def PatchCheckpointDelta(
         self, request: updates_pb2.PatchCheckpointDeltaRequest, context: Context
     ) -> updates_pb2.PatchResponse:
-        await self._updates.patch_delta(
-            _lease(request.lease),
-            request.deployment_delta,
-            request.checkpoint_hash,
-            request.sequence_number,
-        )
+        if request.body:
+            write = await off_loop(len(request.body), bodies.delta_write, request.body)
+        else:
+            write = bodies.delta_fields(
+                request.deployment_delta, request.checkpoint_hash, request.sequence_number
+            )
+        await self._updates.patch_delta(_lease(request.lease), write)
         return EMPTY
 
     async def AppendJournalEntries(
         self, request: updates_pb2.AppendJournalEntriesRequest, context: Context
     ) -> updates_pb2.PatchResponse:
-        await self._updates.append_journal(
-            _lease(request.lease), [entry.data for entry in request.entries]
-        )
+        if request.body:
+            entries = await off_loop(len(request.body), bodies.journal_entries, request.body)
+        else:
+            entries = bodies.journal_fields([entry.data for entry in request.entries])
+        await self._updates.append_journal(_lease(request.lease), entries)
         return EMPTY
 
     async def RecordEngineEvents(
         self, request: updates_pb2.RecordEngineEventsRequest, context: Context
     ) -> updates_pb2.PatchResponse:
-        events = [
-            EngineEvent(event.sequence, event.timestamp, event.kind, event.data)
-            for event in request.events
-        ]
-        await self._updates.record_events(_lease(request.lease), events)
+        if request.body:
+            batch = await off_loop(len(request.body), bodies.event_batch, request.body)
+        elif request.event_body:
+            batch = bodies.single_event(request.event_body)
+        else:
+            batch = bodies.event_fields(
+                [
+                    EngineEvent(event.sequence, event.timestamp, event.kind, event.data)
+                    for event in request.events
+                ]
+            )
+        await self._updates.record_events(_lease(request.lease), batch)
         return EMPTY
 
     async def AppendLogEntry(

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import zstandard
@@ -29,7 +30,8 @@ from services.common.errors import (
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
 from services.updates import checkpoints
-from services.updates.delta import WorkingText, parse_edits
+from services.updates.bodies import DeltaWrite, EventBatch, TextWrite
+from services.updates.delta import WorkingText
 from services.updates.domain import (
     CANCELLED,
     CONFLICT_MESSAGE,
@@ -37,7 +39,6 @@ from services.updates.domain import (
     LEASE_SECONDS,
     RENAME_KIND,
     RUNNING,
-    EngineEvent,
     FinalState,
     Lease,
     LeaseExpired,
@@ -241,15 +242,16 @@ class Updates:
                 del self._writers[idle]
         return self._writers.setdefault(update_id, asyncio.Lock())
 
-    async def patch_checkpoint(self, lease: LeaseRef, text: bytes, *, is_invalid: bool) -> None:
+    async def patch_checkpoint(self, lease: LeaseRef, write: TextWrite) -> None:
         """Full checkpoint mode: the text is the whole state, so it replaces what was stored."""
+        text = write.text
         self._metrics.checkpoint_bytes.labels("full").inc(len(text))
-        if is_invalid or not text:
+        if write.is_invalid or write.parsed is None:
             raise InvalidArgument(
                 "Bad Request: request must contain a checkpoint or using the IsInvalid flag "
                 "is not longer supported"
             )
-        await off_loop(len(text), _check_text, text)
+        await off_loop(len(text), _check_parsed, write.parsed)
         compressed, sha256 = await pack(text)
         async with (
             self._writer(lease.update_id),
@@ -260,14 +262,15 @@ class Updates:
             await update.put_working(sequence, compressed, len(text), sha256)
         self._texts.drop(lease.update_id)
 
-    async def patch_verbatim(self, lease: LeaseRef, text: bytes, sequence: int) -> None:
+    async def patch_verbatim(self, lease: LeaseRef, write: TextWrite) -> None:
         """A verbatim text: stored as received and kept as the base for the next delta."""
+        text, sequence = write.text, write.sequence
         self._metrics.checkpoint_bytes.labels("verbatim").inc(len(text))
         if sequence < 1:
             raise InvalidArgument("Bad Request: sequenceNumber must be 1 or more")
-        if not text:
+        if not text or write.parsed is None:
             raise InvalidArgument("Bad Request: untypedDeployment is required")
-        await off_loop(len(text), _check_text, text)
+        await off_loop(len(text), _check_parsed, write.parsed)
         working = await off_loop(len(text), WorkingText, text)
         compressed = await off_loop(len(text), checkpoints.compress, text)
         async with self._writer(lease.update_id):
@@ -287,15 +290,14 @@ class Updates:
                 raise
             self._texts.put(lease.update_id, sequence, working)
 
-    async def patch_delta(
-        self, lease: LeaseRef, raw_edits: bytes, checkpoint_hash: str, sequence: int
-    ) -> None:
-        """Apply text edits to the last text of this update; a wrong hash changes nothing."""
+    async def patch_delta(self, lease: LeaseRef, write: DeltaWrite) -> None:
+        """Apply text edits to the last text of this update; a wrong hash changes nothing.
+
+        The write arrives parsed and checked (`bodies`): nothing here reads its JSON again.
+        """
+        raw_edits, edits, sequence = write.raw_edits, write.edits, write.sequence
+        expected = write.checkpoint_hash
         self._metrics.checkpoint_bytes.labels("delta").inc(len(raw_edits))
-        edits = parse_edits(raw_edits)
-        expected = checkpoint_hash.lower()
-        if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
-            raise InvalidArgument("Bad Request: checkpointHash must be 64 hexadecimal characters")
         async with self._writer(lease.update_id):
             fenced = False
             try:
@@ -353,14 +355,20 @@ class Updates:
         stored, deltas = await update.working_after(None)
         return await rebuild(stored, deltas)
 
-    async def append_journal(self, lease: LeaseRef, entries: Sequence[bytes]) -> None:
-        """Store journal entries (duplicates of a retried batch are ignored)."""
-        self._metrics.checkpoint_bytes.labels("journal").inc(sum(len(data) for data in entries))
+    async def append_journal(self, lease: LeaseRef, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Store journal entries (duplicates of a retried batch are ignored).
+
+        The entries arrive parsed (`bodies`); each is checked, serialised and compressed once.
+        """
         checked: list[tuple[int, bytes]] = []
+        size = 0
         compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
-        for data in entries:
-            sequence = validate_entry(checkpoints.parse_json(data, "a journal entry"))
+        for entry in entries:
+            sequence = validate_entry(entry)
+            data = orjson.dumps(entry)
+            size += len(data)
             checked.append((sequence, compressor.compress(data)))
+        self._metrics.checkpoint_bytes.labels("journal").inc(size)
         async with self._store.fenced(lease, self._clock.now()) as update:
             _refuse_preview(update)
             if update.record.journal_version != 1:
@@ -370,11 +378,10 @@ class Updates:
                 )
             await update.add_journal_entries(checked)
 
-    async def record_events(self, lease: LeaseRef, events: Sequence[EngineEvent]) -> None:
+    async def record_events(self, lease: LeaseRef, batch: EventBatch) -> None:
         """Store engine events by sequence (retries are duplicates, order is restored on read)."""
-        changes = _resource_changes(events)
         async with self._store.fenced(lease, self._clock.now()) as update:
-            await update.add_events(events, changes)
+            await update.add_events(batch.events, batch.resource_changes)
 
     async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:
         async with self._store.fenced(lease, self._clock.now()) as update:
@@ -541,9 +548,9 @@ def _kind_label(update: UpdateRecord) -> str:
     return "preview" if update.is_preview else update.kind
 
 
-def _check_text(text: bytes) -> None:
+def _check_parsed(parsed: Mapping[str, Any]) -> None:
     """A checkpoint must be something the CLI can load back later."""
-    checkpoints.check_untyped_deployment(checkpoints.parse_json(text, "the checkpoint"))
+    checkpoints.check_untyped_deployment(parsed, "the checkpoint")
 
 
 def _refuse_preview(update: FencedUpdate) -> None:
@@ -556,22 +563,3 @@ def _stale_sequence(sequence: int, last: int) -> Aborted:
         f"Conflict: checkpoint sequence number {sequence} is not after the last applied "
         f"one ({last})"
     )
-
-
-def _resource_changes(events: Sequence[EngineEvent]) -> Mapping[str, int] | None:
-    """`resourceChanges` of the summary event, the history's source of change counts."""
-    for event in events:
-        if event.kind != "summaryEvent":
-            continue
-        try:
-            summary = orjson.loads(event.data).get("summaryEvent") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
-        changes = summary.get("resourceChanges") if isinstance(summary, dict) else None
-        if isinstance(changes, dict):
-            return {
-                str(k): int(v)
-                for k, v in changes.items()
-                if isinstance(v, int) and not isinstance(v, bool)
-            }
-    return None

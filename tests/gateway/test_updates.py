@@ -7,6 +7,7 @@ import base64
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.gateway.cli import (
     SECRET_SIG,
@@ -533,3 +534,86 @@ async def test_a_deeply_nested_checkpoint_is_refused_cleanly(cairn: Cairn) -> No
     response = await run.call("PATCH", "/checkpointverbatim", raw=raw)
     assert 400 <= response.status < 500, await response.text()
     assert (await response.json())["code"] == response.status
+
+
+class _Counter:
+    """Counts calls of a module function while still calling it; with a `marker`, only calls
+    whose first argument holds it (a checkpoint body, not a call's signed metadata)."""
+
+    def __init__(self, function: Any, marker: bytes = b"") -> None:
+        self.function = function
+        self.marker = marker
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        argument = args[0] if args else b""
+        text = argument if isinstance(argument, bytes) else str(argument).encode()
+        if not self.marker or self.marker in text:
+            self.calls += 1
+        return self.function(*args, **kwargs)
+
+
+async def test_checkpoint_writes_are_decoded_and_checked_once(
+    cairn: Cairn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decode once: each checkpoint body is parsed in one pass by the updates service (the
+    gateway forwards its bytes), and a delta's hash form is checked once, its digest once."""
+    from services.common import rawjson
+    from services.updates import bodies, delta
+
+    await create_stack(cairn)
+    run = await begin(cairn, S)
+    run.resources.append(stack_resource("web", "dev", {}))
+    for index in range(40):
+        run.resources.append(resource("web", "dev", f"pet{index}"))
+    await run.save(SECRETS, cutoff=CUTOFF)
+    run.resources.append(resource("web", "dev", "last"))
+    new_text = text_of(run.resources, SECRETS)
+
+    counters = {
+        "decode": _Counter(rawjson.decode_members),
+        "hash": _Counter(bodies.checked_hash),
+        "edits": _Counter(delta.parse_edits),
+    }
+    monkeypatch.setattr(bodies, "decode_members", counters["decode"])
+    monkeypatch.setattr(bodies, "checked_hash", counters["hash"])
+    monkeypatch.setattr(bodies, "parse_edits", counters["edits"])
+    applied = _Counter(delta.WorkingText.apply)
+    monkeypatch.setattr(delta.WorkingText, "apply", lambda self, *a: applied(self, *a))
+    others = {
+        "orjson.loads": _Counter(orjson.loads, marker=b"urn:pulumi:"),
+        "rawjson.raw_members": _Counter(rawjson.raw_members),
+        "delta._load": _Counter(delta._load),
+    }
+    monkeypatch.setattr(orjson, "loads", others["orjson.loads"])
+    monkeypatch.setattr(rawjson, "raw_members", others["rawjson.raw_members"])
+    monkeypatch.setattr(delta, "_load", others["delta._load"])
+
+    response = await run.delta(new_text, run.sequence + 1)
+    assert response.status == 204, await response.text()
+    assert {name: counter.calls for name, counter in counters.items()} == {
+        "decode": 1,
+        "hash": 1,
+        "edits": 1,
+    }
+    assert applied.calls == 1
+    assert {name: counter.calls for name, counter in others.items()} == {
+        "orjson.loads": 0,
+        "rawjson.raw_members": 0,
+        "delta._load": 0,
+    }
+
+    response = await run.verbatim(new_text, run.sequence + 2)
+    assert response.status == 204, await response.text()
+    response = await run.call(
+        "PATCH",
+        "/checkpoint",
+        {"isInvalid": False, "version": 3, "deployment": deployment(run.resources, SECRETS)},
+    )
+    assert response.status == 204, await response.text()
+    assert counters["decode"].calls == 3
+    assert {name: counter.calls for name, counter in others.items()} == {
+        "orjson.loads": 0,
+        "rawjson.raw_members": 0,
+        "delta._load": 0,
+    }

@@ -164,9 +164,15 @@ class CreateStackRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     TEAMS_FIELD_NUMBER: _builtins.int
     INITIAL_STATE_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     initial_state: _builtins.bytes
     """An UntypedDeployment, the client's exact bytes, imported as the stack's first version; when
     the updates service refuses it, the stack is deleted again and the refusal answered.
+    """
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes stackName, tags, teams,
+    config and state from it, in one pass, and ignores the fields above but `ref`'s
+    organization and project.
     """
     @_builtins.property
     def ref(self) -> _common_pb2.StackRef: ...
@@ -184,10 +190,11 @@ class CreateStackRequest(_message.Message):
         config: Global___StackConfig | None = ...,
         teams: _abc.Iterable[_builtins.str] | None = ...,
         initial_state: _builtins.bytes | None = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "_initial_state", b"_initial_state", "config", b"config", "initial_state", b"initial_state", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "_initial_state", b"_initial_state", "config", b"config", "initial_state", b"initial_state", "ref", b"ref", "tags", b"tags", "teams", b"teams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "_initial_state", b"_initial_state", "body", b"body", "config", b"config", "initial_state", b"initial_state", "ref", b"ref", "tags", b"tags", "teams", b"teams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__config: _TypeAlias = _typing.Literal["config"]  # noqa: Y015
     _WhichOneofArgType__config: _TypeAlias = _typing.Literal["_config", b"_config"]  # noqa: Y015

@@ -248,9 +248,14 @@ class PatchCheckpointRequest(_message.Message):
     LEASE_FIELD_NUMBER: _builtins.int
     UNTYPED_DEPLOYMENT_FIELD_NUMBER: _builtins.int
     IS_INVALID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     untyped_deployment: _builtins.bytes
     """The UntypedDeployment text, built around the client's exact deployment bytes."""
     is_invalid: _builtins.bool
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes every other field of
+    this request from it, in one pass, and ignores the fields above.
+    """
     @_builtins.property
     def lease(self) -> Global___LeaseRef: ...
     def __init__(
@@ -259,10 +264,11 @@ class PatchCheckpointRequest(_message.Message):
         lease: Global___LeaseRef | None = ...,
         untyped_deployment: _builtins.bytes = ...,
         is_invalid: _builtins.bool = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_invalid", b"is_invalid", "lease", b"lease", "untyped_deployment", b"untyped_deployment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "is_invalid", b"is_invalid", "lease", b"lease", "untyped_deployment", b"untyped_deployment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -275,9 +281,14 @@ class PatchCheckpointVerbatimRequest(_message.Message):
     LEASE_FIELD_NUMBER: _builtins.int
     UNTYPED_DEPLOYMENT_FIELD_NUMBER: _builtins.int
     SEQUENCE_NUMBER_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     untyped_deployment: _builtins.bytes
     """The exact bytes of `untypedDeployment` as received."""
     sequence_number: _builtins.int
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes every other field of
+    this request from it, in one pass, and ignores the fields above.
+    """
     @_builtins.property
     def lease(self) -> Global___LeaseRef: ...
     def __init__(
@@ -286,10 +297,11 @@ class PatchCheckpointVerbatimRequest(_message.Message):
         lease: Global___LeaseRef | None = ...,
         untyped_deployment: _builtins.bytes = ...,
         sequence_number: _builtins.int = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "sequence_number", b"sequence_number", "untyped_deployment", b"untyped_deployment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "lease", b"lease", "sequence_number", b"sequence_number", "untyped_deployment", b"untyped_deployment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -303,10 +315,15 @@ class PatchCheckpointDeltaRequest(_message.Message):
     DEPLOYMENT_DELTA_FIELD_NUMBER: _builtins.int
     CHECKPOINT_HASH_FIELD_NUMBER: _builtins.int
     SEQUENCE_NUMBER_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     deployment_delta: _builtins.bytes
     """The exact bytes of the `deploymentDelta` array as received."""
     checkpoint_hash: _builtins.str
     sequence_number: _builtins.int
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes every other field of
+    this request from it, in one pass, and ignores the fields above.
+    """
     @_builtins.property
     def lease(self) -> Global___LeaseRef: ...
     def __init__(
@@ -316,10 +333,11 @@ class PatchCheckpointDeltaRequest(_message.Message):
         deployment_delta: _builtins.bytes = ...,
         checkpoint_hash: _builtins.str = ...,
         sequence_number: _builtins.int = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_hash", b"checkpoint_hash", "deployment_delta", b"deployment_delta", "lease", b"lease", "sequence_number", b"sequence_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "checkpoint_hash", b"checkpoint_hash", "deployment_delta", b"deployment_delta", "lease", b"lease", "sequence_number", b"sequence_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -354,6 +372,11 @@ class AppendJournalEntriesRequest(_message.Message):
 
     LEASE_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes every other field of
+    this request from it, in one pass, and ignores the fields above.
+    """
     @_builtins.property
     def lease(self) -> Global___LeaseRef: ...
     @_builtins.property
@@ -363,10 +386,11 @@ class AppendJournalEntriesRequest(_message.Message):
         *,
         lease: Global___LeaseRef | None = ...,
         entries: _abc.Iterable[Global___JournalEntry] | None = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "lease", b"lease"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "entries", b"entries", "lease", b"lease"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -408,6 +432,14 @@ class RecordEngineEventsRequest(_message.Message):
 
     LEASE_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    EVENT_BODY_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """The REST request body as received. When set, the service decodes every other field of
+    this request from it, in one pass, and ignores the fields above.
+    """
+    event_body: _builtins.bytes
+    """The body of the legacy single-event route (one event), decoded like `body`."""
     @_builtins.property
     def lease(self) -> Global___LeaseRef: ...
     @_builtins.property
@@ -417,10 +449,12 @@ class RecordEngineEventsRequest(_message.Message):
         *,
         lease: Global___LeaseRef | None = ...,
         events: _abc.Iterable[Global___EngineEvent] | None = ...,
+        body: _builtins.bytes = ...,
+        event_body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "lease", b"lease"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "event_body", b"event_body", "events", b"events", "lease", b"lease"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
