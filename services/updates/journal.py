@@ -27,8 +27,7 @@ KIND_SECRETS_MANAGER: Final = 6
 KIND_REBUILT_BASE_STATE: Final = 7
 KIND_EXTENSION_PARAMETERIZE: Final = 8
 KIND_SNIPPETS: Final = 9
-# Upstream's state-migration entries are stamped version 2 and only sent when the server
-# negotiated journal version 2; this server negotiates 1, so they are refused on upload.
+# State-migration entries (version 2) need journal version 2; we negotiate 1: refused.
 KIND_STATE_MIGRATION: Final = 10
 LAST_SUPPORTED_KIND: Final = KIND_SNIPPETS
 
