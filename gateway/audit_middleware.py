@@ -30,7 +30,7 @@ from gateway.audit import AUDIT_RECORDER
 from gateway.audit_events import AuditEventType
 from gateway.audit_policy import AUDIT_POLICY, AUDIT_REFUSAL_LIMITER
 from gateway.bodies import BODY, read_body
-from gateway.context import BACKENDS, PRINCIPAL, REQUEST_ID
+from gateway.context import AUTH_FAILURES, BACKENDS, PRINCIPAL, REQUEST_ID
 from gateway.route import Access
 from protos.cairn.v1 import audit_pb2, identity_pb2
 from services.common.logging import get_logger
@@ -119,7 +119,9 @@ def _submit(
         event=kind.name,
         target=target,
         description=description,
-        source_ip=request.remote or "",
+        # The client as the failed-authentication limit counts it (behind a trusted proxy,
+        # the address X-Forwarded-For names).
+        source_ip=request.app[AUTH_FAILURES].client_address(request),
         user_agent=request.headers.get("User-Agent", "")[:_USER_AGENT_LIMIT],
         status=status,
         method=request.method,

@@ -77,28 +77,42 @@ class TokenAuthorizer:
         self._connect = connect
         self._timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, Any] = {}
 
-    def _channel(self, service: str) -> grpc.aio.Channel:
-        if service not in self._channels:
-            self._channels[service] = self._connect(service)
-        return self._channels[service]
+    def _stub(self, service: str, kind: str, make: Callable[[grpc.aio.Channel], Any]) -> Any:
+        """One stub per kind, on one channel per service, made on first use."""
+        if kind not in self._stubs:
+            if service not in self._channels:
+                self._channels[service] = self._connect(service)
+            self._stubs[kind] = make(self._channels[service])
+        return self._stubs[kind]
 
     @property
     def _identity(self) -> IdentityServiceAsyncStub:
-        return identity_pb2_grpc.IdentityServiceStub(self._channel("identity"))
+        stub: IdentityServiceAsyncStub = self._stub(
+            "identity", "identity", identity_pb2_grpc.IdentityServiceStub
+        )
+        return stub
 
     @property
     def _stacks(self) -> StacksServiceAsyncStub:
-        return stacks_pb2_grpc.StacksServiceStub(self._channel("stacks"))
+        stub: StacksServiceAsyncStub = self._stub(
+            "stacks", "stacks", stacks_pb2_grpc.StacksServiceStub
+        )
+        return stub
 
     @property
     def _audit(self) -> AuditServiceAsyncStub:
-        return audit_pb2_grpc.AuditServiceStub(self._channel("identity"))
+        stub: AuditServiceAsyncStub = self._stub(
+            "identity", "audit", audit_pb2_grpc.AuditServiceStub
+        )
+        return stub
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close(None)
         self._channels.clear()
+        self._stubs.clear()
 
     async def authorize(
         self, token: str, access: MethodAccess, request: Message | None, request_id: str
