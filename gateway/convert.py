@@ -79,10 +79,6 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def read_json(request: web.Request) -> Any:
-    return parse_json(await read_body(request))
-
-
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     return parse_object(await read_body(request))
 
