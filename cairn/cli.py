@@ -18,12 +18,19 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import aiohttp
 from aiohttp import web
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
+from cairn.preflight import (
+    Listener,
+    StartupProblem,
+    check_database_url,
+    check_startup,
+    settings_problem,
+)
 from services.agent.worker import AgentOptions, run_agent
 from services.common.clock import Clock
 from services.common.config import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, Settings
@@ -101,15 +108,21 @@ async def migrate(settings: Settings) -> None:
     url = settings.resolved_database_url()
     prepare_database_files(url, settings.data_dir)
     engine = create_migration_engine(url, timeout_seconds=settings.database_timeout_seconds)
+    applied: dict[str, list[str]] = {}
     try:
         for name in START_ORDER:
             package = importlib.import_module(f"services.{name}")
             models = importlib.import_module(f"services.{name}.models")
             migrations = Path(package.__file__ or "").parent / "migrations"
-            await upgrade_to_head(engine, name, migrations, models.Base.metadata)
-            log.info("migrated", service=name)
+            revisions = await upgrade_to_head(engine, name, migrations, models.Base.metadata)
+            if revisions:
+                applied[name] = revisions
     finally:
         await engine.dispose()
+    if applied:
+        log.info("migrated", revisions=applied)
+    else:
+        log.info("database schema is up to date")
 
 
 PARENT_POLL_SECONDS = 1.0
@@ -155,8 +168,9 @@ async def up(settings: Settings) -> None:
     from gateway.app import create_app
     from gateway.serving import GatewayRunner
 
+    await migrate(settings)  # one line for the whole schema; the services then find it current
     system = await start_services(settings)
-    runner = GatewayRunner(create_app(system.settings), shutdown_timeout=10)
+    runner = GatewayRunner.for_settings(create_app(system.settings), settings)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -526,7 +540,7 @@ async def serve(name: str, settings: Settings, *, parent_pid: int | None = None)
         from gateway.app import create_app
         from gateway.serving import GatewayRunner
 
-        runner = GatewayRunner(create_app(settings), shutdown_timeout=10)
+        runner = GatewayRunner.for_settings(create_app(settings), settings)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
@@ -632,30 +646,72 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    settings = Settings()
+def startup_listeners(args: argparse.Namespace, settings: Settings) -> list[Listener]:
+    """The addresses a command will listen on, each with the setting that moves it."""
+    if args.command == "up":
+        count = GATEWAYS if args.topology == "distributed" else 1
+        return [
+            Listener(settings.host, settings.port + index, "CAIRN_PORT (--port)")
+            for index in range(count)
+        ]
+    if args.command != "serve":
+        return []
+    if args.name == "gateway":
+        return [Listener(settings.host, settings.port, "CAIRN_PORT")]
+    port = settings.grpc_port or DEFAULT_SERVICE_PORTS[args.name]
+    listeners = [Listener(settings.grpc_host, port, "CAIRN_GRPC_PORT")]
+    if settings.metrics_port:
+        listeners.append(Listener(settings.grpc_host, settings.metrics_port, "CAIRN_METRICS_PORT"))
+    return listeners
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the command line's overrides on top."""
     overrides: dict[str, Any] = {}
     for name in ("port", "host", "data_dir", "database_url", "redis_url"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    if overrides:
-        settings = settings.model_copy(update=overrides)
+    return Settings(**overrides)
+
+
+def refuse(problem: str) -> NoReturn:
+    """A start that cannot happen: one line naming what to change, exit status 2."""
+    print(f"cairn: {problem}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ValidationError as error:
+        refuse(str(settings_problem(error)))
     configure_logging(settings.log_format, settings.log_level)
+    if args.command == "agent":
+        asyncio.run(run_agent(agent_options(args)))
+        return
     if args.command in ("up", "serve"):
         try:
             load_tls(settings)
         except TlsSettingsError as error:
-            print(f"cairn: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
-    if args.command == "agent":
-        asyncio.run(run_agent(agent_options(args)))
-    elif args.command == "up" and args.topology == "distributed":
-        problem = distributed_problem(settings)
-        if problem is not None:
-            print(f"cairn: {problem}", file=sys.stderr)
-            raise SystemExit(2)
+            refuse(str(error))
+    distributed = args.command == "up" and args.topology == "distributed"
+    needs_master_key = args.command == "up" or (args.command == "serve" and args.name == "secrets")
+    try:
+        check_database_url(settings)
+        if distributed and (problem := distributed_problem(settings)) is not None:
+            refuse(problem)
+        asyncio.run(
+            check_startup(
+                settings,
+                listeners=startup_listeners(args, settings),
+                master_key=needs_master_key,
+            )
+        )
+    except StartupProblem as startup_problem:
+        refuse(str(startup_problem))
+    if distributed:
         asyncio.run(up_distributed(settings))
     elif args.command == "up":
         asyncio.run(up(settings))

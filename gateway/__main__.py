@@ -17,7 +17,7 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with serving(create_app(settings), settings.host, settings.port):
+    async with serving(create_app(settings), settings.host, settings.port, settings=settings):
         await stop.wait()
 
 

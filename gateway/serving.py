@@ -15,15 +15,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 
 from gateway.errors import GENERIC_SERVER_ERROR, error_response, reason
 from gateway.middleware import UNAUTHORIZED
+from services.common.config import Settings
 from services.common.logging import get_logger
 
 log = get_logger("cairn.gateway")
 
 SHUTDOWN_TIMEOUT_SECONDS = 10.0  # as `cairn up` and `cairn serve gateway`
+# What load balancers and Prometheus poll every few seconds: left out of the access log
+# unless CAIRN_ACCESS_LOG=all.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # aiohttp's parser errors quote the rejected line (`b'Authorization: token ...'`); only whether
 # it is the Authorization header is read from it, never echoed.
 _AUTHORIZATION_LINE = re.compile(r"""b['"]authorization\s*:""", re.IGNORECASE)
@@ -85,8 +90,29 @@ class _GatewayServer(web.Server):
         return _JsonErrorProtocol(self, loop=self._loop, **self._kwargs)
 
 
+class _ProbeQuietAccessLogger(AccessLogger):
+    """aiohttp's access log without health probes and metrics scrapes."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path not in PROBE_PATHS:
+            super().log(request, response, time)
+
+
 class GatewayRunner(web.AppRunner):
     """The `web.AppRunner` every way of serving the gateway uses."""
+
+    @classmethod
+    def for_settings(cls, app: web.Application, settings: Settings) -> GatewayRunner:
+        """A runner whose access log follows CAIRN_ACCESS_LOG."""
+        if settings.access_log == "off":
+            return cls(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log=None)
+        if settings.access_log == "all":
+            return cls(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+        return cls(
+            app,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+            access_log_class=_ProbeQuietAccessLogger,
+        )
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -100,9 +126,14 @@ class GatewayRunner(web.AppRunner):
 
 
 @asynccontextmanager
-async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[GatewayRunner]:
+async def serving(
+    app: web.Application, host: str, port: int, *, settings: Settings | None = None
+) -> AsyncIterator[GatewayRunner]:
     """Serve `app` on host:port until the block ends, then stop with a grace period."""
-    runner = GatewayRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    if settings is None:
+        runner = GatewayRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    else:
+        runner = GatewayRunner.for_settings(app, settings)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

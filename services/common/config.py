@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     checkpoint_cutoff_bytes: int = 32 * 1024
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
+    # The gateway's access log: `requests` logs every request but health probes and metrics
+    # scrapes (/healthz, /readyz, /metrics), `all` logs those too, `off` logs none.
+    access_log: Literal["requests", "all", "off"] = "requests"
     # Public URL of the gateway, written into service secrets-provider state by the CLI.
     public_url: str = ""
     # Copilot: console URL prefixes a `url` context may start with besides Cairn's own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import MetaData, event
@@ -96,7 +97,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
 
 def unavailable_error(error: BaseException) -> Unavailable | None:
     """The 503 a database error amounts to (out of connections, starting, down), else None."""
-    sqlstate = _sqlstate(error)
+    sqlstate = sqlstate_of(error)
     if sqlstate is None:
         return None
     if sqlstate.startswith(_BUSY_SQLSTATE_CLASSES):
@@ -106,15 +107,22 @@ def unavailable_error(error: BaseException) -> Unavailable | None:
     return None
 
 
-def _sqlstate(error: BaseException) -> str | None:
+def error_chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps: SQLAlchemy's `orig`, else `__cause__` (each once)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE somewhere in the error's chain, if any."""
+    for current in error_chain(error):
         sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
         if isinstance(sqlstate, str) and sqlstate:
             return sqlstate
-        current = getattr(current, "orig", None) or current.__cause__
     return None
 
 
@@ -128,7 +136,7 @@ def _install_unavailable_errors(engine: AsyncEngine) -> None:
         if unavailable is not None:
             log.warning(
                 "database_unavailable",
-                sqlstate=_sqlstate(context.original_exception),
+                sqlstate=sqlstate_of(context.original_exception),
                 error=type(context.original_exception).__name__,
             )
         return unavailable

@@ -35,6 +35,9 @@ REDACTED = "[redacted]"
 # Libraries whose debug lines print data (aiosqlite: every statement with its parameters,
 # stored log lines and settings included): never below info.
 QUIET_LIBRARIES = ("aiosqlite",)
+# Libraries whose informational lines repeat on every start (alembic's "Context impl ..."):
+# only their warnings are shown; Cairn logs what a migration did itself.
+WARNINGS_ONLY_LIBRARIES = ("alembic",)
 
 
 def is_sensitive(name: str) -> bool:
@@ -120,6 +123,8 @@ def configure_logging(log_format: str = "console", level: str = "info") -> None:
     logging.basicConfig(level=numeric, handlers=[handler])
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
+    for name in WARNINGS_ONLY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

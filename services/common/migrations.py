@@ -20,13 +20,16 @@ def version_table(service: str) -> str:
 
 def _upgrade(
     connection: Connection, service: str, script_location: Path, metadata: MetaData
-) -> None:
+) -> list[str]:
     config = Config()
     config.set_main_option("script_location", str(script_location))
     script = ScriptDirectory.from_config(config)
+    applied: list[str] = []
 
     def do_upgrade(revision: object, _context: object) -> object:
-        return script._upgrade_revs("head", revision)  # type: ignore[arg-type]
+        steps = script._upgrade_revs("head", revision)  # type: ignore[arg-type]
+        applied.extend(step.revision.revision for step in steps)
+        return steps
 
     if connection.dialect.name == "postgresql":
         # Replicas starting together migrate one at a time.
@@ -40,11 +43,16 @@ def _upgrade(
             render_as_batch=connection.dialect.name == "sqlite",
         )
         env.run_migrations()
+    return applied
 
 
 async def upgrade_to_head(
     engine: AsyncEngine, service: str, script_location: Path, metadata: MetaData
-) -> None:
-    """Bring one service's tables to the newest revision; a no-op when already there."""
+) -> list[str]:
+    """Bring one service's tables to the newest revision; a no-op when already there.
+
+    Returns the revisions applied, oldest first (empty when there was nothing to do).
+    """
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, service, script_location, metadata)
+        applied: list[str] = await connection.run_sync(_upgrade, service, script_location, metadata)
+    return applied

@@ -15,6 +15,7 @@ from services.common.datadir import prepare_database_files
 from services.common.db import create_engine_for, session_factory
 from services.common.errors import Unavailable
 from services.common.grpc_server import RunningServer, open_channel, start_server
+from services.common.logging import get_logger
 from services.common.metrics import default_metrics, serve_metrics
 from services.common.migrations import upgrade_to_head
 from services.common.readiness import Dependency, ReadinessHealthServicer
@@ -22,6 +23,8 @@ from services.common.signing import CallSigner, load_internal_key
 from services.common.tls import load_tls
 from services.common.token_callers import TokenAuthorizer
 from services.common.verification import CallAuthenticator
+
+log = get_logger("cairn.service")
 
 
 @dataclass
@@ -38,10 +41,12 @@ async def open_database(
     prepare_database_files(url, settings.data_dir)
     engine = create_engine_for(settings)
     try:
-        await upgrade_to_head(engine, service, migrations, metadata)
+        applied = await upgrade_to_head(engine, service, migrations, metadata)
     except BaseException:
         await engine.dispose()
         raise
+    if applied:
+        log.info("migrated", service=service, revisions=applied)
     return Database(engine=engine, sessions=session_factory(engine))
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+
+import aiohttp
 import grpc
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,6 +16,8 @@ from gateway.convert import b64decode, b64encode, optional_string, string_map
 from gateway.errors import ApiError
 from gateway.middleware import _accepts
 from gateway.routes import ROUTES, ROUTES_BY_OPERATION, Access
+from gateway.serving import serving
+from services.common.config import Settings
 from services.common.errors import HTTP_STATUS, http_status
 
 
@@ -76,3 +83,42 @@ def test_route_table_is_consistent() -> None:
             assert route.permission != 0 and route.role == 0, route.operation_id
         if route.manages_access:
             assert route.access in (Access.USER, Access.ORG, Access.STACK), route.operation_id
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("access_log", "logged"),
+    [
+        ("requests", ["/api/thing"]),
+        ("all", ["/healthz", "/api/thing", "/metrics"]),
+        ("off", []),
+    ],
+)
+async def test_access_log_leaves_out_probes_unless_asked(
+    access_log: str, logged: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def answer(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    for path in ("/healthz", "/api/thing", "/metrics"):
+        app.router.add_get(path, answer)
+    settings = Settings(access_log=access_log)  # type: ignore[arg-type]
+    port = unused_port()
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    async with serving(app, "127.0.0.1", port, settings=settings), aiohttp.ClientSession() as http:
+        for path in ("/healthz", "/api/thing", "/metrics"):
+            async with http.get(f"http://127.0.0.1:{port}{path}") as response:
+                assert response.status == 200
+    lines = [record.getMessage() for record in caplog.records if record.name == "aiohttp.access"]
+    assert [
+        path
+        for path in ("/healthz", "/api/thing", "/metrics")
+        if any(f"GET {path} " in line for line in lines)
+    ] == logged
