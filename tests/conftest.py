@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import hypothesis
 import pytest
 import structlog
 from sqlalchemy.engine import make_url
@@ -30,6 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
     when `-l`/`--showlocals` is given; services log through the one logging setup (without
     it, structlog's default renders tracebacks with rich, local variables included)."""
     config.option.showlocals = False
+    # Property tests check behaviour, not speed (that is the benchmarks' job): no per-example
+    # deadline, which a busy CI machine would turn into failures.
+    hypothesis.settings.register_profile("cairn", deadline=None)
+    hypothesis.settings.load_profile("cairn")
     configure_logging("console", "info")
     # Tests reconfigure logging (to read JSON lines): no logger may keep this setup.
     structlog.configure(cache_logger_on_first_use=False)
