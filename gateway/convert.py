@@ -217,8 +217,12 @@ def required_bool(body: dict[str, Any], name: str) -> bool:
 
 
 def path_version(request: web.Request) -> int:
-    """The `{version}` of a path: 400 below 1, 404 beyond int64 (no stack ever gets there)."""
-    version = int(request.match_info["version"])  # the route pattern admits digits only
+    """The `{version}` of a path: 400 unless a whole number from 1 (seed 000's "invalid
+    version"), 404 beyond int64 (no stack ever gets there)."""
+    raw = request.match_info["version"]
+    if not raw.isascii() or not raw.isdigit():
+        raise bad_request(f"invalid version {raw[:32]!r}: versions are whole numbers from 1")
+    version = int(raw)
     if version < 1:
         raise bad_request("versions start at 1")
     if not fits(version, INT64_BITS):

@@ -4,7 +4,8 @@ Every route becomes one operation named by its operation id. A path variable res
 a few literals (`{updateKind:update|preview|refresh|destroy}`) becomes one concrete path per
 literal, as the REST documentation lists them, each under its own documented operation id
 (PER_VALUE_OPERATIONS); a digits-only variable (`{version:\\d+}`) becomes an integer
-parameter.
+parameter, as does a variable the handlers parse as an integer themselves (INTEGER_VARIABLES:
+any segment reaches them, so `abc` is a 400, not a missing route).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
 
 _VARIABLE = re.compile(r"\{(\w+)(?::([^{}]+))?\}")
 _LITERALS = re.compile(r"[\w.-]+(?:\|[\w.-]+)+")
+# Path variables the handlers parse as integers (gateway.convert.path_version).
+INTEGER_VARIABLES = frozenset({"version"})
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,9 @@ def expand(route: Route) -> Iterator[Operation]:
             ]
             continue
         variants = [(path + literal + "{" + name + "}", values) for path, values in variants]
-        if pattern is None:
+        if pattern is None and name in INTEGER_VARIABLES:
+            parameters.append((name, {"type": "integer", "minimum": 1}))
+        elif pattern is None:
             parameters.append((name, {"type": "string"}))
         elif pattern == r"\d+":
             parameters.append((name, {"type": "integer", "minimum": 0}))

@@ -43,7 +43,7 @@ S = "/api/stacks/{orgName}/{projectName}/{stackName}"
 # Every kind's per-update paths; the CLI always uses the literal `update` (protocol §1.4).
 KIND = "{updateKind:update|preview|refresh|destroy}"
 U = f"{S}/{KIND}/{{updateID}}"
-VERSION = r"{version:\d+}"
+VERSION = "{version}"  # any segment: the handler answers 400 for one that is not a version
 POOLS = "/api/orgs/{orgName}/agent-pools"
 AGENT = "/api/agents/{agentId}"
 DEPLOYMENTS = f"{S}/deployments"

@@ -191,9 +191,15 @@ async def _timeline(request: web.Request, version: int) -> web.Response:
     latest = await latest_version(request)
     update = update_json(reply.update, latest)
     previews = [update_json(info, latest) for info in reply.previews]
-    # The previews leading to the update, then the update itself, in the order they ran.
+    collated = [update_json(info, latest) for info in reply.collated_previews]
+    # Seed 000: the previews of the update's group of work, then the update, in the order they
+    # ran (empty when no preview could be associated with it); the other previews apart.
     return json_response(
-        {"update": update, "collatedUpdateEvents": [*previews, update], "previews": previews}
+        {
+            "update": update,
+            "collatedUpdateEvents": [*collated, update] if collated else [],
+            "previews": previews,
+        }
     )
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, STACK, UPDATE_TOKEN, call_options, stack_ref
 from gateway.convert import (
     INT32_BITS,
+    bool_query,
     int_query,
     json_response,
     no_content,
@@ -253,13 +254,23 @@ async def get_update_status(request: web.Request) -> web.Response:
 
 async def get_update_events(request: web.Request) -> web.Response:
     """`GET U/events`: engine events in sequence order; the SDK needs a string token and
-    each event's `type`."""
+    each event's `type`. `type` (repeated or comma-separated) and `urn` filter (seed 000);
+    every stored event is activated, so `include_non_activated` only needs to be a boolean."""
+    bool_query(request, "include_non_activated")
+    types = [
+        part.strip()
+        for value in request.query.getall("type", [])
+        for part in value.split(",")
+        if part.strip()
+    ]
     reply = await request.app[BACKENDS].updates.ListEngineEvents(
         updates_pb2.ListEngineEventsRequest(
             stack_id=request[STACK].id,
             update_id=request.match_info["updateID"],
             continuation_token=request.query.get("continuationToken", ""),
             page_size=int_query(request, "pageSize", 0),
+            types=types,
+            urn=request.query.get("urn", ""),
         ),
         **call_options(request),
     )

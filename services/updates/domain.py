@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.common.auth import hash_token
@@ -251,6 +251,96 @@ def events_page_size(requested: int) -> int:
             f"Bad Request: page size must be between 1 and {MAX_EVENTS_PAGE_SIZE}"
         )
     return size
+
+
+# A filtered read of engine events looks at most this many stored events per request; the
+# continuation token then resumes the scan (a page may come back short, never wrong).
+MAX_FILTERED_EVENT_SCAN = 20_000
+MAX_EVENT_TYPE_FILTERS = 32
+# Where each engine event's payload names its resource (seed 000's EngineEvent members).
+_EVENT_URN_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "resourcePreEvent": (("metadata", "urn"),),
+    "resOutputsEvent": (("metadata", "urn"),),
+    "resOpFailedEvent": (("metadata", "urn"),),
+    "diagnosticEvent": (("urn",),),
+    "policyEvent": (("resourceUrn",),),
+    "policyRemediationEvent": (("resourceUrn",),),
+    "startDebuggingEvent": (),
+}
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which engine events a reader wants: payload types (empty: all) and one resource."""
+
+    kinds: tuple[str, ...] = ()
+    urn: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.kinds and not self.urn
+
+
+ALL_EVENTS = EventFilter()
+
+
+def event_filter(kinds: Sequence[str], urn: str) -> EventFilter:
+    """Validated filter: types are payload member names (`resourcePreEvent`), also accepted
+    without the `Event` suffix (`resourcePre`)."""
+    names: list[str] = []
+    for kind in kinds:
+        if not kind or len(kind) > 64 or not kind.isalnum():
+            raise InvalidArgument(f"Bad Request: invalid engine event type {kind[:64]!r}")
+        name = kind if kind.endswith("Event") else kind + "Event"
+        if name not in names:
+            names.append(name)
+    if len(names) > MAX_EVENT_TYPE_FILTERS:
+        raise InvalidArgument(
+            f"Bad Request: at most {MAX_EVENT_TYPE_FILTERS} engine event types may be given"
+        )
+    if len(urn) > 4096:
+        raise InvalidArgument("Bad Request: the urn filter is too long")
+    return EventFilter(tuple(names), urn)
+
+
+def event_names_urn(kind: str, payload: Mapping[str, object], urn: str) -> bool:
+    """Whether a decoded engine event (`{kind: {...}}`) is about resource `urn`."""
+    body = payload.get(kind)
+    for path in _EVENT_URN_PATHS.get(kind, ()):
+        value: object = body
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if value == urn:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """An update and the previews run ahead of it: those of its group of work, the rest."""
+
+    update: UpdateRecord
+    collated: tuple[UpdateRecord, ...]
+    other_previews: tuple[UpdateRecord, ...]
+
+
+# The environment keys the Pulumi CLI records about where an operation ran.
+GIT_HEAD = "git.head"
+CI_PR_NUMBER = "ci.pr.number"
+CI_PR_HEAD_SHA = "ci.pr.headSHA"
+VCS_REPOSITORY = ("vcs.kind", "vcs.owner", "vcs.repo")
+
+
+def collates_with(update: Mapping[str, str], preview: Mapping[str, str]) -> bool:
+    """Whether a preview belongs to the same group of work as an update (seed 000's collated
+    set, "e.g. a GitHub PR"): the same commit, or the same pull request of the same
+    repository, or the pull request whose head commit the update ran."""
+    head = update.get(GIT_HEAD)
+    if head and head in (preview.get(GIT_HEAD), preview.get(CI_PR_HEAD_SHA)):
+        return True
+    number = update.get(CI_PR_NUMBER)
+    same_repository = all(update.get(key) == preview.get(key) for key in VCS_REPOSITORY)
+    return bool(number) and number == preview.get(CI_PR_NUMBER) and same_repository
 
 
 def parse_index_token(token: str) -> int:

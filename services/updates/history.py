@@ -8,19 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
+
 from services.common.errors import NotFound
 from services.updates import views
 from services.updates.domain import (
+    ALL_EVENTS,
     ENDED,
     MAX_EVENTS_PAGE_SIZE,
     MAX_FEED_ITEMS,
+    MAX_FILTERED_EVENT_SCAN,
     MAX_REFERENCING_STACKS,
     MAX_SUMMARY_EVENTS,
     EngineEvent,
+    EventFilter,
     HistoryPage,
     StackReference,
     StatusEvent,
+    Timeline,
     UpdateRecord,
+    collates_with,
+    event_names_urn,
     events_page_size,
     feed_page,
     history_page,
@@ -30,6 +38,12 @@ from services.updates.domain import (
 from services.updates.history_store import HistoryStore
 from services.updates.store import UpdateStore
 from services.updates.texts import off_loop, unpack
+
+
+def _is_about(event: EngineEvent, urn: str) -> bool:
+    return not urn or (
+        urn.encode() in event.data and event_names_urn(event.kind, orjson.loads(event.data), urn)
+    )
 
 
 class UpdateHistory:
@@ -57,15 +71,40 @@ class UpdateHistory:
         return update, events, "" if done else str(following)
 
     async def engine_events(
-        self, stack_id: str, update_id: str, token: str, page_size: int
+        self,
+        stack_id: str,
+        update_id: str,
+        token: str,
+        page_size: int,
+        wanted: EventFilter = ALL_EVENTS,
     ) -> tuple[list[EngineEvent], str]:
+        """A page of engine events after the token; the next token is '' once the update has
+        ended and every stored event was read. Types are filtered by the query; a URN by
+        reading each candidate's payload, looking at no more than MAX_FILTERED_EVENT_SCAN
+        stored events per call (the token resumes where the scan stopped)."""
         update = await self._store.get(stack_id, update_id)
         start = parse_index_token(token)
         page = events_page_size(page_size)
-        events = await self._history.engine_events(update_id, start - 1, page)
-        following = events[-1].sequence + 1 if events else max(start, 0)
-        done = update.status in ENDED and len(events) < page
-        return events, "" if done else str(following)
+        after = start - 1
+        found: list[EngineEvent] = []
+        exhausted = False
+        scanned = 0
+        while len(found) < page and scanned < MAX_FILTERED_EVENT_SCAN:
+            batch = await self._history.engine_events(update_id, after, page, wanted.kinds)
+            scanned += len(batch)
+            for event in batch:
+                if len(found) == page:
+                    break
+                after = event.sequence
+                if _is_about(event, wanted.urn):
+                    found.append(event)
+            else:
+                exhausted = len(batch) < page
+                if exhausted:
+                    break
+        done = update.status in ENDED and exhausted
+        following = after + 1
+        return found, "" if done else str(following)
 
     async def history(self, stack_id: str, page_size: int, page: int) -> HistoryPage:
         limit, offset = history_page(page_size, page)
@@ -121,15 +160,18 @@ class UpdateHistory:
         found = await self._history.history(stack_id, limit, offset)
         return found, limit if page else len(found.updates)
 
-    async def timeline(
-        self, stack_id: str, version: int
-    ) -> tuple[UpdateRecord, tuple[UpdateRecord, ...]]:
-        """The update of a version (0: the newest) and the previews ahead of it, oldest first."""
+    async def timeline(self, stack_id: str, version: int) -> Timeline:
+        """The update of a version (0: the newest) and the previews ahead of it, oldest
+        first, split into those of the same group of work (collated) and the rest."""
         update = await self.by_version(stack_id, version)
         previews = await self._history.previews(
             stack_id, update.base_version, MAX_FEED_ITEMS, 0, ascending=True
         )
-        return update, previews.updates
+        collated = tuple(
+            p for p in previews.updates if collates_with(update.environment, p.environment)
+        )
+        others = tuple(p for p in previews.updates if p not in collated)
+        return Timeline(update, collated, others)
 
     async def summarise(
         self, stack_id: str, update_id: str, stack_path: str

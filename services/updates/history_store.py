@@ -119,12 +119,15 @@ class HistoryStore:
             )
             return [StatusEvent(row.index, row.kind, row.fields) for row in rows]
 
-    async def engine_events(self, update_id: str, after: int, limit: int) -> list[EngineEvent]:
+    async def engine_events(
+        self, update_id: str, after: int, limit: int, kinds: Sequence[str] = ()
+    ) -> list[EngineEvent]:
+        """Stored events after sequence `after`, oldest first; with `kinds`, only those."""
+        query = select(EngineEventRow).where(
+            EngineEventRow.update_id == update_id, EngineEventRow.sequence > after
+        )
+        if kinds:
+            query = query.where(EngineEventRow.kind.in_(kinds))
         async with self._sessions.begin() as session:
-            rows = await session.scalars(
-                select(EngineEventRow)
-                .where(EngineEventRow.update_id == update_id, EngineEventRow.sequence > after)
-                .order_by(EngineEventRow.sequence)
-                .limit(limit)
-            )
+            rows = await session.scalars(query.order_by(EngineEventRow.sequence).limit(limit))
             return [EngineEvent(row.sequence, row.timestamp, row.kind, row.data) for row in rows]

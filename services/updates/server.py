@@ -22,6 +22,7 @@ from services.updates.domain import (
     StackReference,
     StackState,
     UpdateRecord,
+    event_filter,
     history_result,
     status_text,
     validate_kind,
@@ -195,7 +196,11 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
         self, request: updates_pb2.ListEngineEventsRequest, context: Context
     ) -> updates_pb2.ListEngineEventsResponse:
         events, token = await self._history.engine_events(
-            request.stack_id, request.update_id, request.continuation_token, request.page_size
+            request.stack_id,
+            request.update_id,
+            request.continuation_token,
+            request.page_size,
+            event_filter(request.types, request.urn),
         )
         return updates_pb2.ListEngineEventsResponse(
             events=[
@@ -303,9 +308,11 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def GetUpdateTimeline(
         self, request: updates_pb2.GetUpdateTimelineRequest, context: Context
     ) -> updates_pb2.GetUpdateTimelineResponse:
-        update, previews = await self._history.timeline(request.stack_id, request.version)
+        timeline = await self._history.timeline(request.stack_id, request.version)
         return updates_pb2.GetUpdateTimelineResponse(
-            update=_info(update), previews=[_info(preview) for preview in previews]
+            update=_info(timeline.update),
+            previews=[_info(preview) for preview in timeline.other_previews],
+            collated_previews=[_info(preview) for preview in timeline.collated],
         )
 
     async def SummariseUpdate(

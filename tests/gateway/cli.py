@@ -202,6 +202,7 @@ async def begin(
     message: str = "",
     config: dict[str, Any] | None = None,
     token: str = ADMIN_TOKEN,
+    environment: dict[str, str] | None = None,
 ) -> Run:
     """Create and start an update (§3.4.1, §3.4.2)."""
     created = await cairn.json(
@@ -217,7 +218,11 @@ async def begin(
             "config": config or {},
             "metadata": {
                 "message": message,
-                "environment": {"exec.kind": "cli", "pulumi.version": "v3.259.0"},
+                "environment": {
+                    "exec.kind": "cli",
+                    "pulumi.version": "v3.259.0",
+                    **(environment or {}),
+                },
             },
         },
     )

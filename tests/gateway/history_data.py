@@ -68,8 +68,21 @@ class History:
     resources_2: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def preview(cairn: Cairn, events: list[dict[str, Any]]) -> str:
-    run = await begin(cairn, S, dry_run=True, message="preview")
+# Where the CLI ran, as it records it: a commit, and a pull request of one repository.
+FIRST_COMMIT = {"git.head": "1" * 40}
+PULL_REQUEST = {
+    "ci.pr.number": "7",
+    "vcs.kind": "github.com",
+    "vcs.owner": "acme",
+    "vcs.repo": "web",
+}
+ELSEWHERE = {"git.head": "e" * 40}
+
+
+async def preview(
+    cairn: Cairn, events: list[dict[str, Any]], environment: dict[str, str] | None = None
+) -> str:
+    run = await begin(cairn, S, dry_run=True, message="preview", environment=environment)
     await run.send_events(events)
     await run.complete()
     return run.update_id
@@ -98,10 +111,12 @@ async def make_history(cairn: Cairn) -> History:
     )
     planned = [step("resourcePreEvent", "create", state) for state in (root, a, b)]
     history.preview_1 = await preview(
-        cairn, [{"preludeEvent": {"config": {}}}, *planned, summary({"create": 3}, preview=True)]
+        cairn,
+        [{"preludeEvent": {"config": {}}}, *planned, summary({"create": 3}, preview=True)],
+        FIRST_COMMIT,
     )
 
-    run = await begin(cairn, S, message="first up")
+    run = await begin(cairn, S, message="first up", environment=FIRST_COMMIT)
     run.resources = [root, a, b]
     history.resources_1 = [dict(state) for state in run.resources]
     events: list[dict[str, Any]] = [{"preludeEvent": {"config": {}}}]
@@ -114,7 +129,8 @@ async def make_history(cairn: Cairn) -> History:
     history.update_1 = await finish(run, events)
 
     changed = dict(a, inputs={"length": 4}, outputs={"id": "a-id", "length": 4})
-    for _ in range(2):
+    # One preview of the pull request the second update merges, one from elsewhere.
+    for environment in (PULL_REQUEST, ELSEWHERE):
         history.previews_2.append(
             await preview(
                 cairn,
@@ -124,10 +140,11 @@ async def make_history(cairn: Cairn) -> History:
                     step("resourcePreEvent", "same", b),
                     summary({"update": 1, "same": 2}, preview=True),
                 ],
+                environment,
             )
         )
 
-    run = await begin(cairn, S, message="second up")
+    run = await begin(cairn, S, message="second up", environment=PULL_REQUEST)
     run.resources = [root, a, b]
     history.resources_2 = [dict(state) for state in run.resources]
     events = [

@@ -119,16 +119,19 @@ async def test_update_and_preview_summaries_timelines_and_previews(any_cairn: Ca
     timeline = await cairn.json("GET", f"{S}/updates/1/timeline")
     assert timeline["update"]["updateID"] == history.update_1
     assert timeline["update"]["version"] == 1
-    assert [p["updateID"] for p in timeline["previews"]] == [history.preview_1]
+    # Seed 000: `previews` holds only those outside the collated set.
     assert [e["updateID"] for e in timeline["collatedUpdateEvents"]] == [
         history.preview_1,
         history.update_1,
     ]
+    assert timeline["previews"] == []
     latest = await cairn.json("GET", f"{S}/updates/latest/timeline")
     assert latest["update"]["updateID"] == history.update_2
     assert latest["update"]["info"]["result"] == "failed"
     events = latest["collatedUpdateEvents"]
-    assert [e["updateID"] for e in events] == [*history.previews_2, history.update_2]
+    # The preview of the same pull request is collated; the one run elsewhere is not.
+    assert [e["updateID"] for e in events] == [history.previews_2[0], history.update_2]
+    assert [p["updateID"] for p in latest["previews"]] == [history.previews_2[1]]
     assert [e["info"]["startTime"] for e in events] == sorted(
         e["info"]["startTime"] for e in events
     )

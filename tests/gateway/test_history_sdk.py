@@ -93,14 +93,18 @@ async def test_history_views_through_the_sdk(any_cairn: Cairn) -> None:
 
     timeline = await sdk(api.get_update_timeline, *here, 1)
     assert timeline.update.update_id == history.update_1 and timeline.update.version == 1
-    assert [p.update_id for p in timeline.previews] == [history.preview_1]
+    assert timeline.previews == []
     assert [e.update_id for e in timeline.collated_update_events] == [
         history.preview_1,
         history.update_1,
     ]
     newest = await sdk(api.get_latest_update_timeline, *here)
     assert newest.update.info.result == "failed"
-    assert [p.update_id for p in newest.previews] == history.previews_2
+    assert [p.update_id for p in newest.previews] == history.previews_2[1:]
+    assert [e.update_id for e in newest.collated_update_events] == [
+        history.previews_2[0],
+        history.update_2,
+    ]
 
     previews = await sdk(api.get_stack_previews, *here, 2, asc=True, page=1, page_size=1)
     assert [u.update_id for u in previews.updates] == history.previews_2[:1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -447,6 +448,52 @@ async def test_engine_events_are_returned_in_order(update_cairn: Cairn) -> None:
     assert rest["continuationToken"] == ""
     assert rest["events"][-1]["summaryEvent"]["resourceChanges"] == {"create": 1}
     assert rest["events"][-1]["type"] == "summaryEvent"
+
+
+async def test_engine_events_filter_by_type_and_urn(update_cairn: Cairn) -> None:
+    cairn = update_cairn
+    await create_stack(cairn)
+    run = await begin(cairn, S)
+    bucket = "urn:pulumi:dev::web::aws:s3/bucket:Bucket::assets"
+    other = "urn:pulumi:dev::web::aws:s3/bucket:Bucket::logs"
+    events: list[dict[str, Any]] = [{"stdoutEvent": {"message": bucket, "color": "raw"}}]
+    for urn in (bucket, other):
+        step = {"op": "create", "urn": urn, "type": "aws:s3/bucket:Bucket", "provider": ""}
+        events.append({"resourcePreEvent": {"metadata": step}})
+        events.append({"resOutputsEvent": {"metadata": step}})
+    events.append({"diagnosticEvent": {"urn": bucket, "message": "slow", "severity": "info"}})
+    await run.send_events(events)
+    await run.send_events([summary({"create": 2})])
+    await run.complete()
+    base = f"{S}/update/{run.update_id}/events"
+
+    def kinds(page: dict[str, Any]) -> list[str]:
+        return [event["type"] for event in page["events"]]
+
+    by_type = await cairn.json("GET", f"{base}?type=resourcePreEvent&type=summary")
+    assert kinds(by_type) == ["resourcePreEvent", "resourcePreEvent", "summaryEvent"]
+    assert by_type["continuationToken"] == ""
+    comma = await cairn.json("GET", f"{base}?type=resourcePreEvent,resOutputsEvent")
+    assert kinds(comma) == ["resourcePreEvent", "resOutputsEvent"] * 2
+    # The stdout line quotes the URN but is not about the resource.
+    by_urn = await cairn.json("GET", f"{base}?urn={quote(bucket)}")
+    assert kinds(by_urn) == ["resourcePreEvent", "resOutputsEvent", "diagnosticEvent"]
+    both = await cairn.json("GET", f"{base}?urn={quote(other)}&type=resOutputsEvent")
+    assert [e["resOutputsEvent"]["metadata"]["urn"] for e in both["events"]] == [other]
+    # Paging through a filtered read never skips or repeats an event.
+    first = await cairn.json("GET", f"{base}?urn={quote(bucket)}&pageSize=2")
+    assert kinds(first) == ["resourcePreEvent", "resOutputsEvent"]
+    rest = await cairn.json(
+        "GET", f"{base}?urn={quote(bucket)}&continuationToken={first['continuationToken']}"
+    )
+    assert kinds(rest) == ["diagnosticEvent"] and rest["continuationToken"] == ""
+    assert kinds(await cairn.json("GET", f"{base}?include_non_activated=true")) == kinds(
+        await cairn.json("GET", base)
+    )
+    for bad in ("type=res-pre", "include_non_activated=maybe", f"type={'x' * 80}"):
+        response = await cairn.call("GET", f"{base}?{bad}")
+        assert response.status == 400, bad
+        assert (await response.json())["code"] == 400
 
 
 async def test_unknown_update_and_foreign_stack_are_404(update_cairn: Cairn) -> None:

@@ -649,10 +649,18 @@ class ListEngineEventsRequest(_message.Message):
     UPDATE_ID_FIELD_NUMBER: _builtins.int
     CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    URN_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     update_id: _builtins.str
     continuation_token: _builtins.str
     page_size: _builtins.int
+    urn: _builtins.str
+    """Only events about this resource."""
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only events whose payload member is one of these (`resourcePreEvent`, or `resourcePre`)."""
+
     def __init__(
         self,
         *,
@@ -660,10 +668,12 @@ class ListEngineEventsRequest(_message.Message):
         update_id: _builtins.str = ...,
         continuation_token: _builtins.str = ...,
         page_size: _builtins.int = ...,
+        types: _abc.Iterable[_builtins.str] | None = ...,
+        urn: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "page_size", b"page_size", "stack_id", b"stack_id", "update_id", b"update_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "page_size", b"page_size", "stack_id", b"stack_id", "types", b"types", "update_id", b"update_id", "urn", b"urn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1336,21 +1346,27 @@ class GetUpdateTimelineResponse(_message.Message):
 
     UPDATE_FIELD_NUMBER: _builtins.int
     PREVIEWS_FIELD_NUMBER: _builtins.int
+    COLLATED_PREVIEWS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def update(self) -> Global___UpdateInfo: ...
     @_builtins.property
     def previews(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateInfo]:
-        """The previews run ahead of the update, oldest first."""
+        """The previews run ahead of the update that are not of its group of work, oldest first."""
+
+    @_builtins.property
+    def collated_previews(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateInfo]:
+        """The previews of the update's group of work (same commit or pull request), oldest first."""
 
     def __init__(
         self,
         *,
         update: Global___UpdateInfo | None = ...,
         previews: _abc.Iterable[Global___UpdateInfo] | None = ...,
+        collated_previews: _abc.Iterable[Global___UpdateInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["previews", b"previews", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collated_previews", b"collated_previews", "previews", b"previews", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
