@@ -65,7 +65,7 @@ def organization_summary_json(membership: identity_pb2.Membership) -> dict[str, 
 # Pages of stacks read to name an organization's stacks: bounded, like every loop.
 _STACK_PAGE_SIZE = 1000
 _MAX_STACK_PAGES = 100
-GRANTABLE = (101, 102, 103)
+GRANTABLE = (101, 102, 103, 104)
 
 
 async def organization_stacks(request: web.Request, organization: str) -> list[stacks_pb2.Stack]:
@@ -114,11 +114,11 @@ async def readable_stacks(
 
 
 def parse_permission(value: Any, name: str, *, allow_none: bool = False) -> int:
-    """A grantable stack permission (101, 102, 103); 0 or null too when `allow_none`."""
+    """A grantable stack permission (101, 102, 103, 104); 0 or null too when `allow_none`."""
     if allow_none and value in (None, 0) and not isinstance(value, bool):
         return identity_pb2.STACK_PERMISSION_NONE
     if isinstance(value, bool) or value not in GRANTABLE:
-        raise bad_request(f"'{name}' must be 101 (read), 102 (write) or 103 (admin)")
+        raise bad_request(f"'{name}' must be 101 (read), 102 (write), 103 (admin) or 104 (creator)")
     return int(value)
 
 

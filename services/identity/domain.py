@@ -59,7 +59,8 @@ class StackPermission(enum.IntEnum):
     WRITE = 102
     ADMIN = 103
     # Pulumi's `Creator`: what the stack's creator holds, everything admin grants. Cairn
-    # derives it from stack ownership and never stores it as a grant.
+    # derives it from stack ownership; granted to a team or user (seed 000 allows it), it
+    # gives what admin gives.
     CREATOR = 104
 
     @property
@@ -68,7 +69,7 @@ class StackPermission(enum.IntEnum):
 
 
 GRANTABLE_STACK_PERMISSIONS = frozenset(
-    {StackPermission.READ, StackPermission.WRITE, StackPermission.ADMIN}
+    {StackPermission.READ, StackPermission.WRITE, StackPermission.ADMIN, StackPermission.CREATOR}
 )
 # What members hold on every stack of a new organization: the rights members had before
 # per-stack permissions existed.
@@ -480,7 +481,7 @@ def check_admins_remain(current_role: Role, new_role: Role | None, admin_count: 
 
 
 def validate_grant(permission: int) -> StackPermission:
-    """A permission a team or user may be granted on a stack (read, write or admin)."""
+    """A permission a team or user may be granted on a stack (read, write, admin, creator)."""
     try:
         value = StackPermission(permission)
     except ValueError:
@@ -488,7 +489,7 @@ def validate_grant(permission: int) -> StackPermission:
     if value not in GRANTABLE_STACK_PERMISSIONS:
         raise InvalidArgument(
             f"Bad Request: invalid stack permission {permission}: use 101 (read), "
-            "102 (write) or 103 (admin)"
+            "102 (write), 103 (admin) or 104 (creator)"
         )
     assert value is not None
     return value
@@ -500,11 +501,21 @@ def check_member_action(action: MemberAction | None, member_login: str) -> None:
         raise InvalidArgument("Bad Request: 'member' is required with 'memberAction'")
 
 
-def validate_default_permission(permission: int) -> StackPermission:
-    """The organization's default stack permission for members: none, read, write or admin."""
+def validate_grant_or_none(permission: int) -> StackPermission:
+    """A stack grant to set, or none to remove it."""
     if permission == StackPermission.NONE:
         return StackPermission.NONE
     return validate_grant(permission)
+
+
+def validate_default_permission(permission: int) -> StackPermission:
+    """The organization's default stack permission for members: none, read, write or admin."""
+    if permission == StackPermission.CREATOR:
+        raise InvalidArgument(
+            "Bad Request: the default stack permission is 0 (none), 101 (read), 102 (write) "
+            "or 103 (admin): 104 belongs to a stack's creator"
+        )
+    return validate_grant_or_none(permission)
 
 
 # --- Authorisation: the one place that decides who may do what ------------------------------

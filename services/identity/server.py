@@ -51,6 +51,7 @@ from services.identity.domain import (
     check_member_action,
     validate_default_permission,
     validate_grant,
+    validate_grant_or_none,
     validate_text,
 )
 from services.identity.models import Base
@@ -307,7 +308,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             request.organization,
             request.team,
             request.stack_id,
-            validate_default_permission(request.permission),
+            validate_grant_or_none(request.permission),
         )
         return _grants(grants)
 
@@ -318,7 +319,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             request.organization,
             request.user_login,
             request.stack_id,
-            validate_default_permission(request.permission),
+            validate_grant_or_none(request.permission),
         )
         return _grants(grants)
 

@@ -352,7 +352,7 @@ async def test_bad_input_is_refused_and_changes_nothing(any_cairn: Cairn) -> Non
     await cairn.json("POST", "/api/orgs/admin/teams/pulumi", 409, body={"name": "ops"})
     await cairn.json("POST", "/api/orgs/admin/teams/pulumi", 400, body={"name": "bad name"})
     await cairn.json(
-        "PATCH", "/api/console/stacks/admin/web/dev/teams/ops", 400, body={"permissions": 104}
+        "PATCH", "/api/console/stacks/admin/web/dev/teams/ops", 400, body={"permissions": 105}
     )
     await cairn.json(
         "PATCH", "/api/console/stacks/admin/web/dev/teams/nope", 404, body={"permissions": 101}
@@ -412,3 +412,26 @@ async def test_stack_grants_are_listed_and_dropped_with_the_stack(any_cairn: Cai
         identity_pb2.ListStackGrantsRequest(organization="admin", stack_id=stack["id"])
     )
     assert (list(left.teams), list(left.users)) == ([], [])
+
+
+async def test_a_team_granted_creator_permission_acts_as_admin(any_cairn: Cairn) -> None:
+    """Seed 000 lists 104 among the permissions a team may hold on a stack."""
+    cairn = any_cairn
+    fay = await cairn.new_user("fay", org_role=("admin", MEMBER))
+    await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev"})
+    await cairn.json("POST", "/api/orgs/admin/teams/pulumi", body={"name": "owners"})
+    await cairn.json(
+        "PATCH",
+        "/api/orgs/admin/teams/owners",
+        204,
+        body={"memberAction": "add", "member": "fay"},
+    )
+    assert await status(cairn, "DELETE", "/api/stacks/admin/web/dev", fay) == 403
+    await cairn.json(
+        "PATCH", "/api/console/stacks/admin/web/dev/teams/owners", 204, body={"permissions": 104}
+    )
+    teams = await cairn.json("GET", "/api/stacks/admin/web/dev/teams", token=fay)
+    assert [(t["name"], t["permission"], t["isMember"]) for t in teams["teams"]] == [
+        ("owners", 104, True)
+    ]
+    assert await status(cairn, "DELETE", "/api/stacks/admin/web/dev", fay) == 204

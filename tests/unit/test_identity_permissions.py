@@ -130,9 +130,9 @@ def test_an_organization_keeps_an_admin(
         check_admins_remain(current, new, admins)
 
 
-def test_only_read_write_and_admin_can_be_granted() -> None:
-    assert [validate_grant(v) for v in (101, 102, 103)] == [READ, WRITE, ADMIN]
-    for bad in (0, 100, 104, 105, -1):
+def test_only_read_write_admin_and_creator_can_be_granted() -> None:
+    assert [validate_grant(v) for v in (101, 102, 103, 104)] == [READ, WRITE, ADMIN, CREATOR]
+    for bad in (0, 100, 105, -1):
         with pytest.raises(InvalidArgument):
             validate_grant(bad)
     assert validate_default_permission(0) is NONE

@@ -31,7 +31,7 @@ class _StackPermissionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Stack
     STACK_PERMISSION_WRITE: _StackPermission.ValueType  # 102
     STACK_PERMISSION_ADMIN: _StackPermission.ValueType  # 103
     STACK_PERMISSION_CREATOR: _StackPermission.ValueType  # 104
-    """What the stack's creator (owner) holds: everything admin grants. Never stored as a grant."""
+    """What the stack's creator (owner) holds: everything admin grants (also grantable)."""
 
 class StackPermission(_StackPermission, metaclass=_StackPermissionEnumTypeWrapper):
     """Pulumi's stack permission levels; the numbers are the wire values of the REST API."""
@@ -41,7 +41,7 @@ STACK_PERMISSION_READ: StackPermission.ValueType  # 101
 STACK_PERMISSION_WRITE: StackPermission.ValueType  # 102
 STACK_PERMISSION_ADMIN: StackPermission.ValueType  # 103
 STACK_PERMISSION_CREATOR: StackPermission.ValueType  # 104
-"""What the stack's creator (owner) holds: everything admin grants. Never stored as a grant."""
+"""What the stack's creator (owner) holds: everything admin grants (also grantable)."""
 Global___StackPermission: _TypeAlias = StackPermission  # noqa: Y015
 
 class _TokenKind:
