@@ -40,6 +40,11 @@ def no_content() -> web.Response:
     return web.Response(status=204)
 
 
+def ok_without_body() -> web.Response:
+    """200 with an empty body: where the REST documentation says 200 OK and describes none."""
+    return web.Response(status=200)
+
+
 def strict_body(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]], schema: Schema
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -19,6 +19,7 @@ from gateway.convert import (
     int_query,
     json_response,
     no_content,
+    ok_without_body,
     optional_int,
     optional_object,
     optional_string,
@@ -193,23 +194,24 @@ async def patch_update_journal_entries(request: web.Request) -> web.Response:
 
 
 async def post_engine_event_batch(request: web.Request) -> web.Response:
-    """`{events: [...]}` (§3.4.7): forwarded as received, decoded by the updates service."""
+    """`{events: [...]}` (§3.4.7): forwarded as received, decoded by the updates service.
+    200 with no body, as seed 000 documents (the CLI takes any 2xx)."""
     await request.app[BACKENDS].updates.RecordEngineEvents(
         updates_pb2.RecordEngineEventsRequest(lease=_lease(request), body=await read_body(request)),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()
 
 
 async def post_engine_event(request: web.Request) -> web.Response:
-    """Legacy single-event upload (§3.4.10)."""
+    """Legacy single-event upload (§3.4.10); 200 like the batch."""
     await request.app[BACKENDS].updates.RecordEngineEvents(
         updates_pb2.RecordEngineEventsRequest(
             lease=_lease(request), event_body=await read_body(request)
         ),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()
 
 
 async def append_update_log_entry(request: web.Request) -> web.Response:

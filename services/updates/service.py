@@ -47,6 +47,7 @@ from services.updates.domain import (
     StackState,
     StartedUpdate,
     UpdateRecord,
+    holder_refusal,
     lease_is_valid,
     preview_write_refused,
     validate_complete_status,
@@ -465,7 +466,15 @@ class Updates:
     async def import_deployment(
         self, stack_id: str, stack_path: tuple[str, str, str], text: bytes, requested_by: str
     ) -> str:
-        """`stack import`: a finished update of kind import whose state is the given text."""
+        """`stack import`: a finished update of kind import whose state is the given text.
+
+        A running update is refused (409) before the text is looked at, as seed 000 orders it.
+        """
+        (state,) = await self._store.stack_states([stack_id])
+        if state.active_update is not None and not state.active_update.is_finalised:
+            refused = holder_refusal(state.active_update, self._clock.now())
+            if refused is not None:
+                raise refused
         parsed = checkpoints.check_untyped_deployment(
             checkpoints.parse_json(text, "the deployment")
         )

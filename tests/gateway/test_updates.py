@@ -409,6 +409,16 @@ async def test_import_is_refused_during_an_update(update_cairn: Cairn) -> None:
     untyped = {"version": 3, "deployment": deployment([], SECRETS)}
     response = await cairn.call("POST", f"{S}/import", body=untyped)
     assert response.status == 409
+    # The running update is the first reason given, whatever else is wrong with the body.
+    foreign = {
+        "version": 3,
+        "deployment": deployment(
+            [],
+            {"type": "service", "state": {**SECRETS["state"], "stack": "prod"}},  # type: ignore[dict-item]
+        ),
+    }
+    response = await cairn.call("POST", f"{S}/import", body=foreign)
+    assert response.status == 409, await response.text()
 
 
 async def test_many_simultaneous_starts_one_wins(update_cairn: Cairn) -> None:
@@ -448,6 +458,22 @@ async def test_engine_events_are_returned_in_order(update_cairn: Cairn) -> None:
     assert rest["continuationToken"] == ""
     assert rest["events"][-1]["summaryEvent"]["resourceChanges"] == {"create": 1}
     assert rest["events"][-1]["type"] == "summaryEvent"
+
+
+async def test_engine_event_uploads_answer_200_as_documented(update_cairn: Cairn) -> None:
+    cairn = update_cairn
+    await create_stack(cairn)
+    run = await begin(cairn, S)
+    batch = await run.call(
+        "POST",
+        "/events/batch",
+        {"events": [{"sequence": 0, "timestamp": 1, "stdoutEvent": {"message": "hi"}}]},
+    )
+    single = await run.call(
+        "POST", "/events", {"sequence": 5, "timestamp": 1, "stdoutEvent": {"message": "x"}}
+    )
+    assert (batch.status, await batch.read()) == (200, b"")
+    assert (single.status, await single.read()) == (200, b"")
 
 
 async def test_engine_events_filter_by_type_and_urn(update_cairn: Cairn) -> None:
