@@ -114,7 +114,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             message = f"Method Not Allowed: {request.method} is not supported on {request.path}"
         else:
             message = f"{reason(exc.status)}: {exc.text or exc.reason}"
-        return error_response(exc.status, message)
+        response = error_response(exc.status, message)
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            # RFC 9110: a 405 lists the methods the resource does support.
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

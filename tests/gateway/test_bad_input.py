@@ -76,6 +76,9 @@ async def test_unknown_stacks_and_routes_are_404(cairn: Cairn) -> None:
     await error_of(cairn, "POST", f"{S}/rename", 404, body={"newName": "x"})
     await error_of(cairn, "GET", "/api/no/such/route/here/at/all", 404)
     await error_of(cairn, "PUT", "/api/user", 405)
+    refused = await cairn.call("DELETE", "/api/user/tokens")
+    assert refused.status == 405
+    assert {m.strip() for m in refused.headers["Allow"].split(",")} >= {"GET", "POST"}
 
 
 async def test_accept_header_rule(cairn: Cairn) -> None:
