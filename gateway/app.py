@@ -23,6 +23,7 @@ from gateway.middleware import (
     request_id_middleware,
 )
 from gateway.openapi import cached_document
+from gateway.queries import query_middleware
 from gateway.routes import ROUTES, add_routes
 from services.common.config import Settings
 from services.common.metrics import METRICS, Metrics, default_metrics
@@ -49,6 +50,8 @@ def create_app(
             error_middleware,
             accept_middleware,
             auth_middleware,
+            # After authentication: outsiders learn nothing from a query's mistakes.
+            query_middleware,
         ],
         # The limit aiohttp applies to uncompressed bodies; compressed ones are inflated by
         # gateway/bodies.py under the same bound.

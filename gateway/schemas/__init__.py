@@ -94,6 +94,10 @@ def load_schemas() -> SchemaSet:
         entries[name]["responses"] = {"200": copy.deepcopy(entries[source]["request"])}
     for name, members in handwritten.EXTRA_REQUEST_MEMBERS.items():
         entries[name]["request"]["properties"].update(copy.deepcopy(members))
+    for name, replaced in handwritten.QUERY_SCHEMAS.items():
+        for query in entries[name]["query"]:
+            if query["name"] in replaced:
+                query["schema"] = copy.deepcopy(replaced[query["name"]])
     for name, media in handwritten.MEDIA_SCHEMAS.items():
         entries[name]["media_types"] = list(media)
         entries[name]["media_schemas"] = copy.deepcopy(media)

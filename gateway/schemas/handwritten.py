@@ -66,7 +66,7 @@ _BOOTSTRAP = {
 _REF = "#/components/schemas/"
 _ROLE = {"type": "string", "enum": ["admin", "member"]}
 _ROLE_ID = {"type": "string", "enum": ["admin", "member", "viewer"]}
-_GRANTABLE = {"type": "integer", "enum": [101, 102, 103]}
+_GRANTABLE = {"type": "integer", "enum": [101, 102, 103, 104]}
 
 # gateway/handlers/tokens.py `_rotate`: the same id, a new value shown this once.
 _ROTATE_TOKEN = {
@@ -361,6 +361,18 @@ ANSWERED_AS_SENT: dict[str, str] = {
 EXTRA_REQUEST_MEMBERS: dict[str, dict[str, Any]] = {
     # The role by id, as `PATCH …/members/{userLogin}` takes it (admin, member or viewer).
     "add_organization_member": {"fgaRoleId": _OPTIONAL_STRING},
+}
+
+# Query parameters of catalogued operations that this server reads in another shape.
+# Engine events: the catalogue's `type` is a list of integer "type codes" that Pulumi does not
+# define anywhere public; Cairn filters by the names the events carry (`type` of each event:
+# `resourcePreEvent`, ...; the `Event` suffix may be left out), repeated or comma-separated.
+_EVENT_TYPE_NAMES = {
+    "type": "array",
+    "items": {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
+}
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    f"get_engine_events_{kind}": {"type": _EVENT_TYPE_NAMES} for kind in KINDS
 }
 
 # Operations whose success answer has another shape per media type.

@@ -226,3 +226,15 @@ async def test_oversized_bodies_are_413(small_cairn: Cairn) -> None:
         raw=bomb,
         headers={"Content-Encoding": "gzip"},
     )
+
+
+async def test_query_values_outside_their_documentation_are_400(cairn: Cairn) -> None:
+    message = await error_of(cairn, "GET", "/api/orgs/admin/tokens?sortDirection=AAA", 400)
+    assert "sortDirection" in message and "asc, desc" in message
+    await error_of(cairn, "GET", "/api/orgs/admin/tokens?maxResults=many", 400)
+    await error_of(cairn, "GET", "/api/orgs/admin/auditlogs/export?format=xml", 400)
+    await error_of(cairn, "GET", "/api/user/stacks?maxResults=-5x", 400)
+    listed = await cairn.call("GET", "/api/orgs/admin/tokens?sortDirection=asc&sortBy=name")
+    assert listed.status == 200, await listed.text()
+    # Parameters no route documents are left alone.
+    assert (await cairn.call("GET", "/api/user?unknown=anything")).status == 200
