@@ -71,8 +71,9 @@ def test_update_kinds_become_documented_paths(document: dict[str, Any]) -> None:
         assert events["get"]["operationId"] == f"get_engine_events_{kind}"
         assert events["post"]["operationId"] == f"record_engine_event_{kind}"
     version = paths[f"{stack}/updates/{{version}}"]["get"]["parameters"]
+    # Versions start at 1; anything else in that segment is a 400 (seed 000), not a 404.
     assert {"name": "version", "in": "path", "required": True} | {
-        "schema": {"type": "integer", "minimum": 0}
+        "schema": {"type": "integer", "minimum": 1}
     } in version
 
 
