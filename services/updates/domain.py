@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from services.common.auth import hash_token
 from services.common.errors import (
     DomainError,
@@ -322,6 +324,32 @@ class Timeline:
     update: UpdateRecord
     collated: tuple[UpdateRecord, ...]
     other_previews: tuple[UpdateRecord, ...]
+
+
+def normalised_config(raw: bytes) -> bytes:
+    """An update's config as every reader can parse it: each value an object with `string`
+    (text), `secret` and `object` (booleans), as the CLI sends them and the SDK requires.
+    Members a client left out get their zero value; anything else it added is dropped."""
+    try:
+        config = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return b"{}"
+    if not isinstance(config, dict):
+        return b"{}"
+    return orjson.dumps({str(key): _config_value(value) for key, value in config.items()})
+
+
+def _config_value(value: object) -> dict[str, object]:
+    if not isinstance(value, Mapping):
+        value = {"string": value}
+    text = value.get("string")
+    is_object = bool(value.get("object", False))
+    if text is None:
+        text = ""
+    elif not isinstance(text, str):
+        is_object = is_object or isinstance(text, dict | list)
+        text = orjson.dumps(text).decode()
+    return {"string": text, "secret": bool(value.get("secret", False)), "object": is_object}
 
 
 # The environment keys the Pulumi CLI records about where an operation ran.

@@ -375,3 +375,37 @@ async def test_updates_of_every_kind_are_cancelled_through_the_sdk(any_cairn: Ca
         lease = stacks_api(cairn, lease=started.token)
         done = AppCompleteUpdateRequest(status=AppUpdateStatus.Succeeded)
         assert await refused(calls.complete, lease, *HERE, created.update_id, done) == 409
+
+
+async def test_history_config_a_client_sent_partially_reads_back_through_the_sdk(
+    any_cairn: Cairn,
+) -> None:
+    """Config values missing `secret`/`object` (or `string`) are stored whole, so the SDK,
+    which requires all three, parses the history."""
+    from tests.gateway.cli import begin
+
+    cairn = any_cairn
+    await create_stack(cairn, PROJECT, STACK)
+    partial = {
+        "web:size": {"string": "3"},
+        "web:password": {"secret": True, "string": "v1:abc"},
+        "web:tags": {"object": True, "string": '["a"]'},
+        "web:empty": {},
+    }
+    run = await begin(cairn, f"/api/stacks/{ORG}/{PROJECT}/{STACK}", config=partial)
+    await run.complete()
+    api = stacks_api(cairn)
+    latest = await sdk(api.get_latest_stack_update, *HERE)
+    config = {key: (v.string, v.secret, v.object) for key, v in latest.info.config.items()}
+    assert config == {
+        "web:size": ("3", False, False),
+        "web:password": ("v1:abc", True, False),
+        "web:tags": ('["a"]', False, True),
+        "web:empty": ("", False, False),
+    }
+    history = await cairn.json("GET", f"/api/stacks/{ORG}/{PROJECT}/{STACK}/updates")
+    assert history["updates"][0]["config"]["web:size"] == {
+        "string": "3",
+        "secret": False,
+        "object": False,
+    }
