@@ -9,6 +9,8 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
 export PATH="$PWD/.venv/bin:$PATH"
+started=$SECONDS
+trap 'echo "test suite: $((SECONDS - started)) s wall time (lint, types, import rules, tests)"' EXIT
 ruff check .
 ruff format --check .
 mypy
