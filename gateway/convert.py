@@ -14,7 +14,7 @@ from aiohttp import web
 # Handlers read bodies through here; gateway/bodies.py is the one place that reads them.
 from gateway.bodies import read_body as read_body
 from gateway.errors import ApiError, bad_request
-from gateway.schemas import Schema, unknown_member
+from gateway.schemas import BodyChecker, Schema, unknown_member
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -46,10 +46,13 @@ def ok_without_body() -> web.Response:
 
 
 def strict_body(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], schema: Schema
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    schema: Schema,
+    checker: BodyChecker,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """`handler` behind the check that a JSON body names only members the closed `schema`
-    names: a typo is a 400 naming the member before anything is read or written."""
+    names and that every member has its documented type, enum and required members: a typo
+    is a 400 naming the member before anything is read or written."""
 
     @functools.wraps(handler)
     async def checked(request: web.Request) -> web.StreamResponse:
@@ -63,6 +66,10 @@ def strict_body(
             if len(member) > _SHOWN_MEMBER_LENGTH:
                 member = member[:_SHOWN_MEMBER_LENGTH] + "…"
             raise bad_request(f"unknown member '{member}' in the request body")
+        if body is not None:
+            problem = checker.problem(body)
+            if problem is not None:
+                raise bad_request(problem)
         return await handler(request)
 
     return checked

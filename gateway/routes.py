@@ -34,7 +34,7 @@ from gateway.route import Access as Access
 from gateway.route import Handler as Handler
 from gateway.route import Route as Route
 from gateway.route import agent, org, public, stack, update, user
-from gateway.schemas import Schema, SchemaSet, closed_schema, load_schemas
+from gateway.schemas import BodyChecker, Schema, SchemaSet, closed_schema, load_schemas
 
 # Roles and stack permissions by name, shared with the service methods' access table.
 from services.common.call_access import ADMIN, MEMBER, READ, STACK_ADMIN, VIEWER, WRITE
@@ -472,6 +472,7 @@ ROUTES: tuple[Route, ...] = (
         f"{DEPLOYMENTS}/settings",
         deployments.patch_deployment_settings,
         WRITE,
+        is_body_strict=True,
         audit=events.DEPLOYMENT_SETTINGS_UPDATE,
     ),
     stack(
@@ -479,6 +480,7 @@ ROUTES: tuple[Route, ...] = (
         f"{DEPLOYMENTS}/settings",
         deployments.replace_deployment_settings,
         WRITE,
+        is_body_strict=True,
         audit=events.DEPLOYMENT_SETTINGS_UPDATE,
     ),
     stack(
@@ -560,5 +562,5 @@ def add_routes(app: web.Application) -> None:
         handler = route.handler
         schema = request_schema(route, schemas)
         if route.is_body_strict and schema is not None:
-            handler = strict_body(handler, schema)
+            handler = strict_body(handler, schema, BodyChecker(schema, schemas.components))
         app.router.add_route(route.method, route.path, handler, name=route.operation_id)

@@ -9,12 +9,14 @@ answers differently. `/openapi.json` is built from these and the route table.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import orjson
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError, best_match
 
 from gateway.schemas import handwritten
 
@@ -102,6 +104,9 @@ def load_schemas() -> SchemaSet:
         entries[name]["media_types"] = list(media)
         entries[name]["media_schemas"] = copy.deepcopy(media)
     components = dict(data["components"])
+    for name, members in handwritten.COMPONENT_MEMBERS.items():
+        components[name] = copy.deepcopy(components[name])
+        components[name]["properties"].update(copy.deepcopy(members))
     components.update(copy.deepcopy(handwritten.COMPONENTS))
     return SchemaSet(
         operations={name: _operation(entry) for name, entry in entries.items()},
@@ -201,8 +206,73 @@ def unknown_member(value: Any, schema: Schema, path: str = "") -> str | None:
     return None
 
 
+def _no_required_check(*_: Any) -> Iterator[ValidationError]:
+    return iter(())
+
+
+# Members the documentation lists as required are not demanded of a request: partial
+# updates (PATCH, POST that merges) send only what changes, and the handlers say what they
+# need themselves. Types, enums and shapes are checked.
+_TypeChecker = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"required": _no_required_check}
+)
+
+
+class BodyChecker:
+    """A strict body's schema compiled once: names the first member breaking it, in words
+    that never repeat the value (bodies carry secrets)."""
+
+    def __init__(self, schema: Schema, components: Mapping[str, Schema]) -> None:
+        root = {**schema, "components": {"schemas": dict(components)}}
+        self._validator = _TypeChecker(root)
+
+    def problem(self, body: Any) -> str | None:
+        # A null member means "not given" (the official SDK sends every field it knows).
+        error = best_match(self._validator.iter_errors(_without_nulls(body)))
+        if error is None:
+            return None
+        where = _member_path(error.absolute_path)
+        subject = f"'{where}'" if where else "the request body"
+        if error.validator == "type":
+            expected = error.validator_value
+            names: list[str] = expected if isinstance(expected, list) else [str(expected)]
+            words = " or ".join(_TYPE_WORDS.get(name, name) for name in names)
+            return f"{subject} must be {words}"
+        if error.validator == "enum":
+            options = ", ".join(orjson.dumps(v).decode() for v in error.validator_value)
+            return f"{subject} must be one of {options}"
+        return f"{subject} does not match the documented schema ({error.validator})"
+
+
+_TYPE_WORDS = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+def _member_path(parts: Iterable[Any]) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
 __all__ = [
     "JSON",
+    "BodyChecker",
     "OperationSchema",
     "QueryParameter",
     "Schema",

@@ -358,9 +358,19 @@ ANSWERED_AS_SENT: dict[str, str] = {
 
 # Request members this server reads besides those the catalogue names (strict bodies accept
 # exactly the members their schema names).
+# Cairn's roles are admin, member and viewer (read-only); `role` names any of them besides
+# the SDK's OrganizationRole values.
+_MEMBER_ROLE = {
+    "anyOf": [
+        {"$ref": f"{_REF}OrganizationRole"},
+        {"type": "string", "enum": ["viewer"]},
+        {"type": "null"},
+    ]
+}
 EXTRA_REQUEST_MEMBERS: dict[str, dict[str, Any]] = {
     # The role by id, as `PATCH …/members/{userLogin}` takes it (admin, member or viewer).
-    "add_organization_member": {"fgaRoleId": _OPTIONAL_STRING},
+    "add_organization_member": {"fgaRoleId": _OPTIONAL_STRING, "role": _MEMBER_ROLE},
+    "update_organization_member": {"role": _MEMBER_ROLE},
 }
 
 # Query parameters of catalogued operations that this server reads in another shape.
@@ -382,6 +392,20 @@ MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 # Pulumi's error body, answered for every 4xx and 5xx.
+# Members of catalogued components this server reads in more shapes than the SDK writes.
+# A deployment's environment variable is a plain string or a SecretValue, as Pulumi Cloud's
+# REST API takes both (the SDK writes only the second).
+COMPONENT_MEMBERS: dict[str, dict[str, Any]] = {
+    "OperationContextRequest": {
+        "environmentVariables": {
+            "type": ["object", "null"],
+            "additionalProperties": {
+                "anyOf": [{"type": "string"}, {"$ref": f"{_REF}SecretValue"}],
+            },
+        }
+    }
+}
+
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": _object({"code": {"type": "integer"}, "message": _STRING}),
 }
