@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -141,8 +141,8 @@ class OidcStore:
     async def delete(self, organization: str, issuer_id: str) -> None:
         async with self._sessions.begin() as session:
             _, row, policy = await _issuer_rows(session, organization, issuer_id)
-            await session.delete(policy)
-            await session.delete(row)
+            await session.execute(delete(OidcPolicyRow).where(OidcPolicyRow.id == policy.id))
+            await session.execute(delete(OidcIssuerRow).where(OidcIssuerRow.id == row.id))
 
     async def mark_used(self, issuer_id: str) -> None:
         async with self._sessions.begin() as session:
