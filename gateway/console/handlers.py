@@ -29,6 +29,7 @@ from gateway.console.deployment import (
     pretty,
     urn_name,
 )
+from gateway.console.issuers import organization_issuers
 from gateway.console.render import duration, error_page, render, secure
 from gateway.console.session import (
     CSRF_COOKIE,
@@ -282,6 +283,7 @@ async def stacks(request: web.Request) -> web.Response:
         filters={"project": project, "tag": tag, "name": name},
         is_admin=is_org_admin,
         people=await organization_people(request, org) if is_org_admin else None,
+        issuers=await organization_issuers(request, org) if is_org_admin else None,
     )
 
 
