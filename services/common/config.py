@@ -146,6 +146,18 @@ class Settings(BaseSettings):
     # Issuers must be https; this allows http:// issuers on loopback addresses (tests and
     # local development only).
     oidc_allow_http_loopback_issuers: bool = False
+    # Console single sign-on with an OpenID Connect provider (off unless issuer and client id
+    # are set): the button's name (default the issuer's host), the email domains allowed to
+    # sign in (comma-separated; empty: any), the claim listing the user's groups, and what
+    # each group grants: a JSON object `{"group": {"organization": "acme", "role": "admin",
+    # "teams": ["ops"]}}` (or a list of such objects per group).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr | None = None
+    oidc_display_name: str = ""
+    oidc_allowed_domains: str = ""
+    oidc_groups_claim: str = "groups"
+    oidc_group_mapping: str = ""
 
     @field_validator("auth_failure_limit")
     @classmethod

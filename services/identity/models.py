@@ -24,7 +24,7 @@ from sqlalchemy.sql.expression import false
 
 from services.identity.audit.models import AuditEventRow
 from services.identity.base import Base
-from services.identity.oidc.models import OidcIssuerRow, OidcPolicyRow
+from services.identity.oidc.models import OidcIdentityRow, OidcIssuerRow, OidcPolicyRow
 from services.identity.sessions.models import RevokedSessionRow
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "BootstrapRow",
     "InviteRow",
     "MembershipRow",
+    "OidcIdentityRow",
     "OidcIssuerRow",
     "OidcPolicyRow",
     "OrganizationRow",

@@ -82,6 +82,16 @@ class OidcServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.ExchangeTokenRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.ExchangeTokenResponse.FromString,
                 _registered_method=True)
+        self.GetSignInOptions = channel.unary_unary(
+                '/cairn.v1.OidcService/GetSignInOptions',
+                request_serializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.GetSignInOptionsRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.SignInOptions.FromString,
+                _registered_method=True)
+        self.CompleteSignIn = channel.unary_unary(
+                '/cairn.v1.OidcService/CompleteSignIn',
+                request_serializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.CompleteSignInRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.CompleteSignInResponse.FromString,
+                _registered_method=True)
 
 
 class OidcServiceServicer:
@@ -147,6 +157,20 @@ class OidcServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSignInOptions(self, request, context):
+        """Console single sign-on: where the browser goes to sign in (from the provider's
+        discovery document), and the sign-in completed with the code the provider sent back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteSignIn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OidcServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +218,16 @@ def add_OidcServiceServicer_to_server(servicer, server):
                     servicer.ExchangeToken,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.ExchangeTokenRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.ExchangeTokenResponse.SerializeToString,
+            ),
+            'GetSignInOptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignInOptions,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.GetSignInOptionsRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.SignInOptions.SerializeToString,
+            ),
+            'CompleteSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteSignIn,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.CompleteSignInRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_oidc__pb2.CompleteSignInResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +476,60 @@ class OidcService:
             '/cairn.v1.OidcService/ExchangeToken',
             protos_dot_cairn_dot_v1_dot_oidc__pb2.ExchangeTokenRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_oidc__pb2.ExchangeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSignInOptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.OidcService/GetSignInOptions',
+            protos_dot_cairn_dot_v1_dot_oidc__pb2.GetSignInOptionsRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_oidc__pb2.SignInOptions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.OidcService/CompleteSignIn',
+            protos_dot_cairn_dot_v1_dot_oidc__pb2.CompleteSignInRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_oidc__pb2.CompleteSignInResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,11 @@ class OidcServiceStub:
     UpdateAuthPolicy: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.UpdateAuthPolicyRequest, _oidc_pb2.AuthPolicy]
     ExchangeToken: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.ExchangeTokenRequest, _oidc_pb2.ExchangeTokenResponse]
     """The CI's JWT for a Cairn access token; the JWT is the credential (no caller needed)."""
+    GetSignInOptions: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.GetSignInOptionsRequest, _oidc_pb2.SignInOptions]
+    """Console single sign-on: where the browser goes to sign in (from the provider's
+    discovery document), and the sign-in completed with the code the provider sent back.
+    """
+    CompleteSignIn: _grpc.UnaryUnaryMultiCallable[_oidc_pb2.CompleteSignInRequest, _oidc_pb2.CompleteSignInResponse]
 
 @_typing.type_check_only
 class OidcServiceAsyncStub(OidcServiceStub):
@@ -69,6 +74,11 @@ class OidcServiceAsyncStub(OidcServiceStub):
     UpdateAuthPolicy: _aio.UnaryUnaryMultiCallable[_oidc_pb2.UpdateAuthPolicyRequest, _oidc_pb2.AuthPolicy]  # type: ignore[assignment]
     ExchangeToken: _aio.UnaryUnaryMultiCallable[_oidc_pb2.ExchangeTokenRequest, _oidc_pb2.ExchangeTokenResponse]  # type: ignore[assignment]
     """The CI's JWT for a Cairn access token; the JWT is the credential (no caller needed)."""
+    GetSignInOptions: _aio.UnaryUnaryMultiCallable[_oidc_pb2.GetSignInOptionsRequest, _oidc_pb2.SignInOptions]  # type: ignore[assignment]
+    """Console single sign-on: where the browser goes to sign in (from the provider's
+    discovery document), and the sign-in completed with the code the provider sent back.
+    """
+    CompleteSignIn: _aio.UnaryUnaryMultiCallable[_oidc_pb2.CompleteSignInRequest, _oidc_pb2.CompleteSignInResponse]  # type: ignore[assignment]
 
 class OidcServiceServicer(metaclass=_abc_1.ABCMeta):
     """OIDC issuers an organization trusts, the authorization policy of each, and the token
@@ -141,5 +151,22 @@ class OidcServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_oidc_pb2.ExchangeTokenResponse, _abc.Awaitable[_oidc_pb2.ExchangeTokenResponse]]:
         """The CI's JWT for a Cairn access token; the JWT is the credential (no caller needed)."""
+
+    @_abc_1.abstractmethod
+    def GetSignInOptions(
+        self,
+        request: _oidc_pb2.GetSignInOptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_oidc_pb2.SignInOptions, _abc.Awaitable[_oidc_pb2.SignInOptions]]:
+        """Console single sign-on: where the browser goes to sign in (from the provider's
+        discovery document), and the sign-in completed with the code the provider sent back.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteSignIn(
+        self,
+        request: _oidc_pb2.CompleteSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_oidc_pb2.CompleteSignInResponse, _abc.Awaitable[_oidc_pb2.CompleteSignInResponse]]: ...
 
 def add_OidcServiceServicer_to_server(servicer: OidcServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -49,3 +49,16 @@ class OidcPolicyRow(Base):
     policies: Mapped[str] = mapped_column(Text, default="[]")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OidcIdentityRow(Base):
+    """A console single sign-on identity (issuer and subject) and the user it signs in as."""
+
+    __tablename__ = "identity_oidc_identities"
+
+    issuer: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -32,8 +32,14 @@ from services.identity.oidc.service import (
     OidcExchange,
     issued_token_type,
 )
+from services.identity.oidc.signin import ConsoleSignIn, SignInSettings, parse_group_mapping
 from services.identity.oidc.store import OidcStore
-from services.identity.oidc.validation import FetchLimits, validator_from_limits
+from services.identity.oidc.validation import (
+    DocumentFetcher,
+    FetchLimits,
+    IssuerKeys,
+    TokenValidator,
+)
 from services.identity.store import IdentityStore
 from services.identity.team_store import TeamStore
 
@@ -43,8 +49,33 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class OidcServicer(oidc_pb2_grpc.OidcServiceServicer):
-    def __init__(self, oidc: OidcExchange) -> None:
+    def __init__(self, oidc: OidcExchange, sign_in: ConsoleSignIn) -> None:
         self._oidc = oidc
+        self._sign_in = sign_in
+
+    async def GetSignInOptions(
+        self, request: oidc_pb2.GetSignInOptionsRequest, context: Context
+    ) -> oidc_pb2.SignInOptions:
+        endpoint = await self._sign_in.authorization_endpoint()
+        settings = self._sign_in.settings
+        return oidc_pb2.SignInOptions(
+            display_name=settings.name,
+            authorization_endpoint=endpoint,
+            client_id=settings.client_id,
+        )
+
+    async def CompleteSignIn(
+        self, request: oidc_pb2.CompleteSignInRequest, context: Context
+    ) -> oidc_pb2.CompleteSignInResponse:
+        signed_in = await self._sign_in.complete(
+            request.code, request.code_verifier, request.redirect_uri, request.nonce
+        )
+        return oidc_pb2.CompleteSignInResponse(
+            login=signed_in.login,
+            token=signed_in.token,
+            expires_at=signed_in.expires_at,
+            is_new_user=signed_in.is_new_user,
+        )
 
     async def RegisterOidcIssuer(
         self, request: oidc_pb2.RegisterOidcIssuerRequest, context: Context
@@ -202,12 +233,17 @@ def oidc_service(
         cache_seconds=settings.oidc_jwks_cache_seconds,
         allow_http_loopback=settings.oidc_allow_http_loopback_issuers,
     )
+    store = OidcStore(sessions, clock)
+    identity = IdentityStore(sessions, clock)
+    teams = TeamStore(sessions, clock)
+    fetcher = DocumentFetcher(limits)
+    validator = TokenValidator(IssuerKeys(fetcher, clock, limits), clock)
     exchange = OidcExchange(
-        OidcStore(sessions, clock),
-        IdentityStore(sessions, clock),
-        TeamStore(sessions, clock),
+        store,
+        identity,
+        teams,
         AuditLog(AuditStore(sessions), clock),
-        validator_from_limits(limits, clock),
+        validator,
         clock,
         ExchangeSettings(
             max_ttl_seconds=settings.oidc_token_max_ttl_seconds,
@@ -216,4 +252,25 @@ def oidc_service(
             fetch_timeout_seconds=settings.oidc_fetch_timeout_seconds,
         ),
     )
-    return OidcServicer(exchange)
+    secret = settings.oidc_client_secret
+    sign_in = ConsoleSignIn(
+        SignInSettings(
+            issuer=settings.oidc_issuer.rstrip("/"),
+            client_id=settings.oidc_client_id,
+            client_secret=secret.get_secret_value() if secret is not None else "",
+            display_name=settings.oidc_display_name,
+            allowed_domains=tuple(
+                d.strip().lower() for d in settings.oidc_allowed_domains.split(",") if d.strip()
+            ),
+            groups_claim=settings.oidc_groups_claim,
+            group_grants=parse_group_mapping(settings.oidc_group_mapping),
+            skew_seconds=settings.oidc_clock_skew_seconds,
+        ),
+        store,
+        identity,
+        teams,
+        validator,
+        fetcher,
+        clock,
+    )
+    return OidcServicer(exchange, sign_in)

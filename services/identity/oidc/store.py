@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.common.clock import Clock
 from services.common.errors import AlreadyExists, NotFound
 from services.identity.domain import TokenKind
-from services.identity.models import OrganizationRow
+from services.identity.models import OrganizationRow, UserRow
 from services.identity.oidc.domain import (
     AuthPolicy,
     Decision,
@@ -24,8 +24,14 @@ from services.identity.oidc.domain import (
     claim_rules_json,
     parse_claim_rules,
 )
-from services.identity.oidc.models import OidcIssuerRow, OidcPolicyRow
-from services.identity.rows import aware, new_id, optional_aware, organization_row
+from services.identity.oidc.models import OidcIdentityRow, OidcIssuerRow, OidcPolicyRow
+from services.identity.rows import (
+    aware,
+    new_id,
+    optional_aware,
+    organization_row,
+    user_row_by_login,
+)
 
 
 def issuer_not_found(issuer_id: str) -> NotFound:
@@ -149,6 +155,25 @@ class OidcStore:
             row = await session.get(OidcIssuerRow, issuer_id)
             if row is not None:
                 row.last_used_at = self._now()
+
+    async def linked_login(self, issuer: str, subject: str) -> str | None:
+        """The login a single sign-on identity signs in as, if it signed in before."""
+        async with self._sessions() as session:
+            found: str | None = await session.scalar(
+                select(UserRow.login)
+                .join(OidcIdentityRow, OidcIdentityRow.user_id == UserRow.id)
+                .where(OidcIdentityRow.issuer == issuer, OidcIdentityRow.subject == subject)
+            )
+            return found
+
+    async def link(self, issuer: str, subject: str, login: str) -> None:
+        async with self._sessions.begin() as session:
+            user = await user_row_by_login(session, login)
+            session.add(
+                OidcIdentityRow(
+                    issuer=issuer, subject=subject, user_id=user.id, created_at=self._now()
+                )
+            )
 
     async def policy_of_issuer(self, organization: str, issuer_id: str) -> AuthPolicy:
         async with self._sessions() as session:

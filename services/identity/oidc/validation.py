@@ -97,6 +97,37 @@ class DocumentFetcher:
             raise Unavailable(f"Service Unavailable: {url[:200]} is not a JSON object")
         return value
 
+    async def post_form(self, url: str, form: dict[str, str]) -> dict[str, Any]:
+        """POST a form (a token endpoint's), answered with a JSON object; the provider's
+        refusal is a 401 naming its OAuth error code, never echoing what was sent."""
+        self.check_url(url)
+        timeout = aiohttp.ClientTimeout(total=self._limits.timeout_seconds)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(
+                    url,
+                    data=form,
+                    allow_redirects=False,
+                    headers={"Accept": "application/json"},
+                    ssl=self._ssl if self._ssl is not None else True,
+                ) as response,
+            ):
+                body = await _read_bounded(response, self._limits.max_bytes)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("oidc_fetch_failed", url=url[:200], error=type(error).__name__)
+            raise Unavailable("Service Unavailable: could not reach the provider") from None
+        try:
+            value: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            value = None
+        if status != 200 or not isinstance(value, dict):
+            code = value.get("error") if isinstance(value, dict) else None
+            shown = code if isinstance(code, str) and code.isidentifier() else str(status)
+            raise Unauthenticated(f"Unauthorized: the provider refused the sign-in ({shown})")
+        return value
+
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
     if response.content_length is not None and response.content_length > limit:

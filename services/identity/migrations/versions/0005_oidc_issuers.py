@@ -1,4 +1,5 @@
-"""OIDC issuers and their authorization policies (token exchange for CI logins).
+"""OIDC issuers and their authorization policies (token exchange for CI logins), and the
+identities console single sign-on links to users.
 
 Revision ID: identity_0005_oidc_issuers
 Revises: identity_0004
@@ -62,9 +63,26 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_oidc_policies")),
         sa.UniqueConstraint("issuer_id", name=op.f("uq_identity_oidc_policies_issuer_id")),
     )
+    op.create_table(
+        "identity_oidc_identities",
+        sa.Column("issuer", sa.String(1024), nullable=False),
+        sa.Column("subject", sa.String(255), nullable=False),
+        sa.Column("user_id", sa.String(32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["identity_users.id"],
+            name=op.f("fk_identity_oidc_identities_user_id_identity_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("issuer", "subject", name=op.f("pk_identity_oidc_identities")),
+    )
+    op.create_index("ix_identity_oidc_identities_user_id", "identity_oidc_identities", ["user_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_identity_oidc_identities_user_id", table_name="identity_oidc_identities")
+    op.drop_table("identity_oidc_identities")
     op.drop_table("identity_oidc_policies")
     op.drop_index("ix_identity_oidc_issuers_organization_id", table_name="identity_oidc_issuers")
     op.drop_table("identity_oidc_issuers")
