@@ -265,6 +265,34 @@ REFUSED_HOT_CALL_EVENT = dataclasses.replace(FALLBACK_EVENT, recorded_statuses=C
 # THE catalogue, in the order the event-types route lists it. Events of other routes may be
 # listed before their routes exist; only events some route records (and the fallback) are
 # served.
+OIDC_ISSUER_REGISTER = AuditEventType(
+    "oidc_issuer.register",
+    "OIDC Issuer Registered",
+    "An OIDC issuer was registered for token exchange.",
+    target_field="name",
+)
+OIDC_ISSUER_UPDATE = AuditEventType(
+    "oidc_issuer.update",
+    "OIDC Issuer Updated",
+    "An OIDC issuer's name, thumbprints, key set or longest token lifetime changed.",
+)
+OIDC_ISSUER_DELETE = AuditEventType(
+    "oidc_issuer.delete", "OIDC Issuer Deleted", "An OIDC issuer is no longer trusted."
+)
+AUTH_POLICY_UPDATE = AuditEventType(
+    "auth_policy.update",
+    "Authorization Policy Updated",
+    "The rules deciding which OIDC tokens an issuer's exchanges accept changed.",
+)
+# Exchanges the identity service grants are recorded there, under the organization, naming
+# the issuer and the token's subject; the gateway records refusals (site level).
+OIDC_EXCHANGE = AuditEventType(
+    "oidc.exchange",
+    "OIDC Token Exchanged",
+    "A CI's OIDC token was exchanged for a short-lived access token (or refused).",
+    recorded_statuses=frozenset(range(400, 500)),
+)
+
 EVENT_TYPES: tuple[AuditEventType, ...] = (
     STACK_CREATE,
     STACK_DELETE,
@@ -297,6 +325,11 @@ EVENT_TYPES: tuple[AuditEventType, ...] = (
     TOKEN_CREATE,
     TOKEN_ROTATE,
     TOKEN_DELETE,
+    OIDC_ISSUER_REGISTER,
+    OIDC_ISSUER_UPDATE,
+    OIDC_ISSUER_DELETE,
+    AUTH_POLICY_UPDATE,
+    OIDC_EXCHANGE,
     MEMBER_ADD,
     MEMBER_UPDATE,
     MEMBER_REMOVE,

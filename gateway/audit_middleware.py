@@ -49,6 +49,8 @@ _TARGET_PARTS: tuple[tuple[str, str], ...] = (
     ("userName", "collaborators"),
     ("tokenId", "tokens"),
     ("inviteID", "invites"),
+    ("issuerId", "oidc/issuers"),
+    ("policyId", "auth/policies"),
 )
 # A body member is recorded only when it looks like a name, never free text or a secret.
 _NAME_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")

@@ -13,6 +13,7 @@ from protos.cairn.v1 import (
     console_pb2_grpc,
     copilot_pb2_grpc,
     identity_pb2_grpc,
+    oidc_pb2_grpc,
     secrets_pb2_grpc,
     stacks_pb2_grpc,
     updates_pb2_grpc,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from protos.cairn.v1.console_pb2_grpc import ConsoleSessionServiceAsyncStub
     from protos.cairn.v1.copilot_pb2_grpc import CopilotServiceAsyncStub
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
+    from protos.cairn.v1.oidc_pb2_grpc import OidcServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
     from protos.cairn.v1.stacks_pb2_grpc import StacksServiceAsyncStub
     from protos.cairn.v1.updates_pb2_grpc import UpdatesServiceAsyncStub
@@ -45,9 +47,11 @@ class Backends:
     updates: UpdatesServiceAsyncStub = field(init=False)
     agent_pools: AgentPoolsServiceAsyncStub = field(init=False)
     copilot: CopilotServiceAsyncStub = field(init=False)
-    # The audit log and console sessions are served by the identity process, on its channel.
+    # The audit log, console sessions and OIDC issuers are served by the identity process,
+    # on its channel.
     audit: AuditServiceAsyncStub = field(init=False)
     console_sessions: ConsoleSessionServiceAsyncStub = field(init=False)
+    oidc: OidcServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
@@ -60,6 +64,7 @@ class Backends:
         self.console_sessions = console_pb2_grpc.ConsoleSessionServiceStub(
             self.channels["identity"]
         )
+        self.oidc = oidc_pb2_grpc.OidcServiceStub(self.channels["identity"])
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:

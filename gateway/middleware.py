@@ -149,6 +149,8 @@ async def accept_middleware(request: web.Request, handler: Handler) -> web.Strea
         route = _route(request)
         if route is not None and route.is_text_accepted and _accepts_text(header):
             return await handler(request)
+        if route is not None and route.is_credential_exchange:
+            return await handler(request)
         raise ApiError(
             415,
             "Unsupported Media Type: send Accept: application/vnd.pulumi+8 (or +9), "
@@ -186,9 +188,11 @@ def update_token(request: web.Request) -> str:
 @web.middleware
 async def auth_failure_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count each 401 per client address; past the limit, 429 before any credential is
-    checked. Routes that need no credential are left alone."""
+    checked. Routes that need no credential are left alone; a credential exchange counts its
+    refusals (401 and 403) the same way."""
     route = _route(request)
-    if route is not None and route.access is Access.PUBLIC:
+    is_exchange = route is not None and route.is_credential_exchange
+    if route is not None and route.access is Access.PUBLIC and not is_exchange:
         return await handler(request)
     failures = request.app[AUTH_FAILURES]
     address = failures.client_address(request)
@@ -198,7 +202,7 @@ async def auth_failure_middleware(request: web.Request, handler: Handler) -> web
         refusal.headers["Retry-After"] = str(retry_after)
         return refusal
     response = await handler(request)
-    if response.status == 401:
+    if response.status == 401 or (is_exchange and response.status == 403):
         await failures.record(address)
     return response
 

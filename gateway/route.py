@@ -55,6 +55,10 @@ class Route:
     # CLI sends (updates, checkpoints, events, stacks, deployment settings): new CLI versions
     # may add members. What the official SDK sends is in the schemas, so SDK calls still work.
     is_body_strict: bool = False
+    # The body carries the credential (the OIDC token exchange): refusals count as failed
+    # authentications like 401s of token routes, and any Accept header will do (the Pulumi
+    # CLI's exchange sends none).
+    is_credential_exchange: bool = False
 
     # Mutating routes: the audit event a call records, or NOT_AUDITED (deliberately not
     # recorded; see gateway/audit_events.py). None on reads, which are never recorded.
@@ -84,6 +88,7 @@ class Options(TypedDict, total=False):
     is_text_accepted: bool
     shows_secret: bool
     is_body_strict: bool
+    is_credential_exchange: bool
     audit: AuditEventType | NotAudited | None
 
 

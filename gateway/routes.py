@@ -18,6 +18,7 @@ from gateway.handlers import (
     deployments,
     history,
     identity,
+    oidc,
     organizations,
     secrets,
     stack_access,
@@ -54,6 +55,8 @@ ORG = "/api/orgs/{orgName}"
 TEAM = f"{ORG}/teams/{{teamName}}"
 CONSOLE_S = "/api/console/stacks/{orgName}/{projectName}/{stackName}"
 AUDIT = "/api/orgs/{orgName}/auditlogs"
+ISSUERS = "/api/orgs/{orgName}/oidc/issuers"
+ISSUER = f"{ISSUERS}/{{issuerId}}"
 
 
 ROUTES: tuple[Route, ...] = (
@@ -258,6 +261,65 @@ ROUTES: tuple[Route, ...] = (
         manages_access=True,
         shows_secret=True,
         audit=events.TOKEN_ROTATE,
+    ),
+    # OIDC token exchange: the issuers an organization trusts and their policies (admins),
+    # and the exchange itself, whose credential is the CI's JWT in the body.
+    org("GET", ISSUERS, oidc.list_orgs_oidc_issuers, ADMIN, manages_access=True),
+    org(
+        "POST",
+        ISSUERS,
+        oidc.register_oidc_issuer,
+        ADMIN,
+        manages_access=True,
+        audit=events.OIDC_ISSUER_REGISTER,
+    ),
+    org("GET", ISSUER, oidc.get_oidc_issuer, ADMIN, manages_access=True),
+    org(
+        "PATCH",
+        ISSUER,
+        oidc.update_oidc_issuer,
+        ADMIN,
+        manages_access=True,
+        audit=events.OIDC_ISSUER_UPDATE,
+    ),
+    org(
+        "DELETE",
+        ISSUER,
+        oidc.delete_oidc_issuer,
+        ADMIN,
+        manages_access=True,
+        audit=events.OIDC_ISSUER_DELETE,
+    ),
+    org(
+        "POST",
+        f"{ISSUER}/regenerate-thumbprints",
+        oidc.regenerate_thumbprints,
+        ADMIN,
+        manages_access=True,
+        audit=events.OIDC_ISSUER_UPDATE,
+    ),
+    org(
+        "GET",
+        f"{ORG}/auth/policies/oidcissuers/{{issuerId}}",
+        oidc.get_auth_policy,
+        ADMIN,
+        manages_access=True,
+    ),
+    org(
+        "PATCH",
+        f"{ORG}/auth/policies/{{policyId}}",
+        oidc.update_auth_policy,
+        ADMIN,
+        manages_access=True,
+        audit=events.AUTH_POLICY_UPDATE,
+    ),
+    public(
+        "POST",
+        "/api/oauth/token",
+        oidc.token,
+        shows_secret=True,
+        is_credential_exchange=True,
+        audit=events.OIDC_EXCHANGE,
     ),
     stack("GET", f"{S}/teams", stack_access.list_stack_teams, READ),
     stack("GET", f"{S}/collaborators", stack_access.list_stack_permissions, READ),

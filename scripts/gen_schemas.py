@@ -76,6 +76,15 @@ SDK_OPERATIONS = (
     "list_audit_log_events_handler_v1",
     "export_audit_log_events_handler_v1",
     "list_audit_log_event_types",
+    "register_oidc_issuer",
+    "list_orgs_oidc_issuers",
+    "get_oidc_issuer",
+    "update_oidc_issuer",
+    "delete_oidc_issuer",
+    "regenerate_thumbprints",
+    "get_auth_policy",
+    "update_auth_policy",
+    "token",
 )
 
 Node = dict[str, Any]

@@ -29,6 +29,7 @@ from gateway.console.deployment import (
     pretty,
     urn_name,
 )
+from gateway.console.issuers import organization_issuers
 from gateway.console.render import duration, error_page, render, secure
 from gateway.console.session import (
     CSRF_COOKIE,
@@ -37,8 +38,9 @@ from gateway.console.session import (
     clear_cookie,
     set_cookie,
 )
+from gateway.console.signin_options import provider_name
 from gateway.console.timeline import ERROR, WARNING, changes_by_op, entries
-from gateway.context import BACKENDS, PRINCIPAL, STACK, call_options, public_url
+from gateway.context import BACKENDS, PRINCIPAL, SETTINGS, STACK, call_options, public_url
 from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
@@ -93,7 +95,13 @@ def _text_query(request: web.Request, name: str) -> str:
 
 
 async def sign_in_form(request: web.Request) -> web.Response:
-    return render(request, "signin.html", next=safe_next(request.query.get("next")), problem="")
+    return render(
+        request,
+        "signin.html",
+        next=safe_next(request.query.get("next")),
+        problem="",
+        sso_name=provider_name(request.app[SETTINGS]),
+    )
 
 
 async def sign_in(request: web.Request) -> web.Response:
@@ -112,7 +120,14 @@ async def sign_in(request: web.Request) -> web.Response:
                 raise
             problem = "That access token is not valid."
     if problem:
-        return render(request, "signin.html", status=401, next=next_path, problem=problem)
+        return render(
+            request,
+            "signin.html",
+            status=401,
+            next=next_path,
+            problem=problem,
+            sso_name=provider_name(request.app[SETTINGS]),
+        )
     sessions = request.app[SESSIONS]
     response = see_other(next_path)
     set_cookie(request, response, SESSION_COOKIE, sessions.seal(sessions.start(token)))
@@ -282,6 +297,7 @@ async def stacks(request: web.Request) -> web.Response:
         filters={"project": project, "tag": tag, "name": name},
         is_admin=is_org_admin,
         people=await organization_people(request, org) if is_org_admin else None,
+        issuers=await organization_issuers(request, org) if is_org_admin else None,
     )
 
 

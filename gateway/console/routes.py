@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.console import admin, handlers
+from gateway.console import admin, handlers, sso
 from gateway.route import Access, Handler, Route
 from gateway.routes import ROUTES_BY_OPERATION
 from services.common.call_access import VIEWER
@@ -53,6 +53,8 @@ PAGES: tuple[Page, ...] = (
     Page("GET", "/", handlers.organizations, api("get_current_user")),
     Page("GET", "/signin", handlers.sign_in_form, Guard.PUBLIC),
     Page("POST", "/signin", handlers.sign_in, Guard.PUBLIC),
+    Page("GET", "/signin/oidc", sso.sign_in_with_oidc, Guard.PUBLIC),
+    Page("GET", "/signin/oidc/callback", sso.oidc_callback, Guard.PUBLIC),
     Page("POST", "/signout", handlers.sign_out, Guard.SESSION),
     Page("GET", "/static/{name}", handlers.static, Guard.PUBLIC),
     Page("GET", "/copilot", handlers.copilot, api("copilot_skill")),

@@ -135,6 +135,32 @@ class Settings(BaseSettings):
     # all per minute (per gateway process); the rest are counted and dropped.
     audit_site_refusals_per_address_per_minute: int = Field(default=30, ge=0)
     audit_site_refusals_per_minute: int = Field(default=1000, ge=0)
+    # CI logins without long-lived tokens (OIDC token exchange at /api/oauth/token): an
+    # exchanged access token lives at most this long, whatever the request asks.
+    oidc_token_max_ttl_seconds: int = Field(default=2 * 60 * 60, ge=60)
+    # Discovery documents and key sets of registered issuers are kept this long; a token
+    # signed by a key not in the kept set makes one refetch at once (rotated keys).
+    oidc_jwks_cache_seconds: float = Field(default=300.0, ge=0)
+    # Each fetch from an issuer gives up after this long and past this many bytes.
+    oidc_fetch_timeout_seconds: float = Field(default=5.0, gt=0)
+    oidc_max_document_bytes: int = Field(default=256 * 1024, gt=0)
+    # Clock skew allowed on a token's exp, nbf and iat.
+    oidc_clock_skew_seconds: int = Field(default=60, ge=0)
+    # Issuers must be https; this allows http:// issuers on loopback addresses (tests and
+    # local development only).
+    oidc_allow_http_loopback_issuers: bool = False
+    # Console single sign-on with an OpenID Connect provider (off unless issuer and client id
+    # are set): the button's name (default the issuer's host), the email domains allowed to
+    # sign in (comma-separated; empty: any), the claim listing the user's groups, and what
+    # each group grants: a JSON object `{"group": {"organization": "acme", "role": "admin",
+    # "teams": ["ops"]}}` (or a list of such objects per group).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr | None = None
+    oidc_display_name: str = ""
+    oidc_allowed_domains: str = ""
+    oidc_groups_claim: str = "groups"
+    oidc_group_mapping: str = ""
 
     @field_validator("auth_failure_limit")
     @classmethod

@@ -318,6 +318,12 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "CompleteUpdate",
     ),
     "cairn.v1.ConsoleSessionService": ("RevokeSession", "CheckSession"),
+    "cairn.v1.OidcService": (
+        "ListOidcIssuers",
+        "GetOidcIssuer",
+        "GetAuthPolicy",
+        "GetSignInOptions",
+    ),
     "cairn.v1.SecretsService": ("ListDecryptionEvents",),
     "cairn.v1.AgentPoolsService": (
         "ListPools",

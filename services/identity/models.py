@@ -2,7 +2,8 @@
 them.
 
 `Base.metadata` is what the identity process migrates, so it also gathers the tables of the
-audit log and the console sessions, which depend on this package's base and never back.
+audit log, the console sessions and the OIDC issuers, which depend on this package's base and
+never back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.sql.expression import false
 
 from services.identity.audit.models import AuditEventRow
 from services.identity.base import Base
+from services.identity.oidc.models import OidcIdentityRow, OidcIssuerRow, OidcPolicyRow
 from services.identity.sessions.models import RevokedSessionRow
 
 __all__ = [
@@ -32,6 +34,9 @@ __all__ = [
     "BootstrapRow",
     "InviteRow",
     "MembershipRow",
+    "OidcIdentityRow",
+    "OidcIssuerRow",
+    "OidcPolicyRow",
     "OrganizationRow",
     "RevokedSessionRow",
     "TeamMemberRow",

@@ -1,5 +1,5 @@
 """gRPC edge of the identity service: protobuf in, one use case of service.py, protobuf out;
-and `start`, which wires the identity process (identity, audit log, console sessions)."""
+and `start`, which wires the identity process (identity, audit log, console sessions, OIDC)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from protos.cairn.v1 import (
     console_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
+    oidc_pb2_grpc,
 )
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
@@ -55,6 +56,7 @@ from services.identity.domain import (
     validate_text,
 )
 from services.identity.models import Base
+from services.identity.oidc.server import OIDC_SERVICE_NAME, oidc_service
 from services.identity.service import IdentityService
 from services.identity.sessions.server import SESSION_SERVICE_NAME, console_session_service
 from services.identity.store import IdentityStore
@@ -423,11 +425,13 @@ async def start(
     servicer = IdentityServicer(identity)
     audit, pruner = audit_service(database.sessions, clock, settings.audit_retention_days)
     console_sessions = console_session_service(database.sessions, clock)
+    oidc = oidc_service(database.sessions, clock, settings)
 
     def register(server: grpc.aio.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
         console_pb2_grpc.add_ConsoleSessionServiceServicer_to_server(console_sessions, server)
+        oidc_pb2_grpc.add_OidcServiceServicer_to_server(oidc, server)
 
     pruner.start()
     return await serve_service(
@@ -436,7 +440,7 @@ async def start(
         host=host,
         port=port,
         register=register,
-        service_names=[SERVICE_NAME, AUDIT_SERVICE_NAME, SESSION_SERVICE_NAME],
+        service_names=[SERVICE_NAME, AUDIT_SERVICE_NAME, SESSION_SERVICE_NAME, OIDC_SERVICE_NAME],
         # Closers run last to first: the pruner stops before the database goes.
         closers=[database.engine.dispose, pruner.stop],
         dependencies=[database_dependency(database.engine)],

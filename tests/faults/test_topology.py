@@ -28,6 +28,7 @@ from protos.cairn.v1 import (
     console_pb2,
     copilot_pb2,
     identity_pb2,
+    oidc_pb2,
     secrets_pb2,
     stacks_pb2,
     updates_pb2,
@@ -477,6 +478,7 @@ READ_PREFIXES = ("Get", "List", "Export", "Check")
 PROTO_MODULES = (
     identity_pb2,
     console_pb2,
+    oidc_pb2,
     stacks_pb2,
     updates_pb2,
     secrets_pb2,

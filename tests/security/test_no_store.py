@@ -173,4 +173,5 @@ def test_the_route_table_marks_every_answer_with_a_token() -> None:
         "renew_update_lease",
         "decrypt_value",
         "batch_decrypt_value",
+        "token",
     }
