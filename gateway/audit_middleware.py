@@ -49,6 +49,7 @@ _TARGET_PARTS: tuple[tuple[str, str], ...] = (
     ("userName", "collaborators"),
     ("tokenId", "tokens"),
     ("inviteID", "invites"),
+    ("login", "users"),
 )
 # A body member is recorded only when it looks like a name, never free text or a secret.
 _NAME_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
@@ -175,7 +176,12 @@ async def _refused_principal(request: web.Request, status: int) -> identity_pb2.
         return None
     # An unmatched path or method (404/405) takes whatever token comes; a matched route only
     # a user's token (an agent pool's token is no user).
-    if route is not None and route.access not in (Access.USER, Access.ORG, Access.STACK):
+    if route is not None and route.access not in (
+        Access.USER,
+        Access.ORG,
+        Access.STACK,
+        Access.SITE_ADMIN,
+    ):
         return None
     try:
         principal: identity_pb2.Principal = await request.app[BACKENDS].identity.Authenticate(

@@ -11,15 +11,18 @@ shape instead, with fixed messages, and log only the kind of error.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 
 from gateway.errors import GENERIC_SERVER_ERROR, error_response, reason
 from gateway.middleware import UNAUTHORIZED
 from services.common.logging import get_logger
+from services.common.masking import mask_credentials
 
 log = get_logger("cairn.gateway")
 
@@ -85,8 +88,25 @@ class _GatewayServer(web.Server):
         return _JsonErrorProtocol(self, loop=self._loop, **self._kwargs)
 
 
+class MaskedAccessLogger(AccessLogger):
+    """aiohttp's access log with anything shaped like a credential masked in every value:
+    an invitation link's code travels in a query string, which the request line shows."""
+
+    def _format_line(
+        self, request: BaseRequest, response: web.StreamResponse, time: float
+    ) -> Iterable[tuple[str | tuple[str, str], str]]:
+        return [
+            (key, mask_credentials(value) if isinstance(value, str) else value)
+            for key, value in super()._format_line(request, response, time)
+        ]
+
+
 class GatewayRunner(web.AppRunner):
     """The `web.AppRunner` every way of serving the gateway uses."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("access_log_class", MaskedAccessLogger)
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()

@@ -132,6 +132,17 @@ class Settings(BaseSettings):
     # all per minute (per gateway process); the rest are counted and dropped.
     audit_site_refusals_per_address_per_minute: int = Field(default=30, ge=0)
     audit_site_refusals_per_minute: int = Field(default=1000, ge=0)
+    # How long an invitation link (an email invitation of someone without an account) works.
+    invite_ttl_hours: int = Field(default=72, ge=1, le=24 * 365)
+    # Outgoing mail for invitation links; nothing is sent while smtp_host is empty. STARTTLS
+    # upgrades the connection before logging in (with smtp_username and smtp_password).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_from: str = ""
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("auth_failure_limit")
     @classmethod
