@@ -81,6 +81,19 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def record_console_call(
+    request: web.Request, kind: AuditEventType, status: int, detail: str = ""
+) -> None:
+    """Record a console form's change as its REST twin would be recorded (the console's
+    pages are outside /api/, so the middleware does not see them); `detail` is a name-like
+    value the REST body would have carried (a new login), never free text."""
+    try:
+        name = detail if _NAME_VALUE.fullmatch(detail) else ""
+        _submit(request, kind, status, time.time(), request.get(PRINCIPAL), name)
+    except Exception:
+        log.exception("audit_entry_failed", audit_event=kind.name, status=status)
+
+
 async def _record(request: web.Request, kind: AuditEventType, status: int, at: float) -> None:
     if not kind.records(status):
         return
