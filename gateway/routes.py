@@ -102,7 +102,12 @@ ROUTES: tuple[Route, ...] = (
         "POST", "/api/admin/users/{login}/disable", users.disable_user, audit=events.USER_DISABLE
     ),
     site_admin(
-        "POST", "/api/admin/users/{login}/enable", users.enable_user, audit=events.USER_ENABLE
+        "POST",
+        "/api/admin/users/{login}/enable",
+        users.enable_user,
+        shows_secret=True,
+        is_body_strict=True,
+        audit=events.USER_ENABLE,
     ),
     public(
         "POST",

@@ -260,6 +260,26 @@ async def _set_disabled(request: web.Request, *, is_disabled: bool) -> web.Respo
     return see_other("/users")
 
 
+async def reissue_token(request: web.Request) -> web.Response:
+    """Enable the user (if disabled) with a new first token, shown this once
+    (`POST /api/admin/users/{login}/enable` with `issueToken`)."""
+    await checked_form(request)
+    login = request.match_info["login"]
+    try:
+        reply = await request.app[BACKENDS].identity.SetUserDisabled(
+            identity_pb2.SetUserDisabledRequest(login=login, disabled=False, issue_token=True),
+            **call_options(request),
+        )
+    except grpc.aio.AioRpcError as error:
+        record_console_call(request, events.USER_ENABLE, rpc_error_response(error).status)
+        raise
+    record_console_call(request, events.USER_ENABLE, 200)
+    created = identity_pb2.RegisterUserResponse(
+        user=reply.user, token=reply.token, token_id=reply.token_id
+    )
+    return await _users_page(request, created=created)
+
+
 # -- joining through an invitation link ----------------------------------------------------
 
 

@@ -71,6 +71,7 @@ PAGES: tuple[Page, ...] = (
     Page("POST", "/users", people.create_user, api("create_user")),
     Page("POST", "/users/{login}/disable", people.disable_user, api("disable_user")),
     Page("POST", "/users/{login}/enable", people.enable_user, api("enable_user")),
+    Page("POST", "/users/{login}/token", people.reissue_token, api("enable_user")),
     # Public: the link's code is the credential; the page never needs a session.
     Page("GET", "/join", people.join_form, Guard.PUBLIC),
     Page("POST", "/join", people.join, Guard.PUBLIC),

@@ -14,6 +14,7 @@ from gateway.convert import (
     optional_bool,
     optional_string,
     read_json_object,
+    read_optional_json_object,
     required_string,
 )
 from gateway.errors import bad_request
@@ -107,16 +108,27 @@ async def disable_user(request: web.Request) -> web.Response:
 
 
 async def enable_user(request: web.Request) -> web.Response:
-    """`POST /api/admin/users/{login}/enable`: no revoked token comes back."""
-    return await _set_disabled(request, is_disabled=False)
+    """`POST /api/admin/users/{login}/enable`: no revoked token comes back; with
+    `{"issueToken": true}`, a new personal access token is answered, shown this once."""
+    body = await read_optional_json_object(request)
+    return await _set_disabled(
+        request, is_disabled=False, issue_token=optional_bool(body, "issueToken")
+    )
 
 
-async def _set_disabled(request: web.Request, *, is_disabled: bool) -> web.Response:
-    user = await request.app[BACKENDS].identity.SetUserDisabled(
-        identity_pb2.SetUserDisabledRequest(login=_login(request), disabled=is_disabled),
+async def _set_disabled(
+    request: web.Request, *, is_disabled: bool, issue_token: bool = False
+) -> web.Response:
+    reply = await request.app[BACKENDS].identity.SetUserDisabled(
+        identity_pb2.SetUserDisabledRequest(
+            login=_login(request), disabled=is_disabled, issue_token=issue_token
+        ),
         **call_options(request),
     )
-    return json_response(admin_user_json(user))
+    payload = admin_user_json(reply.user)
+    if reply.token:
+        payload["token"] = {"id": reply.token_id, "tokenValue": reply.token}
+    return json_response(payload)
 
 
 async def accept_invite_link(request: web.Request) -> web.Response:

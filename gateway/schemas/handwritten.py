@@ -328,8 +328,11 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         **_SET_USER_STATE,
     },
     "enable_user": {
-        "summary": "Enable a disabled user again (site admins); revoked tokens stay revoked.",
-        **_SET_USER_STATE,
+        "summary": "Enable a disabled user again (site admins); revoked tokens stay revoked. "
+        'With {"issueToken": true}, a new personal access token, shown this once.',
+        "request": _object({}, {"issueToken": {"type": ["boolean", "null"]}}),
+        "responses": {"200": _object(_ADMIN_USER["properties"], {"token": _NEW_TOKEN})},
+        "errors": [403, 404, 409],
     },
     "update_current_user": {
         "summary": "Change the caller's own name, email or avatar URL (http or https); "
@@ -452,6 +455,8 @@ OPTIONAL_BODIES: tuple[str, ...] = (
     "register_agent",
     # No body adds the user as a member.
     "add_organization_member",
+    # No body enables the user without a new token.
+    "enable_user",
 )
 
 # Operations answering what was stored as sent, in another operation's request shape:

@@ -538,6 +538,12 @@ def check_site_admins_remain(user: User, enabled_site_admins: int) -> None:
         raise FailedPrecondition(LAST_SITE_ADMIN)
 
 
+def check_token_on_enable(*, is_disabled: bool, issue_token: bool) -> None:
+    """A new token comes only with enabling: a disabled user's tokens are all revoked."""
+    if is_disabled and issue_token:
+        raise InvalidArgument("Bad Request: a token is issued only when enabling a user")
+
+
 def check_login_free(login: str, *, is_an_organization: bool) -> None:
     """A new person's login is not an existing organization's name, which would be theirs."""
     if is_an_organization:

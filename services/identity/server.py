@@ -449,11 +449,18 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     async def SetUserDisabled(
         self, request: identity_pb2.SetUserDisabledRequest, context: Context
-    ) -> identity_pb2.User:
-        user = await self._identity.set_user_disabled(
-            caller_from_context(context).login, request.login, is_disabled=request.disabled
+    ) -> identity_pb2.SetUserDisabledResponse:
+        user, token = await self._identity.set_user_disabled(
+            caller_from_context(context).login,
+            request.login,
+            is_disabled=request.disabled,
+            issue_token=request.issue_token,
         )
-        return _user(user)
+        return identity_pb2.SetUserDisabledResponse(
+            user=_user(user),
+            token=token.token if token else "",
+            token_id=token.id if token else "",
+        )
 
     async def UpdateProfile(
         self, request: identity_pb2.UpdateProfileRequest, context: Context

@@ -61,6 +61,7 @@ from services.identity.domain import (
     check_manages_access,
     check_organization_name_free,
     check_site_admins_remain,
+    check_token_on_enable,
     effective_stack_permission,
     is_stack_owner,
     is_stack_readable,
@@ -95,6 +96,7 @@ StackGrantList = tuple[list[TeamStackGrant], list[UserStackGrant]]
 # The names of the first tokens of a user a site admin creates and of a person who joins.
 FIRST_TOKEN_NAME = "first"
 JOINED_TOKEN_NAME = "invitation"
+ENABLED_TOKEN_NAME = "re-enabled"
 DEFAULT_INVITE_TTL = timedelta(hours=72)
 _SECRET_DRAWS = 8
 
@@ -441,14 +443,22 @@ class IdentityService:
         await self._require_site_admin(caller_login)
         return await self._users.get_user(login)
 
-    async def set_user_disabled(self, caller_login: str, login: str, *, is_disabled: bool) -> User:
-        """Disable a user (every token of theirs stops at once) or enable them again."""
+    async def set_user_disabled(
+        self, caller_login: str, login: str, *, is_disabled: bool, issue_token: bool = False
+    ) -> tuple[User, IssuedToken | None]:
+        """Disable a user (every token of theirs stops at once) or enable them again,
+        optionally with a new token (shown once)."""
         await self._require_site_admin(caller_login)
-        user = await self._users.set_user_disabled(
-            login, is_disabled=is_disabled, keep_site_admin=check_site_admins_remain
+        check_token_on_enable(is_disabled=is_disabled, issue_token=issue_token)
+        token = new_token() if issue_token else ""
+        user, token_id = await self._users.set_user_disabled(
+            login,
+            is_disabled=is_disabled,
+            keep_site_admin=check_site_admins_remain,
+            token=(ENABLED_TOKEN_NAME, hash_token(token)) if issue_token else None,
         )
         log.info("user_disabled" if is_disabled else "user_enabled", login=login, by=caller_login)
-        return user
+        return user, IssuedToken(id=token_id, token=token) if issue_token else None
 
     async def update_profile(self, caller_login: str, change: ProfileChange) -> User:
         """The caller's own name, email and avatar URL."""

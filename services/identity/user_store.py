@@ -115,18 +115,29 @@ class UserStore:
             return user_record(await user_row_by_login(session, login))
 
     async def set_user_disabled(
-        self, login: str, *, is_disabled: bool, keep_site_admin: SiteAdminRule
-    ) -> User:
+        self,
+        login: str,
+        *,
+        is_disabled: bool,
+        keep_site_admin: SiteAdminRule,
+        token: tuple[str, str] | None = None,
+    ) -> tuple[User, str]:
         """Disable a user (revoking every live personal token of theirs at once) or enable
-        them again (no token comes back); `keep_site_admin` is checked under a lock."""
+        them again (no token comes back; `token`, a (name, hash), issues a new one);
+        `keep_site_admin` is checked under a lock. Returns the user and the new token's id."""
         now = self._now()
         async with self._sessions.begin() as session:
             row = await user_row_by_login(session, login)
             if not is_disabled:
                 row.disabled_at = None
-                return user_record(row)
+                token_id = ""
+                if token is not None:
+                    token_row = new_token_row(row.id, token[0], token[1], now, None)
+                    session.add(token_row)
+                    token_id = token_row.id
+                return user_record(row), token_id
             if row.disabled_at is not None:
-                return user_record(row)
+                return user_record(row), ""
             # Serialise concurrent disables, so two site admins cannot disable each other.
             await session.execute(
                 update(UserRow)
@@ -145,7 +156,7 @@ class UserStore:
                 .where(AccessTokenRow.user_id == row.id, AccessTokenRow.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
-            return user_record(row)
+            return user_record(row), ""
 
     async def update_profile(self, login: str, change: ProfileChange) -> User:
         async with self._sessions.begin() as session:

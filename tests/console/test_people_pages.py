@@ -193,6 +193,10 @@ async def test_site_admins_manage_users_and_disabling_ends_sessions(
     enabled = await admin.post("/users/quinn/enable", {"csrf_token": csrf_of(page.text)})
     assert enabled.status == 303
     assert (await cairn.call("GET", "/api/user", token=token)).status == 401
+    fresh = await admin.post("/users/quinn/token", {"csrf_token": csrf_of(page.text)})
+    assert fresh.status == 200
+    (new_token,) = _TOKEN.findall(fresh.text)
+    assert (await cairn.call("GET", "/api/user", token=unescape(new_token))).status == 200
     entries = await cairn.json("GET", "/api/admin/auditlogs/export?format=json")
     names = {e["event"] for e in entries["auditLogEvents"]}
     assert {"user.create", "user.disable", "user.enable"} <= names

@@ -109,7 +109,10 @@ async def test_site_admins_create_list_get_disable_and_enable_users(cairn: Cairn
     assert [u["githubLogin"] for u in only_disabled["users"]] == ["bob"]
     enabled = await cairn.json("POST", f"{USERS}/bob/enable")
     assert not enabled["disabled"]
-    # Re-enabling brings no revoked token back.
+    # Re-enabling brings no revoked token back; a new one may be issued, shown once.
+    assert await status(cairn, "GET", "/api/user", bob) == 401
+    reissued = await cairn.json("POST", f"{USERS}/bob/enable", body={"issueToken": True})
+    assert await status(cairn, "GET", "/api/user", reissued["token"]["tokenValue"]) == 200
     assert await status(cairn, "GET", "/api/user", bob) == 401
     only_enabled = await cairn.json("GET", f"{USERS}?state=enabled")
     assert [u["githubLogin"] for u in only_enabled["users"]] == ["ada", "admin", "bob"]
@@ -145,6 +148,9 @@ async def test_user_routes_refuse_bad_input_and_other_callers(cairn: Cairn) -> N
     for query in ("state=gone", "pageSize=0", "pageSize=501", "pageSize=x"):
         assert await status(cairn, "GET", f"{USERS}?{query}", ADMIN_TOKEN) == 400, query
     assert await status(cairn, "GET", f"{USERS}/nobody", ADMIN_TOKEN) == 404
+    enable = f"{USERS}/bob/enable"
+    assert await status(cairn, "POST", enable, ADMIN_TOKEN, {"issueToken": "yes"}) == 400
+    assert await status(cairn, "POST", enable, ADMIN_TOKEN, {"other": True}) == 400
     assert await status(cairn, "POST", f"{USERS}/nobody/disable", ADMIN_TOKEN) == 404
     # Not a site admin: 403; no token: 401.
     for method, path, body in (
@@ -153,6 +159,7 @@ async def test_user_routes_refuse_bad_input_and_other_callers(cairn: Cairn) -> N
         ("GET", f"{USERS}/bob", None),
         ("POST", f"{USERS}/admin/disable", None),
         ("POST", f"{USERS}/bob/enable", None),
+        ("POST", f"{USERS}/bob/enable", {"issueToken": True}),
     ):
         assert await status(cairn, method, path, bob, body) == 403, path
         assert await status(cairn, method, path, None, body) == 401, path

@@ -38,6 +38,7 @@ PATHS = {
     "create_user": ("POST", "/api/admin/users"),
     "update_current_user": ("PATCH", "/api/user"),
     "accept_invite_link": ("POST", "/api/invites/accept"),
+    "enable_user": ("POST", "/api/admin/users/dana/enable"),
 }
 
 

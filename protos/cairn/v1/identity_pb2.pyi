@@ -2001,21 +2001,52 @@ class SetUserDisabledRequest(_message.Message):
 
     LOGIN_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    ISSUE_TOKEN_FIELD_NUMBER: _builtins.int
     login: _builtins.str
     disabled: _builtins.bool
+    issue_token: _builtins.bool
+    """Enabling only: also issue a new personal access token."""
     def __init__(
         self,
         *,
         login: _builtins.str = ...,
         disabled: _builtins.bool = ...,
+        issue_token: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "login", b"login"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "issue_token", b"issue_token", "login", b"login"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetUserDisabledRequest: _TypeAlias = SetUserDisabledRequest  # noqa: Y015
+
+@_typing.final
+class SetUserDisabledResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """Empty unless a token was issued; only its hash is stored."""
+    token_id: _builtins.str
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        token: _builtins.str = ...,
+        token_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "token_id", b"token_id", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserDisabledResponse: _TypeAlias = SetUserDisabledResponse  # noqa: Y015
 
 @_typing.final
 class UpdateProfileRequest(_message.Message):

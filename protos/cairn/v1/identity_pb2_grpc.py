@@ -223,7 +223,7 @@ class IdentityServiceStub:
         self.SetUserDisabled = channel.unary_unary(
                 '/cairn.v1.IdentityService/SetUserDisabled',
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledRequest.SerializeToString,
-                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.User.FromString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledResponse.FromString,
                 _registered_method=True)
         self.UpdateProfile = channel.unary_unary(
                 '/cairn.v1.IdentityService/UpdateProfile',
@@ -489,7 +489,8 @@ class IdentityServiceServicer:
 
     def SetUserDisabled(self, request, context):
         """Disabling revokes every personal access token of the user at once; the last enabled
-        site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back.
+        site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+        may issue a new one (shown once).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -708,7 +709,7 @@ def add_IdentityServiceServicer_to_server(servicer, server):
             'SetUserDisabled': grpc.unary_unary_rpc_method_handler(
                     servicer.SetUserDisabled,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledRequest.FromString,
-                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.User.SerializeToString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledResponse.SerializeToString,
             ),
             'UpdateProfile': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateProfile,
@@ -1752,7 +1753,7 @@ class IdentityService:
             target,
             '/cairn.v1.IdentityService/SetUserDisabled',
             protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledRequest.SerializeToString,
-            protos_dot_cairn_dot_v1_dot_identity__pb2.User.FromString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -93,9 +93,10 @@ class IdentityServiceStub:
     """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListUsersRequest, _identity_pb2.ListUsersResponse]
     GetUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetUserRequest, _identity_pb2.User]
-    SetUserDisabled: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetUserDisabledRequest, _identity_pb2.User]
+    SetUserDisabled: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetUserDisabledRequest, _identity_pb2.SetUserDisabledResponse]
     """Disabling revokes every personal access token of the user at once; the last enabled
-    site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back.
+    site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+    may issue a new one (shown once).
     """
     UpdateProfile: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateProfileRequest, _identity_pb2.User]
     """The caller's own name, email and avatar URL."""
@@ -171,9 +172,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """
     ListUsers: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListUsersRequest, _identity_pb2.ListUsersResponse]  # type: ignore[assignment]
     GetUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetUserRequest, _identity_pb2.User]  # type: ignore[assignment]
-    SetUserDisabled: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetUserDisabledRequest, _identity_pb2.User]  # type: ignore[assignment]
+    SetUserDisabled: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetUserDisabledRequest, _identity_pb2.SetUserDisabledResponse]  # type: ignore[assignment]
     """Disabling revokes every personal access token of the user at once; the last enabled
-    site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back.
+    site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+    may issue a new one (shown once).
     """
     UpdateProfile: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateProfileRequest, _identity_pb2.User]  # type: ignore[assignment]
     """The caller's own name, email and avatar URL."""
@@ -474,9 +476,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _identity_pb2.SetUserDisabledRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
+    ) -> _typing.Union[_identity_pb2.SetUserDisabledResponse, _abc.Awaitable[_identity_pb2.SetUserDisabledResponse]]:
         """Disabling revokes every personal access token of the user at once; the last enabled
-        site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back.
+        site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+        may issue a new one (shown once).
         """
 
     @_abc_1.abstractmethod
