@@ -208,6 +208,8 @@ ROUTES: tuple[Route, ...] = (
         organizations.batch_create_org_invite_email,
         ADMIN,
         manages_access=True,
+        # An email address without an account gets its one-time link in the answer.
+        shows_secret=True,
         is_body_strict=True,
         audit=events.INVITE_CREATE,
     ),
