@@ -13,6 +13,7 @@ from gateway.auth_failures import AuthFailures
 from gateway.backends import Backends
 from gateway.console.app import add_console
 from gateway.context import AUTH_FAILURES, BACKENDS, OPENAPI_DOCUMENT, SETTINGS
+from gateway.invitations import MAILER
 from gateway.middleware import (
     accept_middleware,
     auth_failure_middleware,
@@ -26,6 +27,7 @@ from gateway.openapi import cached_document
 from gateway.queries import query_middleware
 from gateway.routes import ROUTES, add_routes
 from services.common.config import Settings
+from services.common.mail import Mailer
 from services.common.metrics import METRICS, Metrics, default_metrics
 
 
@@ -63,6 +65,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics or default_metrics()
     app[AUTH_FAILURES] = AuthFailures.from_settings(settings)
+    app[MAILER] = Mailer(settings)
     app[AUDIT_POLICY] = AuditPolicy(ROUTES)
     app[AUDIT_RECORDER] = AuditRecorder()
     app[AUDIT_REFUSAL_LIMITER] = RefusalLimiter(

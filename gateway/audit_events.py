@@ -240,6 +240,33 @@ USER_DEFAULT_ORGANIZATION_UPDATE = AuditEventType(
     "Default Organization Changed",
     "A user chose another default organization.",
 )
+USER_CREATE = AuditEventType(
+    "user.create",
+    "User Created",
+    "A site admin created a user.",
+    target_field="login",
+)
+USER_DISABLE = AuditEventType(
+    "user.disable",
+    "User Disabled",
+    "A site admin disabled a user; every access token of theirs was revoked.",
+)
+USER_ENABLE = AuditEventType(
+    "user.enable",
+    "User Enabled",
+    "A site admin enabled a disabled user again.",
+)
+USER_PROFILE_UPDATE = AuditEventType(
+    "user.profile.update",
+    "Profile Updated",
+    "A user changed their name, email or avatar.",
+)
+INVITE_LINK_ACCEPT = AuditEventType(
+    "invite.link.accept",
+    "Invitation Link Used",
+    "Someone joined an organization through an invitation link, as a new user.",
+    target_field="login",
+)
 INSTANCE_BOOTSTRAP = AuditEventType(
     "instance.bootstrap",
     "First Admin Created",
@@ -344,4 +371,9 @@ EVENT_TYPES: tuple[AuditEventType, ...] = (
     USER_DEFAULT_ORGANIZATION_UPDATE,
     INSTANCE_BOOTSTRAP,
     COPILOT_CHAT,
+    USER_CREATE,
+    USER_DISABLE,
+    USER_ENABLE,
+    USER_PROFILE_UPDATE,
+    INVITE_LINK_ACCEPT,
 )

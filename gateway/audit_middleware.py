@@ -51,6 +51,7 @@ _TARGET_PARTS: tuple[tuple[str, str], ...] = (
     ("inviteID", "invites"),
     ("issuerId", "oidc/issuers"),
     ("policyId", "auth/policies"),
+    ("login", "users"),
 )
 # A body member is recorded only when it looks like a name, never free text or a secret.
 _NAME_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
@@ -80,6 +81,19 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     await _record(request, kind, response.status, received)
     return response
+
+
+def record_console_call(
+    request: web.Request, kind: AuditEventType, status: int, detail: str = ""
+) -> None:
+    """Record a console form's change as its REST twin would be recorded (the console's
+    pages are outside /api/, so the middleware does not see them); `detail` is a name-like
+    value the REST body would have carried (a new login), never free text."""
+    try:
+        name = detail if _NAME_VALUE.fullmatch(detail) else ""
+        _submit(request, kind, status, time.time(), request.get(PRINCIPAL), name)
+    except Exception:
+        log.exception("audit_entry_failed", audit_event=kind.name, status=status)
 
 
 async def _record(request: web.Request, kind: AuditEventType, status: int, at: float) -> None:
@@ -177,7 +191,12 @@ async def _refused_principal(request: web.Request, status: int) -> identity_pb2.
         return None
     # An unmatched path or method (404/405) takes whatever token comes; a matched route only
     # a user's token (an agent pool's token is no user).
-    if route is not None and route.access not in (Access.USER, Access.ORG, Access.STACK):
+    if route is not None and route.access not in (
+        Access.USER,
+        Access.ORG,
+        Access.STACK,
+        Access.SITE_ADMIN,
+    ):
         return None
     try:
         principal: identity_pb2.Principal = await request.app[BACKENDS].identity.Authenticate(

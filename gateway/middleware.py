@@ -36,6 +36,8 @@ from services.common.logging import get_logger
 from services.common.metrics import METRICS
 from services.common.stack_authorization import authorize_stack
 
+SITE_ADMINS_ONLY = "Forbidden: this is for site admins"
+
 log = get_logger("cairn.gateway")
 
 _ACCEPTED = re.compile(r"^(application/vnd\.pulumi\+\d+|application/json|\*/\*|application/\*)$")
@@ -251,12 +253,17 @@ async def authorize(request: web.Request, route: Route, token: str) -> None:
         "timeout": backends.timeout,
         "metadata": Caller(request_id=request[REQUEST_ID]).metadata(),
     }
-    if route.access is Access.USER:
+    if route.access in (Access.USER, Access.SITE_ADMIN):
+        is_site_route = route.access is Access.SITE_ADMIN
         principal = await backends.identity.Authenticate(
-            identity_pb2.AuthenticateRequest(token=token, manages_access=route.manages_access),
+            identity_pb2.AuthenticateRequest(
+                token=token, manages_access=route.manages_access or is_site_route
+            ),
             **options,
         )
         _remember(request, principal)
+        if is_site_route and not principal.is_site_admin:
+            raise ApiError(403, SITE_ADMINS_ONLY)
         return
 
     org = request.match_info["orgName"]

@@ -70,6 +70,7 @@ _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     Access.STACK: [{"accessToken": []}],
     Access.UPDATE: [{"updateToken": []}],
     Access.AGENT: [{"agentToken": []}],
+    Access.SITE_ADMIN: [{"accessToken": []}],
 }
 
 _VARIABLE = re.compile(r"\{(\w+)(?::([^{}]+))?\}")
@@ -135,7 +136,7 @@ def error_statuses(operation: Operation, schema: OperationSchema) -> set[int]:
     if route.access is not Access.PUBLIC:
         # A bad credential; too many of them from one address.
         statuses |= {401, 429}
-    if route.access in (Access.ORG, Access.STACK) or route.manages_access:
+    if route.access in (Access.ORG, Access.STACK, Access.SITE_ADMIN) or route.manages_access:
         # Too low a role or permission; machine tokens managing access.
         statuses.add(403)
     if route.access is Access.UPDATE:

@@ -27,6 +27,7 @@ class Access(Enum):
     STACK = "stack"  # {stackName} exists and the token holds `permission` on it
     UPDATE = "update"  # `update-token <lease>` of the update in the path
     AGENT = "agent"  # `token <agent pool token>`
+    SITE_ADMIN = "site_admin"  # a personal access token of an enabled site admin
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,11 @@ def stack(
 ) -> Route:
     """A route for a token holding `permission` on the path's (existing) stack."""
     return Route(method, path, handler, Access.STACK, permission=permission, **options)
+
+
+def site_admin(method: str, path: str, handler: Handler, **options: Unpack[Options]) -> Route:
+    """A route for site admins (a personal access token of one)."""
+    return Route(method, path, handler, Access.SITE_ADMIN, **options)
 
 
 def update(method: str, path: str, handler: Handler, **options: Unpack[Options]) -> Route:

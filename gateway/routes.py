@@ -28,13 +28,14 @@ from gateway.handlers import (
     teams,
     tokens,
     updates,
+    users,
 )
 
 # Re-exported: the table's vocabulary, for readers of the table.
 from gateway.route import Access as Access
 from gateway.route import Handler as Handler
 from gateway.route import Route as Route
-from gateway.route import agent, org, public, stack, update, user
+from gateway.route import agent, org, public, site_admin, stack, update, user
 from gateway.schemas import BodyChecker, Schema, SchemaSet, closed_schema, load_schemas
 
 # Roles and stack permissions by name, shared with the service methods' access table.
@@ -83,6 +84,42 @@ ROUTES: tuple[Route, ...] = (
         audit=events.INSTANCE_BOOTSTRAP,
     ),
     user("GET", "/api/user", identity.get_current_user),
+    user(
+        "PATCH",
+        "/api/user",
+        identity.update_current_user,
+        is_body_strict=True,
+        audit=events.USER_PROFILE_UPDATE,
+    ),
+    site_admin(
+        "POST",
+        "/api/admin/users",
+        users.create_user,
+        shows_secret=True,
+        is_body_strict=True,
+        audit=events.USER_CREATE,
+    ),
+    site_admin("GET", "/api/admin/users", users.list_users),
+    site_admin("GET", "/api/admin/users/{login}", users.get_user),
+    site_admin(
+        "POST", "/api/admin/users/{login}/disable", users.disable_user, audit=events.USER_DISABLE
+    ),
+    site_admin(
+        "POST",
+        "/api/admin/users/{login}/enable",
+        users.enable_user,
+        shows_secret=True,
+        is_body_strict=True,
+        audit=events.USER_ENABLE,
+    ),
+    public(
+        "POST",
+        "/api/invites/accept",
+        users.accept_invite_link,
+        shows_secret=True,
+        is_body_strict=True,
+        audit=events.INVITE_LINK_ACCEPT,
+    ),
     user("GET", "/api/user/organizations/default", identity.get_default_organization),
     user("GET", "/api/user/stacks", stacks.list_user_stacks),
     user("GET", "/api/user/organizations", organizations.list_user_organizations),
@@ -174,6 +211,8 @@ ROUTES: tuple[Route, ...] = (
         organizations.batch_create_org_invite_email,
         ADMIN,
         manages_access=True,
+        # An email address without an account gets its one-time link in the answer.
+        shows_secret=True,
         is_body_strict=True,
         audit=events.INVITE_CREATE,
     ),

@@ -11,8 +11,9 @@ shape instead, with fixed messages, and log only the kind of error.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
@@ -22,6 +23,7 @@ from gateway.errors import GENERIC_SERVER_ERROR, error_response, reason
 from gateway.middleware import UNAUTHORIZED
 from services.common.config import Settings
 from services.common.logging import get_logger
+from services.common.masking import mask_credentials
 
 log = get_logger("cairn.gateway")
 
@@ -90,8 +92,21 @@ class _GatewayServer(web.Server):
         return _JsonErrorProtocol(self, loop=self._loop, **self._kwargs)
 
 
-class _ProbeQuietAccessLogger(AccessLogger):
-    """aiohttp's access log without health probes and metrics scrapes."""
+class MaskedAccessLogger(AccessLogger):
+    """aiohttp's access log with anything shaped like a credential masked in every value:
+    an invitation link's code travels in a query string, which the request line shows."""
+
+    def _format_line(
+        self, request: BaseRequest, response: web.StreamResponse, time: float
+    ) -> Iterable[tuple[str | tuple[str, str], str]]:
+        return [
+            (key, mask_credentials(value) if isinstance(value, str) else value)
+            for key, value in super()._format_line(request, response, time)
+        ]
+
+
+class _ProbeQuietAccessLogger(MaskedAccessLogger):
+    """The masked access log without health probes and metrics scrapes."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         if request.path not in PROBE_PATHS:
@@ -100,6 +115,10 @@ class _ProbeQuietAccessLogger(AccessLogger):
 
 class GatewayRunner(web.AppRunner):
     """The `web.AppRunner` every way of serving the gateway uses."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("access_log_class", MaskedAccessLogger)
+        super().__init__(app, **kwargs)
 
     @classmethod
     def for_settings(cls, app: web.Application, settings: Settings) -> GatewayRunner:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.console import admin, handlers, sso
+from gateway.console import admin, handlers, people, sso
 from gateway.route import Access, Handler, Route
 from gateway.routes import ROUTES_BY_OPERATION
 from services.common.call_access import VIEWER
@@ -61,6 +61,22 @@ PAGES: tuple[Page, ...] = (
     Page("POST", "/copilot", handlers.copilot_chat, api("copilot_skill")),
     Page("GET", "/orgs/{orgName}", handlers.stacks, ORGANIZATION),
     Page("GET", "/orgs/{orgName}/agent-pools", handlers.agent_pools, api("list_org_agent_pool")),
+    Page("GET", "/orgs/{orgName}/people", people.people, api("list_org_invites")),
+    Page(
+        "POST",
+        "/orgs/{orgName}/people/invite",
+        people.invite,
+        api("batch_create_org_invite_email"),
+    ),
+    Page("POST", "/orgs/{orgName}/people/cancel", people.cancel_invite, api("cancel_org_invite")),
+    Page("GET", "/users", people.users, api("list_users")),
+    Page("POST", "/users", people.create_user, api("create_user")),
+    Page("POST", "/users/{login}/disable", people.disable_user, api("disable_user")),
+    Page("POST", "/users/{login}/enable", people.enable_user, api("enable_user")),
+    Page("POST", "/users/{login}/token", people.reissue_token, api("enable_user")),
+    # Public: the link's code is the credential; the page never needs a session.
+    Page("GET", "/join", people.join_form, Guard.PUBLIC),
+    Page("POST", "/join", people.join, Guard.PUBLIC),
     Page("GET", "/orgs/{orgName}/audit", admin.audit_log, api("list_audit_log_events_handler_v1")),
     # Two segments, so no stack path (`/orgs/o/p/s`) is ever shadowed.
     Page(

@@ -6,8 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.context import BACKENDS, PRINCIPAL, call_options
-from gateway.convert import json_response, optional_string, read_optional_json_object
+from gateway.context import BACKENDS, PRINCIPAL, TOKEN, call_options
+from gateway.convert import (
+    json_response,
+    optional_string,
+    read_json_object,
+    read_optional_json_object,
+)
 from gateway.views import organization_summary_json
 from protos.cairn.v1 import identity_pb2
 
@@ -45,6 +50,22 @@ async def get_current_user(request: web.Request) -> web.Response:
     return json_response(user_json(request[PRINCIPAL]))
 
 
+async def update_current_user(request: web.Request) -> web.Response:
+    """`PATCH /api/user` (extension): the caller's own `name`, `email` and `avatarUrl`;
+    answers as `GET /api/user` does."""
+    body = await read_json_object(request)
+    change = identity_pb2.UpdateProfileRequest()
+    for member, field in (("name", "name"), ("email", "email"), ("avatarUrl", "avatar_url")):
+        if body.get(member) is not None:
+            setattr(change, field, optional_string(body, member))
+    backends = request.app[BACKENDS]
+    await backends.identity.UpdateProfile(change, **call_options(request))
+    principal = await backends.identity.Authenticate(
+        identity_pb2.AuthenticateRequest(token=request[TOKEN]), **call_options(request)
+    )
+    return json_response(user_json(principal))
+
+
 async def get_default_organization(request: web.Request) -> web.Response:
     """The Go type has no JSON tags, hence the capitalised keys."""
     return json_response({"GitHubLogin": request[PRINCIPAL].default_organization, "Messages": []})
@@ -77,7 +98,11 @@ def _next_steps(reply: identity_pb2.GetBootstrapStatusResponse) -> list[str]:
     if not reply.has_organization:
         return ['Create an organization: POST /api/orgs {"name": ...}.']
     return [
-        "Invite members: POST /api/orgs/{orgName}/invites/batch.",
+        "Invite people by email (each gets a one-time link to join, shown in the answer "
+        'and mailed when SMTP is configured): POST /api/orgs/{orgName}/invites/batch {"invites": '
+        '[{"email": ..., "role": "member"}]}.',
+        "Or create users directly (site admins): POST /api/admin/users "
+        '{"login": ..., "email": ..., "issueToken": true}.',
         "Create teams and grant them stacks: POST /api/orgs/{orgName}/teams/pulumi.",
         "Create organization or team tokens for CI: POST /api/orgs/{orgName}/tokens.",
     ]

@@ -3,6 +3,7 @@ creating an organization and listing the caller's organizations."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from gateway.convert import (
     required_string,
 )
 from gateway.errors import bad_request
+from gateway.invitations import JOIN_PATH, invite_link, send_invitations
 from gateway.views import (
     ROLE_LABELS,
     iso_time,
@@ -68,24 +70,40 @@ def member_json(org: str, member: identity_pb2.Member) -> dict[str, Any]:
     }
 
 
-def invite_json(invite: identity_pb2.Invite) -> dict[str, Any]:
-    """Pulumi's `PendingOrganizationInvite`; `email` names the invitee (email or login)."""
+def invite_json(invite: identity_pb2.Invite, now: float | None = None) -> dict[str, Any]:
+    """Pulumi's `PendingOrganizationInvite`; `email` names the invitee (email or login).
+    Email invitations of people without an account carry `expiresAt` and turn `expired`."""
+    is_expired = bool(invite.expires_at) and invite.expires_at <= (now or time.time())
     return {
         "id": invite.id,
-        "email": invite.user.email or invite.user.login,
+        "email": invite.email or invite.user.email or invite.user.login,
         "role": pulumi_role(invite.role),
         "roleId": ROLE_LABELS[invite.role],
         "sentBy": {"name": invite.invited_by, "githubLogin": invite.invited_by, "avatarUrl": ""},
         "sentAt": invite.created_at,
-        "acceptInviteUrl": _accept_url(invite),
-        "status": "pending",
+        "acceptInviteUrl": JOIN_PATH if invite.email else _accept_url(invite),
+        "status": "expired" if is_expired else "pending",
         "organization": invite.organization,
         "userLogin": invite.user.login,
+        "expiresAt": invite.expires_at,
     }
 
 
 def _accept_url(invite: identity_pb2.Invite) -> str:
     return f"/api/orgs/{invite.organization}/invites/{invite.id}"
+
+
+def sent_invite_json(request: web.Request, invite: identity_pb2.Invite) -> dict[str, Any]:
+    """Pulumi's `CreateOrganizationInviteResponse`: for an email address without an account,
+    `acceptInviteUrl` is the one-time link (shown this once) and `expiresAt` its end."""
+    if not invite.link_secret:
+        return {"id": invite.id, "acceptInviteUrl": _accept_url(invite)}
+    return {
+        "id": invite.id,
+        "acceptInviteUrl": invite_link(request, invite.link_secret),
+        "email": invite.email,
+        "expiresAt": invite.expires_at,
+    }
 
 
 async def list_user_organizations(request: web.Request) -> web.Response:
@@ -331,9 +349,11 @@ async def list_org_invites(request: web.Request) -> web.Response:
 
 
 async def batch_create_org_invite_email(request: web.Request) -> web.Response:
-    """`POST /api/orgs/{orgName}/invites/batch`: invite registered users by email or login.
+    """`POST /api/orgs/{orgName}/invites/batch`: invite registered users by email or login,
+    and email addresses without an account by a one-time link (in `acceptInviteUrl`, shown
+    this once, and mailed when SMTP is configured).
 
-    All or nothing: an unknown user, a member or a pending invitation refuses the batch.
+    All or nothing: an unknown login, a member or a pending invitation refuses the batch.
     """
     body = await read_json_object(request)
     entries = body.get("invites")
@@ -351,12 +371,12 @@ async def batch_create_org_invite_email(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    return json_response(
-        {
-            "sentInvites": [{"id": i.id, "acceptInviteUrl": _accept_url(i)} for i in reply.invites],
-            "failedInvites": [],
-        }
+    sent = [sent_invite_json(request, invite) for invite in reply.invites]
+    await send_invitations(
+        request,
+        [(i, s["acceptInviteUrl"]) for i, s in zip(reply.invites, sent, strict=True) if i.email],
     )
+    return json_response({"sentInvites": sent, "failedInvites": []})
 
 
 async def cancel_org_invite(request: web.Request) -> web.Response:

@@ -91,6 +91,25 @@ _AUDIT_EXPORT_MEDIA: dict[str, Any] = {
     "text/plain": _STRING,
 }
 
+# gateway/handlers/users.py `admin_user_json`: a user as site admins see one.
+_ADMIN_USER = _object(
+    {
+        "id": _STRING,
+        "githubLogin": _STRING,
+        "name": _STRING,
+        "email": _STRING,
+        "avatarUrl": _STRING,
+        "siteAdmin": {"type": "boolean"},
+        # Unix seconds.
+        "created": {"type": "integer"},
+        "disabled": {"type": "boolean"},
+        # Unix seconds; 0 while enabled.
+        "disabledAt": {"type": "integer"},
+    }
+)
+_NEW_TOKEN = _object({"id": _STRING, "tokenValue": _STRING})
+_SET_USER_STATE = {"responses": {"200": _ADMIN_USER}, "errors": [403, 404, 409]}
+
 OPERATIONS: dict[str, dict[str, Any]] = {
     "health": {
         "summary": "Health of every service (the same as /readyz).",
@@ -264,6 +283,97 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         },
         "errors": [409],
     },
+    "create_user": {
+        "summary": "Create a user (site admins); with issueToken, also their first personal "
+        "access token, shown this once.",
+        "request": _object(
+            {"login": _STRING, "email": _STRING},
+            {
+                "name": _OPTIONAL_STRING,
+                "avatarUrl": _OPTIONAL_STRING,
+                "issueToken": {"type": ["boolean", "null"]},
+            },
+        ),
+        "responses": {"201": _object({"user": _ADMIN_USER}, {"token": _NEW_TOKEN})},
+        "errors": [409],
+    },
+    "list_users": {
+        "summary": "List users by login (site admins), filtered by a login or email substring "
+        "and by state, a page at a time.",
+        "query": [
+            {"name": "query", "required": False, "schema": _STRING},
+            {
+                "name": "state",
+                "required": False,
+                "schema": {"type": "string", "enum": ["enabled", "disabled"]},
+            },
+            {
+                "name": "pageSize",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+            },
+            {"name": "continuationToken", "required": False, "schema": _STRING},
+        ],
+        "responses": {
+            "200": _object(
+                {"users": {"type": "array", "items": _ADMIN_USER}},
+                {"continuationToken": _STRING},
+            )
+        },
+    },
+    "get_user": {"summary": "One user (site admins).", "responses": {"200": _ADMIN_USER}},
+    "disable_user": {
+        "summary": "Disable a user (site admins): every access token and console session of "
+        "theirs stops at once; their history stays. 409 for the last enabled site admin.",
+        **_SET_USER_STATE,
+    },
+    "enable_user": {
+        "summary": "Enable a disabled user again (site admins); revoked tokens stay revoked. "
+        'With {"issueToken": true}, a new personal access token, shown this once.',
+        "request": _object({}, {"issueToken": {"type": ["boolean", "null"]}}),
+        "responses": {"200": _object(_ADMIN_USER["properties"], {"token": _NEW_TOKEN})},
+        "errors": [403, 404, 409],
+    },
+    "update_current_user": {
+        "summary": "Change the caller's own name, email or avatar URL (http or https); "
+        "answers as GET /api/user.",
+        "request": _object(
+            {},
+            {"name": _OPTIONAL_STRING, "email": _OPTIONAL_STRING, "avatarUrl": _OPTIONAL_STRING},
+        ),
+        "responses": {
+            "200": _object(
+                {
+                    "id": _STRING,
+                    "githubLogin": _STRING,
+                    "name": _STRING,
+                    "email": _STRING,
+                    "avatarUrl": _STRING,
+                    "organizations": {
+                        "type": "array",
+                        "items": {"$ref": _REF + "OrganizationSummaryWithRole"},
+                    },
+                    "siteAdmin": {"type": "boolean"},
+                }
+            )
+        },
+    },
+    "accept_invite_link": {
+        "summary": "Join through an invitation link: its code, a new login (and name). Creates "
+        "the user and the membership and answers their first access token, shown this once.",
+        "request": _object({"code": _STRING, "login": _STRING}, {"name": _OPTIONAL_STRING}),
+        "responses": {
+            "201": _object(
+                {
+                    "user": _ADMIN_USER,
+                    "organization": {"$ref": _REF + "OrganizationSummaryWithRole"},
+                    "token": _NEW_TOKEN,
+                    "loginCommand": _STRING,
+                }
+            )
+        },
+        "errors": [404, 409],
+    },
     "rotate_personal_token": _ROTATE_TOKEN,
     "update_stack_collaborator": {
         "summary": "Grant a member an explicit permission on the stack (101 read, 102 write, "
@@ -345,6 +455,8 @@ OPTIONAL_BODIES: tuple[str, ...] = (
     "register_agent",
     # No body adds the user as a member.
     "add_organization_member",
+    # No body enables the user without a new token.
+    "enable_user",
 )
 
 # Operations answering what was stored as sent, in another operation's request shape:

@@ -161,6 +161,17 @@ class Settings(BaseSettings):
     oidc_allowed_domains: str = ""
     oidc_groups_claim: str = "groups"
     oidc_group_mapping: str = ""
+    # How long an invitation link (an email invitation of someone without an account) works.
+    invite_ttl_hours: int = Field(default=72, ge=1, le=24 * 365)
+    # Outgoing mail for invitation links; nothing is sent while smtp_host is empty. STARTTLS
+    # upgrades the connection before logging in (with smtp_username and smtp_password).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_from: str = ""
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("auth_failure_limit")
     @classmethod

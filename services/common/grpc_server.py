@@ -284,6 +284,9 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "ListAccessTokens",
         "PurgeStackGrants",
         "CheckOrganizationRole",
+        "ListUsers",
+        "GetUser",
+        "GetInviteLink",
     ),
     "cairn.v1.StacksService": (
         "GetStack",

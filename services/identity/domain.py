@@ -17,6 +17,12 @@ from services.common.errors import (
 )
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+")
+URL_PATTERN = re.compile(r"https?://[^\s/?#\x00-\x1f]+([/?#][^\s\x00-\x1f]*)?", re.IGNORECASE)
+# secrets.token_urlsafe(32): 43 base64url characters.
+LINK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+MAX_URL_LENGTH = 2048
+MAX_USER_PAGE_SIZE = 500
 MAX_NAME_LENGTH = 100
 MAX_DISPLAY_NAME_LENGTH = 255
 MAX_EMAIL_LENGTH = 320
@@ -110,6 +116,7 @@ class NewUser:
     name: str = ""
     email: str = ""
     is_site_admin: bool = False
+    avatar_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,47 @@ class User:
     email: str
     is_site_admin: bool
     created_at: datetime
+    avatar_url: str = ""
+    disabled_at: datetime | None = None
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+
+class UserState(enum.Enum):
+    """Which users a listing shows."""
+
+    ANY = "any"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class UserQuery:
+    """One page of the user listing: a login or email substring, a state, and where the
+    previous page ended (the last login it showed)."""
+
+    text: str = ""
+    state: UserState = UserState.ANY
+    page_size: int = 100
+    after_login: str = ""
+
+
+@dataclass(frozen=True)
+class UserPage:
+    users: tuple[User, ...]
+    # The login to continue after; empty on the last page.
+    next_after: str
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """The members of a profile a caller changes; None leaves one as it is."""
+
+    name: str | None = None
+    email: str | None = None
+    avatar_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,12 +279,56 @@ class AccessToken:
 
 @dataclass(frozen=True)
 class Invite:
+    """An invitation of a registered user (`user`), or of an email address without an
+    account (`email`, `expires_at`; `link_secret` only right after it is created)."""
+
     id: str
     organization: str
-    user: User
+    user: User | None
     role: Role
     invited_by: str
     created_at: datetime
+    email: str = ""
+    expires_at: datetime | None = None
+    link_secret: str = ""
+
+
+@dataclass(frozen=True)
+class NewLink:
+    """An invitation of an email address without an account, before its secret is drawn."""
+
+    email: str
+    role: Role
+    invited_by: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class InviteLink:
+    """What an invitation link offers, as its page shows it."""
+
+    organization: str
+    role: Role
+    email: str
+    invited_by: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """An invitation link as the store finds it, before it is used."""
+
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A person who joined through an invitation link, with their first token (shown once)."""
+
+    user: User
+    membership: Membership
+    token: IssuedToken
 
 
 @dataclass(frozen=True)
@@ -327,7 +419,8 @@ class BootstrapStatus:
 
 @dataclass(frozen=True)
 class InviteCandidate:
-    """One invitation target as the store finds it, before it is invited."""
+    """One invitation target as the store finds it, before it is invited; `login` is empty
+    for an email address without an account."""
 
     recipient: str
     login: str
@@ -335,6 +428,7 @@ class InviteCandidate:
     is_repeated: bool
     is_member: bool
     has_pending_invite: bool
+    is_disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -385,6 +479,101 @@ def validate_new_user(user: NewUser) -> NewUser:
     validate_text("name", user.name, MAX_DISPLAY_NAME_LENGTH)
     validate_text("email", user.email, MAX_EMAIL_LENGTH)
     return user
+
+
+def validate_email(value: str) -> str:
+    """An email address: one '@' between a local part and a dotted domain, no spaces."""
+    validate_text("email", value, MAX_EMAIL_LENGTH)
+    if EMAIL_PATTERN.fullmatch(value) is None:
+        raise InvalidArgument(f"Bad Request: invalid email '{shown(value)}'")
+    return value
+
+
+def validate_avatar_url(value: str) -> str:
+    """An avatar URL: http or https with a host, at most MAX_URL_LENGTH characters."""
+    validate_text("avatarUrl", value, MAX_URL_LENGTH)
+    if value and URL_PATTERN.fullmatch(value) is None:
+        raise InvalidArgument("Bad Request: avatarUrl must be an http or https URL")
+    return value
+
+
+def validate_registration(user: NewUser) -> NewUser:
+    """A user a site admin creates or an invitation link brings: a login, a valid email
+    (required) and an optional avatar URL."""
+    validate_new_user(user)
+    validate_email(user.email)
+    validate_avatar_url(user.avatar_url)
+    return user
+
+
+def validate_profile(change: ProfileChange) -> ProfileChange:
+    if change.name is not None:
+        validate_text("name", change.name, MAX_DISPLAY_NAME_LENGTH)
+    if change.email is not None:
+        validate_email(change.email)
+    if change.avatar_url is not None:
+        validate_avatar_url(change.avatar_url)
+    return change
+
+
+def validate_user_query(query: UserQuery) -> UserQuery:
+    if not 1 <= query.page_size <= MAX_USER_PAGE_SIZE:
+        raise InvalidArgument(f"Bad Request: pageSize must be 1 to {MAX_USER_PAGE_SIZE}")
+    validate_text("query", query.text, MAX_EMAIL_LENGTH)
+    return query
+
+
+def require_site_admin(caller: User | None) -> User:
+    """Site administration is for enabled site admins."""
+    if caller is None or not caller.is_site_admin or caller.is_disabled:
+        raise PermissionDenied("Forbidden: site administration is for site admins")
+    return caller
+
+
+LAST_SITE_ADMIN = "Conflict: the last enabled site admin cannot be disabled"
+
+
+def check_site_admins_remain(user: User, enabled_site_admins: int) -> None:
+    """Refuse disabling the instance's last enabled site admin."""
+    if user.is_site_admin and not user.is_disabled and enabled_site_admins <= 1:
+        raise FailedPrecondition(LAST_SITE_ADMIN)
+
+
+def check_token_on_enable(*, is_disabled: bool, issue_token: bool) -> None:
+    """A new token comes only with enabling: a disabled user's tokens are all revoked."""
+    if is_disabled and issue_token:
+        raise InvalidArgument("Bad Request: a token is issued only when enabling a user")
+
+
+def check_login_free(login: str, *, is_an_organization: bool) -> None:
+    """A new person's login is not an existing organization's name, which would be theirs."""
+    if is_an_organization:
+        raise AlreadyExists(
+            f"Conflict: '{shown(login)}' is the name of an organization; choose another login"
+        )
+
+
+INVITE_LINK_NOT_FOUND = "Not Found: this invitation link is not valid (wrong, or cancelled)"
+INVITE_LINK_USED = "Conflict: this invitation link has already been used"
+INVITE_LINK_EXPIRED = "Conflict: this invitation link has expired; ask for a new invitation"
+
+
+def check_invite_link(state: LinkState | None, now: datetime) -> LinkState:
+    """A link is good once, until it expires; unknown and cancelled links are not found."""
+    if state is None:
+        raise NotFound(INVITE_LINK_NOT_FOUND)
+    if state.used_at is not None:
+        raise FailedPrecondition(INVITE_LINK_USED)
+    if state.expires_at <= now:
+        raise FailedPrecondition(INVITE_LINK_EXPIRED)
+    return state
+
+
+def validate_link_secret(secret: str) -> str:
+    """The shape of a link's secret; anything else is a wrong link (never echoed)."""
+    if LINK_SECRET_PATTERN.fullmatch(secret) is None:
+        raise NotFound(INVITE_LINK_NOT_FOUND)
+    return secret
 
 
 def user_not_found(login: str) -> NotFound:
@@ -659,17 +848,23 @@ def check_invite_listing(*, organization: str, login: str) -> None:
 
 
 def check_invite(candidate: InviteCandidate) -> None:
-    """Invite each user once, never a member, never twice while an invitation is pending."""
+    """Invite each user once, never a member, never twice while an invitation is pending,
+    never a disabled user."""
     if candidate.is_repeated:
         raise InvalidArgument(
             f"Bad Request: '{shown(candidate.recipient)}' is invited more than once"
         )
     if candidate.is_member:
         raise already_a_member(candidate.login, candidate.organization)
+    if candidate.is_disabled:
+        raise FailedPrecondition(f"Conflict: user '{shown(candidate.login)}' is disabled")
     if candidate.has_pending_invite:
-        raise AlreadyExists(
-            f"Conflict: user '{shown(candidate.login)}' already has a pending invitation"
+        who = (
+            f"user '{shown(candidate.login)}'"
+            if candidate.login
+            else f"'{shown(candidate.recipient)}'"
         )
+        raise AlreadyExists(f"Conflict: {who} already has a pending invitation")
 
 
 def already_a_member(login: str, organization: str) -> AlreadyExists:

@@ -56,6 +56,9 @@ class UserRow(Base):
     email: Mapped[str] = mapped_column(String(320))
     is_site_admin: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    avatar_url: Mapped[str] = mapped_column(String(2048), server_default="")
+    # Set while a site admin has disabled the user: no token of theirs authenticates.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class OrganizationRow(Base):
@@ -191,6 +194,9 @@ class UserStackGrantRow(Base):
 
 
 class InviteRow(Base):
+    """An invitation of a registered user (`user_id`), or of an email address without an
+    account (`email`, with a one-time link: only the SHA-256 of its secret is kept)."""
+
     __tablename__ = "identity_invites"
     __table_args__ = (CheckConstraint("role IN ('viewer', 'member', 'admin')", name="role"),)
 
@@ -198,9 +204,14 @@ class InviteRow(Base):
     organization_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("identity_organizations.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    user_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("identity_users.id", ondelete="CASCADE"), index=True, nullable=True
     )
     role: Mapped[str] = mapped_column(String(16))
     invited_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Link invitations are kept once used, so a second use is told so.
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

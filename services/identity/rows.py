@@ -95,6 +95,8 @@ def user_record(row: UserRow) -> User:
         email=row.email,
         is_site_admin=row.is_site_admin,
         created_at=aware(row.created_at),
+        avatar_url=row.avatar_url or "",
+        disabled_at=optional_aware(row.disabled_at),
     )
 
 
@@ -162,6 +164,8 @@ def new_user_row(new: NewUser, now: datetime) -> UserRow:
         email=new.email,
         is_site_admin=new.is_site_admin,
         created_at=now,
+        avatar_url=new.avatar_url,
+        disabled_at=None,
     )
 
 
@@ -186,7 +190,8 @@ async def token_principal(session: AsyncSession, token: AccessTokenRow) -> Princ
     kind = TokenKind(token.kind)
     if kind is TokenKind.PERSONAL:
         user_row = await session.get(UserRow, token.user_id)
-        if user_row is None:
+        # A disabled user's tokens are revoked too; this holds even if one was missed.
+        if user_row is None or user_row.disabled_at is not None:
             return None
         user = user_record(user_row)
         info = TokenInfo(name=token.name, id=token.id)
@@ -225,14 +230,17 @@ async def user_row_by_login(session: AsyncSession, login: str) -> UserRow:
     return row
 
 
-async def recipient_row(session: AsyncSession, recipient: str) -> UserRow:
-    """The registered user an invitation names, by login or else by email."""
+async def recipient_row(session: AsyncSession, recipient: str) -> UserRow | None:
+    """The registered user an invitation names, by login or else by email; None for an
+    email address no account has (it gets an invitation link)."""
     row = await session.scalar(select(UserRow).where(UserRow.login == recipient))
     if row is None and "@" in recipient:
         found = (
             await session.scalars(select(UserRow).where(UserRow.email == recipient).limit(2))
         ).all()
         row = found[0] if len(found) == 1 else None
+        if not found:
+            return None
     if row is None:
         raise NotFound(
             f"Not Found: no registered user '{shown(recipient)}' (invite by login or email)"
@@ -272,14 +280,19 @@ async def organization_details(session: AsyncSession, org: OrganizationRow) -> O
     )
 
 
-def invite_record(row: InviteRow, organization: str, user: UserRow) -> Invite:
+def invite_record(
+    row: InviteRow, organization: str, user: UserRow | None, link_secret: str = ""
+) -> Invite:
     return Invite(
         id=row.id,
         organization=organization,
-        user=user_record(user),
+        user=None if user is None else user_record(user),
         role=Role.from_label(row.role),
         invited_by=row.invited_by,
         created_at=aware(row.created_at),
+        email=row.email or "",
+        expires_at=optional_aware(row.expires_at),
+        link_secret=link_secret,
     )
 
 

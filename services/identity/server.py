@@ -3,7 +3,7 @@ and `start`, which wires the identity process (identity, audit log, console sess
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from protos.cairn.v1 import (
     identity_pb2_grpc,
     oidc_pb2_grpc,
 )
+from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument
@@ -37,6 +38,7 @@ from services.identity.domain import (
     OrganizationAutocreate,
     OrganizationDetails,
     Principal,
+    ProfileChange,
     Role,
     StackGrant,
     StackPermission,
@@ -48,7 +50,9 @@ from services.identity.domain import (
     TokenKind,
     TokenScope,
     User,
+    UserQuery,
     UserStackGrant,
+    UserState,
     check_member_action,
     validate_default_permission,
     validate_grant,
@@ -61,6 +65,7 @@ from services.identity.service import IdentityService
 from services.identity.sessions.server import SESSION_SERVICE_NAME, console_session_service
 from services.identity.store import IdentityStore
 from services.identity.team_store import TeamStore
+from services.identity.user_store import UserStore
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -403,6 +408,107 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         issued = await self._identity.rotate_access_token(_scope(request.scope), request.token_id)
         return identity_pb2.CreateAccessTokenResponse(token_id=issued.id, token=issued.token)
 
+    async def RegisterUser(
+        self, request: identity_pb2.RegisterUserRequest, context: Context
+    ) -> identity_pb2.RegisterUserResponse:
+        user, token = await self._identity.register_user(
+            caller_from_context(context).login,
+            NewUser(
+                login=request.login,
+                name=request.name,
+                email=request.email,
+                avatar_url=request.avatar_url,
+            ),
+            issue_token=request.issue_token,
+        )
+        return identity_pb2.RegisterUserResponse(
+            user=_user(user),
+            token=token.token if token else "",
+            token_id=token.id if token else "",
+        )
+
+    async def ListUsers(
+        self, request: identity_pb2.ListUsersRequest, context: Context
+    ) -> identity_pb2.ListUsersResponse:
+        page = await self._identity.list_users(
+            caller_from_context(context).login,
+            UserQuery(
+                text=request.query,
+                state=_USER_STATES.get(request.state, UserState.ANY),
+                page_size=request.page_size or _DEFAULT_USER_PAGE,
+                after_login=request.continuation_token,
+            ),
+        )
+        return identity_pb2.ListUsersResponse(
+            users=[_user(u) for u in page.users], continuation_token=page.next_after
+        )
+
+    async def GetUser(
+        self, request: identity_pb2.GetUserRequest, context: Context
+    ) -> identity_pb2.User:
+        return _user(
+            await self._identity.get_user(caller_from_context(context).login, request.login)
+        )
+
+    async def SetUserDisabled(
+        self, request: identity_pb2.SetUserDisabledRequest, context: Context
+    ) -> identity_pb2.SetUserDisabledResponse:
+        user, token = await self._identity.set_user_disabled(
+            caller_from_context(context).login,
+            request.login,
+            is_disabled=request.disabled,
+            issue_token=request.issue_token,
+        )
+        return identity_pb2.SetUserDisabledResponse(
+            user=_user(user),
+            token=token.token if token else "",
+            token_id=token.id if token else "",
+        )
+
+    async def UpdateProfile(
+        self, request: identity_pb2.UpdateProfileRequest, context: Context
+    ) -> identity_pb2.User:
+        change = ProfileChange(
+            name=request.name if request.HasField("name") else None,
+            email=request.email if request.HasField("email") else None,
+            avatar_url=request.avatar_url if request.HasField("avatar_url") else None,
+        )
+        return _user(
+            await self._identity.update_profile(caller_from_context(context).login, change)
+        )
+
+    async def GetInviteLink(
+        self, request: identity_pb2.GetInviteLinkRequest, context: Context
+    ) -> identity_pb2.InviteLink:
+        link = await self._identity.invite_link(request.secret)
+        return identity_pb2.InviteLink(
+            organization=link.organization,
+            role=_ENUM_BY_ROLE[link.role],
+            email=link.email,
+            invited_by=link.invited_by,
+            expires_at=_timestamp(link.expires_at),
+        )
+
+    async def RedeemInviteLink(
+        self, request: identity_pb2.RedeemInviteLinkRequest, context: Context
+    ) -> identity_pb2.RedeemInviteLinkResponse:
+        joined = await self._identity.redeem_invite_link(
+            request.secret, request.login, request.name
+        )
+        return identity_pb2.RedeemInviteLinkResponse(
+            user=_user(joined.user),
+            membership=_membership(joined.membership),
+            token=joined.token.token,
+            token_id=joined.token.id,
+        )
+
+
+_USER_STATES = {
+    identity_pb2.USER_STATE_ENABLED: UserState.ENABLED,
+    identity_pb2.USER_STATE_DISABLED: UserState.DISABLED,
+}
+_DEFAULT_USER_PAGE = 100
+
 
 async def start(
     settings: Settings, *, host: str, port: int, clock: Clock | None = None
@@ -415,6 +521,8 @@ async def start(
         TeamStore(database.sessions, clock),
         clock,
         OrganizationAutocreate(settings.allow_organization_autocreate),
+        users=UserStore(database.sessions, clock),
+        invite_ttl=timedelta(hours=settings.invite_ttl_hours),
     )
     try:
         if settings.admin_token is not None:
@@ -544,10 +652,13 @@ def _invite(invite: Invite) -> identity_pb2.Invite:
     return identity_pb2.Invite(
         id=invite.id,
         organization=invite.organization,
-        user=_user(invite.user),
+        user=None if invite.user is None else _user(invite.user),
         role=_ENUM_BY_ROLE[invite.role],
         invited_by=invite.invited_by,
         created_at=_timestamp(invite.created_at),
+        email=invite.email,
+        expires_at=_optional_timestamp(invite.expires_at),
+        link_secret=invite.link_secret,
     )
 
 
@@ -608,6 +719,8 @@ def _user(user: User) -> identity_pb2.User:
         email=user.email,
         is_site_admin=user.is_site_admin,
         created_at=_timestamp(user.created_at),
+        avatar_url=user.avatar_url,
+        disabled_at=_optional_timestamp(user.disabled_at),
     )
 
 
@@ -632,6 +745,7 @@ def _principal(principal: Principal) -> identity_pb2.Principal:
         login=user.login,
         name=user.name,
         email=user.email,
+        avatar_url=user.avatar_url,
         is_site_admin=user.is_site_admin,
         memberships=[_membership(m) for m in principal.memberships],
         token_info=identity_pb2.TokenInfo(

@@ -4,13 +4,15 @@ runs them against what the store finds."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.common.auth import hash_token, new_token
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition, Unauthenticated
 from services.common.logging import get_logger
+from services.common.masking import mask_credentials
 from services.identity.domain import (
     ADMIN_TOKEN_NAME,
     ALREADY_BOOTSTRAPPED,
@@ -25,7 +27,9 @@ from services.identity.domain import (
     Bootstrap,
     BootstrapStatus,
     Invite,
+    InviteLink,
     IssuedToken,
+    Joined,
     Member,
     Membership,
     MemberStackPermissions,
@@ -35,6 +39,7 @@ from services.identity.domain import (
     OrganizationAutocreate,
     OrganizationDetails,
     Principal,
+    ProfileChange,
     Role,
     StackGrants,
     StackPermission,
@@ -44,13 +49,19 @@ from services.identity.domain import (
     TeamStackGrant,
     TokenScope,
     User,
+    UserPage,
+    UserQuery,
     UserStackGrant,
     check_admins_remain,
     check_invite,
+    check_invite_link,
     check_invite_listing,
     check_invite_targets,
+    check_login_free,
     check_manages_access,
     check_organization_name_free,
+    check_site_admins_remain,
+    check_token_on_enable,
     effective_stack_permission,
     is_stack_owner,
     is_stack_readable,
@@ -59,21 +70,52 @@ from services.identity.domain import (
     organization_not_found,
     require_minimum_stack_permission,
     require_role,
+    require_site_admin,
     require_stack_id,
     require_stack_permission,
     role_in,
+    validate_email,
+    validate_link_secret,
     validate_name,
     validate_new_user,
+    validate_profile,
+    validate_registration,
     validate_text,
+    validate_user_query,
     with_membership,
 )
 from services.identity.store import IdentityStore
 from services.identity.team_store import TeamStore
 from services.identity.tokens import check_new_token, expiry_from_unix, token_use
+from services.identity.user_store import UserStore
 
 log = get_logger("cairn.identity")
 
 StackGrantList = tuple[list[TeamStackGrant], list[UserStackGrant]]
+
+# The names of the first tokens of a user a site admin creates and of a person who joins.
+FIRST_TOKEN_NAME = "first"
+JOINED_TOKEN_NAME = "invitation"
+ENABLED_TOKEN_NAME = "re-enabled"
+DEFAULT_INVITE_TTL = timedelta(hours=72)
+_SECRET_DRAWS = 8
+
+
+def new_link_secret() -> tuple[str, str]:
+    """An invitation link's secret (shown once) and the SHA-256 kept of it.
+
+    Drawn again (at most a few times) until it holds both letter cases, the shape the logs'
+    credential mask recognises, so that a stray copy in any log line is masked."""
+    secret = secrets.token_urlsafe(32)
+    for _ in range(_SECRET_DRAWS):
+        if mask_credentials(secret) != secret:
+            break
+        secret = secrets.token_urlsafe(32)
+    return secret, hash_token(secret)
+
+
+def _check_login(login: str, is_an_organization: bool) -> None:
+    check_login_free(login, is_an_organization=is_an_organization)
 
 
 class IdentityService:
@@ -85,11 +127,16 @@ class IdentityService:
         teams: TeamStore,
         clock: Clock,
         autocreate: OrganizationAutocreate = OrganizationAutocreate.OWN,
+        *,
+        users: UserStore,
+        invite_ttl: timedelta = DEFAULT_INVITE_TTL,
     ) -> None:
         self._store = store
         self._teams = teams
         self._clock = clock
         self._autocreate = autocreate
+        self._users = users
+        self._invite_ttl = invite_ttl
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), tz=UTC)
@@ -316,11 +363,23 @@ class IdentityService:
     async def create_invites(
         self, organization: str, targets: list[tuple[str, Role]], invited_by: str
     ) -> list[Invite]:
-        """Invite registered users (by login or email); all of them or none."""
+        """Invite registered users (by login or email) and email addresses without an
+        account (by a one-time link, shown in the answer only); all of them or none."""
         check_invite_targets(targets)
-        return await self._store.create_invites(
-            organization, targets, invited_by, admit=check_invite
+        for recipient, _ in targets:
+            if "@" in recipient:
+                validate_email(recipient)
+        invites = await self._store.create_invites(
+            organization,
+            targets,
+            invited_by,
+            admit=check_invite,
+            new_link=new_link_secret,
+            link_expires_at=self._now() + self._invite_ttl,
         )
+        for invite in invites:
+            log.info("invite_created", organization=organization, invite_id=invite.id)
+        return invites
 
     async def list_invites(self, *, organization: str, login: str) -> list[Invite]:
         check_invite_listing(organization=organization, login=login)
@@ -333,6 +392,79 @@ class IdentityService:
 
     async def cancel_invite(self, organization: str, invite_id: str) -> None:
         await self._store.cancel_invite(organization, invite_id)
+
+    async def invite_link(self, secret: str) -> InviteLink:
+        """What a still-good invitation link offers; NotFound or FailedPrecondition else."""
+        secret = validate_link_secret(secret)
+        return await self._users.invite_link(hash_token(secret), judge=check_invite_link)
+
+    async def redeem_invite_link(self, secret: str, login: str, name: str) -> Joined:
+        """The invited person becomes a user and a member, with a first access token."""
+        secret = validate_link_secret(secret)
+        link = await self._users.invite_link(hash_token(secret), judge=check_invite_link)
+        new = validate_registration(NewUser(login=login, name=name, email=link.email))
+        token = new_token()
+        user, membership, token_id = await self._users.redeem_invite_link(
+            hash_token(secret),
+            new,
+            (JOINED_TOKEN_NAME, hash_token(token)),
+            judge=check_invite_link,
+            check_login=_check_login,
+        )
+        log.info("invite_link_redeemed", organization=membership.organization, login=user.login)
+        return Joined(user=user, membership=membership, token=IssuedToken(id=token_id, token=token))
+
+    # --- site administration of users and own profiles --------------------------------
+
+    async def _require_site_admin(self, caller_login: str) -> User:
+        found = await self._users.find_user(caller_login) if caller_login else None
+        return require_site_admin(found)
+
+    async def register_user(
+        self, caller_login: str, new: NewUser, *, issue_token: bool
+    ) -> tuple[User, IssuedToken | None]:
+        """A site admin creates a user, and optionally their first token (shown once)."""
+        await self._require_site_admin(caller_login)
+        new = validate_registration(replace(new, is_site_admin=False))
+        token = new_token() if issue_token else ""
+        user, token_id = await self._users.register_user(
+            new,
+            token=(FIRST_TOKEN_NAME, hash_token(token)) if issue_token else None,
+            check_login=_check_login,
+        )
+        log.info("user_created", login=user.login, by=caller_login)
+        return user, IssuedToken(id=token_id, token=token) if issue_token else None
+
+    async def list_users(self, caller_login: str, query: UserQuery) -> UserPage:
+        await self._require_site_admin(caller_login)
+        return await self._users.list_users(validate_user_query(query))
+
+    async def get_user(self, caller_login: str, login: str) -> User:
+        await self._require_site_admin(caller_login)
+        return await self._users.get_user(login)
+
+    async def set_user_disabled(
+        self, caller_login: str, login: str, *, is_disabled: bool, issue_token: bool = False
+    ) -> tuple[User, IssuedToken | None]:
+        """Disable a user (every token of theirs stops at once) or enable them again,
+        optionally with a new token (shown once)."""
+        await self._require_site_admin(caller_login)
+        check_token_on_enable(is_disabled=is_disabled, issue_token=issue_token)
+        token = new_token() if issue_token else ""
+        user, token_id = await self._users.set_user_disabled(
+            login,
+            is_disabled=is_disabled,
+            keep_site_admin=check_site_admins_remain,
+            token=(ENABLED_TOKEN_NAME, hash_token(token)) if issue_token else None,
+        )
+        log.info("user_disabled" if is_disabled else "user_enabled", login=login, by=caller_login)
+        return user, IssuedToken(id=token_id, token=token) if issue_token else None
+
+    async def update_profile(self, caller_login: str, change: ProfileChange) -> User:
+        """The caller's own name, email and avatar URL."""
+        if not caller_login:
+            raise Unauthenticated(UNAUTHORIZED)
+        return await self._users.update_profile(caller_login, validate_profile(change))
 
     # --- teams ------------------------------------------------------------------------
 

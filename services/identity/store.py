@@ -8,18 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.clock import Clock
-from services.common.errors import AlreadyExists
+from services.common.errors import AlreadyExists, FailedPrecondition
 from services.identity.domain import (
     AccessToken,
     Invite,
     InviteCandidate,
     Member,
     Membership,
+    NewLink,
     NewToken,
     NewUser,
     Organization,
@@ -375,9 +376,12 @@ class IdentityStore:
         invited_by: str,
         *,
         admit: Callable[[InviteCandidate], None],
+        new_link: Callable[[], tuple[str, str]],
+        link_expires_at: datetime,
     ) -> list[Invite]:
-        """Invite registered users (by login or email), each as `admit` allows; all of them
-        or none."""
+        """Invite registered users (by login or email), each as `admit` allows, and email
+        addresses without an account by a link (`new_link` draws its secret and hash); all
+        of them or none."""
         now = self._now()
         async with self._sessions.begin() as session:
             org = await organization_row(session, organization)
@@ -385,6 +389,12 @@ class IdentityStore:
             seen: set[str] = set()
             for recipient, role in targets:
                 user = await recipient_row(session, recipient)
+                if user is None:
+                    link = NewLink(recipient, role, invited_by, link_expires_at)
+                    invites.append(
+                        await self._invite_email(session, org, link, seen, admit, new_link)
+                    )
+                    continue
                 membership = await session.get(MembershipRow, (org.id, user.id))
                 pending = await session.scalar(
                     select(InviteRow.id).where(
@@ -399,6 +409,7 @@ class IdentityStore:
                         is_repeated=user.id in seen,
                         is_member=membership is not None,
                         has_pending_invite=pending is not None,
+                        is_disabled=user.disabled_at is not None,
                     )
                 )
                 seen.add(user.id)
@@ -414,14 +425,70 @@ class IdentityStore:
                 invites.append(invite_record(row, org.name, user))
             return invites
 
+    async def _invite_email(
+        self,
+        session: AsyncSession,
+        org: OrganizationRow,
+        link: NewLink,
+        seen: set[str],
+        admit: Callable[[InviteCandidate], None],
+        new_link: Callable[[], tuple[str, str]],
+    ) -> Invite:
+        now = self._now()
+        address = link.email.lower()
+        # An expired, unused link no longer stands in the way of a new one.
+        await session.execute(
+            delete(InviteRow).where(
+                InviteRow.organization_id == org.id,
+                func.lower(InviteRow.email) == address,
+                InviteRow.used_at.is_(None),
+                InviteRow.expires_at <= now,
+            )
+        )
+        pending = await session.scalar(
+            select(InviteRow.id).where(
+                InviteRow.organization_id == org.id,
+                func.lower(InviteRow.email) == address,
+                InviteRow.used_at.is_(None),
+            )
+        )
+        admit(
+            InviteCandidate(
+                recipient=link.email,
+                login="",
+                organization=org.name,
+                is_repeated=f"@{address}" in seen,
+                is_member=False,
+                has_pending_invite=pending is not None,
+            )
+        )
+        seen.add(f"@{address}")
+        secret, secret_hash = new_link()
+        row = InviteRow(
+            id=new_id(),
+            organization_id=org.id,
+            user_id=None,
+            role=link.role.label,
+            invited_by=link.invited_by,
+            created_at=now,
+            email=link.email,
+            secret_hash=secret_hash,
+            expires_at=link.expires_at,
+            used_at=None,
+        )
+        session.add(row)
+        return invite_record(row, org.name, None, link_secret=secret)
+
     async def list_invites(self, *, organization: str = "", login: str = "") -> list[Invite]:
-        """Pending invitations of an organization, or addressed to one user."""
+        """Pending invitations of an organization (links not used yet, expired ones too), or
+        addressed to one registered user."""
         async with self._sessions.begin() as session:
             query = (
                 select(InviteRow, OrganizationRow.name, UserRow)
                 .join(OrganizationRow, OrganizationRow.id == InviteRow.organization_id)
-                .join(UserRow, UserRow.id == InviteRow.user_id)
-                .order_by(InviteRow.created_at, UserRow.login)
+                .outerjoin(UserRow, UserRow.id == InviteRow.user_id)
+                .where(InviteRow.used_at.is_(None))
+                .order_by(InviteRow.created_at, UserRow.login, InviteRow.email)
             )
             if organization:
                 org = await organization_row(session, organization)
@@ -442,6 +509,8 @@ class IdentityStore:
             # One answer whether or not the organization exists: invitations are no oracle.
             if row is None or org is None or org.name != organization or row.user_id != user.id:
                 raise invite_not_found(invite_id)
+            if user.disabled_at is not None:
+                raise FailedPrecondition(f"Conflict: user '{shown(login)}' is disabled")
             role = Role.from_label(row.role)
             await session.delete(row)
             if await session.get(MembershipRow, (org.id, user.id)) is None:
@@ -458,7 +527,9 @@ class IdentityStore:
             org = await organization_row(session, organization)
             result = await session.execute(
                 delete(InviteRow).where(
-                    InviteRow.id == invite_id, InviteRow.organization_id == org.id
+                    InviteRow.id == invite_id,
+                    InviteRow.organization_id == org.id,
+                    InviteRow.used_at.is_(None),
                 )
             )
             if not result.rowcount:  # type: ignore[attr-defined]

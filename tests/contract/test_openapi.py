@@ -91,6 +91,7 @@ def test_security_follows_the_access_rule(document: dict[str, Any]) -> None:
         Access.STACK: [{"accessToken": []}],
         Access.UPDATE: [{"updateToken": []}],
         Access.AGENT: [{"agentToken": []}],
+        Access.SITE_ADMIN: [{"accessToken": []}],
     }
     by_id = {op["operationId"]: op for _, _, op in _operations(document)}
     for operation in operations(ROUTES):

@@ -253,3 +253,27 @@ async def test_teams_tokens_and_stack_access_through_the_sdk(cairn: Cairn) -> No
     await sdk(sdk.orgs.delete_team, ORG, "ops")
     assert (await sdk(sdk.orgs.list_teams, ORG)).teams == []
     assert await sdk.status(sdk.orgs.get_team, ORG, "ops") == 404
+
+
+async def test_email_invitation_links_keep_the_sdks_shapes(cairn: Cairn) -> None:
+    """An invitation of an address without an account answers the SDK's models: the sent
+    invite's `acceptInviteUrl` is the one-time link; the pending list names the address."""
+    sdk = Sdk(cairn)
+    sent = await sdk(
+        sdk.orgs.batch_create_org_invite_email,
+        ORG,
+        BatchCreateOrganizationInviteRequest(
+            invites=[
+                CreateOrganizationInviteRequest(
+                    email="new@example.com", role=OrganizationInviteRole.Member
+                )
+            ]
+        ),
+    )
+    (invite,) = sent.sent_invites
+    assert "/join?code=" in invite.accept_invite_url
+    pending = await sdk(sdk.orgs.list_org_invites, ORG)
+    assert [(i.email, i.role.value, i.status) for i in pending.invites] == [
+        ("new@example.com", "member", "pending")
+    ]
+    assert pending.invites[0].accept_invite_url == "/join"

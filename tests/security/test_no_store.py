@@ -174,4 +174,9 @@ def test_the_route_table_marks_every_answer_with_a_token() -> None:
         "decrypt_value",
         "batch_decrypt_value",
         "token",
+        # A new user's, a re-enabled user's or a new member's token; an invitation link.
+        "create_user",
+        "enable_user",
+        "accept_invite_link",
+        "batch_create_org_invite_email",
     }

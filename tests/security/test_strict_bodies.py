@@ -35,6 +35,10 @@ PATHS = {
     "update_team_stack_permissions": ("PATCH", "/api/console/stacks/admin/web/dev/teams/ops"),
     "create_org_agent_pool": ("POST", "/api/orgs/admin/agent-pools"),
     "patch_org_agent_pool": ("PATCH", "/api/orgs/admin/agent-pools/some-pool"),
+    "create_user": ("POST", "/api/admin/users"),
+    "update_current_user": ("PATCH", "/api/user"),
+    "accept_invite_link": ("POST", "/api/invites/accept"),
+    "enable_user": ("POST", "/api/admin/users/dana/enable"),
 }
 
 

@@ -931,7 +931,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('identity')}")
             )
-            assert version == "identity_0005_oidc_issuers"
+            assert version == "identity_0006_oidc_issuers"
 
         # A second replica on a migrated database migrates nothing and starts.
         second = await identity_server.start(harness.settings, host="127.0.0.1", port=0)

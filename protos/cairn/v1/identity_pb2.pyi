@@ -101,6 +101,23 @@ MEMBER_ACTION_PROMOTE: MemberAction.ValueType  # 3
 MEMBER_ACTION_DEMOTE: MemberAction.ValueType  # 4
 Global___MemberAction: _TypeAlias = MemberAction  # noqa: Y015
 
+class _UserState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UserStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USER_STATE_UNSPECIFIED: _UserState.ValueType  # 0
+    USER_STATE_ENABLED: _UserState.ValueType  # 1
+    USER_STATE_DISABLED: _UserState.ValueType  # 2
+
+class UserState(_UserState, metaclass=_UserStateEnumTypeWrapper): ...
+
+USER_STATE_UNSPECIFIED: UserState.ValueType  # 0
+USER_STATE_ENABLED: UserState.ValueType  # 1
+USER_STATE_DISABLED: UserState.ValueType  # 2
+Global___UserState: _TypeAlias = UserState  # noqa: Y015
+
 @_typing.final
 class ListMembersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -503,12 +520,17 @@ class User(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     IS_SITE_ADMIN_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    AVATAR_URL_FIELD_NUMBER: _builtins.int
+    DISABLED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     login: _builtins.str
     name: _builtins.str
     email: _builtins.str
     is_site_admin: _builtins.bool
     created_at: _builtins.int
+    avatar_url: _builtins.str
+    disabled_at: _builtins.int
+    """Unix seconds; 0 while the user is enabled."""
     def __init__(
         self,
         *,
@@ -518,10 +540,12 @@ class User(_message.Message):
         email: _builtins.str = ...,
         is_site_admin: _builtins.bool = ...,
         created_at: _builtins.int = ...,
+        avatar_url: _builtins.str = ...,
+        disabled_at: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "id", b"id", "is_site_admin", b"is_site_admin", "login", b"login", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_url", b"avatar_url", "created_at", b"created_at", "disabled_at", b"disabled_at", "email", b"email", "id", b"id", "is_site_admin", b"is_site_admin", "login", b"login", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1005,11 +1029,22 @@ class Invite(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     INVITED_BY_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    LINK_SECRET_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     organization: _builtins.str
     role: _common_pb2.Role.ValueType
     invited_by: _builtins.str
     created_at: _builtins.int
+    email: _builtins.str
+    """An invitation of an email address without an account: the address (`user` is empty)."""
+    expires_at: _builtins.int
+    """Email invitations: when the link stops working (unix seconds)."""
+    link_secret: _builtins.str
+    """Email invitations, in the create answer only: the link's secret, shown once (only its
+    SHA-256 is stored).
+    """
     @_builtins.property
     def user(self) -> Global___User: ...
     def __init__(
@@ -1021,10 +1056,13 @@ class Invite(_message.Message):
         role: _common_pb2.Role.ValueType = ...,
         invited_by: _builtins.str = ...,
         created_at: _builtins.int = ...,
+        email: _builtins.str = ...,
+        expires_at: _builtins.int = ...,
+        link_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "invited_by", b"invited_by", "organization", b"organization", "role", b"role", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "expires_at", b"expires_at", "id", b"id", "invited_by", b"invited_by", "link_secret", b"link_secret", "organization", b"organization", "role", b"role", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1037,7 +1075,7 @@ class InviteTarget(_message.Message):
     RECIPIENT_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     recipient: _builtins.str
-    """A registered user's login or email."""
+    """A registered user's login or email; an email address without an account gets a link."""
     role: _common_pb2.Role.ValueType
     def __init__(
         self,
@@ -1823,3 +1861,331 @@ class PurgeStackGrantsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurgeStackGrantsResponse: _TypeAlias = PurgeStackGrantsResponse  # noqa: Y015
+
+@_typing.final
+class RegisterUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    AVATAR_URL_FIELD_NUMBER: _builtins.int
+    ISSUE_TOKEN_FIELD_NUMBER: _builtins.int
+    login: _builtins.str
+    name: _builtins.str
+    email: _builtins.str
+    avatar_url: _builtins.str
+    issue_token: _builtins.bool
+    """Also issue a first personal access token (shown once)."""
+    def __init__(
+        self,
+        *,
+        login: _builtins.str = ...,
+        name: _builtins.str = ...,
+        email: _builtins.str = ...,
+        avatar_url: _builtins.str = ...,
+        issue_token: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_url", b"avatar_url", "email", b"email", "issue_token", b"issue_token", "login", b"login", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterUserRequest: _TypeAlias = RegisterUserRequest  # noqa: Y015
+
+@_typing.final
+class RegisterUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """Empty unless asked for; only its hash is stored."""
+    token_id: _builtins.str
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        token: _builtins.str = ...,
+        token_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "token_id", b"token_id", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterUserResponse: _TypeAlias = RegisterUserResponse  # noqa: Y015
+
+@_typing.final
+class ListUsersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """Substring of the login or the email (case-insensitive); empty for all."""
+    state: Global___UserState.ValueType
+    """UNSPECIFIED for both states."""
+    page_size: _builtins.int
+    """0: the default page size."""
+    continuation_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        state: Global___UserState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        continuation_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "page_size", b"page_size", "query", b"query", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsersRequest: _TypeAlias = ListUsersRequest  # noqa: Y015
+
+@_typing.final
+class ListUsersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    CONTINUATION_TOKEN_FIELD_NUMBER: _builtins.int
+    continuation_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___User]: ...
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___User] | None = ...,
+        continuation_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuation_token", b"continuation_token", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsersResponse: _TypeAlias = ListUsersResponse  # noqa: Y015
+
+@_typing.final
+class GetUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    login: _builtins.str
+    def __init__(
+        self,
+        *,
+        login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["login", b"login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserRequest: _TypeAlias = GetUserRequest  # noqa: Y015
+
+@_typing.final
+class SetUserDisabledRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
+    ISSUE_TOKEN_FIELD_NUMBER: _builtins.int
+    login: _builtins.str
+    disabled: _builtins.bool
+    issue_token: _builtins.bool
+    """Enabling only: also issue a new personal access token."""
+    def __init__(
+        self,
+        *,
+        login: _builtins.str = ...,
+        disabled: _builtins.bool = ...,
+        issue_token: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "issue_token", b"issue_token", "login", b"login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserDisabledRequest: _TypeAlias = SetUserDisabledRequest  # noqa: Y015
+
+@_typing.final
+class SetUserDisabledResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """Empty unless a token was issued; only its hash is stored."""
+    token_id: _builtins.str
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        token: _builtins.str = ...,
+        token_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "token_id", b"token_id", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserDisabledResponse: _TypeAlias = SetUserDisabledResponse  # noqa: Y015
+
+@_typing.final
+class UpdateProfileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    AVATAR_URL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    email: _builtins.str
+    avatar_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str | None = ...,
+        email: _builtins.str | None = ...,
+        avatar_url: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_avatar_url", b"_avatar_url", "_email", b"_email", "_name", b"_name", "avatar_url", b"avatar_url", "email", b"email", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_avatar_url", b"_avatar_url", "_email", b"_email", "_name", b"_name", "avatar_url", b"avatar_url", "email", b"email", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__avatar_url: _TypeAlias = _typing.Literal["avatar_url"]  # noqa: Y015
+    _WhichOneofArgType__avatar_url: _TypeAlias = _typing.Literal["_avatar_url", b"_avatar_url"]  # noqa: Y015
+    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
+    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__avatar_url) -> _WhichOneofReturnType__avatar_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateProfileRequest: _TypeAlias = UpdateProfileRequest  # noqa: Y015
+
+@_typing.final
+class GetInviteLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    def __init__(
+        self,
+        *,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInviteLinkRequest: _TypeAlias = GetInviteLinkRequest  # noqa: Y015
+
+@_typing.final
+class InviteLink(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    INVITED_BY_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    role: _common_pb2.Role.ValueType
+    email: _builtins.str
+    invited_by: _builtins.str
+    expires_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        role: _common_pb2.Role.ValueType = ...,
+        email: _builtins.str = ...,
+        invited_by: _builtins.str = ...,
+        expires_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "expires_at", b"expires_at", "invited_by", b"invited_by", "organization", b"organization", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteLink: _TypeAlias = InviteLink  # noqa: Y015
+
+@_typing.final
+class RedeemInviteLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_FIELD_NUMBER: _builtins.int
+    LOGIN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    login: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        secret: _builtins.str = ...,
+        login: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["login", b"login", "name", b"name", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeemInviteLinkRequest: _TypeAlias = RedeemInviteLinkRequest  # noqa: Y015
+
+@_typing.final
+class RedeemInviteLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The new user's first access token, shown once."""
+    token_id: _builtins.str
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    @_builtins.property
+    def membership(self) -> Global___Membership: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        membership: Global___Membership | None = ...,
+        token: _builtins.str = ...,
+        token_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "token", b"token", "token_id", b"token_id", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeemInviteLinkResponse: _TypeAlias = RedeemInviteLinkResponse  # noqa: Y015

@@ -205,6 +205,41 @@ class IdentityServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.FromString,
                 _registered_method=True)
+        self.RegisterUser = channel.unary_unary(
+                '/cairn.v1.IdentityService/RegisterUser',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RegisterUserRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RegisterUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/cairn.v1.IdentityService/ListUsers',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/cairn.v1.IdentityService/GetUser',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.User.FromString,
+                _registered_method=True)
+        self.SetUserDisabled = channel.unary_unary(
+                '/cairn.v1.IdentityService/SetUserDisabled',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledResponse.FromString,
+                _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/cairn.v1.IdentityService/UpdateProfile',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.User.FromString,
+                _registered_method=True)
+        self.GetInviteLink = channel.unary_unary(
+                '/cairn.v1.IdentityService/GetInviteLink',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetInviteLinkRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.InviteLink.FromString,
+                _registered_method=True)
+        self.RedeemInviteLink = channel.unary_unary(
+                '/cairn.v1.IdentityService/RedeemInviteLink',
+                request_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RedeemInviteLinkRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RedeemInviteLinkResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -432,6 +467,57 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterUser(self, request, context):
+        """Site administration of users (the caller must be an enabled site admin).
+        A new user, and optionally a first personal access token shown once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserDisabled(self, request, context):
+        """Disabling revokes every personal access token of the user at once; the last enabled
+        site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+        may issue a new one (shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProfile(self, request, context):
+        """The caller's own name, email and avatar URL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInviteLink(self, request, context):
+        """Invitation links (email invitations to people without an account), by their secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemInviteLink(self, request, context):
+        """Creates the user, adds the membership, marks the invitation used and issues a first
+        access token, all at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -604,6 +690,41 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.RotateAccessToken,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.SerializeToString,
+            ),
+            'RegisterUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterUser,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RegisterUserRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RegisterUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListUsersRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetUserRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.User.SerializeToString,
+            ),
+            'SetUserDisabled': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserDisabled,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledResponse.SerializeToString,
+            ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.User.SerializeToString,
+            ),
+            'GetInviteLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInviteLink,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.GetInviteLinkRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.InviteLink.SerializeToString,
+            ),
+            'RedeemInviteLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemInviteLink,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RedeemInviteLinkRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_identity__pb2.RedeemInviteLinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1525,6 +1646,195 @@ class IdentityService:
             '/cairn.v1.IdentityService/RotateAccessToken',
             protos_dot_cairn_dot_v1_dot_identity__pb2.TokenRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_identity__pb2.CreateAccessTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/RegisterUser',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.RegisterUserRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.RegisterUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/ListUsers',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListUsersRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/GetUser',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.GetUserRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserDisabled(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/SetUserDisabled',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.SetUserDisabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/UpdateProfile',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.UpdateProfileRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInviteLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/GetInviteLink',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.GetInviteLinkRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.InviteLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemInviteLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.IdentityService/RedeemInviteLink',
+            protos_dot_cairn_dot_v1_dot_identity__pb2.RedeemInviteLinkRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_identity__pb2.RedeemInviteLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -87,6 +87,25 @@ class IdentityServiceStub:
     RevokeAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.AccessToken]
     RotateAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.CreateAccessTokenResponse]
     """A new secret under the same id and scope; the old secret stops working at once."""
+    RegisterUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RegisterUserRequest, _identity_pb2.RegisterUserResponse]
+    """Site administration of users (the caller must be an enabled site admin).
+    A new user, and optionally a first personal access token shown once.
+    """
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListUsersRequest, _identity_pb2.ListUsersResponse]
+    GetUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetUserRequest, _identity_pb2.User]
+    SetUserDisabled: _grpc.UnaryUnaryMultiCallable[_identity_pb2.SetUserDisabledRequest, _identity_pb2.SetUserDisabledResponse]
+    """Disabling revokes every personal access token of the user at once; the last enabled
+    site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+    may issue a new one (shown once).
+    """
+    UpdateProfile: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateProfileRequest, _identity_pb2.User]
+    """The caller's own name, email and avatar URL."""
+    GetInviteLink: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetInviteLinkRequest, _identity_pb2.InviteLink]
+    """Invitation links (email invitations to people without an account), by their secret."""
+    RedeemInviteLink: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RedeemInviteLinkRequest, _identity_pb2.RedeemInviteLinkResponse]
+    """Creates the user, adds the membership, marks the invitation used and issues a first
+    access token, all at once.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -147,6 +166,25 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     RevokeAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.AccessToken]  # type: ignore[assignment]
     RotateAccessToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.TokenRequest, _identity_pb2.CreateAccessTokenResponse]  # type: ignore[assignment]
     """A new secret under the same id and scope; the old secret stops working at once."""
+    RegisterUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.RegisterUserRequest, _identity_pb2.RegisterUserResponse]  # type: ignore[assignment]
+    """Site administration of users (the caller must be an enabled site admin).
+    A new user, and optionally a first personal access token shown once.
+    """
+    ListUsers: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListUsersRequest, _identity_pb2.ListUsersResponse]  # type: ignore[assignment]
+    GetUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetUserRequest, _identity_pb2.User]  # type: ignore[assignment]
+    SetUserDisabled: _aio.UnaryUnaryMultiCallable[_identity_pb2.SetUserDisabledRequest, _identity_pb2.SetUserDisabledResponse]  # type: ignore[assignment]
+    """Disabling revokes every personal access token of the user at once; the last enabled
+    site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+    may issue a new one (shown once).
+    """
+    UpdateProfile: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateProfileRequest, _identity_pb2.User]  # type: ignore[assignment]
+    """The caller's own name, email and avatar URL."""
+    GetInviteLink: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetInviteLinkRequest, _identity_pb2.InviteLink]  # type: ignore[assignment]
+    """Invitation links (email invitations to people without an account), by their secret."""
+    RedeemInviteLink: _aio.UnaryUnaryMultiCallable[_identity_pb2.RedeemInviteLinkRequest, _identity_pb2.RedeemInviteLinkResponse]  # type: ignore[assignment]
+    """Creates the user, adds the membership, marks the invitation used and issues a first
+    access token, all at once.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users, organizations, memberships, access tokens and the first-admin bootstrap."""
@@ -408,5 +446,66 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.CreateAccessTokenResponse, _abc.Awaitable[_identity_pb2.CreateAccessTokenResponse]]:
         """A new secret under the same id and scope; the old secret stops working at once."""
+
+    @_abc_1.abstractmethod
+    def RegisterUser(
+        self,
+        request: _identity_pb2.RegisterUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RegisterUserResponse, _abc.Awaitable[_identity_pb2.RegisterUserResponse]]:
+        """Site administration of users (the caller must be an enabled site admin).
+        A new user, and optionally a first personal access token shown once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _identity_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListUsersResponse, _abc.Awaitable[_identity_pb2.ListUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _identity_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]: ...
+
+    @_abc_1.abstractmethod
+    def SetUserDisabled(
+        self,
+        request: _identity_pb2.SetUserDisabledRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.SetUserDisabledResponse, _abc.Awaitable[_identity_pb2.SetUserDisabledResponse]]:
+        """Disabling revokes every personal access token of the user at once; the last enabled
+        site admin cannot be disabled (FAILED_PRECONDITION). Enabling brings no token back, but
+        may issue a new one (shown once).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateProfile(
+        self,
+        request: _identity_pb2.UpdateProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
+        """The caller's own name, email and avatar URL."""
+
+    @_abc_1.abstractmethod
+    def GetInviteLink(
+        self,
+        request: _identity_pb2.GetInviteLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.InviteLink, _abc.Awaitable[_identity_pb2.InviteLink]]:
+        """Invitation links (email invitations to people without an account), by their secret."""
+
+    @_abc_1.abstractmethod
+    def RedeemInviteLink(
+        self,
+        request: _identity_pb2.RedeemInviteLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RedeemInviteLinkResponse, _abc.Awaitable[_identity_pb2.RedeemInviteLinkResponse]]:
+        """Creates the user, adds the membership, marks the invitation used and issues a first
+        access token, all at once.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

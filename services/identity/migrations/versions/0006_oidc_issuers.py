@@ -1,8 +1,8 @@
 """OIDC issuers and their authorization policies (token exchange for CI logins), and the
 identities console single sign-on links to users.
 
-Revision ID: identity_0005_oidc_issuers
-Revises: identity_0004
+Revision ID: identity_0006_oidc_issuers
+Revises: identity_0005
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "identity_0005_oidc_issuers"
-down_revision = "identity_0004"
+revision = "identity_0006_oidc_issuers"
+down_revision = "identity_0005"
 branch_labels = None
 depends_on = None
 
