@@ -28,6 +28,7 @@ from services.identity.domain import (
     Principal,
     Role,
     StackPermission,
+    TokenKind,
     TokenScope,
     User,
     already_a_member,
@@ -538,10 +539,18 @@ class IdentityStore:
     # --- access tokens ----------------------------------------------------------------
 
     async def issue_token(self, new: NewToken) -> str:
-        """Store a new token's hash in its scope; returns the token id."""
+        """Store a new token's hash in its scope; returns the token id. A disabled user gets no
+        new personal token, however asked for (REST, single sign-on, token exchange)."""
         now = self._now()
         async with self._sessions.begin() as session:
             owner = await scope_owner(session, new.scope)
+            if new.scope.kind is TokenKind.PERSONAL:
+                user = await user_row_by_login(session, new.scope.user_login)
+                if user.disabled_at is not None:
+                    raise FailedPrecondition(
+                        f"Conflict: user '{shown(user.login)}' is disabled; "
+                        "a site admin can enable them"
+                    )
             row = AccessTokenRow(
                 id=new_id(),
                 user_id=owner.user_id,

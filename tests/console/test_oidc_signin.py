@@ -134,3 +134,18 @@ async def test_disallowed_domains_and_state_mismatches_are_refused(
     # Without the flow cookie (another browser), the callback is refused too.
     other = open_browser()
     assert (await other.get(callback)).status == 400
+
+
+async def test_a_disabled_user_cannot_sign_in(
+    cairn: Cairn, issuer: OidcIssuer, open_browser: OpenBrowser
+) -> None:
+    browser = open_browser()
+    issuer.next_user = _user("idp-dan", "dan", "dan@example.com")
+    assert (await browser.get(await _provider(browser, issuer))).status == 303
+    await cairn.json("POST", "/api/admin/users/dan/disable", 200)
+
+    later = open_browser()
+    issuer.next_user = _user("idp-dan", "dan", "dan@example.com")
+    refused = await later.get(await _provider(later, issuer))
+    assert refused.status == 409 and "disabled" in refused.text
+    assert later.cookie("cairn_session") is None
