@@ -45,13 +45,13 @@ def ok_without_body() -> web.Response:
     return web.Response(status=200)
 
 
-def strict_body(
+def checked_body(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    schema: Schema,
     checker: BodyChecker,
+    closed: Schema | None = None,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """`handler` behind the check that a JSON body names only members the closed `schema`
-    names and that every member has its documented type, enum and required members: a typo
+    """`handler` behind the check that every member of a JSON body has its documented type
+    and enum and, with a `closed` schema, that the body names only members it names: a typo
     is a 400 naming the member before anything is read or written."""
 
     @functools.wraps(handler)
@@ -61,7 +61,7 @@ def strict_body(
             body = orjson.loads(raw) if raw.strip() else None
         except orjson.JSONDecodeError:
             body = None  # the handler answers malformed JSON as it always does
-        member = unknown_member(body, schema)
+        member = None if closed is None else unknown_member(body, closed)
         if member is not None:
             if len(member) > _SHOWN_MEMBER_LENGTH:
                 member = member[:_SHOWN_MEMBER_LENGTH] + "…"

@@ -56,6 +56,10 @@ class Route:
     # CLI sends (updates, checkpoints, events, stacks, deployment settings): new CLI versions
     # may add members. What the official SDK sends is in the schemas, so SDK calls still work.
     is_body_strict: bool = False
+    # Bodies whose members must have their documented types and enums, while members the
+    # schema does not name stay allowed (deployment settings: the CLI sends them, and what is
+    # stored must read back through the SDK's models). Strict bodies are checked so too.
+    is_body_typed: bool = False
     # The body carries the credential (the OIDC token exchange): refusals count as failed
     # authentications like 401s of token routes, and any Accept header will do (the Pulumi
     # CLI's exchange sends none).
@@ -89,6 +93,7 @@ class Options(TypedDict, total=False):
     is_text_accepted: bool
     shows_secret: bool
     is_body_strict: bool
+    is_body_typed: bool
     is_credential_exchange: bool
     audit: AuditEventType | NotAudited | None
 

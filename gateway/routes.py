@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway import audit_events as events
 from gateway.audit_events import NOT_AUDITED
-from gateway.convert import strict_body
+from gateway.convert import checked_body
 from gateway.handlers import (
     agent_pools,
     audit,
@@ -573,7 +573,7 @@ ROUTES: tuple[Route, ...] = (
         f"{DEPLOYMENTS}/settings",
         deployments.patch_deployment_settings,
         WRITE,
-        is_body_strict=True,
+        is_body_typed=True,
         audit=events.DEPLOYMENT_SETTINGS_UPDATE,
     ),
     stack(
@@ -581,7 +581,7 @@ ROUTES: tuple[Route, ...] = (
         f"{DEPLOYMENTS}/settings",
         deployments.replace_deployment_settings,
         WRITE,
-        is_body_strict=True,
+        is_body_typed=True,
         audit=events.DEPLOYMENT_SETTINGS_UPDATE,
     ),
     stack(
@@ -663,5 +663,7 @@ def add_routes(app: web.Application) -> None:
         handler = route.handler
         schema = request_schema(route, schemas)
         if route.is_body_strict and schema is not None:
-            handler = strict_body(handler, schema, BodyChecker(schema, schemas.components))
+            handler = checked_body(handler, BodyChecker(schema, schemas.components), schema)
+        elif route.is_body_typed and schema is not None:
+            handler = checked_body(handler, BodyChecker(schema, schemas.components))
         app.router.add_route(route.method, route.path, handler, name=route.operation_id)

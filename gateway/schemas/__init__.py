@@ -241,6 +241,10 @@ class BodyChecker:
         if error.validator == "enum":
             options = ", ".join(orjson.dumps(v).decode() for v in error.validator_value)
             return f"{subject} must be one of {options}"
+        if error.validator in ("anyOf", "oneOf"):
+            allowed = _alternatives_allowed(error.context or [])
+            if allowed:
+                return f"{subject} must be {allowed}"
         return f"{subject} does not match the documented schema ({error.validator})"
 
 
@@ -253,6 +257,30 @@ _TYPE_WORDS = {
     "boolean": "true or false",
     "null": "null",
 }
+
+
+def _alternatives_allowed(errors: Iterable[ValidationError]) -> str:
+    """What the alternatives of an anyOf admit, from their direct type and enum errors."""
+    values: list[str] = []
+    kinds: list[str] = []
+    for error in errors:
+        if error.relative_path:
+            return ""
+        if error.validator == "enum":
+            options = error.validator_value
+            values += (
+                [orjson.dumps(v).decode() for v in options] if isinstance(options, list) else []
+            )
+        elif error.validator == "type":
+            expected = error.validator_value
+            for name in expected if isinstance(expected, list) else [str(expected)]:
+                if name != "null":
+                    kinds.append(_TYPE_WORDS.get(name, name))
+        else:
+            return ""
+    if values:
+        return f"one of {', '.join(values)}"
+    return " or ".join(kinds)
 
 
 def _without_nulls(value: Any) -> Any:

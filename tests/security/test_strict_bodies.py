@@ -106,7 +106,7 @@ async def test_a_member_action_that_is_not_a_name_is_a_400(cairn: Cairn) -> None
             "PATCH", TEAM, 400, body={"memberAction": action, "member": "dana"}
         )
         assert error["message"] == (
-            "Bad Request: 'memberAction' must be add, remove, promote or demote"
+            'Bad Request: \'memberAction\' must be one of "add", "remove", "promote", "demote"'
         )
 
     assert await team(cairn) == before
