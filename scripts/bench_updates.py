@@ -25,7 +25,8 @@ concurrent clients and 64 x 50 with 32. Per run: total seconds, p50/p99/max per 
 per second, peak RSS of the whole system, and CPU ms per write of each process (utime + stime
 from /proc/<pid>/stat before and after, processes labelled by their command line).
 
-Usage: bench_updates.py [--backend sqlite|postgres|all] [--scale F] [--topology T] [--json]
+Usage: bench_updates.py [--backend sqlite|postgres|all] [--scale F] [--topology T]
+                        [--shapes single,scaling,many] [--json]
 The table goes to stdout; with --json the JSON object goes to stdout and the table to stderr.
 Progress lines always go to stderr. Exit status 1 when anything failed (server error, wrong
 export, a backend that could not run).
@@ -58,7 +59,7 @@ from scripts.bench.resources import render as render
 from scripts.bench.resources import secrets_provider as secrets_provider
 from scripts.bench.resources import stack_state as stack_state
 from scripts.bench.snapshot import SnapshotText as SnapshotText
-from scripts.bench.workloads import Sizes, bench
+from scripts.bench.workloads import GROUPS, Sizes, bench
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,10 +76,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="auto",
         help="auto (default): embedded on SQLite, one process per service on PostgreSQL",
     )
+    parser.add_argument(
+        "--shapes",
+        default=",".join(GROUPS),
+        help="which runs, comma-separated: single (one stack), scaling (100 vs 10,000 "
+        "resources), many (many stacks at once); default all",
+    )
     parser.add_argument("--json", action="store_true", help="also print a JSON object")
     args = parser.parse_args(argv)
     if not 0 < args.scale <= 10:
         parser.error("--scale must be in (0, 10]")
+    args.shapes = [group.strip() for group in args.shapes.split(",") if group.strip()]
+    unknown = sorted(set(args.shapes) - set(GROUPS))
+    if unknown or not args.shapes:
+        parser.error(f"--shapes takes some of {', '.join(GROUPS)} (got {unknown or 'none'})")
     if args.topology == "distributed" and args.backend != "postgres":
         parser.error("--topology distributed needs --backend postgres (cairn refuses SQLite)")
     return args
@@ -88,8 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     sizes = Sizes.for_scale(args.scale)
-    results = asyncio.run(bench(backends, sizes, args.topology))
-    report = {"scale": args.scale, "topology": args.topology, "backends": results}
+    results = asyncio.run(bench(backends, sizes, args.topology, args.shapes))
+    report = {
+        "scale": args.scale,
+        "topology": args.topology,
+        "shapes": args.shapes,
+        "backends": results,
+    }
     rendered = table(report)
     if args.json:
         print(rendered, file=sys.stderr, flush=True)

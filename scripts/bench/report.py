@@ -104,17 +104,21 @@ def _backend_lines(backend: str, figures: dict[str, Any]) -> list[str]:
             f"   {'':18}{shape['cpu_ms_per_write_all']:>7.3f}"
             + "".join(f"{cpu.get(label, 0.0):>11.3f}" for label in labels)
         )
-    lines += ["", f"  {'per-write p50 (ms)':42}{'small':>9}{'large':>9}{'ratio':>8}"]
-    for mode in MODES:
-        s = figures["scaling"][mode]
-        label = f"{mode}: {s['small_resources']} vs {s['large_resources']} resources"
-        lines.append(
-            f"  {label:42}{s['p50_small_ms']:>9.2f}{s['p50_large_ms']:>9.2f}{s['ratio']:>8.2f}"
-        )
+    if "scaling" in figures:
+        lines += ["", f"  {'per-write p50 (ms)':42}{'small':>9}{'large':>9}{'ratio':>8}"]
+        for mode in MODES:
+            s = figures["scaling"][mode]
+            label = f"{mode}: {s['small_resources']} vs {s['large_resources']} resources"
+            lines.append(
+                f"  {label:42}{s['p50_small_ms']:>9.2f}{s['p50_large_ms']:>9.2f}{s['ratio']:>8.2f}"
+            )
+        lines += [
+            "",
+            f"  complete of the {figures['scaling']['journal']['large_resources']}-resource "
+            f"journal update: {figures['complete_10k_journal_s']:.3f} s",
+        ]
     lines += [
         "",
-        f"  complete of the {figures['scaling']['journal']['large_resources']}-resource "
-        f"journal update: {figures['complete_10k_journal_s']:.3f} s",
         f"  peak RSS of the whole system: {figures['peak_rss_mb']:.1f} MB "
         f"(sum of every process's VmHWM {figures['vmhwm_mb']:.1f} MB)",
     ]

@@ -33,6 +33,8 @@ SMALL_REPEATS: Final = 5  # the 100-resource runs are repeated to have enough sa
 # Many stacks at once: (stacks, unscaled resources per stack, concurrent clients).
 CONCURRENT: Final = ((16, 200, 8), (64, 50, 32))
 CONCURRENT_MODES: Final[tuple[Mode, ...]] = ("sequential", "journal")
+# The groups of shapes --shapes chooses from.
+GROUPS: Final = ("single", "scaling", "many")
 
 T = TypeVar("T")
 
@@ -74,16 +76,21 @@ class Sizes:
             ],
         )
 
-    def shapes(self) -> list[Shape]:
-        """In the order they run: single stacks, the scaling pair, many stacks at once."""
-        out = [Shape(mode, 1, self.up, 1) for mode in MODES]
-        out += [Shape(mode, SMALL_REPEATS, self.small, 1) for mode in MODES]
-        out += [
-            Shape(mode, stacks, resources, clients)
-            for stacks, resources, clients in self.concurrent
-            for mode in CONCURRENT_MODES
-        ]
-        out += [Shape(mode, 1, self.large, 1) for mode in MODES]
+    def shapes(self, groups: Sequence[str] = GROUPS) -> list[Shape]:
+        """In the order they run: single stacks, small stacks, many at once, the large stack."""
+        out: list[Shape] = []
+        if "single" in groups:
+            out += [Shape(mode, 1, self.up, 1) for mode in MODES]
+        if "scaling" in groups:
+            out += [Shape(mode, SMALL_REPEATS, self.small, 1) for mode in MODES]
+        if "many" in groups:
+            out += [
+                Shape(mode, stacks, resources, clients)
+                for stacks, resources, clients in self.concurrent
+                for mode in CONCURRENT_MODES
+            ]
+        if "scaling" in groups:
+            out += [Shape(mode, 1, self.large, 1) for mode in MODES]
         return out
 
 
@@ -175,9 +182,10 @@ async def bench_backend(
     env: dict[str, str],
     topology: Topology,
     sizes: Sizes,
+    groups: Sequence[str],
     session: aiohttp.ClientSession,
 ) -> dict[str, Any]:
-    """Every shape for one backend; the system runs for the whole set."""
+    """Every shape of `groups` for one backend; the system runs for the whole set."""
     rng = random.Random(20260821)
     with tempfile.TemporaryDirectory(prefix=f"cairn-bench-{backend}-") as tmp:
         server = CairnServer(Path(tmp), env, topology)
@@ -197,7 +205,7 @@ async def bench_backend(
                 "checkpoint_cutoff_bytes": cutoff,
             }
             shapes: dict[str, dict[str, Any]] = {}
-            for shape in sizes.shapes():
+            for shape in sizes.shapes(groups):
                 description = {
                     "mode": shape.mode,
                     "stacks": shape.stacks,
@@ -207,9 +215,10 @@ async def bench_backend(
                 with Phase(f"[{backend}] {shape_label(description)}"):
                     shapes[shape.key] = await run_shape(api, server, shape, cutoff, rng)
             figures["shapes"] = shapes
-            figures["scaling"] = _scaling(sizes, shapes)
-            large_journal = shapes[Shape("journal", 1, sizes.large, 1).key]
-            figures["complete_10k_journal_s"] = round(large_journal["complete_ms"] / 1000, 3)
+            if "scaling" in groups:
+                figures["scaling"] = _scaling(sizes, shapes)
+                large_journal = shapes[Shape("journal", 1, sizes.large, 1).key]
+                figures["complete_10k_journal_s"] = round(large_journal["complete_ms"] / 1000, 3)
             figures["peak_rss_mb"] = round(server.peak_kb / 1024, 1)
             figures["vmhwm_mb"] = round(server.high_water_kb() / 1024, 1)
         except BenchError as error:
@@ -238,7 +247,12 @@ def topology_for(backend: str, topology: str) -> Topology:
     return "distributed"
 
 
-async def bench(backends: Sequence[str], sizes: Sizes, topology: str = "auto") -> dict[str, Any]:
+async def bench(
+    backends: Sequence[str],
+    sizes: Sizes,
+    topology: str = "auto",
+    groups: Sequence[str] = GROUPS,
+) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
     results: dict[str, Any] = {}
@@ -246,7 +260,7 @@ async def bench(backends: Sequence[str], sizes: Sizes, topology: str = "auto") -
         for backend in backends:
             chosen = topology_for(backend, topology)
             if backend == "sqlite":
-                results[backend] = await bench_backend(backend, {}, chosen, sizes, session)
+                results[backend] = await bench_backend(backend, {}, chosen, sizes, groups, session)
                 continue
             problem = None if tcp_answers(5432) else f"PostgreSQL at {HOST}:5432 does not answer"
             problem = problem or redis_problem()
@@ -257,7 +271,9 @@ async def bench(backends: Sequence[str], sizes: Sizes, topology: str = "auto") -
             try:
                 async with postgres_database() as url:
                     env = {"CAIRN_DATABASE_URL": url, "CAIRN_REDIS_URL": f"redis://{HOST}:6379/0"}
-                    results[backend] = await bench_backend(backend, env, chosen, sizes, session)
+                    results[backend] = await bench_backend(
+                        backend, env, chosen, sizes, groups, session
+                    )
             except BenchError as error:
                 results[backend] = {"status": "skipped", "reason": str(error)}
                 log(f"[{backend}] skipped: {error}")
