@@ -417,8 +417,8 @@ async def start(
     """Migrate, wire and start the updates service; port 0 picks a free port."""
     database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
     stack_lock = lock or build_lock(settings)
-    store = UpdateStore(database.sessions, database.engine.dialect.name)
-    history = UpdateHistory(store, HistoryStore(database.sessions))
+    store = UpdateStore(database.sessions, database.engine.dialect.name, database.reads)
+    history = UpdateHistory(store, HistoryStore(database.reads))
     servicer = UpdatesServicer(Updates(store, stack_lock, clock or SystemClock()), history)
 
     def register(server: grpc.aio.Server) -> None:

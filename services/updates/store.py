@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import Sessions
 from services.common.errors import Aborted, DomainError
 from services.updates.domain import (
     ENDED,
@@ -89,8 +90,10 @@ class StoredWorking:
 class UpdateStore:
     """Updates, their checkpoints, journal and events, and the per-stack lock row."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+    def __init__(self, sessions: Sessions, dialect: str, reads: Sessions | None = None) -> None:
         self._sessions = sessions
+        # Read-only transactions (on SQLite they neither take nor wait for the write lock).
+        self._reads = reads or sessions
         self._dialect = dialect
 
     # -- creating, starting, ending --------------------------------------------------------
@@ -117,7 +120,7 @@ class UpdateStore:
 
     async def get(self, stack_id: str, update_id: str) -> UpdateRecord:
         """An update of this stack; NotFound for unknown ids and other stacks' updates."""
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await session.get(UpdateRow, update_id)
             if row is None or row.stack_id != stack_id:
                 raise update_not_found()
@@ -295,11 +298,11 @@ class UpdateStore:
     # -- reads -----------------------------------------------------------------------------
 
     async def working(self, update_id: str) -> tuple[StoredWorking | None, list[StoredDelta]]:
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             return await _working(session, update_id, after=None)
 
     async def journal(self, update_id: str) -> list[bytes]:
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = await session.execute(
                 select(JournalEntryRow.data)
                 .where(JournalEntryRow.update_id == update_id)
@@ -314,7 +317,7 @@ class UpdateStore:
             statement = statement.where(StackVersionRow.version == version)
         else:
             statement = statement.order_by(StackVersionRow.version.desc()).limit(1)
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await session.scalar(statement)
             if row is None:
                 return None
@@ -323,7 +326,7 @@ class UpdateStore:
     async def stack_states(self, stack_ids: Sequence[str]) -> list[StackState]:
         if not stack_ids:
             return []
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = {
                 row.stack_id: row
                 for row in await session.scalars(
