@@ -275,6 +275,14 @@ def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
         raise RuntimeError("a read-only transaction tried to write")
 
 
+def statement_session_factory(engine: AsyncEngine) -> Sessions:
+    """Sessions whose every statement commits on its own: no BEGIN and COMMIT round trips,
+    for a write that is one statement (PostgreSQL). Not for SQLite, whose writes queue."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+
+
 def read_session_factory(engine: AsyncEngine) -> Sessions:
     """Read-only transactions: never queued, and on SQLite a deferred BEGIN (no write lock)."""
     return async_sessionmaker(
