@@ -23,7 +23,7 @@ import aiohttp
 
 from scripts.bench.client import ADMIN_TOKEN, HOST, BenchError, log
 
-HEALTH_TIMEOUT_S: Final = 60.0
+HEALTH_TIMEOUT_S: Final = 120.0
 STOP_TIMEOUT_S: Final = 20.0
 RSS_POLL_S: Final = 0.05
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")

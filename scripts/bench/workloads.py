@@ -36,6 +36,13 @@ CONCURRENT_MODES: Final[tuple[Mode, ...]] = ("sequential", "journal")
 # The groups of shapes --shapes chooses from.
 GROUPS: Final = ("single", "scaling", "many")
 
+# Each process keeps this many PostgreSQL connections and opens no more: the widest shape has
+# up to 128 writes in flight (32 clients, each a journal write and three event uploads) over
+# two updates replicas, and connections opened and closed past the pool (overflow) cost a
+# connect and lose their prepared statements. 20 x the processes that use the database stays
+# under PostgreSQL's default max_connections of 100 for what the bench drives.
+POSTGRES_POOL: Final = {"CAIRN_DATABASE_POOL_SIZE": "20", "CAIRN_DATABASE_MAX_OVERFLOW": "0"}
+
 T = TypeVar("T")
 
 
@@ -270,7 +277,11 @@ async def bench(
                 continue
             try:
                 async with postgres_database() as url:
-                    env = {"CAIRN_DATABASE_URL": url, "CAIRN_REDIS_URL": f"redis://{HOST}:6379/0"}
+                    env = {
+                        "CAIRN_DATABASE_URL": url,
+                        "CAIRN_REDIS_URL": f"redis://{HOST}:6379/0",
+                        **POSTGRES_POOL,
+                    }
                     results[backend] = await bench_backend(
                         backend, env, chosen, sizes, groups, session
                     )
