@@ -8,11 +8,16 @@ from pathlib import Path
 
 import grpc
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.config import Settings
 from services.common.datadir import prepare_database_files
-from services.common.db import create_engine_for, session_factory
+from services.common.db import (
+    Sessions,
+    create_engine_for,
+    read_session_factory,
+    session_factory,
+)
 from services.common.errors import Unavailable
 from services.common.grpc_server import RunningServer, open_channel, start_server
 from services.common.logging import get_logger
@@ -30,7 +35,8 @@ log = get_logger("cairn.service")
 @dataclass
 class Database:
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: Sessions  # write transactions
+    reads: Sessions  # read-only transactions (no write lock on SQLite)
 
 
 async def open_database(
@@ -47,7 +53,11 @@ async def open_database(
         raise
     if applied:
         log.info("migrated", service=service, revisions=applied)
-    return Database(engine=engine, sessions=session_factory(engine))
+    return Database(
+        engine=engine,
+        sessions=session_factory(engine, queue_timeout_seconds=settings.database_timeout_seconds),
+        reads=read_session_factory(engine),
+    )
 
 
 def peer_channel(settings: Settings, service: str) -> grpc.aio.Channel:

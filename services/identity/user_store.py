@@ -9,9 +9,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.common.errors import AlreadyExists, NotFound
 from services.identity.domain import (
     INVITE_LINK_NOT_FOUND,
@@ -53,7 +53,7 @@ LinkRule = Callable[[LinkState | None, datetime], LinkState]
 class UserStore:
     """Users as site admins manage them, and invitation links; one transaction per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: Sessions, clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
 

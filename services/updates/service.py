@@ -370,7 +370,10 @@ class Updates:
             size += len(data)
             checked.append((sequence, compressor.compress(data)))
         self._metrics.checkpoint_bytes.labels("journal").inc(size)
-        async with self._store.fenced(lease, self._clock.now()) as update:
+        now = self._clock.now()
+        if await self._store.append_journal_at_once(lease, now, checked):
+            return
+        async with self._store.fenced(lease, now) as update:
             _refuse_preview(update)
             if update.record.journal_version != 1:
                 raise FailedPrecondition(
@@ -381,7 +384,10 @@ class Updates:
 
     async def record_events(self, lease: LeaseRef, batch: EventBatch) -> None:
         """Store engine events by sequence (retries are duplicates, order is restored on read)."""
-        async with self._store.fenced(lease, self._clock.now()) as update:
+        now = self._clock.now()
+        if await self._store.add_events_at_once(lease, now, batch.events, batch.resource_changes):
+            return
+        async with self._store.fenced(lease, now) as update:
             await update.add_events(batch.events, batch.resource_changes)
 
     async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:

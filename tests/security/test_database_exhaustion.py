@@ -115,12 +115,17 @@ async def test_an_exhausted_pool_answers_503_not_500(
     )
     async for cairn in running_cairn(settings, aiohttp_client):
         assert (await cairn.call("GET", "/api/user")).status == 200
-        # Another process holds SQLite's write lock: the first call waits for it holding the
-        # service's only connection, so the ones after it find the pool empty.
+        # Another process holds SQLite's write lock: the first call (a write of identity's)
+        # waits for it holding the service's only connection, so the calls after it find the
+        # pool empty, reads too (which by themselves never wait for the write lock).
         blocker = sqlite3.connect(database, isolation_level=None, timeout=5)
         blocker.execute("BEGIN IMMEDIATE")
         try:
-            first = asyncio.create_task(cairn.call("GET", "/api/user"))
+            # A read does not wait for the write lock.
+            assert (await cairn.call("GET", "/api/user")).status == 200
+            first = asyncio.create_task(
+                cairn.call("POST", "/api/user/tokens", body={"description": "blocked"})
+            )
             await asyncio.sleep(0.2)
             later = await cairn.call("GET", "/api/user")
             assert later.status == 503, await later.text()

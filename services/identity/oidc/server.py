@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from protos.cairn.v1 import oidc_pb2, oidc_pb2_grpc
 from services.common.clock import Clock
 from services.common.config import Settings
+from services.common.db import Sessions
 from services.identity.audit.service import AuditLog
 from services.identity.audit.store import AuditStore
 from services.identity.oidc.domain import (
@@ -224,9 +224,7 @@ def _policy(policy: AuthPolicy) -> oidc_pb2.AuthPolicy:
     )
 
 
-def oidc_service(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, settings: Settings
-) -> OidcServicer:
+def oidc_service(sessions: Sessions, clock: Clock, settings: Settings) -> OidcServicer:
     limits = FetchLimits(
         timeout_seconds=settings.oidc_fetch_timeout_seconds,
         max_bytes=settings.oidc_max_document_bytes,

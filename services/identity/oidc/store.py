@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.common.errors import AlreadyExists, NotFound
 from services.identity.domain import TokenKind
 from services.identity.models import OrganizationRow, UserRow
@@ -43,7 +44,7 @@ def policy_not_found(policy_id: str) -> NotFound:
 
 
 class OidcStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: Sessions, clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
 
