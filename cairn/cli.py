@@ -31,6 +31,7 @@ from services.common.datadir import prepare_database_files
 from services.common.db import create_migration_engine, is_sqlite
 from services.common.grpc_server import check_health, open_channel
 from services.common.logging import configure_logging, get_logger
+from services.common.loop import run_process
 from services.common.migrations import upgrade_to_head
 from services.common.service import RunningService, StartFunction
 from services.common.tls import TlsSettingsError, load_tls
@@ -650,16 +651,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"cairn: {error}", file=sys.stderr)
             raise SystemExit(2) from None
     if args.command == "agent":
-        asyncio.run(run_agent(agent_options(args)))
+        run_process(run_agent(agent_options(args)), settings)
     elif args.command == "up" and args.topology == "distributed":
         problem = distributed_problem(settings)
         if problem is not None:
             print(f"cairn: {problem}", file=sys.stderr)
             raise SystemExit(2)
-        asyncio.run(up_distributed(settings))
+        run_process(up_distributed(settings), settings)
     elif args.command == "up":
-        asyncio.run(up(settings))
+        run_process(up(settings), settings)
     elif args.command == "serve":
-        asyncio.run(serve(args.name, settings, parent_pid=args.parent_pid))
+        run_process(serve(args.name, settings, parent_pid=args.parent_pid), settings)
     else:
-        asyncio.run(migrate(settings))
+        run_process(migrate(settings), settings)

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     checkpoint_cutoff_bytes: int = 32 * 1024
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
+    # The event loop of every process: uvloop (libuv) spends less CPU per request than
+    # asyncio's own; `asyncio` is the fallback.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Public URL of the gateway, written into service secrets-provider state by the CLI.
     public_url: str = ""
     # Copilot: console URL prefixes a `url` context may start with besides Cairn's own
