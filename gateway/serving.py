@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
+from gateway.context import SETTINGS
 from gateway.errors import GENERIC_SERVER_ERROR, error_response, reason
 from gateway.middleware import UNAUTHORIZED
 from services.common.logging import get_logger
@@ -86,7 +88,16 @@ class _GatewayServer(web.Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """The `web.AppRunner` every way of serving the gateway uses."""
+    """The `web.AppRunner` every way of serving the gateway uses.
+
+    No access log unless `CAIRN_ACCESS_LOG` asks for one: a rendered line per request costs
+    more CPU than an update's journal write itself, and the metrics count every request.
+    """
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        if not app[SETTINGS].access_log:
+            kwargs["access_log"] = None
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     checkpoint_cutoff_bytes: int = 32 * 1024
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
+    # One log line per gateway request (aiohttp's access log, at info level).
+    access_log: bool = False
     # The event loop of every process: uvloop (libuv) spends less CPU per request than
     # asyncio's own; `asyncio` is the fallback.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
