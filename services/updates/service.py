@@ -369,14 +369,7 @@ class Updates:
             size += len(data)
             checked.append((sequence, compressor.compress(data)))
         self._metrics.checkpoint_bytes.labels("journal").inc(size)
-        async with self._store.fenced(lease, self._clock.now()) as update:
-            _refuse_preview(update)
-            if update.record.journal_version != 1:
-                raise FailedPrecondition(
-                    "Conflict: journal entries need journalVersion 1, negotiated when the "
-                    "update started"
-                )
-            await update.add_journal_entries(checked)
+        await self._store.append_journal(lease, self._clock.now(), checked)
 
     async def record_events(self, lease: LeaseRef, batch: EventBatch) -> None:
         """Store engine events by sequence (retries are duplicates, order is restored on read)."""

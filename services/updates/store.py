@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, bindparam, delete, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,11 +33,13 @@ from services.updates.domain import (
     UpdateRecord,
     end_refusal,
     holder_refusal,
+    journal_refusal,
     lease_refusal,
     start_refusal,
     update_not_found,
 )
 from services.updates.models import (
+    Base,
     CheckpointDeltaRow,
     EngineEventRow,
     JournalEntryRow,
@@ -47,6 +49,17 @@ from services.updates.models import (
     StackVersionRow,
     UpdateRow,
     WorkingCheckpointRow,
+)
+
+UPDATES = Base.metadata.tables[UpdateRow.__tablename__]
+JOURNAL_ENTRIES = Base.metadata.tables[JournalEntryRow.__tablename__]
+# Counts appended journal entries on the update's row (locking it) and returns what
+# `update_record` reads (not the program, which may be large).
+_COUNT_JOURNAL = (
+    sql_update(UPDATES)
+    .where(UPDATES.c.id == bindparam("update_id"))
+    .values(journal_entry_count=UPDATES.c.journal_entry_count + bindparam("count"))
+    .returning(*(column for column in UPDATES.c if column.key != "program"))
 )
 
 
@@ -92,6 +105,12 @@ class UpdateStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
         self._sessions = sessions
         self._dialect = dialect
+        # The journal write's statements, built once: SQLAlchemy then reuses their compiled
+        # form instead of building and keying a new statement per write.
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._insert_journal = insert(JOURNAL_ENTRIES).on_conflict_do_nothing(
+            index_elements=["update_id", "sequence_id"]
+        )
 
     # -- creating, starting, ending --------------------------------------------------------
 
@@ -292,6 +311,28 @@ class UpdateStore:
             assert row is not None
             yield FencedUpdate(self, session, row)
 
+    async def append_journal(
+        self, lease: LeaseRef, now: float, entries: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Append (sequence, compressed entry) pairs, skipping sequences already stored, in
+        one transaction that counts them on the update's row and checks `journal_refusal` on
+        it: the count's UPDATE takes the row lock the fencing check needs and returns the row,
+        so the write needs no ORM row and no separate read (the journal is the CLI's
+        per-step write, its hottest path)."""
+        async with self._sessions.begin() as session:
+            connection = await session.connection()
+            counted = await connection.execute(
+                _COUNT_JOURNAL, {"update_id": lease.update_id, "count": len(entries)}
+            )
+            row = counted.first()
+            _refuse(journal_refusal(None if row is None else update_record(row), lease, now))
+            values = [
+                {"update_id": lease.update_id, "sequence_id": sequence, "data": data}
+                for sequence, data in entries
+            ]
+            if values:
+                await connection.execute(self._insert_journal, values)
+
     # -- reads -----------------------------------------------------------------------------
 
     async def working(self, update_id: str) -> tuple[StoredWorking | None, list[StoredDelta]]:
@@ -477,16 +518,6 @@ class FencedUpdate:
         row.pending_delta_bytes += len(edits_compressed)
         row.pending_delta_count += 1
 
-    async def add_journal_entries(self, entries: Iterable[tuple[int, bytes]]) -> None:
-        values = [
-            {"update_id": self._row.id, "sequence_id": sequence, "data": data}
-            for sequence, data in entries
-        ]
-        await self._store._insert_ignore(
-            self._session, JournalEntryRow, values, ["update_id", "sequence_id"]
-        )
-        self._row.journal_entry_count += len(values)
-
     async def add_events(
         self, events: Iterable[EngineEvent], resource_changes: Mapping[str, int] | None
     ) -> None:
@@ -625,8 +656,8 @@ def _close(row: UpdateRow, status: str, now: float) -> None:
         row.is_finalised = True
 
 
-def update_record(row: UpdateRow) -> UpdateRecord:
-    """The frozen record of an update row."""
+def update_record(row: UpdateRow | Row[Any]) -> UpdateRecord:
+    """The frozen record of an update row (an ORM row or a Core row of its columns)."""
     return UpdateRecord(
         id=row.id,
         stack_id=row.stack_id,

@@ -438,3 +438,78 @@ async def test_deltas_alternating_between_replicas_stay_consistent(
     await second.CompleteUpdate(updates_pb2.CompleteUpdateRequest(lease=ref, status="succeeded"))
     exported = await first.ExportDeployment(updates_pb2.ExportDeploymentRequest(stack_id="stack-1"))
     assert exported.untyped_deployment == current
+
+
+def journal_body(sequence: int) -> bytes:
+    resource = {"urn": f"urn:pulumi:dev::web::pulumi:pulumi:Stack::web-dev-{sequence}"}
+    entry = {
+        "version": 1,
+        "kind": 0,
+        "sequenceID": sequence,
+        "operationID": sequence,
+        "operation": {"resource": {**resource, "type": "pulumi:pulumi:Stack"}, "type": "creating"},
+    }
+    return orjson.dumps({"entries": [entry]})
+
+
+async def append_journal(
+    stub: updates_pb2_grpc.UpdatesServiceAsyncStub, ref: updates_pb2.LeaseRef, sequence: int
+) -> None:
+    await stub.AppendJournalEntries(
+        updates_pb2.AppendJournalEntriesRequest(lease=ref, body=journal_body(sequence))
+    )
+
+
+async def start_journaling(
+    stub: updates_pb2_grpc.UpdatesServiceAsyncStub, stack_id: str, *, is_dry_run: bool = False
+) -> updates_pb2.LeaseRef:
+    reply = await stub.CreateUpdate(
+        updates_pb2.CreateUpdateRequest(
+            stack_id=stack_id, kind="update", program=b"{}", is_dry_run=is_dry_run
+        )
+    )
+    started = await stub.StartUpdate(
+        updates_pb2.StartUpdateRequest(
+            stack_id=stack_id, update_id=reply.update_id, journal_version=1
+        )
+    )
+    return lease(reply.update_id, started)
+
+
+async def test_journal_writes_are_fenced_on_the_update_row(harness: Harness) -> None:
+    stub = harness.stub
+    ref = await start_journaling(stub, "stack-1")
+    await append_journal(stub, ref, 1)
+    await append_journal(stub, ref, 1)  # a retried batch is a duplicate, not an error
+
+    forged = updates_pb2.LeaseRef(update_id=ref.update_id, token="not-the-lease")
+    wrong_token = await rpc_error(append_journal(stub, forged, 2))
+    assert wrong_token.code() == grpc.StatusCode.UNAUTHENTICATED
+    unknown = updates_pb2.LeaseRef(update_id=uuid.uuid4().hex, token=ref.token)
+    assert (await rpc_error(append_journal(stub, unknown, 2))).code() == grpc.StatusCode.NOT_FOUND
+
+    harness.clock.advance(301)
+    late = await rpc_error(append_journal(stub, ref, 2))
+    assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert late.details() == "Conflict: The Update has already timed out"
+
+    # The next update takes the stack; the stale one stays fenced out, even once cancelled.
+    fresh = await start_journaling(stub, "stack-1")
+    await append_journal(stub, fresh, 1)
+    await stub.CancelUpdate(
+        updates_pb2.CancelUpdateRequest(stack_id="stack-1", update_id=fresh.update_id)
+    )
+    cancelled = await rpc_error(append_journal(stub, fresh, 2))
+    assert cancelled.details() == "Conflict: The Update has been cancelled"
+    assert (await rpc_error(append_journal(stub, ref, 2))).code() == (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+
+    # No journal without journalVersion 1, and none for a preview.
+    plain_id, plain = await start(stub, "stack-2")
+    unnegotiated = await rpc_error(append_journal(stub, lease(plain_id, plain), 1))
+    assert unnegotiated.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "journalVersion 1" in (unnegotiated.details() or "")
+    preview = await start_journaling(stub, "stack-3", is_dry_run=True)
+    refused = await rpc_error(append_journal(stub, preview, 1))
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
