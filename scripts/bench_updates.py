@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
 """Benchmark of the update protocol, driven over HTTP exactly as the Pulumi CLI drives it.
 
-Starts `cairn up` as a subprocess on a free loopback port (SQLite in a temporary data dir, and,
-when 127.0.0.1:5432 and :6379 answer, PostgreSQL in a fresh database plus Redis), then plays
-`pulumi up --skip-preview` runs that create N `random:RandomPet` resources, in both persistence
-modes of protocol doc §4:
+Starts `cairn up` as a subprocess on free loopback ports (SQLite in a temporary data dir, the
+embedded topology; and, when 127.0.0.1:5432 and :6379 answer, PostgreSQL in a fresh database
+plus Redis, `--topology distributed`: one process per service), then plays `pulumi up
+--skip-preview` runs that create N `random:RandomPet` resources, in three shapes (protocol doc
+§4):
 
-- journal mode (start-update negotiated `journalVersion: 1`): `PATCH U/journalentries` batches
-  of up to 100 entries, one batch in flight at a time;
-- verbatim+delta mode (no `journalVersion`): one write after every step begin and end
+- sequential: journal mode (`journalVersion: 1`) for a chain of dependent resources: one step
+  at a time, its begin entry and then its end entry each its own `PATCH U/journalentries`,
+  awaited before the next (≈ 2N+6 writes);
+- journal: journal mode with 16 steps in flight, batches of up to 100 entries, one batch in
+  flight at a time;
+- delta: verbatim+delta mode (no `journalVersion`): one write after every step begin and end
   (≈ 2N+1 writes), `checkpointverbatim` while a text is below the advertised cutoff, else
   `checkpointdelta` with byte-offset edits and the SHA-256 of the new text.
 
 Engine events go up concurrently (batches of 50, three workers) as the CLI does. Every update
 is verified at the end: the stack's export must be exactly what the client holds.
 
-Figures: total time and per-write latency of a 1,000-resource `up`; per-write p50 at 100 vs
-10,000 resources; the time of `complete` for the 10,000-resource journal update; wall time of
-16 stacks x 200 resources driven by 8 concurrent clients; the peak RSS of the cairn process.
+Runs, every shape: one 1,000-resource stack; 5 x 100 and 1 x 10,000 resources (per-write cost
+against the size of the stack); for sequential and journal, 16 stacks x 200 resources with 8
+concurrent clients and 64 x 50 with 32. Per run: total seconds, p50/p99/max per write, writes
+per second, peak RSS of the whole system, and CPU ms per write of each process (utime + stime
+from /proc/<pid>/stat before and after, processes labelled by their command line).
 
-Usage: bench_updates.py [--backend sqlite|postgres|all] [--scale F] [--json]
+Usage: bench_updates.py [--backend sqlite|postgres|all] [--scale F] [--topology T]
+                        [--shapes single,scaling,many] [--json]
 The table goes to stdout; with --json the JSON object goes to stdout and the table to stderr.
 Progress lines always go to stderr. Exit status 1 when anything failed (server error, wrong
 export, a backend that could not run).
@@ -52,7 +59,7 @@ from scripts.bench.resources import render as render
 from scripts.bench.resources import secrets_provider as secrets_provider
 from scripts.bench.resources import stack_state as stack_state
 from scripts.bench.snapshot import SnapshotText as SnapshotText
-from scripts.bench.workloads import Sizes, bench
+from scripts.bench.workloads import GROUPS, Sizes, bench
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -63,10 +70,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiplier for every resource count"
     )
+    parser.add_argument(
+        "--topology",
+        choices=("auto", "embedded", "distributed"),
+        default="auto",
+        help="auto (default): embedded on SQLite, one process per service on PostgreSQL",
+    )
+    parser.add_argument(
+        "--shapes",
+        default=",".join(GROUPS),
+        help="which runs, comma-separated: single (one stack), scaling (100 vs 10,000 "
+        "resources), many (many stacks at once); default all",
+    )
     parser.add_argument("--json", action="store_true", help="also print a JSON object")
     args = parser.parse_args(argv)
     if not 0 < args.scale <= 10:
         parser.error("--scale must be in (0, 10]")
+    args.shapes = [group.strip() for group in args.shapes.split(",") if group.strip()]
+    unknown = sorted(set(args.shapes) - set(GROUPS))
+    if unknown or not args.shapes:
+        parser.error(f"--shapes takes some of {', '.join(GROUPS)} (got {unknown or 'none'})")
+    if args.topology == "distributed" and args.backend != "postgres":
+        parser.error("--topology distributed needs --backend postgres (cairn refuses SQLite)")
     return args
 
 
@@ -74,8 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     sizes = Sizes.for_scale(args.scale)
-    results = asyncio.run(bench(backends, sizes))
-    report = {"scale": args.scale, "backends": results}
+    results = asyncio.run(bench(backends, sizes, args.topology, args.shapes))
+    report = {
+        "scale": args.scale,
+        "topology": args.topology,
+        "shapes": args.shapes,
+        "backends": results,
+    }
     rendered = table(report)
     if args.json:
         print(rendered, file=sys.stderr, flush=True)

@@ -1,4 +1,9 @@
-"""`cairn up` as a subprocess on a free loopback port, with its resident memory polled."""
+"""`cairn up` as a subprocess on a free loopback port, with its memory and CPU time read.
+
+`embedded` runs the whole system in the one process; `distributed` runs `cairn up --topology
+distributed`, every service and two gateways their own processes (children of `cairn up`),
+so the CPU time of each can be told apart by its command line.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import aiohttp
 
@@ -20,6 +26,10 @@ from scripts.bench.client import ADMIN_TOKEN, HOST, BenchError, log
 HEALTH_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 20.0
 RSS_POLL_S: Final = 0.05
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+PORT_ATTEMPTS: Final = 32
+
+Topology = Literal["embedded", "distributed"]
 
 
 def free_port() -> int:
@@ -27,6 +37,19 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_pair() -> int:
+    """A free port whose successor is free too (the distributed topology's two gateways)."""
+    for _ in range(PORT_ATTEMPTS):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port + 1))
+            except OSError:
+                continue
+        return port
+    raise BenchError(f"no two consecutive free ports found in {PORT_ATTEMPTS} attempts")
 
 
 def cairn_command() -> list[str]:
@@ -71,11 +94,39 @@ def _process_tree(pid: int) -> list[int]:
     return pids
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process from /proc/<pid>/stat (0 when it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name (field 2) may hold spaces: the fields after it follow the last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_label(pid: int) -> str:
+    """`gateway`, `updates`, ... for `cairn serve <name>`; `cairn up` for the runner itself."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    words = [word.decode(errors="replace") for word in argv if word]
+    if "serve" in words and words.index("serve") + 1 < len(words):
+        return words[words.index("serve") + 1]
+    if "up" in words:
+        return "cairn up"
+    return Path(words[0]).name if words else "?"
+
+
 class CairnServer:
     """`cairn up` as a subprocess, with an RSS poller; only this process is ever signalled."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(
+        self, data_dir: Path, env: dict[str, str], topology: Topology = "embedded"
+    ) -> None:
+        self.topology = topology
+        self.port = free_port_pair() if topology == "distributed" else free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self.data_dir = data_dir
         self.env = env
@@ -106,6 +157,8 @@ class CairnServer:
                 str(self.port),
                 "--data-dir",
                 str(self.data_dir / "data"),
+                "--topology",
+                self.topology,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
@@ -150,10 +203,26 @@ class CairnServer:
         self.window_peak_kb = 0
 
     def high_water_kb(self) -> int:
-        """VmHWM of the cairn process (its lifetime peak RSS)."""
+        """The sum of every cairn process's VmHWM (lifetime peak RSS; an upper bound)."""
         if self.process is None or self.process.returncode is not None:
             return 0
-        return _status_kb(self.process.pid, "VmHWM")
+        return sum(_status_kb(pid, "VmHWM") for pid in _process_tree(self.process.pid))
+
+    def processes(self) -> dict[str, int]:
+        """How many processes of each label the system runs."""
+        if self.process is None:
+            return {}
+        return dict(Counter(process_label(pid) for pid in _process_tree(self.process.pid)))
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """utime + stime so far, summed per label (the updates replicas together)."""
+        totals: dict[str, float] = {}
+        if self.process is None:
+            return totals
+        for pid in _process_tree(self.process.pid):
+            label = process_label(pid)
+            totals[label] = totals.get(label, 0.0) + _cpu_seconds(pid)
+        return totals
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -1,4 +1,11 @@
-"""One `pulumi up --skip-preview` in journal or verbatim+delta mode, verified at the end."""
+"""One `pulumi up --skip-preview` in one of three shapes, verified at the end.
+
+- `sequential`: journal mode as the CLI runs a chain of dependent resources: one step at a
+  time, its begin entry and then its end entry each sent as its own `PATCH U/journalentries`
+  and awaited before the next (a step's end is acknowledged only once its batch is stored);
+- `journal`: journal mode with many steps in flight, entries sent in batches of up to 100;
+- `delta`: verbatim+delta checkpoint mode, one write after every step begin and end.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +33,9 @@ from scripts.bench.snapshot import SnapshotText
 
 JOURNAL_BATCH_SIZE: Final = 100  # PULUMI_JOURNALING_BATCH_SIZE
 
-Mode = Literal["journal", "delta"]
-MODES: Final[tuple[Mode, ...]] = ("journal", "delta")
+Mode = Literal["sequential", "journal", "delta"]
+MODES: Final[tuple[Mode, ...]] = ("sequential", "journal", "delta")
+JOURNAL_MODES: Final[tuple[Mode, ...]] = ("sequential", "journal")
 
 
 @dataclass
@@ -42,11 +50,13 @@ class UpdateResult:
     journal_entries: int = 0
 
 
-def _journal_entries(names: Names, count: int, base_url: str) -> list[dict[str, Any]]:
+def _journal_entries(
+    names: Names, count: int, base_url: str, parallelism: int
+) -> list[dict[str, Any]]:
     """The journal of an `up` creating the stack, the provider and `count` pets (§4.4).
 
-    Steps are interleaved as the engine runs them: up to ENGINE_PARALLELISM begins in flight,
-    then their successes. Returns the entries in sequenceID order.
+    Steps are interleaved as the engine runs them: up to `parallelism` begins in flight, then
+    their successes. Returns the entries in sequenceID order.
     """
     entries: list[dict[str, Any]] = []
 
@@ -69,8 +79,8 @@ def _journal_entries(names: Names, count: int, base_url: str) -> list[dict[str, 
     provider = provider_state(names)
     add(0, 2, operation={"resource": provider, "type": "creating"})
     add(1, 2, state=provider)
-    for window in range(0, count, ENGINE_PARALLELISM):
-        members = range(window, min(window + ENGINE_PARALLELISM, count))
+    for window in range(0, count, parallelism):
+        members = range(window, min(window + parallelism, count))
         for n in members:
             begun = pet_state(names, n, finished=False)
             add(0, n + 3, operation={"resource": begun, "type": "creating"})
@@ -123,12 +133,22 @@ async def _journal_writes(
     count: int,
     events: EventUploader,
     rng: random.Random,
+    mode: Mode,
 ) -> tuple[list[float], int]:
-    """Sequential batches; returns the latency of each and the number of entries."""
-    entries = _journal_entries(names, count, api.base_url)
+    """Batches one at a time; returns the latency of each and the number of entries.
+
+    `sequential`: one step in flight, every entry its own batch; `journal`: ENGINE_PARALLELISM
+    steps in flight, batches of JOURNAL_BATCH_SIZE.
+    """
+    sequential = mode == "sequential"
+    parallelism = 1 if sequential else ENGINE_PARALLELISM
+    batch_size = 1 if sequential else JOURNAL_BATCH_SIZE
+    entries = _journal_entries(names, count, api.base_url, parallelism)
     latencies: list[float] = []
-    for first in range(0, len(entries), JOURNAL_BATCH_SIZE):
-        batch = _shuffled(entries[first : first + JOURNAL_BATCH_SIZE], rng)
+    for first in range(0, len(entries), batch_size):
+        batch = entries[first : first + batch_size]
+        if not sequential:
+            batch = _shuffled(batch, rng)
         body = orjson.dumps({"entries": batch})
         elapsed, _ = await api.call(
             "PATCH", f"{update_path}/journalentries", body=body, lease=lease, gzipped=True
@@ -269,14 +289,14 @@ async def run_update(
     created = await api.json("POST", f"{names.path}/update", program)
     update_path = f"{names.path}/update/{created['updateID']}"
     start_body: dict[str, Any] = {"tags": {}}
-    if mode == "journal":
+    if mode in JOURNAL_MODES:
         start_body["journalVersion"] = 1
     start = await api.json("POST", update_path, start_body)
     lease = start.get("token")
     if not isinstance(lease, str) or not lease:
         raise BenchError(f"start update returned no lease token: {start!r}")
     journaling = start.get("journalVersion") == 1
-    if journaling != (mode == "journal"):
+    if journaling != (mode in JOURNAL_MODES):
         raise BenchError(f"{mode} mode: start update answered journalVersion={start!r}")
     base = await api.json("GET", f"{names.path}/export")
     if base.get("deployment", {}).get("resources"):
@@ -288,9 +308,9 @@ async def run_update(
     writer: CheckpointWriter | None = None
     entries = 0
     try:
-        if mode == "journal":
+        if mode in JOURNAL_MODES:
             latencies, entries = await _journal_writes(
-                api, names, update_path, lease, count, events, rng
+                api, names, update_path, lease, count, events, rng, mode
             )
         else:
             writer, snapshot = await _delta_writes(
@@ -314,7 +334,7 @@ async def run_update(
     await api.json("POST", f"{update_path}/complete", {"status": "succeeded"}, lease=lease)
     finished = time.perf_counter()
 
-    await _verify(api, names, count, snapshot)
+    await _verify(api, names, count, snapshot, mode)
     if events.failures:
         raise BenchError(f"{events.failures} engine-event batches were refused ({names.stack})")
     if writer is not None and writer.fallbacks:
@@ -334,7 +354,9 @@ async def run_update(
     )
 
 
-async def _verify(api: Api, names: Names, count: int, snapshot: SnapshotText | None) -> None:
+async def _verify(
+    api: Api, names: Names, count: int, snapshot: SnapshotText | None, mode: Mode
+) -> None:
     """The stack's export must be what the client holds; raise with the first difference."""
     _, exported = await api.call("GET", f"{names.path}/export")
     if snapshot is not None:
@@ -362,16 +384,16 @@ async def _verify(api: Api, names: Names, count: int, snapshot: SnapshotText | N
             min(len(got_urns), len(expected_urns)),
         )
         raise BenchError(
-            f"journal mode ({names.stack}): export has {len(got_urns)} resources, expected "
+            f"{mode} mode ({names.stack}): export has {len(got_urns)} resources, expected "
             f"{len(expected_urns)}; first difference at index {first}"
         )
     for index, (a, b) in enumerate(zip(got, expected, strict=True)):
         if a != b:
             raise BenchError(
-                f"journal mode ({names.stack}): resource {index} differs: got "
+                f"{mode} mode ({names.stack}): resource {index} differs: got "
                 f"{orjson.dumps(a).decode()[:500]} expected {orjson.dumps(b).decode()[:500]}"
             )
     if deployment.get("secrets_providers") != secrets_provider(api.base_url, names):
-        raise BenchError(f"journal mode ({names.stack}): secrets_providers differs")
+        raise BenchError(f"{mode} mode ({names.stack}): secrets_providers differs")
     if deployment.get("pending_operations"):
-        raise BenchError(f"journal mode ({names.stack}): pending operations left over")
+        raise BenchError(f"{mode} mode ({names.stack}): pending operations left over")

@@ -1,4 +1,4 @@
-"""The measured runs: every figure for one backend, and every backend in turn."""
+"""The measured runs: every shape for one backend, and every backend in turn."""
 
 from __future__ import annotations
 
@@ -15,22 +15,26 @@ import aiohttp
 
 from scripts.bench.client import HOST, PROJECT, REQUEST_TIMEOUT_S, Api, BenchError, log
 from scripts.bench.databases import postgres_database, redis_problem, tcp_answers
-from scripts.bench.report import latency_figures
+from scripts.bench.report import shape_figures, shape_label
 from scripts.bench.resources import Names
-from scripts.bench.server import CairnServer
+from scripts.bench.server import CairnServer, Topology
 from scripts.bench.update import MODES, Mode, UpdateResult, run_update
 
 PHASE_TIMEOUT_S: Final = 3600.0
 DEFAULT_CUTOFF: Final = 1024 * 1024
+# Enough connections for the widest shape's clients plus their event uploaders.
+CLIENT_CONNECTIONS: Final = 160
 
 # Unscaled sizes of the measured runs.
 UP_RESOURCES: Final = 1_000
 SMALL_RESOURCES: Final = 100
 LARGE_RESOURCES: Final = 10_000
 SMALL_REPEATS: Final = 5  # the 100-resource runs are repeated to have enough samples
-CONCURRENT_STACKS: Final = 16
-CONCURRENT_RESOURCES: Final = 200
-CONCURRENT_CLIENTS: Final = 8
+# Many stacks at once: (stacks, unscaled resources per stack, concurrent clients).
+CONCURRENT: Final = ((16, 200, 8), (64, 50, 32))
+CONCURRENT_MODES: Final[tuple[Mode, ...]] = ("sequential", "journal")
+# The groups of shapes --shapes chooses from.
+GROUPS: Final = ("single", "scaling", "many")
 
 T = TypeVar("T")
 
@@ -39,12 +43,26 @@ def scaled(count: int, scale: float) -> int:
     return max(1, round(count * scale))
 
 
+@dataclass(frozen=True)
+class Shape:
+    """`stacks` updates of `resources` each in one mode, `clients` of them at a time."""
+
+    mode: Mode
+    stacks: int
+    resources: int
+    clients: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.stacks}x{self.resources}x{self.clients}-{self.mode}"
+
+
 @dataclass
 class Sizes:
     up: int
     small: int
     large: int
-    concurrent: int
+    concurrent: list[tuple[int, int, int]]
 
     @classmethod
     def for_scale(cls, scale: float) -> Sizes:
@@ -52,8 +70,28 @@ class Sizes:
             up=scaled(UP_RESOURCES, scale),
             small=scaled(SMALL_RESOURCES, scale),
             large=scaled(LARGE_RESOURCES, scale),
-            concurrent=scaled(CONCURRENT_RESOURCES, scale),
+            concurrent=[
+                (stacks, scaled(resources, scale), clients)
+                for stacks, resources, clients in CONCURRENT
+            ],
         )
+
+    def shapes(self, groups: Sequence[str] = GROUPS) -> list[Shape]:
+        """In the order they run: single stacks, small stacks, many at once, the large stack."""
+        out: list[Shape] = []
+        if "single" in groups:
+            out += [Shape(mode, 1, self.up, 1) for mode in MODES]
+        if "scaling" in groups:
+            out += [Shape(mode, SMALL_REPEATS, self.small, 1) for mode in MODES]
+        if "many" in groups:
+            out += [
+                Shape(mode, stacks, resources, clients)
+                for stacks, resources, clients in self.concurrent
+                for mode in CONCURRENT_MODES
+            ]
+        if "scaling" in groups:
+            out += [Shape(mode, 1, self.large, 1) for mode in MODES]
+        return out
 
 
 class Phase:
@@ -79,75 +117,110 @@ async def bounded(awaitable: Awaitable[T], label: str) -> T:
         raise BenchError(f"{label} did not finish within {PHASE_TIMEOUT_S:.0f} s") from None
 
 
-async def bench_backend(
-    backend: str, env: dict[str, str], sizes: Sizes, session: aiohttp.ClientSession
+async def _updates(api: Api, shape: Shape, cutoff: int, rng: random.Random) -> list[UpdateResult]:
+    """Every update of a shape, `shape.clients` at a time, each verified by run_update."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for index in range(shape.stacks):
+        queue.put_nowait(f"{shape.key}-{index:02d}")
+    results: list[UpdateResult] = []
+
+    async def client() -> None:
+        while True:
+            try:
+                stack = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            names = Names(PROJECT, stack)
+            results.append(await run_update(api, names, shape.resources, shape.mode, cutoff, rng))
+
+    await asyncio.gather(*(client() for _ in range(shape.clients)))
+    return results
+
+
+async def run_shape(
+    api: Api, server: CairnServer, shape: Shape, cutoff: int, rng: random.Random
 ) -> dict[str, Any]:
-    """Every figure for one backend; the server runs for the whole set."""
+    """One shape's figures, with the CPU time every process spent on it."""
+    server.reset_window()
+    cpu_before = server.cpu_seconds()
+    started = time.perf_counter()
+    results = await bounded(_updates(api, shape, cutoff, rng), shape.key)
+    wall = time.perf_counter() - started
+    cpu_after = server.cpu_seconds()
+    cpu = {
+        label: max(0.0, seconds - cpu_before.get(label, 0.0))
+        for label, seconds in cpu_after.items()
+    }
+    return {
+        "mode": shape.mode,
+        "stacks": shape.stacks,
+        "resources_per_stack": shape.resources,
+        "clients": shape.clients,
+        **shape_figures(results, wall, cpu, server.window_peak_kb),
+    }
+
+
+def _scaling(sizes: Sizes, shapes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    scaling: dict[str, Any] = {}
+    for mode in MODES:
+        low = shapes[Shape(mode, SMALL_REPEATS, sizes.small, 1).key]
+        high = shapes[Shape(mode, 1, sizes.large, 1).key]
+        scaling[mode] = {
+            "small_resources": sizes.small,
+            "large_resources": sizes.large,
+            "p50_small_ms": low["p50_ms"],
+            "p50_large_ms": high["p50_ms"],
+            "cpu_ms_per_write_small": low["cpu_ms_per_write_all"],
+            "cpu_ms_per_write_large": high["cpu_ms_per_write_all"],
+            "ratio": round(high["p50_ms"] / low["p50_ms"], 3) if low["p50_ms"] else 0.0,
+        }
+    return scaling
+
+
+async def bench_backend(
+    backend: str,
+    env: dict[str, str],
+    topology: Topology,
+    sizes: Sizes,
+    groups: Sequence[str],
+    session: aiohttp.ClientSession,
+) -> dict[str, Any]:
+    """Every shape of `groups` for one backend; the system runs for the whole set."""
     rng = random.Random(20260821)
     with tempfile.TemporaryDirectory(prefix=f"cairn-bench-{backend}-") as tmp:
-        server = CairnServer(Path(tmp), env)
+        server = CairnServer(Path(tmp), env, topology)
         api = Api(session, server.base_url)
         try:
             await server.start(session)
-            log(f"[{backend}] cairn up at {server.base_url} (pid {server.pid})")
+            log(f"[{backend}] cairn up --topology {topology} at {server.base_url}")
             capabilities = await api.json("GET", "/api/capabilities")
             cutoff = DEFAULT_CUTOFF
             for entry in capabilities.get("capabilities", []):
                 if entry.get("capability") == "delta-checkpoint-uploads-v2":
                     cutoff = int(entry["configuration"]["checkpointCutoffSizeBytes"])
-            figures: dict[str, Any] = {"status": "ok", "checkpoint_cutoff_bytes": cutoff}
-
-            async def up(stack: str, count: int, mode: Mode) -> UpdateResult:
-                names = Names(PROJECT, stack)
-                return await bounded(
-                    run_update(api, names, count, mode, cutoff, rng), f"{mode} up of {stack}"
-                )
-
-            up_figures: dict[str, Any] = {}
-            for mode in MODES:
-                with Phase(f"[{backend}] {sizes.up}-resource up, {mode}"):
-                    up_figures[mode] = latency_figures([await up(f"u{mode[0]}", sizes.up, mode)])
-            figures["up"] = up_figures
-
-            small: dict[str, list[UpdateResult]] = {}
-            for mode in MODES:
-                with Phase(f"[{backend}] {SMALL_REPEATS} x {sizes.small}-resource up, {mode}"):
-                    small[mode] = [
-                        await up(f"s{mode[0]}{i}", sizes.small, mode) for i in range(SMALL_REPEATS)
-                    ]
-
-            with Phase(
-                f"[{backend}] {CONCURRENT_STACKS} stacks x {sizes.concurrent} resources, "
-                f"{CONCURRENT_CLIENTS} clients"
-            ):
-                figures["concurrent"] = await bounded(
-                    _concurrent(api, sizes.concurrent, cutoff, rng), "the concurrent run"
-                )
-
-            server.reset_window()
-            large: dict[str, UpdateResult] = {}
-            for mode in MODES:
-                with Phase(f"[{backend}] {sizes.large}-resource up, {mode}"):
-                    large[mode] = await up(f"l{mode[0]}", sizes.large, mode)
-            figures["peak_rss_10k_mb"] = round(server.window_peak_kb / 1024, 1)
-            figures["vmhwm_mb"] = round(server.high_water_kb() / 1024, 1)
-            figures["complete_10k_journal_s"] = round(large["journal"].complete_s, 3)
-
-            scaling: dict[str, Any] = {}
-            for mode in MODES:
-                low = latency_figures(small[mode])
-                high = latency_figures([large[mode]])
-                scaling[mode] = {
-                    "small_resources": sizes.small,
-                    "large_resources": sizes.large,
-                    "p50_small_ms": low["p50_ms"],
-                    "p50_large_ms": high["p50_ms"],
-                    "p99_large_ms": high["p99_ms"],
-                    "writes_large": high["writes"],
-                    "total_large_s": high["total_s"],
-                    "ratio": round(high["p50_ms"] / low["p50_ms"], 3) if low["p50_ms"] else 0.0,
+            figures: dict[str, Any] = {
+                "status": "ok",
+                "topology": topology,
+                "processes": server.processes(),
+                "checkpoint_cutoff_bytes": cutoff,
+            }
+            shapes: dict[str, dict[str, Any]] = {}
+            for shape in sizes.shapes(groups):
+                description = {
+                    "mode": shape.mode,
+                    "stacks": shape.stacks,
+                    "resources_per_stack": shape.resources,
+                    "clients": shape.clients,
                 }
-            figures["scaling"] = scaling
+                with Phase(f"[{backend}] {shape_label(description)}"):
+                    shapes[shape.key] = await run_shape(api, server, shape, cutoff, rng)
+            figures["shapes"] = shapes
+            if "scaling" in groups:
+                figures["scaling"] = _scaling(sizes, shapes)
+                large_journal = shapes[Shape("journal", 1, sizes.large, 1).key]
+                figures["complete_10k_journal_s"] = round(large_journal["complete_ms"] / 1000, 3)
+            figures["peak_rss_mb"] = round(server.peak_kb / 1024, 1)
+            figures["vmhwm_mb"] = round(server.high_water_kb() / 1024, 1)
         except BenchError as error:
             log(f"[{backend}] FAILED: {error}")
             tail = server.log_tail()
@@ -167,44 +240,27 @@ async def bench_backend(
         return figures
 
 
-async def _concurrent(api: Api, count: int, cutoff: int, rng: random.Random) -> dict[str, Any]:
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for index in range(CONCURRENT_STACKS):
-        queue.put_nowait(f"c{index:02d}")
-    results: list[UpdateResult] = []
-
-    async def client() -> None:
-        while True:
-            try:
-                stack = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            results.append(
-                await run_update(api, Names(PROJECT, stack), count, "journal", cutoff, rng)
-            )
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CONCURRENT_CLIENTS)))
-    wall = time.perf_counter() - started
-    figures = latency_figures(results)
-    return {
-        "stacks": CONCURRENT_STACKS,
-        "resources_per_stack": count,
-        "clients": CONCURRENT_CLIENTS,
-        "wall_s": round(wall, 3),
-        "p50_ms": figures["p50_ms"],
-        "p99_ms": figures["p99_ms"],
-    }
+def topology_for(backend: str, topology: str) -> Topology:
+    """`auto`: the embedded default on SQLite, one process per service on PostgreSQL."""
+    if topology == "embedded" or (topology == "auto" and backend == "sqlite"):
+        return "embedded"
+    return "distributed"
 
 
-async def bench(backends: Sequence[str], sizes: Sizes) -> dict[str, Any]:
+async def bench(
+    backends: Sequence[str],
+    sizes: Sizes,
+    topology: str = "auto",
+    groups: Sequence[str] = GROUPS,
+) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    connector = aiohttp.TCPConnector(limit=64)
+    connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
     results: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         for backend in backends:
+            chosen = topology_for(backend, topology)
             if backend == "sqlite":
-                results[backend] = await bench_backend(backend, {}, sizes, session)
+                results[backend] = await bench_backend(backend, {}, chosen, sizes, groups, session)
                 continue
             problem = None if tcp_answers(5432) else f"PostgreSQL at {HOST}:5432 does not answer"
             problem = problem or redis_problem()
@@ -215,7 +271,9 @@ async def bench(backends: Sequence[str], sizes: Sizes) -> dict[str, Any]:
             try:
                 async with postgres_database() as url:
                     env = {"CAIRN_DATABASE_URL": url, "CAIRN_REDIS_URL": f"redis://{HOST}:6379/0"}
-                    results[backend] = await bench_backend(backend, env, sizes, session)
+                    results[backend] = await bench_backend(
+                        backend, env, chosen, sizes, groups, session
+                    )
             except BenchError as error:
                 results[backend] = {"status": "skipped", "reason": str(error)}
                 log(f"[{backend}] skipped: {error}")

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.agent_pools.domain import (
     ACCEPTED,
@@ -26,13 +26,14 @@ from services.agent_pools.domain import (
 )
 from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow
 from services.agent_pools.store import DEPLOYMENT_NOT_FOUND, deployment_record, recover_abandoned
+from services.common.db import Sessions
 from services.common.errors import NotFound
 
 
 class AgentStore:
     """Agents and the jobs they run; one transaction per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     async def pool_for_token(self, token_hash: str) -> str | None:

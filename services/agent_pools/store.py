@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.agent_pools.domain import (
     ACCEPTED,
@@ -33,6 +33,7 @@ from services.agent_pools.domain import (
     check_pool_deletion,
 )
 from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow, SettingsRow
+from services.common.db import Sessions
 from services.common.errors import Aborted, AlreadyExists, NotFound
 
 POOL_NOT_FOUND = "Not Found: AgentPool"
@@ -44,7 +45,7 @@ ABANDONED = "the agent running this deployment stopped responding"
 class AgentPoolStore:
     """Pools, agents, settings and deployments; one transaction per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+    def __init__(self, sessions: Sessions, dialect: str) -> None:
         self._sessions = sessions
         self._dialect = dialect
 

@@ -1,8 +1,20 @@
-"""Async engine and session factory: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL."""
+"""Async engine and session factories: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL.
+
+Two kinds of transaction. Writes (`session_factory`): on SQLite `BEGIN IMMEDIATE`, which takes
+the file's one write lock up front, and before that a turn in this process's FIFO queue of
+writers to that file, so concurrent writers wait in order on the event loop instead of sleeping
+and polling in SQLite's busy handler (which stays the fallback against other processes). Reads
+(`read_session_factory`): a deferred `BEGIN` that in WAL mode reads a snapshot and never takes
+nor waits for the write lock. A read session must not write.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import ExceptionContext, make_url
@@ -12,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from services.common.config import Settings
@@ -32,6 +45,12 @@ DATABASE_DOWN = "Service Unavailable: the database is unavailable; try again in 
 _BUSY_SQLSTATE_CLASSES = ("53",)
 _DOWN_SQLSTATE_CLASSES = ("08",)
 _DOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# The execution option that marks a read-only engine (a deferred BEGIN on SQLite).
+READ_ONLY_OPTION = "cairn_read_only"
+# WAL pages after which a commit checkpoints the log back into the database file (SQLite's
+# default, said explicitly): large enough that checkpoints are rare, small enough that the log
+# stays a few MB and reads do not walk a long WAL index.
+WAL_AUTOCHECKPOINT_PAGES = 1000
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -49,6 +68,71 @@ def new_metadata() -> MetaData:
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+class Sessions(Protocol):
+    """What stores open transactions with: `async with sessions.begin() as session`."""
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+    def __call__(self) -> AsyncSession: ...
+
+
+class WriterQueue:
+    """The writers of one SQLite file in this process, served one at a time in FIFO order.
+
+    One lock per file and event loop: every engine of the embedded topology (one per service,
+    all on the same file) queues in the same line. Waiting longer than the database timeout is
+    answered as a busy database (503), as SQLite's own busy timeout would be.
+    """
+
+    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, database: str, timeout_seconds: float) -> None:
+        self.database = database
+        self.timeout_seconds = timeout_seconds
+
+    def _lock(self) -> asyncio.Lock:
+        locks = self._locks.setdefault(asyncio.get_running_loop(), {})
+        lock = locks.get(self.database)
+        if lock is None:
+            lock = locks[self.database] = asyncio.Lock()
+        return lock
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        lock = self._lock()
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                await lock.acquire()
+        except TimeoutError:
+            log.warning("database_writer_queue_timeout", timeout_seconds=self.timeout_seconds)
+            raise Unavailable(DATABASE_BUSY) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+class QueuedSessions:
+    """Write transactions that take their turn in a `WriterQueue` before they begin and give
+    it up only once they have committed (or rolled back) and closed."""
+
+    def __init__(self, sessions: Sessions, queue: WriterQueue) -> None:
+        self._sessions = sessions
+        self._queue = queue
+
+    def __call__(self) -> AsyncSession:
+        # A session used without begin() autobegins unqueued: BEGIN IMMEDIATE and SQLite's
+        # busy handler still serialise it.
+        return self._sessions()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        async with self._queue.turn(), self._sessions.begin() as session:
+            yield session
 
 
 def create_engine(
@@ -154,16 +238,55 @@ def _install_sqlite_pragmas(engine: AsyncEngine, timeout_seconds: float) -> None
         if str(cursor.fetchone()[0]).lower() != "wal":
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL + NORMAL: a commit appends to the log without an fsync (the log is synced at
+        # checkpoints), so a power loss can forget the last commits but never corrupts the file.
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout_seconds * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            # Deferred: a WAL snapshot, taken at the first read, without the write lock.
+            connection.exec_driver_sql("BEGIN")
+            return
         # IMMEDIATE takes the write lock up front, so read-then-write transactions never
         # deadlock on lock upgrade; SQLite has one writer anyway.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: AsyncEngine, *, queue_timeout_seconds: float = 30.0) -> Sessions:
+    """Write transactions; on SQLite queued in FIFO order behind this process's other writers
+    to the same file (`WriterQueue`), for at most `queue_timeout_seconds`."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    if engine.url.get_backend_name() != "sqlite":
+        return sessions
+    return QueuedSessions(sessions, WriterQueue(str(engine.url.database), queue_timeout_seconds))
+
+
+class ReadOnlySession(Session):
+    """The ORM session of `read_session_factory`: flushing a change in one is a bug."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a read-only transaction tried to write")
+
+
+def statement_session_factory(engine: AsyncEngine) -> Sessions:
+    """Sessions whose every statement commits on its own: no BEGIN and COMMIT round trips,
+    for a write that is one statement (PostgreSQL). Not for SQLite, whose writes queue."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+
+
+def read_session_factory(engine: AsyncEngine) -> Sessions:
+    """Read-only transactions: never queued, and on SQLite a deferred BEGIN (no write lock)."""
+    return async_sessionmaker(
+        engine.execution_options(**{READ_ONLY_OPTION: True}),
+        expire_on_commit=False,
+        sync_session_class=ReadOnlySession,
+    )

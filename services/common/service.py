@@ -8,11 +8,16 @@ from pathlib import Path
 
 import grpc
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.config import Settings
 from services.common.datadir import prepare_database_files
-from services.common.db import create_engine_for, session_factory
+from services.common.db import (
+    Sessions,
+    create_engine_for,
+    read_session_factory,
+    session_factory,
+)
 from services.common.errors import Unavailable
 from services.common.grpc_server import RunningServer, open_channel, start_server
 from services.common.metrics import default_metrics, serve_metrics
@@ -27,7 +32,8 @@ from services.common.verification import CallAuthenticator
 @dataclass
 class Database:
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: Sessions  # write transactions
+    reads: Sessions  # read-only transactions (no write lock on SQLite)
 
 
 async def open_database(
@@ -42,7 +48,11 @@ async def open_database(
     except BaseException:
         await engine.dispose()
         raise
-    return Database(engine=engine, sessions=session_factory(engine))
+    return Database(
+        engine=engine,
+        sessions=session_factory(engine, queue_timeout_seconds=settings.database_timeout_seconds),
+        reads=read_session_factory(engine),
+    )
 
 
 def peer_channel(settings: Settings, service: str) -> grpc.aio.Channel:

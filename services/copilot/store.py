@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.db import Sessions
 from services.common.errors import NotFound
 from services.copilot.domain import Conversation, Message
 from services.copilot.models import ConversationRow, MessageRow
@@ -18,7 +18,7 @@ CONVERSATION_NOT_FOUND = "Not Found: conversation"
 class ConversationStore:
     """Conversations per organization and user, and their messages in order."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     async def create(self, organization: str, user_id: str, now: float) -> Conversation:

@@ -408,7 +408,7 @@ async def start(
     database = await open_database(settings, "identity", MIGRATIONS, Base.metadata)
     clock = clock or SystemClock()
     identity = IdentityService(
-        IdentityStore(database.sessions, clock),
+        IdentityStore(database.sessions, clock, database.reads),
         TeamStore(database.sessions, clock),
         clock,
         OrganizationAutocreate(settings.allow_organization_autocreate),

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.common.errors import AlreadyExists
 from services.identity.domain import (
     AccessToken,
@@ -86,8 +86,10 @@ AdminRule = Callable[[Role, Role | None, int], None]
 class IdentityStore:
     """Users, organizations, memberships and tokens; one session and transaction per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: Sessions, clock: Clock, reads: Sessions | None = None) -> None:
         self._sessions = sessions
+        # Read-only transactions (on SQLite they neither take nor wait for the write lock).
+        self._reads = reads or sessions
         self._clock = clock
 
     def _now(self) -> datetime:
@@ -127,7 +129,9 @@ class IdentityStore:
         """The principal behind a token hash, when `judge` accepts the token now; None for
         unknown tokens, refused ones and tokens whose owner is gone."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        # A read; only a use worth recording (rarely: see `judge`) writes, in its own
+        # transaction, so checking a token never waits for the write lock.
+        async with self._reads.begin() as session:
             token = await session.scalar(
                 select(AccessTokenRow).where(AccessTokenRow.token_hash == token_hash)
             )
@@ -141,13 +145,16 @@ class IdentityStore:
             use = judge(state, now)
             if use is TokenUse.REFUSED:
                 return None
-            if use is TokenUse.RECORDED:
+            principal = await token_principal(session, token)
+            token_id = token.id
+        if use is TokenUse.RECORDED:
+            async with self._sessions.begin() as session:
                 await session.execute(
                     update(AccessTokenRow)
-                    .where(AccessTokenRow.id == token.id)
+                    .where(AccessTokenRow.id == token_id)
                     .values(last_used_at=now)
                 )
-            return await token_principal(session, token)
+        return principal
 
     async def principal_by_token_id(
         self, token_id: str, *, judge: Callable[[TokenState, datetime], TokenUse]
@@ -155,7 +162,7 @@ class IdentityStore:
         """The principal behind a token, by its id, when `judge` accepts the token now; None
         otherwise. The use is not recorded: the token's value was checked in this request."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             token = await session.get(AccessTokenRow, token_id)
             if token is None:
                 return None

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.common.errors import NotFound
 from services.identity.domain import (
     MemberStackGrants,
@@ -58,7 +58,7 @@ from services.identity.rows import (
 class TeamStore:
     """Teams and stack grants; one session and transaction per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: Sessions, clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
 

@@ -8,9 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.secrets import crypto, store
 from services.secrets.domain import (
@@ -38,7 +37,7 @@ class Keyring:
         self,
         *,
         master_key: bytes,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         clock: Clock,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:

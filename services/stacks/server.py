@@ -333,7 +333,7 @@ async def start(
         for channel in channels.values():
             await channel.close(None)
 
-    store = StackStore(database.sessions, clock or SystemClock())
+    store = StackStore(database.sessions, clock or SystemClock(), database.reads)
     timeout = settings.grpc_timeout_seconds
     updates = updates_pb2_grpc.UpdatesServiceStub(channels["updates"])
     identity = identity_pb2_grpc.IdentityServiceStub(channels["identity"])

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import delete, exists, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.common.errors import Aborted, AlreadyExists, NotFound
 from services.stacks.domain import (
     MAX_ANNOTATION_VERSIONS,
@@ -45,8 +46,10 @@ def already_exists(path: StackPath) -> AlreadyExists:
 class StackStore:
     """Stacks and their tags; one session and one transaction per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: Sessions, clock: Clock, reads: Sessions | None = None) -> None:
         self._sessions = sessions
+        # Read-only transactions (on SQLite they neither take nor wait for the write lock).
+        self._reads = reads or sessions
         self._clock = clock
 
     def _now(self) -> datetime:
@@ -80,13 +83,13 @@ class StackStore:
 
     async def get(self, path: StackPath) -> StackRecord:
         """The stack at a path, with its tags; NotFound when there is none."""
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await _find(session, path)
             return _record(row, (await _tags(session, [row.id]))[row.id])
 
     async def get_by_id(self, stack_id: str) -> StackRecord:
         """The stack with a stable id, with its tags; NotFound when there is none."""
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await session.get(StackRow, stack_id)
             if row is None:
                 raise NotFound(f"Not Found: no stack with id '{stack_id}'")
@@ -94,7 +97,7 @@ class StackStore:
 
     async def project_exists(self, organization: str, project: str) -> bool:
         """A project exists exactly while a stack is in it."""
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             query = select(
                 exists().where(StackRow.organization == organization, StackRow.project == project)
             )
@@ -137,7 +140,7 @@ class StackStore:
             )
         # One extra row tells whether another page follows.
         statement = statement.order_by(*order).limit(query.page_size + 1)
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = list((await session.scalars(statement)).all())
             page = rows[: query.page_size]
             tags = await _tags(session, [row.id for row in page])
@@ -208,7 +211,7 @@ class StackStore:
 
     async def get_annotation(self, path: StackPath, query: AnnotationQuery) -> Annotation | None:
         """The newest version matching the query, or None (the stack must exist)."""
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await _find(session, path)
             statement = select(StackAnnotationRow).where(
                 StackAnnotationRow.stack_id == row.id, StackAnnotationRow.kind == query.kind

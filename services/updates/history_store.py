@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.db import Sessions
 from services.updates.domain import (
     NOT_STARTED,
     EngineEvent,
@@ -23,8 +23,8 @@ from services.updates.store import update_record
 class HistoryStore:
     """Read-only queries over updates, their events and the stacks' references."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, reads: Sessions) -> None:
+        self._reads = reads  # read-only transactions
 
     async def history(self, stack_id: str, limit: int, offset: int) -> HistoryPage:
         """Started non-preview updates, newest first."""
@@ -34,7 +34,7 @@ class HistoryStore:
             & (UpdateRow.kind != "preview")
             & (UpdateRow.status != NOT_STARTED)
         )
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             total = await session.scalar(select(func.count()).where(condition))
             rows = await session.scalars(
                 select(UpdateRow)
@@ -58,7 +58,7 @@ class HistoryStore:
         if version:
             statement = statement.where(UpdateRow.version == version)
         statement = statement.order_by(UpdateRow.version.desc()).limit(1)
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await session.scalar(statement)
             return None if row is None else update_record(row)
 
@@ -73,7 +73,7 @@ class HistoryStore:
             & (UpdateRow.version == version)
         )
         order = (UpdateRow.created_at, UpdateRow.id)
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             total = await session.scalar(select(func.count()).where(condition))
             rows = await session.scalars(
                 select(UpdateRow)
@@ -88,7 +88,7 @@ class HistoryStore:
 
     async def references(self, stack_id: str) -> list[StackReference]:
         """The StackReference names the stack's newest version reads."""
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = await session.scalars(
                 select(StackReferenceRow)
                 .where(StackReferenceRow.stack_id == stack_id)
@@ -100,7 +100,7 @@ class HistoryStore:
         """Stacks whose newest version reads one of `names`."""
         if not names:
             return []
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = await session.scalars(
                 select(StackReferenceRow)
                 .where(StackReferenceRow.name.in_(sorted(set(names))))
@@ -110,7 +110,7 @@ class HistoryStore:
             return [StackReference(row.stack_id, row.version, row.name) for row in rows]
 
     async def log_entries(self, update_id: str, after: int, limit: int) -> list[StatusEvent]:
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = await session.scalars(
                 select(LogEntryRow)
                 .where(LogEntryRow.update_id == update_id, LogEntryRow.index > after)
@@ -120,7 +120,7 @@ class HistoryStore:
             return [StatusEvent(row.index, row.kind, row.fields) for row in rows]
 
     async def engine_events(self, update_id: str, after: int, limit: int) -> list[EngineEvent]:
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = await session.scalars(
                 select(EngineEventRow)
                 .where(EngineEventRow.update_id == update_id, EngineEventRow.sequence > after)

@@ -11,6 +11,7 @@ from protos.cairn.v1 import common_pb2, updates_pb2, updates_pb2_grpc
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
+from services.common.db import statement_session_factory
 from services.common.readiness import Dependency, database_dependency
 from services.common.service import RunningService, open_database, serve_service
 from services.updates import bodies
@@ -417,8 +418,13 @@ async def start(
     """Migrate, wire and start the updates service; port 0 picks a free port."""
     database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
     stack_lock = lock or build_lock(settings)
-    store = UpdateStore(database.sessions, database.engine.dialect.name)
-    history = UpdateHistory(store, HistoryStore(database.sessions))
+    store = UpdateStore(
+        database.sessions,
+        database.engine.dialect.name,
+        database.reads,
+        statement_session_factory(database.engine),
+    )
+    history = UpdateHistory(store, HistoryStore(database.reads))
     servicer = UpdatesServicer(Updates(store, stack_lock, clock or SystemClock()), history)
 
     def register(server: grpc.aio.Server) -> None:

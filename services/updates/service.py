@@ -369,11 +369,17 @@ class Updates:
             size += len(data)
             checked.append((sequence, compressor.compress(data)))
         self._metrics.checkpoint_bytes.labels("journal").inc(size)
-        await self._store.append_journal(lease, self._clock.now(), checked)
+        now = self._clock.now()
+        if await self._store.append_journal_at_once(lease, now, checked):
+            return
+        await self._store.append_journal(lease, now, checked)
 
     async def record_events(self, lease: LeaseRef, batch: EventBatch) -> None:
         """Store engine events by sequence (retries are duplicates, order is restored on read)."""
-        async with self._store.fenced(lease, self._clock.now()) as update:
+        now = self._clock.now()
+        if await self._store.add_events_at_once(lease, now, batch.events, batch.resource_changes):
+            return
+        async with self._store.fenced(lease, now) as update:
             await update.add_events(batch.events, batch.resource_changes)
 
     async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:

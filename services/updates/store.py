@@ -13,11 +13,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    LargeBinary,
+    Row,
+    String,
+    bindparam,
+    delete,
+    func,
+    select,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import Sessions
 from services.common.errors import Aborted, DomainError
 from services.updates.domain import (
     ENDED,
@@ -102,8 +113,18 @@ class StoredWorking:
 class UpdateStore:
     """Updates, their checkpoints, journal and events, and the per-stack lock row."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        dialect: str,
+        reads: Sessions | None = None,
+        statements: Sessions | None = None,
+    ) -> None:
         self._sessions = sessions
+        # Read-only transactions (on SQLite they neither take nor wait for the write lock).
+        self._reads = reads or sessions
+        # Statements that commit on their own (PostgreSQL): a fenced append in one round trip.
+        self._statements = statements if dialect == "postgresql" else None
         self._dialect = dialect
         # The journal write's statements, built once: SQLAlchemy then reuses their compiled
         # form instead of building and keying a new statement per write.
@@ -136,7 +157,7 @@ class UpdateStore:
 
     async def get(self, stack_id: str, update_id: str) -> UpdateRecord:
         """An update of this stack; NotFound for unknown ids and other stacks' updates."""
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await session.get(UpdateRow, update_id)
             if row is None or row.stack_id != stack_id:
                 raise update_not_found()
@@ -333,14 +354,89 @@ class UpdateStore:
             if values:
                 await connection.execute(self._insert_journal, values)
 
+    # -- fenced appends in one statement (PostgreSQL) --------------------------------------
+
+    async def append_journal_at_once(
+        self, lease: LeaseRef, now: float, entries: Sequence[tuple[int, bytes]]
+    ) -> bool:
+        """Store journal entries in one statement that checks the lease on the update row it
+        locks (the SQL form of `lease_refusal` being None, for a running journal update that
+        is no preview). False, with nothing written, when that check fails or there is no
+        such statement here: the caller then takes `fenced`, which says why."""
+        if self._statements is None:
+            return False
+        fence = (
+            sql_update(UpdateRow)
+            .where(
+                *_lease_is_current(lease, now),
+                UpdateRow.journal_version == 1,
+                UpdateRow.is_dry_run.is_(False),
+                UpdateRow.kind != "preview",
+            )
+            .values(journal_entry_count=UpdateRow.journal_entry_count + len(entries))
+            .returning(UpdateRow.id)
+            .cte("fence")
+        )
+        rows = select(
+            fence.c.id,
+            func.unnest(bindparam("sequences", [s for s, _ in entries], _BIGINTS)),
+            func.unnest(bindparam("datas", [d for _, d in entries], _BLOBS)),
+        )
+        insert = (
+            postgresql.insert(JournalEntryRow)
+            .from_select(["update_id", "sequence_id", "data"], rows)
+            .on_conflict_do_nothing(index_elements=["update_id", "sequence_id"])
+        )
+        return await self._at_once(fence, insert)
+
+    async def add_events_at_once(
+        self,
+        lease: LeaseRef,
+        now: float,
+        events: Sequence[EngineEvent],
+        resource_changes: Mapping[str, int] | None,
+    ) -> bool:
+        """Store engine events in one statement that checks the lease on the update row it
+        locks; False, with nothing written, when it fails (see `append_journal_at_once`)."""
+        if self._statements is None:
+            return False
+        fence = sql_update(UpdateRow).where(*_lease_is_current(lease, now))
+        if resource_changes is not None:
+            fence = fence.values(resource_changes=dict(resource_changes))
+        else:
+            fence = fence.values(id=UpdateRow.id)  # no change: the update only locks the row
+        fenced = fence.returning(UpdateRow.id).cte("fence")
+        rows = select(
+            fenced.c.id,
+            func.unnest(bindparam("sequences", [e.sequence for e in events], _BIGINTS)),
+            func.unnest(bindparam("timestamps", [e.timestamp for e in events], _BIGINTS)),
+            func.unnest(bindparam("kinds", [e.kind for e in events], _STRINGS)),
+            func.unnest(bindparam("datas", [e.data for e in events], _BLOBS)),
+        )
+        insert = (
+            postgresql.insert(EngineEventRow)
+            .from_select(["update_id", "sequence", "timestamp", "kind", "data"], rows)
+            .on_conflict_do_nothing(index_elements=["update_id", "sequence"])
+        )
+        return await self._at_once(fenced, insert)
+
+    async def _at_once(self, fence: Any, insert: Any) -> bool:
+        """Run `fence` (an UPDATE … RETURNING id CTE) and `insert` (rows selected from it) as
+        one statement, committed on its own; True when the fence matched the update."""
+        assert self._statements is not None
+        statement = select(func.count()).select_from(fence).add_cte(insert.cte("inserted"))
+        async with self._statements() as session:
+            matched = await session.scalar(statement)
+        return bool(matched)
+
     # -- reads -----------------------------------------------------------------------------
 
     async def working(self, update_id: str) -> tuple[StoredWorking | None, list[StoredDelta]]:
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             return await _working(session, update_id, after=None)
 
     async def journal(self, update_id: str) -> list[bytes]:
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = await session.execute(
                 select(JournalEntryRow.data)
                 .where(JournalEntryRow.update_id == update_id)
@@ -355,7 +451,7 @@ class UpdateStore:
             statement = statement.where(StackVersionRow.version == version)
         else:
             statement = statement.order_by(StackVersionRow.version.desc()).limit(1)
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             row = await session.scalar(statement)
             if row is None:
                 return None
@@ -364,7 +460,7 @@ class UpdateStore:
     async def stack_states(self, stack_ids: Sequence[str]) -> list[StackState]:
         if not stack_ids:
             return []
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             rows = {
                 row.stack_id: row
                 for row in await session.scalars(
@@ -549,6 +645,24 @@ class FencedUpdate:
                 fields=fields,
             )
         )
+
+
+_BIGINTS = postgresql.ARRAY(BigInteger)
+_BLOBS = postgresql.ARRAY(LargeBinary)
+_STRINGS = postgresql.ARRAY(String)
+
+
+def _lease_is_current(lease: LeaseRef, now: float) -> list[ColumnElement[bool]]:
+    """`claim_refusal` and `lease_is_valid` of `domain` as conditions on the update row."""
+    return [
+        UpdateRow.id == lease.update_id,
+        UpdateRow.stack_organization == lease.stack_path.organization,
+        UpdateRow.stack_project == lease.stack_path.project,
+        UpdateRow.stack_name == lease.stack_path.stack,
+        UpdateRow.lease_token_hash == lease.token_hash,
+        UpdateRow.status == RUNNING,
+        UpdateRow.lease_expires_at > now,
+    ]
 
 
 def _refuse(refused: DomainError | None) -> None:

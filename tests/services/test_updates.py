@@ -21,12 +21,20 @@ from sqlalchemy.engine import Connection
 from protos.cairn.v1 import updates_pb2, updates_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.config import Settings
-from services.common.db import create_migration_engine
+from services.common.db import (
+    create_engine,
+    create_migration_engine,
+    is_sqlite,
+    session_factory,
+    statement_session_factory,
+)
 from services.common.migrations import version_table
 from services.common.service import RunningService
 from services.updates import server as updates_server
+from services.updates.domain import EngineEvent, LeaseRef, StackPath
 from services.updates.lease import KEY_PREFIX, RedisStackLock
 from services.updates.models import Base
+from services.updates.store import UpdateStore
 from tests.conftest import REDIS_URL, make_settings, redis_available, signed_channel
 from tests.gateway.cli import single_edit
 
@@ -513,3 +521,53 @@ async def test_journal_writes_are_fenced_on_the_update_row(harness: Harness) -> 
     preview = await start_journaling(stub, "stack-3", is_dry_run=True)
     refused = await rpc_error(append_journal(stub, preview, 1))
     assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness) -> None:
+    """PostgreSQL: journal entries and events go in with the lease check in one statement,
+    which writes nothing when the lease is not current (the full path then says why)."""
+    url = harness.settings.resolved_database_url()
+    engine = create_engine(url)
+    try:
+        store = UpdateStore(
+            session_factory(engine),
+            engine.dialect.name,
+            statements=statement_session_factory(engine),
+        )
+        update_id = await create(harness.stub, "stack-1")
+        started = await harness.stub.StartUpdate(
+            updates_pb2.StartUpdateRequest(
+                stack_id="stack-1", update_id=update_id, journal_version=1
+            )
+        )
+        good = LeaseRef(update_id, started.token, StackPath())
+        now = harness.clock.now()
+        if is_sqlite(url):
+            # SQLite has no such statement: every write takes the queued, fenced path.
+            assert not await store.append_journal_at_once(good, now, [(1, b"a")])
+            return
+        refusals = [
+            (LeaseRef(update_id, "not-the-lease", StackPath()), now),
+            (LeaseRef(update_id, started.token, StackPath("other", "web", "dev")), now),
+            (LeaseRef(uuid.uuid4().hex, started.token, StackPath()), now),
+            (good, now + 3600.0),  # the lease ran out
+        ]
+        for ref, at in refusals:
+            assert not await store.append_journal_at_once(ref, at, [(1, b"no")])
+            assert not await store.add_events_at_once(
+                ref, at, [EngineEvent(1, 0, "x", b"{}")], {"create": 9}
+            )
+        assert await store.journal(update_id) == []
+
+        assert await store.append_journal_at_once(good, now, [(2, b"b"), (1, b"a")])
+        assert await store.append_journal_at_once(good, now, [(1, b"a")])  # a retry
+        assert await store.journal(update_id) == [b"a", b"b"]
+        assert await store.add_events_at_once(
+            good, now, [EngineEvent(1, 0, "x", b"{}")], {"create": 1}
+        )
+        assert await store.add_events_at_once(good, now, [EngineEvent(1, 0, "x", b"{}")], None)
+        record = await store.get("stack-1", update_id)
+        assert record.journal_entry_count == 3
+        assert record.resource_changes == {"create": 1}
+    finally:
+        await engine.dispose()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from protos.cairn.v1 import audit_pb2, audit_pb2_grpc
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.identity.audit.domain import ActorKind, AuditEntry, AuditQuery
 from services.identity.audit.service import AuditLog, RetentionPruner
 from services.identity.audit.store import AuditStore
@@ -56,7 +56,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
 
 def audit_service(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, retention_days: int
+    sessions: Sessions, clock: Clock, retention_days: int
 ) -> tuple[AuditServicer, RetentionPruner]:
     """The servicer and the pruner over one store."""
     store = AuditStore(sessions)

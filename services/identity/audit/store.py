@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.db import Sessions
 from services.identity.audit.domain import (
     ActorKind,
     AuditEntry,
@@ -83,7 +83,7 @@ def _matching(query: AuditQuery) -> Select[AuditEventRow]:
 class AuditStore:
     """Audit entries; one session and transaction per call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     async def record(self, entries: Sequence[AuditEntry]) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from protos.cairn.v1 import console_pb2, console_pb2_grpc
 from services.common.clock import Clock
+from services.common.db import Sessions
 from services.identity.sessions.service import ConsoleSessions
 from services.identity.sessions.store import RevokedSessionStore
 
@@ -34,7 +34,5 @@ class ConsoleSessionServicer(console_pb2_grpc.ConsoleSessionServiceServicer):
         return console_pb2.CheckSessionResponse(is_revoked=is_revoked)
 
 
-def console_session_service(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock
-) -> ConsoleSessionServicer:
+def console_session_service(sessions: Sessions, clock: Clock) -> ConsoleSessionServicer:
     return ConsoleSessionServicer(ConsoleSessions(RevokedSessionStore(sessions), clock))
