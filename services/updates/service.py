@@ -379,8 +379,7 @@ class Updates:
         now = self._clock.now()
         if await self._store.add_events_at_once(lease, now, batch.events, batch.resource_changes):
             return
-        async with self._store.fenced(lease, now) as update:
-            await update.add_events(batch.events, batch.resource_changes)
+        await self._store.append_events(lease, now, batch.events, batch.resource_changes)
 
     async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:
         async with self._store.fenced(lease, self._clock.now()) as update:

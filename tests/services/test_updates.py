@@ -571,3 +571,35 @@ async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness)
         assert record.resource_changes == {"create": 1}
     finally:
         await engine.dispose()
+
+
+async def record_events(
+    stub: updates_pb2_grpc.UpdatesServiceAsyncStub, ref: updates_pb2.LeaseRef, *sequences: int
+) -> None:
+    events = [
+        {"sequence": sequence, "timestamp": 1, "diagnosticEvent": {"message": f"m{sequence}"}}
+        for sequence in sequences
+    ]
+    await stub.RecordEngineEvents(
+        updates_pb2.RecordEngineEventsRequest(lease=ref, body=orjson.dumps({"events": events}))
+    )
+
+
+async def test_engine_events_are_fenced_on_the_update_row(harness: Harness) -> None:
+    stub = harness.stub
+    update_id, started = await start(stub, "stack-1")
+    ref = lease(update_id, started)
+    await record_events(stub, ref, 1, 2)
+    await record_events(stub, ref, 2, 3)  # a retried event is a duplicate, not an error
+
+    forged = updates_pb2.LeaseRef(update_id=update_id, token="not-the-lease")
+    wrong_token = await rpc_error(record_events(stub, forged, 4))
+    assert wrong_token.code() == grpc.StatusCode.UNAUTHENTICATED
+    harness.clock.advance(301)
+    late = await rpc_error(record_events(stub, ref, 4))
+    assert late.details() == "Conflict: The Update has already timed out"
+
+    listed = await stub.ListEngineEvents(
+        updates_pb2.ListEngineEventsRequest(stack_id="stack-1", update_id=update_id)
+    )
+    assert [event.sequence for event in listed.events] == [1, 2, 3]
