@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 import uvloop
 
 from services.common.config import Settings
+from services.common.logging import get_logger
+
+log = get_logger("cairn.loop")
 
 T = TypeVar("T")
 
@@ -20,5 +23,6 @@ T = TypeVar("T")
 def run_process(main: Coroutine[Any, Any, T], settings: Settings) -> T:
     """Run `main` to completion on a new loop of the configured kind, then close it."""
     factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    log.debug("event_loop", kind=settings.event_loop)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
