@@ -38,6 +38,7 @@ from services.common.datadir import prepare_database_files
 from services.common.db import create_migration_engine, is_sqlite
 from services.common.grpc_server import check_health, open_channel
 from services.common.logging import configure_logging, get_logger
+from services.common.loop import run_process
 from services.common.migrations import upgrade_to_head
 from services.common.service import RunningService, StartFunction
 from services.common.tls import TlsSettingsError, load_tls
@@ -166,11 +167,11 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
 async def up(settings: Settings) -> None:
     """Run every service and the gateway in this process until Ctrl-C or SIGTERM."""
     from gateway.app import create_app
-    from gateway.serving import GatewayRunner
+    from gateway.serving import SHUTDOWN_TIMEOUT_SECONDS, GatewayRunner
 
     await migrate(settings)  # one line for the whole schema; the services then find it current
     system = await start_services(settings)
-    runner = GatewayRunner.for_settings(create_app(system.settings), settings)
+    runner = GatewayRunner(create_app(system.settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -538,9 +539,9 @@ async def serve(name: str, settings: Settings, *, parent_pid: int | None = None)
     """
     if name == "gateway":
         from gateway.app import create_app
-        from gateway.serving import GatewayRunner
+        from gateway.serving import SHUTDOWN_TIMEOUT_SECONDS, GatewayRunner
 
-        runner = GatewayRunner.for_settings(create_app(settings), settings)
+        runner = GatewayRunner(create_app(settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
@@ -689,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         refuse(str(settings_problem(error)))
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "agent":
-        asyncio.run(run_agent(agent_options(args)))
+        run_process(run_agent(agent_options(args)), settings)
         return
     if args.command in ("up", "serve"):
         try:
@@ -702,20 +703,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_database_url(settings)
         if distributed and (problem := distributed_problem(settings)) is not None:
             refuse(problem)
-        asyncio.run(
+        run_process(
             check_startup(
                 settings,
                 listeners=startup_listeners(args, settings),
                 master_key=needs_master_key,
-            )
+            ),
+            settings,
         )
     except StartupProblem as startup_problem:
         refuse(str(startup_problem))
     if distributed:
-        asyncio.run(up_distributed(settings))
+        run_process(up_distributed(settings), settings)
     elif args.command == "up":
-        asyncio.run(up(settings))
+        run_process(up(settings), settings)
     elif args.command == "serve":
-        asyncio.run(serve(args.name, settings, parent_pid=args.parent_pid))
+        run_process(serve(args.name, settings, parent_pid=args.parent_pid), settings)
     else:
-        asyncio.run(migrate(settings))
+        run_process(migrate(settings), settings)

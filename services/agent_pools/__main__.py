@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.agent_pools.server import start
 from services.common.config import DEFAULT_SERVICE_PORTS, Settings
 from services.common.logging import configure_logging
+from services.common.loop import run_process
 from services.common.service import serve_until_signal
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    asyncio.run(serve_until_signal(start, settings, DEFAULT_SERVICE_PORTS["agent_pools"]))
+    run_process(serve_until_signal(start, settings, DEFAULT_SERVICE_PORTS["agent_pools"]), settings)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,18 @@ DEFAULT_SERVICE_PORTS: dict[str, int] = {
 }
 
 
+# On/off spellings of a setting that also takes named values.
+_SWITCHES = {
+    "true": "requests",
+    "1": "requests",
+    "yes": "requests",
+    "on": "requests",
+    "false": "off",
+    "0": "off",
+    "no": "off",
+}
+
+
 class Settings(BaseSettings):
     """Configuration for every process; built once in `__main__` and passed down."""
 
@@ -98,9 +110,13 @@ class Settings(BaseSettings):
     checkpoint_cutoff_bytes: int = 32 * 1024
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
-    # The gateway's access log: `requests` logs every request but health probes and metrics
-    # scrapes (/healthz, /readyz, /metrics), `all` logs those too, `off` logs none.
-    access_log: Literal["requests", "all", "off"] = "requests"
+    # The gateway's access log (aiohttp's, at info level): `off`, `requests` (every request
+    # but health probes and metrics scrapes: /healthz, /readyz, /metrics) or `all`. `true`
+    # and `false` read as `requests` and `off`.
+    access_log: Literal["off", "requests", "all"] = "off"
+    # The event loop of every process: uvloop (libuv) spends less CPU per request than
+    # asyncio's own; `asyncio` is the fallback.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Public URL of the gateway, written into service secrets-provider state by the CLI.
     public_url: str = ""
     # Copilot: console URL prefixes a `url` context may start with besides Cairn's own
@@ -180,6 +196,15 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError(f"not a rate limit like '20/minute': {value!r}") from None
+        return value
+
+    @field_validator("access_log", mode="before")
+    @classmethod
+    def _access_log_switch(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "requests" if value else "off"
+        if isinstance(value, str) and value.lower() in _SWITCHES:
+            return _SWITCHES[value.lower()]
         return value
 
     @field_validator("trusted_proxies")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.common.config import DEFAULT_SERVICE_PORTS, Settings
 from services.common.logging import configure_logging
+from services.common.loop import run_process
 from services.common.service import serve_until_signal
 from services.stacks.server import start
 
@@ -13,7 +12,7 @@ from services.stacks.server import start
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    asyncio.run(serve_until_signal(start, settings, DEFAULT_SERVICE_PORTS["stacks"]))
+    run_process(serve_until_signal(start, settings, DEFAULT_SERVICE_PORTS["stacks"]), settings)
 
 
 if __name__ == "__main__":

@@ -451,6 +451,21 @@ def lease_refusal(update: UpdateRecord | None, lease: LeaseRef, now: float) -> D
     return LeaseExpired("Conflict: The Update has already timed out")
 
 
+def journal_refusal(update: UpdateRecord | None, lease: LeaseRef, now: float) -> DomainError | None:
+    """Why journal entries may not be appended under this lease (see `lease_refusal`; a
+    preview's; journaling not negotiated when the update started), or None."""
+    refused = lease_refusal(update, lease, now)
+    if refused is not None or update is None:
+        return refused
+    if update.is_preview:
+        return preview_write_refused()
+    if update.journal_version != 1:
+        return FailedPrecondition(
+            "Conflict: journal entries need journalVersion 1, negotiated when the update started"
+        )
+    return None
+
+
 def start_refusal(status: str) -> DomainError | None:
     """Why an update in this status may not start, or None."""
     if status != NOT_STARTED:

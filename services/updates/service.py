@@ -373,22 +373,14 @@ class Updates:
         now = self._clock.now()
         if await self._store.append_journal_at_once(lease, now, checked):
             return
-        async with self._store.fenced(lease, now) as update:
-            _refuse_preview(update)
-            if update.record.journal_version != 1:
-                raise FailedPrecondition(
-                    "Conflict: journal entries need journalVersion 1, negotiated when the "
-                    "update started"
-                )
-            await update.add_journal_entries(checked)
+        await self._store.append_journal(lease, now, checked)
 
     async def record_events(self, lease: LeaseRef, batch: EventBatch) -> None:
         """Store engine events by sequence (retries are duplicates, order is restored on read)."""
         now = self._clock.now()
         if await self._store.add_events_at_once(lease, now, batch.events, batch.resource_changes):
             return
-        async with self._store.fenced(lease, now) as update:
-            await update.add_events(batch.events, batch.resource_changes)
+        await self._store.append_events(lease, now, batch.events, batch.resource_changes)
 
     async def append_log(self, lease: LeaseRef, kind: str, fields: bytes) -> None:
         async with self._store.fenced(lease, self._clock.now()) as update:

@@ -8,7 +8,7 @@ or end an update) are pure functions of `domain`, applied here to the rows just 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     LargeBinary,
+    Row,
     String,
     bindparam,
     delete,
@@ -43,11 +44,13 @@ from services.updates.domain import (
     UpdateRecord,
     end_refusal,
     holder_refusal,
+    journal_refusal,
     lease_refusal,
     start_refusal,
     update_not_found,
 )
 from services.updates.models import (
+    Base,
     CheckpointDeltaRow,
     EngineEventRow,
     JournalEntryRow,
@@ -57,6 +60,34 @@ from services.updates.models import (
     StackVersionRow,
     UpdateRow,
     WorkingCheckpointRow,
+)
+
+UPDATES = Base.metadata.tables[UpdateRow.__tablename__]
+JOURNAL_ENTRIES = Base.metadata.tables[JournalEntryRow.__tablename__]
+ENGINE_EVENTS = Base.metadata.tables[EngineEventRow.__tablename__]
+# What `update_record` reads (not the program, which may be large).
+_RECORD_COLUMNS = tuple(column for column in UPDATES.c if column.key != "program")
+_THIS_UPDATE = UPDATES.c.id == bindparam("update_id")
+# Appends lock the update's row with an UPDATE that returns it for the fencing check.
+# Counts appended journal entries.
+_COUNT_JOURNAL = (
+    sql_update(UPDATES)
+    .where(_THIS_UPDATE)
+    .values(journal_entry_count=UPDATES.c.journal_entry_count + bindparam("count"))
+    .returning(*_RECORD_COLUMNS)
+)
+# Engine events: a batch's resource changes, or no change at all (the row lock only).
+_SET_RESOURCE_CHANGES = (
+    sql_update(UPDATES)
+    .where(_THIS_UPDATE)
+    .values(resource_changes=bindparam("resource_changes", type_=UPDATES.c.resource_changes.type))
+    .returning(*_RECORD_COLUMNS)
+)
+_LOCK_UPDATE = (
+    sql_update(UPDATES)
+    .where(_THIS_UPDATE)
+    .values(resource_changes=UPDATES.c.resource_changes)
+    .returning(*_RECORD_COLUMNS)
 )
 
 
@@ -112,6 +143,15 @@ class UpdateStore:
         # Statements that commit on their own (PostgreSQL): a fenced append in one round trip.
         self._statements = statements if dialect == "postgresql" else None
         self._dialect = dialect
+        # The journal write's statements, built once: SQLAlchemy then reuses their compiled
+        # form instead of building and keying a new statement per write.
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._insert_journal = insert(JOURNAL_ENTRIES).on_conflict_do_nothing(
+            index_elements=["update_id", "sequence_id"]
+        )
+        self._insert_events = insert(ENGINE_EVENTS).on_conflict_do_nothing(
+            index_elements=["update_id", "sequence"]
+        )
 
     # -- creating, starting, ending --------------------------------------------------------
 
@@ -311,6 +351,62 @@ class UpdateStore:
             _refuse(lease_refusal(record, lease, now))
             assert row is not None
             yield FencedUpdate(self, session, row)
+
+    async def append_journal(
+        self, lease: LeaseRef, now: float, entries: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Append (sequence, compressed entry) pairs, skipping sequences already stored, in
+        one transaction that counts them on the update's row and checks `journal_refusal` on
+        it: the count's UPDATE takes the row lock the fencing check needs and returns the row,
+        so the write needs no ORM row and no separate read (the journal is the CLI's
+        per-step write, its hottest path)."""
+        async with self._sessions.begin() as session:
+            connection = await session.connection()
+            counted = await connection.execute(
+                _COUNT_JOURNAL, {"update_id": lease.update_id, "count": len(entries)}
+            )
+            row = counted.first()
+            _refuse(journal_refusal(None if row is None else update_record(row), lease, now))
+            values = [
+                {"update_id": lease.update_id, "sequence_id": sequence, "data": data}
+                for sequence, data in entries
+            ]
+            if values:
+                await connection.execute(self._insert_journal, values)
+
+    async def append_events(
+        self,
+        lease: LeaseRef,
+        now: float,
+        events: Sequence[EngineEvent],
+        resource_changes: Mapping[str, int] | None,
+    ) -> None:
+        """Store engine events by sequence, skipping those already stored, and the batch's
+        resource changes when it has them, fenced like `append_journal` (`lease_refusal` on
+        the row the locking UPDATE returns)."""
+        async with self._sessions.begin() as session:
+            connection = await session.connection()
+            if resource_changes is None:
+                locked = await connection.execute(_LOCK_UPDATE, {"update_id": lease.update_id})
+            else:
+                locked = await connection.execute(
+                    _SET_RESOURCE_CHANGES,
+                    {"update_id": lease.update_id, "resource_changes": dict(resource_changes)},
+                )
+            row = locked.first()
+            _refuse(lease_refusal(None if row is None else update_record(row), lease, now))
+            values = [
+                {
+                    "update_id": lease.update_id,
+                    "sequence": event.sequence,
+                    "timestamp": event.timestamp,
+                    "kind": event.kind,
+                    "data": event.data,
+                }
+                for event in events
+            ]
+            if values:
+                await connection.execute(self._insert_events, values)
 
     # -- fenced appends in one statement (PostgreSQL) --------------------------------------
 
@@ -572,35 +668,6 @@ class FencedUpdate:
         row.pending_delta_bytes += len(edits_compressed)
         row.pending_delta_count += 1
 
-    async def add_journal_entries(self, entries: Iterable[tuple[int, bytes]]) -> None:
-        values = [
-            {"update_id": self._row.id, "sequence_id": sequence, "data": data}
-            for sequence, data in entries
-        ]
-        await self._store._insert_ignore(
-            self._session, JournalEntryRow, values, ["update_id", "sequence_id"]
-        )
-        self._row.journal_entry_count += len(values)
-
-    async def add_events(
-        self, events: Iterable[EngineEvent], resource_changes: Mapping[str, int] | None
-    ) -> None:
-        values = [
-            {
-                "update_id": self._row.id,
-                "sequence": event.sequence,
-                "timestamp": event.timestamp,
-                "kind": event.kind,
-                "data": event.data,
-            }
-            for event in events
-        ]
-        await self._store._insert_ignore(
-            self._session, EngineEventRow, values, ["update_id", "sequence"]
-        )
-        if resource_changes is not None:
-            self._row.resource_changes = dict(resource_changes)
-
     async def add_log_entry(self, kind: str, fields: bytes) -> None:
         last = await self._session.scalar(
             select(func.max(LogEntryRow.index)).where(LogEntryRow.update_id == self._row.id)
@@ -738,8 +805,8 @@ def _close(row: UpdateRow, status: str, now: float) -> None:
         row.is_finalised = True
 
 
-def update_record(row: UpdateRow) -> UpdateRecord:
-    """The frozen record of an update row."""
+def update_record(row: UpdateRow | Row[Any]) -> UpdateRecord:
+    """The frozen record of an update row (an ORM row or a Core row of its columns)."""
     return UpdateRecord(
         id=row.id,
         stack_id=row.stack_id,

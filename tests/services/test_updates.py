@@ -448,6 +448,81 @@ async def test_deltas_alternating_between_replicas_stay_consistent(
     assert exported.untyped_deployment == current
 
 
+def journal_body(sequence: int) -> bytes:
+    resource = {"urn": f"urn:pulumi:dev::web::pulumi:pulumi:Stack::web-dev-{sequence}"}
+    entry = {
+        "version": 1,
+        "kind": 0,
+        "sequenceID": sequence,
+        "operationID": sequence,
+        "operation": {"resource": {**resource, "type": "pulumi:pulumi:Stack"}, "type": "creating"},
+    }
+    return orjson.dumps({"entries": [entry]})
+
+
+async def append_journal(
+    stub: updates_pb2_grpc.UpdatesServiceAsyncStub, ref: updates_pb2.LeaseRef, sequence: int
+) -> None:
+    await stub.AppendJournalEntries(
+        updates_pb2.AppendJournalEntriesRequest(lease=ref, body=journal_body(sequence))
+    )
+
+
+async def start_journaling(
+    stub: updates_pb2_grpc.UpdatesServiceAsyncStub, stack_id: str, *, is_dry_run: bool = False
+) -> updates_pb2.LeaseRef:
+    reply = await stub.CreateUpdate(
+        updates_pb2.CreateUpdateRequest(
+            stack_id=stack_id, kind="update", program=b"{}", is_dry_run=is_dry_run
+        )
+    )
+    started = await stub.StartUpdate(
+        updates_pb2.StartUpdateRequest(
+            stack_id=stack_id, update_id=reply.update_id, journal_version=1
+        )
+    )
+    return lease(reply.update_id, started)
+
+
+async def test_journal_writes_are_fenced_on_the_update_row(harness: Harness) -> None:
+    stub = harness.stub
+    ref = await start_journaling(stub, "stack-1")
+    await append_journal(stub, ref, 1)
+    await append_journal(stub, ref, 1)  # a retried batch is a duplicate, not an error
+
+    forged = updates_pb2.LeaseRef(update_id=ref.update_id, token="not-the-lease")
+    wrong_token = await rpc_error(append_journal(stub, forged, 2))
+    assert wrong_token.code() == grpc.StatusCode.UNAUTHENTICATED
+    unknown = updates_pb2.LeaseRef(update_id=uuid.uuid4().hex, token=ref.token)
+    assert (await rpc_error(append_journal(stub, unknown, 2))).code() == grpc.StatusCode.NOT_FOUND
+
+    harness.clock.advance(301)
+    late = await rpc_error(append_journal(stub, ref, 2))
+    assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert late.details() == "Conflict: The Update has already timed out"
+
+    # The next update takes the stack; the stale one stays fenced out, even once cancelled.
+    fresh = await start_journaling(stub, "stack-1")
+    await append_journal(stub, fresh, 1)
+    await stub.CancelUpdate(
+        updates_pb2.CancelUpdateRequest(stack_id="stack-1", update_id=fresh.update_id)
+    )
+    cancelled = await rpc_error(append_journal(stub, fresh, 2))
+    assert cancelled.details() == "Conflict: The Update has been cancelled"
+    assert (await rpc_error(append_journal(stub, ref, 2))).code() == (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+
+    # No journal without journalVersion 1, and none for a preview.
+    plain_id, plain = await start(stub, "stack-2")
+    unnegotiated = await rpc_error(append_journal(stub, lease(plain_id, plain), 1))
+    assert unnegotiated.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "journalVersion 1" in (unnegotiated.details() or "")
+    preview = await start_journaling(stub, "stack-3", is_dry_run=True)
+    refused = await rpc_error(append_journal(stub, preview, 1))
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness) -> None:
     """PostgreSQL: journal entries and events go in with the lease check in one statement,
     which writes nothing when the lease is not current (the full path then says why)."""
@@ -496,3 +571,35 @@ async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness)
         assert record.resource_changes == {"create": 1}
     finally:
         await engine.dispose()
+
+
+async def record_events(
+    stub: updates_pb2_grpc.UpdatesServiceAsyncStub, ref: updates_pb2.LeaseRef, *sequences: int
+) -> None:
+    events = [
+        {"sequence": sequence, "timestamp": 1, "diagnosticEvent": {"message": f"m{sequence}"}}
+        for sequence in sequences
+    ]
+    await stub.RecordEngineEvents(
+        updates_pb2.RecordEngineEventsRequest(lease=ref, body=orjson.dumps({"events": events}))
+    )
+
+
+async def test_engine_events_are_fenced_on_the_update_row(harness: Harness) -> None:
+    stub = harness.stub
+    update_id, started = await start(stub, "stack-1")
+    ref = lease(update_id, started)
+    await record_events(stub, ref, 1, 2)
+    await record_events(stub, ref, 2, 3)  # a retried event is a duplicate, not an error
+
+    forged = updates_pb2.LeaseRef(update_id=update_id, token="not-the-lease")
+    wrong_token = await rpc_error(record_events(stub, forged, 4))
+    assert wrong_token.code() == grpc.StatusCode.UNAUTHENTICATED
+    harness.clock.advance(301)
+    late = await rpc_error(record_events(stub, ref, 4))
+    assert late.details() == "Conflict: The Update has already timed out"
+
+    listed = await stub.ListEngineEvents(
+        updates_pb2.ListEngineEventsRequest(stack_id="stack-1", update_id=update_id)
+    )
+    assert [event.sequence for event in listed.events] == [1, 2, 3]

@@ -12,6 +12,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.context import SETTINGS
 from gateway.convert import b64decode, b64encode, optional_string, string_map
 from gateway.errors import ApiError
 from gateway.middleware import _accepts
@@ -109,10 +110,10 @@ async def test_access_log_leaves_out_probes_unless_asked(
     app = web.Application()
     for path in ("/healthz", "/api/thing", "/metrics"):
         app.router.add_get(path, answer)
-    settings = Settings(access_log=access_log)  # type: ignore[arg-type]
+    app[SETTINGS] = Settings(access_log=access_log)  # type: ignore[arg-type]
     port = unused_port()
     caplog.set_level(logging.INFO, logger="aiohttp.access")
-    async with serving(app, "127.0.0.1", port, settings=settings), aiohttp.ClientSession() as http:
+    async with serving(app, "127.0.0.1", port), aiohttp.ClientSession() as http:
         for path in ("/healthz", "/api/thing", "/metrics"):
             async with http.get(f"http://127.0.0.1:{port}{path}") as response:
                 assert response.status == 200
@@ -122,3 +123,9 @@ async def test_access_log_leaves_out_probes_unless_asked(
         for path in ("/healthz", "/api/thing", "/metrics")
         if any(f"GET {path} " in line for line in lines)
     ] == logged
+
+
+def test_access_log_takes_on_and_off_spellings() -> None:
+    assert Settings(access_log="true").access_log == "requests"  # type: ignore[arg-type]
+    assert Settings(access_log=False).access_log == "off"  # type: ignore[arg-type]
+    assert Settings().access_log == "off"

@@ -1,0 +1,28 @@
+"""The event loop every process entry point runs on: uvloop unless settings say asyncio's.
+
+Chosen by the entry point (`cairn`, `python -m <service>`), never at import: tests and
+embedding programs keep whatever loop they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import uvloop
+
+from services.common.config import Settings
+from services.common.logging import get_logger
+
+log = get_logger("cairn.loop")
+
+T = TypeVar("T")
+
+
+def run_process(main: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """Run `main` to completion on a new loop of the configured kind, then close it."""
+    factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    log.debug("event_loop", kind=settings.event_loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
