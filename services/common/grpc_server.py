@@ -319,6 +319,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
     ),
     "cairn.v1.ConsoleSessionService": ("RevokeSession", "CheckSession"),
     "cairn.v1.SecretsService": ("ListDecryptionEvents",),
+    "cairn.v1.HookService": ("ListHooks", "GetHook", "ListHookDeliveries"),
     "cairn.v1.AgentPoolsService": (
         "ListPools",
         "GetPool",
