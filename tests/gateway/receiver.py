@@ -25,6 +25,8 @@ class Receiver:
     url: str
     statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    # When set, answers wait (bounded) until it is set: a receiver that hangs.
+    hold: asyncio.Event | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -32,6 +34,9 @@ class Receiver:
         async with self._arrived:
             self.received.append(Received(request.path, dict(request.headers), body))
             self._arrived.notify_all()
+        if self.hold is not None:
+            async with asyncio.timeout(WAIT_SECONDS):
+                await self.hold.wait()
         status = self.statuses.pop(0) if self.statuses else 200
         return web.Response(status=status, text=f"answered {status}")
 

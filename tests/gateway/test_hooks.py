@@ -3,6 +3,7 @@ filtered, formatted, retried, recorded) and the events of stacks and updates."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -269,3 +270,18 @@ async def test_stack_events_and_formats(cairn: Cairn) -> None:
             assert card["@context"] == "https://schema.org/extensions"
             assert card["title"] == card["summary"]
             assert card["sections"][0]["facts"][0] == {"name": "By", "value": "admin"}
+
+
+async def test_updates_never_wait_for_hooks(cairn: Cairn, sink: Receiver) -> None:
+    """A hanging receiver and an unreachable one: the update runs and ends regardless."""
+    await create_stack(cairn)
+    await cairn.json("POST", STACK_HOOKS, body=hook_body(sink.url))
+    await cairn.json("POST", STACK_HOOKS, body=hook_body("http://127.0.0.1:9/nothing-listens"))
+    sink.hold = asyncio.Event()
+    run = await begin(cairn, S)
+    await sink.wait_for(1)  # the started event is being delivered, and hangs
+    await run.complete()
+    status = await cairn.json("GET", f"{S}/update/{run.update_id}")
+    assert status["status"] == "succeeded"
+    sink.hold.set()
+    await sink.wait_for(2)

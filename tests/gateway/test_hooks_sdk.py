@@ -32,7 +32,7 @@ def webhook(url: str, name: str, *, active: bool = True, **extra: object) -> Web
         payload_url=url,
         active=active,
         name=name,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
