@@ -55,7 +55,8 @@ async def receiver(path: str = "/hook") -> AsyncIterator[Receiver]:
     found = Receiver(url="")
     app = web.Application()
     app.router.add_post(path, found.handle)
-    runner = web.AppRunner(app)
+    # Bounded: shutting down never waits long for a connection still open.
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -133,7 +132,7 @@ class HookStore:
             return _delivery(row)
 
 
-def _named(organization: str, stack_id: str, name: str):  # type: ignore[no-untyped-def]
+def _named(organization: str, stack_id: str, name: str) -> Select[HookRow]:
     return select(HookRow).where(
         HookRow.organization == organization, HookRow.stack_id == stack_id, HookRow.name == name
     )
@@ -204,6 +203,3 @@ def _delivery(row: HookDeliveryRow) -> Delivery:
         response_headers=row.response_headers,
         response_body=row.response_body,
     )
-
-
-__all__: Sequence[str] = ("HookStore", "hook_not_found")
