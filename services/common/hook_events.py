@@ -30,12 +30,16 @@ class HookEventPublisher:
         timeout: float,
         queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
+        self._channel = channel
         self._stub: HookServiceAsyncStub = hooks_pb2_grpc.HookServiceStub(channel)
         self._timeout = timeout
         self._queue: asyncio.Queue[hooks_pb2.PublishEventRequest] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def publish(self, event: hooks_pb2.PublishEventRequest) -> None:
+        if self._closed:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._send_all())
         try:
@@ -67,6 +71,11 @@ class HookEventPublisher:
             pass
 
     async def close(self) -> None:
+        """Stop sending (queued events are dropped) and close the channel, which ends a call
+        still in flight."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
+        await self._channel.close(None)
+        if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

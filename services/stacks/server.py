@@ -378,6 +378,6 @@ async def start(
         port=port,
         register=register,
         service_names=[SERVICE_NAME, HOOK_SERVICE_NAME],
-        closers=[hooks.close, database.engine.dispose, close_channels],
+        closers=[database.engine.dispose, close_channels, hooks.close],
         dependencies=[database_dependency(database.engine)],
     )

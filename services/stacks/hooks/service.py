@@ -81,6 +81,7 @@ class Hooks:
         self._worker: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self._places = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        self._closed = False
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -177,6 +178,8 @@ class Hooks:
 
     def submit(self, event: HookEvent) -> bool:
         """Queue an event; False when the queue is full (the event is dropped)."""
+        if self._closed:
+            return False
         self._start_worker()
         try:
             self._queue.put_nowait(event)
@@ -246,6 +249,7 @@ class Hooks:
             pass
 
     async def close(self) -> None:
+        self._closed = True
         if self._worker is not None:
             self._worker.cancel()
         for task in list(self._sending):
