@@ -39,6 +39,8 @@ log = get_logger("cairn.hooks")
 
 # Deliveries under way at once; more wait for a place.
 MAX_CONCURRENT_DELIVERIES = 32
+# How long shutting down waits for queued events and deliveries under way.
+CLOSE_GRACE_SECONDS = 2.0
 
 
 class SecretBox(Protocol):
@@ -248,8 +250,11 @@ class Hooks:
         except TimeoutError:
             pass
 
-    async def close(self) -> None:
+    async def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Stop taking events; let what is under way finish (bounded) before cancelling it,
+        so no database call is cut off halfway (the database closes next)."""
         self._closed = True
+        await self.drain(grace)
         if self._worker is not None:
             self._worker.cancel()
         for task in list(self._sending):
