@@ -279,6 +279,21 @@ COPILOT_CHAT = AuditEventType(
     "A copilot conversation was started or continued.",
 )
 
+WEBHOOK_CREATE = AuditEventType(
+    "webhook.create", "Webhook Created", "An organization or stack webhook was created."
+)
+WEBHOOK_UPDATE = AuditEventType(
+    "webhook.update", "Webhook Changed", "An organization or stack webhook was changed."
+)
+WEBHOOK_DELETE = AuditEventType(
+    "webhook.delete", "Webhook Deleted", "An organization or stack webhook was deleted."
+)
+WEBHOOK_PING = AuditEventType(
+    "webhook.ping", "Webhook Pinged", "A ping event was sent to a webhook."
+)
+WEBHOOK_REDELIVER = AuditEventType(
+    "webhook.redeliver", "Webhook Event Redelivered", "A recorded webhook delivery was sent again."
+)
 # For a mutating call whose route names no event of its own (or that matched no route).
 FALLBACK_EVENT = AuditEventType(
     "api.call", "API Call", "A mutating call with no more specific event."
@@ -330,6 +345,11 @@ EVENT_TYPES: tuple[AuditEventType, ...] = (
     STACK_PERMISSION_UPDATE,
     STACK_NOTIFICATIONS_UPDATE,
     STACK_ANNOTATION_UPDATE,
+    WEBHOOK_CREATE,
+    WEBHOOK_UPDATE,
+    WEBHOOK_DELETE,
+    WEBHOOK_PING,
+    WEBHOOK_REDELIVER,
     STACK_IMPORT,
     UPDATE_CREATE,
     UPDATE_START,

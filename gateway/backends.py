@@ -12,6 +12,7 @@ from protos.cairn.v1 import (
     audit_pb2_grpc,
     console_pb2_grpc,
     copilot_pb2_grpc,
+    hooks_pb2_grpc,
     identity_pb2_grpc,
     oidc_pb2_grpc,
     secrets_pb2_grpc,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from protos.cairn.v1.audit_pb2_grpc import AuditServiceAsyncStub
     from protos.cairn.v1.console_pb2_grpc import ConsoleSessionServiceAsyncStub
     from protos.cairn.v1.copilot_pb2_grpc import CopilotServiceAsyncStub
+    from protos.cairn.v1.hooks_pb2_grpc import HookServiceAsyncStub
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from protos.cairn.v1.oidc_pb2_grpc import OidcServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
@@ -52,6 +54,8 @@ class Backends:
     audit: AuditServiceAsyncStub = field(init=False)
     console_sessions: ConsoleSessionServiceAsyncStub = field(init=False)
     oidc: OidcServiceAsyncStub = field(init=False)
+    # Webhooks are served by the stacks process, on its channel.
+    hooks: HookServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
@@ -65,6 +69,7 @@ class Backends:
             self.channels["identity"]
         )
         self.oidc = oidc_pb2_grpc.OidcServiceStub(self.channels["identity"])
+        self.hooks = hooks_pb2_grpc.HookServiceStub(self.channels["stacks"])
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:

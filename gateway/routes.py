@@ -17,6 +17,7 @@ from gateway.handlers import (
     copilot,
     deployments,
     history,
+    hooks,
     identity,
     oidc,
     organizations,
@@ -58,6 +59,8 @@ CONSOLE_S = "/api/console/stacks/{orgName}/{projectName}/{stackName}"
 AUDIT = "/api/orgs/{orgName}/auditlogs"
 ISSUERS = "/api/orgs/{orgName}/oidc/issuers"
 ISSUER = f"{ISSUERS}/{{issuerId}}"
+ORG_HOOK = f"{ORG}/hooks/{{hookName}}"
+STACK_HOOK = f"{S}/hooks/{{hookName}}"
 
 
 ROUTES: tuple[Route, ...] = (
@@ -638,6 +641,83 @@ ROUTES: tuple[Route, ...] = (
         "/api/admin/auditlogs/export",
         audit.export_instance_audit_log_events,
         is_text_accepted=True,
+    ),
+    # Webhooks: organization admins manage the organization's, stack admins a stack's.
+    org("GET", f"{ORG}/hooks", hooks.list_organization_webhooks, ADMIN),
+    org(
+        "POST",
+        f"{ORG}/hooks",
+        hooks.create_organization_webhook,
+        ADMIN,
+        audit=events.WEBHOOK_CREATE,
+    ),
+    org("GET", ORG_HOOK, hooks.get_organization_webhook, ADMIN),
+    org(
+        "PATCH",
+        ORG_HOOK,
+        hooks.update_organization_webhook,
+        ADMIN,
+        audit=events.WEBHOOK_UPDATE,
+    ),
+    org(
+        "DELETE",
+        ORG_HOOK,
+        hooks.delete_organization_webhook,
+        ADMIN,
+        audit=events.WEBHOOK_DELETE,
+    ),
+    org("GET", f"{ORG_HOOK}/deliveries", hooks.get_organization_webhook_deliveries, ADMIN),
+    org(
+        "POST",
+        f"{ORG_HOOK}/deliveries/{{event}}/redeliver",
+        hooks.redeliver_organization_webhook_event,
+        ADMIN,
+        audit=events.WEBHOOK_REDELIVER,
+    ),
+    org(
+        "POST",
+        f"{ORG_HOOK}/ping",
+        hooks.ping_organization_webhook,
+        ADMIN,
+        audit=events.WEBHOOK_PING,
+    ),
+    stack("GET", f"{S}/hooks", hooks.list_stack_webhooks, STACK_ADMIN),
+    stack(
+        "POST",
+        f"{S}/hooks",
+        hooks.create_stack_webhook,
+        STACK_ADMIN,
+        audit=events.WEBHOOK_CREATE,
+    ),
+    stack("GET", STACK_HOOK, hooks.get_stack_webhook, STACK_ADMIN),
+    stack(
+        "PATCH",
+        STACK_HOOK,
+        hooks.update_stack_webhook,
+        STACK_ADMIN,
+        audit=events.WEBHOOK_UPDATE,
+    ),
+    stack(
+        "DELETE",
+        STACK_HOOK,
+        hooks.delete_stack_webhook,
+        STACK_ADMIN,
+        audit=events.WEBHOOK_DELETE,
+    ),
+    stack("GET", f"{STACK_HOOK}/deliveries", hooks.get_stack_webhook_deliveries, STACK_ADMIN),
+    stack(
+        "POST",
+        f"{STACK_HOOK}/deliveries/{{event}}/redeliver",
+        hooks.redeliver_stack_webhook_event,
+        STACK_ADMIN,
+        audit=events.WEBHOOK_REDELIVER,
+    ),
+    stack(
+        "POST",
+        f"{STACK_HOOK}/ping",
+        hooks.ping_stack_webhook,
+        STACK_ADMIN,
+        audit=events.WEBHOOK_PING,
     ),
 )
 

@@ -109,8 +109,109 @@ _ADMIN_USER = _object(
 )
 _NEW_TOKEN = _object({"id": _STRING, "tokenValue": _STRING})
 _SET_USER_STATE = {"responses": {"200": _ADMIN_USER}, "errors": [403, 404, 409]}
+_WEBHOOK_FIELDS: dict[str, Any] = {
+    "organizationName": _STRING,
+    "projectName": _OPTIONAL_STRING,
+    "stackName": _OPTIONAL_STRING,
+    "envName": _OPTIONAL_STRING,
+    "name": _OPTIONAL_STRING,
+    "displayName": _STRING,
+    "payloadUrl": _STRING,
+    "active": {"type": "boolean"},
+    "format": {"type": ["string", "null"], "enum": ["raw", "slack", "ms_teams", None]},
+    "filters": {"type": ["array", "null"], "items": _STRING},
+    "groups": {"type": ["array", "null"], "items": _STRING},
+}
+# The SDK's `Webhook`: what create and update take; `secret` is write-only.
+_WEBHOOK = {
+    "type": "object",
+    "properties": {**_WEBHOOK_FIELDS, "secret": _OPTIONAL_STRING},
+    "required": ["organizationName", "displayName", "payloadUrl", "active"],
+}
+# `WebhookResponse`: never the secret; `secretCiphertext` is always empty.
+_WEBHOOK_RESPONSE = {
+    "type": "object",
+    "properties": {
+        **_WEBHOOK_FIELDS,
+        "hasSecret": {"type": "boolean"},
+        "secretCiphertext": {"type": "string", "maxLength": 0},
+    },
+    "required": ["organizationName", "name", "displayName", "payloadUrl", "active", "hasSecret"],
+}
+# `WebhookDelivery`: one attempt; headers are JSON text, the response body an excerpt.
+_WEBHOOK_DELIVERY = _object(
+    {
+        "id": _STRING,
+        "kind": _STRING,
+        "payload": _STRING,
+        # Unix milliseconds.
+        "timestamp": {"type": "integer"},
+        # Milliseconds.
+        "duration": {"type": "integer"},
+        "requestUrl": _STRING,
+        "requestHeaders": _STRING,
+        # 0 when no answer came.
+        "responseCode": {"type": "integer"},
+        "responseHeaders": _STRING,
+        "responseBody": _STRING,
+    }
+)
+
+
+def _webhook_operations(scope: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """The eight webhook operations of one scope (organization or stack)."""
+    hook = {"$ref": _REF + "WebhookResponse"}
+    delivery = {"$ref": _REF + "WebhookDelivery"}
+    body = {"$ref": _REF + "Webhook"}
+    return {
+        f"list_{prefix}_webhooks": {
+            "summary": f"The {scope}'s webhooks (secrets never included).",
+            "responses": {"200": {"type": "array", "items": hook}},
+        },
+        f"create_{prefix}_webhook": {
+            "summary": f"Create a webhook of the {scope}; its payload URL must be http(s).",
+            "request": body,
+            "responses": {"200": hook},
+            "errors": [400, 404, 409],
+        },
+        f"get_{prefix}_webhook": {
+            "summary": f"One webhook of the {scope}.",
+            "responses": {"200": hook},
+            "errors": [404],
+        },
+        f"update_{prefix}_webhook": {
+            "summary": f"Change a webhook of the {scope}; an absent secret is kept, an empty "
+            "one removed.",
+            "request": body,
+            "responses": {"200": hook},
+            "errors": [400, 404],
+        },
+        f"delete_{prefix}_webhook": {
+            "summary": f"Delete a webhook of the {scope} and its recorded deliveries.",
+            "responses": {"204": None},
+            "errors": [404],
+        },
+        f"get_{prefix}_webhook_deliveries": {
+            "summary": "The webhook's recorded delivery attempts, newest first.",
+            "responses": {"200": {"type": "array", "items": delivery}},
+            "errors": [404],
+        },
+        f"ping_{prefix}_webhook": {
+            "summary": "Send a `ping` event now; answers the attempt.",
+            "responses": {"200": delivery},
+            "errors": [404],
+        },
+        f"redeliver_{prefix}_webhook_event": {
+            "summary": "Send a recorded delivery's payload again now; answers the attempt.",
+            "responses": {"200": delivery},
+            "errors": [404],
+        },
+    }
+
 
 OPERATIONS: dict[str, dict[str, Any]] = {
+    **_webhook_operations("organization", "organization"),
+    **_webhook_operations("stack", "stack"),
     "health": {
         "summary": "Health of every service (the same as /readyz).",
         "responses": {"200": _HEALTH},
@@ -520,4 +621,7 @@ COMPONENT_MEMBERS: dict[str, dict[str, Any]] = {
 
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": _object({"code": {"type": "integer"}, "message": _STRING}),
+    "Webhook": _WEBHOOK,
+    "WebhookResponse": _WEBHOOK_RESPONSE,
+    "WebhookDelivery": _WEBHOOK_DELIVERY,
 }

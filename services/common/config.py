@@ -142,6 +142,13 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
+    # Webhooks: each attempt's timeout, attempts per event (first one included), the delay
+    # before the second attempt (doubling after that), and events held for delivery at most
+    # (a full queue drops new events; updates never wait for webhooks).
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_attempts: int = Field(default=3, ge=1, le=10)
+    webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
+    webhook_queue_size: int = Field(default=1000, ge=1)
     # Which organizations creating a stack may bring into being: `own` only the caller's own
     # organization (named after their login), `any` every unused name, `none` never.
     allow_organization_autocreate: Literal["any", "own", "none"] = "own"

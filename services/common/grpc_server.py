@@ -328,6 +328,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "GetSignInOptions",
     ),
     "cairn.v1.SecretsService": ("ListDecryptionEvents",),
+    "cairn.v1.HookService": ("ListHooks", "GetHook", "ListHookDeliveries"),
     "cairn.v1.AgentPoolsService": (
         "ListPools",
         "GetPool",

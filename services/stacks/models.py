@@ -1,4 +1,4 @@
-"""Tables of the stacks service; only store.py touches them."""
+"""Tables of the stacks service; only store.py touches them (the hook tables: hooks/store.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     false,
 )
@@ -77,3 +79,47 @@ class StackAnnotationRow(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     modified_by: Mapped[str] = mapped_column(String(100))
     modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HookRow(Base):
+    """A webhook of an organization (`stack_id` empty) or of one stack."""
+
+    __tablename__ = "stacks_hooks"
+    __table_args__ = (UniqueConstraint("organization", "stack_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization: Mapped[str] = mapped_column(name_column_type(100))
+    stack_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(name_column_type(100))
+    display_name: Mapped[str] = mapped_column(String(255))
+    payload_url: Mapped[str] = mapped_column(String(2048))
+    active: Mapped[bool] = mapped_column(Boolean)
+    format: Mapped[str] = mapped_column(String(16))
+    filters: Mapped[list[str]] = mapped_column(JSON)
+    groups: Mapped[list[str]] = mapped_column(JSON)
+    # Encrypted by the secrets service under the hook's own key; never answered.
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HookDeliveryRow(Base):
+    """One attempt to deliver an event to a hook."""
+
+    __tablename__ = "stacks_hook_deliveries"
+    __table_args__ = (Index("ix_stacks_hook_deliveries_hook_id_timestamp", "hook_id", "timestamp"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hook_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("stacks_hooks.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    # Unix milliseconds.
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    request_url: Mapped[str] = mapped_column(String(2048))
+    request_headers: Mapped[str] = mapped_column(Text)
+    response_code: Mapped[int] = mapped_column(Integer)
+    response_headers: Mapped[str] = mapped_column(Text)
+    response_body: Mapped[str] = mapped_column(Text)

@@ -11,6 +11,7 @@ import grpc
 from protos.cairn.v1 import (
     agent_pools_pb2_grpc,
     common_pb2,
+    hooks_pb2_grpc,
     identity_pb2_grpc,
     secrets_pb2_grpc,
     stacks_pb2,
@@ -36,6 +37,7 @@ from services.stacks.domain import (
     validate_name,
     validate_path,
 )
+from services.stacks.hooks.server import HOOK_SERVICE_NAME, hook_service
 from services.stacks.models import Base
 from services.stacks.peers import (
     DeleteSecretsKey,
@@ -355,10 +357,19 @@ async def start(
         history=RecordRename(updates, timeout),
         transfer_followups=(PurgeStackGrants(identity, timeout),),
     )
-    servicer = StacksServicer(StackService(store, peers))
+    hook_servicer, hooks = hook_service(
+        settings,
+        database.sessions,
+        clock or SystemClock(),
+        secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]),
+        stack_by_id=store.get_by_id,
+        stack_by_path=store.get,
+    )
+    servicer = StacksServicer(StackService(store, peers, events=hooks))
 
     def register(server: grpc.aio.Server) -> None:
         stacks_pb2_grpc.add_StacksServiceServicer_to_server(servicer, server)
+        hooks_pb2_grpc.add_HookServiceServicer_to_server(hook_servicer, server)
 
     return await serve_service(
         name="stacks",
@@ -366,7 +377,7 @@ async def start(
         host=host,
         port=port,
         register=register,
-        service_names=[SERVICE_NAME],
-        closers=[database.engine.dispose, close_channels],
+        service_names=[SERVICE_NAME, HOOK_SERVICE_NAME],
+        closers=[database.engine.dispose, close_channels, hooks.close],
         dependencies=[database_dependency(database.engine)],
     )

@@ -124,12 +124,23 @@ class Peers:
     transfer_followups: Sequence[PurgeStep] = ()
 
 
+class StackEvents(Protocol):
+    """Told (without waiting) that a stack was created, deleted or renamed."""
+
+    def stack_event(self, stack: StackRecord, action: str, user_login: str) -> None: ...
+
+
 class StackService:
     """Protocol doc §3.2.1–3.2.7 and seed 000's stack settings, as use cases."""
 
-    def __init__(self, store: StackStore, peers: Peers) -> None:
+    def __init__(self, store: StackStore, peers: Peers, events: StackEvents | None = None) -> None:
         self._store = store
         self._peers = peers
+        self._events = events
+
+    def _tell(self, stack: StackRecord, action: str, caller: Caller) -> None:
+        if self._events is not None:
+            self._events.stack_event(stack, action, caller.login)
 
     async def create(
         self, stack: NewStack, caller: Caller, initial_state: bytes | None = None
@@ -137,13 +148,13 @@ class StackService:
         """Create a stack; an initial state becomes its first version, or the stack goes away
         again when the state is refused (the refusal is what the caller gets)."""
         created = await self._store.create(validate_new_stack(stack))
-        if initial_state is None:
-            return created
-        try:
-            await self._peers.state_import(created, initial_state, caller)
-        except DomainError:
-            await self.delete(created.path, force=True, caller=caller)
-            raise
+        if initial_state is not None:
+            try:
+                await self._peers.state_import(created, initial_state, caller)
+            except DomainError:
+                await self._delete(created.path, force=True, caller=caller)
+                raise
+        self._tell(created, "created", caller)
         return created
 
     async def get(self, path: StackPath) -> StackRecord:
@@ -160,6 +171,11 @@ class StackService:
 
     async def delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
         """Delete a stack and purge its data elsewhere; returns what was deleted."""
+        stack = await self._delete(path, force=force, caller=caller)
+        self._tell(stack, "deleted", caller)
+        return stack
+
+    async def _delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
         stack = await self._store.get(validate_path(path))
         for check in self._peers.checks:
             await check(stack, force=force, caller=caller)
@@ -184,6 +200,7 @@ class StackService:
         update_id = await _record(
             self._peers.history, renamed, caller, "stack_rename_followup_failed"
         )
+        self._tell(renamed, "renamed", caller)
         return renamed, update_id
 
     async def transfer(self, path: StackPath, destination: str, caller: Caller) -> StackRecord:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from protos.cairn.v1 import common_pb2, updates_pb2, updates_pb2_grpc
+from protos.cairn.v1 import common_pb2, hooks_pb2, updates_pb2, updates_pb2_grpc
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.db import statement_session_factory
+from services.common.hook_events import HookEventPublisher
 from services.common.readiness import Dependency, database_dependency
-from services.common.service import RunningService, open_database, serve_service
+from services.common.service import RunningService, open_database, peer_channel, serve_service
 from services.updates import bodies
 from services.updates.domain import (
     EngineEvent,
@@ -37,6 +39,9 @@ from services.updates.service import Updates
 from services.updates.store import UpdateStore
 from services.updates.texts import off_loop
 from services.updates.views import projected_count
+
+# Update kinds reported to webhooks.
+WEBHOOK_KINDS = ("update", "preview", "refresh", "destroy")
 
 SERVICE_NAME = updates_pb2.DESCRIPTOR.services_by_name["UpdatesService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -408,6 +413,46 @@ def build_lock(settings: Settings) -> StackLock:
     return DatabaseOnlyLock()
 
 
+def hook_publisher(settings: Settings) -> HookEventPublisher | None:
+    """Update outcomes go to the webhooks in the stacks process, when it is addressed."""
+    if not settings.service_address("stacks"):
+        return None
+    return HookEventPublisher(
+        peer_channel(settings, "stacks"),
+        settings.grpc_timeout_seconds,
+        settings.webhook_queue_size,
+    )
+
+
+def update_announcer(publisher: HookEventPublisher) -> Callable[[UpdateRecord, str], None]:
+    """Reports an update's start and end (CLI kinds only) as a webhook event."""
+
+    def announce(update: UpdateRecord, result: str) -> None:
+        kind = "preview" if update.is_preview else update.kind
+        if kind not in WEBHOOK_KINDS:
+            return
+        duration = 0
+        if update.started_at is not None and update.ended_at is not None:
+            duration = max(0, round(update.ended_at - update.started_at))
+        publisher.publish(
+            hooks_pb2.PublishEventRequest(
+                stack_id=update.stack_id,
+                event=f"{kind}_{result}",
+                user_login=update.requested_by,
+                update=hooks_pb2.UpdateOutcome(
+                    update_id=update.id,
+                    kind=kind,
+                    result=result,
+                    version=update.version,
+                    resource_changes=dict(update.resource_changes),
+                    duration_seconds=duration,
+                ),
+            )
+        )
+
+    return announce
+
+
 def lock_dependencies(lock: StackLock) -> list[Dependency]:
     """Redis, when the lock uses it: without it no update can start."""
     if isinstance(lock, RedisStackLock):
@@ -433,7 +478,11 @@ async def start(
         statement_session_factory(database.engine),
     )
     history = UpdateHistory(store, HistoryStore(database.reads))
-    servicer = UpdatesServicer(Updates(store, stack_lock, clock or SystemClock()), history)
+    publisher = hook_publisher(settings)
+    announce = None if publisher is None else update_announcer(publisher)
+    servicer = UpdatesServicer(
+        Updates(store, stack_lock, clock or SystemClock(), announce=announce), history
+    )
 
     def register(server: grpc.aio.Server) -> None:
         updates_pb2_grpc.add_UpdatesServiceServicer_to_server(servicer, server)
@@ -445,6 +494,10 @@ async def start(
         port=port,
         register=register,
         service_names=[SERVICE_NAME],
-        closers=[database.engine.dispose, stack_lock.close],
+        closers=[
+            database.engine.dispose,
+            stack_lock.close,
+            *([] if publisher is None else [publisher.close]),
+        ],
         dependencies=[database_dependency(database.engine), *lock_dependencies(stack_lock)],
     )

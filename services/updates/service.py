@@ -9,6 +9,7 @@ lock row decides who may start; Redis, when configured, only turns contenders aw
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -80,6 +81,14 @@ MAX_WRITER_LOCKS = 10_000
 EXPORT_ATTEMPTS = 3
 
 
+# Told (without waiting) that an update started or ended: the record and the result.
+Announce = Callable[[UpdateRecord, str], None]
+
+
+def _silent(update: UpdateRecord, result: str) -> None:
+    return None
+
+
 def new_lease_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -95,6 +104,7 @@ class Updates:
         new_token: Callable[[], str] = new_lease_token,
         cache: WorkingTexts | None = None,
         metrics: Metrics | None = None,
+        announce: Announce | None = None,
     ) -> None:
         self._store = store
         self._lock = lock
@@ -103,6 +113,7 @@ class Updates:
         self._texts = cache or WorkingTexts()
         self._writers: dict[str, asyncio.Lock] = {}
         self._metrics = metrics or default_metrics()
+        self._announce = announce or _silent
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -123,6 +134,7 @@ class Updates:
             if not update.is_preview:
                 self._metrics.update_lock_wait_seconds.observe(time.perf_counter() - began)
         self._metrics.updates_started.labels(_kind_label(update)).inc()
+        self._announce(dataclasses.replace(update, version=started.version), "started")
         return started
 
     async def _take(
@@ -176,6 +188,7 @@ class Updates:
         if holder.status == RUNNING:
             ended = await self._store.expire(holder.id, self._clock.now())
             log.info("update_lease_expired", update_id=holder.id, stack_id=holder.stack_id)
+            self._announce(ended, ended.status)
         await self._finalise(ended)
 
     async def renew(self, lease: LeaseRef, duration_seconds: int) -> Lease:
@@ -202,6 +215,8 @@ class Updates:
         await self._finalise(ended)
         if not ended.is_preview:
             await self._lock.release(ended.stack_id, lease.token_hash)
+        if not ended.is_finalised:
+            self._announce(ended, ended.status)
 
     async def cancel(self, stack_id: str, update_id: str) -> None:
         """`pulumi cancel`: end a running update at once; its lease stops working."""
@@ -212,6 +227,8 @@ class Updates:
         await self._finalise(ended)
         if not ended.is_preview and ended.lease_token_hash:
             await self._lock.release(ended.stack_id, ended.lease_token_hash)
+        if not ended.is_finalised:
+            self._announce(ended, CANCELLED)
 
     async def _finalise(self, update: UpdateRecord) -> None:
         if update.is_finalised:

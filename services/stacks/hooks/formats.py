@@ -1,0 +1,151 @@
+"""Payload bodies: Pulumi's JSON (`raw`), a Slack Block Kit message, a Teams MessageCard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.stacks.hooks.domain import (
+    MS_TEAMS,
+    PING,
+    SLACK,
+    HookEvent,
+    StackNames,
+)
+
+PING_MESSAGE = "Just a friendly ping from Cairn"
+# Message colours by outcome: green, red, amber, blue.
+_COLOURS = {"succeeded": "2EB67D", "failed": "E01E5A", "cancelled": "ECB22E"}
+_NEUTRAL = "1D9BD1"
+
+
+def update_url(public_url: str, names: StackNames, version: int) -> str:
+    """The console page of an update."""
+    return f"{public_url}/{names.organization}/{names.project}/{names.stack}/updates/{version}"
+
+
+def stack_url(public_url: str, names: StackNames) -> str:
+    return f"{public_url}/{names.organization}/{names.project}/{names.stack}"
+
+
+def raw_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
+    """Pulumi's payload shapes: `stack` events carry an action, update events a result."""
+    if event.event == PING:
+        return {"message": PING_MESSAGE}
+    names = event.names or StackNames("", "", "")
+    payload: dict[str, Any] = {
+        "user": {"name": event.user_login, "githubLogin": event.user_login, "avatarUrl": ""},
+        "organization": {
+            "name": names.organization,
+            "githubLogin": names.organization,
+            "avatarUrl": "",
+        },
+        "projectName": names.project,
+        "stackName": names.stack,
+    }
+    update = event.update
+    if update is None:
+        payload["action"] = event.event.removeprefix("stack_")
+        payload["stackUrl"] = stack_url(public_url, names)
+        return payload
+    payload.update(
+        {
+            "updateUrl": update_url(public_url, names, update.version),
+            "kind": update.kind,
+            "result": update.result,
+            "resourceChanges": dict(update.resource_changes),
+            "version": update.version,
+            "updateId": update.update_id,
+            "durationSeconds": update.duration_seconds,
+        }
+    )
+    return payload
+
+
+def _title(event: HookEvent) -> str:
+    if event.event == PING:
+        return PING_MESSAGE
+    names = event.names or StackNames("", "", "")
+    stack = f"{names.organization}/{names.project}/{names.stack}"
+    update = event.update
+    if update is None:
+        return f"Stack {stack} {event.event.removeprefix('stack_')}"
+    return f"{update.kind.capitalize()} {update.result} on {stack}"
+
+
+def _facts(event: HookEvent) -> list[tuple[str, str]]:
+    update = event.update
+    facts = [] if event.event == PING else [("By", event.user_login or "-")]
+    if update is not None:
+        changes = ", ".join(
+            f"{op} {count}" for op, count in sorted(update.resource_changes.items())
+        )
+        facts += [
+            ("Version", str(update.version)),
+            ("Resource changes", changes or "none"),
+            ("Duration", f"{update.duration_seconds}s"),
+        ]
+    return facts
+
+
+def _link(event: HookEvent, public_url: str) -> str:
+    if event.names is None:
+        return ""
+    if event.update is not None:
+        return update_url(public_url, event.names, event.update.version)
+    return stack_url(public_url, event.names)
+
+
+def slack_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
+    title = _title(event)
+    link = _link(event, public_url)
+    heading = f"*<{link}|{title}>*" if link.startswith("http") else f"*{title}*"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": heading}}
+    ]
+    facts = _facts(event)
+    if facts:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in facts
+                ],
+            }
+        )
+    return {"text": title, "blocks": blocks}
+
+
+def teams_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
+    title = _title(event)
+    result = event.update.result if event.update is not None else ""
+    card: dict[str, Any] = {
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": title,
+        "themeColor": _COLOURS.get(result, _NEUTRAL),
+        "title": title,
+        "sections": [{"facts": [{"name": name, "value": value} for name, value in _facts(event)]}],
+    }
+    link = _link(event, public_url)
+    if link.startswith("http"):
+        card["potentialAction"] = [
+            {
+                "@type": "OpenUri",
+                "name": "Open in Cairn",
+                "targets": [{"os": "default", "uri": link}],
+            }
+        ]
+    return card
+
+
+def render(hook_format: str, event: HookEvent, public_url: str) -> bytes:
+    """The exact body bytes sent (and signed) for one hook."""
+    if hook_format == SLACK:
+        body = slack_payload(event, public_url)
+    elif hook_format == MS_TEAMS:
+        body = teams_payload(event, public_url)
+    else:
+        body = raw_payload(event, public_url)
+    return orjson.dumps(body)

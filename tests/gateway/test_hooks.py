@@ -1,0 +1,287 @@
+"""Webhooks end to end: the REST routes, who may use them, delivery to real receivers (signed,
+filtered, formatted, retried, recorded) and the events of stacks and updates."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import text
+from structlog.testing import capture_logs
+
+from gateway.audit import AUDIT_RECORDER
+from services.common.config import Settings
+from services.common.db import create_engine
+from tests.gateway.cli import begin, create_stack, stack_path, summary
+from tests.gateway.conftest import ADMIN, MEMBER, AiohttpClient, Cairn, running_cairn
+from tests.gateway.receiver import Receiver, receiver
+
+ORG_HOOKS = "/api/orgs/admin/hooks"
+S = stack_path()
+STACK_HOOKS = f"{S}/hooks"
+SECRET = "hook-secret-3f9a1c0b7e"
+
+
+@pytest.fixture
+async def cairn(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Cairn]:
+    """The system with quick webhook retries."""
+    quick = settings.model_copy(
+        update={"webhook_backoff_seconds": 0.05, "webhook_timeout_seconds": 2.0}
+    )
+    async for running in running_cairn(quick, aiohttp_client):
+        yield running
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Receiver]:
+    async with receiver() as found:
+        yield found
+
+
+def hook_body(url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "organizationName": "admin",
+        "displayName": "CI notifications",
+        "payloadUrl": url,
+        "active": True,
+        **extra,
+    }
+
+
+def verify(secret: str, body: bytes, signature: str) -> bool:
+    """What a receiver does (README): HMAC-SHA256 of the body, compared in constant time."""
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+async def test_crud_of_organization_hooks(cairn: Cairn, sink: Receiver) -> None:
+    created = await cairn.json(
+        "POST",
+        ORG_HOOKS,
+        body=hook_body(sink.url, name="ci", secret=SECRET, filters=["update_succeeded"]),
+    )
+    assert created == {
+        "organizationName": "admin",
+        "name": "ci",
+        "displayName": "CI notifications",
+        "payloadUrl": sink.url,
+        "active": True,
+        "format": "raw",
+        "filters": ["update_succeeded"],
+        "groups": [],
+        "hasSecret": True,
+        "secretCiphertext": "",
+    }
+    assert await cairn.json("GET", ORG_HOOKS) == [created]
+    assert await cairn.json("GET", f"{ORG_HOOKS}/ci") == created
+    # A generated name when none is given.
+    other = await cairn.json("POST", ORG_HOOKS, body=hook_body(sink.url, format="slack"))
+    assert len(other["name"]) == 8 and other["hasSecret"] is False
+
+    # An update keeps the secret when none is sent, clears it with "".
+    changed = await cairn.json(
+        "PATCH", f"{ORG_HOOKS}/ci", body=hook_body(sink.url, displayName="Renamed")
+    )
+    assert changed["displayName"] == "Renamed" and changed["hasSecret"] is True
+    cleared = await cairn.json("PATCH", f"{ORG_HOOKS}/ci", body=hook_body(sink.url, secret=""))
+    assert cleared["hasSecret"] is False and cleared["filters"] == []
+
+    await cairn.json("DELETE", f"{ORG_HOOKS}/ci", status=204)
+    await cairn.json("GET", f"{ORG_HOOKS}/ci", status=404)
+    assert [hook["name"] for hook in await cairn.json("GET", ORG_HOOKS)] == [other["name"]]
+
+
+async def test_bad_input_is_refused_without_a_write(cairn: Cairn, sink: Receiver) -> None:
+    await cairn.json("POST", ORG_HOOKS, body=hook_body(sink.url, name="ci"))
+    for body in (
+        hook_body("ftp://127.0.0.1/x"),
+        hook_body("file:///etc/passwd"),
+        hook_body("not a url"),
+        hook_body(sink.url, format="email"),
+        hook_body(sink.url, filters=["update_exploded"]),
+        hook_body(sink.url, groups=["everything"]),
+        hook_body(sink.url, displayName=""),
+        hook_body(sink.url, name="bad name!"),
+        hook_body(sink.url, organizationName="someone-else"),
+        hook_body(sink.url, active="yes"),
+        hook_body(sink.url, filters="update_failed"),
+    ):
+        response = await cairn.call("POST", ORG_HOOKS, body=body)
+        assert response.status == 400, (body, await response.text())
+        assert set(await response.json()) == {"code", "message"}
+    await cairn.json("POST", ORG_HOOKS, status=409, body=hook_body(sink.url, name="ci"))
+    response = await cairn.call("PATCH", f"{ORG_HOOKS}/ci", body=hook_body("gopher://x"))
+    assert response.status == 400
+    assert [h["payloadUrl"] for h in await cairn.json("GET", ORG_HOOKS)] == [sink.url]
+    await cairn.json("PATCH", f"{ORG_HOOKS}/missing", status=404, body=hook_body(sink.url))
+    await cairn.json("DELETE", f"{ORG_HOOKS}/missing", status=404)
+    await cairn.json("POST", f"{ORG_HOOKS}/missing/ping", status=404)
+    await cairn.json("POST", f"{ORG_HOOKS}/ci/deliveries/nope/redeliver", status=404)
+    await cairn.json("GET", f"{S}/hooks", status=404)  # no such stack
+
+
+async def test_organization_admins_and_stack_admins_only(cairn: Cairn, sink: Receiver) -> None:
+    await create_stack(cairn)
+    member = await cairn.new_user("mia", org_role=("admin", MEMBER))
+    second_admin = await cairn.new_user("ada", org_role=("admin", ADMIN))
+    for method, path in (
+        ("GET", ORG_HOOKS),
+        ("POST", ORG_HOOKS),
+        ("GET", STACK_HOOKS),
+        ("POST", STACK_HOOKS),
+    ):
+        body = hook_body(sink.url) if method == "POST" else None
+        response = await cairn.call(method, path, token=member, body=body)
+        assert response.status == 403, (method, path, response.status)
+    await cairn.json("POST", ORG_HOOKS, token=second_admin, body=hook_body(sink.url, name="a"))
+    await cairn.json("POST", STACK_HOOKS, token=second_admin, body=hook_body(sink.url, name="b"))
+    assert await cairn.json("GET", ORG_HOOKS, token=member, status=403)
+
+
+async def test_ping_is_signed_and_recorded_and_the_secret_stays_hidden(
+    cairn: Cairn, sink: Receiver
+) -> None:
+    with capture_logs() as logs:
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(sink.url, name="ci", secret=SECRET))
+        delivery = await cairn.json("POST", f"{ORG_HOOKS}/ci/ping")
+    (request,) = await sink.wait_for(1)
+    assert request.headers["Pulumi-Webhook-Kind"] == "ping"
+    assert request.headers["Pulumi-Webhook-ID"] == delivery["id"]
+    assert verify(SECRET, request.body, request.headers["Pulumi-Webhook-Signature"])
+    assert not verify("wrong", request.body, request.headers["Pulumi-Webhook-Signature"])
+    assert orjson.loads(request.body)["message"]
+    assert delivery["kind"] == "ping" and delivery["responseCode"] == 200
+    assert delivery["payload"] == request.body.decode()
+    assert delivery["responseBody"] == "answered 200"
+    assert "Pulumi-Webhook-Signature" not in orjson.loads(delivery["requestHeaders"])
+    assert await cairn.json("GET", f"{ORG_HOOKS}/ci/deliveries") == [delivery]
+
+    # Nowhere: not in answers, logs, the audit log, nor in clear in the database.
+    await cairn.client.app[AUDIT_RECORDER].flush(5)
+    engine = create_engine(cairn.system.settings.resolved_database_url())
+    try:
+        async with engine.connect() as connection:
+            audit = (await connection.execute(text("SELECT * FROM identity_audit_events"))).all()
+            stored = (await connection.execute(text("SELECT secret FROM stacks_hooks"))).all()
+    finally:
+        await engine.dispose()
+    assert any("webhook.create" in str(row) for row in audit)
+    haystacks = [str(audit), str(logs), str(await cairn.json("GET", ORG_HOOKS))]
+    for haystack in haystacks:
+        assert SECRET not in haystack
+    (ciphertext,) = stored[0]
+    assert ciphertext and SECRET.encode() not in bytes(ciphertext)
+
+
+async def test_a_failing_receiver_is_retried_and_redelivery_works(
+    cairn: Cairn, sink: Receiver
+) -> None:
+    await create_stack(cairn)
+    await cairn.json("POST", STACK_HOOKS, body=hook_body(sink.url, name="ci"))
+    sink.statuses = [500, 503]
+    run = await begin(cairn, S)
+    # started: 500, 503, then 200.
+    received = await sink.wait_for(3)
+    assert {r.headers["Pulumi-Webhook-Kind"] for r in received} == {"stack_update"}
+    assert len({r.body for r in received}) == 1
+    deliveries = await cairn.json("GET", f"{STACK_HOOKS}/ci/deliveries")
+    assert sorted(d["responseCode"] for d in deliveries) == [200, 500, 503]
+    assert len({d["id"] for d in deliveries}) == 3
+    failed = next(d for d in deliveries if d["responseCode"] == 500)
+    again = await cairn.json("POST", f"{STACK_HOOKS}/ci/deliveries/{failed['id']}/redeliver")
+    assert again["responseCode"] == 200 and again["payload"] == failed["payload"]
+    assert again["id"] != failed["id"]
+    await sink.wait_for(4)
+    assert sink.received[3].body == sink.received[0].body
+    await run.complete()
+
+
+async def test_an_update_reaches_organization_and_stack_hooks(cairn: Cairn) -> None:
+    await create_stack(cairn)
+    async with receiver() as org_sink, receiver() as stack_sink, receiver() as filtered:
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(org_sink.url, secret=SECRET))
+        await cairn.json(
+            "POST", STACK_HOOKS, body=hook_body(stack_sink.url, projectName="web", stackName="dev")
+        )
+        await cairn.json(
+            "POST", STACK_HOOKS, body=hook_body(filtered.url, filters=["update_failed"])
+        )
+        run = await begin(cairn, S)
+        await run.send_events([summary({"create": 2})])
+        await run.complete()
+        for sink in (org_sink, stack_sink):
+            started, ended = await sink.wait_for(2)
+            assert sink.kinds() == ["stack_update", "stack_update"]
+            by_result = {
+                orjson.loads(r.body)["result"]: orjson.loads(r.body) for r in (started, ended)
+            }
+            assert set(by_result) == {"started", "succeeded"}
+            done = by_result["succeeded"]
+            assert done["projectName"] == "web" and done["stackName"] == "dev"
+            assert done["organization"]["githubLogin"] == "admin"
+            assert done["kind"] == "update" and done["version"] == run.version
+            assert done["resourceChanges"] == {"create": 2}
+            assert done["updateUrl"].endswith(f"/admin/web/dev/updates/{run.version}")
+            assert done["user"]["githubLogin"] == "admin"
+        signed = org_sink.received[0]
+        assert verify(SECRET, signed.body, signed.headers["Pulumi-Webhook-Signature"])
+        assert "Pulumi-Webhook-Signature" not in stack_sink.received[0].headers
+
+        # A failed update reaches the filtered hook, and only that event.
+        failing = await begin(cairn, S)
+        await failing.complete("failed")
+        (only,) = await filtered.wait_for(1)
+        assert orjson.loads(only.body)["result"] == "failed"
+        await org_sink.wait_for(4)
+
+
+async def test_stack_events_and_formats(cairn: Cairn) -> None:
+    async with receiver() as slack, receiver() as teams, receiver() as raw:
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(slack.url, format="slack"))
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(teams.url, format="ms_teams"))
+        await cairn.json(
+            "POST", ORG_HOOKS, body=hook_body(raw.url, filters=["stack_created", "stack_deleted"])
+        )
+        await create_stack(cairn)
+        await cairn.json("POST", f"{S}/rename", body={"newName": "prod"})
+        await cairn.json("DELETE", stack_path(stack="prod"), status=204)
+        created, deleted = await raw.wait_for(2)
+        assert raw.kinds() == ["stack", "stack"]
+        actions = sorted(orjson.loads(r.body)["action"] for r in (created, deleted))
+        assert actions == ["created", "deleted"]
+
+        messages = [orjson.loads(r.body) for r in await slack.wait_for(3)]
+        assert {m["text"] for m in messages} == {
+            "Stack admin/web/dev created",
+            "Stack admin/web/prod renamed",
+            "Stack admin/web/prod deleted",
+        }
+        for message in messages:
+            assert message["blocks"][0]["type"] == "section"
+            assert message["blocks"][0]["text"]["type"] == "mrkdwn"
+        cards = [orjson.loads(r.body) for r in await teams.wait_for(3)]
+        for card in cards:
+            assert card["@type"] == "MessageCard"
+            assert card["@context"] == "https://schema.org/extensions"
+            assert card["title"] == card["summary"]
+            assert card["sections"][0]["facts"][0] == {"name": "By", "value": "admin"}
+
+
+async def test_updates_never_wait_for_hooks(cairn: Cairn, sink: Receiver) -> None:
+    """A hanging receiver and an unreachable one: the update runs and ends regardless."""
+    await create_stack(cairn)
+    await cairn.json("POST", STACK_HOOKS, body=hook_body(sink.url))
+    await cairn.json("POST", STACK_HOOKS, body=hook_body("http://127.0.0.1:9/nothing-listens"))
+    sink.hold = asyncio.Event()
+    run = await begin(cairn, S)
+    await sink.wait_for(1)  # the started event is being delivered, and hangs
+    await run.complete()
+    status = await cairn.json("GET", f"{S}/update/{run.update_id}")
+    assert status["status"] == "succeeded"
+    sink.hold.set()
+    await sink.wait_for(2)
