@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(default=3, ge=1, le=10)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
     webhook_queue_size: int = Field(default=1000, ge=1)
+    # Addresses webhook deliveries never connect to (networks, comma-separated), whatever a
+    # payload URL's host resolves to: by default link-local (cloud metadata services such as
+    # 169.254.169.254) and unspecified addresses. Add 127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12,
+    # 192.168.0.0/16, ::1/128 and fc00::/7 where receivers are never on internal networks.
+    webhook_denied_networks: str = "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128"
     # Which organizations creating a stack may bring into being: `own` only the caller's own
     # organization (named after their login), `any` every unused name, `none` never.
     allow_organization_autocreate: Literal["any", "own", "none"] = "own"
@@ -214,7 +219,7 @@ class Settings(BaseSettings):
             return _SWITCHES[value.lower()]
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "webhook_denied_networks")
     @classmethod
     def _are_networks(cls, value: str) -> str:
         for part in value.split(","):

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
+import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from services.common.logging import get_logger
 from services.stacks.hooks.domain import MAX_RESPONSE_EXCERPT, Delivery, HookRecord
@@ -23,6 +27,7 @@ ID_HEADER = "Pulumi-Webhook-ID"
 SIGNATURE_HEADER = "Pulumi-Webhook-Signature"
 USER_AGENT = "Cairn-Webhooks/1"
 MAX_HEADER_VALUE = 512
+DENIED_EXCERPT = "delivery refused: the payload URL's address is in CAIRN_WEBHOOK_DENIED_NETWORKS"
 
 
 def _headers_json(headers: Mapping[str, str]) -> str:
@@ -36,11 +41,59 @@ def signature(secret: bytes, body: bytes) -> str:
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Networks from a comma-separated setting (validated where settings are read)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    )
+
+
+def is_denied(address: str, denied: Sequence[Network]) -> bool:
+    """Whether an IP address lies in one of the denied networks (IPv4-mapped IPv6 too)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == network.version and ip in network for network in denied)
+
+
+class AddressDenied(OSError):
+    """A payload URL's host is, or resolves only to, denied addresses."""
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver keeping only allowed addresses: a connection goes to an address
+    checked here, so a name that later resolves elsewhere cannot slip past the check."""
+
+    def __init__(self, denied: Sequence[Network], inner: AbstractResolver | None = None) -> None:
+        self._denied = tuple(denied)
+        self._inner = inner or aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        allowed = [entry for entry in found if not is_denied(entry["host"], self._denied)]
+        if not allowed:
+            raise AddressDenied(f"{host} resolves only to addresses webhooks may not reach")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     timeout_seconds: float
     attempts: int
     backoff_seconds: float
+    # CAIRN_WEBHOOK_DENIED_NETWORKS: addresses no delivery connects to.
+    denied_networks: tuple[Network, ...] = field(default=())
 
 
 # The hook's secret in clear, or None when it has none; asked for on every attempt.
@@ -69,6 +122,9 @@ class Sender:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._policy.timeout_seconds),
                 headers={"User-Agent": USER_AGENT},
+                connector=aiohttp.TCPConnector(
+                    resolver=GuardedResolver(self._policy.denied_networks)
+                ),
             )
         return self._session
 
@@ -88,6 +144,10 @@ class Sender:
         began = time.perf_counter()
         status, response_headers, excerpt = 0, "{}", ""
         try:
+            # A literal address never reaches the resolver: checked here.
+            host = urlsplit(hook.payload_url).hostname or ""
+            if is_denied(host, self._policy.denied_networks):
+                raise AddressDenied(f"{host} is an address webhooks may not reach")
             async with self._http().post(
                 hook.payload_url, data=body, headers=sent, allow_redirects=False
             ) as response:
@@ -96,7 +156,12 @@ class Sender:
                 raw = await response.content.read(MAX_RESPONSE_EXCERPT)
                 excerpt = raw.decode("utf-8", errors="replace")
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            excerpt = f"delivery failed: {type(error).__name__}"
+            if isinstance(error, AddressDenied) or isinstance(
+                getattr(error, "os_error", None), AddressDenied
+            ):
+                excerpt = DENIED_EXCERPT
+            else:
+                excerpt = f"delivery failed: {type(error).__name__}"
         delivery = Delivery(
             id=delivery_id,
             hook_id=hook.id,

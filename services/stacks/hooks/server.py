@@ -10,7 +10,7 @@ from protos.cairn.v1 import hooks_pb2, hooks_pb2_grpc, secrets_pb2
 from services.common.clock import Clock
 from services.common.config import Settings
 from services.common.db import Sessions
-from services.stacks.hooks.delivery import DeliveryPolicy, Sender
+from services.stacks.hooks.delivery import DeliveryPolicy, Sender, parse_networks
 from services.stacks.hooks.domain import (
     Delivery,
     HookEvent,
@@ -152,6 +152,7 @@ def hook_service(
         timeout_seconds=settings.webhook_timeout_seconds,
         attempts=settings.webhook_attempts,
         backoff_seconds=settings.webhook_backoff_seconds,
+        denied_networks=parse_networks(settings.webhook_denied_networks),
     )
 
     def sender(store: HookStore, box: SecretBox) -> Sender:

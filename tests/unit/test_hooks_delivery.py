@@ -1,0 +1,127 @@
+"""Webhook deliveries never connect to a denied address: literal, resolved, or IPv4-mapped."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from services.common.config import Settings
+from services.stacks.hooks.delivery import (
+    DENIED_EXCERPT,
+    AddressDenied,
+    DeliveryPolicy,
+    GuardedResolver,
+    Sender,
+    is_denied,
+    parse_networks,
+)
+from services.stacks.hooks.domain import Delivery, HookRecord
+
+DEFAULT_DENIED = parse_networks(Settings().webhook_denied_networks)
+
+
+class FixedResolver(AbstractResolver):
+    """Answers every name with the given addresses."""
+
+    def __init__(self, *addresses: str) -> None:
+        self._addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=address, port=port, family=family, proto=0, flags=0)
+            for address in self._addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def hook(url: str) -> HookRecord:
+    return HookRecord(
+        id="h1",
+        organization="acme",
+        stack_id="",
+        name="h",
+        display_name="h",
+        payload_url=url,
+        active=True,
+        format="raw",
+        filters=(),
+        groups=(),
+        secret_ciphertext=None,
+    )
+
+
+def test_the_default_denies_metadata_and_unspecified_addresses() -> None:
+    for address in ("169.254.169.254", "fe80::1", "0.0.0.0", "::", "::ffff:169.254.169.254"):
+        assert is_denied(address, DEFAULT_DENIED), address
+    for address in ("127.0.0.1", "10.1.2.3", "93.184.216.34", "2606:4700::1", "example.com"):
+        assert not is_denied(address, DEFAULT_DENIED), address
+
+
+async def test_the_resolver_keeps_only_allowed_addresses() -> None:
+    mixed = GuardedResolver(DEFAULT_DENIED, FixedResolver("169.254.169.254", "93.184.216.34"))
+    assert [r["host"] for r in await mixed.resolve("hooks.example")] == ["93.184.216.34"]
+    only_denied = GuardedResolver(DEFAULT_DENIED, FixedResolver("169.254.169.254"))
+    with pytest.raises(AddressDenied):
+        await only_denied.resolve("metadata.example")
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[bytes]]]:
+    received: list[bytes] = []
+
+    async def take(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        await runner.cleanup()
+
+
+async def deliver(url: str, denied: str) -> Delivery:
+    recorded: list[Delivery] = []
+
+    async def record(delivery: Delivery) -> bool:
+        recorded.append(delivery)
+        return True
+
+    async def no_secret(_hook: HookRecord) -> bytes | None:
+        return None
+
+    policy = DeliveryPolicy(
+        timeout_seconds=5, attempts=1, backoff_seconds=0, denied_networks=parse_networks(denied)
+    )
+    sender = Sender(policy, no_secret, record)
+    try:
+        return await sender.attempt(hook(url), "ping", "ping", b"{}")
+    finally:
+        await sender.close()
+
+
+async def test_a_denied_address_is_never_contacted(receiver: tuple[str, list[bytes]]) -> None:
+    url, received = receiver
+    allowed = await deliver(url, "169.254.0.0/16")
+    assert allowed.response_code == 204 and len(received) == 1
+
+    # A literal address and a name resolving to one: refused before any connection.
+    for target in (url, url.replace("127.0.0.1", "localhost")):
+        refused = await deliver(target, "127.0.0.0/8,::1/128")
+        assert refused.response_code == 0
+        assert refused.response_body == DENIED_EXCERPT
+    assert len(received) == 1
