@@ -111,12 +111,14 @@ def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
-    """Settings on a private data dir; tests never read the real environment."""
+    """Settings on a private data dir; tests never read the real environment. Webhook
+    receivers of the tests listen on loopback, so private addresses are allowed."""
+    options: dict[str, object] = {"webhook_allow_private": True, **overrides}
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=data_dir,
         database_url=database_url,
-        **overrides,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
 
 

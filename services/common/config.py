@@ -42,6 +42,13 @@ _SWITCHES = {
 }
 
 
+# Loopback and private ranges (RFC 1918, carrier-grade NAT, IPv6 unique local): denied to
+# webhook deliveries unless CAIRN_WEBHOOK_ALLOW_PRIVATE is set.
+WEBHOOK_PRIVATE_NETWORKS = (
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+)
+
+
 class Settings(BaseSettings):
     """Configuration for every process; built once in `__main__` and passed down."""
 
@@ -150,10 +157,12 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
     webhook_queue_size: int = Field(default=1000, ge=1)
     # Addresses webhook deliveries never connect to (networks, comma-separated), whatever a
-    # payload URL's host resolves to: by default link-local (cloud metadata services such as
-    # 169.254.169.254) and unspecified addresses. Add 127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12,
-    # 192.168.0.0/16, ::1/128 and fc00::/7 where receivers are never on internal networks.
+    # payload URL's host resolves to: link-local (cloud metadata services such as
+    # 169.254.169.254) and unspecified addresses, and, unless webhook_allow_private is set,
+    # loopback and private ranges (WEBHOOK_PRIVATE_NETWORKS) too.
     webhook_denied_networks: str = "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128"
+    # Lets deliveries reach loopback and private addresses (on-premises receivers, tests).
+    webhook_allow_private: bool = False
     # Which organizations creating a stack may bring into being: `own` only the caller's own
     # organization (named after their login), `any` every unused name, `none` never.
     allow_organization_autocreate: Literal["any", "own", "none"] = "own"
@@ -226,6 +235,12 @@ class Settings(BaseSettings):
             if part.strip():
                 ip_network(part.strip(), strict=False)
         return value
+
+    def webhook_denied(self) -> str:
+        """Every network webhook deliveries may not reach, comma-separated."""
+        if self.webhook_allow_private:
+            return self.webhook_denied_networks
+        return f"{self.webhook_denied_networks},{WEBHOOK_PRIVATE_NETWORKS}"
 
     def resolved_database_url(self) -> str:
         """SQLAlchemy URL: the configured one, else a SQLite file in the data dir."""

@@ -21,7 +21,8 @@ from services.stacks.hooks.delivery import (
 )
 from services.stacks.hooks.domain import Delivery, HookRecord
 
-DEFAULT_DENIED = parse_networks(Settings().webhook_denied_networks)
+DEFAULT_DENIED = parse_networks(Settings(_env_file=None).webhook_denied())  # type: ignore[call-arg]
+ALLOW_PRIVATE = Settings(_env_file=None, webhook_allow_private=True)  # type: ignore[call-arg]
 
 
 class FixedResolver(AbstractResolver):
@@ -58,11 +59,29 @@ def hook(url: str) -> HookRecord:
     )
 
 
-def test_the_default_denies_metadata_and_unspecified_addresses() -> None:
-    for address in ("169.254.169.254", "fe80::1", "0.0.0.0", "::", "::ffff:169.254.169.254"):
+def test_the_default_denies_metadata_loopback_and_private_addresses() -> None:
+    denied = (
+        "169.254.169.254",
+        "fe80::1",
+        "0.0.0.0",
+        "::",
+        "::ffff:169.254.169.254",
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "172.20.0.5",
+        "192.168.1.10",
+        "fd12::1",
+        "::ffff:10.0.0.1",
+    )
+    for address in denied:
         assert is_denied(address, DEFAULT_DENIED), address
-    for address in ("127.0.0.1", "10.1.2.3", "93.184.216.34", "2606:4700::1", "example.com"):
+    for address in ("93.184.216.34", "2606:4700::1", "example.com"):
         assert not is_denied(address, DEFAULT_DENIED), address
+    # On-premises receivers: private and loopback allowed, metadata still not.
+    allowed = parse_networks(ALLOW_PRIVATE.webhook_denied())
+    assert not is_denied("10.1.2.3", allowed) and not is_denied("127.0.0.1", allowed)
+    assert is_denied("169.254.169.254", allowed)
 
 
 async def test_the_resolver_keeps_only_allowed_addresses() -> None:

@@ -152,7 +152,7 @@ def hook_service(
         timeout_seconds=settings.webhook_timeout_seconds,
         attempts=settings.webhook_attempts,
         backoff_seconds=settings.webhook_backoff_seconds,
-        denied_networks=parse_networks(settings.webhook_denied_networks),
+        denied_networks=parse_networks(settings.webhook_denied()),
     )
 
     def sender(store: HookStore, box: SecretBox) -> Sender:
