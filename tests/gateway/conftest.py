@@ -17,6 +17,7 @@ from cairn.cli import System, start_services
 from gateway.app import create_app
 from gateway.serving import GatewayRunner
 from protos.cairn.v1 import common_pb2, identity_pb2, identity_pb2_grpc
+from services.common.clock import Clock
 from services.common.config import Settings
 from tests.conftest import REDIS_URL, make_settings, redis_available, signed_channel
 
@@ -100,9 +101,18 @@ MEMBER = common_pb2.ROLE_MEMBER
 ADMIN = common_pb2.ROLE_ADMIN
 
 
-async def running_cairn(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Cairn]:
-    settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
-    system = await start_services(settings)
+async def running_cairn(
+    settings: Settings,
+    aiohttp_client: AiohttpClient,
+    *,
+    clock: Clock | None = None,
+    with_admin: bool = True,
+) -> AsyncIterator[Cairn]:
+    """The whole system in this process (with `clock` when given) behind a test client; the
+    first admin holds ADMIN_TOKEN unless `with_admin` is False (no user at all)."""
+    if with_admin:
+        settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
+    system = await start_services(settings, clock=clock)
     channel = signed_channel(system.settings, system.settings.identity_address)
     try:
         client = await aiohttp_client(GatewayTestServer(create_app(system.settings)))

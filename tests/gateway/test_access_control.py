@@ -7,15 +7,19 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import SecretStr
 
-from cairn.cli import start_services
-from gateway.app import create_app
-from protos.cairn.v1 import identity_pb2, identity_pb2_grpc
+from protos.cairn.v1 import identity_pb2
 from services.common.clock import ManualClock
 from services.common.config import Settings
-from tests.conftest import signed_channel
-from tests.gateway.conftest import ADMIN, ADMIN_TOKEN, MEMBER, VIEWER, AiohttpClient, Cairn
+from tests.gateway.conftest import (
+    ADMIN,
+    ADMIN_TOKEN,
+    MEMBER,
+    VIEWER,
+    AiohttpClient,
+    Cairn,
+    running_cairn,
+)
 
 S = "/api/stacks/{org}/web/{stack}"
 OWN, OTHER = "admin", "globex"
@@ -96,15 +100,8 @@ async def clocked(
 ) -> AsyncIterator[tuple[Cairn, ManualClock]]:
     """The system on SQLite with a clock the test moves."""
     clock = ManualClock()
-    settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
-    system = await start_services(settings, clock=clock)
-    channel = signed_channel(system.settings, system.settings.identity_address)
-    try:
-        client = await aiohttp_client(create_app(system.settings))
-        yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel)), clock
-    finally:
-        await channel.close(None)
-        await system.stop(grace=0)
+    async for running in running_cairn(settings, aiohttp_client, clock=clock):
+        yield running, clock
 
 
 async def status(cairn: Cairn, method: str, path: str, token: str, body: Any = None) -> int:

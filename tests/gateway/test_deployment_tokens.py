@@ -8,16 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
-from cairn.cli import start_services
-from gateway.app import create_app
-from protos.cairn.v1 import identity_pb2_grpc
 from services.agent_pools.domain import JOB_LEASE_SECONDS
 from services.common.clock import ManualClock
 from services.common.config import Settings
-from tests.conftest import signed_channel
-from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, AiohttpClient, Cairn
+from tests.gateway.conftest import ADMIN_TOKEN, MEMBER, AiohttpClient, Cairn, running_cairn
 from tests.gateway.test_agent_pools import (
     append_logs,
     claim,
@@ -40,15 +35,8 @@ async def clocked(
 ) -> AsyncIterator[tuple[Cairn, ManualClock]]:
     """The system on SQLite with a clock the test moves."""
     clock = ManualClock()
-    settings = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
-    system = await start_services(settings, clock=clock)
-    channel = signed_channel(system.settings, system.settings.identity_address)
-    try:
-        client = await aiohttp_client(create_app(system.settings))
-        yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel)), clock
-    finally:
-        await channel.close(None)
-        await system.stop(grace=0)
+    async for running in running_cairn(settings, aiohttp_client, clock=clock):
+        yield running, clock
 
 
 async def status(cairn: Cairn, method: str, path: str, token: str, body: Any = None) -> int:

@@ -10,19 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from structlog.testing import capture_logs
 
-from cairn.cli import start_services
-from gateway.app import create_app
 from gateway.audit import AUDIT_RECORDER
-from protos.cairn.v1 import identity_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.config import Settings
-from tests.conftest import signed_channel
-from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn
+from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn, running_cairn
 
 USERS = "/api/admin/users"
 ACCEPT = "/api/invites/accept"
@@ -278,17 +273,9 @@ async def clocked(
 ) -> AsyncIterator[tuple[Cairn, ManualClock]]:
     """The system on SQLite with a clock the test moves."""
     clock = ManualClock()
-    settings = settings.model_copy(
-        update={"admin_token": SecretStr(ADMIN_TOKEN), "invite_ttl_hours": 2}
-    )
-    system = await start_services(settings, clock=clock)
-    channel = signed_channel(system.settings, system.settings.identity_address)
-    try:
-        client = await aiohttp_client(create_app(system.settings))
-        yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel)), clock
-    finally:
-        await channel.close(None)
-        await system.stop(grace=0)
+    short_links = settings.model_copy(update={"invite_ttl_hours": 2})
+    async for running in running_cairn(short_links, aiohttp_client, clock=clock):
+        yield running, clock
 
 
 async def test_an_expired_link_is_refused_and_can_be_sent_again(

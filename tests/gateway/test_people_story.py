@@ -9,25 +9,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cairn.cli import start_services
-from gateway.app import create_app
-from protos.cairn.v1 import identity_pb2_grpc
 from services.common.config import Settings
-from tests.conftest import signed_channel
-from tests.gateway.conftest import AiohttpClient, Cairn, GatewayTestServer
+from tests.gateway.conftest import AiohttpClient, Cairn, running_cairn
 
 
 @pytest.fixture
 async def fresh(settings: Settings, aiohttp_client: AiohttpClient) -> AsyncIterator[Cairn]:
     """A system with no user at all (no admin token)."""
-    system = await start_services(settings)
-    channel = signed_channel(system.settings, system.settings.identity_address)
-    try:
-        client = await aiohttp_client(GatewayTestServer(create_app(system.settings)))
-        yield Cairn(client, system, identity_pb2_grpc.IdentityServiceStub(channel))
-    finally:
-        await channel.close(None)
-        await system.stop(grace=0)
+    async for running in running_cairn(settings, aiohttp_client, with_admin=False):
+        yield running
 
 
 async def test_two_people_join_two_organizations(fresh: Cairn) -> None:
