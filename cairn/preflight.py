@@ -26,9 +26,9 @@ from services.common.config import Settings
 from services.common.db import error_chain, is_sqlite, sqlstate_of
 from services.common.keyfile import parse_key
 from services.common.signing import INTERNAL_KEY_FILE
+from services.secrets.crypto import MASTER_KEY_FILE
 
 CHECK_TIMEOUT_SECONDS: Final = 5.0
-MASTER_KEY_FILE: Final = "master.key"  # as services.secrets.crypto keeps it in the data dir
 # SQLSTATEs PostgreSQL answers a connection with (asyncpg carries them as `sqlstate`).
 _MISSING_DATABASE: Final = "3D000"
 _BAD_CREDENTIALS: Final = frozenset({"28000", "28P01"})

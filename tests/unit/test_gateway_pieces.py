@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import aiohttp
 import grpc
@@ -12,6 +11,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cairn.cli import free_ports
 from gateway.context import SETTINGS
 from gateway.convert import b64decode, b64encode, optional_string, string_map
 from gateway.errors import ApiError
@@ -86,13 +86,6 @@ def test_route_table_is_consistent() -> None:
             assert route.access in (Access.USER, Access.ORG, Access.STACK), route.operation_id
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize(
     ("access_log", "logged"),
     [
@@ -111,7 +104,7 @@ async def test_access_log_leaves_out_probes_unless_asked(
     for path in ("/healthz", "/api/thing", "/metrics"):
         app.router.add_get(path, answer)
     app[SETTINGS] = Settings(access_log=access_log)  # type: ignore[arg-type]
-    port = unused_port()
+    (port,) = free_ports(1)
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     async with serving(app, "127.0.0.1", port), aiohttp.ClientSession() as http:
         for path in ("/healthz", "/api/thing", "/metrics"):

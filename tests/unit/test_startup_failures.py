@@ -16,22 +16,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from cairn.cli import free_ports
 from tests.conftest import POSTGRES_URL, postgres_available
 
 TIMEOUT_S = 60
 SECRET_VALUE = "not-a-key-c2VjcmV0LXZhbHVl"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def closed_port() -> int:
     """A loopback port nothing listens on (picked, then released)."""
-    return free_port()
+    return free_ports(1)[0]
 
 
 @pytest.fixture
