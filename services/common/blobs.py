@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from services.common.datadir import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, ensure_private_dir
@@ -282,5 +282,7 @@ def open_blob_store(settings: Settings) -> BlobStore:
     if settings.blob_s3_endpoint.startswith("http://"):
         client_options["allow_http"] = True
     prefix = parts.path.strip("/") or None
-    store = S3Store(parts.netloc, prefix=prefix, client_options=client_options, **options)
+    store = S3Store(
+        parts.netloc, prefix=prefix, client_options=cast(Any, client_options), **options
+    )
     return S3BlobStore(store)
