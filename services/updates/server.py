@@ -35,7 +35,7 @@ from services.updates.domain import (
 from services.updates.history import UpdateHistory
 from services.updates.history_store import HistoryStore
 from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
-from services.updates.maintenance import Collection, Collector, collect_garbage
+from services.updates.maintenance import Collection, Collector, collect_garbage, move_texts
 from services.updates.models import Base
 from services.updates.service import Updates
 from services.updates.state_store import StateStore
@@ -520,3 +520,13 @@ async def start(
     )
     collector.start()
     return running
+
+
+async def move_state_texts(settings: Settings) -> int:
+    """`cairn migrate`: move version texts still held in database rows into the blob store."""
+    database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
+    try:
+        state_store = StateStore(database.sessions, database.engine.dialect.name, database.reads)
+        return await move_texts(open_blob_store(settings), state_store)
+    finally:
+        await database.engine.dispose()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from cairn.cli import free_ports
 from services.common.blobs import BlobStore, open_blob_store
@@ -81,7 +82,7 @@ def s3_settings(endpoint: str, data_dir: Path, prefix: str = "state") -> dict[st
         "blob_s3_endpoint": endpoint,
         "blob_s3_region": "us-east-1",
         "blob_s3_access_key_id": "testing",
-        "blob_s3_secret_access_key": "testing",
+        "blob_s3_secret_access_key": SecretStr("testing"),
     }
 
 
