@@ -294,6 +294,12 @@ WEBHOOK_PING = AuditEventType(
 WEBHOOK_REDELIVER = AuditEventType(
     "webhook.redeliver", "Webhook Event Redelivered", "A recorded webhook delivery was sent again."
 )
+STATE_RETENTION_UPDATE = AuditEventType(
+    "state_retention.update",
+    "History Retention Changed",
+    "How many newest versions keep their full state changed (organization or stack); older "
+    "versions' state was removed.",
+)
 # For a mutating call whose route names no event of its own (or that matched no route).
 FALLBACK_EVENT = AuditEventType(
     "api.call", "API Call", "A mutating call with no more specific event."
@@ -350,6 +356,7 @@ EVENT_TYPES: tuple[AuditEventType, ...] = (
     WEBHOOK_DELETE,
     WEBHOOK_PING,
     WEBHOOK_REDELIVER,
+    STATE_RETENTION_UPDATE,
     STACK_IMPORT,
     UPDATE_CREATE,
     UPDATE_START,

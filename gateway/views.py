@@ -137,6 +137,10 @@ def _flat_info(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
     }
     if info.resource_count:
         payload["resourceCount"] = info.resource_count
+    if info.state_pruned:
+        # Cairn's own member: history retention removed this version's state (its export
+        # answers 410); the update, its events and summary are kept.
+        payload["statePruned"] = True
     return payload
 
 

@@ -209,8 +209,50 @@ def _webhook_operations(scope: str, prefix: str) -> dict[str, dict[str, Any]]:
     }
 
 
+_KEEP_VERSIONS = {"type": ["integer", "null"], "minimum": 1}
+_RETENTION_BODY = {
+    "type": "object",
+    "properties": {"keepVersions": _KEEP_VERSIONS},
+    "required": ["keepVersions"],
+}
+_ORGANIZATION_RETENTION = _object({"keepVersions": _KEEP_VERSIONS})
+_STACK_RETENTION = _object(
+    {
+        "keepVersions": _KEEP_VERSIONS,
+        "organizationKeepVersions": _KEEP_VERSIONS,
+        "effectiveKeepVersions": _KEEP_VERSIONS,
+    }
+)
+_RETENTION_OPERATIONS: dict[str, dict[str, Any]] = {
+    "get_organization_state_retention": {
+        "summary": "How many newest versions of each stack keep their full state (null: all).",
+        "responses": {"200": _ORGANIZATION_RETENTION},
+    },
+    "set_organization_state_retention": {
+        "summary": "Keep the full state of each stack's newest `keepVersions` versions (null: "
+        "all); older versions keep their update, events and summary, and their export answers "
+        "410. Applied at once.",
+        "request": _RETENTION_BODY,
+        "responses": {"200": _ORGANIZATION_RETENTION},
+        "errors": [400],
+    },
+    "get_stack_state_retention": {
+        "summary": "The stack's own retention setting, its organization's, and the one that "
+        "applies.",
+        "responses": {"200": _STACK_RETENTION},
+    },
+    "set_stack_state_retention": {
+        "summary": "The stack's own retention setting over its organization's (null: follow "
+        "the organization's). Applied at once.",
+        "request": _RETENTION_BODY,
+        "responses": {"200": _STACK_RETENTION},
+        "errors": [400],
+    },
+}
+
 OPERATIONS: dict[str, dict[str, Any]] = {
     **_webhook_operations("organization", "organization"),
+    **_RETENTION_OPERATIONS,
     **_webhook_operations("stack", "stack"),
     "health": {
         "summary": "Health of every service (the same as /readyz).",

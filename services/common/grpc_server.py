@@ -312,6 +312,8 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "SummariseUpdate",
         "ListStackReferences",
         "ListReferencingStacks",
+        "GetStateRetention",
+        "SetStateRetention",
         "RenewLease",
         "PatchCheckpoint",
         "PatchCheckpointVerbatim",

@@ -55,6 +55,11 @@ class UpdateHistory:
         self._history = history
         self._states = states
 
+    async def pruned(self, stack_id: str, updates: Sequence[UpdateRecord]) -> set[int]:
+        """The versions among these updates' whose state retention removed."""
+        versions = [u.version for u in updates if not u.is_preview and u.version]
+        return await self._states.pruned_versions(stack_id, versions)
+
     # -- updates and their events -----------------------------------------------------------
 
     async def get(self, stack_id: str, update_id: str) -> UpdateRecord:

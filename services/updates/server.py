@@ -35,10 +35,16 @@ from services.updates.domain import (
 from services.updates.history import UpdateHistory
 from services.updates.history_store import HistoryStore
 from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
-from services.updates.maintenance import Collection, Collector, collect_garbage, move_texts
+from services.updates.maintenance import (
+    Collection,
+    Collector,
+    Retentions,
+    collect_garbage,
+    move_texts,
+)
 from services.updates.models import Base
 from services.updates.service import Updates
-from services.updates.state_store import StateStore
+from services.updates.state_store import Retention, StateStore
 from services.updates.states import StateTexts
 from services.updates.store import UpdateStore
 from services.updates.texts import off_loop
@@ -57,9 +63,10 @@ EMPTY = updates_pb2.PatchResponse()
 class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     """Protocol doc §3.4 (lifecycle), §4 (persistence), §3.2.9–3.2.12 (export, import, history)."""
 
-    def __init__(self, updates: Updates, history: UpdateHistory) -> None:
+    def __init__(self, updates: Updates, history: UpdateHistory, retentions: Retentions) -> None:
         self._updates = updates
         self._history = history
+        self._retentions = retentions
 
     async def CreateUpdate(
         self, request: updates_pb2.CreateUpdateRequest, context: Context
@@ -227,14 +234,18 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
         self, request: updates_pb2.ListUpdatesRequest, context: Context
     ) -> updates_pb2.ListUpdatesResponse:
         page = await self._history.history(request.stack_id, request.page_size, request.page)
+        pruned = await self._history.pruned(request.stack_id, page.updates)
         return updates_pb2.ListUpdatesResponse(
-            updates=[_info(update) for update in page.updates], total=page.total
+            updates=[_info(update, update.version in pruned) for update in page.updates],
+            total=page.total,
         )
 
     async def GetUpdate(
         self, request: updates_pb2.GetUpdateRequest, context: Context
     ) -> updates_pb2.UpdateInfo:
-        return _info(await self._history.by_version(request.stack_id, request.version))
+        update = await self._history.by_version(request.stack_id, request.version)
+        pruned = await self._history.pruned(request.stack_id, [update])
+        return _info(update, update.version in pruned)
 
     async def ExportDeployment(
         self, request: updates_pb2.ExportDeploymentRequest, context: Context
@@ -349,6 +360,22 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
         await self._updates.purge(request.stack_id)
         return updates_pb2.PurgeStackResponse()
 
+    async def GetStateRetention(
+        self, request: updates_pb2.GetStateRetentionRequest, context: Context
+    ) -> updates_pb2.StateRetention:
+        found = await self._retentions.get(request.organization)
+        return _retention(found, request.stack_id)
+
+    async def SetStateRetention(
+        self, request: updates_pb2.SetStateRetentionRequest, context: Context
+    ) -> updates_pb2.StateRetention:
+        keep = request.keep_versions if request.HasField("keep_versions") else None
+        if request.stack_id:
+            found = await self._retentions.set_stack(request.organization, request.stack_id, keep)
+        else:
+            found = await self._retentions.set_organization(request.organization, keep)
+        return _retention(found, request.stack_id)
+
 
 def _path(stack: common_pb2.StackRef) -> StackPath:
     return StackPath(stack.organization, stack.project, stack.stack)
@@ -358,8 +385,23 @@ def _lease(lease: updates_pb2.LeaseRef) -> LeaseRef:
     return LeaseRef(update_id=lease.update_id, token=lease.token, stack_path=_path(lease.stack))
 
 
-def _info(update: UpdateRecord) -> updates_pb2.UpdateInfo:
+def _retention(found: Retention, stack_id: str) -> updates_pb2.StateRetention:
+    message = updates_pb2.StateRetention()
+    effective = found.keep_versions
+    if found.keep_versions is not None:
+        message.organization_keep_versions = found.keep_versions
+    own = found.stacks.get(stack_id) if stack_id else None
+    if own is not None:
+        message.stack_keep_versions = own
+        effective = own
+    if effective is not None:
+        message.effective_keep_versions = effective
+    return message
+
+
+def _info(update: UpdateRecord, state_pruned: bool = False) -> updates_pb2.UpdateInfo:
     return updates_pb2.UpdateInfo(
+        state_pruned=state_pruned,
         update_id=update.id,
         kind=update.kind,
         start_time=int(update.started_at or update.created_at),
@@ -496,7 +538,9 @@ async def start(
     publisher = hook_publisher(settings)
     announce = None if publisher is None else update_announcer(publisher)
     servicer = UpdatesServicer(
-        Updates(store, stack_lock, the_clock, states, announce=announce), history
+        Updates(store, stack_lock, the_clock, states, announce=announce),
+        history,
+        Retentions(state_store, states, the_clock.now),
     )
 
     def register(server: grpc.aio.Server) -> None:

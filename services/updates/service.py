@@ -45,6 +45,7 @@ from services.updates.domain import (
     LeaseExpired,
     LeaseRef,
     NewUpdate,
+    StackPath,
     StackState,
     StartedUpdate,
     UpdateRecord,
@@ -518,6 +519,7 @@ class Updates:
                 requested_by=requested_by,
                 final=final,
                 now=self._clock.now(),
+                stack_path=StackPath(*stack_path),
             )
             if isinstance(result, Blocked):
                 await self._abandon(result.holder)
@@ -552,6 +554,7 @@ class Updates:
                     final=final,
                     now=self._clock.now(),
                     expected_version=state.version,
+                    stack_path=StackPath(*stack_path),
                 )
             except Aborted:
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 
 from services.common.blobs import BlobNotFound, BlobStore, digest_of
 from services.common.errors import DomainError, Gone
@@ -83,3 +84,6 @@ class StateTexts:
         if pruned:
             log.info("versions_pruned", stack_id=stack_id, versions=len(pruned), keep=keep)
         return pruned
+
+    async def pruned_versions(self, stack_id: str, versions: Sequence[int]) -> set[int]:
+        return await self._store.pruned_versions(stack_id, versions)

@@ -299,6 +299,7 @@ class UpdateStore:
         final: FinalState,
         now: float,
         expected_version: int | None = None,
+        stack_path: StackPath | None = None,
     ) -> str | Blocked:
         """Record an import or rename as a finished update with the next version, at once.
 
@@ -324,6 +325,7 @@ class UpdateStore:
                 started_at=now,
                 ended_at=now,
                 resource_count=final.resource_count,
+                **_path_columns(stack_path or StackPath()),
             )
             session.add(row)
             session.add(
@@ -699,6 +701,14 @@ class FencedUpdate:
 _BIGINTS = postgresql.ARRAY(BigInteger)
 _BLOBS = postgresql.ARRAY(LargeBinary)
 _STRINGS = postgresql.ARRAY(String)
+
+
+def _path_columns(path: StackPath) -> dict[str, str]:
+    return {
+        "stack_organization": path.organization,
+        "stack_project": path.project,
+        "stack_name": path.stack,
+    }
 
 
 def _row_text(final: FinalState) -> bytes:

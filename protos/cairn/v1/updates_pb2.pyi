@@ -20,6 +20,99 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetStateRetentionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    stack_id: _builtins.str
+    """Empty: the organization's setting only."""
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        stack_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStateRetentionRequest: _TypeAlias = GetStateRetentionRequest  # noqa: Y015
+
+@_typing.final
+class SetStateRetentionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    KEEP_VERSIONS_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    stack_id: _builtins.str
+    """Empty: set the organization's setting."""
+    keep_versions: _builtins.int
+    """Absent: clear the setting (the organization keeps every version; a stack follows its
+    organization's setting).
+    """
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        stack_id: _builtins.str = ...,
+        keep_versions: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_keep_versions", b"_keep_versions", "keep_versions", b"keep_versions"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_keep_versions", b"_keep_versions", "keep_versions", b"keep_versions", "organization", b"organization", "stack_id", b"stack_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__keep_versions: _TypeAlias = _typing.Literal["keep_versions"]  # noqa: Y015
+    _WhichOneofArgType__keep_versions: _TypeAlias = _typing.Literal["_keep_versions", b"_keep_versions"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keep_versions) -> _WhichOneofReturnType__keep_versions | None: ...
+
+Global___SetStateRetentionRequest: _TypeAlias = SetStateRetentionRequest  # noqa: Y015
+
+@_typing.final
+class StateRetention(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_KEEP_VERSIONS_FIELD_NUMBER: _builtins.int
+    STACK_KEEP_VERSIONS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_KEEP_VERSIONS_FIELD_NUMBER: _builtins.int
+    organization_keep_versions: _builtins.int
+    """Absent: every version keeps its state."""
+    stack_keep_versions: _builtins.int
+    """The stack's own setting (absent: none); only when a stack was named."""
+    effective_keep_versions: _builtins.int
+    """What applies to the stack (or the organization): absent for every version."""
+    def __init__(
+        self,
+        *,
+        organization_keep_versions: _builtins.int | None = ...,
+        stack_keep_versions: _builtins.int | None = ...,
+        effective_keep_versions: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_effective_keep_versions", b"_effective_keep_versions", "_organization_keep_versions", b"_organization_keep_versions", "_stack_keep_versions", b"_stack_keep_versions", "effective_keep_versions", b"effective_keep_versions", "organization_keep_versions", b"organization_keep_versions", "stack_keep_versions", b"stack_keep_versions"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_effective_keep_versions", b"_effective_keep_versions", "_organization_keep_versions", b"_organization_keep_versions", "_stack_keep_versions", b"_stack_keep_versions", "effective_keep_versions", b"effective_keep_versions", "organization_keep_versions", b"organization_keep_versions", "stack_keep_versions", b"stack_keep_versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__effective_keep_versions: _TypeAlias = _typing.Literal["effective_keep_versions"]  # noqa: Y015
+    _WhichOneofArgType__effective_keep_versions: _TypeAlias = _typing.Literal["_effective_keep_versions", b"_effective_keep_versions"]  # noqa: Y015
+    _WhichOneofReturnType__organization_keep_versions: _TypeAlias = _typing.Literal["organization_keep_versions"]  # noqa: Y015
+    _WhichOneofArgType__organization_keep_versions: _TypeAlias = _typing.Literal["_organization_keep_versions", b"_organization_keep_versions"]  # noqa: Y015
+    _WhichOneofReturnType__stack_keep_versions: _TypeAlias = _typing.Literal["stack_keep_versions"]  # noqa: Y015
+    _WhichOneofArgType__stack_keep_versions: _TypeAlias = _typing.Literal["_stack_keep_versions", b"_stack_keep_versions"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__effective_keep_versions) -> _WhichOneofReturnType__effective_keep_versions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__organization_keep_versions) -> _WhichOneofReturnType__organization_keep_versions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stack_keep_versions) -> _WhichOneofReturnType__stack_keep_versions | None: ...
+
+Global___StateRetention: _TypeAlias = StateRetention  # noqa: Y015
+
+@_typing.final
 class CreateUpdateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -761,6 +854,7 @@ class UpdateInfo(_message.Message):
     REQUESTED_BY_FIELD_NUMBER: _builtins.int
     IS_DRY_RUN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    STATE_PRUNED_FIELD_NUMBER: _builtins.int
     update_id: _builtins.str
     kind: _builtins.str
     start_time: _builtins.int
@@ -774,6 +868,8 @@ class UpdateInfo(_message.Message):
     requested_by: _builtins.str
     is_dry_run: _builtins.bool
     status: _builtins.str
+    state_pruned: _builtins.bool
+    """The version's state was removed by history retention (its export answers 410)."""
     @_builtins.property
     def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -795,10 +891,11 @@ class UpdateInfo(_message.Message):
         requested_by: _builtins.str = ...,
         is_dry_run: _builtins.bool = ...,
         status: _builtins.str = ...,
+        state_pruned: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "end_time", b"end_time", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "requested_by", b"requested_by", "resource_changes", b"resource_changes", "resource_count", b"resource_count", "result", b"result", "start_time", b"start_time", "status", b"status", "update_id", b"update_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "end_time", b"end_time", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "requested_by", b"requested_by", "resource_changes", b"resource_changes", "resource_count", b"resource_count", "result", b"result", "start_time", b"start_time", "state_pruned", b"state_pruned", "status", b"status", "update_id", b"update_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -184,6 +184,16 @@ class UpdatesServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
                 _registered_method=True)
+        self.GetStateRetention = channel.unary_unary(
+                '/cairn.v1.UpdatesService/GetStateRetention',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetStateRetentionRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.FromString,
+                _registered_method=True)
+        self.SetStateRetention = channel.unary_unary(
+                '/cairn.v1.UpdatesService/SetStateRetention',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SetStateRetentionRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.FromString,
+                _registered_method=True)
 
 
 class UpdatesServiceServicer:
@@ -378,6 +388,21 @@ class UpdatesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStateRetention(self, request, context):
+        """History retention: how many newest versions keep their full state, for an organization
+        (stack_id empty) or one stack (its own setting over its organization's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetStateRetention(self, request, context):
+        """Sets (or clears) one setting and prunes the versions past it at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UpdatesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -525,6 +550,16 @@ def add_UpdatesServiceServicer_to_server(servicer, server):
                     servicer.ListReferencingStacks,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.SerializeToString,
+            ),
+            'GetStateRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStateRetention,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.GetStateRetentionRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.SerializeToString,
+            ),
+            'SetStateRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetStateRetention,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SetStateRetentionRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1315,6 +1350,60 @@ class UpdatesService:
             '/cairn.v1.UpdatesService/ListReferencingStacks',
             protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStateRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/GetStateRetention',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.GetStateRetentionRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetStateRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/SetStateRetention',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.SetStateRetentionRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.FromString,
             options,
             channel_credentials,
             insecure,

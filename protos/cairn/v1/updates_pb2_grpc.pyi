@@ -77,6 +77,12 @@ class UpdatesServiceStub:
     """StackReference names the stack's newest version reads."""
     ListReferencingStacks: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListReferencingStacksRequest, _updates_pb2.ListStackReferencesResponse]
     """Stacks whose newest version reads one of the given StackReference names."""
+    GetStateRetention: _grpc.UnaryUnaryMultiCallable[_updates_pb2.GetStateRetentionRequest, _updates_pb2.StateRetention]
+    """History retention: how many newest versions keep their full state, for an organization
+    (stack_id empty) or one stack (its own setting over its organization's).
+    """
+    SetStateRetention: _grpc.UnaryUnaryMultiCallable[_updates_pb2.SetStateRetentionRequest, _updates_pb2.StateRetention]
+    """Sets (or clears) one setting and prunes the versions past it at once."""
 
 @_typing.type_check_only
 class UpdatesServiceAsyncStub(UpdatesServiceStub):
@@ -127,6 +133,12 @@ class UpdatesServiceAsyncStub(UpdatesServiceStub):
     """StackReference names the stack's newest version reads."""
     ListReferencingStacks: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListReferencingStacksRequest, _updates_pb2.ListStackReferencesResponse]  # type: ignore[assignment]
     """Stacks whose newest version reads one of the given StackReference names."""
+    GetStateRetention: _aio.UnaryUnaryMultiCallable[_updates_pb2.GetStateRetentionRequest, _updates_pb2.StateRetention]  # type: ignore[assignment]
+    """History retention: how many newest versions keep their full state, for an organization
+    (stack_id empty) or one stack (its own setting over its organization's).
+    """
+    SetStateRetention: _aio.UnaryUnaryMultiCallable[_updates_pb2.SetStateRetentionRequest, _updates_pb2.StateRetention]  # type: ignore[assignment]
+    """Sets (or clears) one setting and prunes the versions past it at once."""
 
 class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
@@ -348,5 +360,23 @@ class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_updates_pb2.ListStackReferencesResponse, _abc.Awaitable[_updates_pb2.ListStackReferencesResponse]]:
         """Stacks whose newest version reads one of the given StackReference names."""
+
+    @_abc_1.abstractmethod
+    def GetStateRetention(
+        self,
+        request: _updates_pb2.GetStateRetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.StateRetention, _abc.Awaitable[_updates_pb2.StateRetention]]:
+        """History retention: how many newest versions keep their full state, for an organization
+        (stack_id empty) or one stack (its own setting over its organization's).
+        """
+
+    @_abc_1.abstractmethod
+    def SetStateRetention(
+        self,
+        request: _updates_pb2.SetStateRetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.StateRetention, _abc.Awaitable[_updates_pb2.StateRetention]]:
+        """Sets (or clears) one setting and prunes the versions past it at once."""
 
 def add_UpdatesServiceServicer_to_server(servicer: UpdatesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
