@@ -40,7 +40,15 @@ from gateway.console.session import (
 )
 from gateway.console.signin_options import provider_name
 from gateway.console.timeline import ERROR, WARNING, changes_by_op, entries
-from gateway.context import BACKENDS, PRINCIPAL, SETTINGS, STACK, call_options, public_url
+from gateway.context import (
+    BACKENDS,
+    PRINCIPAL,
+    SETTINGS,
+    STACK,
+    TOKEN,
+    call_options,
+    public_url,
+)
 from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
@@ -624,6 +632,7 @@ async def copilot_chat(request: web.Request) -> web.Response:
             visible_organizations=orgs,
             console_url=console_url,
             client="console",
+            token=request[TOKEN],
         ),
         **call_options(request),
     )
