@@ -30,6 +30,7 @@ from gateway.console.deployment import (
     urn_name,
 )
 from gateway.console.issuers import organization_issuers
+from gateway.console.markdown import markdown_html
 from gateway.console.render import duration, error_page, render, secure
 from gateway.console.session import (
     CSRF_COOKIE,
@@ -49,7 +50,6 @@ from gateway.context import (
     call_options,
     public_url,
 )
-from gateway.console.markdown import markdown_html
 from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
