@@ -165,11 +165,12 @@ def resolve(question: str, catalog: Catalog) -> Resolution:
             _stack_by_name(lowered, catalog, projects, stacks, problems, strict=False)
 
     logins = _logins(question, catalog.logins)
+    versions = _versions(question)
     return Resolution(
         projects=tuple(projects),
         stacks=tuple(stacks),
-        version=_version(question),
-        versions=_versions(question),
+        version=0 if versions else _version(question),
+        versions=versions,
         logins=logins,
         role=role_in(question),
         problems=tuple(problems),
