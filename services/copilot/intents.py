@@ -84,6 +84,8 @@ _CONCEPT = re.compile(
     r"|explain|difference|when\s+should|can\s+i|should\s+i|is\s+it)\b",
     re.I,
 )
+# A Kubernetes Deployment is a workload, not a Pulumi deployment run.
+_KUBERNETES = re.compile(r"\bkubernetes\b|\bk8s\b|\bhelm\b|\bpods?\b|\bnginx\b", re.I)
 _HOW_TO = re.compile(r"^\s*how (do|can|should|would) (i|we|you)\b", re.I)
 _FOLLOW_UP = re.compile(
     r"^\s*(and|what about|how about|same|now|also|only|just|which of|who of|of those|then)\b"
@@ -104,7 +106,7 @@ def classify(question: str, *, names_data: bool) -> str:
     if _COMPARE.search(question) and names_data:
         return COMPARE
     if _FAILURE.search(question) and (names_data or not _CONCEPT.search(question)):
-        if _DEPLOYMENTS.search(question):
+        if _DEPLOYMENTS.search(question) and not _KUBERNETES.search(question):
             return DEPLOYMENT_ANALYSIS
         return ANALYSE
     if _WHAT_CHANGED.search(question) and not _CONCEPT_ONLY.search(question):
@@ -113,7 +115,9 @@ def classify(question: str, *, names_data: bool) -> str:
         return HISTORY
     if _RESOURCE_TYPE.search(question):
         return RESOURCE_TYPE
-    if _DEPLOYMENTS.search(question) and (names_data or not _CONCEPT.search(question)):
+    if _DEPLOYMENTS.search(question) and (
+        names_data or not (_CONCEPT.search(question) or _KUBERNETES.search(question))
+    ):
         return DEPLOYMENTS
     if _RESOURCES.search(question):
         return RESOURCES

@@ -956,7 +956,7 @@ HELP_TEXT = (
     "- Pulumi concepts such as inputs and outputs, stacks, configuration and secrets, stack "
     "references, providers and components;\n"
     '- programs: for example "Write code to create an S3 bucket in Python" or '
-    '"a Kubernetes nginx deployment in Go".'
+    '"a static website with a CDN on AWS in Go".'
 )
 
 

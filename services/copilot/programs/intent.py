@@ -16,6 +16,8 @@ _SYNONYMS: tuple[tuple[str, str, str | None], ...] = (
         "website",
         None,
     ),
+    (r"\bcloud\s*front\b", "website", "aws"),
+    (r"\bcdns?\b|content\s+delivery\s+networks?", "website", None),
     (r"google\s+cloud\s+storage|cloud\s+storage|\bgcs\b", "bucket", "gcp"),
     (r"blob\s+(?:storage|containers?)|storage\s+accounts?|azure\s+storage", "bucket", "azure"),
     (r"\bs3\b", "bucket", "aws"),
