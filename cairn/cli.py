@@ -47,8 +47,8 @@ from services.updates.server import move_state_texts
 log = get_logger("cairn")
 
 # Dependencies first: stacks calls secrets, updates, agent_pools and identity (members, and
-# grants when a stack is deleted); agent_pools calls secrets; copilot reads identity, stacks
-# and updates.
+# grants when a stack is deleted); agent_pools calls secrets; copilot reads identity, stacks,
+# updates and agent_pools.
 START_ORDER: tuple[str, ...] = (
     "secrets",
     "identity",

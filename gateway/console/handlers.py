@@ -30,6 +30,7 @@ from gateway.console.deployment import (
     urn_name,
 )
 from gateway.console.issuers import organization_issuers
+from gateway.console.markdown import markdown_html
 from gateway.console.render import duration, error_page, render, secure
 from gateway.console.session import (
     CSRF_COOKIE,
@@ -40,7 +41,15 @@ from gateway.console.session import (
 )
 from gateway.console.signin_options import provider_name
 from gateway.console.timeline import ERROR, WARNING, changes_by_op, entries
-from gateway.context import BACKENDS, PRINCIPAL, SETTINGS, STACK, call_options, public_url
+from gateway.context import (
+    BACKENDS,
+    PRINCIPAL,
+    SETTINGS,
+    STACK,
+    TOKEN,
+    call_options,
+    public_url,
+)
 from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
@@ -596,14 +605,24 @@ async def copilot(request: web.Request) -> web.Response:
     )
 
 
-def _chat_text(message: copilot_pb2.ChatMessage) -> str:
-    """Text messages as they are; a program as indented JSON."""
-    if message.kind != "program":
-        return message.text
-    try:
-        return pretty(orjson.loads(message.program or b"{}"))
-    except orjson.JSONDecodeError:
-        return message.program.decode(errors="replace")
+def _chat_message(message: copilot_pb2.ChatMessage) -> dict[str, Any]:
+    """A message as the page shows it: answers as safe Markdown, programs as code."""
+    shown: dict[str, Any] = {"role": message.role, "kind": message.kind, "text": message.text}
+    if message.kind == "response" and message.role == "assistant":
+        shown["html"] = markdown_html(message.text)
+    elif message.kind == "program":
+        try:
+            program = orjson.loads(message.program or b"{}")
+        except orjson.JSONDecodeError:
+            program = {}
+        if not isinstance(program, dict):
+            program = {}
+        plan = program.get("plan")
+        instructions = plan.get("instructions", "") if isinstance(plan, dict) else ""
+        shown["html"] = markdown_html(str(instructions))
+        shown["code"] = str(program.get("code", ""))
+        shown["language"] = str(program.get("language", ""))
+    return shown
 
 
 async def copilot_chat(request: web.Request) -> web.Response:
@@ -624,10 +643,11 @@ async def copilot_chat(request: web.Request) -> web.Response:
             visible_organizations=orgs,
             console_url=console_url,
             client="console",
+            token=request[TOKEN],
         ),
         **call_options(request),
     )
-    messages = [{"role": m.role, "kind": m.kind, "text": _chat_text(m)} for m in reply.messages]
+    messages = [_chat_message(m) for m in reply.messages]
     return render(
         request,
         "copilot.html",

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.context import BACKENDS, PRINCIPAL, call_options, public_url
+from gateway.context import BACKENDS, PRINCIPAL, TOKEN, call_options, public_url
 from gateway.convert import json_response, optional_object, optional_string, read_json_object
 from protos.cairn.v1 import copilot_pb2
 
@@ -50,6 +50,7 @@ async def copilot_skill(request: web.Request) -> web.Response:
             client="sdk" if is_sdk else "api",
             direct_skill=skill,
             direct_output=output,
+            token=request[TOKEN],
         ),
         **call_options(request),
     )

@@ -36,11 +36,52 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Focus:
+    """What the conversation is about after a turn, for the follow-up questions."""
+
+    intent: str = ""
+    project: str = ""
+    stack: str = ""  # project/stack
+    version: int = 0
+    role: str = ""
+    # The last program asked for: resource, cloud, language.
+    program: tuple[str, str, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "intent": self.intent,
+            "project": self.project,
+            "stack": self.stack,
+            "version": self.version,
+            "role": self.role,
+            "program": list(self.program) if self.program else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Focus:
+        if not isinstance(data, Mapping):
+            return cls()
+        program = data.get("program")
+        chosen = None
+        if isinstance(program, list) and len(program) == 3:
+            chosen = (str(program[0]), str(program[1]), str(program[2]))
+        return cls(
+            intent=str(data.get("intent", "")),
+            project=str(data.get("project", "")),
+            stack=str(data.get("stack", "")),
+            version=int(data.get("version", 0) or 0),
+            role=str(data.get("role", "")),
+            program=chosen,
+        )
+
+
+@dataclass(frozen=True)
 class Conversation:
     id: str
     organization: str
     user_id: str
     messages: tuple[Message, ...] = ()
+    focus: Focus = field(default_factory=Focus)
 
 
 @dataclass(frozen=True)
@@ -62,6 +103,8 @@ class Asker:
     organization: str
     visible_organizations: frozenset[str] = field(default_factory=frozenset)
     client: str = "api"
+    # The caller's credential, only for filtering stacks to the readable ones.
+    token: str = field(default="", repr=False)
 
 
 def validate_query(query: str) -> str:
@@ -126,6 +169,8 @@ class Answer:
     program: Mapping[str, Any] | None = None
     # May a model rephrase the text? (Never for generated code.)
     is_rephrasable: bool = True
+    # What a follow-up question may refer to; None keeps the conversation's focus.
+    focus: Focus | None = None
 
 
 @dataclass(frozen=True)

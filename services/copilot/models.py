@@ -25,6 +25,8 @@ class ConversationRow(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    # The conversation's focus (domain.Focus as JSON): what a follow-up question refers to.
+    focus: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class MessageRow(Base):

@@ -1,4 +1,10 @@
-"""Concept answers: a small bundled corpus of notes searched with BM25."""
+"""Concept answers: a bundled corpus of notes, a keyword layer and BM25 over the notes.
+
+A note may carry a `match:` line, a regular expression for the questions it answers
+outright (the wording a user is likely to use, such as "change-secrets-provider"); notes
+whose pattern matches get a fixed bonus on top of their BM25 score, so the keyword layer
+decides between close candidates and BM25 still ranks the rest. Answers cite their note.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from importlib import resources
 CORPUS_PACKAGE = "services.copilot"
 CORPUS_DIRECTORY = "corpus"
 # Below this BM25 score a hit is a coincidental overlap on common words, not an answer.
-MIN_SCORE = 1.0
+MIN_SCORE = 4.0
 # "See also" skips notes far weaker than the best one; they only share a word or two.
 SEE_ALSO_RATIO = 0.25
 # How many other titles an answer points to.
@@ -36,6 +42,11 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z]{2,
 _WORD = re.compile(r"[a-z0-9]+")
 _TITLE_LINE = re.compile(r"^#\s+(.+?)\s*$")
 _TAGS_LINE = re.compile(r"^tags:\s*(.*?)\s*$", re.IGNORECASE)
+_MATCH_LINE = re.compile(r"^match:\s*(.*?)\s*$", re.IGNORECASE)
+# What a keyword-layer match adds to a note's BM25 score.
+KEYWORD_BONUS = 4.0
+# How many notes an "I don't know" answer points to.
+NEAREST_LIMIT = 3
 _FENCE = "```"
 
 
@@ -47,6 +58,8 @@ class Note:
     title: str
     text: str
     tags: tuple[str, ...]
+    # The keyword layer's pattern (case-insensitive); empty for none.
+    match: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,14 @@ def parse_note(slug: str, markdown: str) -> Note:
     if body and (tags_match := _TAGS_LINE.match(body[0])):
         tags = tuple(tag.strip() for tag in tags_match[1].split(",") if tag.strip())
         body = body[1:]
-    return Note(slug=slug, title=title_match[1], text="\n".join(body).strip(), tags=tags)
+    match = ""
+    if body and (match_line := _MATCH_LINE.match(body[0])):
+        match = match_line[1]
+        re.compile(match)
+        body = body[1:]
+    return Note(
+        slug=slug, title=title_match[1], text="\n".join(body).strip(), tags=tags, match=match
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,7 +195,10 @@ class Bm25Index:
     def search(self, query: str, limit: int = 3) -> list[Hit]:
         """The best `limit` notes for `query`, highest score first; notes scoring 0 are left out."""
         terms = frozenset(tokenize(query))
-        scored = [(self._score(index, terms), note) for index, note in enumerate(self._notes)]
+        scored = [
+            (self._score(index, terms) + self._keyword_bonus(note, query), note)
+            for index, note in enumerate(self._notes)
+        ]
         ranked = sorted(
             ((score, note) for score, note in scored if score > 0.0),
             key=lambda pair: (-pair[0], pair[1].slug),
@@ -184,6 +207,11 @@ class Bm25Index:
             Hit(note=note, score=score, snippet=best_paragraph(note.text, terms))
             for score, note in ranked[: max(limit, 0)]
         ]
+
+    def _keyword_bonus(self, note: Note, query: str) -> float:
+        if note.match and re.search(note.match, query, re.IGNORECASE):
+            return KEYWORD_BONUS
+        return 0.0
 
     def _score(self, index: int, terms: frozenset[str]) -> float:
         counts = self._term_counts[index]
@@ -223,4 +251,15 @@ def answer_concept(query: str) -> str | None:
     others = [hit.note.title for hit in relevant[1:] if hit.score >= SEE_ALSO_RATIO * best.score]
     if others:
         parts.append("See also: " + ", ".join(others) + ".")
+    parts.append(f"Source: note `{best.note.slug}` ({best.note.title}).")
     return "\n\n".join(parts)
+
+
+def dont_know(query: str) -> str:
+    """The answer when no note fits: say so, and name the nearest notes."""
+    hits = default_index().search(query, limit=NEAREST_LIMIT)
+    text = "I don't know: none of my notes answers that question."
+    if hits:
+        nearest = ", ".join(f"{hit.note.title} (`{hit.note.slug}`)" for hit in hits)
+        text += f" The nearest notes are: {nearest}."
+    return text + " Try naming a Pulumi concept, a stack as `project/stack`, or ask for a program."

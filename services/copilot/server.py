@@ -9,6 +9,8 @@ import grpc
 import orjson
 
 from protos.cairn.v1 import (
+    agent_pools_pb2_grpc,
+    audit_pb2_grpc,
     copilot_pb2,
     copilot_pb2_grpc,
     identity_pb2_grpc,
@@ -30,7 +32,7 @@ from services.copilot.store import ConversationStore
 
 SERVICE_NAME = copilot_pb2.DESCRIPTOR.services_by_name["CopilotService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
-PEERS = ("identity", "stacks", "updates")
+PEERS = ("identity", "stacks", "updates", "agent_pools")
 DIRECT_SKILLS = ("summarizeUpdate", "explainPreview")
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -52,6 +54,7 @@ class CopilotServicer(copilot_pb2_grpc.CopilotServiceServicer):
             organization=request.organization,
             visible_organizations=frozenset(request.visible_organizations),
             client=request.client or "api",
+            token=request.token,
         )
         direct = None
         if request.direct_skill:
@@ -120,12 +123,14 @@ async def start(
         for channel in channels:
             await channel.close(None)
 
-    identity, stacks, updates = channels
+    identity, stacks, updates, agent_pools = channels
     peers = Peers(
         identity_pb2_grpc.IdentityServiceStub(identity),
         stacks_pb2_grpc.StacksServiceStub(stacks),
         updates_pb2_grpc.UpdatesServiceStub(updates),
         settings.grpc_timeout_seconds,
+        agent_pools_pb2_grpc.AgentPoolsServiceStub(agent_pools),
+        audit_pb2_grpc.AuditServiceStub(identity),
     )
     copilot = Copilot(
         ConversationStore(database.sessions),

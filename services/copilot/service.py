@@ -1,20 +1,26 @@
 """The copilot's use cases: one conversation turn, and the skills a question is routed to.
 
-Every skill answers from data: the organization's members, stacks and updates read through
-the other services with the asker's visibility, an update's engine events, the bundled notes,
-or the program catalogue. A configured model may rephrase an answer, never invent its facts.
+Every skill answers from data: the organization's members, stacks, updates, resources,
+deployments and audit log read through the other services with the asker's visibility, an
+update's engine events, the bundled notes, or the program catalogue. Names in the question
+are resolved against what the asker can see (`entities`), the wording picks a skill
+(`intents`), and the conversation's focus carries names and the last skill to follow-ups.
+A configured model may rephrase an answer, never invent its facts.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from services.common.auth import Caller
 from services.common.clock import Clock
 from services.common.errors import Unauthenticated
-from services.copilot import diagnosis, programs, retrieval
+from services.copilot import diagnosis, entities, intents, programs, retrieval
 from services.copilot.chat_model import ChatModel
 from services.copilot.domain import (
     ASSISTANT,
@@ -27,13 +33,22 @@ from services.copilot.domain import (
     Asker,
     Context,
     DirectSkill,
+    Focus,
     Message,
     check_organization,
     parse_context,
     trace_text,
     validate_query,
 )
-from services.copilot.peers import Peers, StackInfo
+from services.copilot.entities import LAST, PREVIOUS, Catalog, Resolution, StackName
+from services.copilot.peers import (
+    AuditEntry,
+    DeploymentInfo,
+    MemberInfo,
+    ResourceInfo,
+    StackInfo,
+    UpdateSummary,
+)
 from services.copilot.store import ConversationStore
 
 CLOUD_SKILL = "Pulumi Cloud"
@@ -41,24 +56,60 @@ DOCS_SKILL = "Pulumi Docs"
 PROGRAM_SKILL = "Pulumi program generation"
 HELP_SKILL = "Pulumi Copilot help"
 
-_USERS = re.compile(r"\b(users?|members?|people|teammates|who\b.*\b(org|organi[sz]ation))", re.I)
-_RESOURCES = re.compile(r"\b(how many resources|resource counts?|number of resources)\b", re.I)
-_UPDATES = re.compile(
-    r"\b(last|latest|recent|previous)\b(\s+\w+){0,3}\s+(updates?|deployments?|changes)\b"
-    r"|\bupdate history\b|\bwhat changed\b",
-    re.I,
-)
-_STACKS = re.compile(
-    r"\b(list|show|which|what|how many)\b(\s+\w+){0,3}\s+stacks\b|\bstacks (in|of|for)\b", re.I
-)
-# About the update in the context (a general "why can't I …" goes to the concepts notes).
-_ANALYSIS = re.compile(
-    r"\b(analy[sz]e|this (update|deployment|run)|the update|fail(ed|ure|ing|s)?|went wrong"
-    r"|what happened|resolve|summari[sz]e|errors?)\b",
-    re.I,
-)
-_PROJECT = re.compile(r"\b(?:in|of|for)\s+(?:the\s+)?(?:project\s+)?['\"`]?([A-Za-z0-9_.-]+)", re.I)
 RECENT_UPDATES = 5
+HISTORY_ROWS = 10
+MAX_TYPE_STACKS = 100
+MAX_LISTED_RESOURCES = 20
+AUDIT_ENTRIES = 200
+AUDIT_ROWS = 10
+_HANDLED = frozenset(
+    {
+        intents.COMPARE,
+        intents.ANALYSE,
+        intents.DEPLOYMENT_ANALYSIS,
+        intents.WHAT_CHANGED,
+        intents.HISTORY,
+        intents.DEPLOYMENTS,
+        intents.RESOURCE_TYPE,
+        intents.RESOURCES,
+        intents.UPDATES,
+        intents.STACKS,
+        intents.MEMBERS,
+    }
+)
+_VERSION_SUFFIX = re.compile(r"v\d+$")
+# Engine steps that leave a resource as it was.
+_UNCHANGED_OPS = frozenset({"same", "read", "refresh"})
+
+
+class Reader(Protocol):
+    """What the skills read from the other services (peers.Peers over gRPC)."""
+
+    async def members(self, organization: str, caller: Caller) -> list[MemberInfo]: ...
+
+    async def stacks(
+        self, organization: str, project: str, caller: Caller, token: str = ""
+    ) -> list[StackInfo]: ...
+
+    async def updates(self, stack_id: str, limit: int, caller: Caller) -> list[UpdateSummary]: ...
+
+    async def update(self, stack_id: str, version: int, caller: Caller) -> UpdateSummary | None: ...
+
+    async def events(self, stack_id: str, update_id: str, caller: Caller) -> list[Any]: ...
+
+    async def resources(
+        self, stack_id: str, version: int, caller: Caller
+    ) -> tuple[int, list[ResourceInfo]]: ...
+
+    async def deployments(
+        self, organization: str, stack_id: str, limit: int, caller: Caller
+    ) -> list[DeploymentInfo]: ...
+
+    async def deployment_logs(
+        self, stack_id: str, deployment_id: str, caller: Caller
+    ) -> list[str]: ...
+
+    async def audit(self, organization: str, limit: int, caller: Caller) -> list[AuditEntry]: ...
 
 
 class Copilot:
@@ -104,13 +155,13 @@ class Copilot:
                 direct.output, is_preview=direct.is_preview
             )
         else:
-            answer = await self._skills.answer(asker, text, context, caller)
+            answer = await self._skills.answer(asker, text, context, caller, conversation.focus)
         turn = [
             Message(USER, RESPONSE, text),
             Message(ASSISTANT, TRACE, trace_text(asker)),
             *await self._reply(text, answer),
         ]
-        await self._store.append(conversation.id, turn, self._clock.now())
+        await self._store.append(conversation.id, turn, self._clock.now(), answer.focus)
         return conversation.id, (*conversation.messages, *turn)
 
     async def _reply(self, question: str, answer: Answer) -> list[Message]:
@@ -124,40 +175,118 @@ class Copilot:
         return messages
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """One question with everything resolved about it."""
+
+    asker: Asker
+    caller: Caller
+    query: str
+    context: Context
+    catalog: Catalog
+    stacks: Mapping[str, StackInfo]  # by project/stack
+    resolution: Resolution
+    focus: Focus
+
+    def info(self, name: StackName) -> StackInfo:
+        return self.stacks[name.name]
+
+
 class Skills:
     """Routes a question to the skill that can answer it."""
 
-    def __init__(self, peers: Peers) -> None:
+    def __init__(self, peers: Reader) -> None:
         self._peers = peers
 
-    async def answer(self, asker: Asker, query: str, context: Context, caller: Caller) -> Answer:
+    async def answer(
+        self,
+        asker: Asker,
+        query: str,
+        context: Context,
+        caller: Caller,
+        focus: Focus | None = None,
+    ) -> Answer:
+        focus = focus or Focus()
         request = programs.parse_request(query)
         if request is not None:
             return program_answer(request)
-        if context.version and (_ANALYSIS.search(query) or len(query.split()) <= 4):
-            return await self._analyse(asker, context, caller)
-        if _USERS.search(query):
-            return await self._members(asker)
-        if _RESOURCES.search(query):
-            return await self._resources(asker, _project(query, context), caller)
-        if _UPDATES.search(query):
-            return await self._recent_updates(asker, context, query, caller)
-        if _STACKS.search(query):
-            return await self._stacks(asker, _project(query, context), caller)
-        concept = retrieval.answer_concept(query)
+        if focus.program is not None:
+            changed = programs.follow_up_request(query, *focus.program)
+            if changed is not None:
+                return program_answer(changed)
+        if context.version and (
+            len(query.split()) <= 4 or intents.classify(query, names_data=True) == intents.ANALYSE
+        ):
+            return await self._analyse_context(asker, context, caller)
+        turn = await self._turn(asker, query, context, caller, focus)
+        names_data = turn.resolution.names_anything or bool(context.stack)
+        intent = intents.classify(query, names_data=names_data)
+        if intent == intents.CONCEPT:
+            return _concept(query) or _unknown_concept(query)
+        if (
+            not intent
+            and focus.intent in _HANDLED
+            and intents.is_follow_up(query, names_data=names_data or bool(turn.resolution.role))
+        ):
+            intent = focus.intent
+            turn = _inherit(turn, focus)
+        elif intent in intents.STACK_INTENTS and not turn.resolution.names_anything:
+            turn = _inherit(turn, focus, stack_only=True)
+        if intent:
+            return await self._dispatch(intent, turn)
+        concept = _concept(query)
         if concept is not None:
-            return Answer(DOCS_SKILL, concept)
-        if context.stack:
-            return await self._recent_updates(asker, context, query, caller)
+            return concept
+        if turn.resolution.problems:
+            return _problems(turn)
+        if turn.resolution.stack is not None:
+            return await self._updates(turn)
+        if _looks_like_question(query):
+            return _unknown_concept(query)
         return Answer(HELP_SKILL, HELP_TEXT, is_rephrasable=False)
+
+    async def _turn(
+        self, asker: Asker, query: str, context: Context, caller: Caller, focus: Focus
+    ) -> _Turn:
+        visible = await self._peers.stacks(asker.organization, "", caller, asker.token)
+        by_name = {stack.name: stack for stack in visible}
+        members: list[MemberInfo] = []
+        catalog = Catalog(
+            asker.organization,
+            tuple(StackName(s.organization, s.project, s.stack) for s in visible),
+            tuple(m.login for m in members),
+        )
+        resolution = entities.resolve(query, catalog)
+        if not resolution.stacks and context.stack and context.organization == asker.organization:
+            name = f"{context.project}/{context.stack}"
+            if name in by_name and not resolution.projects:
+                found = next(s for s in catalog.stacks if s.name == name)
+                resolution = replace(resolution, stacks=(found,))
+        project = focus.project or context.project
+        resolution = entities.within(resolution, project, catalog)
+        return _Turn(asker, caller, query, context, catalog, by_name, resolution, focus)
+
+    async def _dispatch(self, intent: str, turn: _Turn) -> Answer:
+        if turn.resolution.problems and intent != intents.MEMBERS:
+            return _problems(turn)
+        handlers = {
+            intents.COMPARE: self._compare,
+            intents.ANALYSE: self._analyse,
+            intents.DEPLOYMENT_ANALYSIS: self._deployment_analysis,
+            intents.WHAT_CHANGED: self._what_changed,
+            intents.HISTORY: self._history,
+            intents.DEPLOYMENTS: self._deployments,
+            intents.RESOURCE_TYPE: self._resource_type,
+            intents.RESOURCES: self._resources,
+            intents.UPDATES: self._updates,
+            intents.STACKS: self._stacks,
+            intents.MEMBERS: self._members,
+        }
+        return await handlers[intent](turn)
 
     async def summarize_output(self, output: str, *, is_preview: bool) -> Answer:
         """The SDK's direct skills: explain an update's or preview's text output."""
-        events = [
-            {"sequence": n, "diagnosticEvent": {"message": line, "severity": "error"}}
-            for n, line in enumerate(output.splitlines())
-            if "error" in line.lower()
-        ]
+        events = log_events(output.splitlines())
         word = "preview" if is_preview else "update"
         if not events:
             return Answer(CLOUD_SKILL, f"The {word} output shows no errors.")
@@ -168,100 +297,471 @@ class Skills:
 
     # -- organization questions ------------------------------------------------------------
 
-    async def _members(self, asker: Asker) -> Answer:
-        members = await self._peers.members(asker.organization, _caller(asker))
-        lines = [
-            f"- {m.login}"
-            + (f" ({m.name})" if m.name and m.name != m.login else "")
-            + f": {m.role}"
-            for m in members
+    async def _members(self, turn: _Turn) -> Answer:
+        members = await self._peers.members(turn.asker.organization, _caller(turn.asker))
+        role = turn.resolution.role
+        org = turn.asker.organization
+        focus = Focus(intent=intents.MEMBERS, role=role)
+        named = [m for m in members if m.login.lower() in _words(turn.query)]
+        if named:
+            lines = [_member_line(m) for m in named]
+            return Answer(CLOUD_SKILL, "\n".join(lines), focus=focus)
+        chosen = [m for m in members if not role or m.role == role]
+        if role and not chosen:
+            return Answer(
+                CLOUD_SKILL,
+                f"No member of organization '{org}' has the {role} role "
+                f"(it has {len(members)} member{'s' if len(members) != 1 else ''}).",
+                focus=focus,
+            )
+        lines = [_member_line(m) for m in chosen]
+        count = len(chosen)
+        if role:
+            verb = "have" if count != 1 else "has"
+            head = f"{count} member{_s(count)} of '{org}' {verb} the {role} role:"
+        else:
+            head = f"The organization '{org}' has {count} member{'s' if count != 1 else ''}:"
+        return Answer(CLOUD_SKILL, head + "\n" + "\n".join(lines), focus=focus)
+
+    async def _stacks(self, turn: _Turn) -> Answer:
+        projects = turn.resolution.projects
+        stacks = [
+            turn.stacks[s.name]
+            for s in turn.catalog.stacks
+            if not projects or s.project in projects
         ]
-        count = len(members)
-        text = (
-            f"The organization '{asker.organization}' has {count} "
-            f"member{'s' if count != 1 else ''}:\n" + "\n".join(lines)
+        where = (
+            f"project '{projects[0]}'"
+            if len(projects) == 1
+            else f"projects {', '.join(projects)}"
+            if projects
+            else f"organization '{turn.asker.organization}'"
         )
-        return Answer(CLOUD_SKILL, text)
-
-    async def _stacks(self, asker: Asker, project: str, caller: Caller) -> Answer:
-        stacks = await self._peers.stacks(asker.organization, project, caller)
-        where = f"project '{project}'" if project else f"organization '{asker.organization}'"
+        focus = Focus(intent=intents.STACKS, project=projects[0] if len(projects) == 1 else "")
         if not stacks:
-            return Answer(CLOUD_SKILL, f"There are no stacks in the {where} that you can see.")
+            return Answer(
+                CLOUD_SKILL, f"There are no stacks in the {where} that you can see.", focus=focus
+            )
         lines = [f"- {_describe_stack(stack)}" for stack in stacks]
-        return Answer(CLOUD_SKILL, f"The {where} has {len(stacks)} stack(s):\n" + "\n".join(lines))
+        return Answer(
+            CLOUD_SKILL,
+            f"The {where} has {len(stacks)} stack{_s(len(stacks))}:\n" + "\n".join(lines),
+            focus=focus,
+        )
 
-    async def _resources(self, asker: Asker, project: str, caller: Caller) -> Answer:
-        stacks = await self._peers.stacks(asker.organization, project, caller)
-        total = sum(stack.resource_count for stack in stacks)
-        where = f"project '{project}'" if project else f"organization '{asker.organization}'"
+    async def _resources(self, turn: _Turn) -> Answer:
+        stack = turn.resolution.stack
+        if stack is not None:
+            info = turn.info(stack)
+            version, found = await self._peers.resources(info.id, 0, turn.caller)
+            focus = _stack_focus(intents.RESOURCES, stack)
+            if not version:
+                return Answer(
+                    CLOUD_SKILL,
+                    f"Stack `{stack.name}` has never been updated, so it manages no resources.",
+                    focus=focus,
+                )
+            kinds = Counter(r.type for r in found if r.type != diagnosis.STACK_RESOURCE_TYPE)
+            lines = [f"- `{kind}`: {count}" for kind, count in kinds.most_common()]
+            text = (
+                f"Stack `{stack.name}` manages {info.resource_count} resource"
+                f"{_s(info.resource_count)} (version {version})"
+            )
+            return Answer(
+                CLOUD_SKILL,
+                text + (":\n" + "\n".join(lines) if lines else "."),
+                focus=focus,
+            )
+        stacks = _in_scope(turn)
+        total = sum(s.resource_count for s in stacks)
+        projects = turn.resolution.projects
+        where = (
+            f"project '{projects[0]}'"
+            if len(projects) == 1
+            else f"organization '{turn.asker.organization}'"
+        )
         lines = [
-            f"- {stack.name}: {stack.resource_count}"
-            for stack in sorted(stacks, key=lambda s: -s.resource_count)
+            f"- {s.name}: {s.resource_count}"
+            for s in sorted(stacks, key=lambda s: (-s.resource_count, s.name))
         ]
         return Answer(
             CLOUD_SKILL,
             f"The {where} manages {total} resource(s) across {len(stacks)} stack(s):\n"
             + "\n".join(lines),
+            focus=Focus(intent=intents.RESOURCES, project=projects[0] if projects else ""),
         )
 
-    async def _recent_updates(
-        self, asker: Asker, context: Context, query: str, caller: Caller
-    ) -> Answer:
-        if context.stack and context.organization == asker.organization:
-            stack = await self._peers.stack(
-                context.organization, context.project, context.stack, caller
+    async def _resource_type(self, turn: _Turn) -> Answer:
+        stacks = [s for s in _in_scope(turn) if s.version][:MAX_TYPE_STACKS]
+        found: dict[str, list[ResourceInfo]] = {}
+        for stack in stacks:
+            _, resources = await self._peers.resources(stack.id, 0, turn.caller)
+            found[stack.name] = [r for r in resources if r.type != diagnosis.STACK_RESOURCE_TYPE]
+        types = sorted({r.type for listed in found.values() for r in listed})
+        wanted = match_types(turn.query, types)
+        focus = Focus(intent=intents.RESOURCE_TYPE)
+        if not wanted:
+            listed = ", ".join(f"`{t}`" for t in types[:MAX_LISTED_RESOURCES]) or "none"
+            return Answer(
+                CLOUD_SKILL,
+                "I cannot tell which resource type you mean: no type in the stacks you can see "
+                f"matches the question. Types present: {listed}.",
+                focus=focus,
             )
-            stacks = [stack] if stack is not None else []
-        else:
-            stacks = await self._peers.stacks(asker.organization, _project(query, context), caller)
+        sections = []
+        for name, resources in found.items():
+            hits = [r for r in resources if r.type in wanted]
+            if hits:
+                names = ", ".join(f"`{r.name}`" for r in hits[:MAX_LISTED_RESOURCES])
+                sections.append(f"- {name}: {len(hits)} ({names})")
+        kinds = ", ".join(f"`{t}`" for t in sorted(wanted))
+        total = sum(1 for rs in found.values() for r in rs if r.type in wanted)
+        return Answer(
+            CLOUD_SKILL,
+            f"{total} resource{_s(total)} of type {kinds} in {len(sections)} stack"
+            f"{_s(len(sections))}:\n" + "\n".join(sections),
+            focus=focus,
+        )
+
+    # -- one stack's updates ---------------------------------------------------------------
+
+    async def _updates(self, turn: _Turn) -> Answer:
+        stack = turn.resolution.stack
+        if stack is not None:
+            info = turn.info(stack)
+            focus = _stack_focus(intents.UPDATES, stack)
+            if not info.version:
+                return Answer(
+                    CLOUD_SKILL, f"Stack `{stack.name}` has not been updated yet.", focus=focus
+                )
+            history = await self._peers.updates(info.id, RECENT_UPDATES, turn.caller)
+            rows = [_update_row(u) for u in history]
+            return Answer(
+                CLOUD_SKILL,
+                f"Most recent updates of stack `{stack.name}` (current version {info.version}):\n"
+                + "\n".join(rows),
+                focus=focus,
+            )
+        stacks = _in_scope(turn)
         updated = sorted((s for s in stacks if s.version), key=lambda s: -s.last_update)[
             :RECENT_UPDATES
         ]
+        project = turn.resolution.project
+        focus = Focus(intent=intents.UPDATES, project=project)
         if not updated:
-            return Answer(CLOUD_SKILL, "None of the stacks you can see has been updated yet.")
+            where = f"project '{project}'" if project else "the stacks you can see"
+            return Answer(CLOUD_SKILL, f"No stack in {where} has been updated yet.", focus=focus)
         sections = []
-        for stack in updated:
-            history = await self._peers.updates(stack.id, RECENT_UPDATES, caller)
-            rows = [
-                f"  - version {u.version}: {u.kind}, {u.result}, {_when(u.start_time)}"
-                + (f", changes {_changes(u.resource_changes)}" if u.resource_changes else "")
-                + (f' — "{u.message}"' if u.message else "")
-                for u in history
-            ]
-            sections.append(f"- {stack.name}:\n" + "\n".join(rows))
-        return Answer(CLOUD_SKILL, "Most recent updates:\n" + "\n".join(sections))
+        for info in updated:
+            history = await self._peers.updates(info.id, RECENT_UPDATES, turn.caller)
+            rows = ["  " + _update_row(u) for u in history]
+            sections.append(f"- {info.name}:\n" + "\n".join(rows))
+        return Answer(CLOUD_SKILL, "Most recent updates:\n" + "\n".join(sections), focus=focus)
 
-    # -- update analysis -------------------------------------------------------------------
+    async def _one_update(
+        self, turn: _Turn, intent: str, *, failed_first: bool = False
+    ) -> tuple[StackName, StackInfo, UpdateSummary] | Answer:
+        """The update a question points at, or the answer saying why there is none."""
+        stack = turn.resolution.stack
+        if stack is None:
+            return _which_stack(turn, intent)
+        info = turn.info(stack)
+        focus = _stack_focus(intent, stack)
+        if not info.version:
+            return Answer(
+                CLOUD_SKILL, f"Stack `{stack.name}` has not been updated yet.", focus=focus
+            )
+        version = turn.resolution.version
+        if version > 0:
+            update = await self._peers.update(info.id, version, turn.caller)
+            if update is None:
+                return Answer(
+                    CLOUD_SKILL,
+                    f"Stack `{stack.name}` has no update {version}; its versions run from 1 to "
+                    f"{info.version}.",
+                    focus=focus,
+                )
+            return stack, info, update
+        history = await self._peers.updates(info.id, HISTORY_ROWS, turn.caller)
+        if not history:
+            return Answer(
+                CLOUD_SKILL, f"Stack `{stack.name}` has not been updated yet.", focus=focus
+            )
+        if version == PREVIOUS and len(history) > 1:
+            return stack, info, history[1]
+        if failed_first and version != LAST:
+            failed = [u for u in history if u.result == "failed"]
+            if failed:
+                return stack, info, failed[0]
+        return stack, info, history[0]
 
-    async def _analyse(self, asker: Asker, context: Context, caller: Caller) -> Answer:
-        name = f"{context.project}/{context.stack}"
-        missing = Answer(
-            CLOUD_SKILL,
-            f"I cannot find update {context.version} of stack '{name}' in an organization "
-            "you can see.",
+    async def _what_changed(self, turn: _Turn) -> Answer:
+        found = await self._one_update(turn, intents.WHAT_CHANGED)
+        if isinstance(found, Answer):
+            return found
+        stack, info, update = found
+        events = await self._peers.events(info.id, update.update_id, turn.caller)
+        steps = resource_steps(events)
+        head = (
+            f"Update {update.version} of stack `{stack.name}` ({update.kind}, {update.result}"
+            f"{', by ' + update.requested_by if update.requested_by else ''}, "
+            f"{_when(update.start_time)})"
         )
+        changes = _changes(update.resource_changes)
+        lines = [f"- {op} `{kind}` **{name}**" for op, kind, name in steps]
+        if not lines and update.version > 1:
+            lines = await self._state_diff(info, update.version - 1, update.version, turn.caller)
+        text = head + (f": {changes}." if changes else ": no resource changes recorded.")
+        if lines:
+            text += "\n\nResources changed:\n" + "\n".join(lines)
+        focus = _stack_focus(intents.WHAT_CHANGED, stack, update.version)
+        return Answer(CLOUD_SKILL, text, focus=focus)
+
+    async def _state_diff(
+        self, info: StackInfo, before: int, after: int, caller: Caller
+    ) -> list[str]:
+        _, old = await self._peers.resources(info.id, before, caller)
+        _, new = await self._peers.resources(info.id, after, caller)
+        old_by_urn = {r.urn: r for r in old}
+        new_by_urn = {r.urn: r for r in new}
+        lines = [
+            f"- create `{r.type}` **{r.name}**"
+            for urn, r in sorted(new_by_urn.items())
+            if urn not in old_by_urn
+        ]
+        lines += [
+            f"- delete `{r.type}` **{r.name}**"
+            for urn, r in sorted(old_by_urn.items())
+            if urn not in new_by_urn
+        ]
+        return lines
+
+    async def _compare(self, turn: _Turn) -> Answer:
+        stack = turn.resolution.stack
+        if stack is None:
+            return _which_stack(turn, intents.COMPARE)
+        info = turn.info(stack)
+        versions = turn.resolution.versions
+        if len(versions) != 2:
+            if info.version < 2:
+                return Answer(
+                    CLOUD_SKILL,
+                    f"Stack `{stack.name}` has {info.version} version{_s(info.version)}; "
+                    "comparing needs two.",
+                    focus=_stack_focus(intents.COMPARE, stack),
+                )
+            versions = (info.version - 1, info.version)
+        first, second = sorted(versions)
+        if second > info.version or first < 1:
+            return Answer(
+                CLOUD_SKILL,
+                f"Stack `{stack.name}` has versions 1 to {info.version}; it has no version "
+                f"{second if second > info.version else first}.",
+                focus=_stack_focus(intents.COMPARE, stack),
+            )
+        _, old = await self._peers.resources(info.id, first, turn.caller)
+        _, new = await self._peers.resources(info.id, second, turn.caller)
+        old_urns = {r.urn: r for r in old if r.type != diagnosis.STACK_RESOURCE_TYPE}
+        new_urns = {r.urn: r for r in new if r.type != diagnosis.STACK_RESOURCE_TYPE}
+        added = [new_urns[u] for u in sorted(new_urns) if u not in old_urns]
+        removed = [old_urns[u] for u in sorted(old_urns) if u not in new_urns]
+        kept = len(set(old_urns) & set(new_urns))
+        lines = [
+            f"Stack `{stack.name}`, version {first} → version {second}: {len(old_urns)} → "
+            f"{len(new_urns)} resources; {len(added)} added, {len(removed)} removed, "
+            f"{kept} in both."
+        ]
+        if added:
+            lines.append("Added:\n" + "\n".join(f"- `{r.type}` **{r.name}**" for r in added))
+        if removed:
+            lines.append("Removed:\n" + "\n".join(f"- `{r.type}` **{r.name}**" for r in removed))
+        history = await self._peers.updates(info.id, HISTORY_ROWS, turn.caller)
+        between = [u for u in history if first < u.version <= second]
+        if between:
+            lines.append(
+                "Updates in between:\n"
+                + "\n".join(_update_row(u) for u in sorted(between, key=lambda u: u.version))
+            )
+        return Answer(
+            CLOUD_SKILL, "\n\n".join(lines), focus=_stack_focus(intents.COMPARE, stack, second)
+        )
+
+    async def _history(self, turn: _Turn) -> Answer:
+        stack = turn.resolution.stack
+        members = await self._peers.members(turn.asker.organization, _caller(turn.asker))
+        is_admin = any(m.login == turn.asker.login and m.role == "admin" for m in members)
+        logins = [m.login for m in members if m.login.lower() in _words(turn.query)]
+        if stack is None:
+            stacks = [s for s in _in_scope(turn) if s.version]
+            rows: list[tuple[int, str]] = []
+            for info in stacks:
+                for u in await self._peers.updates(info.id, HISTORY_ROWS, turn.caller):
+                    if not logins or u.requested_by in logins:
+                        rows.append((u.start_time, f"- {info.name}: " + _update_row(u)))
+            rows.sort(key=lambda row: -row[0])
+            who = f" by {', '.join(logins)}" if logins else ""
+            if not rows:
+                return Answer(
+                    CLOUD_SKILL,
+                    f"No update{who} in the stacks you can see.",
+                    focus=Focus(intent=intents.HISTORY),
+                )
+            return Answer(
+                CLOUD_SKILL,
+                f"Latest changes{who}:\n" + "\n".join(r for _, r in rows[:HISTORY_ROWS]),
+                focus=Focus(intent=intents.HISTORY),
+            )
+        info = turn.info(stack)
+        focus = _stack_focus(intents.HISTORY, stack)
+        history = await self._peers.updates(info.id, HISTORY_ROWS, turn.caller)
+        if not history:
+            text = f"Stack `{stack.name}` has not been updated yet."
+        else:
+            last = history[0]
+            who = last.requested_by or "an unknown user"
+            text = (
+                f"Stack `{stack.name}` was last changed by {who} "
+                f"on {_when(last.start_time)} (update {last.version}, {last.kind}, "
+                f"{last.result}).\n\nHistory:\n" + "\n".join(_update_row(u) for u in history)
+            )
+        if is_admin:
+            entries = await self._peers.audit(turn.asker.organization, AUDIT_ENTRIES, turn.caller)
+            path = f"{stack.project}/{stack.stack}"
+            mine = [e for e in entries if path in e.target][:AUDIT_ROWS]
+            if mine:
+                text += "\n\nAudit log (admins only):\n" + "\n".join(
+                    f"- {_when(e.time)}: {e.login or 'system'} {e.event}"
+                    + (f" ({e.description})" if e.description else "")
+                    for e in mine
+                )
+        return Answer(CLOUD_SKILL, text, focus=focus)
+
+    # -- failures --------------------------------------------------------------------------
+
+    async def _analyse(self, turn: _Turn) -> Answer:
+        if turn.resolution.stack is None and not turn.resolution.projects:
+            failed = await self._latest_failed(turn)
+            if failed is None:
+                return _which_stack(turn, intents.ANALYSE)
+            turn = replace(turn, resolution=replace(turn.resolution, stacks=(failed,)))
+        found = await self._one_update(turn, intents.ANALYSE, failed_first=True)
+        if isinstance(found, Answer):
+            return found
+        stack, info, update = found
+        text = await self._explain_update(info, update, turn.caller)
+        return Answer(CLOUD_SKILL, text, focus=_stack_focus(intents.ANALYSE, stack, update.version))
+
+    async def _latest_failed(self, turn: _Turn) -> StackName | None:
+        stacks = sorted((s for s in _in_scope(turn) if s.version), key=lambda s: -s.last_update)
+        for info in stacks[:RECENT_UPDATES]:
+            history = await self._peers.updates(info.id, 1, turn.caller)
+            if history and history[0].result == "failed":
+                return next(s for s in turn.catalog.stacks if s.name == info.name)
+        return None
+
+    async def _explain_update(self, info: StackInfo, update: UpdateSummary, caller: Caller) -> str:
+        events = await self._peers.events(info.id, update.update_id, caller)
+        found = diagnosis.diagnose(events)
+        text = diagnosis.explain(found, info.name, update.version)
+        if update.result == "failed" or found.failures or found.general_errors:
+            return text
+        changes = _changes(update.resource_changes) or "no resource changes"
+        return (
+            f"Update {update.version} of stack '{info.name}' ({update.kind}) {update.result}: "
+            f"{changes}.\n\n{text}"
+        )
+
+    async def _analyse_context(self, asker: Asker, context: Context, caller: Caller) -> Answer:
+        missing = _missing_update(context)
         if context.organization not in asker.visible_organizations:
             return missing
-        stack = await self._peers.stack(
-            context.organization, context.project, context.stack, caller
+        visible = await self._peers.stacks(
+            context.organization, context.project, caller, asker.token
         )
-        if stack is None:
+        info = next((s for s in visible if s.stack == context.stack), None)
+        if info is None:
             return missing
-        update = await self._peers.update(stack.id, context.version, caller)
+        update = await self._peers.update(info.id, context.version, caller)
         if update is None:
             return missing
-        events = await self._peers.events(stack.id, update.update_id, caller)
-        found = diagnosis.diagnose(events)
-        text = diagnosis.explain(found, name, context.version)
-        if update.result == "failed" or found.failures or found.general_errors:
-            return Answer(CLOUD_SKILL, text)
-        changes = _changes(update.resource_changes) or "no resource changes"
-        return Answer(
-            CLOUD_SKILL,
-            f"Update {context.version} of stack '{name}' ({update.kind}) {update.result}: "
-            f"{changes}.\n\n{text}",
+        text = await self._explain_update(info, update, caller)
+        focus = Focus(
+            intent=intents.ANALYSE,
+            project=info.project,
+            stack=info.name,
+            version=context.version,
         )
+        return Answer(CLOUD_SKILL, text, focus=focus)
+
+    async def _deployments(self, turn: _Turn) -> Answer:
+        stack = turn.resolution.stack
+        scope = [turn.info(stack)] if stack is not None else _in_scope(turn)
+        focus = (
+            _stack_focus(intents.DEPLOYMENTS, stack)
+            if stack is not None
+            else Focus(intent=intents.DEPLOYMENTS, project=turn.resolution.project)
+        )
+        sections = []
+        for info in scope:
+            found = await self._peers.deployments(
+                turn.asker.organization, info.id, RECENT_UPDATES, turn.caller
+            )
+            if found:
+                rows = [f"  - {_deployment_row(d)}" for d in found]
+                sections.append(f"- {info.name}:\n" + "\n".join(rows))
+        if not sections:
+            where = f"stack `{stack.name}`" if stack is not None else "the stacks you can see"
+            return Answer(CLOUD_SKILL, f"There are no deployments of {where}.", focus=focus)
+        return Answer(CLOUD_SKILL, "Recent deployments:\n" + "\n".join(sections), focus=focus)
+
+    async def _deployment_analysis(self, turn: _Turn) -> Answer:
+        stack = turn.resolution.stack
+        scope = [turn.info(stack)] if stack is not None else _in_scope(turn)
+        chosen: tuple[StackInfo, DeploymentInfo] | None = None
+        version = turn.resolution.version
+        for info in scope:
+            for deployment in await self._peers.deployments(
+                turn.asker.organization, info.id, HISTORY_ROWS, turn.caller
+            ):
+                is_wanted = (
+                    deployment.version == version if version > 0 else deployment.status == "failed"
+                )
+                if is_wanted and (chosen is None or deployment.created > chosen[1].created):
+                    chosen = (info, deployment)
+        if chosen is None:
+            where = f"stack `{stack.name}`" if stack is not None else "the stacks you can see"
+            what = f"deployment {version}" if version > 0 else "failed deployment"
+            return Answer(
+                CLOUD_SKILL,
+                f"There is no {what} of {where}.",
+                focus=Focus(intent=intents.DEPLOYMENT_ANALYSIS),
+            )
+        info, deployment = chosen
+        lines = await self._peers.deployment_logs(info.id, deployment.id, turn.caller)
+        found = diagnosis.diagnose(log_events(lines))
+        head = (
+            f"Deployment {deployment.version} of stack `{info.name}` ({deployment.operation}) "
+            f"{deployment.status}"
+            + (f", requested by {deployment.requested_by}" if deployment.requested_by else "")
+            + f", {_when(deployment.created)}."
+        )
+        if deployment.status != "failed" and not (found.failures or found.general_errors):
+            body = "Its log reports no errors."
+        else:
+            sections = diagnosis.explain(found, info.name, deployment.version).split("\n\n")
+            body = "\n\n".join(sections[1:]) or (
+                "Its log carries no error lines; " + (deployment.message or "no message.")
+            )
+        focus = Focus(
+            intent=intents.DEPLOYMENT_ANALYSIS,
+            project=info.project,
+            stack=info.name,
+            version=deployment.version,
+        )
+        return Answer(CLOUD_SKILL, head + "\n\n" + body, focus=focus)
+
+
+# -- pure helpers ------------------------------------------------------------------------------
 
 
 def program_answer(request: programs.ProgramRequest) -> Answer:
@@ -274,23 +774,136 @@ def program_answer(request: programs.ProgramRequest) -> Answer:
         "programId": program.program_id,
     }
     text = (
-        f"Here is a {program.language} program that creates a {program.resource} on "
-        f"{program.cloud.upper()}. {program.instructions.splitlines()[-1]}"
+        f"Here is a {programs.LANGUAGE_NAMES[program.language]} program that creates "
+        f"{program.description}. {program.instructions.splitlines()[-1]}"
     )
-    return Answer(PROGRAM_SKILL, text, program=content, is_rephrasable=False)
+    focus = Focus(
+        intent=intents.PROGRAM, program=(request.resource, request.cloud, request.language)
+    )
+    return Answer(PROGRAM_SKILL, text, program=content, is_rephrasable=False, focus=focus)
+
+
+def log_events(lines: Sequence[str]) -> list[dict[str, Any]]:
+    """Error lines of a text log as diagnostic events, for the diagnosis table."""
+    return [
+        {"sequence": n, "diagnosticEvent": {"message": line, "severity": "error"}}
+        for n, line in enumerate(lines)
+        if "error" in line.lower()
+    ]
+
+
+def resource_steps(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(op, type, name) of every resource step that changed something, in order."""
+    steps: dict[str, tuple[str, str, str]] = {}
+    for event in diagnosis.ordered_events(events):
+        pre = event.get("resourcePreEvent")
+        if not isinstance(pre, Mapping):
+            continue
+        metadata = pre.get("metadata")
+        if not isinstance(metadata, Mapping):
+            continue
+        urn, op = str(metadata.get("urn", "")), str(metadata.get("op", ""))
+        kind = str(metadata.get("type", "")) or diagnosis.urn_type(urn)
+        if not urn or op in _UNCHANGED_OPS or kind == diagnosis.STACK_RESOURCE_TYPE:
+            continue
+        steps[urn] = (op, kind, diagnosis.urn_name(urn))
+    return list(steps.values())
+
+
+def match_types(query: str, types: Sequence[str]) -> set[str]:
+    """The resource types a question names: a full token, or a type's last word."""
+    lowered = query.lower()
+    exact = {t for t in types if t.lower() in lowered}
+    if exact:
+        return exact
+    words = {w.rstrip("s") for w in _words(query) if len(w) > 2}
+    words -= {"resource", "stack", "type", "acros", "which", "where", "have", "use", "all"}
+    found = set()
+    for kind in types:
+        parts = kind.lower().split(":")
+        names = {_VERSION_SUFFIX.sub("", parts[-1])}
+        if len(parts) >= 3:
+            names.update(_VERSION_SUFFIX.sub("", p) for p in parts[1].split("/"))
+        if {name.rstrip("s") for name in names} & words:
+            found.add(kind)
+    return found
+
+
+def _in_scope(turn: _Turn) -> list[StackInfo]:
+    projects = turn.resolution.projects
+    return [
+        turn.stacks[s.name] for s in turn.catalog.stacks if not projects or s.project in projects
+    ]
+
+
+def _inherit(turn: _Turn, focus: Focus, *, stack_only: bool = False) -> _Turn:
+    """Names from the conversation's focus where the question gives none of its own."""
+    resolution = turn.resolution
+    if not resolution.stacks and not resolution.projects and focus.stack in turn.stacks:
+        found = next(s for s in turn.catalog.stacks if s.name == focus.stack)
+        resolution = replace(resolution, stacks=(found,))
+    elif not resolution.projects and not resolution.stacks and focus.project and not stack_only:
+        resolution = replace(resolution, projects=(focus.project,))
+    if not stack_only and not resolution.role and focus.role:
+        resolution = replace(resolution, role=focus.role)
+    return replace(turn, resolution=resolution)
+
+
+def _stack_focus(intent: str, stack: StackName, version: int = 0) -> Focus:
+    return Focus(intent=intent, project=stack.project, stack=stack.name, version=version)
+
+
+def _which_stack(turn: _Turn, intent: str) -> Answer:
+    names = ", ".join(f"`{s.name}`" for s in turn.catalog.stacks[:10]) or "none"
+    return Answer(
+        CLOUD_SKILL,
+        "Which stack do you mean? Name it as `project/stack`. Stacks you can see: " + names + ".",
+        focus=Focus(intent=intent, project=turn.resolution.project),
+    )
+
+
+def _problems(turn: _Turn) -> Answer:
+    text = "\n".join(
+        f"- {entities.describe_problem(p, turn.asker.organization)}"
+        for p in turn.resolution.problems
+    )
+    return Answer(CLOUD_SKILL, text, focus=turn.focus)
+
+
+def _missing_update(context: Context) -> Answer:
+    name = f"{context.project}/{context.stack}"
+    return Answer(
+        CLOUD_SKILL,
+        f"I cannot find update {context.version} of stack '{name}' in an organization you can see.",
+    )
+
+
+def _concept(query: str) -> Answer | None:
+    found = retrieval.answer_concept(query)
+    if found is None:
+        return None
+    return Answer(DOCS_SKILL, found, focus=Focus(intent=intents.CONCEPT))
+
+
+def _unknown_concept(query: str) -> Answer:
+    return Answer(DOCS_SKILL, retrieval.dont_know(query), focus=Focus(intent=intents.CONCEPT))
+
+
+def _looks_like_question(query: str) -> bool:
+    return query.rstrip().endswith("?") or len(query.split()) > 3
 
 
 def _caller(asker: Asker) -> Caller:
     return Caller(user_id=asker.user_id, login=asker.login)
 
 
-def _project(query: str, context: Context) -> str:
-    if context.project:
-        return context.project
-    match = _PROJECT.search(query)
-    if match and match[1].lower() not in ("my", "the", "this", "our", "org", "organization"):
-        return match[1]
-    return ""
+def _words(text: str) -> set[str]:
+    return {w.strip(".,;:!?'\"`()").lstrip("@").lower() for w in text.split()}
+
+
+def _member_line(member: MemberInfo) -> str:
+    name = f" ({member.name})" if member.name and member.name != member.login else ""
+    return f"- {member.login}{name}: {member.role}"
 
 
 def _describe_stack(stack: StackInfo) -> str:
@@ -299,6 +912,23 @@ def _describe_stack(stack: StackInfo) -> str:
     return (
         f"{stack.name}: version {stack.version}, {stack.resource_count} resource(s), "
         f"last updated {_when(stack.last_update)}"
+    )
+
+
+def _update_row(update: UpdateSummary) -> str:
+    return (
+        f"- version {update.version}: {update.kind}, {update.result}, {_when(update.start_time)}"
+        + (f", by {update.requested_by}" if update.requested_by else "")
+        + (f", changes {_changes(update.resource_changes)}" if update.resource_changes else "")
+        + (f' — "{update.message}"' if update.message else "")
+    )
+
+
+def _deployment_row(deployment: DeploymentInfo) -> str:
+    return (
+        f"deployment {deployment.version}: {deployment.operation}, {deployment.status}, "
+        f"{_when(deployment.created)}"
+        + (f", by {deployment.requested_by}" if deployment.requested_by else "")
     )
 
 
@@ -312,14 +942,21 @@ def _changes(changes: Mapping[str, int]) -> str:
     return ", ".join(f"{kind} {count}" for kind, count in sorted(changes.items()) if count)
 
 
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
 HELP_TEXT = (
     "I can answer from your organization's live data and from Pulumi concepts:\n"
-    "- who the members of your organization are, which stacks a project has, recent updates "
-    "and resource counts;\n"
-    "- what went wrong in an update (ask with the update's console URL as context);\n"
+    "- who the members of your organization are, which stacks a project has, recent updates, "
+    "resource counts and resources of a type across stacks;\n"
+    "- what changed in an update, the difference between two versions of a stack, and who "
+    "changed a stack and when;\n"
+    "- what went wrong in an update or a deployment (name the stack, e.g. `web/prod`);\n"
     "- Pulumi concepts such as inputs and outputs, stacks, configuration and secrets, stack "
     "references, providers and components;\n"
-    '- programs: for example "Write code to create an S3 bucket in Python".'
+    '- programs: for example "Write code to create an S3 bucket in Python" or '
+    '"a static website with a CDN on AWS in Go".'
 )
 
 

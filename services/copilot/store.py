@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from services.common.db import Sessions
 from services.common.errors import NotFound
-from services.copilot.domain import Conversation, Message
+from services.copilot.domain import Conversation, Focus, Message
 from services.copilot.models import ConversationRow, MessageRow
 
 CONVERSATION_NOT_FOUND = "Not Found: conversation"
@@ -45,10 +45,20 @@ class ConversationStore:
                 .order_by(MessageRow.index)
             )
             return Conversation(
-                row.id, row.organization, row.user_id, tuple(_message(m) for m in messages)
+                row.id,
+                row.organization,
+                row.user_id,
+                tuple(_message(m) for m in messages),
+                Focus.from_json(row.focus),
             )
 
-    async def append(self, conversation_id: str, messages: Sequence[Message], now: float) -> None:
+    async def append(
+        self,
+        conversation_id: str,
+        messages: Sequence[Message],
+        now: float,
+        focus: Focus | None = None,
+    ) -> None:
         async with self._sessions.begin() as session:
             row = await session.get(ConversationRow, conversation_id, with_for_update=True)
             if row is None:
@@ -70,6 +80,8 @@ class ConversationStore:
                 for offset, message in enumerate(messages)
             )
             row.updated_at = now
+            if focus is not None:
+                row.focus = focus.to_json()
 
 
 def _message(row: MessageRow) -> Message:

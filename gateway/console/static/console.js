@@ -98,7 +98,21 @@ function followLiveTimeline() {
   });
 }
 
+function setUpCopyButtons() {
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", () => {
+      const code = document.getElementById(button.dataset.copy);
+      if (!code || !navigator.clipboard) return;
+      navigator.clipboard.writeText(code.textContent).then(() => {
+        button.textContent = "Copied";
+        window.setTimeout(() => { button.textContent = "Copy"; }, 1500);
+      });
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpFilters();
   followLiveTimeline();
+  setUpCopyButtons();
 });

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/cairn/v1/copilot.proto\x12\x08\x63\x61irn.v1\"\xc9\x01\n\x0b\x43hatRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\x12\x1d\n\x15visible_organizations\x18\x05 \x03(\t\x12\x13\n\x0b\x63onsole_url\x18\x06 \x01(\t\x12\x0e\n\x06\x63lient\x18\x07 \x01(\t\x12\x14\n\x0c\x64irect_skill\x18\x08 \x01(\t\x12\x15\n\rdirect_output\x18\t \x01(\t\"H\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0f\n\x07program\x18\x04 \x01(\x0c\"P\n\x0c\x43hatResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.cairn.v1.ChatMessage2G\n\x0e\x43opilotService\x12\x35\n\x04\x43hat\x12\x15.cairn.v1.ChatRequest\x1a\x16.cairn.v1.ChatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/cairn/v1/copilot.proto\x12\x08\x63\x61irn.v1\"\xd8\x01\n\x0b\x43hatRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\x12\x1d\n\x15visible_organizations\x18\x05 \x03(\t\x12\x13\n\x0b\x63onsole_url\x18\x06 \x01(\t\x12\x0e\n\x06\x63lient\x18\x07 \x01(\t\x12\x14\n\x0c\x64irect_skill\x18\x08 \x01(\t\x12\x15\n\rdirect_output\x18\t \x01(\t\x12\r\n\x05token\x18\n \x01(\t\"H\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0f\n\x07program\x18\x04 \x01(\x0c\"P\n\x0c\x43hatResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.cairn.v1.ChatMessage2G\n\x0e\x43opilotService\x12\x35\n\x04\x43hat\x12\x15.cairn.v1.ChatRequest\x1a\x16.cairn.v1.ChatResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,11 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.cairn.v1.copilot_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHATREQUEST']._serialized_start=44
-  _globals['_CHATREQUEST']._serialized_end=245
-  _globals['_CHATMESSAGE']._serialized_start=247
-  _globals['_CHATMESSAGE']._serialized_end=319
-  _globals['_CHATRESPONSE']._serialized_start=321
-  _globals['_CHATRESPONSE']._serialized_end=401
-  _globals['_COPILOTSERVICE']._serialized_start=403
-  _globals['_COPILOTSERVICE']._serialized_end=474
+  _globals['_CHATREQUEST']._serialized_end=260
+  _globals['_CHATMESSAGE']._serialized_start=262
+  _globals['_CHATMESSAGE']._serialized_end=334
+  _globals['_CHATRESPONSE']._serialized_start=336
+  _globals['_CHATRESPONSE']._serialized_end=416
+  _globals['_COPILOTSERVICE']._serialized_start=418
+  _globals['_COPILOTSERVICE']._serialized_end=489
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,7 @@ class ChatRequest(_message.Message):
     CLIENT_FIELD_NUMBER: _builtins.int
     DIRECT_SKILL_FIELD_NUMBER: _builtins.int
     DIRECT_OUTPUT_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     organization: _builtins.str
     """cloudContext.orgId and cloudContext.url."""
@@ -44,6 +45,10 @@ class ChatRequest(_message.Message):
     direct_skill: _builtins.str
     """The SDK's direct skill calls (summarizeUpdate, explainPreview) and the output they explain."""
     direct_output: _builtins.str
+    token: _builtins.str
+    """The caller's credential, only ever passed on to identity's FilterReadableStacks so the
+    answers name no stack the caller cannot read; never stored or logged.
+    """
     @_builtins.property
     def visible_organizations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Organizations the caller is a member of."""
@@ -60,10 +65,11 @@ class ChatRequest(_message.Message):
         client: _builtins.str = ...,
         direct_skill: _builtins.str = ...,
         direct_output: _builtins.str = ...,
+        token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "console_url", b"console_url", "conversation_id", b"conversation_id", "direct_output", b"direct_output", "direct_skill", b"direct_skill", "organization", b"organization", "query", b"query", "url", b"url", "visible_organizations", b"visible_organizations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "console_url", b"console_url", "conversation_id", b"conversation_id", "direct_output", b"direct_output", "direct_skill", b"direct_skill", "organization", b"organization", "query", b"query", "token", b"token", "url", b"url", "visible_organizations", b"visible_organizations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

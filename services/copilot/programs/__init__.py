@@ -7,9 +7,10 @@ renderer (`render_<language>`); `syntax` checks what they produce.
 from __future__ import annotations
 
 from services.copilot.programs.generation import generate
-from services.copilot.programs.intent import parse_request
+from services.copilot.programs.intent import follow_up_request, parse_request
 from services.copilot.programs.spec import (
     CLOUDS,
+    LANGUAGE_NAMES,
     LANGUAGES,
     RESOURCES,
     GeneratedProgram,
@@ -20,10 +21,12 @@ from services.copilot.programs.syntax import check_syntax
 __all__ = [
     "CLOUDS",
     "LANGUAGES",
+    "LANGUAGE_NAMES",
     "RESOURCES",
     "GeneratedProgram",
     "ProgramRequest",
     "check_syntax",
+    "follow_up_request",
     "generate",
     "parse_request",
 ]

@@ -16,6 +16,8 @@ _SYNONYMS: tuple[tuple[str, str, str | None], ...] = (
         "website",
         None,
     ),
+    (r"\bcloud\s*front\b", "website", "aws"),
+    (r"\bcdns?\b|content\s+delivery\s+networks?", "website", None),
     (r"google\s+cloud\s+storage|cloud\s+storage|\bgcs\b", "bucket", "gcp"),
     (r"blob\s+(?:storage|containers?)|storage\s+accounts?|azure\s+storage", "bucket", "azure"),
     (r"\bs3\b", "bucket", "aws"),
@@ -65,7 +67,6 @@ _WEAK_INTENT = re.compile(
     r"\b(?:create|make|build|provision|deploy|launch|run|host|add|configure|define|declare"
     r"|need|want)\b"
     r"|\b(?:set|spin|stand)\s*up\b|\bwould\s+like\b|\bhelp\s+me\b"
-    r"|\bhow\s+(?:do|can|would|should)\s+(?:i|we|you)\b"
 )
 _QUESTION = re.compile(
     r"^\s*(?:what|what's|whats|why|who|when|where|which|explain|describe|compare"
@@ -132,3 +133,22 @@ def parse_request(query: str) -> ProgramRequest | None:
     implied = [mention.cloud for mention in mentions if mention.cloud]
     cloud = _first(_CLOUD_WORDS, text) or chosen.cloud or (implied[0] if implied else "aws")
     return ProgramRequest(chosen.resource, cloud, language or "typescript")
+
+
+def follow_up_request(
+    query: str, resource: str, cloud: str, language: str
+) -> ProgramRequest | None:
+    """The previous program again in another language or cloud ("show me the code in Go").
+
+    None unless the question names a language or a cloud and nothing else it could mean.
+    """
+    text = " ".join(query.lower().split())
+    if _mentions(text)[0]:
+        return None
+    new_language = _first(_LANGUAGE_WORDS, text)
+    new_cloud = _first(_CLOUD_WORDS, text)
+    if new_language is None and new_cloud is None:
+        return None
+    if len(text.split()) > 12:
+        return None
+    return ProgramRequest(resource, new_cloud or cloud, new_language or language)

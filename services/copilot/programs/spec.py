@@ -33,6 +33,24 @@ class GeneratedProgram:
     resource: str
     cloud: str
 
+    @property
+    def description(self) -> str:
+        """What the program builds, for the sentence that introduces it."""
+        what = RESOURCE_NAMES.get(self.resource, self.resource)
+        return f"{what} on {CLOUD_NAMES.get(self.cloud, self.cloud)}"
+
+
+RESOURCE_NAMES = {
+    "bucket": "a storage bucket",
+    "vm": "a virtual machine",
+    "network": "a network with subnets",
+    "database": "a managed database",
+    "container": "a container service",
+    "dns": "a DNS zone and record",
+    "website": "a static website",
+}
+CLOUD_NAMES = {"aws": "AWS", "azure": "Azure", "gcp": "Google Cloud"}
+
 
 # ---------------------------------------------------------------------------------------
 # The structured description every renderer reads.

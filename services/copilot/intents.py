@@ -1,0 +1,143 @@
+"""What a question asks for: a deterministic reading of its wording, tried in a fixed order.
+
+Pure. The order matters: specific asks (compare two versions, what changed, who changed)
+come before broad ones (updates, stacks), and data asks come before concept questions.
+"""
+
+from __future__ import annotations
+
+import re
+
+PROGRAM = "program"
+COMPARE = "compare"
+ANALYSE = "analyse"
+DEPLOYMENT_ANALYSIS = "deployment-analysis"
+WHAT_CHANGED = "what-changed"
+HISTORY = "history"
+DEPLOYMENTS = "deployments"
+RESOURCE_TYPE = "resource-type"
+RESOURCES = "resources"
+UPDATES = "updates"
+STACKS = "stacks"
+MEMBERS = "members"
+CONCEPT = "concept"
+
+# Intents that read one stack's data and so make sense again for another stack.
+STACK_INTENTS = frozenset(
+    {COMPARE, ANALYSE, DEPLOYMENT_ANALYSIS, WHAT_CHANGED, HISTORY, DEPLOYMENTS, RESOURCES, UPDATES}
+)
+
+_COMPARE = re.compile(
+    r"\bcompare\b|\bdiff(erence)?s?\s+between\s+(versions?|updates?|v?\d)|\bversions?\s+\d+\s+"
+    r"(?:and|vs\.?|versus|to)\s+\d+",
+    re.I,
+)
+_FAILURE = re.compile(
+    r"\bfail(ed|ure|ing|s)?\b|\bwent wrong\b|\bbroke(n)?\b|\berrors?\b|\bwhy did\b"
+    r"|\banaly[sz]e\b|\bwhat happened\b|\bdiagnos",
+    re.I,
+)
+_WHAT_CHANGED = re.compile(
+    r"\bwhat (changed|did (the )?(last |latest |previous )?(update|version|run)\b.{0,40}"
+    r"\b(change|do))\b|\bwhat was changed\b|\bchanges? (in|of|made by)\b"
+    r"|\bwhich resources (changed|were (created|updated|deleted|replaced))\b|\bwhat (was|got) "
+    r"(created|deleted|updated|replaced)\b",
+    re.I,
+)
+_HISTORY = re.compile(
+    r"\bwho\b.{0,30}\b(changed?|updated?|deploy(ed)?|ran|run|modified|touched|destroy(ed)?)\b"
+    r"|\bwhen was\b.{0,40}\b(changed|updated|deployed|modified)\b|\bactivity\b|\baudit\b"
+    r"|\bhistory of\b|\bwhat did \w+ (do|change)\b",
+    re.I,
+)
+_DEPLOYMENTS = re.compile(r"\bdeployments?\b|\bdeploy runs?\b", re.I)
+_RESOURCE_TYPE = re.compile(
+    r"\b(of|with) (the )?type\b|\btype\s+[`'\"]?[\w-]+:[\w/-]+"
+    r"|\bacross (all )?(my |our |the )?stacks\b"
+    r"|\bwhich stacks (have|use|contain|run|own|manage)\b|\bwhere (are|is) (my|our|the|all)\b",
+    re.I,
+)
+_RESOURCES = re.compile(
+    r"\bhow many resources\b|\bresource counts?\b|\bnumber of resources\b"
+    r"|\b(list|show|what|which)\b(\s+\w+){0,3}\s+resources\b|\bresources (does|do|in|of)\b",
+    re.I,
+)
+_UPDATES = re.compile(
+    r"\b(last|latest|recent|previous|newest)\b(\s+\w+){0,3}\s+(updates?|runs?|changes)\b"
+    r"|\bupdate history\b|\bupdates (of|in|for|to)\b|\b(list|show)\b(\s+\w+){0,3}\s+updates\b"
+    r"|\bstatus of\b",
+    re.I,
+)
+_STACKS = re.compile(
+    r"\b(list|show|which|what|how many)\b(\s+\w+){0,3}\s+stacks\b|\bstacks (in|of|for|does|do)\b"
+    r"|\bmy stacks\b",
+    re.I,
+)
+_MEMBERS = re.compile(
+    r"\b(users?|members?|people|teammates|viewers?|admins?|administrators?)\b"
+    r"|\bwho\b.*\b(org|organi[sz]ation|team)\b|\bwhat role\b|\broles? (of|does|do)\b",
+    re.I,
+)
+# "How do I …", "what is …": a concept question unless the data intents above claim it.
+_CONCEPT = re.compile(
+    r"^\s*(what\s+(is|are|does)|what's|how\s+(do|can|should|would)|why\s+(do|does|is|are|should)"
+    r"|explain|difference|when\s+should|can\s+i|should\s+i|is\s+it)\b",
+    re.I,
+)
+# A Kubernetes Deployment is a workload, not a Pulumi deployment run.
+_KUBERNETES = re.compile(r"\bkubernetes\b|\bk8s\b|\bhelm\b|\bpods?\b|\bnginx\b", re.I)
+_HOW_TO = re.compile(r"^\s*how (do|can|should|would) (i|we|you)\b", re.I)
+_FOLLOW_UP = re.compile(
+    r"^\s*(and|what about|how about|same|now|also|only|just|which of|who of|of those|then)\b"
+    r"|\b(them|those|these|that one|it|there|same)\b",
+    re.I,
+)
+MAX_FOLLOW_UP_WORDS = 10
+
+
+def classify(question: str, *, names_data: bool) -> str:
+    """The intent the wording asks for; "" when it names none.
+
+    `names_data` says the question names a visible stack or project (or an update through
+    its context), which turns "what failed" into an analysis rather than a concept question.
+    """
+    if _HOW_TO.search(question) and not names_data:
+        return CONCEPT
+    if _COMPARE.search(question) and names_data:
+        return COMPARE
+    if _FAILURE.search(question) and (names_data or not _CONCEPT.search(question)):
+        if _DEPLOYMENTS.search(question) and not _KUBERNETES.search(question):
+            return DEPLOYMENT_ANALYSIS
+        return ANALYSE
+    if _WHAT_CHANGED.search(question) and not _CONCEPT_ONLY.search(question):
+        return WHAT_CHANGED
+    if _HISTORY.search(question):
+        return HISTORY
+    if _RESOURCE_TYPE.search(question):
+        return RESOURCE_TYPE
+    if _DEPLOYMENTS.search(question) and (
+        names_data or not (_CONCEPT.search(question) or _KUBERNETES.search(question))
+    ):
+        return DEPLOYMENTS
+    if _RESOURCES.search(question):
+        return RESOURCES
+    if _UPDATES.search(question):
+        return UPDATES
+    if _STACKS.search(question):
+        return STACKS
+    if _MEMBERS.search(question) and not _CONCEPT_ONLY.search(question):
+        return MEMBERS
+    if _CONCEPT.search(question):
+        return CONCEPT
+    return ""
+
+
+# "What changed in Pulumi 3?" or "what is a member role" are about concepts, not data.
+_CONCEPT_ONLY = re.compile(r"^\s*(what\s+is\s+an?|what\s+are)\b(?!.*\b(my|our|the)\b)", re.I)
+
+
+def is_follow_up(question: str, *, names_data: bool) -> bool:
+    """A short question leaning on the previous turn ("and in staging?", "which of them …")."""
+    if len(question.split()) > MAX_FOLLOW_UP_WORDS:
+        return False
+    return names_data or _FOLLOW_UP.search(question) is not None

@@ -1,0 +1,139 @@
+"""The copilot's evaluation: pass rate per category over the fixture organization.
+
+Every question goes through the service layer (`Skills.answer`) with the fixture's reader;
+follow-ups carry each answer's focus into the next question, as the conversation store
+does. A question passes when its answer contains every `must` fact and no `must_not` fact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.common.auth import Caller
+from services.copilot.domain import Answer, Asker, Focus, parse_context
+from services.copilot.service import Skills
+from tests.copilot.eval.fixture import MEMBERS, ORG, FixtureReader
+
+QUESTIONS = Path(__file__).with_name("questions.yaml")
+CONSOLE = "https://app.pulumi.com"
+# The bar: the whole set, and each category on its own.
+OVERALL_BAR = 0.95
+CATEGORY_BAR = 0.85
+MIN_QUESTIONS = 120
+
+
+@dataclass(frozen=True)
+class Outcome:
+    category: str
+    question: str
+    missing: tuple[str, ...]
+    unwanted: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not (self.missing or self.unwanted)
+
+
+def load_questions() -> list[dict[str, Any]]:
+    loaded = yaml.safe_load(QUESTIONS.read_text(encoding="utf-8"))
+    assert isinstance(loaded, list)
+    return loaded
+
+
+def answer_text(answer: Answer) -> str:
+    code = str(answer.program.get("code", "")) if answer.program else ""
+    return f"{answer.text}\n{code}"
+
+
+async def ask(login: str, question: str, url: str = "", focus: Focus | None = None) -> Answer:
+    member = next(m for m in MEMBERS if m.login == login)
+    asker = Asker(
+        user_id=f"id-{member.login}",
+        login=member.login,
+        organization=ORG,
+        visible_organizations=frozenset({ORG}),
+        client="eval",
+    )
+    skills = Skills(FixtureReader(login))
+    caller = Caller(user_id=asker.user_id, login=asker.login)
+    return await skills.answer(asker, question, parse_context(url, (CONSOLE,)), caller, focus)
+
+
+async def run(item: dict[str, Any]) -> Outcome:
+    login = str(item.get("as", "bob"))
+    focus: Focus | None = None
+    for earlier in item.get("before", []):
+        previous = await ask(login, str(earlier), focus=focus)
+        focus = previous.focus or focus
+    answer = await ask(login, str(item["ask"]), str(item.get("url", "")), focus)
+    text = answer_text(answer).lower()
+    return Outcome(
+        category=str(item["category"]),
+        question=str(item["ask"]),
+        missing=tuple(str(f) for f in item.get("must", []) if str(f).lower() not in text),
+        unwanted=tuple(str(f) for f in item.get("must_not", []) if str(f).lower() in text),
+    )
+
+
+async def evaluate() -> list[Outcome]:
+    return [await run(item) for item in load_questions()]
+
+
+def rates(outcomes: list[Outcome]) -> dict[str, tuple[int, int]]:
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for outcome in outcomes:
+        by_category[outcome.category].append(outcome.passed)
+    return {name: (sum(found), len(found)) for name, found in sorted(by_category.items())}
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> list[Outcome]:
+    # Built once per module; nothing here is bound to an event loop of the tests.
+    return asyncio.run(evaluate())
+
+
+def test_the_set_is_large_and_well_formed() -> None:
+    questions = load_questions()
+
+    assert len(questions) >= MIN_QUESTIONS
+    for item in questions:
+        assert item["category"] and item["ask"] and item.get("must"), item
+    assert len({item["category"] for item in questions}) >= 10
+
+
+def test_pass_rate_meets_the_bar(outcomes: list[Outcome]) -> None:
+    failures = [o for o in outcomes if not o.passed]
+    report = "\n".join(
+        f"[{o.category}] {o.question!r}: missing {list(o.missing)}, unwanted {list(o.unwanted)}"
+        for o in failures
+    )
+    passed = len(outcomes) - len(failures)
+
+    assert passed / len(outcomes) >= OVERALL_BAR, report
+    for category, (good, total) in rates(outcomes).items():
+        assert good / total >= CATEGORY_BAR, f"{category}: {good}/{total}\n{report}"
+
+
+def test_a_failing_answer_is_counted_as_failing() -> None:
+    outcome = Outcome("members", "q", missing=("alice",), unwanted=())
+
+    assert not outcome.passed
+    assert rates([outcome, Outcome("members", "q", (), ())]) == {"members": (1, 2)}
+
+
+if __name__ == "__main__":
+    found = asyncio.run(evaluate())
+    for name, (good, total) in rates(found).items():
+        print(f"{name:15} {good:3}/{total:<3} {100 * good / total:5.1f}%")
+    overall = sum(o.passed for o in found)
+    print(f"{'overall':15} {overall:3}/{len(found):<3} {100 * overall / len(found):5.1f}%")
+    for o in found:
+        if not o.passed:
+            print(f"FAIL [{o.category}] {o.question!r}: missing {o.missing} unwanted {o.unwanted}")

@@ -1,0 +1,68 @@
+"""Follow-up questions: three-turn conversations carried by each answer's focus."""
+
+from __future__ import annotations
+
+from services.copilot.domain import Focus
+from tests.copilot.eval.test_eval import answer_text, ask
+
+
+async def converse(*questions: str, login: str = "bob") -> list[str]:
+    focus: Focus | None = None
+    texts = []
+    for question in questions:
+        answer = await ask(login, question, focus=focus)
+        focus = answer.focus or focus
+        texts.append(answer_text(answer))
+    return texts
+
+
+async def test_members_then_viewers_then_admins() -> None:
+    first, second, third = await converse(
+        "Who are the members of my organization?", "Which of them are viewers?", "And the admins?"
+    )
+
+    assert "5 members" in first
+    assert "carol" in second and "dave" in second and "alice" not in second
+    assert "alice" in third and "carol" not in third
+
+
+async def test_updates_then_another_stack_then_a_third() -> None:
+    first, second, third = await converse(
+        "Latest updates of web/prod", "And in staging?", "And dev?"
+    )
+
+    assert "`web/prod`" in first and "version 3" in first
+    assert "`web/staging`" in second and "`web/prod`" not in second
+    # "dev" alone is ambiguous (web, api, payments-api); the conversation's project settles it.
+    assert "`web/dev`" in third and "ambiguous" not in third
+
+
+async def test_program_then_other_languages() -> None:
+    first, second, third = await converse(
+        "Write code to create an S3 bucket", "Show me the code in Go", "Now in Python"
+    )
+
+    assert "@pulumi/aws" in first
+    assert "package main" in second and "s3" in second
+    assert "import pulumi" in third and "pulumi_aws" in third
+
+
+async def test_what_changed_then_the_update_before_then_another_stack() -> None:
+    first, second, third = await converse(
+        "What changed in the last update of web/prod?", "And the one before?", "And api/prod?"
+    )
+
+    assert "Update 3" in first and "orders" in first
+    assert "Update 2" in second and "site-cdn" in second
+    assert "api/prod" in third and "jobs" in third
+
+
+async def test_a_new_subject_is_not_taken_for_a_follow_up() -> None:
+    first, second, _ = await converse(
+        "Who are the members of my organization?",
+        "What is the difference between preview and up?",
+        "Which of them are viewers?",
+    )
+
+    assert "5 members" in first
+    assert "preview-vs-up" in second and "carol" not in second
