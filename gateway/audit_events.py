@@ -164,6 +164,41 @@ DEPLOYMENT_CANCEL = AuditEventType(
     "Deployment Cancelled",
     "A deployment was cancelled.",
 )
+SCHEDULE_CREATE = AuditEventType(
+    "deployment_schedule.create",
+    "Deployment Schedule Created",
+    "A scheduled deployment, drift detection or stack TTL was created.",
+)
+SCHEDULE_UPDATE = AuditEventType(
+    "deployment_schedule.update",
+    "Deployment Schedule Updated",
+    "A scheduled deployment, drift detection or stack TTL was changed.",
+)
+SCHEDULE_DELETE = AuditEventType(
+    "deployment_schedule.delete",
+    "Deployment Schedule Deleted",
+    "A scheduled deployment was deleted.",
+)
+SCHEDULE_PAUSE = AuditEventType(
+    "deployment_schedule.pause",
+    "Deployment Schedule Paused",
+    "A scheduled deployment was paused.",
+)
+SCHEDULE_RESUME = AuditEventType(
+    "deployment_schedule.resume",
+    "Deployment Schedule Resumed",
+    "A scheduled deployment was resumed.",
+)
+DEPLOYMENTS_PAUSE = AuditEventType(
+    "deployments.pause",
+    "Deployments Paused",
+    "Deployments of a stack or an organization were paused (they stay queued).",
+)
+DEPLOYMENTS_RESUME = AuditEventType(
+    "deployments.resume",
+    "Deployments Resumed",
+    "Paused deployments of a stack or an organization were resumed.",
+)
 DEPLOYMENT_SETTINGS_UPDATE = AuditEventType(
     "deployment_settings.update",
     "Deployment Settings Updated",
@@ -376,6 +411,13 @@ EVENT_TYPES: tuple[AuditEventType, ...] = (
     DEPLOYMENT_SETTINGS_UPDATE,
     DEPLOYMENT_SETTINGS_DELETE,
     DEPLOYMENT_SETTINGS_ENCRYPT,
+    SCHEDULE_CREATE,
+    SCHEDULE_UPDATE,
+    SCHEDULE_DELETE,
+    SCHEDULE_PAUSE,
+    SCHEDULE_RESUME,
+    DEPLOYMENTS_PAUSE,
+    DEPLOYMENTS_RESUME,
     TOKEN_CREATE,
     TOKEN_ROTATE,
     TOKEN_DELETE,

@@ -15,6 +15,7 @@ from protos.cairn.v1 import (
     hooks_pb2_grpc,
     identity_pb2_grpc,
     oidc_pb2_grpc,
+    schedules_pb2_grpc,
     secrets_pb2_grpc,
     stacks_pb2_grpc,
     updates_pb2_grpc,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from protos.cairn.v1.hooks_pb2_grpc import HookServiceAsyncStub
     from protos.cairn.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from protos.cairn.v1.oidc_pb2_grpc import OidcServiceAsyncStub
+    from protos.cairn.v1.schedules_pb2_grpc import DeploymentSchedulesServiceAsyncStub
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
     from protos.cairn.v1.stacks_pb2_grpc import StacksServiceAsyncStub
     from protos.cairn.v1.updates_pb2_grpc import UpdatesServiceAsyncStub
@@ -56,6 +58,8 @@ class Backends:
     oidc: OidcServiceAsyncStub = field(init=False)
     # Webhooks are served by the stacks process, on its channel.
     hooks: HookServiceAsyncStub = field(init=False)
+    # Schedules, drift runs and pauses are served by the agent_pools process.
+    schedules: DeploymentSchedulesServiceAsyncStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
@@ -70,6 +74,9 @@ class Backends:
         )
         self.oidc = oidc_pb2_grpc.OidcServiceStub(self.channels["identity"])
         self.hooks = hooks_pb2_grpc.HookServiceStub(self.channels["stacks"])
+        self.schedules = schedules_pb2_grpc.DeploymentSchedulesServiceStub(
+            self.channels["agent_pools"]
+        )
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:

@@ -15,6 +15,7 @@ from gateway.handlers import (
     agent_pools,
     audit,
     copilot,
+    deployment_schedules,
     deployments,
     history,
     hooks,
@@ -62,6 +63,10 @@ ISSUERS = "/api/orgs/{orgName}/oidc/issuers"
 ISSUER = f"{ISSUERS}/{{issuerId}}"
 ORG_HOOK = f"{ORG}/hooks/{{hookName}}"
 STACK_HOOK = f"{S}/hooks/{{hookName}}"
+SCHEDULES = f"{DEPLOYMENTS}/schedules"
+SCHEDULE = f"{SCHEDULES}/{{scheduleID}}"
+DRIFT_SCHEDULES = f"{DEPLOYMENTS}/drift/schedules"
+TTL_SCHEDULES = f"{DEPLOYMENTS}/ttl/schedules"
 
 
 ROUTES: tuple[Route, ...] = (
@@ -611,6 +616,125 @@ ROUTES: tuple[Route, ...] = (
     ),
     stack("GET", DEPLOYMENTS, deployments.list_stack_deployments_handler_v2, READ),
     org("GET", "/api/orgs/{orgName}/deployments", deployments.list_org_deployments, VIEWER),
+    # Schedules (cron or one time), drift detection, TTL stacks, pausing deployments; before
+    # the `{deploymentId}` routes, which would take `schedules` or `metadata` for an id.
+    stack(
+        "POST",
+        SCHEDULES,
+        deployment_schedules.create_scheduled_deployment,
+        WRITE,
+        is_body_strict=True,
+        audit=events.SCHEDULE_CREATE,
+    ),
+    stack("GET", SCHEDULES, deployment_schedules.list_scheduled_deployment, READ),
+    stack("GET", SCHEDULE, deployment_schedules.read_scheduled_deployment, READ),
+    stack(
+        "POST",
+        SCHEDULE,
+        deployment_schedules.update_scheduled_deployment,
+        WRITE,
+        is_body_strict=True,
+        audit=events.SCHEDULE_UPDATE,
+    ),
+    stack(
+        "DELETE",
+        SCHEDULE,
+        deployment_schedules.delete_scheduled_deployment,
+        WRITE,
+        audit=events.SCHEDULE_DELETE,
+    ),
+    stack(
+        "POST",
+        f"{SCHEDULE}/pause",
+        deployment_schedules.pause_scheduled_deployment,
+        WRITE,
+        audit=events.SCHEDULE_PAUSE,
+    ),
+    stack(
+        "POST",
+        f"{SCHEDULE}/resume",
+        deployment_schedules.resume_scheduled_deployment,
+        WRITE,
+        audit=events.SCHEDULE_RESUME,
+    ),
+    stack(
+        "GET",
+        f"{SCHEDULE}/history",
+        deployment_schedules.list_scheduled_deployment_history,
+        READ,
+    ),
+    stack(
+        "POST",
+        DRIFT_SCHEDULES,
+        deployment_schedules.create_scheduled_drift_deployment,
+        WRITE,
+        is_body_strict=True,
+        audit=events.SCHEDULE_CREATE,
+    ),
+    stack(
+        "POST",
+        f"{DRIFT_SCHEDULES}/{{scheduleID}}",
+        deployment_schedules.update_scheduled_drift_deployment,
+        WRITE,
+        is_body_strict=True,
+        audit=events.SCHEDULE_UPDATE,
+    ),
+    stack(
+        "POST",
+        TTL_SCHEDULES,
+        deployment_schedules.create_scheduled_ttl_deployment,
+        WRITE,
+        is_body_strict=True,
+        audit=events.SCHEDULE_CREATE,
+    ),
+    stack(
+        "POST",
+        f"{TTL_SCHEDULES}/{{scheduleID}}",
+        deployment_schedules.update_scheduled_ttl_deployment,
+        WRITE,
+        is_body_strict=True,
+        audit=events.SCHEDULE_UPDATE,
+    ),
+    stack("GET", f"{S}/drift/runs", deployment_schedules.list_drift_runs, READ),
+    stack("GET", f"{S}/drift/runs/{{driftRunId}}", deployment_schedules.get_drift_run, READ),
+    stack("GET", f"{S}/drift/status", deployment_schedules.get_stack_drift_status, READ),
+    stack(
+        "POST",
+        f"{DEPLOYMENTS}/pause",
+        deployment_schedules.pause_stack_deployments,
+        WRITE,
+        audit=events.DEPLOYMENTS_PAUSE,
+    ),
+    stack(
+        "POST",
+        f"{DEPLOYMENTS}/resume",
+        deployment_schedules.resume_stack_deployments,
+        WRITE,
+        audit=events.DEPLOYMENTS_RESUME,
+    ),
+    stack("GET", f"{DEPLOYMENTS}/metadata", deployment_schedules.stack_deployments_metadata, READ),
+    org(
+        "POST",
+        f"{ORG}/deployments/pause",
+        deployment_schedules.pause_org_deployments,
+        ADMIN,
+        audit=events.DEPLOYMENTS_PAUSE,
+    ),
+    org(
+        "POST",
+        f"{ORG}/deployments/resume",
+        deployment_schedules.resume_org_deployments,
+        ADMIN,
+        audit=events.DEPLOYMENTS_RESUME,
+    ),
+    org(
+        "GET", f"{ORG}/deployments/metadata", deployment_schedules.org_deployments_metadata, VIEWER
+    ),
+    user(
+        "GET",
+        "/api/deployments/{deploymentId}/status",
+        deployment_schedules.get_deployments_status,
+    ),
     stack("GET", f"{DEPLOYMENTS}/{{deploymentId}}", deployments.get_deployment, READ),
     stack("GET", f"{DEPLOYMENTS}/{{deploymentId}}/logs", deployments.get_deployment_logs, READ),
     stack(

@@ -250,7 +250,70 @@ _RETENTION_OPERATIONS: dict[str, dict[str, Any]] = {
     },
 }
 
+
+# Schedules (gateway/handlers/deployment_schedules.py): a standard five-field cron
+# expression evaluated in UTC, or an RFC 3339 time that must lie in the future.
+_CRON = {
+    "type": ["string", "null"],
+    "maxLength": 255,
+    "pattern": r"^\s*[0-9A-Za-z*/,?-]+(\s+[0-9A-Za-z*/,?-]+){4}\s*$",
+}
+_DATE_TIME = {"type": ["string", "null"], "format": "date-time", "minLength": 1}
+_SCHEDULED_ACTION = {"200": {"$ref": f"{_REF}ScheduledAction"}}
+_DEPLOYMENT_SCHEDULE = {
+    # One of scheduleCron and scheduleOnce (the handler answers 400 otherwise).
+    "summary": "Schedule a deployment: on a cron schedule (five fields, UTC) or once.",
+    "request": {
+        "type": "object",
+        "properties": {
+            "scheduleCron": _CRON,
+            "scheduleOnce": _DATE_TIME,
+            "request": {"anyOf": [{"$ref": f"{_REF}CreateDeploymentRequest"}, {"type": "null"}]},
+        },
+    },
+    "responses": _SCHEDULED_ACTION,
+    "errors": [400, 404],
+}
+_DRIFT_SCHEDULE = {
+    "summary": "Detect drift (a refresh preview) on a cron schedule, optionally remediating.",
+    "request": {
+        "type": "object",
+        "properties": {"scheduleCron": _CRON, "autoRemediate": {"type": ["boolean", "null"]}},
+        "required": ["scheduleCron"],
+    },
+    "responses": _SCHEDULED_ACTION,
+    "errors": [400, 404, 409],
+}
+_TTL_SCHEDULE = {
+    "summary": "Destroy the stack at a time, and delete it afterwards when asked.",
+    "request": {
+        "type": "object",
+        "properties": {
+            "timestamp": _DATE_TIME,
+            "deleteAfterDestroy": {"type": ["boolean", "null"]},
+        },
+        "required": ["timestamp"],
+    },
+    "responses": _SCHEDULED_ACTION,
+    "errors": [400, 404, 409],
+}
+_JOB_STATUS = {
+    "type": "string",
+    "enum": ["not-started", "accepted", "running", "failed", "succeeded", "skipped"],
+}
+
 OPERATIONS: dict[str, dict[str, Any]] = {
+    "create_scheduled_deployment": _DEPLOYMENT_SCHEDULE,
+    "update_scheduled_deployment": _DEPLOYMENT_SCHEDULE,
+    "create_scheduled_drift_deployment": _DRIFT_SCHEDULE,
+    "update_scheduled_drift_deployment": _DRIFT_SCHEDULE,
+    "create_scheduled_ttl_deployment": _TTL_SCHEDULE,
+    "update_scheduled_ttl_deployment": _TTL_SCHEDULE,
+    "get_deployments_status": {
+        "summary": "The status of a deployment's job, found by its id alone.",
+        "responses": {"200": _JOB_STATUS},
+        "errors": [401, 403, 404],
+    },
     **_webhook_operations("organization", "organization"),
     **_RETENTION_OPERATIONS,
     **_webhook_operations("stack", "stack"),
@@ -566,6 +629,13 @@ REPLACED_RESPONSES: dict[str, dict[str, Any]] = {
             "delete_personal_token",
             "delete_org_token",
             "delete_team_token",
+            "delete_scheduled_deployment",
+            "pause_scheduled_deployment",
+            "resume_scheduled_deployment",
+            "pause_stack_deployments",
+            "resume_stack_deployments",
+            "pause_org_deployments",
+            "resume_org_deployments",
         )
     },
 }
@@ -637,7 +707,12 @@ _EVENT_TYPE_NAMES = {
     "items": {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
 }
 QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
-    f"get_engine_events_{kind}": {"type": _EVENT_TYPE_NAMES} for kind in KINDS
+    **{f"get_engine_events_{kind}": {"type": _EVENT_TYPE_NAMES} for kind in KINDS},
+    # Pages count from 1 (0: the first); at most 500 runs a page.
+    "list_drift_runs": {
+        "page": {"type": "integer", "minimum": 0},
+        "pageSize": {"type": "integer", "minimum": 0, "maximum": 500},
+    },
 }
 
 # Operations whose success answer has another shape per media type.

@@ -45,6 +45,10 @@ PULUMI_ARGUMENTS: dict[str, list[str]] = {
     "preview": ["preview"],
     "refresh": ["refresh", "--yes", "--skip-preview"],
     "destroy": ["destroy", "--yes", "--skip-preview"],
+    # Drift detection: a refresh preview that fails when the cloud differs from the state.
+    "detect-drift": ["refresh", "--preview-only", "--expect-no-changes"],
+    # Remediation: refresh, then bring the resources back to what the program declares.
+    "remediate-drift": ["up", "--yes", "--skip-preview", "--refresh"],
 }
 # Values of these job variables never reach the deployment's logs.
 MASKED_VARIABLES = ("PULUMI_ACCESS_TOKEN",)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.agent_pools.domain import (
@@ -24,7 +25,13 @@ from services.agent_pools.domain import (
     check_agent_of_pool,
     check_own_job,
 )
-from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow
+from services.agent_pools.models import (
+    AgentRow,
+    DeploymentPauseRow,
+    DeploymentRow,
+    LogLineRow,
+    PoolRow,
+)
 from services.agent_pools.store import DEPLOYMENT_NOT_FOUND, deployment_record, recover_abandoned
 from services.common.db import Sessions
 from services.common.errors import NotFound
@@ -97,6 +104,8 @@ class AgentStore:
                     DeploymentRow.status == NOT_STARTED,
                     # A requeued job waits until its previous run's token is revoked.
                     DeploymentRow.access_token_id.is_(None),
+                    # Paused deployments (their stack's or organization's) stay queued.
+                    ~_paused(DeploymentRow.organization, DeploymentRow.stack_id),
                 )
                 .order_by(DeploymentRow.created_at, DeploymentRow.id)
                 .limit(1)
@@ -263,3 +272,15 @@ async def _own_job(session: AsyncSession, agent_id: str, deployment_id: str) -> 
         raise NotFound(DEPLOYMENT_NOT_FOUND)
     check_own_job(row.agent_id, row.status, agent_id)
     return row
+
+
+def _paused(organization: Any, stack_id: Any) -> Exists:
+    """True for a deployment whose stack's or organization's deployments are paused."""
+    return (
+        select(DeploymentPauseRow.stack_id)
+        .where(
+            DeploymentPauseRow.organization == organization,
+            or_(DeploymentPauseRow.stack_id == stack_id, DeploymentPauseRow.stack_id == ""),
+        )
+        .exists()
+    )

@@ -19,7 +19,15 @@ MAX_ATTEMPTS = 2
 ONLINE = "online"
 OFFLINE = "offline"
 
-OPERATIONS: tuple[str, ...] = ("update", "preview", "refresh", "destroy")
+OPERATIONS: tuple[str, ...] = (
+    "update",
+    "preview",
+    "refresh",
+    "destroy",
+    # Drift detection (a refresh preview expecting no changes) and its remediation.
+    "detect-drift",
+    "remediate-drift",
+)
 NOT_STARTED = "not-started"
 ACCEPTED = "accepted"
 RUNNING = "running"

@@ -104,3 +104,88 @@ class LogLineRow(Base):
     index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     timestamp: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
+
+
+# -- schedules, drift runs and pauses (services/agent_pools/schedule_store.py) ----------------
+
+
+class ScheduleRow(Base):
+    """A stack's scheduled deployment: cron (UTC) or one time; drift and TTL are kinds."""
+
+    __tablename__ = "agent_pools_schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stack_id: Mapped[str] = mapped_column(String(255), index=True)
+    organization: Mapped[str] = mapped_column(String(100))
+    project: Mapped[str] = mapped_column(String(100))
+    stack: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    cron: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    once_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The next due time; null once a one-time schedule fired. Replicas claim a firing by
+    # moving it forward from the value they read (compare and set).
+    next_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    paused: Mapped[bool] = mapped_column(Boolean)
+    # The deployment request (secret values encrypted) or the drift / TTL options.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_by_user_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    modified_at: Mapped[float] = mapped_column(Float)
+    last_executed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ScheduleFiringRow(Base):
+    """One firing of a schedule: at most one per schedule and due time."""
+
+    __tablename__ = "agent_pools_schedule_firings"
+    __table_args__ = (
+        Index(
+            "ix_agent_pools_schedule_firings_schedule_id_due_at",
+            "schedule_id",
+            "due_at",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    schedule_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agent_pools_schedules.id", ondelete="CASCADE")
+    )
+    stack_id: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[float] = mapped_column(Float)
+    executed_at: Mapped[float] = mapped_column(Float)
+    deployment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    # claimed (being queued) | succeeded (a deployment was queued) | failed
+    result: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    # False while the queued deployment's outcome (drift, TTL deletion) is still to handle.
+    is_followed_up: Mapped[bool] = mapped_column(Boolean, index=True)
+
+
+class DriftRunRow(Base):
+    __tablename__ = "agent_pools_drift_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stack_id: Mapped[str] = mapped_column(String(255), index=True)
+    schedule_id: Mapped[str] = mapped_column(String(32))
+    deployment_id: Mapped[str] = mapped_column(String(32), unique=True)
+    auto_remediate: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Null until the detecting deployment ended.
+    drift_detected: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    resource_changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    remediation_deployment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class DeploymentPauseRow(Base):
+    """Paused deployments of one stack, or of a whole organization (stack_id '')."""
+
+    __tablename__ = "agent_pools_deployment_pauses"
+
+    organization: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    paused_at: Mapped[float] = mapped_column(Float)

@@ -1,11 +1,19 @@
 """What the agent_pools service asks of other services over gRPC: the stack's key in the
-secrets service, and job tokens in the identity service."""
+secrets service, job tokens in the identity service, and deleting a TTL stack in the stacks
+service."""
 
 from __future__ import annotations
 
 import grpc
 
-from protos.cairn.v1 import identity_pb2, identity_pb2_grpc, secrets_pb2, secrets_pb2_grpc
+from protos.cairn.v1 import (
+    identity_pb2,
+    identity_pb2_grpc,
+    secrets_pb2,
+    secrets_pb2_grpc,
+    stacks_pb2,
+    stacks_pb2_grpc,
+)
 from services.agent_pools.domain import MintedToken
 from services.common.errors import from_rpc_error
 
@@ -65,6 +73,26 @@ class IdentityPeer:
             await self._stub.RevokeAccessToken(
                 identity_pb2.TokenRequest(scope=_personal(user_login), token_id=token_id),
                 timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+
+class StacksPeer:
+    """Deletes a stack (found by its stable id) in the stacks service, which also forgets its
+    deployments, schedules and update history."""
+
+    def __init__(self, stub: stacks_pb2_grpc.StacksServiceAsyncStub, timeout: float) -> None:
+        self._stub = stub
+        self._timeout = timeout
+
+    async def delete_stack(self, stack_id: str) -> None:
+        try:
+            stack = await self._stub.GetStack(
+                stacks_pb2.GetStackRequest(stack_id=stack_id), timeout=self._timeout
+            )
+            await self._stub.DeleteStack(
+                stacks_pb2.DeleteStackRequest(ref=stack.ref), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None

@@ -15,7 +15,9 @@ from protos.cairn.v1 import (
     agent_pools_pb2,
     agent_pools_pb2_grpc,
     identity_pb2_grpc,
+    schedules_pb2_grpc,
     secrets_pb2_grpc,
+    stacks_pb2_grpc,
 )
 from services.agent_pools.agent_store import AgentStore
 from services.agent_pools.domain import (
@@ -29,7 +31,17 @@ from services.agent_pools.domain import (
     StoredSettings,
 )
 from services.agent_pools.models import Base
-from services.agent_pools.peers import IdentityPeer, SecretsPeer
+from services.agent_pools.peers import IdentityPeer, SecretsPeer, StacksPeer
+from services.agent_pools.schedule_server import (
+    SERVICE_NAME as SCHEDULES_SERVICE_NAME,
+)
+from services.agent_pools.schedule_server import (
+    DeploymentSchedulesServicer,
+    ScheduleLoop,
+    drift_announcer,
+)
+from services.agent_pools.schedule_store import ScheduleStore
+from services.agent_pools.schedules import Schedules
 from services.agent_pools.service import AgentPools
 from services.agent_pools.store import AgentPoolStore
 from services.common.auth import caller_from_context
@@ -37,6 +49,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
+from services.common.hook_events import HookEventPublisher
 from services.common.logging import get_logger
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
@@ -56,9 +69,10 @@ SWEEP_RETRIED_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE_E
 class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
     """Seed 003 (agent pools), the SDK's deployment settings and deployments, and agents."""
 
-    def __init__(self, pools: AgentPools, clock: Clock) -> None:
+    def __init__(self, pools: AgentPools, clock: Clock, schedules: Schedules) -> None:
         self._pools = pools
         self._clock = clock
+        self._schedules = schedules
 
     async def ListPools(
         self, request: agent_pools_pb2.ListPoolsRequest, context: Context
@@ -191,6 +205,7 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
     async def PurgeStack(
         self, request: agent_pools_pb2.PurgeDeploymentsRequest, context: Context
     ) -> agent_pools_pb2.PurgeDeploymentsResponse:
+        await self._schedules.purge(request.stack_id)
         await self._pools.purge(request.stack_id)
         return agent_pools_pb2.PurgeDeploymentsResponse()
 
@@ -364,16 +379,23 @@ async def start(
     try:
         for name in ("secrets", "identity"):
             channels.append(peer_channel(settings, name))
+        # TTL stacks are deleted, and drift is announced to the webhooks, in the stacks
+        # process; without its address (this service run alone) neither happens.
+        if settings.service_address("stacks"):
+            channels.append(peer_channel(settings, "stacks"))
     except BaseException:
         for channel in channels:
             await channel.close(None)
         await database.engine.dispose()
         raise
-    secrets_channel, identity_channel = channels
+    secrets_channel, identity_channel = channels[:2]
+    stacks_channel = channels[2] if len(channels) > 2 else None
 
     async def close_channels() -> None:
         for channel in channels:
             await channel.close(None)
+        if publisher is not None:
+            await publisher.close()
 
     the_clock = clock or SystemClock()
     timeout = settings.grpc_timeout_seconds
@@ -389,11 +411,33 @@ async def start(
         identity,
         token_ttl_seconds=settings.deployment_token_ttl_seconds,
     )
-    servicer = AgentPoolsServicer(pools, the_clock)
+    # Detected drift goes to the webhooks in the stacks process.
+    publisher = (
+        None
+        if stacks_channel is None
+        else HookEventPublisher(
+            peer_channel(settings, "stacks"), timeout, settings.webhook_queue_size
+        )
+    )
+    schedules = Schedules(
+        ScheduleStore(database.sessions),
+        store,
+        pools,
+        the_clock,
+        None
+        if stacks_channel is None
+        else StacksPeer(stacks_pb2_grpc.StacksServiceStub(stacks_channel), timeout),
+        drift_announcer(publisher),
+    )
+    servicer = AgentPoolsServicer(pools, the_clock, schedules)
     sweeper = TokenSweeper(pools.sweep, settings.deployment_token_sweep_seconds)
+    scheduler = ScheduleLoop(schedules.tick, settings.schedule_interval_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(servicer, server)
+        schedules_pb2_grpc.add_DeploymentSchedulesServiceServicer_to_server(
+            DeploymentSchedulesServicer(schedules), server
+        )
 
     running = await serve_service(
         name="agent_pools",
@@ -401,10 +445,16 @@ async def start(
         host=host,
         port=port,
         register=register,
-        service_names=[SERVICE_NAME],
-        # Closers run last to first: the sweeper stops before the channels and the database.
-        closers=[database.engine.dispose, close_channels, sweeper.stop],
+        service_names=[SERVICE_NAME, SCHEDULES_SERVICE_NAME],
+        # Closers run last to first: the loops stop before the channels and the database.
+        closers=[
+            database.engine.dispose,
+            close_channels,
+            sweeper.stop,
+            scheduler.stop,
+        ],
         dependencies=[database_dependency(database.engine)],
     )
     sweeper.start()
+    scheduler.start()
     return running

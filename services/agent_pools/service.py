@@ -183,6 +183,10 @@ class AgentPools:
         ciphertext = await self._encrypt(stack_id, value.encode())
         return base64.b64encode(ciphertext).decode("ascii")
 
+    async def seal_settings(self, stack_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings as they are kept (secret values encrypted): for schedules' requests."""
+        return await self._seal(stack_id, settings)
+
     async def _seal(self, stack_id: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Settings as stored: every secret value encrypted with the stack's key.
 

@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     # How often agent_pools gives up silent agents' jobs and revokes ended jobs' tokens when no
     # agent calls in (every agent call that can end a job does it too).
     deployment_token_sweep_seconds: float = Field(default=15.0, gt=0)
+    # How often each agent_pools replica looks for due schedules (firings are claimed in the
+    # database, so replicas never fire the same due time twice) and follows up on the
+    # deployments they queued (drift results, TTL stack deletion).
+    schedule_interval_seconds: float = Field(default=10.0, gt=0)
     # Failed authentications (401s) one client address may make in a moving window before the
     # gateway answers 429 with Retry-After, without asking the identity service: "20/minute",
     # "100/hour", "5 per 10 seconds" (the `limits` package's notation).

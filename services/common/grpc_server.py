@@ -339,6 +339,18 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "GetDeployment",
         "GetDeploymentLogs",
     ),
+    "cairn.v1.DeploymentSchedulesService": (
+        "ListSchedules",
+        "GetSchedule",
+        "ListScheduleHistory",
+        "ListDriftRuns",
+        "GetDriftRun",
+        "GetDriftStatus",
+        "SetDeploymentsPaused",
+        "GetStackDeploymentsMetadata",
+        "GetOrgDeploymentsMetadata",
+        "LocateDeployment",
+    ),
     "grpc.health.v1.Health": ("Check",),
 }
 RETRY_ATTEMPTS = 3  # the first try included

@@ -134,7 +134,10 @@ def test_sdk_paths_map_as_the_router_dispatches(methods: list[SdkMethod]) -> Non
     assert operation("get_stack_update") == "get_stack_update"
     assert operation("get_latest_stack_update") == "get_latest_stack_update"
     # A literal where we have a plain variable is another endpoint, not a deployment id.
-    assert operation("list_scheduled_deployment") is None
+    assert operation("get_deployment_version") is None
+    # Literal segments served by their own routes win over `{deploymentId}`.
+    assert operation("list_scheduled_deployment") == "list_scheduled_deployment"
+    assert operation("stack_deployments_metadata") == "stack_deployments_metadata"
     # The URN variable takes the SDK's `{urn}`.
     assert operation("get_stack_resource") == "get_stack_resource"
     assert operation("get_organization_member_teams") == "get_organization_member_teams"

@@ -30,6 +30,7 @@ from protos.cairn.v1 import (
     hooks_pb2,
     identity_pb2,
     oidc_pb2,
+    schedules_pb2,
     secrets_pb2,
     stacks_pb2,
     updates_pb2,
@@ -485,6 +486,7 @@ PROTO_MODULES = (
     updates_pb2,
     secrets_pb2,
     agent_pools_pb2,
+    schedules_pb2,
     copilot_pb2,
 )
 

@@ -32,6 +32,7 @@ from protos.cairn.v1 import (
     identity_pb2,
     identity_pb2_grpc,
     oidc_pb2,
+    schedules_pb2,
     secrets_pb2,
     secrets_pb2_grpc,
     stacks_pb2,
@@ -58,6 +59,7 @@ SERVICES = {
     "cairn.v1.SecretsService": ("secrets", secrets_pb2),
     "cairn.v1.UpdatesService": ("updates", updates_pb2),
     "cairn.v1.AgentPoolsService": ("agent_pools", agent_pools_pb2),
+    "cairn.v1.DeploymentSchedulesService": ("agent_pools", schedules_pb2),
     "cairn.v1.CopilotService": ("copilot", copilot_pb2),
 }
 
