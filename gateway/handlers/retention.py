@@ -17,6 +17,9 @@ from gateway.convert import json_response, read_json_object
 from gateway.errors import bad_request
 from protos.cairn.v1 import updates_pb2
 
+# The most versions a setting may name (the updates service checks the same bound).
+MAX_KEEP = 1_000_000
+
 
 def _keep(body: dict[str, Any]) -> int | None:
     if "keepVersions" not in body:
@@ -24,8 +27,10 @@ def _keep(body: dict[str, Any]) -> int | None:
     value = body["keepVersions"]
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise bad_request("'keepVersions' must be a whole number of at least 1, or null")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_KEEP:
+        raise bad_request(
+            f"'keepVersions' must be a whole number from 1 to {MAX_KEEP}, or null for every version"
+        )
     return value
 
 

@@ -209,7 +209,7 @@ def _webhook_operations(scope: str, prefix: str) -> dict[str, dict[str, Any]]:
     }
 
 
-_KEEP_VERSIONS = {"type": ["integer", "null"], "minimum": 1}
+_KEEP_VERSIONS = {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000}
 _RETENTION_BODY = {
     "type": "object",
     "properties": {"keepVersions": _KEEP_VERSIONS},

@@ -227,9 +227,9 @@ class Settings(BaseSettings):
     # servers expect; off for virtual-hosted style (http://bucket.endpoint/key).
     blob_s3_force_path_style: bool = True
     blob_timeout_seconds: float = Field(default=60.0, gt=0)
-    # The blob garbage collector: how often the updates service runs it (0: never; `cairn
-    # blobs gc` runs it once), and how long a blob no row names is kept before it is removed
-    # (covers blobs written for rows still being committed, on every replica).
+    # The blob garbage collector: how often each updates replica runs it (0: never), and how
+    # long a blob no row names is kept before it is removed (covers blobs written for rows
+    # still being committed, on every replica).
     blob_gc_interval_seconds: float = Field(default=6 * 60 * 60, ge=0)
     blob_gc_grace_seconds: float = Field(default=60 * 60, ge=0)
 

@@ -63,6 +63,7 @@ async def test_retention_settings_refuse_bad_bodies_and_non_admins(cairn: Cairn)
     for bad in (
         {},
         {"keepVersions": 0},
+        {"keepVersions": 1_000_001},
         {"keepVersions": "3"},
         {"keepVersions": True},
         {"keepVersions": 2, "other": 1},
@@ -70,6 +71,8 @@ async def test_retention_settings_refuse_bad_bodies_and_non_admins(cairn: Cairn)
         response = await cairn.call("PUT", ORG, body=bad)
         assert response.status == 400, bad
         assert (await response.json())["code"] == 400
+    huge = await cairn.call("PUT", ORG, raw=b'{"keepVersions": 1180591620717411303424}')
+    assert huge.status == 400
     member = await cairn.new_user("mallory", org_role=("admin", MEMBER))
     assert (await cairn.call("GET", ORG, token=member)).status == 200
     assert (await cairn.call("PUT", ORG, token=member, body={"keepVersions": 1})).status == 403
