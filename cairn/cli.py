@@ -42,6 +42,7 @@ from services.common.loop import run_process
 from services.common.migrations import upgrade_to_head
 from services.common.service import RunningService, StartFunction
 from services.common.tls import TlsSettingsError, load_tls
+from services.updates.server import move_state_texts
 
 log = get_logger("cairn")
 
@@ -124,6 +125,10 @@ async def migrate(settings: Settings) -> None:
         log.info("migrated", revisions=applied)
     else:
         log.info("database schema is up to date")
+    # Stack state versions stored in the database before the blob store go into it.
+    moved = await move_state_texts(settings)
+    if moved:
+        log.info("state_texts_moved_to_blob_store", versions=moved)
 
 
 PARENT_POLL_SECONDS = 1.0

@@ -8,7 +8,7 @@ import grpc
 import orjson
 from aiohttp import web
 
-from services.common.errors import http_status
+from services.common.errors import http_status, is_gone
 
 GENERIC_SERVER_ERROR = "Internal Server Error: something went wrong; see the server log."
 UNAVAILABLE_PREFIX = "Service Unavailable: "
@@ -64,4 +64,6 @@ def rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     message = error.details() or reason(status)
+    if is_gone(error.code(), message):
+        status = 410
     return error_response(status, message)

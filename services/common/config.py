@@ -214,6 +214,25 @@ class Settings(BaseSettings):
     smtp_from: str = ""
     smtp_starttls: bool = True
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Where stack state versions live (`services/common/blobs.py`): empty for files under the
+    # data dir (`blobs/`), `file:///path` for another directory, or `s3://bucket/prefix` for
+    # S3-compatible object storage with the endpoint (e.g. http://minio:9000; empty: AWS),
+    # region and credentials below (unset credentials: the client's usual environment, such as
+    # AWS_ACCESS_KEY_ID or an instance role). Every replica of the updates service needs the same.
+    blob_url: str = ""
+    blob_s3_endpoint: str = ""
+    blob_s3_region: str = ""
+    blob_s3_access_key_id: str = ""
+    blob_s3_secret_access_key: SecretStr | None = None
+    # Path-style requests (http://endpoint/bucket/key), which MinIO and most S3-compatible
+    # servers expect; off for virtual-hosted style (http://bucket.endpoint/key).
+    blob_s3_force_path_style: bool = True
+    blob_timeout_seconds: float = Field(default=60.0, gt=0)
+    # The blob garbage collector: how often the updates service runs it (0: never; `cairn
+    # blobs gc` runs it once), and how long a blob no row names is kept before it is removed
+    # (covers blobs written for rows still being committed, on every replica).
+    blob_gc_interval_seconds: float = Field(default=6 * 60 * 60, ge=0)
+    blob_gc_grace_seconds: float = Field(default=60 * 60, ge=0)
 
     @field_validator("auth_failure_limit")
     @classmethod

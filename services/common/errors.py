@@ -61,6 +61,22 @@ class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Gone(DomainError):
+    """What was asked for existed and was let go on purpose (a version's state pruned by
+    retention): HTTP 410. gRPC has no such code, so the message's prefix carries it."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    PREFIX = "Gone: "
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message if message.startswith(self.PREFIX) else self.PREFIX + message)
+
+
+def is_gone(code: grpc.StatusCode, details: str) -> bool:
+    """Whether a status a service sent is a `Gone`."""
+    return code == grpc.StatusCode.FAILED_PRECONDITION and details.startswith(Gone.PREFIX)
+
+
 # gRPC status -> HTTP status. The gateway's only translation table (see STYLE.md).
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,

@@ -160,6 +160,8 @@ class FinalState:
     resource_count: int
     # The StackReference names the state reads; None: the same as the version it came from.
     references: tuple[str, ...] | None = None
+    # The blob holding `compressed` (its SHA-256), once it is in the blob store.
+    blob_digest: str | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from services.updates.domain import (
     update_not_found,
 )
 from services.updates.history_store import HistoryStore
+from services.updates.states import StateTexts
 from services.updates.store import UpdateStore
 from services.updates.texts import off_loop, unpack
 
@@ -49,9 +50,10 @@ def _is_about(event: EngineEvent, urn: str) -> bool:
 class UpdateHistory:
     """What has been recorded about a stack's updates, over the update and history stores."""
 
-    def __init__(self, store: UpdateStore, history: HistoryStore) -> None:
+    def __init__(self, store: UpdateStore, history: HistoryStore, states: StateTexts) -> None:
         self._store = store
         self._history = history
+        self._states = states
 
     # -- updates and their events -----------------------------------------------------------
 
@@ -132,7 +134,7 @@ class UpdateHistory:
             return 0, 0, []
         if count_only:
             return stored.version, stored.resource_count, []
-        text = await unpack(stored.text_compressed)
+        text = await unpack(await self._states.compressed(stored))
         found: list[bytes] = await off_loop(len(text), views.resource_views, text, urn)
         return stored.version, stored.resource_count, found
 

@@ -141,9 +141,16 @@ class LogEntryRow(Base):
 
 
 class StackVersionRow(Base):
-    """The deployment a stack version ended with (zstd), exportable forever."""
+    """The deployment a stack version ended with (zstd), exportable until retention prunes it.
+
+    The compressed text is the blob named `blob_digest` (the SHA-256 of the compressed bytes)
+    in the blob store; `data` holds it only for rows written before the blob store, until
+    `cairn migrate` moves it. A pruned version keeps this row (size, hash, resource count)
+    without any text: `pruned_at` says when its text was let go.
+    """
 
     __tablename__ = "updates_stack_versions"
+    __table_args__ = (Index("ix_updates_stack_versions_blob_digest", "blob_digest"),)
 
     stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -153,6 +160,31 @@ class StackVersionRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     resource_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float)
+    blob_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pruned_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class BlobCandidateRow(Base):
+    """A blob the garbage collector found no row naming, and when it first found so.
+
+    It is deleted only once a later pass finds it still unnamed after the grace period.
+    """
+
+    __tablename__ = "updates_blob_candidates"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_seen: Mapped[float] = mapped_column(Float)
+
+
+class RetentionRow(Base):
+    """How many newest versions keep their full state: per organization (`stack_id` '')
+    or per stack (overriding its organization's)."""
+
+    __tablename__ = "updates_retention"
+
+    organization: Mapped[str] = mapped_column(String(255), primary_key=True)
+    stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    keep_versions: Mapped[int] = mapped_column(Integer)
 
 
 class StackReferenceRow(Base):

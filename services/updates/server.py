@@ -10,6 +10,7 @@ import grpc
 
 from protos.cairn.v1 import common_pb2, hooks_pb2, updates_pb2, updates_pb2_grpc
 from services.common.auth import caller_from_context
+from services.common.blobs import open_blob_store
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.db import statement_session_factory
@@ -34,8 +35,11 @@ from services.updates.domain import (
 from services.updates.history import UpdateHistory
 from services.updates.history_store import HistoryStore
 from services.updates.lease import DatabaseOnlyLock, RedisStackLock, StackLock
+from services.updates.maintenance import Collection, Collector, collect_garbage, move_texts
 from services.updates.models import Base
 from services.updates.service import Updates
+from services.updates.state_store import StateStore
+from services.updates.states import StateTexts
 from services.updates.store import UpdateStore
 from services.updates.texts import off_loop
 from services.updates.views import projected_count
@@ -477,27 +481,52 @@ async def start(
         database.reads,
         statement_session_factory(database.engine),
     )
-    history = UpdateHistory(store, HistoryStore(database.reads))
+    state_store = StateStore(database.sessions, database.engine.dialect.name, database.reads)
+    blobs = open_blob_store(settings)
+    states = StateTexts(blobs, state_store)
+    the_clock = clock or SystemClock()
+
+    async def collect() -> Collection:
+        return await collect_garbage(
+            blobs, state_store, now=the_clock.now(), grace_seconds=settings.blob_gc_grace_seconds
+        )
+
+    collector = Collector(collect, settings.blob_gc_interval_seconds)
+    history = UpdateHistory(store, HistoryStore(database.reads), states)
     publisher = hook_publisher(settings)
     announce = None if publisher is None else update_announcer(publisher)
     servicer = UpdatesServicer(
-        Updates(store, stack_lock, clock or SystemClock(), announce=announce), history
+        Updates(store, stack_lock, the_clock, states, announce=announce), history
     )
 
     def register(server: grpc.aio.Server) -> None:
         updates_pb2_grpc.add_UpdatesServiceServicer_to_server(servicer, server)
 
-    return await serve_service(
+    running = await serve_service(
         name="updates",
         settings=settings,
         host=host,
         port=port,
         register=register,
         service_names=[SERVICE_NAME],
+        # Closers run last to first: the collector stops before the database.
         closers=[
             database.engine.dispose,
             stack_lock.close,
             *([] if publisher is None else [publisher.close]),
+            collector.stop,
         ],
         dependencies=[database_dependency(database.engine), *lock_dependencies(stack_lock)],
     )
+    collector.start()
+    return running
+
+
+async def move_state_texts(settings: Settings) -> int:
+    """`cairn migrate`: move version texts still held in database rows into the blob store."""
+    database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
+    try:
+        state_store = StateStore(database.sessions, database.engine.dialect.name, database.reads)
+        return await move_texts(open_blob_store(settings), state_store)
+    finally:
+        await database.engine.dispose()

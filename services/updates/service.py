@@ -56,6 +56,7 @@ from services.updates.domain import (
 )
 from services.updates.journal import validate_entry
 from services.updates.lease import StackLock
+from services.updates.states import StateTexts
 from services.updates.store import Blocked, FencedUpdate, UpdateStore
 from services.updates.texts import (
     WorkingTexts,
@@ -101,6 +102,7 @@ class Updates:
         store: UpdateStore,
         lock: StackLock,
         clock: Clock,
+        states: StateTexts,
         new_token: Callable[[], str] = new_lease_token,
         cache: WorkingTexts | None = None,
         metrics: Metrics | None = None,
@@ -109,6 +111,7 @@ class Updates:
         self._store = store
         self._lock = lock
         self._clock = clock
+        self._states = states
         self._new_token = new_token
         self._texts = cache or WorkingTexts()
         self._writers: dict[str, asyncio.Lock] = {}
@@ -242,7 +245,14 @@ class Updates:
                 self._forget(update.id)
                 return
             raise
+        if final is not None:
+            final = await self._states.save(final)
         await self._store.finalise(update, final, self._clock.now())
+        if final is not None:
+            await self._states.confirm(final)
+            await self._states.apply_retention(
+                update.stack_id, update.stack_path.organization, self._clock.now()
+            )
         self._metrics.updates_finished.labels(_kind_label(update), update.status).inc()
         self._forget(update.id)
 
@@ -417,7 +427,8 @@ class Updates:
             return await final_state(text, count)
         base = await self._store.version(update.stack_id, update.base_version)
         if base is not None and update.base_version:
-            return FinalState(base.text_compressed, base.size, base.sha256, base.resource_count)
+            compressed = await self._states.compressed(base)
+            return FinalState(compressed, base.size, base.sha256, base.resource_count)
         return await final_state(checkpoints.EMPTY_DEPLOYMENT, 0)
 
     async def _checkpoint_text(self, update: UpdateRecord) -> bytes | None:
@@ -436,7 +447,7 @@ class Updates:
         if update.base_version:
             stored = await self._store.version(update.stack_id, update.base_version)
             if stored is not None:
-                base_text = stored.text_compressed
+                base_text = await self._states.compressed(stored)
         now = datetime.fromtimestamp(self._clock.now(), tz=UTC)
         return await asyncio.to_thread(replay_blocking, base_text, entries, now)
 
@@ -467,7 +478,7 @@ class Updates:
         if not update.base_version:
             return checkpoints.EMPTY_DEPLOYMENT
         stored = await self._store.version(update.stack_id, update.base_version)
-        return None if stored is None else await unpack(stored.text_compressed)
+        return None if stored is None else await unpack(await self._states.compressed(stored))
 
     async def _stored_version(self, stack_id: str, version: int) -> bytes:
         """A version's deployment; `0` is the newest (the empty deployment when none)."""
@@ -476,7 +487,7 @@ class Updates:
             if version:
                 raise NotFound(f"Not Found: Version {version}")
             return checkpoints.EMPTY_DEPLOYMENT
-        return await unpack(stored.text_compressed)
+        return await unpack(await self._states.compressed(stored))
 
     async def import_deployment(
         self, stack_id: str, stack_path: tuple[str, str, str], text: bytes, requested_by: str
@@ -499,7 +510,7 @@ class Updates:
                 "Bad Request: cannot import deployment with encrypted secrets from a different "
                 "stack"
             )
-        final = await final_state(text, checkpoints.resource_count(parsed))
+        final = await self._states.save(await final_state(text, checkpoints.resource_count(parsed)))
         for _ in range(TAKEOVER_ATTEMPTS):
             result = await self._store.record_finished(
                 stack_id,
@@ -511,8 +522,14 @@ class Updates:
             if isinstance(result, Blocked):
                 await self._abandon(result.holder)
                 continue
+            await self._finished(stack_id, stack_path[0], final)
             return result
         raise FailedPrecondition(CONFLICT_MESSAGE)
+
+    async def _finished(self, stack_id: str, organization: str, final: FinalState) -> None:
+        """After a version's row committed: its blob checked, retention applied."""
+        await self._states.confirm(final)
+        await self._states.apply_retention(stack_id, organization, self._clock.now())
 
     async def record_rename(
         self, stack_id: str, stack_path: tuple[str, str, str], requested_by: str
@@ -526,12 +543,13 @@ class Updates:
             (state,) = await self._store.stack_states([stack_id])
             text = await self.export(stack_id, 0)
             renamed = await off_loop(len(text), checkpoints.retarget, text, stack_path)
+            final = await self._states.save(await final_state(renamed))
             try:
                 result = await self._store.record_finished(
                     stack_id,
                     kind=RENAME_KIND,
                     requested_by=requested_by,
-                    final=await final_state(renamed),
+                    final=final,
                     now=self._clock.now(),
                     expected_version=state.version,
                 )
@@ -540,6 +558,7 @@ class Updates:
             if isinstance(result, Blocked):
                 await self._abandon(result.holder)
                 continue
+            await self._finished(stack_id, stack_path[0], final)
             return result
         raise FailedPrecondition(CONFLICT_MESSAGE)
 

@@ -107,10 +107,14 @@ class Started:
 @dataclass(frozen=True)
 class StoredVersion:
     version: int
+    # The compressed text when the row still holds it (before `cairn migrate`), else b"".
     text_compressed: bytes
     size: int
     sha256: str
     resource_count: int
+    # The blob holding the compressed text (None: in `text_compressed`, or pruned).
+    blob_digest: str | None = None
+    pruned_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -267,11 +271,12 @@ class UpdateStore:
                             "stack_id": row.stack_id,
                             "version": row.version,
                             "update_id": row.id,
-                            "data": final.compressed,
+                            "data": _row_text(final),
                             "size": final.size,
                             "sha256": final.sha256,
                             "resource_count": final.resource_count,
                             "created_at": now,
+                            "blob_digest": final.blob_digest,
                         }
                     ],
                     ["stack_id", "version"],
@@ -326,11 +331,12 @@ class UpdateStore:
                     stack_id=stack_id,
                     version=version,
                     update_id=row.id,
-                    data=final.compressed,
+                    data=_row_text(final),
                     size=final.size,
                     sha256=final.sha256,
                     resource_count=final.resource_count,
                     created_at=now,
+                    blob_digest=final.blob_digest,
                 )
             )
             state.version = version
@@ -509,7 +515,15 @@ class UpdateStore:
             row = await session.scalar(statement)
             if row is None:
                 return None
-            return StoredVersion(row.version, row.data, row.size, row.sha256, row.resource_count)
+            return StoredVersion(
+                row.version,
+                row.data,
+                row.size,
+                row.sha256,
+                row.resource_count,
+                row.blob_digest,
+                row.pruned_at,
+            )
 
     async def stack_states(self, stack_ids: Sequence[str]) -> list[StackState]:
         if not stack_ids:
@@ -685,6 +699,11 @@ class FencedUpdate:
 _BIGINTS = postgresql.ARRAY(BigInteger)
 _BLOBS = postgresql.ARRAY(LargeBinary)
 _STRINGS = postgresql.ARRAY(String)
+
+
+def _row_text(final: FinalState) -> bytes:
+    """What a version row holds itself: nothing once the text is in the blob store."""
+    return b"" if final.blob_digest else final.compressed
 
 
 def _lease_is_current(lease: LeaseRef, now: float) -> list[ColumnElement[bool]]:
