@@ -143,6 +143,8 @@ def test_the_same_services_as_compose_on_the_same_ports(
     for name in SERVICE_NAMES:
         address = config[f"CAIRN_{name.upper()}_ADDRESS"]
         assert address == f"{compose_name(name)}:{DEFAULT_SERVICE_PORTS[name]}"
+    # State must live in shared object storage: the pods' data dir is an emptyDir.
+    assert config["CAIRN_BLOB_URL"].startswith("s3://")
     gateway = _container(deployments["gateway"])
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert gateway["livenessProbe"]["httpGet"]["path"] == "/livez"

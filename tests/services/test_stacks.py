@@ -239,7 +239,7 @@ async def harness(
         agent_pools_address=f"127.0.0.1:{peers_port}",
         identity_address=f"127.0.0.1:{peers_port}",
         grpc_timeout_seconds=5.0,
-        # Deletions purge at once here; tests/gateway/test_restore_stacks.py has the window.
+        # Deletions purge at once here; tests/gateway/test_restore_stacks_sdk.py has the window.
         deleted_stack_retention_days=0,
     )
     clock = ManualClock()
