@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,19 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from cairn.backup import MANIFEST, BackupError, TargetNotEmpty, backup, read_manifest, restore
+from cairn.backup import (
+    MANIFEST,
+    BackupError,
+    TargetNotEmpty,
+    backup,
+    read_manifest,
+    restore,
+    service_schemas,
+    verify_restored,
+)
+from services.common.blobs import open_blob_store
 from services.common.config import Settings
+from services.common.db import create_migration_engine
 from services.secrets.crypto import load_master_key
 from tests.conftest import make_settings
 from tests.gateway.cli import Run, begin, create_stack, resource, summary
@@ -163,8 +175,24 @@ async def test_a_damaged_archive_or_a_non_empty_target_is_refused(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "not empty" in lines[0], done.stderr
 
-    # A changed rows file is found before anything is written.
+    # --verify finds a row that differs from the backup's.
     fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    fresh_settings = make_settings(fresh, _sqlite(fresh))
+    assert (await restore(fresh_settings, archive, verify=True)).verified
+    with sqlite3.connect(fresh / "cairn.db") as connection:
+        connection.execute("UPDATE stacks_stacks SET owner_login = 'mallory'")
+    engine = create_migration_engine(fresh_settings.resolved_database_url())
+    try:
+        with pytest.raises(BackupError, match="stacks_stacks differ"):
+            await verify_restored(
+                engine, service_schemas(), read_manifest(archive), open_blob_store(fresh_settings)
+            )
+    finally:
+        await engine.dispose()
+
+    # A changed rows file is found before anything is written.
+    fresh = tmp_path / "fresher"
     fresh.mkdir()
     table = archive / "tables" / "stacks_stacks.jsonl"
     table.write_bytes(table.read_bytes().replace(b'"dev"', b'"prod"'))
