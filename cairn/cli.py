@@ -24,6 +24,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
+from cairn.backup import BackupError, backup, restore
 from cairn.preflight import (
     Listener,
     StartupProblem,
@@ -636,6 +637,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also stop when this parent process is gone (set by `up --topology distributed`)",
     )
     commands.add_parser("migrate", help="migrate every service's tables, then exit")
+    backup_parser = commands.add_parser(
+        "backup", help="write a consistent archive of every table and blob (while Cairn runs)"
+    )
+    backup_parser.add_argument(
+        "--to", dest="archive", type=Path, required=True, help="a new or empty directory"
+    )
+    restore_parser = commands.add_parser(
+        "restore", help="restore an archive into an empty database (SQLite or PostgreSQL)"
+    )
+    restore_parser.add_argument(
+        "--from", dest="archive", type=Path, required=True, help="the archive's directory"
+    )
+    restore_parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="read everything back and check every count and hash against the manifest",
+    )
     agent_parser = commands.add_parser("agent", help="run a self-hosted deployment agent")
     agent_parser.add_argument("--url", required=True, help="Cairn's URL, e.g. http://cairn:8080")
     agent_parser.add_argument("--pool-token", required=True, help="the agent pool's token")
@@ -681,6 +699,28 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+async def archive_command(args: argparse.Namespace, settings: Settings) -> None:
+    """`cairn backup` and `cairn restore`: one summary line, or one line saying why not."""
+    try:
+        if args.command == "backup":
+            made = await backup(settings, args.archive)
+            print(
+                f"cairn: backed up {made.rows} rows of {made.tables} tables and "
+                f"{made.blobs} blobs to {args.archive}",
+                flush=True,
+            )
+            return
+        done = await restore(settings, args.archive, verify=args.verify)
+    except BackupError as error:
+        refuse(str(error))
+    checked = ", every count and hash verified" if done.verified else ""
+    print(
+        f"cairn: restored {done.rows} rows of {done.tables} tables and {done.blobs} blobs "
+        f"from {args.archive}{checked}",
+        flush=True,
+    )
+
+
 def refuse(problem: str) -> NoReturn:
     """A start that cannot happen: one line naming what to change, exit status 2."""
     print(f"cairn: {problem}", file=sys.stderr)
@@ -696,6 +736,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "agent":
         run_process(run_agent(agent_options(args)), settings)
+        return
+    if args.command in ("backup", "restore"):
+        try:
+            check_database_url(settings)
+        except StartupProblem as startup_problem:
+            refuse(str(startup_problem))
+        run_process(archive_command(args, settings), settings)
         return
     if args.command in ("up", "serve"):
         try:

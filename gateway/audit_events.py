@@ -57,6 +57,12 @@ STACK_CREATE = AuditEventType(
     target_field="stackName",
 )
 STACK_DELETE = AuditEventType("stack.delete", "Stack Deleted", "A stack was deleted.")
+STACK_RESTORE = AuditEventType(
+    "stack.restore",
+    "Stack Restored",
+    "A deleted stack was restored with its history.",
+    detail_field="stackName",
+)
 STACK_RENAME = AuditEventType(
     "stack.rename",
     "Stack Renamed",
@@ -379,6 +385,7 @@ OIDC_EXCHANGE = AuditEventType(
 EVENT_TYPES: tuple[AuditEventType, ...] = (
     STACK_CREATE,
     STACK_DELETE,
+    STACK_RESTORE,
     STACK_RENAME,
     STACK_TAGS_UPDATE,
     STACK_TRANSFER,

@@ -415,6 +415,16 @@ ROUTES: tuple[Route, ...] = (
     org("HEAD", "/api/stacks/{orgName}/{projectName}", stacks.project_exists, VIEWER),
     stack("GET", S, stacks.get_stack, READ),
     stack("DELETE", S, stacks.delete_stack, STACK_ADMIN, audit=events.STACK_DELETE),
+    # Deleted stacks inside their restore window (CAIRN_DELETED_STACK_RETENTION_DAYS).
+    org("GET", f"{ORG}/restore-stack", stacks.list_deleted_stacks, ADMIN),
+    org(
+        "POST",
+        f"{ORG}/restore-stack/{{programID}}",
+        stacks.restore_deleted_stack,
+        ADMIN,
+        is_body_typed=True,
+        audit=events.STACK_RESTORE,
+    ),
     stack("POST", f"{S}/rename", stacks.rename_stack, WRITE, audit=events.STACK_RENAME),
     stack("PATCH", f"{S}/tags", stacks.update_stack_tags, WRITE, audit=events.STACK_TAGS_UPDATE),
     stack("POST", f"{S}/encrypt", secrets.encrypt_value, WRITE, audit=events.SECRET_ENCRYPT),

@@ -15,6 +15,7 @@ from gateway.convert import (
     optional_string,
     read_body,
     read_json_object,
+    read_optional_json_object,
     string_map,
 )
 from gateway.errors import ApiError, bad_request
@@ -222,3 +223,71 @@ async def list_user_stacks(request: web.Request) -> web.Response:
     if reply.continuation_token:
         payload["continuationToken"] = reply.continuation_token
     return json_response(payload)
+
+
+# -- deleted stacks ----------------------------------------------------------------------------
+
+
+def _last_update_json(updates: updates_pb2.ListUpdatesResponse) -> dict[str, Any]:
+    """UpdateSummary of a stack's newest update (not-started when it never had one)."""
+    if not updates.updates:
+        return {"result": "not-started", "startTime": 0, "endTime": 0, "resourceCount": 0}
+    newest = updates.updates[0]
+    return {
+        "result": newest.result,
+        "startTime": newest.start_time,
+        "endTime": newest.end_time,
+        "resourceCount": newest.resource_count,
+    }
+
+
+async def list_deleted_stacks(request: web.Request) -> web.Response:
+    """`GET /api/orgs/{orgName}/restore-stack`: deleted stacks still inside the restore
+    window, with the version and last update their kept history holds."""
+    backends = request.app[BACKENDS]
+    reply = await backends.stacks.ListDeletedStacks(
+        stacks_pb2.ListDeletedStacksRequest(organization=request.match_info["orgName"]),
+        **call_options(request),
+    )
+    states: dict[str, updates_pb2.StackState] = {}
+    if reply.stacks:
+        found = await backends.updates.GetStackStates(
+            updates_pb2.GetStackStatesRequest(stack_ids=[stack.id for stack in reply.stacks]),
+            **call_options(request),
+        )
+        states = {state.stack_id: state for state in found.states}
+    deleted = []
+    for stack in reply.stacks:
+        updates = await backends.updates.ListUpdates(
+            updates_pb2.ListUpdatesRequest(stack_id=stack.id, page_size=1, page=1),
+            **call_options(request),
+        )
+        state = states.get(stack.id, updates_pb2.StackState())
+        deleted.append(
+            {
+                "id": stack.id,
+                "programId": stack.id,
+                "projectName": stack.ref.project,
+                "stackName": stack.ref.stack,
+                "version": state.version,
+                "deletedAt": stack.deleted_at,
+                "deletedBy": stack.deleted_by,
+                "lastUpdate": _last_update_json(updates),
+            }
+        )
+    return json_response({"deletedStacks": deleted})
+
+
+async def restore_deleted_stack(request: web.Request) -> web.Response:
+    """`POST /api/orgs/{orgName}/restore-stack/{programID}`: the stack comes back with its
+    history, under `stackName` (its old name when empty); 409 when a live stack has it."""
+    body = await read_optional_json_object(request)
+    await request.app[BACKENDS].stacks.RestoreStack(
+        stacks_pb2.RestoreStackRequest(
+            organization=request.match_info["orgName"],
+            stack_id=request.match_info["programID"],
+            stack_name=optional_string(body, "stackName"),
+        ),
+        **call_options(request),
+    )
+    return no_content()

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Audit entries older than this many days are pruned by the identity service (0: never).
     audit_retention_days: int = 365
+    # A deleted stack stays restorable (its history, secrets key, deployments and grants kept
+    # under its id) for this many days, then the stacks service purges it for good (0: purged
+    # at once, nothing to restore). The sweep runs every `deleted_stack_sweep_seconds`.
+    deleted_stack_retention_days: float = Field(default=14, ge=0)
+    deleted_stack_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Webhooks: each attempt's timeout, attempts per event (first one included), the delay
     # before the second attempt (doubling after that), and events held for delivery at most
     # (a full queue drops new events; updates never wait for webhooks).

@@ -27,6 +27,10 @@ from services.common.logging import get_logger
 log = get_logger("cairn.readiness")
 
 DEPENDENCY_HEALTH_PREFIX = "cairn.dependency."
+# Answers SERVING whenever the process answers at all, whatever its dependencies: what a
+# liveness probe asks (Kubernetes' gRPC probe names it), so an unreachable database makes a
+# service unready without restarting it.
+LIVENESS_HEALTH_NAME = "cairn.liveness"
 # Every dependency any service may have, in the order `/readyz` reports them.
 DEPENDENCY_NAMES: tuple[str, ...] = ("database", "redis")
 
@@ -122,6 +126,8 @@ class ReadinessHealthServicer(_HealthServicer):  # type: ignore[misc]
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: Context
     ) -> health_pb2.HealthCheckResponse:
+        if request.service == LIVENESS_HEALTH_NAME:
+            return health_pb2.HealthCheckResponse(status=SERVING)
         await self.refresh()
         dependency = self._by_health_name.get(request.service)
         if dependency is not None:

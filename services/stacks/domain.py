@@ -81,6 +81,21 @@ class StackRecord:
 
 
 @dataclass(frozen=True)
+class DeletedStack:
+    """A deleted stack that can still be restored under its stable id."""
+
+    id: str
+    path: StackPath
+    deleted_at: datetime
+    deleted_by: str
+
+
+def restore_cutoff(now: float, retention_days: float) -> float:
+    """Tombstones deleted at or before this time (Unix seconds) are out of their window."""
+    return now - retention_days * 86400
+
+
+@dataclass(frozen=True)
 class StackQuery:
     """One page of a stack listing: visibility, exact filters and the keyset position."""
 

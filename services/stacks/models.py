@@ -123,3 +123,20 @@ class HookDeliveryRow(Base):
     response_code: Mapped[int] = mapped_column(Integer)
     response_headers: Mapped[str] = mapped_column(Text)
     response_body: Mapped[str] = mapped_column(Text)
+
+
+class DeletedStackRow(Base):
+    """A deleted stack inside its restore window: the stack row, tags and annotations as they
+    were. Other services keep their rows under the same stable id until the window ends."""
+
+    __tablename__ = "stacks_deleted_stacks"
+    __table_args__ = (Index("ix_stacks_deleted_stacks_organization", "organization"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization: Mapped[str] = mapped_column(name_column_type(100))
+    project: Mapped[str] = mapped_column(name_column_type(100))
+    name: Mapped[str] = mapped_column(name_column_type(100))
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    deleted_by: Mapped[str] = mapped_column(String(100))
+    # The stack row's other columns, its tags and its annotations (content base64).
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)

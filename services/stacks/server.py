@@ -18,14 +18,16 @@ from protos.cairn.v1 import (
     stacks_pb2_grpc,
     updates_pb2_grpc,
 )
-from services.common.auth import caller_from_context
+from services.common.auth import Caller, caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.readiness import database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
 from services.stacks.bodies import stack_creation
+from services.stacks.deletion import DeletedStackSweeper
 from services.stacks.domain import (
     Annotation,
+    DeletedStack,
     NewAnnotation,
     NewStack,
     NotificationSettings,
@@ -52,7 +54,7 @@ from services.stacks.peers import (
     RefuseWhileUpdating,
     StartUpdate,
 )
-from services.stacks.service import Peers, StackService
+from services.stacks.service import DeletedStackWindow, Peers, StackService
 from services.stacks.store import StackStore
 
 # Bodies above this size (an initial state) are decoded off the event loop.
@@ -112,6 +114,25 @@ class StacksServicer(stacks_pb2_grpc.StacksServiceServicer):
             _path(request.ref), force=request.force, caller=caller_from_context(context)
         )
         return stacks_pb2.DeleteStackResponse(stack_id=stack.id)
+
+    async def ListDeletedStacks(
+        self, request: stacks_pb2.ListDeletedStacksRequest, context: Context
+    ) -> stacks_pb2.ListDeletedStacksResponse:
+        stacks = await self._service.list_deleted(request.organization)
+        return stacks_pb2.ListDeletedStacksResponse(
+            stacks=[_deleted_message(stack) for stack in stacks]
+        )
+
+    async def RestoreStack(
+        self, request: stacks_pb2.RestoreStackRequest, context: Context
+    ) -> stacks_pb2.Stack:
+        restored = await self._service.restore(
+            request.organization,
+            request.stack_id,
+            request.stack_name,
+            caller_from_context(context),
+        )
+        return _stack_message(restored)
 
     async def ListStacks(
         self, request: stacks_pb2.ListStacksRequest, context: Context
@@ -365,19 +386,36 @@ async def start(
         stack_by_id=store.get_by_id,
         stack_by_path=store.get,
     )
-    servicer = StacksServicer(StackService(store, peers, events=hooks))
+    window = DeletedStackWindow(settings.deleted_stack_retention_days, clock or SystemClock())
+    service = StackService(store, peers, events=hooks, window=window)
+    servicer = StacksServicer(service)
+    sweeper = DeletedStackSweeper(
+        lambda: service.purge_expired(Caller()), settings.deleted_stack_sweep_seconds
+    )
 
     def register(server: grpc.aio.Server) -> None:
         stacks_pb2_grpc.add_StacksServiceServicer_to_server(servicer, server)
         hooks_pb2_grpc.add_HookServiceServicer_to_server(hook_servicer, server)
 
-    return await serve_service(
+    running = await serve_service(
         name="stacks",
         settings=settings,
         host=host,
         port=port,
         register=register,
         service_names=[SERVICE_NAME, HOOK_SERVICE_NAME],
-        closers=[database.engine.dispose, close_channels, hooks.close],
+        # Closers run last to first: the sweeper stops before the channels and the database.
+        closers=[database.engine.dispose, close_channels, hooks.close, sweeper.stop],
         dependencies=[database_dependency(database.engine)],
+    )
+    sweeper.start()
+    return running
+
+
+def _deleted_message(stack: DeletedStack) -> stacks_pb2.DeletedStack:
+    return stacks_pb2.DeletedStack(
+        id=stack.id,
+        ref=_ref(stack.path),
+        deleted_at=int(stack.deleted_at.timestamp()),
+        deleted_by=stack.deleted_by,
     )

@@ -12,12 +12,14 @@ from typing import Protocol
 import grpc
 
 from services.common.auth import Caller
-from services.common.errors import DomainError, InvalidArgument
+from services.common.clock import Clock
+from services.common.errors import DomainError, InvalidArgument, NotFound
 from services.common.logging import get_logger
 from services.common.stack_references import reference_names, resolve_reference
 from services.stacks.domain import (
     Annotation,
     AnnotationQuery,
+    DeletedStack,
     DownstreamReference,
     NewAnnotation,
     NewStack,
@@ -30,8 +32,10 @@ from services.stacks.domain import (
     StartedUpdate,
     annotation_not_found,
     rename_target,
+    restore_cutoff,
     stack_query,
     transfer_target,
+    validate_name,
     validate_new_annotation,
     validate_new_stack,
     validate_owner_login,
@@ -130,13 +134,33 @@ class StackEvents(Protocol):
     def stack_event(self, stack: StackRecord, action: str, user_login: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class DeletedStackWindow:
+    """How long a deleted stack stays restorable, by whose clock."""
+
+    retention_days: float
+    clock: Clock
+
+
+# Tombstones purged per sweep round at most; the next round takes the rest.
+PURGE_BATCH = 100
+
+
 class StackService:
     """Protocol doc §3.2.1–3.2.7 and seed 000's stack settings, as use cases."""
 
-    def __init__(self, store: StackStore, peers: Peers, events: StackEvents | None = None) -> None:
+    def __init__(
+        self,
+        store: StackStore,
+        peers: Peers,
+        events: StackEvents | None = None,
+        window: DeletedStackWindow | None = None,
+    ) -> None:
         self._store = store
         self._peers = peers
         self._events = events
+        # None or zero days: a deletion purges everything at once.
+        self._window = window if window is not None and window.retention_days > 0 else None
 
     def _tell(self, stack: StackRecord, action: str, caller: Caller) -> None:
         if self._events is not None:
@@ -152,7 +176,7 @@ class StackService:
             try:
                 await self._peers.state_import(created, initial_state, caller)
             except DomainError:
-                await self._delete(created.path, force=True, caller=caller)
+                await self._delete(created.path, force=True, caller=caller, keep=False)
                 raise
         self._tell(created, "created", caller)
         return created
@@ -175,16 +199,79 @@ class StackService:
         self._tell(stack, "deleted", caller)
         return stack
 
-    async def _delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
+    async def _delete(
+        self, path: StackPath, *, force: bool, caller: Caller, keep: bool = True
+    ) -> StackRecord:
         stack = await self._store.get(validate_path(path))
         for check in self._peers.checks:
             await check(stack, force=force, caller=caller)
+        if keep and self._window is not None:
+            # Everything other services keep stays under the stable id, out of reach until a
+            # restore puts the stack row back or the sweep purges it.
+            await self._store.tombstone(stack, caller.login)
+            return stack
         # Deleting by the stable id means a concurrent rename cannot redirect the delete.
         await self._store.delete(stack)
         # The stack is gone and a retry would get NotFound, so a failed purge leaves an
         # orphan behind (unreachable, hence harmless) rather than failing the call.
         await _run_all(self._peers.purges, stack, caller, "stack_purge_failed")
         return stack
+
+    def _restorable_after(self) -> float:
+        """Tombstones deleted after this time (Unix seconds) can still be restored."""
+        if self._window is None:
+            return float("inf")
+        return restore_cutoff(self._window.clock.now(), self._window.retention_days)
+
+    async def list_deleted(self, organization: str) -> list[DeletedStack]:
+        """The organization's deleted stacks still inside the restore window."""
+        organization = validate_name("organization", organization)
+        if self._window is None:
+            return []
+        return await self._store.list_deleted(organization, self._restorable_after())
+
+    async def restore(
+        self, organization: str, stack_id: str, name: str, caller: Caller
+    ) -> StackRecord:
+        """Bring a deleted stack back under its id, with its old name or `name`."""
+        organization = validate_name("organization", organization)
+        if name:
+            name = validate_name("stack", name)
+        if self._window is None:
+            raise NotFound(f"Not Found: no deleted stack with id '{stack_id}'")
+        restored = await self._store.restore(organization, stack_id, name, self._restorable_after())
+        self._tell(restored, "created", caller)
+        return restored
+
+    async def purge_expired(self, caller: Caller) -> int:
+        """Purge tombstones past their window everywhere; returns how many went for good.
+
+        A tombstone stays until every purge step succeeded, so a service that is away is
+        asked again on the next round instead of leaving an orphan behind."""
+        if self._window is None:
+            return 0
+        expired = await self._store.expired_tombstones(self._restorable_after(), PURGE_BATCH)
+        purged = 0
+        for stack in expired:
+            failed = False
+            for step in self._peers.purges:
+                try:
+                    await step(stack, caller)
+                except Exception as error:
+                    # Asked again on the next round.
+                    failed = True
+                    log.warning(
+                        "deleted_stack_purge_failed",
+                        step=step.name,
+                        stack_id=stack.id,
+                        error=_describe(error),
+                    )
+            if not failed:
+                await self._store.forget_tombstone(stack.id)
+                purged += 1
+        if purged:
+            log.info("deleted_stacks_purged", stacks=purged)
+        return purged
 
     async def rename(
         self, path: StackPath, new_project: str, new_name: str, caller: Caller

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ from services.stacks.domain import (
     MAX_ANNOTATION_VERSIONS,
     Annotation,
     AnnotationQuery,
+    DeletedStack,
     NewAnnotation,
     NewStack,
     NotificationSettings,
@@ -29,7 +31,7 @@ from services.stacks.domain import (
     StackRecord,
     encode_continuation_token,
 )
-from services.stacks.models import StackAnnotationRow, StackRow, StackTagRow
+from services.stacks.models import DeletedStackRow, StackAnnotationRow, StackRow, StackTagRow
 
 ANNOTATION_CHANGED = "Conflict: the annotation has changed since it was read"
 
@@ -111,6 +113,94 @@ class StackStore:
             )
         if deleted is None:
             raise not_found(stack.path)
+
+    async def tombstone(self, stack: StackRecord, deleted_by: str) -> None:
+        """Move a stack, by its stable id, out of the live table into a tombstone holding its
+        row, tags and annotations, in one transaction; NotFound when already gone."""
+        async with self._sessions.begin() as session:
+            row = await session.get(StackRow, stack.id, with_for_update=True)
+            if row is None:
+                raise not_found(stack.path)
+            tags = (await _tags(session, [row.id]))[row.id]
+            annotations = (
+                await session.scalars(
+                    select(StackAnnotationRow).where(StackAnnotationRow.stack_id == row.id)
+                )
+            ).all()
+            session.add(
+                DeletedStackRow(
+                    id=row.id,
+                    organization=row.organization,
+                    project=row.project,
+                    name=row.name,
+                    deleted_at=self._now(),
+                    deleted_by=deleted_by,
+                    snapshot=_snapshot(row, tags, annotations),
+                )
+            )
+            await session.delete(row)
+
+    async def list_deleted(self, organization: str, after: float) -> list[DeletedStack]:
+        """An organization's tombstones deleted after a time (Unix seconds), newest first."""
+        statement = (
+            select(DeletedStackRow)
+            .where(
+                DeletedStackRow.organization == organization,
+                DeletedStackRow.deleted_at > _timestamp(after),
+            )
+            .order_by(DeletedStackRow.deleted_at.desc(), DeletedStackRow.id)
+        )
+        async with self._reads.begin() as session:
+            rows = (await session.scalars(statement)).all()
+        return [_deleted(row) for row in rows]
+
+    async def restore(
+        self, organization: str, stack_id: str, name: str, after: float
+    ) -> StackRecord:
+        """Put a tombstone (deleted after `after`) back as a live stack named `name` (empty:
+        its old name); NotFound without one, AlreadyExists when a live stack holds the name."""
+        try:
+            async with self._sessions.begin() as session:
+                tomb = await session.get(DeletedStackRow, stack_id, with_for_update=True)
+                if (
+                    tomb is None
+                    or tomb.organization != organization
+                    or _utc(tomb.deleted_at) <= _timestamp(after)
+                ):
+                    raise NotFound(f"Not Found: no deleted stack with id '{stack_id}'")
+                path = StackPath(
+                    organization=tomb.organization, project=tomb.project, stack=name or tomb.name
+                )
+                row, tags, annotations = _from_snapshot(tomb, path, self._now())
+                await session.delete(tomb)
+                session.add(row)
+                await session.flush()
+                session.add_all(_tag_rows(row.id, tags))
+                session.add_all(annotations)
+        except IntegrityError:
+            raise already_exists(path) from None
+        return _record(row, tags)
+
+    async def expired_tombstones(self, cutoff: float, limit: int) -> list[StackRecord]:
+        """Tombstones deleted at or before a time (Unix seconds), oldest first."""
+        statement = (
+            select(DeletedStackRow)
+            .where(DeletedStackRow.deleted_at <= _timestamp(cutoff))
+            .order_by(DeletedStackRow.deleted_at, DeletedStackRow.id)
+            .limit(limit)
+        )
+        async with self._reads.begin() as session:
+            rows = (await session.scalars(statement)).all()
+        records = []
+        for row in rows:
+            stack, tags, _ = _from_snapshot(row, _tomb_path(row), _utc(row.deleted_at))
+            records.append(_record(stack, tags))
+        return records
+
+    async def forget_tombstone(self, stack_id: str) -> None:
+        """Drop a tombstone once everything kept for it elsewhere is purged."""
+        async with self._sessions.begin() as session:
+            await session.execute(delete(DeletedStackRow).where(DeletedStackRow.id == stack_id))
 
     async def list_stacks(self, query: StackQuery) -> StackPage:
         """One page in (organization, project, name) order, after the query's keyset position."""
@@ -354,3 +444,76 @@ def _record(row: StackRow, tags: Mapping[str, str]) -> StackRecord:
             notify_update_success=row.notify_update_success,
         ),
     )
+
+
+def _timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _tomb_path(row: DeletedStackRow) -> StackPath:
+    return StackPath(organization=row.organization, project=row.project, stack=row.name)
+
+
+def _deleted(row: DeletedStackRow) -> DeletedStack:
+    return DeletedStack(
+        id=row.id, path=_tomb_path(row), deleted_at=_utc(row.deleted_at), deleted_by=row.deleted_by
+    )
+
+
+def _snapshot(
+    row: StackRow, tags: Mapping[str, str], annotations: Iterable[StackAnnotationRow]
+) -> dict[str, Any]:
+    """What a restore needs to put the stack back as it was (JSON-safe)."""
+    return {
+        "config": row.config,
+        "teams": list(row.teams),
+        "created_at": _utc(row.created_at).timestamp(),
+        "owner_login": row.owner_login,
+        "notify_update_failure": row.notify_update_failure,
+        "notify_update_success": row.notify_update_success,
+        "tags": dict(tags),
+        "annotations": [
+            {
+                "kind": annotation.kind,
+                "version": annotation.version,
+                "source": annotation.source,
+                "content": base64.b64encode(annotation.content).decode("ascii"),
+                "modified_by": annotation.modified_by,
+                "modified_at": _utc(annotation.modified_at).timestamp(),
+            }
+            for annotation in annotations
+        ],
+    }
+
+
+def _from_snapshot(
+    tomb: DeletedStackRow, path: StackPath, now: datetime
+) -> tuple[StackRow, dict[str, str], list[StackAnnotationRow]]:
+    snapshot = tomb.snapshot
+    row = StackRow(
+        id=tomb.id,
+        organization=path.organization,
+        project=path.project,
+        name=path.stack,
+        config=snapshot.get("config"),
+        teams=list(snapshot.get("teams", [])),
+        created_at=_timestamp(float(snapshot["created_at"])),
+        updated_at=now,
+        owner_login=str(snapshot.get("owner_login", "")),
+        notify_update_failure=bool(snapshot.get("notify_update_failure", False)),
+        notify_update_success=bool(snapshot.get("notify_update_success", False)),
+    )
+    tags = {str(name): str(value) for name, value in snapshot.get("tags", {}).items()}
+    annotations = [
+        StackAnnotationRow(
+            stack_id=tomb.id,
+            kind=item["kind"],
+            version=int(item["version"]),
+            source=item["source"],
+            content=base64.b64decode(item["content"]),
+            modified_by=item["modified_by"],
+            modified_at=_timestamp(float(item["modified_at"])),
+        )
+        for item in snapshot.get("annotations", [])
+    ]
+    return row, tags, annotations

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from services.common.grpc_server import RunningServer, start_server
 from services.common.readiness import (
+    LIVENESS_HEALTH_NAME,
     Dependency,
     ReadinessHealthServicer,
     dependency_health_name,
@@ -98,6 +99,8 @@ async def test_health_turns_not_serving_while_a_dependency_probe_fails() -> None
         assert await _status(stub, "cairn.v1.ExampleService") == NOT_SERVING
         assert await _status(stub, dependency_health_name("redis")) == NOT_SERVING
         assert await _status(stub, dependency_health_name("database")) == SERVING
+        # Liveness (what Kubernetes' liveness probe asks) holds: an outage restarts nothing.
+        assert await _status(stub, LIVENESS_HEALTH_NAME) == SERVING
         assert await unreachable_dependencies(channel) == ["redis"]
         assert redis.calls == 2
 

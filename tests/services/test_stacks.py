@@ -239,6 +239,8 @@ async def harness(
         agent_pools_address=f"127.0.0.1:{peers_port}",
         identity_address=f"127.0.0.1:{peers_port}",
         grpc_timeout_seconds=5.0,
+        # Deletions purge at once here; tests/gateway/test_restore_stacks_sdk.py has the window.
+        deleted_stack_retention_days=0,
     )
     clock = ManualClock()
     service = await stacks_server.start(settings, host="127.0.0.1", port=0, clock=clock)
@@ -834,7 +836,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('stacks')}")
             )
-            assert version == "stacks_0003"
+            assert version == "stacks_0004"
 
         # Starting a second replica on a migrated database is a no-op migration.
         second = await stacks_server.start(harness.settings, host="127.0.0.1", port=0)

@@ -882,3 +882,98 @@ class StartStackUpdateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartStackUpdateResponse: _TypeAlias = StartStackUpdateResponse  # noqa: Y015
+
+@_typing.final
+class ListDeletedStacksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeletedStacksRequest: _TypeAlias = ListDeletedStacksRequest  # noqa: Y015
+
+@_typing.final
+class DeletedStack(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
+    DELETED_BY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The stack's stable id, which is also the id a restore names."""
+    deleted_at: _builtins.int
+    """Unix seconds."""
+    deleted_by: _builtins.str
+    @_builtins.property
+    def ref(self) -> _common_pb2.StackRef: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        ref: _common_pb2.StackRef | None = ...,
+        deleted_at: _builtins.int = ...,
+        deleted_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_at", b"deleted_at", "deleted_by", b"deleted_by", "id", b"id", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletedStack: _TypeAlias = DeletedStack  # noqa: Y015
+
+@_typing.final
+class ListDeletedStacksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeletedStack]: ...
+    def __init__(
+        self,
+        *,
+        stacks: _abc.Iterable[Global___DeletedStack] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stacks", b"stacks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeletedStacksResponse: _TypeAlias = ListDeletedStacksResponse  # noqa: Y015
+
+@_typing.final
+class RestoreStackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    STACK_NAME_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    stack_id: _builtins.str
+    stack_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        stack_id: _builtins.str = ...,
+        stack_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization", b"organization", "stack_id", b"stack_id", "stack_name", b"stack_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreStackRequest: _TypeAlias = RestoreStackRequest  # noqa: Y015

@@ -110,6 +110,16 @@ class StacksServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateResponse.FromString,
                 _registered_method=True)
+        self.ListDeletedStacks = channel.unary_unary(
+                '/cairn.v1.StacksService/ListDeletedStacks',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDeletedStacksRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDeletedStacksResponse.FromString,
+                _registered_method=True)
+        self.RestoreStack = channel.unary_unary(
+                '/cairn.v1.StacksService/RestoreStack',
+                request_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.RestoreStackRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
+                _registered_method=True)
 
 
 class StacksServiceServicer:
@@ -215,6 +225,22 @@ class StacksServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeletedStacks(self, request, context):
+        """The organization's deleted stacks still inside the restore window, newest deletion first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreStack(self, request, context):
+        """Brings a deleted stack back under its id (so its history, secrets key, deployments and
+        grants return with it), named `stack_name` (empty: its old name); ALREADY_EXISTS when a
+        live stack holds the name, NOT_FOUND when the tombstone is gone or out of its window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StacksServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -292,6 +318,16 @@ def add_StacksServiceServicer_to_server(servicer, server):
                     servicer.StartStackUpdate,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateResponse.SerializeToString,
+            ),
+            'ListDeletedStacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeletedStacks,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDeletedStacksRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDeletedStacksResponse.SerializeToString,
+            ),
+            'RestoreStack': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreStack,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.RestoreStackRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -700,6 +736,60 @@ class StacksService:
             '/cairn.v1.StacksService/StartStackUpdate',
             protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_stacks__pb2.StartStackUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeletedStacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/ListDeletedStacks',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDeletedStacksRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.ListDeletedStacksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreStack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.StacksService/RestoreStack',
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.RestoreStackRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_stacks__pb2.Stack.FromString,
             options,
             channel_credentials,
             insecure,

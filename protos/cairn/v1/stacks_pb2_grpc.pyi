@@ -59,6 +59,13 @@ class StacksServiceStub:
     differ from the stack's, retags the stack: the tags are checked first, so refused tags or
     a refused start leave the stack as it was.
     """
+    ListDeletedStacks: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.ListDeletedStacksRequest, _stacks_pb2.ListDeletedStacksResponse]
+    """The organization's deleted stacks still inside the restore window, newest deletion first."""
+    RestoreStack: _grpc.UnaryUnaryMultiCallable[_stacks_pb2.RestoreStackRequest, _stacks_pb2.Stack]
+    """Brings a deleted stack back under its id (so its history, secrets key, deployments and
+    grants return with it), named `stack_name` (empty: its old name); ALREADY_EXISTS when a
+    live stack holds the name, NOT_FOUND when the tombstone is gone or out of its window.
+    """
 
 @_typing.type_check_only
 class StacksServiceAsyncStub(StacksServiceStub):
@@ -90,6 +97,13 @@ class StacksServiceAsyncStub(StacksServiceStub):
     """Starts a created update (through the updates service) and, when the client sent tags that
     differ from the stack's, retags the stack: the tags are checked first, so refused tags or
     a refused start leave the stack as it was.
+    """
+    ListDeletedStacks: _aio.UnaryUnaryMultiCallable[_stacks_pb2.ListDeletedStacksRequest, _stacks_pb2.ListDeletedStacksResponse]  # type: ignore[assignment]
+    """The organization's deleted stacks still inside the restore window, newest deletion first."""
+    RestoreStack: _aio.UnaryUnaryMultiCallable[_stacks_pb2.RestoreStackRequest, _stacks_pb2.Stack]  # type: ignore[assignment]
+    """Brings a deleted stack back under its id (so its history, secrets key, deployments and
+    grants return with it), named `stack_name` (empty: its old name); ALREADY_EXISTS when a
+    live stack holds the name, NOT_FOUND when the tombstone is gone or out of its window.
     """
 
 class StacksServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -209,6 +223,25 @@ class StacksServiceServicer(metaclass=_abc_1.ABCMeta):
         """Starts a created update (through the updates service) and, when the client sent tags that
         differ from the stack's, retags the stack: the tags are checked first, so refused tags or
         a refused start leave the stack as it was.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeletedStacks(
+        self,
+        request: _stacks_pb2.ListDeletedStacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.ListDeletedStacksResponse, _abc.Awaitable[_stacks_pb2.ListDeletedStacksResponse]]:
+        """The organization's deleted stacks still inside the restore window, newest deletion first."""
+
+    @_abc_1.abstractmethod
+    def RestoreStack(
+        self,
+        request: _stacks_pb2.RestoreStackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stacks_pb2.Stack, _abc.Awaitable[_stacks_pb2.Stack]]:
+        """Brings a deleted stack back under its id (so its history, secrets key, deployments and
+        grants return with it), named `stack_name` (empty: its old name); ALREADY_EXISTS when a
+        live stack holds the name, NOT_FOUND when the tombstone is gone or out of its window.
         """
 
 def add_StacksServiceServicer_to_server(servicer: StacksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
