@@ -303,6 +303,20 @@ _JOB_STATUS = {
 }
 
 OPERATIONS: dict[str, dict[str, Any]] = {
+    "list_deleted_stacks": {
+        "summary": "Deleted stacks of the organization that can still be restored.",
+        "responses": {
+            "200": _object(
+                {"deletedStacks": {"type": "array", "items": {"$ref": _REF + "DeletedStack"}}}
+            )
+        },
+    },
+    "restore_deleted_stack": {
+        "summary": "Restore a deleted stack with its history, under its old name or stackName.",
+        "request": _object({}, {"stackName": _OPTIONAL_STRING}),
+        "responses": {"204": None},
+        "errors": [400, 404, 409],
+    },
     "create_scheduled_deployment": _DEPLOYMENT_SCHEDULE,
     "update_scheduled_deployment": _DEPLOYMENT_SCHEDULE,
     "create_scheduled_drift_deployment": _DRIFT_SCHEDULE,
@@ -737,6 +751,18 @@ COMPONENT_MEMBERS: dict[str, dict[str, Any]] = {
 }
 
 COMPONENTS: dict[str, dict[str, Any]] = {
+    "DeletedStack": _object(
+        {
+            "id": _STRING,
+            "programId": _STRING,
+            "projectName": _STRING,
+            "stackName": _STRING,
+            "version": {"type": "integer"},
+            "deletedAt": {"type": "integer"},
+            "lastUpdate": {"$ref": _REF + "UpdateSummary"},
+        },
+        {"deletedBy": _STRING},
+    ),
     "Error": _object({"code": {"type": "integer"}, "message": _STRING}),
     "Webhook": _WEBHOOK,
     "WebhookResponse": _WEBHOOK_RESPONSE,
