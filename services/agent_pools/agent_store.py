@@ -24,7 +24,7 @@ from services.agent_pools.domain import (
     check_agent_of_pool,
     check_own_job,
 )
-from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow
+from services.agent_pools.models import AgentRow, DeploymentRow, JobTokenRow, LogLineRow, PoolRow
 from services.agent_pools.store import DEPLOYMENT_NOT_FOUND, deployment_record, recover_abandoned
 from services.common.db import Sessions
 from services.common.errors import NotFound
@@ -172,13 +172,17 @@ class AgentStore:
 
     # -- job tokens ------------------------------------------------------------------------
 
-    async def attach_token(self, deployment_id: str, agent_id: str, token_id: str) -> bool:
-        """Remember the token minted for the agent's job; False when the job is not its."""
+    async def attach_token(
+        self, deployment_id: str, agent_id: str, token_id: str, now: float
+    ) -> bool:
+        """Remember the token minted for the agent's job (for revocation, and for good as the
+        link to the updates it creates); False when the job is not its."""
         async with self._sessions.begin() as session:
             row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
             if row is None or row.agent_id != agent_id or row.finished_at is not None:
                 return False
             row.access_token_id = token_id
+            session.add(JobTokenRow(token_id=token_id, deployment_id=deployment_id, created_at=now))
             return True
 
     async def release_claim(self, deployment_id: str, agent_id: str, now: float) -> None:

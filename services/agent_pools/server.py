@@ -167,6 +167,19 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
         message.latest_version = await self._pools.latest_version(request.stack_id)
         return message
 
+    async def FindDeploymentsByTokens(
+        self, request: agent_pools_pb2.FindDeploymentsByTokensRequest, context: Context
+    ) -> agent_pools_pb2.FindDeploymentsByTokensResponse:
+        links = await self._pools.deployments_for_tokens(request.stack_id, list(request.token_ids))
+        return agent_pools_pb2.FindDeploymentsByTokensResponse(
+            links=[
+                agent_pools_pb2.DeploymentLink(
+                    token_id=link.token_id, deployment_id=link.deployment_id, version=link.version
+                )
+                for link in links
+            ]
+        )
+
     async def GetDeploymentLogs(
         self, request: agent_pools_pb2.GetDeploymentLogsRequest, context: Context
     ) -> agent_pools_pb2.GetDeploymentLogsResponse:
@@ -320,6 +333,7 @@ def _deployment(deployment: DeploymentRecord) -> agent_pools_pb2.Deployment:
         is_cancel_requested=deployment.is_cancel_requested,
         attempts=deployment.attempts,
         settings=orjson.dumps(dict(deployment.settings)),
+        job_token_ids=list(deployment.job_token_ids),
     )
 
 

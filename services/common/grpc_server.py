@@ -312,6 +312,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "SummariseUpdate",
         "ListStackReferences",
         "ListReferencingStacks",
+        "ListUpdatesByTokens",
         "RenewLease",
         "PatchCheckpoint",
         "PatchCheckpointVerbatim",
@@ -336,6 +337,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "ListDeployments",
         "GetDeployment",
         "GetDeploymentLogs",
+        "FindDeploymentsByTokens",
     ),
     "grpc.health.v1.Health": ("Check",),
 }

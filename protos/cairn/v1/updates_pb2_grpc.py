@@ -184,6 +184,11 @@ class UpdatesServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
                 _registered_method=True)
+        self.ListUpdatesByTokens = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListUpdatesByTokens',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesByTokensRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+                _registered_method=True)
 
 
 class UpdatesServiceServicer:
@@ -378,6 +383,14 @@ class UpdatesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUpdatesByTokens(self, request, context):
+        """Updates (previews included) of the given stacks created with one of the given access
+        tokens, oldest first: what a deployment's job made with the tokens minted for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UpdatesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -525,6 +538,11 @@ def add_UpdatesServiceServicer_to_server(servicer, server):
                     servicer.ListReferencingStacks,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.SerializeToString,
+            ),
+            'ListUpdatesByTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUpdatesByTokens,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesByTokensRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1315,6 +1333,33 @@ class UpdatesService:
             '/cairn.v1.UpdatesService/ListReferencingStacks',
             protos_dot_cairn_dot_v1_dot_updates__pb2.ListReferencingStacksRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_updates__pb2.ListStackReferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUpdatesByTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListUpdatesByTokens',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesByTokensRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,10 @@ class UpdatesServiceStub:
     """StackReference names the stack's newest version reads."""
     ListReferencingStacks: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListReferencingStacksRequest, _updates_pb2.ListStackReferencesResponse]
     """Stacks whose newest version reads one of the given StackReference names."""
+    ListUpdatesByTokens: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListUpdatesByTokensRequest, _updates_pb2.ListUpdatesResponse]
+    """Updates (previews included) of the given stacks created with one of the given access
+    tokens, oldest first: what a deployment's job made with the tokens minted for it.
+    """
 
 @_typing.type_check_only
 class UpdatesServiceAsyncStub(UpdatesServiceStub):
@@ -127,6 +131,10 @@ class UpdatesServiceAsyncStub(UpdatesServiceStub):
     """StackReference names the stack's newest version reads."""
     ListReferencingStacks: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListReferencingStacksRequest, _updates_pb2.ListStackReferencesResponse]  # type: ignore[assignment]
     """Stacks whose newest version reads one of the given StackReference names."""
+    ListUpdatesByTokens: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListUpdatesByTokensRequest, _updates_pb2.ListUpdatesResponse]  # type: ignore[assignment]
+    """Updates (previews included) of the given stacks created with one of the given access
+    tokens, oldest first: what a deployment's job made with the tokens minted for it.
+    """
 
 class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
@@ -348,5 +356,15 @@ class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_updates_pb2.ListStackReferencesResponse, _abc.Awaitable[_updates_pb2.ListStackReferencesResponse]]:
         """Stacks whose newest version reads one of the given StackReference names."""
+
+    @_abc_1.abstractmethod
+    def ListUpdatesByTokens(
+        self,
+        request: _updates_pb2.ListUpdatesByTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListUpdatesResponse, _abc.Awaitable[_updates_pb2.ListUpdatesResponse]]:
+        """Updates (previews included) of the given stacks created with one of the given access
+        tokens, oldest first: what a deployment's job made with the tokens minted for it.
+        """
 
 def add_UpdatesServiceServicer_to_server(servicer: UpdatesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
