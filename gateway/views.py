@@ -196,6 +196,29 @@ async def deployment_links(
     }
 
 
+async def made_updates(
+    request: web.Request, deployments: list[agent_pools_pb2.Deployment]
+) -> dict[str, list[updates_pb2.UpdateInfo]]:
+    """The updates each deployment's job created (by deployment id, oldest first): those made
+    with the access tokens minted for its runs. One call for the lot."""
+    owners = {
+        token: deployment.id for deployment in deployments for token in deployment.job_token_ids
+    }
+    if not owners:
+        return {}
+    reply = await request.app[BACKENDS].updates.ListUpdatesByTokens(
+        updates_pb2.ListUpdatesByTokensRequest(
+            token_ids=sorted(owners),
+            stack_ids=sorted({deployment.stack_id for deployment in deployments}),
+        ),
+        **call_options(request),
+    )
+    found: dict[str, list[updates_pb2.UpdateInfo]] = {}
+    for info in reply.updates:
+        found.setdefault(owners[info.requested_by_token], []).append(info)
+    return found
+
+
 async def updates_json(
     request: web.Request, infos: Iterable[updates_pb2.UpdateInfo]
 ) -> list[dict[str, Any]]:

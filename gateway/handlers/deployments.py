@@ -19,7 +19,7 @@ from gateway.convert import (
     read_json_object,
 )
 from gateway.errors import bad_request
-from gateway.views import latest_version, update_json
+from gateway.views import latest_version, made_updates, update_json
 from protos.cairn.v1 import agent_pools_pb2, updates_pb2
 
 # What the SDK's JobStatus / StepStatus enums allow.
@@ -134,7 +134,7 @@ async def create_api_deployment_handler_v2(request: web.Request) -> web.Response
 
 def _console_url(request: web.Request, deployment: agent_pools_pb2.Deployment) -> str:
     return (
-        f"{public_url(request)}/{deployment.organization}/{deployment.project}/"
+        f"{public_url(request)}/orgs/{deployment.organization}/{deployment.project}/"
         f"{deployment.stack}/deployments/{deployment.version}"
     )
 
@@ -180,29 +180,6 @@ def _nested_update(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
         "message": info.message,
         "environment": dict(info.environment),
     }
-
-
-async def made_updates(
-    request: web.Request, deployments: list[agent_pools_pb2.Deployment]
-) -> dict[str, list[updates_pb2.UpdateInfo]]:
-    """The updates each deployment's job created (by deployment id, oldest first): those made
-    with the access tokens minted for its runs. One call for the lot."""
-    owners = {
-        token: deployment.id for deployment in deployments for token in deployment.job_token_ids
-    }
-    if not owners:
-        return {}
-    reply = await request.app[BACKENDS].updates.ListUpdatesByTokens(
-        updates_pb2.ListUpdatesByTokensRequest(
-            token_ids=sorted(owners),
-            stack_ids=sorted({deployment.stack_id for deployment in deployments}),
-        ),
-        **call_options(request),
-    )
-    found: dict[str, list[updates_pb2.UpdateInfo]] = {}
-    for info in reply.updates:
-        found.setdefault(owners[info.requested_by_token], []).append(info)
-    return found
 
 
 def deployment_summary(

@@ -162,7 +162,9 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
     async def GetDeployment(
         self, request: agent_pools_pb2.GetDeploymentRequest, context: Context
     ) -> agent_pools_pb2.Deployment:
-        deployment = await self._pools.get_deployment(request.stack_id, request.deployment_id)
+        deployment = await self._pools.get_deployment(
+            request.stack_id, request.deployment_id, request.version
+        )
         message = _deployment(deployment)
         message.latest_version = await self._pools.latest_version(request.stack_id)
         return message

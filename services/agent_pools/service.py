@@ -322,8 +322,13 @@ class AgentPools:
             now=self._clock.now(),
         )
 
-    async def get_deployment(self, stack_id: str, deployment_id: str) -> DeploymentRecord:
-        return await self._store.get_deployment(stack_id, deployment_id, self._clock.now())
+    async def get_deployment(
+        self, stack_id: str, deployment_id: str, version: int = 0
+    ) -> DeploymentRecord:
+        """By id, or without one by the stack's deployment version."""
+        return await self._store.get_deployment(
+            stack_id, deployment_id, self._clock.now(), version=version
+        )
 
     async def deployments_for_tokens(
         self, stack_id: str, token_ids: Sequence[str]

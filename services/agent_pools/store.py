@@ -313,11 +313,18 @@ class AgentPoolStore:
             )
 
     async def get_deployment(
-        self, stack_id: str, deployment_id: str, now: float
+        self, stack_id: str, deployment_id: str, now: float, *, version: int = 0
     ) -> DeploymentRecord:
         async with self._sessions.begin() as session:
             await recover_abandoned(session, now)
-            row = await session.get(DeploymentRow, deployment_id)
+            if deployment_id or version < 1:
+                row = await session.get(DeploymentRow, deployment_id) if deployment_id else None
+            else:
+                row = await session.scalar(
+                    select(DeploymentRow).where(
+                        DeploymentRow.stack_id == stack_id, DeploymentRow.version == version
+                    )
+                )
             if row is None or row.stack_id != stack_id:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
             tokens = await _job_tokens(session, [row.id])

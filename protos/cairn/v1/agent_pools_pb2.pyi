@@ -731,17 +731,21 @@ class GetDeploymentRequest(_message.Message):
 
     STACK_ID_FIELD_NUMBER: _builtins.int
     DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     deployment_id: _builtins.str
+    version: _builtins.int
+    """Without a deployment id: the stack's deployment with this version (the console's links)."""
     def __init__(
         self,
         *,
         stack_id: _builtins.str = ...,
         deployment_id: _builtins.str = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "stack_id", b"stack_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
