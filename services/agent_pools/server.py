@@ -395,7 +395,7 @@ async def start(
     timeout = settings.grpc_timeout_seconds
     secrets = SecretsPeer(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout)
     identity = IdentityPeer(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout)
-    store = AgentPoolStore(database.sessions, database.engine.dialect.name)
+    store = AgentPoolStore(database.sessions, database.engine.dialect.name, reads=database.reads)
     pools = AgentPools(
         store,
         AgentStore(database.sessions),

@@ -53,9 +53,11 @@ ABANDONED = "the agent running this deployment stopped responding"
 class AgentPoolStore:
     """Pools, agents, settings and deployments; one transaction per call."""
 
-    def __init__(self, sessions: Sessions, dialect: str) -> None:
+    def __init__(self, sessions: Sessions, dialect: str, *, reads: Sessions | None = None) -> None:
         self._sessions = sessions
         self._dialect = dialect
+        # Read-only transactions (no SQLite write lock) for lookups that history views make.
+        self._reads = reads or sessions
 
     # -- pools -----------------------------------------------------------------------------
 
@@ -336,7 +338,7 @@ class AgentPoolStore:
         """The stack's deployments whose jobs were given one of these tokens."""
         if not token_ids:
             return []
-        async with self._sessions.begin() as session:
+        async with self._reads.begin() as session:
             found = await session.execute(
                 select(JobTokenRow.token_id, DeploymentRow.id, DeploymentRow.version)
                 .join(DeploymentRow, DeploymentRow.id == JobTokenRow.deployment_id)
