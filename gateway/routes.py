@@ -748,6 +748,9 @@ ROUTES: tuple[Route, ...] = (
     stack("GET", f"{DEPLOYMENTS}/{{deploymentId}}", deployments.get_deployment, READ),
     stack("GET", f"{DEPLOYMENTS}/{{deploymentId}}/logs", deployments.get_deployment_logs, READ),
     stack(
+        "GET", f"{DEPLOYMENTS}/{{deploymentId}}/updates", deployments.get_deployment_updates, READ
+    ),
+    stack(
         "POST",
         f"{DEPLOYMENTS}/{{deploymentId}}/cancel",
         deployments.cancel_deployment,

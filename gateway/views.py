@@ -4,6 +4,7 @@ and the reads behind shared lists (an organization's stacks, the ones a caller m
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from gateway.context import BACKENDS, STACK, TOKEN, call_options
 from gateway.errors import bad_request
-from protos.cairn.v1 import common_pb2, identity_pb2, stacks_pb2, updates_pb2
+from protos.cairn.v1 import agent_pools_pb2, common_pb2, identity_pb2, stacks_pb2, updates_pb2
 
 ROLE_LABELS: dict[common_pb2.Role.ValueType, str] = {
     common_pb2.ROLE_VIEWER: "viewer",
@@ -144,10 +145,19 @@ def _flat_info(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
     return payload
 
 
-def update_json(info: updates_pb2.UpdateInfo, latest_version: int) -> dict[str, Any]:
-    """Both shapes at once: the CLI reads the flat fields, the SDK reads `info` and the rest."""
+def update_json(
+    info: updates_pb2.UpdateInfo,
+    latest_version: int,
+    deployment: agent_pools_pb2.DeploymentLink | None = None,
+) -> dict[str, Any]:
+    """Both shapes at once: the CLI reads the flat fields, the SDK reads `info` and the rest.
+
+    An update a deployment's job made names that deployment (`deploymentId`,
+    `deploymentVersion`) beside `requestedBy`, never inside the CLI's flat fields (whose
+    `deployment` member is a state).
+    """
     flat = _flat_info(info)
-    return {
+    payload = {
         **flat,
         "info": flat,
         "updateID": info.update_id,
@@ -158,6 +168,69 @@ def update_json(info: updates_pb2.UpdateInfo, latest_version: int) -> dict[str, 
             "avatarUrl": "",
         },
     }
+    if deployment is not None:
+        payload["deploymentId"] = deployment.deployment_id
+        payload["deploymentVersion"] = deployment.version
+    return payload
+
+
+DeploymentLinks = Mapping[str, agent_pools_pb2.DeploymentLink]
+
+
+async def deployment_links(
+    request: web.Request, infos: Iterable[updates_pb2.UpdateInfo]
+) -> DeploymentLinks:
+    """The deployment (by update id) whose job created each of these updates of the request's
+    stack: updates record the access token they were created with, and agent_pools knows which
+    tokens it minted for which deployment's job. One call for the lot; none when no update
+    was made with a token."""
+    created_with = {info.update_id: info.requested_by_token for info in infos}
+    tokens = sorted({token for token in created_with.values() if token})
+    if not tokens:
+        return {}
+    reply = await request.app[BACKENDS].agent_pools.FindDeploymentsByTokens(
+        agent_pools_pb2.FindDeploymentsByTokensRequest(
+            stack_id=request[STACK].id, token_ids=tokens
+        ),
+        **call_options(request),
+    )
+    by_token = {link.token_id: link for link in reply.links}
+    return {
+        update_id: by_token[token] for update_id, token in created_with.items() if token in by_token
+    }
+
+
+async def made_updates(
+    request: web.Request, deployments: list[agent_pools_pb2.Deployment]
+) -> dict[str, list[updates_pb2.UpdateInfo]]:
+    """The updates each deployment's job created (by deployment id, oldest first): those made
+    with the access tokens minted for its runs. One call for the lot."""
+    owners = {
+        token: deployment.id for deployment in deployments for token in deployment.job_token_ids
+    }
+    if not owners:
+        return {}
+    reply = await request.app[BACKENDS].updates.ListUpdatesByTokens(
+        updates_pb2.ListUpdatesByTokensRequest(
+            token_ids=sorted(owners),
+            stack_ids=sorted({deployment.stack_id for deployment in deployments}),
+        ),
+        **call_options(request),
+    )
+    found: dict[str, list[updates_pb2.UpdateInfo]] = {}
+    for info in reply.updates:
+        found.setdefault(owners[info.requested_by_token], []).append(info)
+    return found
+
+
+async def updates_json(
+    request: web.Request, infos: Iterable[updates_pb2.UpdateInfo]
+) -> list[dict[str, Any]]:
+    """Updates of the request's stack in Pulumi's shape, each naming its deployment if any."""
+    listed = list(infos)
+    latest = await latest_version(request)
+    links = await deployment_links(request, listed)
+    return [update_json(info, latest, links.get(info.update_id)) for info in listed]
 
 
 async def latest_version(request: web.Request) -> int:

@@ -46,6 +46,7 @@ SDK_OPERATIONS = (
     "list_org_deployments",
     "get_deployment",
     "get_deployment_logs",
+    "get_deployment_updates",
     "cancel_deployment",
     "list_personal_tokens",
     "create_personal_token",

@@ -53,7 +53,7 @@ from gateway.context import (
 from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
-from gateway.views import readable_stacks
+from gateway.views import deployment_links, readable_stacks
 from protos.cairn.v1 import agent_pools_pb2, console_pb2, copilot_pb2, stacks_pb2, updates_pb2
 
 SESSION = web.RequestKey("console_session", Session)
@@ -416,11 +416,13 @@ async def update(request: web.Request) -> web.Response:
         e for e in timeline if e.severity in (ERROR, WARNING) and e.kind != "resourcePreEvent"
     ]
     is_running = info.result in RUNNING_RESULTS
+    links = await deployment_links(request, [info])
     return render(
         request,
         "update.html",
         stack=current,
         info=info,
+        deployment=links.get(info.update_id),
         timeline=timeline,
         diagnostics=diagnostics,
         changes=changes_by_op(timeline),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.console import admin, handlers, people, sso
+from gateway.console import admin, deployments, handlers, people, sso
 from gateway.route import Access, Handler, Route
 from gateway.routes import ROUTES_BY_OPERATION
 from services.common.call_access import VIEWER
@@ -61,6 +61,12 @@ PAGES: tuple[Page, ...] = (
     Page("POST", "/copilot", handlers.copilot_chat, api("copilot_skill")),
     Page("GET", "/orgs/{orgName}", handlers.stacks, ORGANIZATION),
     Page("GET", "/orgs/{orgName}/agent-pools", handlers.agent_pools, api("list_org_agent_pool")),
+    Page(
+        "GET",
+        "/orgs/{orgName}/deployments",
+        deployments.org_deployments,
+        api("list_org_deployments"),
+    ),
     Page("GET", "/orgs/{orgName}/people", people.people, api("list_org_invites")),
     Page(
         "POST",
@@ -90,6 +96,26 @@ PAGES: tuple[Page, ...] = (
     Page("GET", f"{STACK}/updates/{VERSION}", handlers.update, api("get_update_events")),
     Page("GET", f"{STACK}/updates/{VERSION}/live", handlers.update_live, api("get_update_events")),
     Page("GET", f"{STACK}/resource", handlers.resource, api("export_stack")),
+    Page(
+        "GET",
+        f"{STACK}/deployments",
+        deployments.stack_deployments,
+        api("list_stack_deployments_handler_v2"),
+    ),
+    # The `consoleUrl` a created deployment answers with.
+    Page("GET", f"{STACK}/deployments/{VERSION}", deployments.deployment, api("get_deployment")),
+    Page(
+        "GET",
+        f"{STACK}/deployments/{VERSION}/live",
+        deployments.deployment_live,
+        api("get_deployment_logs"),
+    ),
+    Page(
+        "POST",
+        f"{STACK}/deployments/{VERSION}/cancel",
+        deployments.cancel,
+        api("cancel_deployment"),
+    ),
     # Last: every other path outside /api/ gets the console's 404 page.
     Page("GET", r"/{path:(?!api/).*}", handlers.not_found, Guard.PUBLIC, is_fallback=True),
 )

@@ -19,7 +19,8 @@ from gateway.convert import (
     read_json_object,
 )
 from gateway.errors import bad_request
-from protos.cairn.v1 import agent_pools_pb2
+from gateway.views import latest_version, made_updates, update_json
+from protos.cairn.v1 import agent_pools_pb2, updates_pb2
 
 # What the SDK's JobStatus / StepStatus enums allow.
 _STEP_STATUS = {"not-started": "not-started", "accepted": "running", "running": "running"}
@@ -133,7 +134,7 @@ async def create_api_deployment_handler_v2(request: web.Request) -> web.Response
 
 def _console_url(request: web.Request, deployment: agent_pools_pb2.Deployment) -> str:
     return (
-        f"{public_url(request)}/{deployment.organization}/{deployment.project}/"
+        f"{public_url(request)}/orgs/{deployment.organization}/{deployment.project}/"
         f"{deployment.stack}/deployments/{deployment.version}"
     )
 
@@ -166,7 +167,24 @@ def _requested_by(deployment: agent_pools_pb2.Deployment) -> dict[str, Any]:
     }
 
 
-def deployment_summary(deployment: agent_pools_pb2.Deployment) -> dict[str, Any]:
+def _nested_update(info: updates_pb2.UpdateInfo) -> dict[str, Any]:
+    """An update of a deployment, as a listing entry shows it (DeploymentNestedUpdate)."""
+    return {
+        "id": info.update_id,
+        "updateID": info.update_id,
+        "version": info.version,
+        "startTime": info.start_time,
+        "endTime": info.end_time,
+        "result": info.result,
+        "kind": info.kind,
+        "message": info.message,
+        "environment": dict(info.environment),
+    }
+
+
+def deployment_summary(
+    deployment: agent_pools_pb2.Deployment, made: list[updates_pb2.UpdateInfo] | None = None
+) -> dict[str, Any]:
     """One entry of a deployment listing (ListDeploymentSnapshot)."""
     return {
         "id": deployment.id,
@@ -179,7 +197,7 @@ def deployment_summary(deployment: agent_pools_pb2.Deployment) -> dict[str, Any]
         "stackName": deployment.stack,
         "paused": False,
         "pulumiOperation": deployment.operation,
-        "updates": [],
+        "updates": [_nested_update(info) for info in made or ()],
         "jobs": [] if deployment.status == "not-started" else [_job(deployment)],
         "initiator": "api",
         "message": deployment.message,
@@ -198,9 +216,10 @@ async def _list(request: web.Request, stack_id: str) -> web.Response:
         ),
         **call_options(request),
     )
+    made = await made_updates(request, list(reply.deployments))
     return json_response(
         {
-            "deployments": [deployment_summary(d) for d in reply.deployments],
+            "deployments": [deployment_summary(d, made.get(d.id)) for d in reply.deployments],
             "itemsPerPage": page_size or len(reply.deployments),
             "total": reply.total,
         }
@@ -239,18 +258,41 @@ def _configuration(settings: dict[str, Any]) -> dict[str, Any]:
     return configuration
 
 
-async def get_deployment(request: web.Request) -> web.Response:
-    reply = await request.app[BACKENDS].agent_pools.GetDeployment(
+async def _deployment(request: web.Request) -> agent_pools_pb2.Deployment:
+    reply: agent_pools_pb2.Deployment = await request.app[BACKENDS].agent_pools.GetDeployment(
         agent_pools_pb2.GetDeploymentRequest(
             stack_id=_stack_id(request), deployment_id=request.match_info["deploymentId"]
         ),
         **call_options(request),
     )
+    return reply
+
+
+async def get_deployment(request: web.Request) -> web.Response:
+    reply = await _deployment(request)
+    made = await made_updates(request, [reply])
     settings = orjson.loads(reply.settings or b"{}")
-    payload = deployment_summary(reply)
+    payload = deployment_summary(reply, made.get(reply.id))
     payload["latestVersion"] = reply.latest_version
     payload["configuration"] = _configuration(settings if isinstance(settings, dict) else {})
     return json_response(payload)
+
+
+async def get_deployment_updates(request: web.Request) -> web.Response:
+    """`GET S/deployments/{deploymentId}/updates`: the updates its job created (UpdateInfo),
+    oldest first; each names the deployment."""
+    deployment = await _deployment(request)
+    made = (await made_updates(request, [deployment])).get(deployment.id, [])
+    latest = await latest_version(request)
+    links = {
+        token: agent_pools_pb2.DeploymentLink(
+            token_id=token, deployment_id=deployment.id, version=deployment.version
+        )
+        for token in deployment.job_token_ids
+    }
+    return json_response(
+        [update_json(info, latest, links.get(info.requested_by_token)) for info in made]
+    )
 
 
 async def get_deployment_logs(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, STACK, call_options
 from gateway.convert import bool_query, int_query, json_response, path_version
 from gateway.errors import bad_request
-from gateway.views import latest_version, update_json
+from gateway.views import updates_json
 from protos.cairn.v1 import common_pb2, stacks_pb2, updates_pb2
 from services.common.stack_references import resolve_reference
 
@@ -134,8 +134,8 @@ async def _preview(request: web.Request) -> updates_pb2.UpdateInfo:
 
 async def get_stack_preview(request: web.Request) -> web.Response:
     """`GET S/previews/{updateID}`: 404 unless the id names a preview of this stack."""
-    info = await _preview(request)
-    return json_response(update_json(info, await latest_version(request)))
+    (shown,) = await updates_json(request, [await _preview(request)])
+    return json_response(shown)
 
 
 async def get_stack_preview_summary(request: web.Request) -> web.Response:
@@ -156,10 +156,9 @@ async def get_stack_previews(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    latest = await latest_version(request)
     return json_response(
         {
-            "updates": [update_json(info, latest) for info in reply.updates],
+            "updates": await updates_json(request, reply.updates),
             "itemsPerPage": reply.items_per_page,
             "total": reply.total,
         }
@@ -173,10 +172,9 @@ async def get_stack_activity(request: web.Request) -> web.Response:
         updates_pb2.ListActivityRequest(stack_id=request[STACK].id, page=page, page_size=page_size),
         **call_options(request),
     )
-    latest = await latest_version(request)
     return json_response(
         {
-            "activity": [{"update": update_json(info, latest)} for info in reply.updates],
+            "activity": [{"update": shown} for shown in await updates_json(request, reply.updates)],
             "itemsPerPage": reply.items_per_page,
             "total": reply.total,
         }
@@ -188,10 +186,10 @@ async def _timeline(request: web.Request, version: int) -> web.Response:
         updates_pb2.GetUpdateTimelineRequest(stack_id=request[STACK].id, version=version),
         **call_options(request),
     )
-    latest = await latest_version(request)
-    update = update_json(reply.update, latest)
-    previews = [update_json(info, latest) for info in reply.previews]
-    collated = [update_json(info, latest) for info in reply.collated_previews]
+    shown = await updates_json(request, [reply.update, *reply.previews, *reply.collated_previews])
+    update = shown[0]
+    previews = shown[1 : 1 + len(reply.previews)]
+    collated = shown[1 + len(reply.previews) :]
     # Seed 000: the previews of the update's group of work, then the update, in the order they
     # ran (empty when no preview could be associated with it); the other previews apart.
     return json_response(

@@ -31,7 +31,7 @@ from gateway.convert import (
     string_map,
 )
 from gateway.errors import bad_request
-from gateway.views import import_request, latest_version, update_json
+from gateway.views import import_request, updates_json
 from protos.cairn.v1 import stacks_pb2, updates_pb2
 
 
@@ -299,10 +299,9 @@ async def get_stack_updates(request: web.Request) -> web.Response:
         updates_pb2.ListUpdatesRequest(stack_id=request[STACK].id, page_size=page_size, page=page),
         **call_options(request),
     )
-    latest = await latest_version(request)
     return json_response(
         {
-            "updates": [update_json(info, latest) for info in reply.updates],
+            "updates": await updates_json(request, reply.updates),
             "itemsPerPage": page_size or len(reply.updates),
             "total": reply.total,
         }
@@ -314,7 +313,8 @@ async def _get_update(request: web.Request, version: int) -> web.Response:
         updates_pb2.GetUpdateRequest(stack_id=request[STACK].id, version=version),
         **call_options(request),
     )
-    return json_response(update_json(info, await latest_version(request)))
+    (shown,) = await updates_json(request, [info])
+    return json_response(shown)
 
 
 async def get_latest_stack_update(request: web.Request) -> web.Response:

@@ -52,6 +52,10 @@ PULUMI_ARGUMENTS: dict[str, list[str]] = {
 }
 # Values of these job variables never reach the deployment's logs.
 MASKED_VARIABLES = ("PULUMI_ACCESS_TOKEN",)
+NO_RUNNER = (
+    "the pulumi CLI is not on this agent's PATH and no --command is configured: install "
+    "pulumi or start `cairn agent` with --command"
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,41 @@ class ProtocolError(Exception):
     """Cairn refused a call of the agent protocol."""
 
 
+@dataclass(frozen=True)
+class Runner:
+    """What runs the agent's jobs: the configured command, or the pulumi CLI found on PATH."""
+
+    command: str = ""
+    pulumi: str = ""
+
+    @property
+    def can_run(self) -> bool:
+        return bool(self.command or self.pulumi)
+
+    @property
+    def description(self) -> str:
+        if self.command:
+            return "the configured --command"
+        if self.pulumi:
+            return f"the pulumi CLI at {self.pulumi}"
+        return NO_RUNNER
+
+
+def find_runner(command: str) -> Runner:
+    """The runner of the agent's jobs: `--command` when given, else `pulumi` on PATH."""
+    if command:
+        return Runner(command=command)
+    return Runner(pulumi=shutil.which("pulumi") or "")
+
+
+def report_runner(runner: Runner) -> None:
+    """One log line at start: what will run jobs, or a warning that nothing can."""
+    if runner.can_run:
+        log.info("agent_can_run_jobs", runner=runner.description)
+    else:
+        log.warning("agent_cannot_run_jobs", reason=runner.description)
+
+
 def agent_version() -> str:
     try:
         return metadata.version("cairn")
@@ -119,6 +158,7 @@ class Agent:
         self._stopping.set()
 
     async def run(self) -> None:
+        report_runner(find_runner(self._options.command))
         await self._register()
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         try:
@@ -240,7 +280,10 @@ class Agent:
     async def _execute(self, job: Job, logs: str) -> tuple[str, str]:
         arguments = self._arguments(job)
         if arguments is None:
-            return "failed", "no command is configured and the pulumi CLI is not installed"
+            # The deployment's logs say why it never started, not only its message.
+            reason = f"the agent could not start the deployment: {NO_RUNNER}"
+            await self._send_logs(f"{logs}/logs", [reason], job.deployment_id)
+            return "failed", reason
         with tempfile.TemporaryDirectory(prefix="job-", dir=self._work_dir()) as scratch:
             cwd = await self._source(job, Path(scratch), logs)
             process = await asyncio.create_subprocess_exec(
@@ -267,13 +310,13 @@ class Agent:
         return str(self._options.work_dir)
 
     def _arguments(self, job: Job) -> list[str] | None:
-        if self._options.command:
-            return ["/bin/sh", "-c", self._options.command]
-        pulumi = shutil.which("pulumi")
-        if pulumi is None:
+        runner = find_runner(self._options.command)
+        if runner.command:
+            return ["/bin/sh", "-c", runner.command]
+        if not runner.pulumi:
             return None
         operation = PULUMI_ARGUMENTS.get(job.operation, PULUMI_ARGUMENTS["update"])
-        return [pulumi, *operation, "--non-interactive", "--stack", job.stack]
+        return [runner.pulumi, *operation, "--non-interactive", "--stack", job.stack]
 
     def _environment(self, job: Job) -> dict[str, str]:
         """The agent's environment, then the backend it talks to, the settings' variables

@@ -29,6 +29,7 @@ from services.agent_pools.models import (
     AgentRow,
     DeploymentPauseRow,
     DeploymentRow,
+    JobTokenRow,
     LogLineRow,
     PoolRow,
 )
@@ -181,13 +182,17 @@ class AgentStore:
 
     # -- job tokens ------------------------------------------------------------------------
 
-    async def attach_token(self, deployment_id: str, agent_id: str, token_id: str) -> bool:
-        """Remember the token minted for the agent's job; False when the job is not its."""
+    async def attach_token(
+        self, deployment_id: str, agent_id: str, token_id: str, now: float
+    ) -> bool:
+        """Remember the token minted for the agent's job (for revocation, and for good as the
+        link to the updates it creates); False when the job is not its."""
         async with self._sessions.begin() as session:
             row = await session.get(DeploymentRow, deployment_id, with_for_update=True)
             if row is None or row.agent_id != agent_id or row.finished_at is not None:
                 return False
             row.access_token_id = token_id
+            session.add(JobTokenRow(token_id=token_id, deployment_id=deployment_id, created_at=now))
             return True
 
     async def release_claim(self, deployment_id: str, agent_id: str, now: float) -> None:

@@ -114,6 +114,21 @@ class DeploymentRecord:
     message: str
     # Empty when an organization or team token queued it.
     requested_by_user_id: str = ""
+    # Ids of the access tokens minted for its job's runs, oldest first.
+    job_token_ids: tuple[str, ...] = ()
+
+
+# Token ids one lookup of deployments by their job tokens may name.
+MAX_TOKEN_LOOKUP = 1000
+
+
+@dataclass(frozen=True)
+class DeploymentLink:
+    """The deployment whose job was given an access token."""
+
+    token_id: str
+    deployment_id: str
+    version: int
 
 
 @dataclass(frozen=True)

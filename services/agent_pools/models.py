@@ -95,6 +95,22 @@ class DeploymentRow(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
+class JobTokenRow(Base):
+    """An access token minted for a run of a deployment's job (its id; never its value).
+
+    Kept after the token is revoked: updates record the token id they were created with, and
+    this is how such an update finds the deployment that caused it.
+    """
+
+    __tablename__ = "agent_pools_job_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agent_pools_deployments.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 class LogLineRow(Base):
     __tablename__ = "agent_pools_log_lines"
 

@@ -176,10 +176,25 @@ class AgentPoolsServicer(agent_pools_pb2_grpc.AgentPoolsServiceServicer):
     async def GetDeployment(
         self, request: agent_pools_pb2.GetDeploymentRequest, context: Context
     ) -> agent_pools_pb2.Deployment:
-        deployment = await self._pools.get_deployment(request.stack_id, request.deployment_id)
+        deployment = await self._pools.get_deployment(
+            request.stack_id, request.deployment_id, request.version
+        )
         message = _deployment(deployment)
         message.latest_version = await self._pools.latest_version(request.stack_id)
         return message
+
+    async def FindDeploymentsByTokens(
+        self, request: agent_pools_pb2.FindDeploymentsByTokensRequest, context: Context
+    ) -> agent_pools_pb2.FindDeploymentsByTokensResponse:
+        links = await self._pools.deployments_for_tokens(request.stack_id, list(request.token_ids))
+        return agent_pools_pb2.FindDeploymentsByTokensResponse(
+            links=[
+                agent_pools_pb2.DeploymentLink(
+                    token_id=link.token_id, deployment_id=link.deployment_id, version=link.version
+                )
+                for link in links
+            ]
+        )
 
     async def GetDeploymentLogs(
         self, request: agent_pools_pb2.GetDeploymentLogsRequest, context: Context
@@ -335,6 +350,7 @@ def _deployment(deployment: DeploymentRecord) -> agent_pools_pb2.Deployment:
         is_cancel_requested=deployment.is_cancel_requested,
         attempts=deployment.attempts,
         settings=orjson.dumps(dict(deployment.settings)),
+        job_token_ids=list(deployment.job_token_ids),
     )
 
 
@@ -401,7 +417,7 @@ async def start(
     timeout = settings.grpc_timeout_seconds
     secrets = SecretsPeer(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout)
     identity = IdentityPeer(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout)
-    store = AgentPoolStore(database.sessions, database.engine.dialect.name)
+    store = AgentPoolStore(database.sessions, database.engine.dialect.name, reads=database.reads)
     pools = AgentPools(
         store,
         AgentStore(database.sessions),

@@ -26,10 +26,12 @@ from typing import Any, Protocol
 from services.agent_pools.agent_store import AgentStore
 from services.agent_pools.domain import (
     HEARTBEAT_SECONDS,
+    MAX_TOKEN_LOOKUP,
     TOKEN_SWEEP_BATCH,
     AgentMetadata,
     AgentRecord,
     ClaimedJob,
+    DeploymentLink,
     DeploymentPage,
     DeploymentRecord,
     LogLine,
@@ -324,8 +326,21 @@ class AgentPools:
             now=self._clock.now(),
         )
 
-    async def get_deployment(self, stack_id: str, deployment_id: str) -> DeploymentRecord:
-        return await self._store.get_deployment(stack_id, deployment_id, self._clock.now())
+    async def get_deployment(
+        self, stack_id: str, deployment_id: str, version: int = 0
+    ) -> DeploymentRecord:
+        """By id, or without one by the stack's deployment version."""
+        return await self._store.get_deployment(
+            stack_id, deployment_id, self._clock.now(), version=version
+        )
+
+    async def deployments_for_tokens(
+        self, stack_id: str, token_ids: Sequence[str]
+    ) -> list[DeploymentLink]:
+        """Which of the stack's deployments ran with these job tokens (at most 1000 ids)."""
+        if len(token_ids) > MAX_TOKEN_LOOKUP:
+            raise InvalidArgument(f"Bad Request: at most {MAX_TOKEN_LOOKUP} token ids")
+        return await self._store.deployments_for_tokens(stack_id, [t for t in token_ids if t])
 
     async def latest_version(self, stack_id: str) -> int:
         return await self._store.latest_version(stack_id)
@@ -405,7 +420,7 @@ class AgentPools:
             # The identity service is away: the job waits in the queue for the next claim.
             await self._agents.release_claim(deployment.id, agent_id, now)
             raise
-        if not await self._agents.attach_token(deployment.id, agent_id, minted.token_id):
+        if not await self._agents.attach_token(deployment.id, agent_id, minted.token_id, now):
             # The deployment was deleted (or given up) meanwhile: nobody may use the token.
             await self._revoke(
                 TokenToRevoke(deployment.id, deployment.requested_by, minted.token_id)

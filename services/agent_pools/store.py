@@ -22,6 +22,7 @@ from services.agent_pools.domain import (
     OFFLINE_AFTER_SECONDS,
     RUNNING,
     AgentRecord,
+    DeploymentLink,
     DeploymentPage,
     DeploymentRecord,
     LogLine,
@@ -32,7 +33,14 @@ from services.agent_pools.domain import (
     check_cancellable,
     check_pool_deletion,
 )
-from services.agent_pools.models import AgentRow, DeploymentRow, LogLineRow, PoolRow, SettingsRow
+from services.agent_pools.models import (
+    AgentRow,
+    DeploymentRow,
+    JobTokenRow,
+    LogLineRow,
+    PoolRow,
+    SettingsRow,
+)
 from services.common.db import Sessions
 from services.common.errors import Aborted, AlreadyExists, NotFound
 
@@ -45,9 +53,11 @@ ABANDONED = "the agent running this deployment stopped responding"
 class AgentPoolStore:
     """Pools, agents, settings and deployments; one transaction per call."""
 
-    def __init__(self, sessions: Sessions, dialect: str) -> None:
+    def __init__(self, sessions: Sessions, dialect: str, *, reads: Sessions | None = None) -> None:
         self._sessions = sessions
         self._dialect = dialect
+        # Read-only transactions (no SQLite write lock) for lookups that history views make.
+        self._reads = reads or sessions
 
     # -- pools -----------------------------------------------------------------------------
 
@@ -289,20 +299,56 @@ class AgentPoolStore:
         async with self._sessions.begin() as session:
             await recover_abandoned(session, now)
             total = await session.scalar(select(func.count()).where(condition))
-            rows = await session.scalars(
-                select(DeploymentRow).where(condition).order_by(order).limit(limit).offset(offset)
+            rows = list(
+                await session.scalars(
+                    select(DeploymentRow)
+                    .where(condition)
+                    .order_by(order)
+                    .limit(limit)
+                    .offset(offset)
+                )
             )
-            return DeploymentPage(tuple(deployment_record(row) for row in rows), int(total or 0))
+            tokens = await _job_tokens(session, [row.id for row in rows])
+            return DeploymentPage(
+                tuple(deployment_record(row, tokens.get(row.id, ())) for row in rows),
+                int(total or 0),
+            )
 
     async def get_deployment(
-        self, stack_id: str, deployment_id: str, now: float
+        self, stack_id: str, deployment_id: str, now: float, *, version: int = 0
     ) -> DeploymentRecord:
         async with self._sessions.begin() as session:
             await recover_abandoned(session, now)
-            row = await session.get(DeploymentRow, deployment_id)
+            if deployment_id or version < 1:
+                row = await session.get(DeploymentRow, deployment_id) if deployment_id else None
+            else:
+                row = await session.scalar(
+                    select(DeploymentRow).where(
+                        DeploymentRow.stack_id == stack_id, DeploymentRow.version == version
+                    )
+                )
             if row is None or row.stack_id != stack_id:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
-            return deployment_record(row)
+            tokens = await _job_tokens(session, [row.id])
+            return deployment_record(row, tokens.get(row.id, ()))
+
+    async def deployments_for_tokens(
+        self, stack_id: str, token_ids: list[str]
+    ) -> list[DeploymentLink]:
+        """The stack's deployments whose jobs were given one of these tokens."""
+        if not token_ids:
+            return []
+        async with self._reads.begin() as session:
+            found = await session.execute(
+                select(JobTokenRow.token_id, DeploymentRow.id, DeploymentRow.version)
+                .join(DeploymentRow, DeploymentRow.id == JobTokenRow.deployment_id)
+                .where(
+                    JobTokenRow.token_id.in_(sorted(set(token_ids))),
+                    DeploymentRow.stack_id == stack_id,
+                )
+                .order_by(JobTokenRow.token_id)
+            )
+            return [DeploymentLink(str(t), str(d), int(v)) for t, d, v in found]
 
     async def latest_version(self, stack_id: str) -> int:
         async with self._sessions.begin() as session:
@@ -349,6 +395,7 @@ class AgentPoolStore:
             pending = [TokenToRevoke(str(d), str(login), str(t)) for d, login, t in tokens]
             ids = select(DeploymentRow.id).where(DeploymentRow.stack_id == stack_id)
             await session.execute(delete(LogLineRow).where(LogLineRow.deployment_id.in_(ids)))
+            await session.execute(delete(JobTokenRow).where(JobTokenRow.deployment_id.in_(ids)))
             await session.execute(delete(DeploymentRow).where(DeploymentRow.stack_id == stack_id))
             await session.execute(delete(SettingsRow).where(SettingsRow.stack_id == stack_id))
         return pending
@@ -450,7 +497,24 @@ def _agent(row: AgentRow) -> AgentRecord:
     )
 
 
-def deployment_record(row: DeploymentRow) -> DeploymentRecord:
+async def _job_tokens(
+    session: AsyncSession, deployment_ids: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """The job token ids of these deployments, oldest first."""
+    if not deployment_ids:
+        return {}
+    found: dict[str, list[str]] = {}
+    rows = await session.execute(
+        select(JobTokenRow.deployment_id, JobTokenRow.token_id)
+        .where(JobTokenRow.deployment_id.in_(deployment_ids))
+        .order_by(JobTokenRow.created_at, JobTokenRow.token_id)
+    )
+    for deployment_id, token_id in rows:
+        found.setdefault(str(deployment_id), []).append(str(token_id))
+    return {key: tuple(value) for key, value in found.items()}
+
+
+def deployment_record(row: DeploymentRow, job_token_ids: tuple[str, ...] = ()) -> DeploymentRecord:
     return DeploymentRecord(
         id=row.id,
         stack=StackName(row.stack_id, row.organization, row.project, row.stack),
@@ -469,4 +533,5 @@ def deployment_record(row: DeploymentRow) -> DeploymentRecord:
         is_cancel_requested=row.is_cancel_requested,
         message=row.message,
         requested_by_user_id=row.requested_by_user_id or "",
+        job_token_ids=job_token_ids,
     )

@@ -314,6 +314,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "ListReferencingStacks",
         "GetStateRetention",
         "SetStateRetention",
+        "ListUpdatesByTokens",
         "RenewLease",
         "PatchCheckpoint",
         "PatchCheckpointVerbatim",
@@ -338,6 +339,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "ListDeployments",
         "GetDeployment",
         "GetDeploymentLogs",
+        "FindDeploymentsByTokens",
     ),
     "cairn.v1.DeploymentSchedulesService": (
         "ListSchedules",

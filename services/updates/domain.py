@@ -46,6 +46,8 @@ MAX_FEED_ITEMS = 1000
 MAX_SUMMARY_EVENTS = 100_000
 # Stacks returned by one downstream-references lookup.
 MAX_REFERENCING_STACKS = 1000
+# Token ids and stacks one lookup of updates by their tokens may name, and updates it returns.
+MAX_TOKEN_LOOKUP = 1000
 
 CONFLICT_MESSAGE = "Conflict: Another update is currently in progress."
 
@@ -71,6 +73,8 @@ class NewUpdate:
     requested_by: str
     # The path the update is created under; its update-token calls must name the same one.
     stack_path: StackPath = StackPath()
+    # The id of the access token it is created with ('' for Cairn's own calls).
+    requested_by_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class UpdateRecord:
     resource_changes: Mapping[str, int] = field(default_factory=dict)
     resource_count: int | None = None
     stack_path: StackPath = StackPath()
+    requested_by_token: str = ""
 
     @property
     def is_preview(self) -> bool:
@@ -212,6 +217,14 @@ def validate_renew_duration(seconds: int) -> int:
             f"Bad Request: Renewal duration must be between 0 and {MAX_RENEW_SECONDS} seconds"
         )
     return seconds
+
+
+def check_token_lookup(token_ids: Sequence[str], stack_ids: Sequence[str]) -> None:
+    """A lookup of updates by token names at least one stack and at most 1000 of each."""
+    if not stack_ids:
+        raise InvalidArgument("Bad Request: name at least one stack")
+    if len(token_ids) > MAX_TOKEN_LOOKUP or len(stack_ids) > MAX_TOKEN_LOOKUP:
+        raise InvalidArgument(f"Bad Request: at most {MAX_TOKEN_LOOKUP} tokens and stacks")
 
 
 def history_page(page_size: int, page: int) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from services.updates.domain import (
     MAX_FILTERED_EVENT_SCAN,
     MAX_REFERENCING_STACKS,
     MAX_SUMMARY_EVENTS,
+    MAX_TOKEN_LOOKUP,
     EngineEvent,
     EventFilter,
     HistoryPage,
@@ -27,6 +28,7 @@ from services.updates.domain import (
     StatusEvent,
     Timeline,
     UpdateRecord,
+    check_token_lookup,
     collates_with,
     event_names_urn,
     events_page_size,
@@ -116,6 +118,15 @@ class UpdateHistory:
     async def history(self, stack_id: str, page_size: int, page: int) -> HistoryPage:
         limit, offset = history_page(page_size, page)
         return await self._history.history(stack_id, limit, offset)
+
+    async def by_tokens(
+        self, token_ids: Sequence[str], stack_ids: Sequence[str]
+    ) -> list[UpdateRecord]:
+        """What was created with these tokens (a deployment's job tokens) in these stacks."""
+        check_token_lookup(token_ids, stack_ids)
+        return await self._history.by_tokens(
+            [token for token in token_ids if token], stack_ids, MAX_TOKEN_LOOKUP
+        )
 
     async def by_version(self, stack_id: str, version: int) -> UpdateRecord:
         found = await self._history.by_version(stack_id, version)

@@ -86,6 +86,24 @@ class HistoryStore:
                 updates=tuple(update_record(row) for row in rows), total=int(total or 0)
             )
 
+    async def by_tokens(
+        self, token_ids: Sequence[str], stack_ids: Sequence[str], limit: int
+    ) -> list[UpdateRecord]:
+        """Updates of these stacks created with one of these tokens, oldest first."""
+        if not token_ids:
+            return []
+        async with self._reads.begin() as session:
+            rows = await session.scalars(
+                select(UpdateRow)
+                .where(
+                    UpdateRow.stack_id.in_(sorted(set(stack_ids))),
+                    UpdateRow.requested_by_token.in_(sorted(set(token_ids))),
+                )
+                .order_by(UpdateRow.created_at, UpdateRow.id)
+                .limit(limit)
+            )
+            return [update_record(row) for row in rows]
+
     async def references(self, stack_id: str) -> list[StackReference]:
         """The StackReference names the stack's newest version reads."""
         async with self._reads.begin() as session:

@@ -86,6 +86,9 @@ class UpdateRow(Base):
     stack_organization: Mapped[str] = mapped_column(String(255), server_default="")
     stack_project: Mapped[str] = mapped_column(String(255), server_default="")
     stack_name: Mapped[str] = mapped_column(String(255), server_default="")
+    # The id of the access token the update was created with (never its value): a deployment's
+    # job creates its updates with a token minted for it, so this links them to the deployment.
+    requested_by_token: Mapped[str] = mapped_column(String(64), server_default="")
 
 
 class WorkingCheckpointRow(Base):

@@ -71,6 +71,7 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     async def CreateUpdate(
         self, request: updates_pb2.CreateUpdateRequest, context: Context
     ) -> updates_pb2.CreateUpdateResponse:
+        caller = caller_from_context(context)
         update = await self._updates.create(
             NewUpdate(
                 stack_id=request.stack_id,
@@ -80,8 +81,9 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
                 config=normalised_config(request.config),
                 message=request.message,
                 environment=dict(request.environment),
-                requested_by=caller_from_context(context).login,
+                requested_by=caller.login,
                 stack_path=_path(request.stack),
+                requested_by_token=caller.token_id,
             )
         )
         return updates_pb2.CreateUpdateResponse(update_id=update.id)
@@ -354,6 +356,14 @@ class UpdatesServicer(updates_pb2_grpc.UpdatesServiceServicer):
     ) -> updates_pb2.ListStackReferencesResponse:
         return _references(await self._history.referencing(list(request.names)))
 
+    async def ListUpdatesByTokens(
+        self, request: updates_pb2.ListUpdatesByTokensRequest, context: Context
+    ) -> updates_pb2.ListUpdatesResponse:
+        found = await self._history.by_tokens(list(request.token_ids), list(request.stack_ids))
+        return updates_pb2.ListUpdatesResponse(
+            updates=[_info(update) for update in found], total=len(found)
+        )
+
     async def PurgeStack(
         self, request: updates_pb2.PurgeStackRequest, context: Context
     ) -> updates_pb2.PurgeStackResponse:
@@ -414,6 +424,7 @@ def _info(update: UpdateRecord, state_pruned: bool = False) -> updates_pb2.Updat
         resource_changes=dict(update.resource_changes),
         resource_count=_resource_count(update),
         requested_by=update.requested_by,
+        requested_by_token=update.requested_by_token,
         is_dry_run=update.is_preview,
         status=status_text(update),
     )

@@ -174,6 +174,7 @@ class UpdateStore:
             stack_organization=new.stack_path.organization,
             stack_project=new.stack_path.project,
             stack_name=new.stack_path.stack,
+            requested_by_token=new.requested_by_token,
         )
         async with self._sessions.begin() as session:
             session.add(row)
@@ -754,6 +755,7 @@ def _new_row(**values: Any) -> UpdateRow:
         "pending_delta_bytes": 0,
         "pending_delta_count": 0,
         "journal_entry_count": 0,
+        "requested_by_token": "",
     }
     return UpdateRow(**{**defaults, **values})
 
@@ -861,4 +863,5 @@ def update_record(row: UpdateRow | Row[Any]) -> UpdateRecord:
         resource_changes=dict(row.resource_changes or {}),
         resource_count=row.resource_count,
         stack_path=StackPath(row.stack_organization, row.stack_project, row.stack_name),
+        requested_by_token=row.requested_by_token,
     )

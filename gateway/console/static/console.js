@@ -1,4 +1,5 @@
-// Cairn console: filter boxes and the live timeline of a running update. No dependencies.
+// Cairn console: filter boxes, the live timeline of a running update and the live logs of a
+// running deployment. No dependencies.
 "use strict";
 
 function setUpFilters() {
@@ -111,8 +112,60 @@ function setUpCopyButtons() {
   }
 }
 
+function showDeploymentStatus(status) {
+  const text = document.getElementById("deployment-status-text");
+  if (text) text.textContent = status.status;
+  const badge = document.querySelector("#deployment-status .badge");
+  if (badge) {
+    badge.textContent = status.status;
+    badge.className = "badge deployment-" + status.status;
+  }
+  const message = document.getElementById("deployment-message");
+  if (message) message.textContent = status.message || "-";
+}
+
+function followDeploymentLogs() {
+  const logs = document.getElementById("deployment-logs");
+  if (!logs || !logs.dataset.liveUrl || !window.EventSource) return;
+  const state = document.getElementById("live-state");
+  const empty = document.getElementById("logs-empty");
+  const source = new EventSource(logs.dataset.liveUrl);
+  const seen = new Set(Array.from(logs.querySelectorAll("[data-index]"), (item) => item.dataset.index));
+  source.addEventListener("line", (message) => {
+    const line = JSON.parse(message.data);
+    if (seen.has(String(line.index))) return;
+    seen.add(String(line.index));
+    const item = document.createElement("li");
+    item.dataset.index = String(line.index);
+    const text = document.createElement("pre");
+    text.textContent = line.text;
+    item.appendChild(text);
+    logs.appendChild(item);
+    if (empty) empty.classList.add("hidden");
+  });
+  source.addEventListener("status", (message) => showDeploymentStatus(JSON.parse(message.data)));
+  source.addEventListener("end", (message) => {
+    source.close();
+    showDeploymentStatus(JSON.parse(message.data));
+    if (state) {
+      state.textContent = "Ended";
+      state.classList.add("ended");
+    }
+    // The finished page lists the updates the job made.
+    window.setTimeout(() => window.location.reload(), 1500);
+  });
+  source.addEventListener("failure", () => {
+    source.close();
+    if (state) {
+      state.textContent = "Disconnected; reload to retry";
+      state.classList.add("ended");
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpFilters();
   followLiveTimeline();
   setUpCopyButtons();
+  followDeploymentLogs();
 });

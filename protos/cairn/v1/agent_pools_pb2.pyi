@@ -495,6 +495,7 @@ class Deployment(_message.Message):
     SETTINGS_FIELD_NUMBER: _builtins.int
     LATEST_VERSION_FIELD_NUMBER: _builtins.int
     POOL_NAME_FIELD_NUMBER: _builtins.int
+    JOB_TOKEN_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     stack_id: _builtins.str
     organization: _builtins.str
@@ -521,6 +522,12 @@ class Deployment(_message.Message):
     latest_version: _builtins.int
     """The stack's newest deployment version (filled by GetDeployment)."""
     pool_name: _builtins.str
+    @_builtins.property
+    def job_token_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the access tokens minted for its job's runs (never their values), oldest
+        first: the updates created with them are the deployment's updates.
+        """
+
     def __init__(
         self,
         *,
@@ -545,14 +552,85 @@ class Deployment(_message.Message):
         settings: _builtins.bytes = ...,
         latest_version: _builtins.int = ...,
         pool_name: _builtins.str = ...,
+        job_token_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempts", b"attempts", "created", b"created", "finished", b"finished", "id", b"id", "is_cancel_requested", b"is_cancel_requested", "latest_version", b"latest_version", "message", b"message", "modified", b"modified", "operation", b"operation", "organization", b"organization", "pool_id", b"pool_id", "pool_name", b"pool_name", "project", b"project", "requested_by", b"requested_by", "settings", b"settings", "stack", b"stack", "stack_id", b"stack_id", "started", b"started", "status", b"status", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempts", b"attempts", "created", b"created", "finished", b"finished", "id", b"id", "is_cancel_requested", b"is_cancel_requested", "job_token_ids", b"job_token_ids", "latest_version", b"latest_version", "message", b"message", "modified", b"modified", "operation", b"operation", "organization", b"organization", "pool_id", b"pool_id", "pool_name", b"pool_name", "project", b"project", "requested_by", b"requested_by", "settings", b"settings", "stack", b"stack", "stack_id", b"stack_id", "started", b"started", "status", b"status", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Deployment: _TypeAlias = Deployment  # noqa: Y015
+
+@_typing.final
+class FindDeploymentsByTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STACK_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_IDS_FIELD_NUMBER: _builtins.int
+    stack_id: _builtins.str
+    @_builtins.property
+    def token_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 1000."""
+
+    def __init__(
+        self,
+        *,
+        stack_id: _builtins.str = ...,
+        token_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_id", b"stack_id", "token_ids", b"token_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindDeploymentsByTokensRequest: _TypeAlias = FindDeploymentsByTokensRequest  # noqa: Y015
+
+@_typing.final
+class DeploymentLink(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    token_id: _builtins.str
+    deployment_id: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        token_id: _builtins.str = ...,
+        deployment_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "token_id", b"token_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeploymentLink: _TypeAlias = DeploymentLink  # noqa: Y015
+
+@_typing.final
+class FindDeploymentsByTokensResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeploymentLink]: ...
+    def __init__(
+        self,
+        *,
+        links: _abc.Iterable[Global___DeploymentLink] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindDeploymentsByTokensResponse: _TypeAlias = FindDeploymentsByTokensResponse  # noqa: Y015
 
 @_typing.final
 class CreateDeploymentRequest(_message.Message):
@@ -653,17 +731,21 @@ class GetDeploymentRequest(_message.Message):
 
     STACK_ID_FIELD_NUMBER: _builtins.int
     DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     deployment_id: _builtins.str
+    version: _builtins.int
+    """Without a deployment id: the stack's deployment with this version (the console's links)."""
     def __init__(
         self,
         *,
         stack_id: _builtins.str = ...,
         deployment_id: _builtins.str = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "stack_id", b"stack_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "stack_id", b"stack_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -112,6 +112,11 @@ class AgentPoolsServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsResponse.FromString,
                 _registered_method=True)
+        self.FindDeploymentsByTokens = channel.unary_unary(
+                '/cairn.v1.AgentPoolsService/FindDeploymentsByTokens',
+                request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FindDeploymentsByTokensRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FindDeploymentsByTokensResponse.FromString,
+                _registered_method=True)
         self.RegisterAgent = channel.unary_unary(
                 '/cairn.v1.AgentPoolsService/RegisterAgent',
                 request_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.RegisterAgentRequest.SerializeToString,
@@ -239,6 +244,14 @@ class AgentPoolsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindDeploymentsByTokens(self, request, context):
+        """The stack's deployments whose jobs were given these access tokens (by token id): what
+        links an update created with a job's token to the deployment that ran it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterAgent(self, request, context):
         """The agent protocol.
         """
@@ -348,6 +361,11 @@ def add_AgentPoolsServiceServicer_to_server(servicer, server):
                     servicer.PurgeStack,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsResponse.SerializeToString,
+            ),
+            'FindDeploymentsByTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindDeploymentsByTokens,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FindDeploymentsByTokensRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FindDeploymentsByTokensResponse.SerializeToString,
             ),
             'RegisterAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterAgent,
@@ -783,6 +801,33 @@ class AgentPoolsService:
             '/cairn.v1.AgentPoolsService/PurgeStack',
             protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_agent__pools__pb2.PurgeDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindDeploymentsByTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.AgentPoolsService/FindDeploymentsByTokens',
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FindDeploymentsByTokensRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_agent__pools__pb2.FindDeploymentsByTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,10 @@ class AgentPoolsServiceStub:
     CancelDeployment: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.CancelDeploymentRequest, _agent_pools_pb2.Deployment]
     PurgeStack: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.PurgeDeploymentsRequest, _agent_pools_pb2.PurgeDeploymentsResponse]
     """Forgets a deleted stack's settings and deployments."""
+    FindDeploymentsByTokens: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.FindDeploymentsByTokensRequest, _agent_pools_pb2.FindDeploymentsByTokensResponse]
+    """The stack's deployments whose jobs were given these access tokens (by token id): what
+    links an update created with a job's token to the deployment that ran it.
+    """
     RegisterAgent: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.RegisterAgentRequest, _agent_pools_pb2.RegisterAgentResponse]
     """The agent protocol."""
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_agent_pools_pb2.HeartbeatRequest, _agent_pools_pb2.HeartbeatResponse]
@@ -92,6 +96,10 @@ class AgentPoolsServiceAsyncStub(AgentPoolsServiceStub):
     CancelDeployment: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.CancelDeploymentRequest, _agent_pools_pb2.Deployment]  # type: ignore[assignment]
     PurgeStack: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.PurgeDeploymentsRequest, _agent_pools_pb2.PurgeDeploymentsResponse]  # type: ignore[assignment]
     """Forgets a deleted stack's settings and deployments."""
+    FindDeploymentsByTokens: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.FindDeploymentsByTokensRequest, _agent_pools_pb2.FindDeploymentsByTokensResponse]  # type: ignore[assignment]
+    """The stack's deployments whose jobs were given these access tokens (by token id): what
+    links an update created with a job's token to the deployment that ran it.
+    """
     RegisterAgent: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.RegisterAgentRequest, _agent_pools_pb2.RegisterAgentResponse]  # type: ignore[assignment]
     """The agent protocol."""
     Heartbeat: _aio.UnaryUnaryMultiCallable[_agent_pools_pb2.HeartbeatRequest, _agent_pools_pb2.HeartbeatResponse]  # type: ignore[assignment]
@@ -215,6 +223,16 @@ class AgentPoolsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pools_pb2.PurgeDeploymentsResponse, _abc.Awaitable[_agent_pools_pb2.PurgeDeploymentsResponse]]:
         """Forgets a deleted stack's settings and deployments."""
+
+    @_abc_1.abstractmethod
+    def FindDeploymentsByTokens(
+        self,
+        request: _agent_pools_pb2.FindDeploymentsByTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pools_pb2.FindDeploymentsByTokensResponse, _abc.Awaitable[_agent_pools_pb2.FindDeploymentsByTokensResponse]]:
+        """The stack's deployments whose jobs were given these access tokens (by token id): what
+        links an update created with a job's token to the deployment that ran it.
+        """
 
     @_abc_1.abstractmethod
     def RegisterAgent(

@@ -113,6 +113,34 @@ class StateRetention(_message.Message):
 Global___StateRetention: _TypeAlias = StateRetention  # noqa: Y015
 
 @_typing.final
+class ListUpdatesByTokensRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_IDS_FIELD_NUMBER: _builtins.int
+    STACK_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Access token ids (never values); at most 1000."""
+
+    @_builtins.property
+    def stack_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The stacks to look in (at least one; at most 1000)."""
+
+    def __init__(
+        self,
+        *,
+        token_ids: _abc.Iterable[_builtins.str] | None = ...,
+        stack_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stack_ids", b"stack_ids", "token_ids", b"token_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUpdatesByTokensRequest: _TypeAlias = ListUpdatesByTokensRequest  # noqa: Y015
+
+@_typing.final
 class CreateUpdateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -855,6 +883,7 @@ class UpdateInfo(_message.Message):
     IS_DRY_RUN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     STATE_PRUNED_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_TOKEN_FIELD_NUMBER: _builtins.int
     update_id: _builtins.str
     kind: _builtins.str
     start_time: _builtins.int
@@ -870,6 +899,8 @@ class UpdateInfo(_message.Message):
     status: _builtins.str
     state_pruned: _builtins.bool
     """The version's state was removed by history retention (its export answers 410)."""
+    requested_by_token: _builtins.str
+    """The id of the access token the update was created with ('' when unknown)."""
     @_builtins.property
     def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -892,10 +923,11 @@ class UpdateInfo(_message.Message):
         is_dry_run: _builtins.bool = ...,
         status: _builtins.str = ...,
         state_pruned: _builtins.bool = ...,
+        requested_by_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "end_time", b"end_time", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "requested_by", b"requested_by", "resource_changes", b"resource_changes", "resource_count", b"resource_count", "result", b"result", "start_time", b"start_time", "state_pruned", b"state_pruned", "status", b"status", "update_id", b"update_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "end_time", b"end_time", "environment", b"environment", "is_dry_run", b"is_dry_run", "kind", b"kind", "message", b"message", "requested_by", b"requested_by", "requested_by_token", b"requested_by_token", "resource_changes", b"resource_changes", "resource_count", b"resource_count", "result", b"result", "start_time", b"start_time", "state_pruned", b"state_pruned", "status", b"status", "update_id", b"update_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -194,6 +194,11 @@ class UpdatesServiceStub:
                 request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SetStateRetentionRequest.SerializeToString,
                 response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.FromString,
                 _registered_method=True)
+        self.ListUpdatesByTokens = channel.unary_unary(
+                '/cairn.v1.UpdatesService/ListUpdatesByTokens',
+                request_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesByTokensRequest.SerializeToString,
+                response_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
+                _registered_method=True)
 
 
 class UpdatesServiceServicer:
@@ -403,6 +408,14 @@ class UpdatesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUpdatesByTokens(self, request, context):
+        """Updates (previews included) of the given stacks created with one of the given access
+        tokens, oldest first: what a deployment's job made with the tokens minted for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UpdatesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -560,6 +573,11 @@ def add_UpdatesServiceServicer_to_server(servicer, server):
                     servicer.SetStateRetention,
                     request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.SetStateRetentionRequest.FromString,
                     response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.SerializeToString,
+            ),
+            'ListUpdatesByTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUpdatesByTokens,
+                    request_deserializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesByTokensRequest.FromString,
+                    response_serializer=protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1404,6 +1422,33 @@ class UpdatesService:
             '/cairn.v1.UpdatesService/SetStateRetention',
             protos_dot_cairn_dot_v1_dot_updates__pb2.SetStateRetentionRequest.SerializeToString,
             protos_dot_cairn_dot_v1_dot_updates__pb2.StateRetention.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUpdatesByTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.UpdatesService/ListUpdatesByTokens',
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesByTokensRequest.SerializeToString,
+            protos_dot_cairn_dot_v1_dot_updates__pb2.ListUpdatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,10 @@ class UpdatesServiceStub:
     """
     SetStateRetention: _grpc.UnaryUnaryMultiCallable[_updates_pb2.SetStateRetentionRequest, _updates_pb2.StateRetention]
     """Sets (or clears) one setting and prunes the versions past it at once."""
+    ListUpdatesByTokens: _grpc.UnaryUnaryMultiCallable[_updates_pb2.ListUpdatesByTokensRequest, _updates_pb2.ListUpdatesResponse]
+    """Updates (previews included) of the given stacks created with one of the given access
+    tokens, oldest first: what a deployment's job made with the tokens minted for it.
+    """
 
 @_typing.type_check_only
 class UpdatesServiceAsyncStub(UpdatesServiceStub):
@@ -139,6 +143,10 @@ class UpdatesServiceAsyncStub(UpdatesServiceStub):
     """
     SetStateRetention: _aio.UnaryUnaryMultiCallable[_updates_pb2.SetStateRetentionRequest, _updates_pb2.StateRetention]  # type: ignore[assignment]
     """Sets (or clears) one setting and prunes the versions past it at once."""
+    ListUpdatesByTokens: _aio.UnaryUnaryMultiCallable[_updates_pb2.ListUpdatesByTokensRequest, _updates_pb2.ListUpdatesResponse]  # type: ignore[assignment]
+    """Updates (previews included) of the given stacks created with one of the given access
+    tokens, oldest first: what a deployment's job made with the tokens minted for it.
+    """
 
 class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Updates of every kind, the per-stack lock and leases, checkpoints, journal, events, history.
@@ -378,5 +386,15 @@ class UpdatesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_updates_pb2.StateRetention, _abc.Awaitable[_updates_pb2.StateRetention]]:
         """Sets (or clears) one setting and prunes the versions past it at once."""
+
+    @_abc_1.abstractmethod
+    def ListUpdatesByTokens(
+        self,
+        request: _updates_pb2.ListUpdatesByTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_updates_pb2.ListUpdatesResponse, _abc.Awaitable[_updates_pb2.ListUpdatesResponse]]:
+        """Updates (previews included) of the given stacks created with one of the given access
+        tokens, oldest first: what a deployment's job made with the tokens minted for it.
+        """
 
 def add_UpdatesServiceServicer_to_server(servicer: UpdatesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
