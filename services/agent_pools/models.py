@@ -11,6 +11,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Inte
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import new_metadata
+from services.common.hook_events import outbox_table
 
 
 class Base(DeclarativeBase):
@@ -104,3 +105,7 @@ class LogLineRow(Base):
     index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     timestamp: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
+
+
+# Webhook events of deployments, until the stacks service has them.
+HOOK_OUTBOX = outbox_table(Base.metadata, "agent_pools_hook_outbox")

@@ -14,6 +14,7 @@ import orjson
 from protos.cairn.v1 import (
     agent_pools_pb2,
     agent_pools_pb2_grpc,
+    hooks_pb2,
     identity_pb2_grpc,
     secrets_pb2_grpc,
 )
@@ -28,18 +29,35 @@ from services.agent_pools.domain import (
     StackName,
     StoredSettings,
 )
-from services.agent_pools.models import Base
+from services.agent_pools.models import HOOK_OUTBOX, Base
 from services.agent_pools.peers import IdentityPeer, SecretsPeer
 from services.agent_pools.service import AgentPools
-from services.agent_pools.store import AgentPoolStore
+from services.agent_pools.store import AgentPoolStore, DeploymentEvents
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
+from services.common.hook_events import (
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_QUEUED,
+    DEPLOYMENT_STARTED,
+    DEPLOYMENT_SUCCEEDED,
+    Outbox,
+    OutboxDispatcher,
+    forward_lease,
+    forward_to_hooks,
+    hook_event,
+)
 from services.common.logging import get_logger
 from services.common.readiness import database_dependency
-from services.common.service import RunningService, open_database, peer_channel, serve_service
+from services.common.service import (
+    Database,
+    RunningService,
+    open_database,
+    peer_channel,
+    serve_service,
+)
 
 log = get_logger("cairn.agent_pools")
 
@@ -355,6 +373,57 @@ class TokenSweeper:
                 log.exception("deployment_token_sweep_failed")
 
 
+DEPLOYMENT_EVENTS = {
+    "queued": DEPLOYMENT_QUEUED,
+    "started": DEPLOYMENT_STARTED,
+    "succeeded": DEPLOYMENT_SUCCEEDED,
+    "failed": DEPLOYMENT_FAILED,
+}
+
+
+def deployment_event(
+    deployment: DeploymentRecord, status: str
+) -> hooks_pb2.PublishEventRequest | None:
+    """The webhook event of a deployment queued, started (claimed by an agent) or ended."""
+    kind = DEPLOYMENT_EVENTS.get(status)
+    if kind is None:
+        return None
+    stack = deployment.stack
+    return hook_event(
+        stack.stack_id,
+        kind,
+        user_login=deployment.requested_by,
+        organization=stack.organization,
+        project=stack.project,
+        stack_name=stack.stack,
+        deployment=hooks_pb2.DeploymentOutcome(
+            deployment_id=deployment.id,
+            version=deployment.version,
+            operation=deployment.operation,
+            status=status,
+        ),
+    )
+
+
+def hook_dispatcher(
+    settings: Settings, database: Database
+) -> tuple[OutboxDispatcher, grpc.aio.Channel] | None:
+    """Deployment events go to the webhooks in the stacks process, when it is addressed."""
+    if not settings.service_address("stacks"):
+        return None
+    channel = peer_channel(settings, "stacks")
+    timeout = settings.grpc_timeout_seconds
+    outbox = Outbox(database.sessions, database.reads, HOOK_OUTBOX, database.engine.dialect.name)
+    dispatcher = OutboxDispatcher(
+        outbox,
+        forward_to_hooks(channel, timeout),
+        lease_seconds=forward_lease(timeout),
+        poll_seconds=settings.webhook_poll_seconds,
+        name="agent_pools",
+    )
+    return dispatcher, channel
+
+
 async def start(
     settings: Settings, *, host: str, port: int, clock: Clock | None = None
 ) -> RunningService:
@@ -379,10 +448,12 @@ async def start(
     timeout = settings.grpc_timeout_seconds
     secrets = SecretsPeer(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout)
     identity = IdentityPeer(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout)
-    store = AgentPoolStore(database.sessions, database.engine.dialect.name)
+    hooks = hook_dispatcher(settings, database)
+    events = None if hooks is None else DeploymentEvents(deployment_event, hooks[0].wake)
+    store = AgentPoolStore(database.sessions, database.engine.dialect.name, events)
     pools = AgentPools(
         store,
-        AgentStore(database.sessions),
+        AgentStore(database.sessions, events),
         the_clock,
         secrets.encrypt,
         secrets.decrypt,
@@ -395,6 +466,11 @@ async def start(
     def register(server: grpc.aio.Server) -> None:
         agent_pools_pb2_grpc.add_AgentPoolsServiceServicer_to_server(servicer, server)
 
+    async def close_hooks() -> None:
+        if hooks is not None:
+            await hooks[0].close()
+            await hooks[1].close(None)
+
     running = await serve_service(
         name="agent_pools",
         settings=settings,
@@ -403,8 +479,10 @@ async def start(
         register=register,
         service_names=[SERVICE_NAME],
         # Closers run last to first: the sweeper stops before the channels and the database.
-        closers=[database.engine.dispose, close_channels, sweeper.stop],
+        closers=[database.engine.dispose, close_channels, close_hooks, sweeper.stop],
         dependencies=[database_dependency(database.engine)],
     )
     sweeper.start()
+    if hooks is not None:
+        hooks[0].start()
     return running

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import new_metadata
+from services.common.hook_events import outbox_table
 
 
 def name_column_type(length: int) -> String:
@@ -50,6 +51,8 @@ class StackRow(Base):
     owner_login: Mapped[str] = mapped_column(String(100), server_default="")
     notify_update_failure: Mapped[bool] = mapped_column(Boolean, server_default=false())
     notify_update_success: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Whether the switches were ever set: until then webhooks get every update outcome.
+    notifications_set: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class StackTagRow(Base):
@@ -123,3 +126,7 @@ class HookDeliveryRow(Base):
     response_code: Mapped[int] = mapped_column(Integer)
     response_headers: Mapped[str] = mapped_column(Text)
     response_body: Mapped[str] = mapped_column(Text)
+
+
+# Webhook events of stack changes and those other services publish, until delivered.
+HOOK_OUTBOX = outbox_table(Base.metadata, "stacks_hook_outbox")

@@ -357,27 +357,33 @@ async def start(
         history=RecordRename(updates, timeout),
         transfer_followups=(PurgeStackGrants(identity, timeout),),
     )
-    hook_servicer, hooks = hook_service(
+    hook_servicer, hooks, intake = hook_service(
         settings,
-        database.sessions,
+        database,
         clock or SystemClock(),
         secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]),
         stack_by_id=store.get_by_id,
         stack_by_path=store.get,
     )
-    servicer = StacksServicer(StackService(store, peers, events=hooks))
+    servicer = StacksServicer(StackService(store, peers, events=intake))
 
     def register(server: grpc.aio.Server) -> None:
         stacks_pb2_grpc.add_StacksServiceServicer_to_server(servicer, server)
         hooks_pb2_grpc.add_HookServiceServicer_to_server(hook_servicer, server)
 
-    return await serve_service(
+    async def close_hooks() -> None:
+        await intake.dispatcher.close()
+        await hooks.close()
+
+    running = await serve_service(
         name="stacks",
         settings=settings,
         host=host,
         port=port,
         register=register,
         service_names=[SERVICE_NAME, HOOK_SERVICE_NAME],
-        closers=[database.engine.dispose, close_channels, hooks.close],
+        closers=[database.engine.dispose, close_channels, close_hooks],
         dependencies=[database_dependency(database.engine)],
     )
+    intake.dispatcher.start()
+    return running
