@@ -21,6 +21,7 @@ from services.common.db import create_engine
 from tests.gateway.cli import begin, create_stack, stack_path, summary
 from tests.gateway.conftest import ADMIN, MEMBER, AiohttpClient, Cairn, running_cairn
 from tests.gateway.receiver import Receiver, receiver
+from tests.gateway.test_agent_pools import claim, create_pool, finish, register
 
 ORG_HOOKS = "/api/orgs/admin/hooks"
 S = stack_path()
@@ -360,3 +361,26 @@ async def test_renamed_and_transferred_stacks_keep_their_hooks(cairn: Cairn) -> 
         # The old organization's hooks no longer hear of the stack.
         await asyncio.sleep(0.3)
         assert old_org.received == []
+
+
+async def test_deployments_send_queued_started_and_finished_events(cairn: Cairn) -> None:
+    await create_stack(cairn)
+    async with receiver() as sink:
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(sink.url, groups=["deployments"]))
+        _, pool_token = await create_pool(cairn, "builders")
+        agent_id = await register(cairn, pool_token)
+        queued = await cairn.json(
+            "POST", f"{S}/deployments", body={"operation": "update", "inheritSettings": True}
+        )
+        job = await claim(cairn, pool_token, agent_id)
+        assert job is not None
+        await finish(cairn, pool_token, agent_id, queued["id"], "failed")
+        received = await sink.wait_for(3)
+        assert set(sink.kinds()) == {"deployment"}
+        bodies = [orjson.loads(r.body) for r in received]
+        assert sorted(body["status"] for body in bodies) == ["failed", "queued", "started"]
+        for body in bodies:
+            assert body["deploymentId"] == queued["id"]
+            assert body["operation"] == "update"
+            assert (body["projectName"], body["stackName"]) == ("web", "dev")
+            assert body["deploymentUrl"].endswith(f"/admin/web/dev/deployments/{body['version']}")
