@@ -33,7 +33,14 @@ from services.agent_pools.models import (
     LogLineRow,
     PoolRow,
 )
-from services.agent_pools.store import DEPLOYMENT_NOT_FOUND, deployment_record, recover_abandoned
+from services.agent_pools.store import (
+    DEPLOYMENT_NOT_FOUND,
+    DeploymentEvents,
+    announce,
+    deployment_record,
+    recover_abandoned,
+    told,
+)
 from services.common.db import Sessions
 from services.common.errors import NotFound
 
@@ -41,8 +48,9 @@ from services.common.errors import NotFound
 class AgentStore:
     """Agents and the jobs they run; one transaction per call."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, events: DeploymentEvents | None = None) -> None:
         self._sessions = sessions
+        self._events = events
 
     async def pool_for_token(self, token_hash: str) -> str | None:
         """The pool whose token has this hash, if any."""
@@ -123,7 +131,10 @@ class AgentStore:
             row.started_at = now
             row.modified_at = now
             row.lease_expires_at = now + JOB_LEASE_SECONDS
-            return deployment_record(row)
+            record = deployment_record(row)
+            written = await announce(session, self._events, record, "started")
+        told(self._events, written)
+        return record
 
     async def running_job(
         self, pool_id: str, agent_id: str, deployment_id: str
@@ -179,6 +190,8 @@ class AgentStore:
             row.finished_at = now
             row.modified_at = now
             row.lease_expires_at = None
+            written = await announce(session, self._events, deployment_record(row), row.status)
+        told(self._events, written)
 
     # -- job tokens ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Inte
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import new_metadata
+from services.common.hook_events import outbox_table
 
 
 class Base(DeclarativeBase):
@@ -205,3 +206,7 @@ class DeploymentPauseRow(Base):
     organization: Mapped[str] = mapped_column(String(100), primary_key=True)
     stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     paused_at: Mapped[float] = mapped_column(Float)
+
+
+# Webhook events of deployments, until the stacks service has them.
+HOOK_OUTBOX = outbox_table(Base.metadata, "agent_pools_hook_outbox")

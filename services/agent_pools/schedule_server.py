@@ -28,13 +28,12 @@ from services.agent_pools.schedules import (
 from services.common.auth import caller_from_context
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
-from services.common.hook_events import HookEventPublisher
+from services.common.hook_events import DRIFT_DETECTED, hook_event
 from services.common.logging import get_logger
 
 log = get_logger("cairn.schedules")
 
 SERVICE_NAME = schedules_pb2.DESCRIPTOR.services_by_name["DeploymentSchedulesService"].full_name
-DRIFT_DETECTED = "drift_detected"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 ROUND_RETRIED_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE_ERRORS, Unavailable)
@@ -247,18 +246,17 @@ def _drift_status(status: DriftStatusView) -> schedules_pb2.DriftStatus:
     )
 
 
-def drift_announcer(publisher: HookEventPublisher | None) -> DriftAnnouncer:
-    """The one place a detected drift becomes a webhook event (`drift_detected`); without a
-    webhook service to tell, it is only logged."""
+EventPublish = Callable[[hooks_pb2.PublishEventRequest], Awaitable[None]]
 
-    def announce(stack_id: str, run: DriftRunRecord, user_login: str) -> None:
-        if publisher is None:
+
+def drift_announcer(publish: EventPublish | None) -> DriftAnnouncer:
+    """The one place a detected drift becomes a webhook event (`drift_detected`), stored in
+    this service's outbox; without a webhook service to tell, it is only logged."""
+
+    async def announce(stack_id: str, run: DriftRunRecord, user_login: str) -> None:
+        if publish is None:
             return
-        publisher.publish(
-            hooks_pb2.PublishEventRequest(
-                stack_id=stack_id, event=DRIFT_DETECTED, user_login=user_login
-            )
-        )
+        await publish(hook_event(stack_id, DRIFT_DETECTED, user_login=user_login))
 
     return announce
 

@@ -13,7 +13,7 @@ stack when asked to.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,7 +70,7 @@ class StackRemover(Protocol):
 
 
 # Reports a detected drift (stack id, drift run, who owns the schedule) to the webhooks.
-DriftAnnouncer = Callable[[str, DriftRunRecord, str], None]
+DriftAnnouncer = Callable[[str, DriftRunRecord, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,7 @@ class Schedules:
             log.info("drift_detected", stack_id=deployment.stack.stack_id, drift_run_id=run.id)
             schedule = await self._store.schedule_definition(run.schedule_id)
             finished = await self._store.drift_run_of(deployment.id)
-            self._announce_drift(
+            await self._announce_drift(
                 deployment.stack.stack_id,
                 finished or run,
                 schedule.requested_by if schedule is not None else deployment.requested_by,

@@ -14,6 +14,7 @@ import orjson
 from protos.cairn.v1 import (
     agent_pools_pb2,
     agent_pools_pb2_grpc,
+    hooks_pb2,
     identity_pb2_grpc,
     schedules_pb2_grpc,
     secrets_pb2_grpc,
@@ -30,7 +31,7 @@ from services.agent_pools.domain import (
     StackName,
     StoredSettings,
 )
-from services.agent_pools.models import Base
+from services.agent_pools.models import HOOK_OUTBOX, Base
 from services.agent_pools.peers import IdentityPeer, SecretsPeer, StacksPeer
 from services.agent_pools.schedule_server import (
     SERVICE_NAME as SCHEDULES_SERVICE_NAME,
@@ -38,21 +39,38 @@ from services.agent_pools.schedule_server import (
 from services.agent_pools.schedule_server import (
     DeploymentSchedulesServicer,
     ScheduleLoop,
+    EventPublish,
     drift_announcer,
 )
 from services.agent_pools.schedule_store import ScheduleStore
 from services.agent_pools.schedules import Schedules
 from services.agent_pools.service import AgentPools
-from services.agent_pools.store import AgentPoolStore
+from services.agent_pools.store import AgentPoolStore, DeploymentEvents
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
-from services.common.hook_events import HookEventPublisher
+from services.common.hook_events import (
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_QUEUED,
+    DEPLOYMENT_STARTED,
+    DEPLOYMENT_SUCCEEDED,
+    Outbox,
+    OutboxDispatcher,
+    forward_lease,
+    forward_to_hooks,
+    hook_event,
+)
 from services.common.logging import get_logger
 from services.common.readiness import database_dependency
-from services.common.service import RunningService, open_database, peer_channel, serve_service
+from services.common.service import (
+    Database,
+    RunningService,
+    open_database,
+    peer_channel,
+    serve_service,
+)
 
 log = get_logger("cairn.agent_pools")
 
@@ -386,6 +404,63 @@ class TokenSweeper:
                 log.exception("deployment_token_sweep_failed")
 
 
+DEPLOYMENT_EVENTS = {
+    "queued": DEPLOYMENT_QUEUED,
+    "started": DEPLOYMENT_STARTED,
+    "succeeded": DEPLOYMENT_SUCCEEDED,
+    "failed": DEPLOYMENT_FAILED,
+}
+
+
+def deployment_event(
+    deployment: DeploymentRecord, status: str
+) -> hooks_pb2.PublishEventRequest | None:
+    """The webhook event of a deployment queued, started (claimed by an agent) or ended."""
+    kind = DEPLOYMENT_EVENTS.get(status)
+    if kind is None:
+        return None
+    stack = deployment.stack
+    return hook_event(
+        stack.stack_id,
+        kind,
+        user_login=deployment.requested_by,
+        organization=stack.organization,
+        project=stack.project,
+        stack_name=stack.stack,
+        deployment=hooks_pb2.DeploymentOutcome(
+            deployment_id=deployment.id,
+            version=deployment.version,
+            operation=deployment.operation,
+            status=status,
+        ),
+    )
+
+
+def hook_dispatcher(
+    settings: Settings, database: Database
+) -> tuple[OutboxDispatcher, grpc.aio.Channel, EventPublish] | None:
+    """Deployment events go to the webhooks in the stacks process, when it is addressed;
+    the third member stores an event of this service's own (drift) and wakes the dispatcher."""
+    if not settings.service_address("stacks"):
+        return None
+    channel = peer_channel(settings, "stacks")
+    timeout = settings.grpc_timeout_seconds
+    outbox = Outbox(database.sessions, database.reads, HOOK_OUTBOX, database.engine.dialect.name)
+    dispatcher = OutboxDispatcher(
+        outbox,
+        forward_to_hooks(channel, timeout),
+        lease_seconds=forward_lease(timeout),
+        poll_seconds=settings.webhook_poll_seconds,
+        name="agent_pools",
+    )
+
+    async def publish(request: hooks_pb2.PublishEventRequest) -> None:
+        await outbox.publish(request)
+        dispatcher.wake()
+
+    return dispatcher, channel, publish
+
+
 async def start(
     settings: Settings, *, host: str, port: int, clock: Clock | None = None
 ) -> RunningService:
@@ -417,23 +492,19 @@ async def start(
     timeout = settings.grpc_timeout_seconds
     secrets = SecretsPeer(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout)
     identity = IdentityPeer(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout)
-    store = AgentPoolStore(database.sessions, database.engine.dialect.name, reads=database.reads)
+    hooks = hook_dispatcher(settings, database)
+    events = None if hooks is None else DeploymentEvents(deployment_event, hooks[0].wake)
+    store = AgentPoolStore(
+        database.sessions, database.engine.dialect.name, events, reads=database.reads
+    )
     pools = AgentPools(
         store,
-        AgentStore(database.sessions),
+        AgentStore(database.sessions, events),
         the_clock,
         secrets.encrypt,
         secrets.decrypt,
         identity,
         token_ttl_seconds=settings.deployment_token_ttl_seconds,
-    )
-    # Detected drift goes to the webhooks in the stacks process.
-    publisher = (
-        None
-        if stacks_channel is None
-        else HookEventPublisher(
-            peer_channel(settings, "stacks"), timeout, settings.webhook_queue_size
-        )
     )
     schedules = Schedules(
         ScheduleStore(database.sessions),
@@ -443,7 +514,7 @@ async def start(
         None
         if stacks_channel is None
         else StacksPeer(stacks_pb2_grpc.StacksServiceStub(stacks_channel), timeout),
-        drift_announcer(publisher),
+        drift_announcer(None if hooks is None else hooks[2]),
     )
     servicer = AgentPoolsServicer(pools, the_clock, schedules)
     sweeper = TokenSweeper(pools.sweep, settings.deployment_token_sweep_seconds)
@@ -454,6 +525,11 @@ async def start(
         schedules_pb2_grpc.add_DeploymentSchedulesServiceServicer_to_server(
             DeploymentSchedulesServicer(schedules), server
         )
+
+    async def close_hooks() -> None:
+        if hooks is not None:
+            await hooks[0].close()
+            await hooks[1].close(None)
 
     running = await serve_service(
         name="agent_pools",
@@ -466,6 +542,7 @@ async def start(
         closers=[
             database.engine.dispose,
             close_channels,
+            close_hooks,
             sweeper.stop,
             scheduler.stop,
         ],
@@ -473,4 +550,6 @@ async def start(
     )
     sweeper.start()
     scheduler.start()
+    if hooks is not None:
+        hooks[0].start()
     return running

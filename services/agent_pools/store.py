@@ -6,13 +6,15 @@ What agents do with deployments (claims, logs, job tokens) is in `agent_store`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.agent_pools.domain import (
     ACCEPTED,
     FAILED,
@@ -34,6 +36,7 @@ from services.agent_pools.domain import (
     check_pool_deletion,
 )
 from services.agent_pools.models import (
+    HOOK_OUTBOX,
     AgentRow,
     DeploymentRow,
     JobTokenRow,
@@ -43,6 +46,7 @@ from services.agent_pools.models import (
 )
 from services.common.db import Sessions
 from services.common.errors import Aborted, AlreadyExists, NotFound
+from services.common.hook_events import add_event
 
 POOL_NOT_FOUND = "Not Found: AgentPool"
 VERSION_ATTEMPTS = 20
@@ -50,12 +54,46 @@ DEPLOYMENT_NOT_FOUND = "Not Found: Deployment"
 ABANDONED = "the agent running this deployment stopped responding"
 
 
+@dataclass(frozen=True)
+class DeploymentEvents:
+    """Webhook events of deployments: `event` builds the one a change writes to the outbox in
+    its own transaction (queued, started, succeeded, failed; None for no event); `written`
+    is told after such a commit."""
+
+    event: Callable[[DeploymentRecord, str], PublishEventRequest | None]
+    written: Callable[[], None]
+
+
+async def announce(
+    session: AsyncSession, events: DeploymentEvents | None, record: DeploymentRecord, status: str
+) -> bool:
+    """Write a deployment's event in the open transaction; True when one was written."""
+    event = None if events is None else events.event(record, status)
+    if event is None:
+        return False
+    await add_event(session, HOOK_OUTBOX, event)
+    return True
+
+
+def told(events: DeploymentEvents | None, written: bool) -> None:
+    if written and events is not None:
+        events.written()
+
+
 class AgentPoolStore:
     """Pools, agents, settings and deployments; one transaction per call."""
 
-    def __init__(self, sessions: Sessions, dialect: str, *, reads: Sessions | None = None) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        dialect: str,
+        events: DeploymentEvents | None = None,
+        *,
+        reads: Sessions | None = None,
+    ) -> None:
         self._sessions = sessions
         self._dialect = dialect
+        self._events = events
         # Read-only transactions (no SQLite write lock) for lookups that history views make.
         self._reads = reads or sessions
 
@@ -280,7 +318,10 @@ class AgentPoolStore:
             )
             session.add(row)
             await session.flush()
-            return deployment_record(row)
+            record = deployment_record(row)
+            written = await announce(session, self._events, record, "queued")
+        told(self._events, written)
+        return record
 
     async def list_deployments(
         self,
@@ -376,11 +417,15 @@ class AgentPoolStore:
             check_cancellable(row.status)
             row.is_cancel_requested = True
             row.modified_at = now
+            written = False
             if row.status == NOT_STARTED:
                 row.status = FAILED
                 row.message = "cancelled"
                 row.finished_at = now
-            return deployment_record(row)
+                written = await announce(session, self._events, deployment_record(row), FAILED)
+            record = deployment_record(row)
+        told(self._events, written)
+        return record
 
     async def purge(self, stack_id: str) -> list[TokenToRevoke]:
         """Forget the stack's deployments; returns their jobs' tokens, to revoke."""

@@ -164,7 +164,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_attempts: int = Field(default=3, ge=1, le=10)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
-    webhook_queue_size: int = Field(default=1000, ge=1)
+    # How often each process's outbox dispatcher looks for webhook events nobody woke it for
+    # (a stopped process's or another replica's, whose claim ran out).
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Addresses webhook deliveries never connect to (networks, comma-separated), whatever a
     # payload URL's host resolves to: link-local (cloud metadata services such as
     # 169.254.169.254) and unspecified addresses, and, unless webhook_allow_private is set,

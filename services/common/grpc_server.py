@@ -331,7 +331,8 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "GetSignInOptions",
     ),
     "cairn.v1.SecretsService": ("ListDecryptionEvents",),
-    "cairn.v1.HookService": ("ListHooks", "GetHook", "ListHookDeliveries"),
+    # PublishEvent stores an event once by its id.
+    "cairn.v1.HookService": ("ListHooks", "GetHook", "ListHookDeliveries", "PublishEvent"),
     "cairn.v1.AgentPoolsService": (
         "ListPools",
         "GetPool",

@@ -53,6 +53,19 @@ class NotificationSettings:
 
     notify_update_failure: bool = False
     notify_update_success: bool = False
+    # Whether they were ever set; until then webhooks get every update outcome.
+    configured: bool = False
+
+    def notifies(self, result: str) -> bool:
+        """Whether an update with this result goes to the stack's and its organization's
+        webhooks (other results and other events always do)."""
+        if not self.configured:
+            return True
+        if result == "succeeded":
+            return self.notify_update_success
+        if result == "failed":
+            return self.notify_update_failure
+        return True
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import new_metadata
+from services.common.hook_events import outbox_table
 
 
 def name_column_type(length: int) -> String:
@@ -50,6 +51,8 @@ class StackRow(Base):
     owner_login: Mapped[str] = mapped_column(String(100), server_default="")
     notify_update_failure: Mapped[bool] = mapped_column(Boolean, server_default=false())
     notify_update_success: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Whether the switches were ever set: until then webhooks get every update outcome.
+    notifications_set: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class StackTagRow(Base):
@@ -140,3 +143,7 @@ class DeletedStackRow(Base):
     deleted_by: Mapped[str] = mapped_column(String(100))
     # The stack row's other columns, its tags and its annotations (content base64).
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# Webhook events of stack changes and those other services publish, until delivered.
+HOOK_OUTBOX = outbox_table(Base.metadata, "stacks_hook_outbox")

@@ -378,16 +378,16 @@ async def start(
         history=RecordRename(updates, timeout),
         transfer_followups=(PurgeStackGrants(identity, timeout),),
     )
-    hook_servicer, hooks = hook_service(
+    hook_servicer, hooks, intake = hook_service(
         settings,
-        database.sessions,
+        database,
         clock or SystemClock(),
         secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]),
         stack_by_id=store.get_by_id,
         stack_by_path=store.get,
     )
     window = DeletedStackWindow(settings.deleted_stack_retention_days, clock or SystemClock())
-    service = StackService(store, peers, events=hooks, window=window)
+    service = StackService(store, peers, events=intake, window=window)
     servicer = StacksServicer(service)
     sweeper = DeletedStackSweeper(
         lambda: service.purge_expired(Caller()), settings.deleted_stack_sweep_seconds
@@ -397,6 +397,10 @@ async def start(
         stacks_pb2_grpc.add_StacksServiceServicer_to_server(servicer, server)
         hooks_pb2_grpc.add_HookServiceServicer_to_server(hook_servicer, server)
 
+    async def close_hooks() -> None:
+        await intake.dispatcher.close()
+        await hooks.close()
+
     running = await serve_service(
         name="stacks",
         settings=settings,
@@ -405,9 +409,10 @@ async def start(
         register=register,
         service_names=[SERVICE_NAME, HOOK_SERVICE_NAME],
         # Closers run last to first: the sweeper stops before the channels and the database.
-        closers=[database.engine.dispose, close_channels, hooks.close, sweeper.stop],
+        closers=[database.engine.dispose, close_channels, close_hooks, sweeper.stop],
         dependencies=[database_dependency(database.engine)],
     )
+    intake.dispatcher.start()
     sweeper.start()
     return running
 

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import grpc
 
+from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.common.auth import Caller
 from services.common.clock import Clock
 from services.common.errors import DomainError, InvalidArgument, NotFound
@@ -43,7 +44,7 @@ from services.stacks.domain import (
     validate_tags,
 )
 from services.stacks.pipelines import RUNTIME_TAG, WorkflowRequest, starter_workflow
-from services.stacks.store import StackStore
+from services.stacks.store import Announce, StackStore
 
 log = get_logger("cairn.stacks")
 
@@ -129,9 +130,12 @@ class Peers:
 
 
 class StackEvents(Protocol):
-    """Told (without waiting) that a stack was created, deleted or renamed."""
+    """Webhook events of stack changes: `event` builds the one a change writes in its own
+    transaction (created, deleted, renamed, transferred); `written` is told after commit."""
 
-    def stack_event(self, stack: StackRecord, action: str, user_login: str) -> None: ...
+    def event(self, stack: StackRecord, action: str, user_login: str) -> PublishEventRequest: ...
+
+    def written(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -162,23 +166,37 @@ class StackService:
         # None or zero days: a deletion purges everything at once.
         self._window = window if window is not None and window.retention_days > 0 else None
 
-    def _tell(self, stack: StackRecord, action: str, caller: Caller) -> None:
+    def _announce(self, action: str, caller: Caller) -> Announce | None:
+        events = self._events
+        if events is None:
+            return None
+        return lambda stack: events.event(stack, action, caller.login)
+
+    def _written(self) -> None:
         if self._events is not None:
-            self._events.stack_event(stack, action, caller.login)
+            self._events.written()
 
     async def create(
         self, stack: NewStack, caller: Caller, initial_state: bytes | None = None
     ) -> StackRecord:
         """Create a stack; an initial state becomes its first version, or the stack goes away
         again when the state is refused (the refusal is what the caller gets)."""
+        announce = self._announce("created", caller)
+        if initial_state is None:
+            created = await self._store.create(validate_new_stack(stack), announce)
+            self._written()
+            return created
+        # With a state to import the stack exists for good only once the import succeeded:
+        # the event is written then.
         created = await self._store.create(validate_new_stack(stack))
-        if initial_state is not None:
-            try:
-                await self._peers.state_import(created, initial_state, caller)
-            except DomainError:
-                await self._delete(created.path, force=True, caller=caller, keep=False)
-                raise
-        self._tell(created, "created", caller)
+        try:
+            await self._peers.state_import(created, initial_state, caller)
+        except DomainError:
+            await self._delete(created.path, force=True, caller=caller, keep=False)
+            raise
+        if announce is not None:
+            await self._store.announce(created, announce)
+            self._written()
         return created
 
     async def get(self, path: StackPath) -> StackRecord:
@@ -195,12 +213,20 @@ class StackService:
 
     async def delete(self, path: StackPath, *, force: bool, caller: Caller) -> StackRecord:
         """Delete a stack and purge its data elsewhere; returns what was deleted."""
-        stack = await self._delete(path, force=force, caller=caller)
-        self._tell(stack, "deleted", caller)
+        stack = await self._delete(
+            path, force=force, caller=caller, announce=self._announce("deleted", caller)
+        )
+        self._written()
         return stack
 
     async def _delete(
-        self, path: StackPath, *, force: bool, caller: Caller, keep: bool = True
+        self,
+        path: StackPath,
+        *,
+        force: bool,
+        caller: Caller,
+        announce: Announce | None = None,
+        keep: bool = True,
     ) -> StackRecord:
         stack = await self._store.get(validate_path(path))
         for check in self._peers.checks:
@@ -208,10 +234,10 @@ class StackService:
         if keep and self._window is not None:
             # Everything other services keep stays under the stable id, out of reach until a
             # restore puts the stack row back or the sweep purges it.
-            await self._store.tombstone(stack, caller.login)
+            await self._store.tombstone(stack, caller.login, announce)
             return stack
         # Deleting by the stable id means a concurrent rename cannot redirect the delete.
-        await self._store.delete(stack)
+        await self._store.delete(stack, announce)
         # The stack is gone and a retry would get NotFound, so a failed purge leaves an
         # orphan behind (unreachable, hence harmless) rather than failing the call.
         await _run_all(self._peers.purges, stack, caller, "stack_purge_failed")
@@ -282,12 +308,12 @@ class StackService:
         stack = await self._store.get(path)
         for check in self._peers.checks:
             await check(stack, force=True, caller=caller)
-        renamed = await self._store.rename(path, target)
+        renamed = await self._store.rename(path, target, self._announce("renamed", caller))
+        self._written()
         # The rename has happened; a failed follow-up is logged, not turned into a failure.
         update_id = await _record(
             self._peers.history, renamed, caller, "stack_rename_followup_failed"
         )
-        self._tell(renamed, "renamed", caller)
         return renamed, update_id
 
     async def transfer(self, path: StackPath, destination: str, caller: Caller) -> StackRecord:
@@ -310,7 +336,10 @@ class StackService:
         owner = stack.owner_login
         if owner not in await self._peers.members(target.organization, caller):
             owner = caller.login
-        moved = await self._store.transfer(stack, target, owner)
+        moved = await self._store.transfer(
+            stack, target, owner, self._announce("transferred", caller)
+        )
+        self._written()
         event = "stack_transfer_followup_failed"
         await _record(self._peers.history, moved, caller, event)
         await _run_all(self._peers.transfer_followups, moved, caller, event)

@@ -5,17 +5,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select, tuple_
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.common.clock import Clock
 from services.common.db import Sessions
 from services.common.errors import Aborted, AlreadyExists, NotFound
+from services.common.hook_events import add_event
 from services.stacks.domain import (
     MAX_ANNOTATION_VERSIONS,
     Annotation,
@@ -31,7 +34,17 @@ from services.stacks.domain import (
     StackRecord,
     encode_continuation_token,
 )
-from services.stacks.models import DeletedStackRow, StackAnnotationRow, StackRow, StackTagRow
+from services.stacks.models import (
+    HOOK_OUTBOX,
+    DeletedStackRow,
+    HookRow,
+    StackAnnotationRow,
+    StackRow,
+    StackTagRow,
+)
+
+# The webhook event of a stack change, built from the stack as the change leaves it.
+Announce = Callable[[StackRecord], PublishEventRequest | None]
 
 ANNOTATION_CHANGED = "Conflict: the annotation has changed since it was read"
 
@@ -57,8 +70,9 @@ class StackStore:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), tz=UTC)
 
-    async def create(self, stack: NewStack) -> StackRecord:
-        """Insert a stack; AlreadyExists when the name is taken, even by a concurrent create."""
+    async def create(self, stack: NewStack, announce: Announce | None = None) -> StackRecord:
+        """Insert a stack; AlreadyExists when the name is taken, even by a concurrent create.
+        `announce` gives the webhook event written in the same transaction."""
         now = self._now()
         row = StackRow(
             id=uuid.uuid4().hex,
@@ -79,9 +93,15 @@ class StackStore:
                 # The stack row goes first so its foreign key exists for the tags.
                 await session.flush()
                 session.add_all(_tag_rows(row.id, stack.tags))
+                await _announce(session, announce, _record(row, stack.tags))
         except IntegrityError:
             raise already_exists(stack.path) from None
         return _record(row, stack.tags)
+
+    async def announce(self, stack: StackRecord, announce: Announce) -> None:
+        """Write a webhook event on its own (for a change committed in several steps)."""
+        async with self._sessions.begin() as session:
+            await _announce(session, announce, stack)
 
     async def get(self, path: StackPath) -> StackRecord:
         """The stack at a path, with its tags; NotFound when there is none."""
@@ -105,18 +125,23 @@ class StackStore:
             )
             return bool(await session.scalar(query))
 
-    async def delete(self, stack: StackRecord) -> None:
+    async def delete(self, stack: StackRecord, announce: Announce | None = None) -> None:
         """Delete a stack by its stable id (tags cascade); NotFound when already gone."""
         async with self._sessions.begin() as session:
             deleted = await session.scalar(
                 delete(StackRow).where(StackRow.id == stack.id).returning(StackRow.id)
             )
+            if deleted is not None:
+                await _announce(session, announce, stack)
         if deleted is None:
             raise not_found(stack.path)
 
-    async def tombstone(self, stack: StackRecord, deleted_by: str) -> None:
+    async def tombstone(
+        self, stack: StackRecord, deleted_by: str, announce: Announce | None = None
+    ) -> None:
         """Move a stack, by its stable id, out of the live table into a tombstone holding its
-        row, tags and annotations, in one transaction; NotFound when already gone."""
+        row, tags and annotations, in one transaction (with its webhook event); NotFound when
+        already gone."""
         async with self._sessions.begin() as session:
             row = await session.get(StackRow, stack.id, with_for_update=True)
             if row is None:
@@ -139,6 +164,7 @@ class StackStore:
                 )
             )
             await session.delete(row)
+            await _announce(session, announce, stack)
 
     async def list_deleted(self, organization: str, after: float) -> list[DeletedStack]:
         """An organization's tombstones deleted after a time (Unix seconds), newest first."""
@@ -240,8 +266,11 @@ class StackStore:
             token = encode_continuation_token(records[-1].path)
         return StackPage(stacks=records, continuation_token=token)
 
-    async def rename(self, path: StackPath, target: StackPath) -> StackRecord:
-        """Move a stack to a new project and/or name; its id, tags and creation time stay."""
+    async def rename(
+        self, path: StackPath, target: StackPath, announce: Announce | None = None
+    ) -> StackRecord:
+        """Move a stack to a new project and/or name; its id, tags, creation time and webhooks
+        stay (hooks are keyed by the id)."""
         try:
             async with self._sessions.begin() as session:
                 row = await _find(session, path, for_update=True)
@@ -251,16 +280,22 @@ class StackStore:
                 # Flush here so a taken name surfaces as IntegrityError inside the try.
                 await session.flush()
                 tags = (await _tags(session, [row.id]))[row.id]
+                await _announce(session, announce, _record(row, tags))
         except IntegrityError:
             raise already_exists(target) from None
         return _record(row, tags)
 
     async def transfer(
-        self, stack: StackRecord, target: StackPath, owner_login: str
+        self,
+        stack: StackRecord,
+        target: StackPath,
+        owner_login: str,
+        announce: Announce | None = None,
     ) -> StackRecord:
         """Move a stack, found by its stable id, to another organization.
 
-        Team grants belong to the old organization's teams, so they stay behind.
+        Team grants belong to the old organization's teams, so they stay behind; the stack's
+        own webhooks move with it (the old organization's hooks stay there).
         """
         try:
             async with self._sessions.begin() as session:
@@ -273,7 +308,13 @@ class StackStore:
                 row.owner_login = owner_login
                 row.updated_at = self._now()
                 await session.flush()
+                await session.execute(
+                    sa_update(HookRow)
+                    .where(HookRow.stack_id == stack.id)
+                    .values(organization=target.organization)
+                )
                 tags = (await _tags(session, [row.id]))[row.id]
+                await _announce(session, announce, _record(row, tags))
         except IntegrityError:
             raise already_exists(target) from None
         return _record(row, tags)
@@ -295,6 +336,7 @@ class StackStore:
             row = await _find(session, path, for_update=True)
             row.notify_update_failure = settings.notify_update_failure
             row.notify_update_success = settings.notify_update_success
+            row.notifications_set = True
             row.updated_at = self._now()
             tags = (await _tags(session, [row.id]))[row.id]
         return _record(row, tags)
@@ -379,6 +421,12 @@ async def _find(session: AsyncSession, path: StackPath, *, for_update: bool = Fa
     return row
 
 
+async def _announce(session: AsyncSession, announce: Announce | None, stack: StackRecord) -> None:
+    event = None if announce is None else announce(stack)
+    if event is not None:
+        await add_event(session, HOOK_OUTBOX, event)
+
+
 async def _tags(session: AsyncSession, stack_ids: list[str]) -> dict[str, dict[str, str]]:
     """Tags of several stacks at once, keyed by stack id (every id present)."""
     found: dict[str, dict[str, str]] = {stack_id: {} for stack_id in stack_ids}
@@ -442,6 +490,7 @@ def _record(row: StackRow, tags: Mapping[str, str]) -> StackRecord:
         notifications=NotificationSettings(
             notify_update_failure=row.notify_update_failure,
             notify_update_success=row.notify_update_success,
+            configured=bool(row.notifications_set),
         ),
     )
 
@@ -471,6 +520,7 @@ def _snapshot(
         "owner_login": row.owner_login,
         "notify_update_failure": row.notify_update_failure,
         "notify_update_success": row.notify_update_success,
+        "notifications_set": bool(row.notifications_set),
         "tags": dict(tags),
         "annotations": [
             {
@@ -502,6 +552,7 @@ def _from_snapshot(
         owner_login=str(snapshot.get("owner_login", "")),
         notify_update_failure=bool(snapshot.get("notify_update_failure", False)),
         notify_update_success=bool(snapshot.get("notify_update_success", False)),
+        notifications_set=bool(snapshot.get("notifications_set", False)),
     )
     tags = {str(name): str(value) for name, value in snapshot.get("tags", {}).items()}
     annotations = [

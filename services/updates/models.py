@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.db import new_metadata
+from services.common.hook_events import outbox_table
 
 
 def update_fk() -> ForeignKey:
@@ -199,3 +200,7 @@ class StackReferenceRow(Base):
     stack_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+# Webhook events of update starts and ends, until the stacks service has them.
+HOOK_OUTBOX = outbox_table(Base.metadata, "updates_hook_outbox")

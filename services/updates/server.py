@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,21 @@ from services.common.blobs import open_blob_store
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.db import statement_session_factory
-from services.common.hook_events import HookEventPublisher
+from services.common.hook_events import (
+    Outbox,
+    OutboxDispatcher,
+    forward_lease,
+    forward_to_hooks,
+    hook_event,
+)
 from services.common.readiness import Dependency, database_dependency
-from services.common.service import RunningService, open_database, peer_channel, serve_service
+from services.common.service import (
+    Database,
+    RunningService,
+    open_database,
+    peer_channel,
+    serve_service,
+)
 from services.updates import bodies
 from services.updates.domain import (
     EngineEvent,
@@ -42,7 +53,7 @@ from services.updates.maintenance import (
     collect_garbage,
     move_texts,
 )
-from services.updates.models import Base
+from services.updates.models import HOOK_OUTBOX, Base
 from services.updates.service import Updates
 from services.updates.state_store import Retention, StateStore
 from services.updates.states import StateTexts
@@ -470,44 +481,46 @@ def build_lock(settings: Settings) -> StackLock:
     return DatabaseOnlyLock()
 
 
-def hook_publisher(settings: Settings) -> HookEventPublisher | None:
-    """Update outcomes go to the webhooks in the stacks process, when it is addressed."""
-    if not settings.service_address("stacks"):
+def update_event(update: UpdateRecord, result: str) -> hooks_pb2.PublishEventRequest | None:
+    """The webhook event of an update's start or end (CLI kinds only)."""
+    kind = "preview" if update.is_preview else update.kind
+    if kind not in WEBHOOK_KINDS:
         return None
-    return HookEventPublisher(
-        peer_channel(settings, "stacks"),
-        settings.grpc_timeout_seconds,
-        settings.webhook_queue_size,
+    duration = 0
+    if update.started_at is not None and update.ended_at is not None:
+        duration = max(0, round(update.ended_at - update.started_at))
+    return hook_event(
+        update.stack_id,
+        f"{kind}_{result}",
+        user_login=update.requested_by,
+        update=hooks_pb2.UpdateOutcome(
+            update_id=update.id,
+            kind=kind,
+            result=result,
+            version=update.version,
+            resource_changes=dict(update.resource_changes),
+            duration_seconds=duration,
+        ),
     )
 
 
-def update_announcer(publisher: HookEventPublisher) -> Callable[[UpdateRecord, str], None]:
-    """Reports an update's start and end (CLI kinds only) as a webhook event."""
-
-    def announce(update: UpdateRecord, result: str) -> None:
-        kind = "preview" if update.is_preview else update.kind
-        if kind not in WEBHOOK_KINDS:
-            return
-        duration = 0
-        if update.started_at is not None and update.ended_at is not None:
-            duration = max(0, round(update.ended_at - update.started_at))
-        publisher.publish(
-            hooks_pb2.PublishEventRequest(
-                stack_id=update.stack_id,
-                event=f"{kind}_{result}",
-                user_login=update.requested_by,
-                update=hooks_pb2.UpdateOutcome(
-                    update_id=update.id,
-                    kind=kind,
-                    result=result,
-                    version=update.version,
-                    resource_changes=dict(update.resource_changes),
-                    duration_seconds=duration,
-                ),
-            )
-        )
-
-    return announce
+def hook_dispatcher(
+    settings: Settings, database: Database
+) -> tuple[OutboxDispatcher, grpc.aio.Channel] | None:
+    """Update events go to the webhooks in the stacks process, when it is addressed."""
+    if not settings.service_address("stacks"):
+        return None
+    channel = peer_channel(settings, "stacks")
+    timeout = settings.grpc_timeout_seconds
+    outbox = Outbox(database.sessions, database.reads, HOOK_OUTBOX, database.engine.dialect.name)
+    dispatcher = OutboxDispatcher(
+        outbox,
+        forward_to_hooks(channel, timeout),
+        lease_seconds=forward_lease(timeout),
+        poll_seconds=settings.webhook_poll_seconds,
+        name="updates",
+    )
+    return dispatcher, channel
 
 
 def lock_dependencies(lock: StackLock) -> list[Dependency]:
@@ -546,16 +559,27 @@ async def start(
 
     collector = Collector(collect, settings.blob_gc_interval_seconds)
     history = UpdateHistory(store, HistoryStore(database.reads), states)
-    publisher = hook_publisher(settings)
-    announce = None if publisher is None else update_announcer(publisher)
+    hooks = hook_dispatcher(settings, database)
     servicer = UpdatesServicer(
-        Updates(store, stack_lock, the_clock, states, announce=announce),
+        Updates(
+            store,
+            stack_lock,
+            the_clock,
+            states,
+            announce=None if hooks is None else update_event,
+            announced=None if hooks is None else hooks[0].wake,
+        ),
         history,
         Retentions(state_store, states, the_clock.now),
     )
 
     def register(server: grpc.aio.Server) -> None:
         updates_pb2_grpc.add_UpdatesServiceServicer_to_server(servicer, server)
+
+    async def close_hooks() -> None:
+        if hooks is not None:
+            await hooks[0].close()
+            await hooks[1].close(None)
 
     running = await serve_service(
         name="updates",
@@ -568,12 +592,14 @@ async def start(
         closers=[
             database.engine.dispose,
             stack_lock.close,
-            *([] if publisher is None else [publisher.close]),
+            close_hooks,
             collector.stop,
         ],
         dependencies=[database_dependency(database.engine), *lock_dependencies(stack_lock)],
     )
     collector.start()
+    if hooks is not None:
+        hooks[0].start()
     return running
 
 

@@ -9,7 +9,6 @@ lock row decides who may start; Redis, when configured, only turns contenders aw
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,7 +57,7 @@ from services.updates.domain import (
 from services.updates.journal import validate_entry
 from services.updates.lease import StackLock
 from services.updates.states import StateTexts
-from services.updates.store import Blocked, FencedUpdate, UpdateStore
+from services.updates.store import Announce, Blocked, FencedUpdate, UpdateStore
 from services.updates.texts import (
     WorkingTexts,
     catch_up,
@@ -84,10 +83,7 @@ EXPORT_ATTEMPTS = 3
 
 
 # Told (without waiting) that an update started or ended: the record and the result.
-Announce = Callable[[UpdateRecord, str], None]
-
-
-def _silent(update: UpdateRecord, result: str) -> None:
+def _nothing() -> None:
     return None
 
 
@@ -108,6 +104,7 @@ class Updates:
         cache: WorkingTexts | None = None,
         metrics: Metrics | None = None,
         announce: Announce | None = None,
+        announced: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._lock = lock
@@ -117,7 +114,10 @@ class Updates:
         self._texts = cache or WorkingTexts()
         self._writers: dict[str, asyncio.Lock] = {}
         self._metrics = metrics or default_metrics()
-        self._announce = announce or _silent
+        # Builds the webhook event an update's start or end writes to the outbox in its own
+        # transaction; `announced` is told after such a commit (it wakes the dispatcher).
+        self._announce = announce
+        self._announced = announced or _nothing
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ class Updates:
             if not update.is_preview:
                 self._metrics.update_lock_wait_seconds.observe(time.perf_counter() - began)
         self._metrics.updates_started.labels(_kind_label(update)).inc()
-        self._announce(dataclasses.replace(update, version=started.version), "started")
+        self._announced()
         return started
 
     async def _take(
@@ -159,6 +159,7 @@ class Updates:
                     expires_at=expires_at,
                     journal_version=1 if journal_version >= 1 else 0,
                     now=now,
+                    announce=self._announce,
                 )
                 if isinstance(result, Blocked):
                     await self._abandon(result.holder)
@@ -190,9 +191,9 @@ class Updates:
         """End an update whose lease ran out (as failed) and release the stack."""
         ended = holder
         if holder.status == RUNNING:
-            ended = await self._store.expire(holder.id, self._clock.now())
+            ended = await self._store.expire(holder.id, self._clock.now(), self._announce)
             log.info("update_lease_expired", update_id=holder.id, stack_id=holder.stack_id)
-            self._announce(ended, ended.status)
+            self._announced()
         await self._finalise(ended)
 
     async def renew(self, lease: LeaseRef, duration_seconds: int) -> Lease:
@@ -214,25 +215,27 @@ class Updates:
         """End the update (idempotent for the same status), store its state, free the stack."""
         validate_complete_status(status)
         ended = await self._store.end(
-            lease.update_id, status=status, now=self._clock.now(), lease=lease
+            lease.update_id,
+            status=status,
+            now=self._clock.now(),
+            lease=lease,
+            announce=self._announce,
         )
+        self._announced()
         await self._finalise(ended)
         if not ended.is_preview:
             await self._lock.release(ended.stack_id, lease.token_hash)
-        if not ended.is_finalised:
-            self._announce(ended, ended.status)
 
     async def cancel(self, stack_id: str, update_id: str) -> None:
         """`pulumi cancel`: end a running update at once; its lease stops working."""
         update = await self._store.get(stack_id, update_id)
         ended = await self._store.end(
-            update.id, status=CANCELLED, now=self._clock.now(), lease=None
+            update.id, status=CANCELLED, now=self._clock.now(), lease=None, announce=self._announce
         )
+        self._announced()
         await self._finalise(ended)
         if not ended.is_preview and ended.lease_token_hash:
             await self._lock.release(ended.stack_id, ended.lease_token_hash)
-        if not ended.is_finalised:
-            self._announce(ended, CANCELLED)
 
     async def _finalise(self, update: UpdateRecord) -> None:
         if update.is_finalised:

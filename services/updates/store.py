@@ -8,7 +8,7 @@ or end an update) are pure functions of `domain`, applied here to the rows just 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +28,10 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.common.db import Sessions
 from services.common.errors import Aborted, DomainError
+from services.common.hook_events import add_event
 from services.updates.domain import (
     ENDED,
     NOT_STARTED,
@@ -50,6 +52,7 @@ from services.updates.domain import (
     update_not_found,
 )
 from services.updates.models import (
+    HOOK_OUTBOX,
     Base,
     CheckpointDeltaRow,
     EngineEventRow,
@@ -131,6 +134,21 @@ class StoredWorking:
     sha256: str
 
 
+# The webhook event of an update's start or end (None: no event), from the update as the
+# transaction leaves it and the result (started, succeeded, failed, cancelled).
+Announce = Callable[[UpdateRecord, str], PublishEventRequest | None]
+
+
+async def _announce(
+    session: AsyncSession, announce: Announce | None, row: UpdateRow, result: str
+) -> UpdateRecord:
+    record = update_record(row)
+    event = None if announce is None else announce(record, result)
+    if event is not None:
+        await add_event(session, HOOK_OUTBOX, event)
+    return record
+
+
 class UpdateStore:
     """Updates, their checkpoints, journal and events, and the per-stack lock row."""
 
@@ -197,8 +215,10 @@ class UpdateStore:
         expires_at: float,
         journal_version: int,
         now: float,
+        announce: Announce | None = None,
     ) -> Started | Blocked:
-        """Take the stack (non-previews) and start the update, or say who blocks it."""
+        """Take the stack (non-previews) and start the update, or say who blocks it; the
+        webhook event `announce` gives is written in the same transaction."""
         async with self._sessions.begin() as session:
             state = await self._lock_stack(session, stack_id)
             row = await _update_row(session, update_id, for_update=True)
@@ -223,10 +243,17 @@ class UpdateStore:
             row.lease_token_hash = token_hash
             row.lease_expires_at = expires_at
             row.journal_version = 0 if is_preview else journal_version
+            await _announce(session, announce, row, "started")
         return Started(version=version, journal_version=row.journal_version)
 
     async def end(
-        self, update_id: str, *, status: str, now: float, lease: LeaseRef | None
+        self,
+        update_id: str,
+        *,
+        status: str,
+        now: float,
+        lease: LeaseRef | None,
+        announce: Announce | None = None,
     ) -> UpdateRecord:
         """Phase one of ending: fence, then set the final status and revoke the lease.
 
@@ -242,9 +269,11 @@ class UpdateStore:
             if row.status in ENDED:
                 return record  # a repeated complete
             _close(row, status, now)
-            return update_record(row)
+            return await _announce(session, announce, row, status)
 
-    async def expire(self, update_id: str, now: float) -> UpdateRecord:
+    async def expire(
+        self, update_id: str, now: float, announce: Announce | None = None
+    ) -> UpdateRecord:
         """Phase one for an abandoned update: a running update whose lease ran out fails."""
         async with self._sessions.begin() as session:
             row = await _update_row(session, update_id, for_update=True)
@@ -254,6 +283,7 @@ class UpdateStore:
             if row.status == RUNNING:
                 _refuse(holder_refusal(record, now))
                 _close(row, "failed", now)
+                return await _announce(session, announce, row, "failed")
             return update_record(row)
 
     async def finalise(self, update: UpdateRecord, final: FinalState | None, now: float) -> None:

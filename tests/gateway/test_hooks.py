@@ -15,11 +15,13 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from gateway.audit import AUDIT_RECORDER
+from protos.cairn.v1 import identity_pb2
 from services.common.config import Settings
 from services.common.db import create_engine
 from tests.gateway.cli import begin, create_stack, stack_path, summary
 from tests.gateway.conftest import ADMIN, MEMBER, AiohttpClient, Cairn, running_cairn
 from tests.gateway.receiver import Receiver, receiver
+from tests.gateway.test_agent_pools import claim, create_pool, finish, register
 
 ORG_HOOKS = "/api/orgs/admin/hooks"
 S = stack_path()
@@ -285,3 +287,100 @@ async def test_updates_never_wait_for_hooks(cairn: Cairn, sink: Receiver) -> Non
     assert status["status"] == "succeeded"
     sink.hold.set()
     await sink.wait_for(2)
+
+
+def results(sink: Receiver) -> list[str]:
+    return [orjson.loads(r.body)["result"] for r in sink.received]
+
+
+async def test_notification_switches_decide_update_outcomes(cairn: Cairn) -> None:
+    """Once set, a stack's switches decide whether its update successes and failures reach
+    its hooks and its organization's; starts are not switched."""
+    await create_stack(cairn)
+    async with receiver() as org_sink, receiver() as stack_sink:
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(org_sink.url))
+        await cairn.json("POST", STACK_HOOKS, body=hook_body(stack_sink.url))
+        await cairn.json(
+            "PATCH",
+            f"{S}/notifications/settings",
+            body={"notifyUpdateFailure": True, "notifyUpdateSuccess": False},
+        )
+        succeeding = await begin(cairn, S)
+        await succeeding.complete()
+        failing = await begin(cairn, S)
+        await failing.complete("failed")
+        for sink in (org_sink, stack_sink):
+            await sink.wait_for(3)
+        # Give a wrongly sent success time to arrive.
+        await asyncio.sleep(0.5)
+        for sink in (org_sink, stack_sink):
+            assert sorted(results(sink)) == ["failed", "started", "started"]
+
+        await cairn.json(
+            "PATCH",
+            f"{S}/notifications/settings",
+            body={"notifyUpdateFailure": False, "notifyUpdateSuccess": True},
+        )
+        again = await begin(cairn, S)
+        await again.complete()
+        for sink in (org_sink, stack_sink):
+            await sink.wait_for(5)
+            assert sorted(results(sink)[3:]) == ["started", "succeeded"]
+
+
+async def test_renamed_and_transferred_stacks_keep_their_hooks(cairn: Cairn) -> None:
+    await create_stack(cairn)
+    await cairn.identity.CreateOrganization(
+        identity_pb2.CreateOrganizationRequest(name="acme", admin_login="admin")
+    )
+    async with receiver() as stack_sink, receiver() as old_org:
+        hook = await cairn.json("POST", STACK_HOOKS, body=hook_body(stack_sink.url, name="ci"))
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(old_org.url, filters=["update_started"]))
+        await cairn.json("POST", f"{S}/rename", body={"newName": "prod"})
+        await cairn.json(
+            "POST", f"{stack_path(stack='prod')}/transfer", body={"toOrg": "acme"}, status=204
+        )
+        moved = stack_path(org="acme", stack="prod")
+        listed = await cairn.json("GET", f"{moved}/hooks")
+        assert [h["name"] for h in listed] == ["ci"]
+        assert listed[0]["payloadUrl"] == hook["payloadUrl"]
+        await cairn.json("GET", f"{S}/hooks", status=404)
+
+        run = await begin(cairn, moved)
+        await run.complete()
+        received = await stack_sink.wait_for(4)
+        bodies = [orjson.loads(r.body) for r in received]
+        actions = [body.get("action") for body in bodies if "action" in body]
+        assert actions == ["renamed", "transferred"]
+        transferred = bodies[actions.index("transferred")]
+        assert transferred["organization"]["githubLogin"] == "acme"
+        assert transferred["stackName"] == "prod"
+        updates = [body for body in bodies if "result" in body]
+        assert {body["result"] for body in updates} == {"started", "succeeded"}
+        assert all("/acme/web/prod/updates/" in body["updateUrl"] for body in updates)
+        # The old organization's hooks no longer hear of the stack.
+        await asyncio.sleep(0.3)
+        assert old_org.received == []
+
+
+async def test_deployments_send_queued_started_and_finished_events(cairn: Cairn) -> None:
+    await create_stack(cairn)
+    async with receiver() as sink:
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(sink.url, groups=["deployments"]))
+        _, pool_token = await create_pool(cairn, "builders")
+        agent_id = await register(cairn, pool_token)
+        queued = await cairn.json(
+            "POST", f"{S}/deployments", body={"operation": "update", "inheritSettings": True}
+        )
+        job = await claim(cairn, pool_token, agent_id)
+        assert job is not None
+        await finish(cairn, pool_token, agent_id, queued["id"], "failed")
+        received = await sink.wait_for(3)
+        assert set(sink.kinds()) == {"deployment"}
+        bodies = [orjson.loads(r.body) for r in received]
+        assert sorted(body["status"] for body in bodies) == ["failed", "queued", "started"]
+        for body in bodies:
+            assert body["deploymentId"] == queued["id"]
+            assert body["operation"] == "update"
+            assert (body["projectName"], body["stackName"]) == ("web", "dev")
+            assert body["deploymentUrl"].endswith(f"/admin/web/dev/deployments/{body['version']}")

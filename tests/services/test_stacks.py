@@ -836,7 +836,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('stacks')}")
             )
-            assert version == "stacks_0004"
+            assert version == "stacks_0005"
 
         # Starting a second replica on a migrated database is a no-op migration.
         second = await stacks_server.start(harness.settings, host="127.0.0.1", port=0)

@@ -239,7 +239,7 @@ async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
             version = await connection.scalar(
                 text(f"SELECT version_num FROM {version_table('updates')}")
             )
-            assert version == "updates_0005"
+            assert version == "updates_0006"
     finally:
         await engine.dispose()
 

@@ -3,8 +3,6 @@ place a detected drift becomes a webhook event."""
 
 from __future__ import annotations
 
-from typing import cast
-
 import pytest
 
 from protos.cairn.v1 import hooks_pb2
@@ -20,9 +18,9 @@ from services.agent_pools.schedule_rules import (
     validate_cron,
     validate_spec,
 )
-from services.agent_pools.schedule_server import DRIFT_DETECTED, drift_announcer
+from services.agent_pools.schedule_server import drift_announcer
 from services.common.errors import InvalidArgument
-from services.common.hook_events import HookEventPublisher
+from services.common.hook_events import DRIFT_DETECTED
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -97,20 +95,17 @@ def test_drift_outcomes_follow_the_exit_and_the_output() -> None:
     assert drift_outcome("failed", ["error: could not load the program"]) is None
 
 
-class _Publisher:
-    def __init__(self) -> None:
-        self.events: list[hooks_pb2.PublishEventRequest] = []
+async def test_a_detected_drift_is_published_as_a_webhook_event() -> None:
+    events: list[hooks_pb2.PublishEventRequest] = []
 
-    def publish(self, event: hooks_pb2.PublishEventRequest) -> None:
-        self.events.append(event)
+    async def publish(event: hooks_pb2.PublishEventRequest) -> None:
+        events.append(event)
 
-
-def test_a_detected_drift_is_published_as_a_webhook_event() -> None:
-    publisher = _Publisher()
-    announce = drift_announcer(cast(HookEventPublisher, publisher))
+    announce = drift_announcer(publish)
     run = DriftRunRecord("r", "stack-1", "s", "d", False, NOW, NOW, True, {}, None)
-    announce("stack-1", run, "alice")
-    (event,) = publisher.events
+    await announce("stack-1", run, "alice")
+    (event,) = events
     assert (event.stack_id, event.event, event.user_login) == ("stack-1", DRIFT_DETECTED, "alice")
-    drift_announcer(None)("stack-1", run, "alice")  # no webhook service: nothing to do
-    assert publisher.events == [event]
+    assert event.id  # stored once in the outbox, whatever retries follow
+    await drift_announcer(None)("stack-1", run, "alice")  # no webhook service: nothing to do
+    assert events == [event]

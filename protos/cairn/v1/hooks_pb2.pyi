@@ -491,6 +491,38 @@ class UpdateOutcome(_message.Message):
 Global___UpdateOutcome: _TypeAlias = UpdateOutcome  # noqa: Y015
 
 @_typing.final
+class DeploymentOutcome(_message.Message):
+    """How a deployment went, for deployment events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    deployment_id: _builtins.str
+    version: _builtins.int
+    operation: _builtins.str
+    """update, preview, refresh or destroy."""
+    status: _builtins.str
+    """queued, started, succeeded or failed."""
+    def __init__(
+        self,
+        *,
+        deployment_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        operation: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "operation", b"operation", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeploymentOutcome: _TypeAlias = DeploymentOutcome  # noqa: Y015
+
+@_typing.final
 class PublishEventRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -498,14 +530,30 @@ class PublishEventRequest(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     USER_LOGIN_FIELD_NUMBER: _builtins.int
     UPDATE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    STACK_NAME_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     """The stable id of the stack the event is about."""
     event: _builtins.str
     """The filter name of the event, e.g. update_succeeded."""
     user_login: _builtins.str
     """Who caused it."""
+    id: _builtins.str
+    """Unique per event: a repeated publish of the same id is stored once."""
+    organization: _builtins.str
+    """The stack's names when the event happened; empty: looked up by stack_id at delivery."""
+    project: _builtins.str
+    stack_name: _builtins.str
+    timestamp: _builtins.int
+    """Unix seconds when the event happened."""
     @_builtins.property
     def update(self) -> Global___UpdateOutcome: ...
+    @_builtins.property
+    def deployment(self) -> Global___DeploymentOutcome: ...
     def __init__(
         self,
         *,
@@ -513,10 +561,16 @@ class PublishEventRequest(_message.Message):
         event: _builtins.str = ...,
         user_login: _builtins.str = ...,
         update: Global___UpdateOutcome | None = ...,
+        id: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        project: _builtins.str = ...,
+        stack_name: _builtins.str = ...,
+        timestamp: _builtins.int = ...,
+        deployment: Global___DeploymentOutcome | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "stack_id", b"stack_id", "update", b"update", "user_login", b"user_login"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "event", b"event", "id", b"id", "organization", b"organization", "project", b"project", "stack_id", b"stack_id", "stack_name", b"stack_name", "timestamp", b"timestamp", "update", b"update", "user_login", b"user_login"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -528,7 +582,7 @@ class PublishEventResponse(_message.Message):
 
     ACCEPTED_FIELD_NUMBER: _builtins.int
     accepted: _builtins.bool
-    """False when the event was dropped (the queue was full)."""
+    """True once the event is stored (also for an id stored before)."""
     def __init__(
         self,
         *,

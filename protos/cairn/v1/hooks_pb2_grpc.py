@@ -142,7 +142,8 @@ class HookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PublishEvent(self, request, context):
-        """Queues an event for the matching hooks and returns at once; delivery happens later.
+        """Stores an event durably in the stacks service's outbox and returns; its dispatcher
+        delivers it to the matching hooks later. Idempotent by the event's id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,7 +50,9 @@ class HookServiceStub:
     RedeliverHookEvent: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.RedeliverHookEventRequest, _hooks_pb2.HookDelivery]
     """Sends a recorded delivery's payload again now and answers the new attempt."""
     PublishEvent: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.PublishEventRequest, _hooks_pb2.PublishEventResponse]
-    """Queues an event for the matching hooks and returns at once; delivery happens later."""
+    """Stores an event durably in the stacks service's outbox and returns; its dispatcher
+    delivers it to the matching hooks later. Idempotent by the event's id.
+    """
 
 @_typing.type_check_only
 class HookServiceAsyncStub(HookServiceStub):
@@ -74,7 +76,9 @@ class HookServiceAsyncStub(HookServiceStub):
     RedeliverHookEvent: _aio.UnaryUnaryMultiCallable[_hooks_pb2.RedeliverHookEventRequest, _hooks_pb2.HookDelivery]  # type: ignore[assignment]
     """Sends a recorded delivery's payload again now and answers the new attempt."""
     PublishEvent: _aio.UnaryUnaryMultiCallable[_hooks_pb2.PublishEventRequest, _hooks_pb2.PublishEventResponse]  # type: ignore[assignment]
-    """Queues an event for the matching hooks and returns at once; delivery happens later."""
+    """Stores an event durably in the stacks service's outbox and returns; its dispatcher
+    delivers it to the matching hooks later. Idempotent by the event's id.
+    """
 
 class HookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Webhooks of organizations and stacks: the registry, every delivery attempt, and the
@@ -149,6 +153,8 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hooks_pb2.PublishEventRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hooks_pb2.PublishEventResponse, _abc.Awaitable[_hooks_pb2.PublishEventResponse]]:
-        """Queues an event for the matching hooks and returns at once; delivery happens later."""
+        """Stores an event durably in the stacks service's outbox and returns; its dispatcher
+        delivers it to the matching hooks later. Idempotent by the event's id.
+        """
 
 def add_HookServiceServicer_to_server(servicer: HookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -16,19 +16,83 @@ FORMATS = (RAW, SLACK, MS_TEAMS)
 
 UPDATE_KINDS = ("update", "preview", "refresh", "destroy")
 UPDATE_RESULTS = ("started", "succeeded", "failed", "cancelled")
-STACK_ACTIONS = ("created", "deleted", "renamed")
+# Filter names as Pulumi's CLI (`pulumi org webhook new`) lists them, by group; organization
+# hooks may use every group, stack hooks the first three (their `stacks` group lacks
+# stack_created and stack_deleted).
+PULUMI_GROUPS: Mapping[str, tuple[str, ...]] = {
+    "stacks": (
+        "stack_created",
+        "stack_deleted",
+        "update_succeeded",
+        "update_failed",
+        "preview_succeeded",
+        "preview_failed",
+        "destroy_succeeded",
+        "destroy_failed",
+        "refresh_succeeded",
+        "refresh_failed",
+        "import_succeeded",
+        "import_failed",
+    ),
+    "deployments": (
+        "deployment_queued",
+        "deployment_started",
+        "deployment_succeeded",
+        "deployment_failed",
+        "drift_detected",
+        "drift_detection_succeeded",
+        "drift_detection_failed",
+        "drift_remediation_succeeded",
+        "drift_remediation_failed",
+        "deployment_file_ingestion_failed",
+    ),
+    "policies": ("policy_violation_mandatory", "policy_violation_advisory"),
+    "environments": (
+        "environment_created",
+        "environment_deleted",
+        "environment_revision_created",
+        "environment_revision_retracted",
+        "environment_revision_tag_created",
+        "environment_revision_tag_deleted",
+        "environment_revision_tag_updated",
+        "environment_tag_created",
+        "environment_tag_deleted",
+        "environment_tag_updated",
+        "imported_environment_changed",
+    ),
+    "change_requests": (
+        "change_request_created",
+        "change_request_updated",
+        "change_request_approved",
+        "change_request_unapproved",
+        "change_request_closed",
+        "change_request_applied",
+        "change_request_submitted",
+    ),
+}
+STACK_ACTIONS = ("created", "deleted", "renamed", "transferred")
 STACK_EVENTS = tuple(f"stack_{action}" for action in STACK_ACTIONS)
 UPDATE_EVENTS = tuple(f"{kind}_{result}" for kind in UPDATE_KINDS for result in UPDATE_RESULTS)
-# The filter names a hook may subscribe to; no filter and no group means every event.
-EVENTS = STACK_EVENTS + UPDATE_EVENTS
+# Cairn's events beyond Pulumi's: update starts and cancellations, renames and transfers.
+# They belong to the `stacks` group too.
+CAIRN_EVENTS = tuple(
+    event for event in STACK_EVENTS + UPDATE_EVENTS if event not in PULUMI_GROUPS["stacks"]
+)
 # Groups of events, by name.
-GROUPS: Mapping[str, tuple[str, ...]] = {"stacks": EVENTS}
+GROUPS: Mapping[str, tuple[str, ...]] = {
+    **PULUMI_GROUPS,
+    "stacks": PULUMI_GROUPS["stacks"] + CAIRN_EVENTS,
+}
+# The filter names a hook may subscribe to; no filter and no group means every event.
+EVENTS = tuple(dict.fromkeys(event for events in GROUPS.values() for event in events))
 PING = "ping"
 
 # The `Pulumi-Webhook-Kind` header of each event.
 KIND_STACK = "stack"
 KIND_UPDATE = "stack_update"
 KIND_PREVIEW = "stack_preview"
+KIND_DEPLOYMENT = "deployment"
+KIND_DRIFT = "drift_detection"
 
 MAX_NAME_LENGTH = 100
 MAX_DISPLAY_NAME_LENGTH = 255
@@ -120,6 +184,14 @@ class UpdateOutcome:
 
 
 @dataclass(frozen=True)
+class DeploymentOutcome:
+    deployment_id: str
+    version: int
+    operation: str
+    status: str
+
+
+@dataclass(frozen=True)
 class StackNames:
     organization: str
     project: str
@@ -135,6 +207,9 @@ class HookEvent:
     user_login: str
     names: StackNames | None = None
     update: UpdateOutcome | None = None
+    deployment: DeploymentOutcome | None = None
+    # Unix seconds; 0 when unknown.
+    timestamp: int = 0
 
 
 def kind_of(event: str) -> str:
@@ -145,6 +220,10 @@ def kind_of(event: str) -> str:
         return KIND_STACK
     if event.startswith("preview_"):
         return KIND_PREVIEW
+    if event.startswith("deployment_"):
+        return KIND_DEPLOYMENT
+    if event.startswith("drift_"):
+        return KIND_DRIFT
     return KIND_UPDATE
 
 

@@ -25,6 +25,11 @@ def update_url(public_url: str, names: StackNames, version: int) -> str:
     return f"{public_url}/{names.organization}/{names.project}/{names.stack}/updates/{version}"
 
 
+def deployment_url(public_url: str, names: StackNames, version: int) -> str:
+    """The console page of a deployment."""
+    return f"{stack_url(public_url, names)}/deployments/{version}"
+
+
 def stack_url(public_url: str, names: StackNames) -> str:
     return f"{public_url}/{names.organization}/{names.project}/{names.stack}"
 
@@ -44,9 +49,24 @@ def raw_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
         "projectName": names.project,
         "stackName": names.stack,
     }
+    deployment = event.deployment
+    if deployment is not None:
+        payload.update(
+            {
+                "deploymentId": deployment.deployment_id,
+                "version": deployment.version,
+                "operation": deployment.operation,
+                "status": deployment.status,
+                "deploymentUrl": deployment_url(public_url, names, deployment.version),
+            }
+        )
+        return payload
     update = event.update
     if update is None:
-        payload["action"] = event.event.removeprefix("stack_")
+        if event.event.startswith("stack_"):
+            payload["action"] = event.event.removeprefix("stack_")
+        else:
+            payload["event"] = event.event
         payload["stackUrl"] = stack_url(public_url, names)
         return payload
     payload.update(
@@ -68,9 +88,13 @@ def _title(event: HookEvent) -> str:
         return PING_MESSAGE
     names = event.names or StackNames("", "", "")
     stack = f"{names.organization}/{names.project}/{names.stack}"
+    if event.deployment is not None:
+        return f"Deployment {event.deployment.status} on {stack}"
     update = event.update
     if update is None:
-        return f"Stack {stack} {event.event.removeprefix('stack_')}"
+        if event.event.startswith("stack_"):
+            return f"Stack {stack} {event.event.removeprefix('stack_')}"
+        return f"{event.event.replace('_', ' ').capitalize()} on {stack}"
     return f"{update.kind.capitalize()} {update.result} on {stack}"
 
 
@@ -94,6 +118,8 @@ def _link(event: HookEvent, public_url: str) -> str:
         return ""
     if event.update is not None:
         return update_url(public_url, event.names, event.update.version)
+    if event.deployment is not None:
+        return deployment_url(public_url, event.names, event.deployment.version)
     return stack_url(public_url, event.names)
 
 
@@ -120,6 +146,8 @@ def slack_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
 def teams_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
     title = _title(event)
     result = event.update.result if event.update is not None else ""
+    if event.deployment is not None:
+        result = event.deployment.status
     card: dict[str, Any] = {
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",

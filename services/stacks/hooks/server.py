@@ -9,18 +9,24 @@ import grpc
 from protos.cairn.v1 import hooks_pb2, hooks_pb2_grpc, secrets_pb2
 from services.common.clock import Clock
 from services.common.config import Settings
-from services.common.db import Sessions
+from services.common.errors import InvalidArgument
+from services.common.hook_events import Outbox, OutboxDispatcher, hook_event
+from services.common.service import Database
+from services.stacks.domain import StackRecord
 from services.stacks.hooks.delivery import DeliveryPolicy, Sender, parse_networks
 from services.stacks.hooks.domain import (
     Delivery,
+    DeploymentOutcome,
     HookEvent,
     HookRecord,
     HookScope,
     HookSpec,
+    StackNames,
     UpdateOutcome,
 )
 from services.stacks.hooks.service import Hooks, SecretBox, StackById, StackByPath
 from services.stacks.hooks.store import HookStore
+from services.stacks.models import HOOK_OUTBOX
 
 if TYPE_CHECKING:
     from protos.cairn.v1.secrets_pb2_grpc import SecretsServiceAsyncStub
@@ -59,9 +65,74 @@ class SecretsServiceBox:
         )
 
 
+class HookEventIntake:
+    """The stacks process's webhook outbox: events of its own stack changes (written in their
+    transactions, see StackStore) and those other services publish; its dispatcher hands
+    each to `Hooks.dispatch`."""
+
+    def __init__(self, outbox: Outbox, dispatcher: OutboxDispatcher) -> None:
+        self.outbox = outbox
+        self.dispatcher = dispatcher
+
+    async def publish(self, request: hooks_pb2.PublishEventRequest) -> None:
+        await self.outbox.publish(request)
+        self.dispatcher.wake()
+
+    def event(
+        self, stack: StackRecord, action: str, user_login: str
+    ) -> hooks_pb2.PublishEventRequest:
+        """A stack's created, deleted, renamed or transferred event, names as it leaves it."""
+        return hook_event(
+            stack.id,
+            f"stack_{action}",
+            user_login=user_login,
+            organization=stack.path.organization,
+            project=stack.path.project,
+            stack_name=stack.path.stack,
+        )
+
+    def written(self) -> None:
+        self.dispatcher.wake()
+
+
+def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
+    update = None
+    if request.HasField("update"):
+        outcome = request.update
+        update = UpdateOutcome(
+            update_id=outcome.update_id,
+            kind=outcome.kind,
+            result=outcome.result,
+            version=outcome.version,
+            resource_changes=dict(outcome.resource_changes),
+            duration_seconds=outcome.duration_seconds,
+        )
+    deployment = None
+    if request.HasField("deployment"):
+        deployment = DeploymentOutcome(
+            deployment_id=request.deployment.deployment_id,
+            version=request.deployment.version,
+            operation=request.deployment.operation,
+            status=request.deployment.status,
+        )
+    names = None
+    if request.organization:
+        names = StackNames(request.organization, request.project, request.stack_name)
+    return HookEvent(
+        stack_id=request.stack_id,
+        event=request.event,
+        user_login=request.user_login,
+        names=names,
+        update=update,
+        deployment=deployment,
+        timestamp=request.timestamp,
+    )
+
+
 class HookServicer(hooks_pb2_grpc.HookServiceServicer):
-    def __init__(self, hooks: Hooks) -> None:
+    def __init__(self, hooks: Hooks, intake: HookEventIntake) -> None:
         self._hooks = hooks
+        self._intake = intake
 
     async def CreateHook(
         self, request: hooks_pb2.CreateHookRequest, context: Context
@@ -114,39 +185,24 @@ class HookServicer(hooks_pb2_grpc.HookServiceServicer):
     async def PublishEvent(
         self, request: hooks_pb2.PublishEventRequest, context: Context
     ) -> hooks_pb2.PublishEventResponse:
-        update = None
-        if request.HasField("update"):
-            outcome = request.update
-            update = UpdateOutcome(
-                update_id=outcome.update_id,
-                kind=outcome.kind,
-                result=outcome.result,
-                version=outcome.version,
-                resource_changes=dict(outcome.resource_changes),
-                duration_seconds=outcome.duration_seconds,
-            )
-        accepted = self._hooks.submit(
-            HookEvent(
-                stack_id=request.stack_id,
-                event=request.event,
-                user_login=request.user_login,
-                update=update,
-            )
-        )
-        return hooks_pb2.PublishEventResponse(accepted=accepted)
+        if not request.stack_id or not request.event:
+            raise InvalidArgument("Bad Request: an event needs a stack id and a kind")
+        await self._intake.publish(request)
+        return hooks_pb2.PublishEventResponse(accepted=True)
 
 
 def hook_service(
     settings: Settings,
-    sessions: Sessions,
+    database: Database,
     clock: Clock,
     secrets: SecretsServiceAsyncStub,
     *,
     stack_by_id: StackById,
     stack_by_path: StackByPath,
-) -> tuple[HookServicer, Hooks]:
-    """The servicer and the hooks it serves (closed by the process at shutdown)."""
-    store = HookStore(sessions)
+) -> tuple[HookServicer, Hooks, HookEventIntake]:
+    """The servicer, the hooks it serves and the outbox intake (both closed by the process
+    at shutdown; the intake's dispatcher is started once the server runs)."""
+    store = HookStore(database.sessions)
     box = SecretsServiceBox(secrets, settings.grpc_timeout_seconds)
     policy = DeliveryPolicy(
         timeout_seconds=settings.webhook_timeout_seconds,
@@ -171,9 +227,28 @@ def hook_service(
         sender_factory=sender,
         clock=clock,
         public_url=settings.public_url,
-        queue_size=settings.webhook_queue_size,
     )
-    return HookServicer(hooks), hooks
+
+    async def dispatch(request: hooks_pb2.PublishEventRequest) -> None:
+        await hooks.dispatch(event_of(request))
+
+    outbox = Outbox(database.sessions, database.reads, HOOK_OUTBOX, database.engine.dialect.name)
+    dispatcher = OutboxDispatcher(
+        outbox,
+        dispatch,
+        lease_seconds=delivery_lease(policy),
+        poll_seconds=settings.webhook_poll_seconds,
+        name="stacks",
+    )
+    intake = HookEventIntake(outbox, dispatcher)
+    return HookServicer(hooks, intake), hooks, intake
+
+
+def delivery_lease(policy: DeliveryPolicy) -> float:
+    """A claim outlives every attempt of one event with its backoff (its hooks are sent to at
+    once), plus room for the database and secrets calls around them."""
+    backoff = policy.backoff_seconds * 2.0 ** max(0, policy.attempts - 1)
+    return policy.attempts * policy.timeout_seconds + backoff + policy.timeout_seconds + 5.0
 
 
 def _scope(message: hooks_pb2.HookScope) -> HookScope:

@@ -1,8 +1,8 @@
 """Webhook use cases: the registry (per organization and per stack), ping and redelivery,
-and the event queue other services feed through PublishEvent.
+and delivering one event to the hooks that want it.
 
-Publishing never waits for delivery: events go to a bounded queue (dropped when it is full)
-and a worker matches them with hooks and sends each payload in its own task.
+Events reach `dispatch` from the stacks process's outbox dispatcher (services.common.
+hook_events), never from the change that caused them: the change only writes an outbox row.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ log = get_logger("cairn.hooks")
 
 # Deliveries under way at once; more wait for a place.
 MAX_CONCURRENT_DELIVERIES = 32
-# How long shutting down waits for queued events and deliveries under way.
-CLOSE_GRACE_SECONDS = 2.0
 
 
 class SecretBox(Protocol):
@@ -70,7 +68,6 @@ class Hooks:
         sender_factory: Callable[[HookStore, SecretBox], Sender],
         clock: Clock,
         public_url: str,
-        queue_size: int,
     ) -> None:
         self._store = store
         self._box = box
@@ -79,11 +76,7 @@ class Hooks:
         self._sender = sender_factory(store, box)
         self._clock = clock
         self._public_url = public_url.rstrip("/")
-        self._queue: asyncio.Queue[HookEvent] = asyncio.Queue(maxsize=queue_size)
-        self._worker: asyncio.Task[None] | None = None
-        self._sending: set[asyncio.Task[None]] = set()
         self._places = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
-        self._closed = False
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -178,60 +171,33 @@ class Hooks:
 
     # -- events ------------------------------------------------------------------------------
 
-    def submit(self, event: HookEvent) -> bool:
-        """Queue an event; False when the queue is full (the event is dropped)."""
-        if self._closed:
-            return False
-        self._start_worker()
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            log.warning("webhook_event_dropped", hook_event=event.event, stack_id=event.stack_id)
-            return False
-        return True
-
-    def stack_event(self, stack: StackRecord, action: str, user_login: str) -> None:
-        """A stack was created, deleted or renamed (names as they are now)."""
-        self.submit(
-            HookEvent(
-                stack_id=stack.id,
-                event=f"stack_{action}",
-                user_login=user_login,
-                names=names_of(stack),
-            )
-        )
-
-    def _start_worker(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._work())
-
-    async def _work(self) -> None:
-        while True:
-            event = await self._queue.get()
-            try:
-                await self._dispatch(event)
-            except Exception:
-                log.exception("webhook_dispatch_failed", hook_event=event.event)
-            finally:
-                self._queue.task_done()
-
-    async def _dispatch(self, event: HookEvent) -> None:
-        if event.names is None:
+    async def dispatch(self, event: HookEvent) -> None:
+        """Deliver an event to the organization's and the stack's hooks that want it, each
+        with its retries; returns once every attempt is recorded. An update's success or
+        failure goes nowhere when the stack's notification switch for it is off."""
+        stack: StackRecord | None = None
+        if event.names is None or event.update is not None:
             try:
                 stack = await self._stack_by_id(event.stack_id)
             except NotFound:
+                if event.names is None:
+                    return
+        if stack is not None:
+            if event.update is not None and not stack.notifications.notifies(event.update.result):
+                log.info("webhook_event_switched_off", hook_event=event.event, stack_id=stack.id)
                 return
-            event = replace(event, names=names_of(stack))
+            if event.names is None:
+                event = replace(event, names=names_of(stack))
         assert event.names is not None
         if event.event == "stack_deleted":
             await self._forget_keys(await self._store.delete_stack_hooks(event.stack_id))
         hooks = await self._store.for_stack(event.names.organization, event.stack_id)
-        for hook in hooks:
-            if matches(hook, event.event):
-                body = formats.render(hook.format, event, self._public_url)
-                task = asyncio.get_running_loop().create_task(self._send(hook, event, body))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+        sends = [
+            self._send(hook, event, formats.render(hook.format, event, self._public_url))
+            for hook in hooks
+            if matches(hook, event.event)
+        ]
+        await asyncio.gather(*sends)
 
     async def _send(self, hook: HookRecord, event: HookEvent, body: bytes) -> None:
         async with self._places:
@@ -240,26 +206,5 @@ class Hooks:
             except Exception:
                 log.exception("webhook_delivery_failed", hook_id=hook.id, hook_event=event.event)
 
-    async def drain(self, timeout: float) -> None:
-        """Wait (bounded) until queued events are dispatched and sends are done."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._queue.join()
-                while self._sending:
-                    await asyncio.gather(*list(self._sending), return_exceptions=True)
-        except TimeoutError:
-            pass
-
-    async def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
-        """Stop taking events; let what is under way finish (bounded) before cancelling it,
-        so no database call is cut off halfway (the database closes next)."""
-        self._closed = True
-        await self.drain(grace)
-        if self._worker is not None:
-            self._worker.cancel()
-        for task in list(self._sending):
-            task.cancel()
-        await asyncio.gather(
-            *([self._worker] if self._worker else []), *self._sending, return_exceptions=True
-        )
+    async def close(self) -> None:
         await self._sender.close()
