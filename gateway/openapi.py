@@ -77,6 +77,25 @@ _VARIABLE = re.compile(r"\{(\w+)(?::([^{}]+))?\}")
 _LITERALS = re.compile(r"[\w.-]+(?:\|[\w.-]+)+")
 # Path variables the handlers parse as integers (gateway.convert.path_version).
 INTEGER_VARIABLES = frozenset({"version"})
+# What the services accept in named path segments: organization names, logins and team names
+# (identity), project and stack names (stacks, as the CLI restricts them), webhook names. A
+# segment outside these is refused (400) or not found (404); inside, it is never a 400.
+IDENTITY_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"}
+STACK_NAME: Schema = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_.-]{1,100}$",
+    "not": {"enum": [".", ".."]},
+}
+PATH_VARIABLES: dict[str, Schema] = {
+    "orgName": IDENTITY_NAME,
+    "userLogin": IDENTITY_NAME,
+    "login": IDENTITY_NAME,
+    "userName": IDENTITY_NAME,
+    "teamName": IDENTITY_NAME,
+    "hookName": IDENTITY_NAME,
+    "projectName": STACK_NAME,
+    "stackName": STACK_NAME,
+}
 
 
 @dataclass(frozen=True)
@@ -109,7 +128,7 @@ def expand(route: Route) -> Iterator[Operation]:
         if pattern is None and name in INTEGER_VARIABLES:
             parameters.append((name, {"type": "integer", "minimum": 1}))
         elif pattern is None:
-            parameters.append((name, {"type": "string"}))
+            parameters.append((name, dict(PATH_VARIABLES.get(name, {"type": "string"}))))
         elif pattern == r"\d+":
             parameters.append((name, {"type": "integer", "minimum": 0}))
         else:

@@ -75,6 +75,7 @@ ROUTES: tuple[Route, ...] = (
     public("GET", "/readyz", system.get_readiness, summary="Every service answers"),
     public("GET", "/metrics", system.get_metrics, summary="Prometheus metrics"),
     public("GET", "/openapi.json", system.get_openapi_document),
+    public("GET", "/api/openapi/pulumi-spec.json", system.get_pulumi_spec),
     public("GET", "/api/capabilities", system.get_capabilities),
     public("GET", "/api/cli/version", system.get_cli_version),
     public("GET", "/api/admin/bootstrap", identity.get_bootstrap_status),

@@ -24,6 +24,11 @@ POSTGRES_URL = os.environ.get(
     "CAIRN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("CAIRN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The PostgreSQL connection budget of a test: every service process a test starts (six in
+# process, seven as the distributed topology's processes) holds at most pool size + overflow
+# connections, so one test worker stays under 7 x 4 + 1 (the fixture's own) = 29.
+TEST_POOL_SIZE = int(os.environ.get("CAIRN_TEST_DATABASE_POOL_SIZE", "2"))
+TEST_MAX_OVERFLOW = int(os.environ.get("CAIRN_TEST_DATABASE_MAX_OVERFLOW", "2"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -112,8 +117,15 @@ def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
 
 def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
     """Settings on a private data dir; tests never read the real environment. Webhook
-    receivers of the tests listen on loopback, so private addresses are allowed."""
-    options: dict[str, object] = {"webhook_allow_private": True, **overrides}
+    receivers of the tests listen on loopback, so private addresses are allowed; the
+    PostgreSQL pools are the tests' connection budget (TEST_POOL_SIZE, TEST_MAX_OVERFLOW)."""
+    options: dict[str, object] = {"webhook_allow_private": True}
+    if database_url.startswith("postgresql"):
+        options |= {
+            "database_pool_size": TEST_POOL_SIZE,
+            "database_max_overflow": TEST_MAX_OVERFLOW,
+        }
+    options |= overrides
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=data_dir,

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, PRINCIPAL, ROLE, call_options
 from gateway.convert import (
     json_response,
-    no_content,
+    ok_without_body,
     optional_object,
     read_json_object,
     read_optional_json_object,
@@ -326,7 +326,7 @@ async def update_organization_member(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()
 
 
 async def delete_organization_member(request: web.Request) -> web.Response:
@@ -337,7 +337,7 @@ async def delete_organization_member(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()
 
 
 async def list_org_invites(request: web.Request) -> web.Response:
@@ -387,7 +387,7 @@ async def cancel_org_invite(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()
 
 
 async def list_user_org_invites(request: web.Request) -> web.Response:
@@ -409,4 +409,4 @@ async def accept_org_invite(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()

@@ -72,6 +72,11 @@ async def get_openapi_document(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI_DOCUMENT](), content_type="application/json")
 
 
+async def get_pulumi_spec(request: web.Request) -> web.Response:
+    """The same document under the path `pulumi cloud api` fetches it from."""
+    return await get_openapi_document(request)
+
+
 async def _services_health(request: web.Request) -> web.Response:
     backends = request.app[BACKENDS]
     names = list(backends.channels)

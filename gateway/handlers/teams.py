@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, PRINCIPAL, call_options
 from gateway.convert import (
     json_response,
-    no_content,
+    ok_without_body,
     optional_object,
     optional_string,
     read_json_object,
@@ -149,7 +149,7 @@ async def update_team(request: web.Request) -> web.Response:
     if removed is not None:
         change.remove_stack_id = (await _stack(request, optional_object(removed, "removeStack"))).id
     await request.app[BACKENDS].identity.UpdateTeam(change, **call_options(request))
-    return no_content()
+    return ok_without_body()
 
 
 async def _stack(request: web.Request, item: dict[str, Any]) -> stacks_pb2.Stack:
@@ -175,7 +175,7 @@ async def delete_team(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()
 
 
 async def get_organization_member_teams(request: web.Request) -> web.Response:

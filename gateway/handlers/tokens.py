@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.context import BACKENDS, PRINCIPAL, call_options
 from gateway.convert import (
     json_response,
-    no_content,
+    ok_without_body,
     optional_int,
     optional_string,
     read_json_object,
@@ -113,7 +113,7 @@ async def _revoke(request: web.Request, scope: identity_pb2.TokenScope) -> web.R
         identity_pb2.TokenRequest(scope=scope, token_id=request.match_info["tokenId"]),
         **call_options(request),
     )
-    return no_content()
+    return ok_without_body()
 
 
 async def _rotate(request: web.Request, scope: identity_pb2.TokenScope) -> web.Response:

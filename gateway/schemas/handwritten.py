@@ -618,6 +618,7 @@ SAME_AS: dict[str, str] = {
     "rotate_org_token": "rotate_personal_token",
     "rotate_team_token": "rotate_personal_token",
     "bootstrap_first_admin_alias": "bootstrap_first_admin",
+    "get_pulumi_spec": "get_openapi_document",
     # Previews write no checkpoints (403), but the paths exist for every kind.
     "patch_update_checkpoint_preview": "patch_update_checkpoint_update",
     "patch_update_checkpoint_delta_preview": "patch_update_checkpoint_delta_update",
@@ -626,23 +627,14 @@ SAME_AS: dict[str, str] = {
 
 # Catalogued operations answering other success statuses than the catalogue names.
 REPLACED_RESPONSES: dict[str, dict[str, Any]] = {
-    # The CLI accepts any 2xx for engine events; they carry no answer.
-    **{f"record_engine_event_{kind}": {"204": None} for kind in KINDS},
-    **{f"record_engine_event_batch_{kind}": {"204": None} for kind in KINDS},
+    # The CLI accepts any 2xx for engine events; they answer 200 with no body (seed 000).
+    **{f"record_engine_event_{kind}": {"200": None} for kind in KINDS},
+    **{f"record_engine_event_batch_{kind}": {"200": None} for kind in KINDS},
     "cancel_deployment": {"204": None},
-    # The SDK reads no answer from these; the handlers answer 204 No Content.
+    # Deployment schedules' SDK methods read no answer; the handlers answer 204 No Content.
     **{
         name: {"204": None}
         for name in (
-            "accept_org_invite",
-            "cancel_org_invite",
-            "update_organization_member",
-            "delete_organization_member",
-            "update_team",
-            "delete_team",
-            "delete_personal_token",
-            "delete_org_token",
-            "delete_team_token",
             "delete_scheduled_deployment",
             "pause_scheduled_deployment",
             "resume_scheduled_deployment",

@@ -38,8 +38,8 @@ from services.agent_pools.schedule_server import (
 )
 from services.agent_pools.schedule_server import (
     DeploymentSchedulesServicer,
-    ScheduleLoop,
     EventPublish,
+    ScheduleLoop,
     drift_announcer,
 )
 from services.agent_pools.schedule_store import ScheduleStore
@@ -485,8 +485,6 @@ async def start(
     async def close_channels() -> None:
         for channel in channels:
             await channel.close(None)
-        if publisher is not None:
-            await publisher.close()
 
     the_clock = clock or SystemClock()
     timeout = settings.grpc_timeout_seconds

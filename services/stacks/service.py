@@ -266,7 +266,10 @@ class StackService:
         if self._window is None:
             raise NotFound(f"Not Found: no deleted stack with id '{stack_id}'")
         restored = await self._store.restore(organization, stack_id, name, self._restorable_after())
-        self._tell(restored, "created", caller)
+        announce = self._announce("created", caller)
+        if announce is not None:
+            await self._store.announce(restored, announce)
+            self._written()
         return restored
 
     async def purge_expired(self, caller: Caller) -> int:

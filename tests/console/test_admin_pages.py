@@ -172,7 +172,7 @@ async def test_audit_entries_and_teams_are_escaped(cairn: Cairn, open_browser: O
     await cairn.json(
         "PATCH",
         "/api/orgs/admin/teams/ops",
-        status=204,
+        status=200,
         body={"addStackPermission": {"projectName": "web", "stackName": "dev", "permission": 102}},
     )
     browser = open_browser()

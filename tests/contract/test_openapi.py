@@ -164,6 +164,10 @@ async def test_the_gateway_serves_the_document_publicly_and_builds_it_once(cairn
     assert orjson.loads(body) == orjson.loads(orjson.dumps(build_document()))
     second = await cairn.call("GET", "/openapi.json", token=None)
     assert await second.read() == body
+    # Where `pulumi cloud api` fetches it.
+    spec = await cairn.call("GET", "/api/openapi/pulumi-spec.json", token=None)
+    assert spec.status == 200 and spec.content_type == "application/json"
+    assert await spec.read() == body
     document = cached_document()
     assert document() is document()
 
@@ -254,3 +258,57 @@ async def test_extension_routes_answer_what_the_document_says(
         events = await check("GET", f"{url}?format=json", template, 200)
         assert "token.rotate" in [e["event"] for e in events["auditLogEvents"]]
         await check("GET", url, template, 200, headers={"Accept": "text/plain"})
+
+
+NAME_SAMPLES = [
+    "a",
+    "A-1_b.c",
+    "_x",
+    "-x",
+    ".x",
+    ".",
+    "..",
+    "x" * 100,
+    "x" * 101,
+    "a b",
+    "é",
+    "a/b",
+    "a:b",
+    "",
+]
+
+
+def _accepts(check: Any, value: str) -> bool:
+    try:
+        check(value)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("sample", NAME_SAMPLES)
+def test_path_names_are_documented_as_the_services_check_them(sample: str) -> None:
+    """A name the document allows is one the services accept, and the other way round."""
+    from jsonschema import Draft202012Validator
+
+    from gateway.openapi import PATH_VARIABLES
+    from services.identity.domain import validate_name as identity_name
+    from services.stacks.domain import validate_name as stack_name
+    from services.stacks.hooks.domain import validate_name as hook_name
+
+    def documented(variable: str) -> bool:
+        return bool(Draft202012Validator(PATH_VARIABLES[variable]).is_valid(sample))
+
+    assert documented("orgName") == _accepts(lambda v: identity_name("org", v), sample)
+    assert documented("teamName") == _accepts(lambda v: identity_name("team", v), sample)
+    assert documented("stackName") == _accepts(lambda v: stack_name("stack", v), sample)
+    assert documented("projectName") == documented("stackName")
+    assert documented("hookName") == _accepts(hook_name, sample)
+
+
+def test_the_document_is_also_served_where_the_pulumi_cli_fetches_it(
+    document: dict[str, Any],
+) -> None:
+    """`pulumi cloud api` reads the document from `/api/openapi/pulumi-spec.json`."""
+    item = document["paths"]["/api/openapi/pulumi-spec.json"]["get"]
+    assert item["security"] == []

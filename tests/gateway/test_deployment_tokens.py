@@ -97,7 +97,7 @@ async def test_a_job_acts_as_its_requester_until_the_deployment_ends(any_cairn: 
     await cairn.json(
         "PATCH",
         "/api/orgs/admin/teams/deployers",
-        204,
+        200,
         body={
             "memberAction": "add",
             "member": "mo",

@@ -253,7 +253,7 @@ async def test_bad_links_create_nothing(cairn: Cairn) -> None:
     assert await user_count(cairn) == before
     # Still good after those refusals; cancelled, it is a wrong link.
     (invite,) = (await cairn.json("GET", "/api/orgs/admin/invites"))["invites"]
-    await cairn.json("DELETE", f"/api/orgs/admin/invites/{invite['id']}", 204)
+    await cairn.json("DELETE", f"/api/orgs/admin/invites/{invite['id']}", 200)
     assert await status(cairn, "POST", ACCEPT, None, {"code": code, "login": "dan"}) == 404
     assert await user_count(cairn) == before
     # Inviting one address twice while the first link stands is a conflict.

@@ -64,6 +64,10 @@ async def test_stacks_and_tags_through_the_sdk(any_cairn: Cairn) -> None:
         "batch-encrypt",
         "delta-checkpoint-uploads-v2",
     }
+    # The OpenAPI document, where the SDK (and `pulumi cloud api`) fetch it.
+    specification = await sdk(sdk.misc.fetch_rest_specification)
+    assert specification["openapi"].startswith("3.1")
+    assert "/api/stacks/{orgName}/{projectName}" in specification["paths"]
 
     assert await sdk.status(sdk.orgs.project_exists, ORG, PROJECT) == 404
     created = await sdk(

@@ -75,7 +75,7 @@ async def callers(cairn: Cairn) -> dict[str, str]:
     await cairn.json(
         "PATCH",
         f"/api/orgs/{ORG}/teams/web",
-        204,
+        200,
         body={"memberAction": "add", "member": "tess"},
     )
     team = await cairn.json("POST", f"/api/orgs/{ORG}/teams/web/tokens", body={"name": "ci"})
