@@ -12,7 +12,7 @@ from protos.cairn.v1 import common_pb2, hooks_pb2, updates_pb2, updates_pb2_grpc
 from services.common.auth import caller_from_context
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
-from services.common.db import statement_session_factory
+from services.common.db import group_writer, statement_session_factory
 from services.common.hook_events import HookEventPublisher
 from services.common.readiness import Dependency, database_dependency
 from services.common.service import RunningService, open_database, peer_channel, serve_service
@@ -471,11 +471,13 @@ async def start(
     """Migrate, wire and start the updates service; port 0 picks a free port."""
     database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
     stack_lock = lock or build_lock(settings)
+    group = group_writer(database.engine, queue_timeout_seconds=settings.database_timeout_seconds)
     store = UpdateStore(
         database.sessions,
         database.engine.dialect.name,
         database.reads,
         statement_session_factory(database.engine),
+        group,
     )
     history = UpdateHistory(store, HistoryStore(database.reads))
     publisher = hook_publisher(settings)
@@ -496,6 +498,7 @@ async def start(
         service_names=[SERVICE_NAME],
         closers=[
             database.engine.dispose,
+            *([] if group is None else [group.close]),
             stack_lock.close,
             *([] if publisher is None else [publisher.close]),
         ],
