@@ -114,6 +114,9 @@ class Updates:
         self._writers: dict[str, asyncio.Lock] = {}
         self._metrics = metrics or default_metrics()
         self._announce = announce or _silent
+        # One journal compressor for the event loop's thread (building one costs about as
+        # much as compressing an entry); never used off the loop.
+        self._journal_compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -380,7 +383,7 @@ class Updates:
         """
         checked: list[tuple[int, bytes]] = []
         size = 0
-        compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
+        compressor = self._journal_compressor
         for entry in entries:
             sequence = validate_entry(entry)
             data = orjson.dumps(entry)
