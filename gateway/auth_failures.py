@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from aiohttp import web
@@ -21,6 +22,8 @@ from services.common.config import Settings
 
 Network = IPv4Network | IPv6Network
 IPV6_PREFIX_BITS = 64
+# Addresses remembered as having failed lately, past which the expired ones are swept.
+RECENT_FAILURES_SWEEP_AT = 10_000
 
 
 class AuthFailures:
@@ -29,6 +32,10 @@ class AuthFailures:
     def __init__(self, limit: str, trusted_proxies: str = "") -> None:
         self._limit: RateLimitItem = parse(limit)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        # When each counted address last failed: an address absent here (or whose last
+        # failure has left the window) is under the limit without asking the limiter, so the
+        # check every authenticated request makes costs a dict lookup.
+        self._recent: dict[str, float] = {}
         self._proxies: tuple[Network, ...] = tuple(
             ip_network(part.strip(), strict=False)
             for part in trusted_proxies.split(",")
@@ -56,6 +63,12 @@ class AuthFailures:
     async def retry_after(self, address: str) -> int | None:
         """Whole seconds until `address` may authenticate again; None while under the limit."""
         key = counted_as(address)
+        failed_at = self._recent.get(key)
+        if failed_at is None:
+            return None
+        if time.monotonic() - failed_at > self._limit.get_expiry():
+            del self._recent[key]
+            return None
         if await self._limiter.test(self._limit, key):
             return None
         stats = await self._limiter.get_window_stats(self._limit, key)
@@ -63,7 +76,13 @@ class AuthFailures:
 
     async def record(self, address: str) -> None:
         """Count one failed authentication of `address`."""
-        await self._limiter.hit(self._limit, counted_as(address))
+        key = counted_as(address)
+        now = time.monotonic()
+        if len(self._recent) >= RECENT_FAILURES_SWEEP_AT:
+            window = self._limit.get_expiry()
+            self._recent = {k: at for k, at in self._recent.items() if now - at <= window}
+        self._recent[key] = now
+        await self._limiter.hit(self._limit, key)
 
     def _is_trusted(self, address: str) -> bool:
         if not self._proxies or not _is_address(address):
@@ -72,6 +91,7 @@ class AuthFailures:
         return any(parsed in network for network in self._proxies)
 
 
+@lru_cache(maxsize=4096)
 def counted_as(address: str) -> str:
     """Whose failures an address's count: an IPv6 address's whole /64 (one host can hold
     all of it), an IPv4 address itself."""

@@ -6,15 +6,22 @@ writers to that file, so concurrent writers wait in order on the event loop inst
 and polling in SQLite's busy handler (which stays the fallback against other processes). Reads
 (`read_session_factory`): a deferred `BEGIN` that in WAL mode reads a snapshot and never takes
 nor waits for the write lock. A read session must not write.
+
+Hot writes of one statement pair or so (the journal and engine events of a running update) can
+go through a `GroupWriter` instead: the writes that queued while the file's write lock was
+busy are committed together in one transaction, each inside its own savepoint, run in one hop
+to a thread that owns a connection of its own (see `GroupWriter`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import ExceptionContext, make_url
@@ -32,6 +39,8 @@ from services.common.errors import Unavailable
 from services.common.logging import get_logger
 
 log = get_logger("cairn.db")
+
+T = TypeVar("T")
 
 # Said to the API caller (503, with Retry-After) when the database refuses new connections.
 DATABASE_BUSY = (
@@ -135,6 +144,169 @@ class QueuedSessions:
             yield session
 
 
+# Writes committed in one group at most: a bound on how long the first of them waits for the
+# last (each is a few statements) and on the size of one transaction.
+GROUP_MAX_WRITES = 64
+_SAVEPOINT = "cairn_group_write"
+
+
+class GroupWriter:
+    """Group commit for SQLite: writes that arrive while the file's write lock is busy are
+    committed together, in one transaction and one WAL append.
+
+    A write is a function of a `sqlite3.Connection` that runs its statements (fencing check
+    included) and returns a value or raises. Writes take their turn in the file's FIFO
+    `WriterQueue` like every other writer of this process; whoever holds the turn takes every
+    write queued so far (up to `GROUP_MAX_WRITES`), and one hop to this writer's own thread
+    runs `BEGIN IMMEDIATE`, each write inside its own savepoint, then `COMMIT`. A write that
+    raises is rolled back to its savepoint, so it writes nothing and the others still commit;
+    it gets its error. A caller hears its answer only after the group's COMMIT returned (if the
+    commit fails, every write of the group fails with that error, and nothing of it is kept).
+
+    The thread's connection has the engine's pragmas (WAL, `synchronous=NORMAL`, busy timeout
+    against other processes). A write whose caller gave up before its group was taken is
+    skipped; once taken, it commits with its group (as if the answer were lost on the way).
+    """
+
+    def __init__(
+        self,
+        database: str,
+        queue: WriterQueue,
+        *,
+        busy_timeout_seconds: float = 30.0,
+        max_writes: int = GROUP_MAX_WRITES,
+    ) -> None:
+        self.database = database
+        self._queue = queue
+        self._busy_timeout_seconds = busy_timeout_seconds
+        self._max_writes = max_writes
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cairn-db-group")
+        self._connection: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._leader: asyncio.Task[None] | None = None
+        self._closed = False
+        # Groups committed and writes in them (for tests and metrics).
+        self.groups = 0
+        self.writes = 0
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for their group."""
+        return len(self._pending)
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in the next group; its value once the group has committed."""
+        if self._closed:
+            raise Unavailable(DATABASE_DOWN)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((work, future))
+        if self._leader is None or self._leader.done():
+            self._leader = loop.create_task(self._lead())
+        return await future
+
+    async def close(self) -> None:
+        """Finish the groups under way, then close the connection and the thread (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._leader is not None:
+            await asyncio.shield(self._leader)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_connection)
+        self._executor.shutdown(wait=True)
+
+    async def _lead(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            group: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+            try:
+                async with self._queue.turn():
+                    taken = self._pending[: self._max_writes]
+                    del self._pending[: len(taken)]
+                    group = [(work, future) for work, future in taken if not future.done()]
+                    if not group:
+                        continue
+                    outcomes = await loop.run_in_executor(
+                        self._executor, self._commit, [work for work, _ in group]
+                    )
+            except BaseException as error:  # the turn or the commit failed: the whole group
+                waiting = group or self._take_all()
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(
+                            error if isinstance(error, Exception) else Unavailable(DATABASE_DOWN)
+                        )
+                if not isinstance(error, Exception):
+                    raise
+                continue
+            self.groups += 1
+            self.writes += len(group)
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _take_all(self) -> list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]:
+        taken, self._pending = self._pending, []
+        return taken
+
+    # -- in the writer's thread ----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self.database, timeout=self._busy_timeout_seconds, isolation_level=None
+            )
+            _apply_sqlite_pragmas(connection, self._busy_timeout_seconds)
+            self._connection = connection
+        return self._connection
+
+    def _commit(self, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        connection = self._connect()
+        outcomes: list[tuple[bool, Any]] = []
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for work in works:
+                connection.execute(f"SAVEPOINT {_SAVEPOINT}")
+                try:
+                    value = work(connection)
+                except Exception as error:
+                    connection.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                    connection.execute(f"RELEASE {_SAVEPOINT}")
+                    outcomes.append((False, error))
+                else:
+                    connection.execute(f"RELEASE {_SAVEPOINT}")
+                    outcomes.append((True, value))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def group_writer(engine: AsyncEngine, *, queue_timeout_seconds: float = 30.0) -> GroupWriter | None:
+    """The group writer of an engine's SQLite file (in the same writer queue as its
+    `session_factory`), or None for other databases."""
+    if engine.url.get_backend_name() != "sqlite":
+        return None
+    database = str(engine.url.database)
+    return GroupWriter(
+        database,
+        WriterQueue(database, queue_timeout_seconds),
+        busy_timeout_seconds=queue_timeout_seconds,
+    )
+
+
 def create_engine(
     url: str,
     *,
@@ -155,6 +327,9 @@ def create_engine(
     }
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": timeout_seconds}
+        # No rollback round trip for every connection given back: `_install_sqlite_reset`
+        # rolls back only a connection that still has a transaction open.
+        kwargs["pool_reset_on_return"] = None
         if ":memory:" in url or make_url(url).database in (None, ""):
             raise ValueError("use a SQLite file, not an in-memory database")
     else:
@@ -163,6 +338,7 @@ def create_engine(
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _install_sqlite_pragmas(engine, timeout_seconds)
+        _install_sqlite_reset(engine)
     _install_unavailable_errors(engine)
     return engine
 
@@ -234,23 +410,41 @@ def create_migration_engine(url: str, *, timeout_seconds: float = 30.0) -> Async
     return engine
 
 
+def _apply_sqlite_pragmas(dbapi_connection: Any, timeout_seconds: float) -> None:
+    """WAL, foreign keys, `synchronous=NORMAL`, checkpointing and the busy timeout."""
+    # Let SQLAlchemy (or the group writer), not the driver, decide where transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # Switching to WAL needs an exclusive lock; only ask when the file is not WAL yet.
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL + NORMAL: a commit appends to the log without an fsync (the log is synced at
+    # checkpoints), so a power loss can forget the last commits but never corrupts the file.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA busy_timeout={int(timeout_seconds * 1000)}")
+    cursor.close()
+
+
+def _install_sqlite_reset(engine: AsyncEngine) -> None:
+    """What the pool does with a SQLite connection given back: roll back a transaction it
+    still has open (the driver knows without a round trip to its thread), else nothing."""
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+        if not state.asyncio_safe:  # being thrown away, not reused
+            return
+        driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        if getattr(driver, "in_transaction", True):
+            dbapi_connection.rollback()
+
+
 def _install_sqlite_pragmas(engine: AsyncEngine, timeout_seconds: float) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide where transactions begin.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        # Switching to WAL needs an exclusive lock; only ask when the file is not WAL yet.
-        cursor.execute("PRAGMA journal_mode")
-        if str(cursor.fetchone()[0]).lower() != "wal":
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # WAL + NORMAL: a commit appends to the log without an fsync (the log is synced at
-        # checkpoints), so a power loss can forget the last commits but never corrupts the file.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        cursor.execute(f"PRAGMA busy_timeout={int(timeout_seconds * 1000)}")
-        cursor.close()
+        _apply_sqlite_pragmas(dbapi_connection, timeout_seconds)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -12,7 +12,7 @@ from services.common.auth import caller_from_context
 from services.common.blobs import open_blob_store
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
-from services.common.db import statement_session_factory
+from services.common.db import group_writer, statement_session_factory
 from services.common.hook_events import (
     Outbox,
     OutboxDispatcher,
@@ -541,11 +541,13 @@ async def start(
     """Migrate, wire and start the updates service; port 0 picks a free port."""
     database = await open_database(settings, "updates", MIGRATIONS, Base.metadata)
     stack_lock = lock or build_lock(settings)
+    group = group_writer(database.engine, queue_timeout_seconds=settings.database_timeout_seconds)
     store = UpdateStore(
         database.sessions,
         database.engine.dialect.name,
         database.reads,
         statement_session_factory(database.engine),
+        group,
     )
     state_store = StateStore(database.sessions, database.engine.dialect.name, database.reads)
     blobs = open_blob_store(settings)
@@ -591,6 +593,7 @@ async def start(
         # Closers run last to first: the collector stops before the database.
         closers=[
             database.engine.dispose,
+            *([] if group is None else [group.close]),
             stack_lock.close,
             close_hooks,
             collector.stop,

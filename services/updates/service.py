@@ -118,6 +118,9 @@ class Updates:
         # transaction; `announced` is told after such a commit (it wakes the dispatcher).
         self._announce = announce
         self._announced = announced or _nothing
+        # One journal compressor for the event loop's thread (building one costs about as
+        # much as compressing an entry); never used off the loop.
+        self._journal_compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -394,7 +397,7 @@ class Updates:
         """
         checked: list[tuple[int, bytes]] = []
         size = 0
-        compressor = zstandard.ZstdCompressor(level=JOURNAL_COMPRESSION_LEVEL)
+        compressor = self._journal_compressor
         for entry in entries:
             sequence = validate_entry(entry)
             data = orjson.dumps(entry)

@@ -7,7 +7,9 @@ or end an update) are pure functions of `domain`, applied here to the rows just 
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
-from services.common.db import Sessions
+from services.common.db import GroupWriter, Sessions
 from services.common.errors import Aborted, DomainError
 from services.common.hook_events import add_event
 from services.updates.domain import (
@@ -92,6 +94,58 @@ _LOCK_UPDATE = (
     .values(resource_changes=UPDATES.c.resource_changes)
     .returning(*_RECORD_COLUMNS)
 )
+
+
+class _GroupedStatements:
+    """The journal and event appends as SQLite SQL for a `GroupWriter`'s connection: the same
+    Core statements, compiled once with named parameters, and the column types' own
+    conversions (booleans, JSON) applied to what goes in and comes back."""
+
+    def __init__(self) -> None:
+        dialect = sqlite.dialect(paramstyle="named")
+        self.count_journal = str(_COUNT_JOURNAL.compile(dialect=dialect))
+        self.set_resource_changes = str(_SET_RESOURCE_CHANGES.compile(dialect=dialect))
+        self.lock_update = str(_LOCK_UPDATE.compile(dialect=dialect))
+        self.insert_journal = str(
+            sqlite.insert(JOURNAL_ENTRIES)
+            .on_conflict_do_nothing(index_elements=["update_id", "sequence_id"])
+            .compile(dialect=dialect, column_keys=["update_id", "sequence_id", "data"])
+        )
+        self.insert_events = str(
+            sqlite.insert(ENGINE_EVENTS)
+            .on_conflict_do_nothing(index_elements=["update_id", "sequence"])
+            .compile(
+                dialect=dialect,
+                column_keys=["update_id", "sequence", "timestamp", "kind", "data"],
+            )
+        )
+        keys = [column.key for column in _RECORD_COLUMNS]
+        self._row: Any = namedtuple("_UpdateColumns", keys)  # type: ignore[misc]
+        self._processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in _RECORD_COLUMNS
+        ]
+        changes = UPDATES.c.resource_changes.type.dialect_impl(dialect)
+        self._changes = changes.bind_processor(dialect)
+        for column in (*JOURNAL_ENTRIES.c, *ENGINE_EVENTS.c):
+            # The inserted values go in as they are: no column of them converts.
+            assert column.type.dialect_impl(dialect).bind_processor(dialect) is None, column
+
+    def record(self, row: tuple[Any, ...] | None) -> UpdateRecord | None:
+        if row is None:
+            return None
+        values = [
+            value if process is None or value is None else process(value)
+            for process, value in zip(self._processors, row, strict=True)
+        ]
+        return update_record(self._row(*values))
+
+    def resource_changes(self, changes: Mapping[str, int]) -> Any:
+        value = dict(changes)
+        return value if self._changes is None else self._changes(value)
+
+
+_GROUPED = _GroupedStatements()
 
 
 @dataclass(frozen=True)
@@ -158,8 +212,11 @@ class UpdateStore:
         dialect: str,
         reads: Sessions | None = None,
         statements: Sessions | None = None,
+        group: GroupWriter | None = None,
     ) -> None:
         self._sessions = sessions
+        # SQLite: journal and event appends committed in groups (`GroupWriter`).
+        self._group = group if dialect == "sqlite" else None
         # Read-only transactions (on SQLite they neither take nor wait for the write lock).
         self._reads = reads or sessions
         # Statements that commit on their own (PostgreSQL): a fenced append in one round trip.
@@ -398,7 +455,11 @@ class UpdateStore:
         one transaction that counts them on the update's row and checks `journal_refusal` on
         it: the count's UPDATE takes the row lock the fencing check needs and returns the row,
         so the write needs no ORM row and no separate read (the journal is the CLI's
-        per-step write, its hottest path)."""
+        per-step write, its hottest path). On SQLite with a group writer, the same statements
+        run in the writer's next group, in a savepoint of their own."""
+        if self._group is not None:
+            await self._group.write(_grouped_journal(lease, now, entries))
+            return
         async with self._sessions.begin() as session:
             connection = await session.connection()
             counted = await connection.execute(
@@ -422,7 +483,10 @@ class UpdateStore:
     ) -> None:
         """Store engine events by sequence, skipping those already stored, and the batch's
         resource changes when it has them, fenced like `append_journal` (`lease_refusal` on
-        the row the locking UPDATE returns)."""
+        the row the locking UPDATE returns); grouped on SQLite like `append_journal`."""
+        if self._group is not None:
+            await self._group.write(_grouped_events(lease, now, events, resource_changes))
+            return
         async with self._sessions.begin() as session:
             connection = await session.connection()
             if resource_changes is None:
@@ -758,6 +822,69 @@ def _lease_is_current(lease: LeaseRef, now: float) -> list[ColumnElement[bool]]:
         UpdateRow.status == RUNNING,
         UpdateRow.lease_expires_at > now,
     ]
+
+
+def _grouped_journal(
+    lease: LeaseRef, now: float, entries: Sequence[tuple[int, bytes]]
+) -> Callable[[sqlite3.Connection], None]:
+    """`append_journal` as a group writer's write: count on the row, check, insert."""
+
+    def write(connection: sqlite3.Connection) -> None:
+        counted = connection.execute(
+            _GROUPED.count_journal, {"update_id": lease.update_id, "count": len(entries)}
+        )
+        _refuse(journal_refusal(_GROUPED.record(counted.fetchone()), lease, now))
+        counted.close()
+        if entries:
+            connection.executemany(
+                _GROUPED.insert_journal,
+                [
+                    {"update_id": lease.update_id, "sequence_id": sequence, "data": data}
+                    for sequence, data in entries
+                ],
+            )
+
+    return write
+
+
+def _grouped_events(
+    lease: LeaseRef,
+    now: float,
+    events: Sequence[EngineEvent],
+    resource_changes: Mapping[str, int] | None,
+) -> Callable[[sqlite3.Connection], None]:
+    """`append_events` as a group writer's write: lock (or set changes on) the row, check,
+    insert."""
+
+    def write(connection: sqlite3.Connection) -> None:
+        if resource_changes is None:
+            locked = connection.execute(_GROUPED.lock_update, {"update_id": lease.update_id})
+        else:
+            locked = connection.execute(
+                _GROUPED.set_resource_changes,
+                {
+                    "update_id": lease.update_id,
+                    "resource_changes": _GROUPED.resource_changes(resource_changes),
+                },
+            )
+        _refuse(lease_refusal(_GROUPED.record(locked.fetchone()), lease, now))
+        locked.close()
+        if events:
+            connection.executemany(
+                _GROUPED.insert_events,
+                [
+                    {
+                        "update_id": lease.update_id,
+                        "sequence": event.sequence,
+                        "timestamp": event.timestamp,
+                        "kind": event.kind,
+                        "data": event.data,
+                    }
+                    for event in events
+                ],
+            )
+
+    return write
 
 
 def _refuse(refused: DomainError | None) -> None:

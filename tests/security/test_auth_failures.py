@@ -3,11 +3,13 @@ without the identity service being asked; valid callers are never slowed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from gateway import auth_failures
 from gateway.auth_failures import AuthFailures, counted_as
 from services.common.config import Settings
 from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn, running_cairn
@@ -146,3 +148,24 @@ async def test_one_ipv6_64_shares_one_allowance() -> None:
     await failures.record("2001:db8::2")
     assert await failures.retry_after("2001:db8::3") is not None
     assert await failures.retry_after("2001:db8:0:1::3") is None
+
+
+async def test_a_limit_ends_with_its_window_and_never_touches_other_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failures = AuthFailures("2/second")
+    await failures.record("192.0.2.1")
+    assert await failures.retry_after("192.0.2.1") is None  # one failure: under the limit
+    await failures.record("192.0.2.1")
+    assert await failures.retry_after("192.0.2.1") is not None
+    assert await failures.retry_after("192.0.2.2") is None
+    await asyncio.sleep(1.2)  # both failures have left the one-second window
+    assert await failures.retry_after("192.0.2.1") is None
+    # Past the sweep size the addresses whose failures left the window are forgotten, and
+    # one still inside it is still limited.
+    monkeypatch.setattr(auth_failures, "RECENT_FAILURES_SWEEP_AT", 3)
+    for host in range(3, 6):
+        await failures.record(f"192.0.2.{host}")
+    await failures.record("192.0.2.5")
+    assert await failures.retry_after("192.0.2.5") is not None
+    assert await failures.retry_after("192.0.2.3") is None

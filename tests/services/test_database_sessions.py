@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -106,3 +107,22 @@ async def test_a_turn_not_given_in_time_is_a_busy_database(engine: AsyncEngine) 
                 await session.execute(text("INSERT INTO t VALUES (2)"))
     release.set()
     await task
+
+
+async def test_a_connection_given_back_mid_transaction_is_rolled_back(
+    engine: AsyncEngine,
+) -> None:
+    """The pool skips the rollback round trip for connections whose transaction ended, but
+    one given back with a transaction still open (begun on the driver) is rolled back."""
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.execute("BEGIN IMMEDIATE")
+        await driver.execute("INSERT INTO t VALUES (1)")
+        assert driver.in_transaction
+    # The write lock was released and nothing was kept: the next writer goes straight in.
+    async with asyncio.timeout(WAIT_S), session_factory(engine).begin() as session:
+        await session.execute(text("INSERT INTO t VALUES (2)"))
+    async with read_session_factory(engine).begin() as session:
+        assert list((await session.scalars(text("SELECT n FROM t"))).all()) == [2]
+    assert not driver.in_transaction
