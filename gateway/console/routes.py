@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.console import admin, deployments, handlers, people, sso
+from gateway.console import admin, deployments, handlers, hooks, people, sso
 from gateway.route import Access, Handler, Route
 from gateway.routes import ROUTES_BY_OPERATION
 from services.common.call_access import VIEWER
@@ -67,6 +67,14 @@ PAGES: tuple[Page, ...] = (
         deployments.org_deployments,
         api("list_org_deployments"),
     ),
+    Page("GET", "/orgs/{orgName}/hooks", hooks.org_hooks, api("list_organization_webhooks")),
+    # POST only: no stack page answers a POST at `/orgs/o/p/s/ping`.
+    Page(
+        "POST",
+        "/orgs/{orgName}/hooks/{hookName}/ping",
+        hooks.ping_org_hook,
+        api("ping_organization_webhook"),
+    ),
     Page("GET", "/orgs/{orgName}/people", people.people, api("list_org_invites")),
     Page(
         "POST",
@@ -101,6 +109,10 @@ PAGES: tuple[Page, ...] = (
         f"{STACK}/deployments",
         deployments.stack_deployments,
         api("list_stack_deployments_handler_v2"),
+    ),
+    Page("GET", f"{STACK}/hooks", hooks.stack_hooks, api("list_stack_webhooks")),
+    Page(
+        "POST", f"{STACK}/hooks/{{hookName}}/ping", hooks.ping_stack_hook, api("ping_stack_webhook")
     ),
     # The `consoleUrl` a created deployment answers with.
     Page("GET", f"{STACK}/deployments/{VERSION}", deployments.deployment, api("get_deployment")),
