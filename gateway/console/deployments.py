@@ -21,6 +21,7 @@ from gateway.audit_middleware import record_console_call
 from gateway.console.csrf import checked_form
 from gateway.console.handlers import STOPPING, see_other
 from gateway.console.render import render, secure
+from gateway.console.schedules import drift
 from gateway.context import BACKENDS, STACK, call_options
 from gateway.errors import ApiError, rpc_error_response
 from gateway.views import made_updates
@@ -89,6 +90,7 @@ async def stack_deployments(request: web.Request) -> web.Response:
         total=total,
         page=page,
         pages=pages,
+        drift=await drift(request),
     )
 
 
@@ -104,6 +106,7 @@ async def org_deployments(request: web.Request) -> web.Response:
         total=total,
         page=page,
         pages=pages,
+        drift=None,
     )
 
 

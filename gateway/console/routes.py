@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.console import admin, deployments, handlers, hooks, people, sso
+from gateway.console import admin, deployments, handlers, hooks, people, schedules, sso
 from gateway.route import Access, Handler, Route
 from gateway.routes import ROUTES_BY_OPERATION
 from services.common.call_access import VIEWER
@@ -113,6 +113,24 @@ PAGES: tuple[Page, ...] = (
     Page("GET", f"{STACK}/hooks", hooks.stack_hooks, api("list_stack_webhooks")),
     Page(
         "POST", f"{STACK}/hooks/{{hookName}}/ping", hooks.ping_stack_hook, api("ping_stack_webhook")
+    ),
+    Page(
+        "GET",
+        f"{STACK}/deployments/schedules",
+        schedules.schedules,
+        api("list_scheduled_deployment"),
+    ),
+    Page(
+        "POST",
+        f"{STACK}/deployments/schedules/{{scheduleID}}/pause",
+        schedules.pause_schedule,
+        api("pause_scheduled_deployment"),
+    ),
+    Page(
+        "POST",
+        f"{STACK}/deployments/schedules/{{scheduleID}}/resume",
+        schedules.resume_schedule,
+        api("resume_scheduled_deployment"),
     ),
     # The `consoleUrl` a created deployment answers with.
     Page("GET", f"{STACK}/deployments/{VERSION}", deployments.deployment, api("get_deployment")),
