@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.copilot.programs import CLOUDS, RESOURCES, catalog
+from services.copilot.programs.spec import KUBERNETES_RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +19,7 @@ def test_every_template_is_found_through_importlib_resources() -> None:
     folder = resources.files(catalog.PACKAGE).joinpath(catalog.TEMPLATES)
     found = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".yaml"))
     assert found == sorted(catalog.template_names())
-    assert len(found) == len(CLOUDS) * len(RESOURCES)
+    assert len(found) == len(CLOUDS) * len(RESOURCES) + len(KUBERNETES_RESOURCES)
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
@@ -29,6 +30,14 @@ def test_every_template_loads_as_its_cloud_and_resource(cloud: str, resource: st
     assert (spec.cloud, spec.resource) == (cloud, resource)
     assert spec.steps
     assert catalog.provider_for(cloud).cloud == cloud
+
+
+@pytest.mark.parametrize("resource", KUBERNETES_RESOURCES)
+def test_every_kubernetes_template_loads(resource: str) -> None:
+    spec = catalog.template_for(resource, "kubernetes")
+    assert spec is not None
+    assert (spec.cloud, spec.resource) == ("kubernetes", resource)
+    assert all(step.token.startswith("kubernetes:") for step in spec.steps)
 
 
 def test_unknown_template_is_none() -> None:

@@ -1,4 +1,4 @@
-"""Copilot program generation: request parsing, all 105 programs, and the syntax checks."""
+"""Copilot program generation: request parsing, all 125 programs, and the syntax checks."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 from services.copilot.programs import (
     CLOUDS,
     LANGUAGES,
-    RESOURCES,
     GeneratedProgram,
     ProgramRequest,
     check_syntax,
+    follow_up_request,
     generate,
     parse_request,
 )
+from services.copilot.programs.spec import PROGRAMS
 
 PHRASINGS = [
     # The seed's own example.
@@ -62,6 +63,11 @@ PHRASINGS = [
     ("Add a DNS zone for my domain on GCP", "dns", "gcp", "typescript"),
     ("deploy a docker container to google cloud", "container", "gcp", "typescript"),
     ("Write a Go program that creates a database on Azure", "database", "azure", "go"),
+    ("Kubernetes nginx deployment", "app", "kubernetes", "typescript"),
+    ("Deploy nginx to k8s in Go", "app", "kubernetes", "go"),
+    ("Create a Kubernetes namespace in C#", "namespace", "kubernetes", "csharp"),
+    ("Install nginx with a Helm chart on Kubernetes", "helm", "kubernetes", "typescript"),
+    ("k8s configmap and secret in yaml", "config", "kubernetes", "yaml"),
 ]
 
 NON_REQUESTS = [
@@ -75,12 +81,15 @@ NON_REQUESTS = [
     "Explain ECS vs EKS",
     "What is Cloud Run?",
     "List my stacks",
+    "What is a Kubernetes namespace?",
+    "Resources of type kubernetes deployment across stacks",
+    "Which stacks have secrets?",
     "",
 ]
 
 ALL_REQUESTS = [
     ProgramRequest(resource, cloud, language)
-    for resource, cloud, language in itertools.product(RESOURCES, CLOUDS, LANGUAGES)
+    for (resource, cloud), language in itertools.product(PROGRAMS, LANGUAGES)
 ]
 
 # How each language's program names the cloud's provider package.
@@ -97,9 +106,50 @@ PROVIDER_MARKERS = {
     ("csharp", "aws"): "using Aws = Pulumi.Aws;",
     ("csharp", "azure"): "using AzureNative = Pulumi.AzureNative;",
     ("csharp", "gcp"): "using Gcp = Pulumi.Gcp;",
+    ("typescript", "kubernetes"): 'import * as k8s from "@pulumi/kubernetes";',
+    ("python", "kubernetes"): "import pulumi_kubernetes as k8s",
+    ("go", "kubernetes"): '"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/',
+    ("csharp", "kubernetes"): "using Kubernetes = Pulumi.Kubernetes;",
 }
-PACKAGES = {"aws": "aws", "azure": "azure-native", "gcp": "gcp"}
-LOCATION_KEYS = {"aws": "aws:region", "azure": "azure-native:location", "gcp": "gcp:project"}
+PACKAGES = {"aws": "aws", "azure": "azure-native", "gcp": "gcp", "kubernetes": "kubernetes"}
+LOCATION_KEYS = {
+    "aws": "aws:region",
+    "azure": "azure-native:location",
+    "gcp": "gcp:project",
+    "kubernetes": "kubernetes:context",
+}
+# The nginx Deployment as each Kubernetes SDK spells it.
+KUBERNETES_DEPLOYMENT = {
+    "typescript": [
+        "new k8s.apps.v1.Deployment(",
+        "new k8s.core.v1.Service(",
+        'matchLabels: { app: "nginx" }',
+    ],
+    "python": [
+        "k8s.apps.v1.Deployment(",
+        "    metadata={",
+        "    spec={",
+        '"match_labels": {"app": "nginx"}',
+    ],
+    "go": [
+        'appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"',
+        'metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"',
+        'appsv1.NewDeployment(ctx, "nginx", &appsv1.DeploymentArgs{',
+        "Spec: &appsv1.DeploymentSpecArgs{",
+        "Metadata: &metav1.ObjectMetaArgs{",
+        "Template: &corev1.PodTemplateSpecArgs{",
+        "Containers: corev1.ContainerArray{",
+        "corev1.NewService(",
+    ],
+    "csharp": [
+        'new Kubernetes.Apps.V1.Deployment("nginx"',
+        "new Kubernetes.Types.Inputs.Apps.V1.DeploymentSpecArgs",
+        "new Kubernetes.Types.Inputs.Meta.V1.ObjectMetaArgs",
+        "new Kubernetes.Types.Inputs.Core.V1.ContainerArgs",
+        'new Kubernetes.Core.V1.Service("nginx-service"',
+    ],
+    "yaml": ["type: kubernetes:apps/v1:Deployment", "type: kubernetes:core/v1:Service"],
+}
 SECRET_READS = {
     "typescript": 'config.requireSecret("dbPassword")',
     "python": 'config.require_secret("dbPassword")',
@@ -147,8 +197,7 @@ def test_explicit_cloud_wins_over_a_synonym_that_implies_another() -> None:
 def test_parse_request_returns_none_or_normalised_keys(query: str) -> None:
     request = parse_request(query)
     if request is not None:
-        assert request.resource in RESOURCES
-        assert request.cloud in CLOUDS
+        assert (request.resource, request.cloud) in PROGRAMS
         assert request.language in LANGUAGES
 
 
@@ -215,6 +264,34 @@ def test_go_discards_resources_nothing_reads() -> None:
     assert "_, err = s3.NewBucketVersioningV2(" in code
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_kubernetes_deployment_uses_the_sdks_names(language: str) -> None:
+    code = _program(language, "app", "kubernetes").code
+
+    for expected in KUBERNETES_DEPLOYMENT[language]:
+        assert expected in code
+
+
+def test_kubernetes_helm_release_and_secret_read_their_modules() -> None:
+    helm = {language: _program(language, "helm", "kubernetes").code for language in LANGUAGES}
+    assert "new k8s.helm.v3.Release(" in helm["typescript"]
+    assert "k8s.helm.v3.Release(" in helm["python"]
+    assert "helmv3.NewRelease(" in helm["go"]
+    assert "&helmv3.RepositoryOptsArgs{" in helm["go"]
+    assert "new Kubernetes.Types.Inputs.Helm.V3.RepositoryOptsArgs" in helm["csharp"]
+    assert "type: kubernetes:helm.sh/v3:Release" in helm["yaml"]
+    secret = _program("go", "config", "kubernetes").code
+    assert 'cfg.RequireSecret("apiKey")' in secret
+    assert '"API_KEY": apiKey,' in secret
+
+
+def test_program_follow_up_does_not_move_kubernetes_to_a_cloud() -> None:
+    assert follow_up_request("and on Azure?", "app", "kubernetes", "go") is None
+    assert follow_up_request("in python", "app", "kubernetes", "go") == ProgramRequest(
+        "app", "kubernetes", "python"
+    )
+
+
 def test_program_id_is_short_deterministic_and_salted() -> None:
     request = ProgramRequest("bucket", "aws", "typescript")
     first = generate(request).program_id
@@ -230,6 +307,8 @@ def test_program_id_is_short_deterministic_and_salted() -> None:
     "request_",
     [
         ProgramRequest("kubernetes", "aws", "typescript"),
+        ProgramRequest("app", "aws", "typescript"),
+        ProgramRequest("bucket", "kubernetes", "typescript"),
         ProgramRequest("bucket", "oracle", "typescript"),
         ProgramRequest("bucket", "aws", "java"),
     ],
@@ -367,7 +446,7 @@ def test_check_syntax_rejects_an_unknown_language() -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_typescript_programs_parse_as_javascript_modules(tmp_path: Path) -> None:
     # The renderer writes no type annotations, so node can parse the programs as-is.
-    for cloud, resource in itertools.product(CLOUDS, RESOURCES):
+    for resource, cloud in PROGRAMS:
         path = tmp_path / f"{cloud}-{resource}.mjs"
         path.write_text(_program("typescript", resource, cloud).code)
         result = subprocess.run(
@@ -378,7 +457,7 @@ def test_typescript_programs_parse_as_javascript_modules(tmp_path: Path) -> None
 
 @pytest.mark.skipif(shutil.which("gofmt") is None, reason="gofmt is not installed")
 def test_go_programs_parse_and_are_gofmt_clean(tmp_path: Path) -> None:
-    for cloud, resource in itertools.product(CLOUDS, RESOURCES):
+    for resource, cloud in PROGRAMS:
         (tmp_path / f"{cloud}-{resource}.go").write_text(_program("go", resource, cloud).code)
     result = subprocess.run(
         ["gofmt", "-e", "-l", str(tmp_path)], capture_output=True, text=True, check=False

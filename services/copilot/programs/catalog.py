@@ -9,8 +9,9 @@ one `$` key:
 - `{$join: [part, ...]}`: a string assembled from literals, `$ref`s and `$config`s;
 - `{$asset: text}`: file content given inline;
 - `{$map: {key: value}}`: a map of free-form string keys, such as tags;
-- `{$type: SchemaType, $go: GoType, field: value, ...}`: a typed nested input (`$go` only
-  when Go's type name differs).
+- `{$type: SchemaType, $go: GoType, $module: meta/v1, field: value, ...}`: a typed nested
+  input (`$go` only when Go's type name differs, `$module` only when the type comes from
+  another module than the resource's, as Kubernetes' ObjectMeta does).
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from typing import cast
 import yaml
 
 from services.copilot.programs.spec import (
-    CLOUDS,
-    RESOURCES,
+    PROGRAMS,
     Config,
     ConfigRef,
     Fields,
@@ -52,12 +52,12 @@ _REF_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 
 def template_names() -> list[str]:
     """File names of every template, one per (cloud, resource)."""
-    return [f"{cloud}-{resource}.yaml" for cloud in CLOUDS for resource in RESOURCES]
+    return [f"{cloud}-{resource}.yaml" for resource, cloud in PROGRAMS]
 
 
 def template_for(resource: str, cloud: str) -> Spec | None:
     """The program description for a resource on a cloud, or None when there is none."""
-    if resource not in RESOURCES or cloud not in CLOUDS:
+    if (resource, cloud) not in PROGRAMS:
         return None
     return _template(f"{cloud}-{resource}.yaml")
 
@@ -157,7 +157,8 @@ def decode_value(data: object) -> Value:
     if "$type" in tagged:
         entries = {k: v for k, v in tagged.items() if not k.startswith("$")}
         go_type = _text(tagged.get("$go", ""), "$go")
-        return Obj(_text(tagged["$type"], "$type"), _fields(entries), go_type)
+        module = _text(tagged.get("$module", ""), "$module")
+        return Obj(_text(tagged["$type"], "$type"), _fields(entries), go_type, module)
     if len(tagged) != 1:
         raise ValueError(f"a value mapping needs exactly one $ key, not {sorted(tagged)}")
     [(tag, inner)] = tagged.items()

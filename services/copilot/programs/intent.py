@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 
 from services.copilot.programs.spec import (
+    KUBERNETES,
+    PROGRAMS,
     ProgramRequest,
 )
 
@@ -64,7 +66,7 @@ _STRONG_INTENT = re.compile(
 )
 # Words that ask for infrastructure, unless the sentence is a question about it.
 _WEAK_INTENT = re.compile(
-    r"\b(?:create|make|build|provision|deploy|launch|run|host|add|configure|define|declare"
+    r"\b(?:create|make|build|provision|deploy|install|launch|run|host|add|configure|define|declare"
     r"|need|want)\b"
     r"|\b(?:set|spin|stand)\s*up\b|\bwould\s+like\b|\bhelp\s+me\b"
 )
@@ -72,6 +74,19 @@ _QUESTION = re.compile(
     r"^\s*(?:what|what's|whats|why|who|when|where|which|explain|describe|compare"
     r"|summari[sz]e|tell\s+me\s+about|is|are|does|did|list)\b"
 )
+
+
+_KUBERNETES = re.compile(r"\bkubernetes\b|\bk8s\b|\bkube\b|\bkubectl\b|\bhelm\b")
+# Kubernetes objects, read only when the question is about Kubernetes; the first pattern
+# that matches wins, so "nginx with a Helm chart" is a Helm release.
+_KUBERNETES_OBJECTS: tuple[tuple[str, str], ...] = (
+    (r"\bhelm\b|\bcharts?\b", "helm"),
+    (r"\bconfig\s*maps?\b|\bsecrets?\b", "config"),
+    (r"\bnamespaces?\b", "namespace"),
+    (r"\bdeployments?\b|\bnginx\b|\bservices?\b|\bpods?\b|\bapps?\b|\bworkloads?\b", "app"),
+)
+# Questions about the organization's data that merely name Kubernetes resource types.
+_DATA_WORDS = re.compile(r"\b(?:stacks?|resources?|types?|updates?|across)\b")
 
 
 @dataclass(frozen=True)
@@ -105,9 +120,33 @@ def _mentions(text: str) -> tuple[list[_Mention], str]:
     return sorted(found, key=lambda mention: mention.start), remaining
 
 
+def _kubernetes_request(text: str) -> ProgramRequest | None:
+    """A Kubernetes program, when the question names Kubernetes and one of its objects.
+
+    A short phrase ("Kubernetes nginx deployment") is a request on its own.
+    """
+    if _KUBERNETES.search(text) is None or _DATA_WORDS.search(text) is not None:
+        return None
+    resource = next((key for pattern, key in _KUBERNETES_OBJECTS if re.search(pattern, text)), None)
+    if resource is None:
+        return None
+    language = _first(_LANGUAGE_WORDS, text)
+    is_request = (
+        _STRONG_INTENT.search(text) is not None
+        or language is not None
+        or (_QUESTION.search(text) is None and _WEAK_INTENT.search(text) is not None)
+        or (_QUESTION.search(text) is None and len(text.split()) <= 5)
+    )
+    if not is_request:
+        return None
+    return ProgramRequest(resource, KUBERNETES, language or "typescript")
+
+
 def parse_request(query: str) -> ProgramRequest | None:
     """Read a request for code; None when the query is not asking for a program."""
     text = " ".join(query.lower().split())
+    if _KUBERNETES.search(text) is not None:
+        return _kubernetes_request(text)
     mentions, rest = _mentions(text)
     if not mentions:
         return None
@@ -151,4 +190,6 @@ def follow_up_request(
         return None
     if len(text.split()) > 12:
         return None
-    return ProgramRequest(resource, new_cloud or cloud, new_language or language)
+    changed = ProgramRequest(resource, new_cloud or cloud, new_language or language)
+    # Kubernetes programs have no cloud to move to, and the clouds' programs no cluster.
+    return changed if (changed.resource, changed.cloud) in PROGRAMS else None

@@ -32,6 +32,12 @@ def _cs_namespace(spec: Spec, token: str) -> str:
     return f"{provider.csharp_alias}.{csharp_module(parse_token(token).module)}"
 
 
+def _cs_inputs(spec: Spec, module: str) -> str:
+    """The namespace of a module's nested input types."""
+    provider = provider_for(spec.cloud)
+    return provider.csharp_inputs.format(alias=provider.csharp_alias, module=csharp_module(module))
+
+
 def _cs_path(path: Sequence[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{pascal_case(p)}" for p in path)
 
@@ -45,7 +51,8 @@ def _cs_ref(spec: Spec, ref: Ref) -> str:
     return f"{head}.Apply(value => value{_cs_path(ref.path[1:])})"
 
 
-def _cs_value(spec: Spec, value: Value, namespace: str, depth: int, *, in_call: bool) -> str:
+def _cs_value(spec: Spec, value: Value, module: str, depth: int, *, in_call: bool) -> str:
+    """A C# expression; module is the one nested types belong to unless they name theirs."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -64,26 +71,27 @@ def _cs_value(spec: Spec, value: Value, namespace: str, depth: int, *, in_call: 
             if isinstance(part, str):
                 text += json.dumps(part)[1:-1].replace("{", "{{").replace("}", "}}")
             else:
-                text += "{" + _cs_value(spec, part, namespace, depth, in_call=in_call) + "}"
+                text += "{" + _cs_value(spec, part, module, depth, in_call=in_call) + "}"
         return f'Output.Format($"{text}")'
     if isinstance(value, Obj):
         # Output-form function arguments take the "InputArgs" flavour of nested types.
         suffix = "InputArgs" if in_call else "Args"
-        type_name = f"{namespace}.Inputs.{value.type_name}{suffix}"
+        module = value.module or module
+        type_name = f"{_cs_inputs(spec, module)}.{value.type_name}{suffix}"
         if not value.fields:
             return f"new {type_name}()"
         items = [
-            f"{pascal_case(k)} = {_cs_value(spec, v, namespace, depth + 1, in_call=in_call)}"
+            f"{pascal_case(k)} = {_cs_value(spec, v, module, depth + 1, in_call=in_call)}"
             for k, v in value.fields
         ]
         return _cs_initializer(f"new {type_name}", items, depth)
     if isinstance(value, StringMap):
         items = [
-            f"{{ {quoted(k)}, {_cs_value(spec, v, namespace, depth + 1, in_call=in_call)} }}"
+            f"{{ {quoted(k)}, {_cs_value(spec, v, module, depth + 1, in_call=in_call)} }}"
             for k, v in value.entries
         ]
         return _cs_initializer("new InputMap<string>", items, depth)
-    items = [_cs_value(spec, v, namespace, depth + 1, in_call=in_call) for v in value.values]
+    items = [_cs_value(spec, v, module, depth + 1, in_call=in_call) for v in value.values]
     literal = [isinstance(v, str | int | float) for v in value.values]
     # new[] needs one element type; mixing literals and outputs needs an explicit list.
     opener = "new[]" if all(literal) or not any(literal) else "new InputList<string>"
@@ -125,12 +133,13 @@ def render_csharp(spec: Spec) -> str:
         body.append("")
     for step in spec.steps:
         namespace = _cs_namespace(spec, step.token)
+        module = parse_token(step.token).module
         member = pascal_case(parse_token(step.token).member)
         if step.note:
             body.append(f"// {step.note}")
         in_call = isinstance(step, Invoke)
         items = [
-            f"{pascal_case(k)} = {_cs_value(spec, v, namespace, 1, in_call=in_call)}"
+            f"{pascal_case(k)} = {_cs_value(spec, v, module, 1, in_call=in_call)}"
             for k, v in step.args
         ]
         if isinstance(step, Invoke):

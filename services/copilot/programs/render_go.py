@@ -17,12 +17,13 @@ from services.copilot.programs.spec import (
     Value,
     bracketed,
     is_invoke,
+    module_parts,
     number_literal,
     parse_token,
     pascal_case,
-    provider_modules,
     quoted,
     referenced_vars,
+    type_modules,
 )
 
 
@@ -70,6 +71,18 @@ def _go_ref(spec: Spec, ref: Ref) -> str:
     return ref.target + head + _go_path(ref.path[1:])
 
 
+def _go_package(module: str) -> str:
+    """The name a module is used under: its path, joined (apps/v1 is appsv1)."""
+    return "".join(module_parts(module))
+
+
+def _go_import(spec: Spec, module: str) -> str:
+    """An import line's spec; versioned modules get the alias their name says (appsv1)."""
+    parts = module_parts(module)
+    path = quoted(provider_for(spec.cloud).go_path.format(module="/".join(parts)))
+    return f"{_go_package(module)} {path}" if len(parts) > 1 else path
+
+
 def _go_value(spec: Spec, value: Value, module: str, depth: int) -> str:
     configs = {c.key: c for c in spec.configs}
     if isinstance(value, bool):
@@ -98,6 +111,7 @@ def _go_value(spec: Spec, value: Value, module: str, depth: int) -> str:
                 arguments.append(part.key if isinstance(part, ConfigRef) else _go_ref(spec, part))
         return f"pulumi.Sprintf({', '.join([_go_string(template), *arguments])})"
     if isinstance(value, Obj):
+        module = _go_package(value.module) if value.module else module
         entries = [
             (f"{pascal_case(k)}:", _go_value(spec, v, module, depth + 1)) for k, v in value.fields
         ]
@@ -110,20 +124,21 @@ def _go_value(spec: Spec, value: Value, module: str, depth: int) -> str:
     items = [_go_value(spec, v, module, depth + 1) for v in value.values]
     first = value.values[0]
     if isinstance(first, Obj):
-        opener = f"{module}.{first.go_type or first.type_name}Array{{"
+        owner = _go_package(first.module) if first.module else module
+        opener = f"{owner}.{first.go_type or first.type_name}Array{{"
         return bracketed(opener, items, "}", depth, unit="\t", inline=False)
     kind = "Int" if isinstance(first, int) and not isinstance(first, bool) else "String"
     return bracketed(f"pulumi.{kind}Array{{", items, "}", depth, unit="\t", inline=True, width=100)
 
 
 def render_go(spec: Spec) -> str:
-    provider = provider_for(spec.cloud)
-    imports = {provider.go_path.format(module=module) for module in provider_modules(spec)}
-    imports.add("github.com/pulumi/pulumi/sdk/v3/go/pulumi")
+    imports = {_go_import(spec, module) for module in type_modules(spec)}
+    imports.add(quoted("github.com/pulumi/pulumi/sdk/v3/go/pulumi"))
     if spec.configs:
-        imports.add("github.com/pulumi/pulumi/sdk/v3/go/pulumi/config")
+        imports.add(quoted("github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"))
     lines = [f"// {spec.summary}", "package main", "", "import ("]
-    lines.extend(f"\t{quoted(path)}" for path in sorted(imports))
+    # gofmt orders an import block by path, whatever the aliases.
+    lines.extend(f"\t{line}" for line in sorted(imports, key=lambda line: line.split(" ")[-1]))
     lines += [")", "", "func main() {", "\tpulumi.Run(func(ctx *pulumi.Context) error {"]
     body: list[str] = []
     if spec.configs:
@@ -144,7 +159,7 @@ def render_go(spec: Spec) -> str:
     used = referenced_vars(spec)
     is_err_declared = False
     for step in spec.steps:
-        module = parse_token(step.token).module
+        module = _go_package(parse_token(step.token).module)
         if step.note:
             body.append(f"// {step.note}")
         entries = [(f"{pascal_case(k)}:", _go_value(spec, v, module, 1)) for k, v in step.args]

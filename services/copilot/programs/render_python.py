@@ -17,6 +17,7 @@ from services.copilot.programs.spec import (
     Value,
     bracketed,
     is_invoke,
+    module_parts,
     number_literal,
     parse_token,
     provider_modules,
@@ -31,7 +32,8 @@ def _py_member(spec: Spec, token: str, *, function: bool = False) -> str:
     parts = parse_token(token)
     member = snake_case(parts.member) + "_output" if function else parts.member
     alias = provider_for(spec.cloud).alias
-    return f"{alias}.{parts.module}.{member}" if alias else f"{parts.module}.{member}"
+    module = ".".join(module_parts(parts.module))
+    return f"{alias}.{module}.{member}" if alias else f"{module}.{member}"
 
 
 def _py_quote(text: str) -> str:

@@ -20,6 +20,7 @@ from services.copilot.programs.spec import (
     Value,
     bracketed,
     is_invoke,
+    module_parts,
     number_literal,
     parse_token,
     provider_modules,
@@ -34,7 +35,8 @@ def _ts_member(spec: Spec, token: str) -> str:
     """Expression naming a class or function of the provider SDK."""
     parts = parse_token(token)
     alias = provider_for(spec.cloud).alias
-    return f"{alias}.{parts.module}.{parts.member}" if alias else f"{parts.module}.{parts.member}"
+    module = ".".join(module_parts(parts.module))
+    return f"{alias}.{module}.{parts.member}" if alias else f"{module}.{parts.member}"
 
 
 def _ts_path(path: Sequence[str | int], *, optional: bool) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -11,6 +12,14 @@ from typing import TypeAlias
 LANGUAGES = ("typescript", "python", "go", "csharp", "yaml")
 CLOUDS = ("aws", "azure", "gcp")
 RESOURCES = ("bucket", "vm", "network", "database", "container", "dns", "website")
+# Kubernetes programs run against any cluster, so Kubernetes is a target beside the clouds.
+KUBERNETES = "kubernetes"
+KUBERNETES_RESOURCES = ("app", "namespace", "helm", "config")
+# Every (resource, target) pair that has a program.
+PROGRAMS = (
+    *((resource, cloud) for cloud in CLOUDS for resource in RESOURCES),
+    *((resource, KUBERNETES) for resource in KUBERNETES_RESOURCES),
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,12 @@ RESOURCE_NAMES = {
     "container": "a container service",
     "dns": "a DNS zone and record",
     "website": "a static website",
+    "app": "an nginx Deployment and Service",
+    "namespace": "a namespace",
+    "helm": "a Helm release",
+    "config": "a ConfigMap and a Secret",
 }
-CLOUD_NAMES = {"aws": "AWS", "azure": "Azure", "gcp": "Google Cloud"}
+CLOUD_NAMES = {"aws": "AWS", "azure": "Azure", "gcp": "Google Cloud", KUBERNETES: "Kubernetes"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,6 +109,9 @@ class Obj:
     fields: Fields
     # Go appends "Type" when a nested type shares its name with a resource (SubnetType).
     go_type: str = ""
+    # The provider module that defines the type when it is not the resource's own module,
+    # such as meta/v1 for the ObjectMeta inside an apps/v1 Deployment.
+    module: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,6 +207,8 @@ class Provider:
     go_path: str
     csharp_alias: str
     csharp_namespace: str
+    # Where nested input types live: {alias} and {module} are filled in.
+    csharp_inputs: str
     location_key: str
     location_example: str
     location_purpose: str
@@ -217,10 +235,23 @@ PROGRAM_FILES = {
 # Shared helpers for the renderers.
 
 
+_VERSION = re.compile(r"v\d+(?:(?:alpha|beta)\d+)?")
+
+
 def parse_token(token: str) -> Token:
-    """Split a type token into package, module and member."""
+    """Split a type token into package, module and member.
+
+    Most tokens repeat the member after the module (`s3/bucketV2`), which is dropped;
+    versioned packages such as Kubernetes keep the whole module (`apps/v1`).
+    """
     package, module, member = token.split(":")
-    return Token(package, module.split("/")[0], member)
+    head, _, tail = module.partition("/")
+    return Token(package, module if _VERSION.fullmatch(tail) else head, member)
+
+
+def module_parts(module: str) -> tuple[str, ...]:
+    """A module's path segments as the SDKs name them: `helm.sh/v3` is `helm`, `v3`."""
+    return tuple(part.split(".")[0] for part in module.split("/"))
 
 
 def snake_case(name: str) -> str:
@@ -298,11 +329,18 @@ def provider_modules(spec: Spec) -> list[str]:
     return sorted({parse_token(step.token).module for step in spec.steps})
 
 
+def type_modules(spec: Spec) -> list[str]:
+    """Modules of the resources and of nested types declared in another module, sorted."""
+    found = set(provider_modules(spec))
+    found.update(v.module for v in spec_values(spec) if isinstance(v, Obj) and v.module)
+    return sorted(found)
+
+
 RESERVED = frozenset(
     [
         *keyword.kwlist,
         # Names the renderers declare themselves, provider aliases and lambda parameters.
-        "aws", "azure", "gcp", "pulumi", "config", "cfg", "ctx", "err", "value", "result",
+        "aws", "azure", "gcp", "k8s", "pulumi", "config", "cfg", "ctx", "err", "value", "result",
         # Keywords and predeclared names of the other target languages.
         "base", "case", "chan", "class", "const", "default", "defer", "delete", "event",
         "export", "fallthrough", "func", "function", "go", "goto", "interface", "let", "map",
@@ -315,6 +353,8 @@ RESERVED = frozenset(
 def validate(spec: Spec) -> None:
     """Raise ValueError when a description could render to code that does not compile."""
     modules = set(provider_modules(spec))
+    # Go imports a versioned module under one name (appsv1): no variable may take it.
+    modules.update("".join(module_parts(module)) for module in type_modules(spec))
     configs = {c.key: c for c in spec.configs}
     seen: dict[str, Step] = {}
     yaml_names: set[str] = set(configs)
