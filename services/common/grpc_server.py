@@ -295,6 +295,7 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
         "GetAnnotation",
         "GetStarterWorkflow",
         "ListDownstreamReferences",
+        "ListDeletedStacks",
     ),
     "cairn.v1.UpdatesService": (
         "GetUpdateStatus",
