@@ -39,6 +39,17 @@ PATHS = {
     "update_current_user": ("PATCH", "/api/user"),
     "accept_invite_link": ("POST", "/api/invites/accept"),
     "enable_user": ("POST", "/api/admin/users/dana/enable"),
+    "create_scheduled_deployment": ("POST", f"{STACK}/deployments/schedules"),
+    "update_scheduled_deployment": ("POST", f"{STACK}/deployments/schedules/some-schedule"),
+    "create_scheduled_drift_deployment": ("POST", f"{STACK}/deployments/drift/schedules"),
+    "update_scheduled_drift_deployment": (
+        "POST",
+        f"{STACK}/deployments/drift/schedules/some-schedule",
+    ),
+    "create_scheduled_ttl_deployment": ("POST", f"{STACK}/deployments/ttl/schedules"),
+    "update_scheduled_ttl_deployment": ("POST", f"{STACK}/deployments/ttl/schedules/some-schedule"),
+    "set_organization_state_retention": ("PUT", "/api/orgs/admin/state-retention"),
+    "set_stack_state_retention": ("PUT", f"{STACK}/state-retention"),
 }
 
 
