@@ -379,7 +379,9 @@ async def test_bad_input_is_refused_and_changes_nothing(any_cairn: Cairn) -> Non
     assert (await cairn.json("GET", "/api/orgs/admin/tokens"))["tokens"] == []
 
 
-async def test_stack_grants_are_listed_and_kept_while_the_stack_can_be_restored(any_cairn: Cairn) -> None:
+async def test_stack_grants_are_listed_and_kept_while_the_stack_can_be_restored(
+    any_cairn: Cairn,
+) -> None:
     cairn = any_cairn
     eve = await cairn.new_user("eve", org_role=("admin", MEMBER))
     stack = await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev"})
