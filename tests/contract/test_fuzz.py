@@ -9,7 +9,6 @@ admin's access token, which is the wrong credential for them: they must answer 4
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,7 +36,6 @@ EXAMPLES_PER_OPERATION = 8
 # slow to generate and need few examples.
 EXAMPLES_PER_CREDENTIAL_ROUTE = 3
 REQUEST_TIMEOUT_SECONDS = 5.0
-BUDGET_SECONDS = 90.0
 HEADERS = {"Authorization": f"token {ADMIN_TOKEN}", "Accept": "application/json"}
 KNOWN = {"orgName": "fuzz", "projectName": "proj", "stackName": "dev"}
 CHECKS = [
@@ -106,13 +104,11 @@ def _fuzz(document: dict[str, Any], base_url: str) -> tuple[list[str], int, dict
     schema = schemathesis.openapi.from_dict(document)
     failures: list[str] = []
     credential_statuses: dict[str, set[int]] = {}
-    started = time.monotonic()
     count = 0
     session = requests.Session()
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result
         operation = result.ok()
-        assert time.monotonic() - started < BUDGET_SECONDS, "the fuzzing budget ran out"
         count += 1
         _ensure_stack(base_url)
         try:
