@@ -29,6 +29,7 @@ import base64
 import hashlib
 import importlib
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,7 +56,20 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeEngine
 
-from services.common.blobs import BlobStore, digest_of, open_blob_store
+from cairn.archives import (
+    ArchiveFileMissing,
+    ArchiveLocation,
+    ArchiveStorageError,
+    DirectoryLocation,
+    open_location,
+)
+from services.common.blobs import (
+    BlobStore,
+    BlobStoreError,
+    check_digest,
+    digest_of,
+    open_blob_store,
+)
 from services.common.config import SERVICE_NAMES, Settings
 from services.common.datadir import prepare_database_files
 from services.common.db import READ_ONLY_OPTION, create_migration_engine
@@ -240,20 +254,41 @@ class BackupSummary:
     blobs: int
 
 
-def _prepare_directory(directory: Path) -> None:
-    if directory.exists() and any(directory.iterdir()):
-        raise BackupError(f"{directory} is not empty; back up into a new or empty directory")
-    (directory / TABLES_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
-    (directory / BLOBS_DIR).mkdir(exist_ok=True, mode=0o700)
-    os.chmod(directory, 0o700)
+def _location(where: str | Path | ArchiveLocation, settings: Settings) -> ArchiveLocation:
+    if isinstance(where, str | Path):
+        try:
+            return open_location(where, settings)
+        except ArchiveStorageError as error:
+            raise BackupError(str(error)) from None
+    return where
 
 
 async def backup(
-    settings: Settings, directory: Path, *, blobs: BlobStore | None = None
+    settings: Settings,
+    target: str | Path | ArchiveLocation,
+    *,
+    blobs: BlobStore | None = None,
 ) -> BackupSummary:
-    """Write an archive of everything Cairn keeps into `directory` (new or empty)."""
+    """Write an archive of everything Cairn keeps into `target`: a new or empty directory, or
+    an object store prefix (`s3://bucket/prefix`, `gs://…`, `az://…`) holding nothing yet."""
+    location = _location(target, settings)
+    try:
+        return await _backup(settings, location, blobs)
+    except (ArchiveStorageError, BlobStoreError) as error:
+        raise BackupError(f"backup to {location.describe()} failed: {error}") from None
+
+
+async def _backup(
+    settings: Settings, location: ArchiveLocation, blobs: BlobStore | None
+) -> BackupSummary:
     schemas = service_schemas()
-    _prepare_directory(directory)
+    if not await location.is_empty():
+        raise BackupError(
+            f"{location.describe()} is not empty; back up into a new or empty directory or prefix"
+        )
+    if isinstance(location, DirectoryLocation):
+        location.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(location.root, 0o700)
     url = settings.resolved_database_url()
     engine = create_migration_engine(url, timeout_seconds=settings.database_timeout_seconds)
     store = blobs or open_blob_store(settings)
@@ -268,73 +303,136 @@ async def backup(
     named: set[str] = set()
     rows = tables = 0
     try:
-        async with _snapshot_engine(engine).connect() as connection, connection.begin():
-            if engine.dialect.name == "postgresql":
-                await connection.execute(text("SET TRANSACTION READ ONLY"))
-            revisions = await _revisions(connection, schemas)
-            for schema in schemas:
-                entry: dict[str, Any] = {"revision": revisions[schema.name], "tables": {}}
-                for table in schema.metadata.sorted_tables:
-                    target = directory / TABLES_DIR / f"{table.name}.jsonl"
-                    dump = await _dump_table(connection, table, target)
-                    entry["tables"][str(table.name)] = {
-                        "file": dump.file,
-                        "rows": dump.rows,
-                        "sha256": dump.sha256,
-                        "content_sha256": dump.content,
-                    }
-                    named |= dump.blobs
-                    rows += dump.rows
-                    tables += 1
-                manifest["services"][schema.name] = entry
+        with tempfile.TemporaryDirectory(prefix="cairn-backup-") as scratch:
+            async with _snapshot_engine(engine).connect() as connection, connection.begin():
+                if engine.dialect.name == "postgresql":
+                    await connection.execute(text("SET TRANSACTION READ ONLY"))
+                revisions = await _revisions(connection, schemas)
+                for schema in schemas:
+                    entry: dict[str, Any] = {"revision": revisions[schema.name], "tables": {}}
+                    for table in schema.metadata.sorted_tables:
+                        name = f"{TABLES_DIR}/{table.name}.jsonl"
+                        if isinstance(location, DirectoryLocation):
+                            await location.put_bytes(name, b"")
+                            dump = await _dump_table(connection, table, location.local_path(name))
+                        else:
+                            # Staged one table at a time, then uploaded.
+                            staged = Path(scratch) / "table.jsonl"
+                            dump = await _dump_table(connection, table, staged)
+                            await location.put_file(name, staged)
+                            staged.unlink()
+                        entry["tables"][str(table.name)] = {
+                            "file": dump.file,
+                            "rows": dump.rows,
+                            "sha256": dump.sha256,
+                            "content_sha256": dump.content,
+                        }
+                        named |= dump.blobs
+                        rows += dump.rows
+                        tables += 1
+                    manifest["services"][schema.name] = entry
     finally:
         await engine.dispose()
     for digest in sorted(named):
         data = await store.get(digest)
         if digest_of(data) != digest:
             raise BackupError(f"blob {digest} does not hash to its name; the store is damaged")
-        (directory / BLOBS_DIR / digest).write_bytes(data)
+        await location.put_bytes(f"{BLOBS_DIR}/{digest}", data)
         manifest["blobs"].append({"digest": digest, "size": len(data)})
-    (directory / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    # Last: an archive without its manifest is unfinished.
+    await location.put_bytes(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return BackupSummary(tables=tables, rows=rows, blobs=len(named))
 
 
 # -- restore ------------------------------------------------------------------------------------
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise BackupError(f"{directory} holds no {MANIFEST}: not a Cairn backup, or unfinished")
-    manifest: dict[str, Any] = orjson.loads(path.read_bytes())
-    if manifest.get("format") != FORMAT:
-        raise BackupError(f"{path} is not a Cairn backup manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """The manifest's content, checked for a known format and a whole structure."""
+    try:
+        manifest = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise BackupError(f"{where}/{MANIFEST} is not valid JSON: the archive is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{where}/{MANIFEST} is not a Cairn backup manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
         raise BackupError(
-            f"backup format version {manifest.get('format_version')} is not {FORMAT_VERSION}"
+            f"{where} is a backup of format version {version!r}, which this Cairn does not "
+            f"know (it reads version {FORMAT_VERSION}): restore with the Cairn that made it"
         )
+    try:
+        _check_structure(manifest)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BackupError(f"{where}/{MANIFEST} is incomplete or damaged") from None
     return manifest
 
 
-def _file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+def _check_structure(manifest: Mapping[str, Any]) -> None:
+    """Every entry has its fields, and names only the files it may (no path escapes)."""
+    for service in manifest["services"].values():
+        str(service["revision"])
+        for name, table in service["tables"].items():
+            if table["file"] != f"{TABLES_DIR}/{name}.jsonl":
+                raise ValueError(name)
+            int(table["rows"])
+            check_digest(table["sha256"])
+            check_digest(table["content_sha256"])
+    for blob in manifest["blobs"]:
+        check_digest(blob["digest"])
+        int(blob["size"])
 
 
-def check_archive(directory: Path, manifest: Mapping[str, Any]) -> None:
-    """Every file the manifest names is there, whole."""
+async def load_manifest(location: ArchiveLocation) -> dict[str, Any]:
+    """The archive's manifest; BackupError when it is missing, unknown or damaged."""
+    try:
+        data = await location.read_bytes(MANIFEST)
+    except ArchiveFileMissing:
+        raise BackupError(
+            f"{location.describe()} holds no {MANIFEST}: not a Cairn backup, or unfinished"
+        ) from None
+    except ArchiveStorageError as error:
+        raise BackupError(str(error)) from None
+    return parse_manifest(data, location.describe())
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of the archive in `directory`."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise BackupError(f"{directory} holds no {MANIFEST}: not a Cairn backup, or unfinished")
+    return parse_manifest(path.read_bytes(), str(directory))
+
+
+def archive_files(manifest: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Every file the manifest names: (name, expected SHA-256, what it is, for messages)."""
+    files = []
     for service in manifest["services"].values():
         for name, table in service["tables"].items():
-            path = directory / table["file"]
-            if not path.is_file() or _file_sha256(path) != table["sha256"]:
-                raise BackupError(f"the archive's rows of {name} are missing or damaged")
+            files.append((table["file"], table["sha256"], f"rows of {name}"))
     for blob in manifest["blobs"]:
-        path = directory / BLOBS_DIR / blob["digest"]
-        if not path.is_file() or digest_of(path.read_bytes()) != blob["digest"]:
-            raise BackupError(f"the archive's blob {blob['digest']} is missing or damaged")
+        files.append((f"{BLOBS_DIR}/{blob['digest']}", blob["digest"], f"blob {blob['digest']}"))
+    return files
+
+
+async def check_archive(
+    location: ArchiveLocation, manifest: Mapping[str, Any], *, copy_to: Path | None = None
+) -> None:
+    """Every file the manifest names is there, whole (with `copy_to`: copied there too)."""
+    for name, expected, what in archive_files(manifest):
+        try:
+            if copy_to is None:
+                found = await location.sha256(name)
+            else:
+                target = copy_to / name
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                found = await location.fetch(name, target)
+        except ArchiveFileMissing:
+            raise BackupError(f"the archive's {what} are missing or damaged") from None
+        except ArchiveStorageError as error:
+            raise BackupError(str(error)) from None
+        if found != expected:
+            raise BackupError(f"the archive's {what} are missing or damaged")
 
 
 async def _occupied_table(engine: AsyncEngine, schemas: Sequence[ServiceSchema]) -> str | None:
@@ -393,14 +491,16 @@ class RestoreSummary:
 
 async def restore(
     settings: Settings,
-    directory: Path,
+    source: str | Path | ArchiveLocation,
     *,
     verify: bool = False,
     blobs: BlobStore | None = None,
 ) -> RestoreSummary:
-    """Restore an archive into the configured database (which must hold no Cairn rows) and
-    blob store; with `verify`, read everything back and compare it with the manifest."""
-    manifest = read_manifest(directory)
+    """Restore an archive (a directory, or an object store prefix) into the configured database
+    (which must hold no Cairn rows) and blob store; with `verify`, read everything back and
+    compare it with the manifest. Nothing is written before the archive checked out whole."""
+    location = _location(source, settings)
+    manifest = await load_manifest(location)
     schemas = service_schemas()
     by_name = {schema.name: schema for schema in schemas}
     if set(manifest["services"]) != set(by_name):
@@ -412,7 +512,28 @@ async def restore(
                 f"the backup's {name} tables are at revision {service['revision'] or 'none'}, "
                 f"this Cairn's at {head}: restore with the Cairn version that made the backup"
             )
-    check_archive(directory, manifest)
+    for schema in schemas:
+        recorded_tables = manifest["services"][schema.name]["tables"]
+        for table in schema.metadata.sorted_tables:
+            if table.name not in recorded_tables:
+                raise BackupError(f"the backup has no rows file for table {table.name}")
+    if isinstance(location, DirectoryLocation):
+        await check_archive(location, manifest)
+        return await _restore_directory(settings, location.root, manifest, verify, blobs)
+    with tempfile.TemporaryDirectory(prefix="cairn-restore-") as scratch:
+        # Fetched and checked whole before anything is written to the target.
+        await check_archive(location, manifest, copy_to=Path(scratch))
+        return await _restore_directory(settings, Path(scratch), manifest, verify, blobs)
+
+
+async def _restore_directory(
+    settings: Settings,
+    directory: Path,
+    manifest: Mapping[str, Any],
+    verify: bool,
+    blobs: BlobStore | None,
+) -> RestoreSummary:
+    schemas = service_schemas()
     url = settings.resolved_database_url()
     prepare_database_files(url, settings.data_dir)
     engine = create_migration_engine(url, timeout_seconds=settings.database_timeout_seconds)
@@ -441,9 +562,7 @@ async def restore(
             for schema in schemas:
                 entry = manifest["services"][schema.name]
                 for table in schema.metadata.sorted_tables:
-                    recorded = entry["tables"].get(table.name)
-                    if recorded is None:
-                        raise BackupError(f"the backup has no rows file for table {table.name}")
+                    recorded = entry["tables"][table.name]
                     await _insert_rows(connection, table, directory / recorded["file"])
                     if engine.dialect.name == "postgresql":
                         await _fix_sequences(connection, table)
@@ -451,6 +570,8 @@ async def restore(
                     tables += 1
         if verify:
             await verify_restored(engine, schemas, manifest, store)
+    except BlobStoreError as error:
+        raise BackupError(f"the blob store failed: {error}") from None
     finally:
         await engine.dispose()
     return RestoreSummary(tables=tables, rows=rows, blobs=len(manifest["blobs"]), verified=verify)

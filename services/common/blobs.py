@@ -9,8 +9,10 @@ commits, and only the garbage collector (which knows which digests rows name) de
 - `FilesystemBlobStore`: files under `<data dir>/blobs/ab/cd/<digest>` (two levels of fan-out
   directories), written to a private temporary file, flushed, then linked into place, so a
   reader sees the whole blob or none; files 0600, directories 0700. The embedded default.
-- `S3BlobStore`: objects `<prefix>/ab/cd/<digest>` in an S3-compatible bucket (AWS S3, MinIO,
-  Ceph, R2, ...), through `obstore`'s async API. Chosen by `CAIRN_BLOB_URL=s3://bucket/prefix`.
+- `ObjectBlobStore`: objects `<prefix>/ab/cd/<digest>` in an S3-compatible bucket (AWS S3,
+  MinIO, Ceph, R2, ...), Google Cloud Storage or Azure Blob Storage, through `obstore`'s async
+  API. Chosen by `CAIRN_BLOB_URL=s3://bucket/prefix` (or `gs://`, `az://`); the client is built
+  in `services/common/object_stores.py`, shared with backups.
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from services.common.datadir import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, ensure_private_dir
+from services.common.object_stores import (
+    ObjectStoreUrlError,
+    describe_error,
+    is_object_url,
+    open_object_store,
+)
 
 if TYPE_CHECKING:
     from services.common.config import Settings
@@ -177,11 +185,11 @@ def _subdirectories(path: Path) -> list[Path]:
         return []
 
 
-class S3BlobStore:
-    """Blobs as objects in an S3-compatible bucket, under an optional key prefix."""
+class ObjectBlobStore:
+    """Blobs as objects in a bucket (S3-compatible, GCS or Azure), under an optional key prefix."""
 
     def __init__(self, store: Any) -> None:
-        # An obstore S3Store already scoped to the bucket and prefix.
+        # An obstore store already scoped to the bucket and prefix.
         self._store = store
 
     async def put(self, digest: str, data: bytes) -> None:
@@ -196,7 +204,7 @@ class S3BlobStore:
         try:
             await obstore.put_async(self._store, _fan_out(digest), data)
         except Exception as error:
-            raise BlobStoreError(_describe(error)) from None
+            raise BlobStoreError(describe_error(error)) from None
 
     async def get(self, digest: str) -> bytes:
         import obstore
@@ -208,7 +216,7 @@ class S3BlobStore:
         except FileNotFoundError:
             raise BlobNotFound(digest) from None
         except Exception as error:
-            raise BlobStoreError(_describe(error)) from None
+            raise BlobStoreError(describe_error(error)) from None
 
     async def exists(self, digest: str) -> bool:
         import obstore
@@ -219,7 +227,7 @@ class S3BlobStore:
         except FileNotFoundError:
             return False
         except Exception as error:
-            raise BlobStoreError(_describe(error)) from None
+            raise BlobStoreError(describe_error(error)) from None
         return True
 
     async def delete(self, digest: str) -> None:
@@ -231,7 +239,7 @@ class S3BlobStore:
         except FileNotFoundError:
             return
         except Exception as error:
-            raise BlobStoreError(_describe(error)) from None
+            raise BlobStoreError(describe_error(error)) from None
 
     async def list_digests(self) -> AsyncIterator[str]:
         import obstore
@@ -244,45 +252,25 @@ class S3BlobStore:
                     if _DIGEST.fullmatch(name):
                         yield name
         except Exception as error:
-            raise BlobStoreError(_describe(error)) from None
-
-
-def _describe(error: BaseException) -> str:
-    # The client's own message names the bucket and key, never the credentials.
-    return f"{type(error).__name__}: {str(error)[:500]}"
+            raise BlobStoreError(describe_error(error)) from None
 
 
 def open_blob_store(settings: Settings) -> BlobStore:
-    """The blob store `CAIRN_BLOB_URL` names: empty for files under the data dir, or
-    `s3://bucket/prefix` (with the CAIRN_BLOB_S3_* settings) for S3-compatible storage."""
+    """The blob store `CAIRN_BLOB_URL` names: empty for files under the data dir,
+    `file:///path`, or an object store URL (`s3://`, `gs://`, `az://`; see
+    `services/common/object_stores.py`)."""
     url = settings.blob_url.strip()
     if not url:
         return FilesystemBlobStore(settings.data_dir / "blobs")
     parts = urlsplit(url)
     if parts.scheme == "file":
         return FilesystemBlobStore(Path(parts.path))
-    if parts.scheme != "s3" or not parts.netloc:
+    if not is_object_url(url):
         raise ValueError(
-            f"CAIRN_BLOB_URL must be empty, file:///path or s3://bucket/prefix: {url!r}"
+            "CAIRN_BLOB_URL must be empty, file:///path, s3://bucket/prefix, gs://bucket/prefix "
+            f"or az://container/prefix: {url!r}"
         )
-    from obstore.store import S3Store
-
-    options: dict[str, Any] = {}
-    if settings.blob_s3_endpoint:
-        options["endpoint"] = settings.blob_s3_endpoint
-    if settings.blob_s3_region:
-        options["region"] = settings.blob_s3_region
-    if settings.blob_s3_access_key_id:
-        options["access_key_id"] = settings.blob_s3_access_key_id
-    if settings.blob_s3_secret_access_key is not None:
-        options["secret_access_key"] = settings.blob_s3_secret_access_key.get_secret_value()
-    if settings.blob_s3_force_path_style:
-        options["virtual_hosted_style_request"] = False
-    client_options: dict[str, Any] = {"timeout": f"{int(settings.blob_timeout_seconds)}s"}
-    if settings.blob_s3_endpoint.startswith("http://"):
-        client_options["allow_http"] = True
-    prefix = parts.path.strip("/") or None
-    store = S3Store(
-        parts.netloc, prefix=prefix, client_options=cast(Any, client_options), **options
-    )
-    return S3BlobStore(store)
+    try:
+        return ObjectBlobStore(open_object_store(url, settings))
+    except ObjectStoreUrlError as error:
+        raise ValueError(f"CAIRN_BLOB_URL: {error}") from None

@@ -233,12 +233,28 @@ class Settings(BaseSettings):
     # Path-style requests (http://endpoint/bucket/key), which MinIO and most S3-compatible
     # servers expect; off for virtual-hosted style (http://bucket.endpoint/key).
     blob_s3_force_path_style: bool = True
+    # Google Cloud Storage (`gs://bucket/prefix`): a service account key (its JSON) or the path
+    # of its file; neither: the client's environment (GOOGLE_APPLICATION_CREDENTIALS, workload
+    # identity).
+    blob_gcs_service_account_key: SecretStr | None = None
+    blob_gcs_service_account_path: str = ""
+    # Azure Blob Storage (`az://container/prefix` or `azure://container/prefix`): the storage
+    # account, its access key, and another endpoint (Azurite, sovereign clouds; http:// allowed).
+    blob_azure_account: str = ""
+    blob_azure_access_key: SecretStr | None = None
+    blob_azure_endpoint: str = ""
     blob_timeout_seconds: float = Field(default=60.0, gt=0)
     # The blob garbage collector: how often each updates replica runs it (0: never), and how
     # long a blob no row names is kept before it is removed (covers blobs written for rows
     # still being committed, on every replica).
     blob_gc_interval_seconds: float = Field(default=6 * 60 * 60, ge=0)
     blob_gc_grace_seconds: float = Field(default=60 * 60, ge=0)
+    # Scheduled backups (`cairn/scheduled.py`): where archives go (a directory, or a URL of the
+    # object stores above: s3://, gs://, az://; empty: no scheduled backups), when (a 5-field
+    # cron expression in UTC) and how many complete archives are kept.
+    backup_to: str = ""
+    backup_schedule: str = "0 3 * * *"
+    backup_keep: int = Field(default=7, ge=1)
 
     @field_validator("auth_failure_limit")
     @classmethod
@@ -247,6 +263,15 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError(f"not a rate limit like '20/minute': {value!r}") from None
+        return value
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _is_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"not a 5-field cron expression like '0 3 * * *': {value!r}")
         return value
 
     @field_validator("access_log", mode="before")
