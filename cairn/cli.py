@@ -32,6 +32,7 @@ from cairn.preflight import (
     check_startup,
     settings_problem,
 )
+from cairn.scheduled import backup_target, list_archives, run_backup_now, scheduled_backups
 from services.agent.worker import AgentOptions, run_agent
 from services.common.clock import Clock
 from services.common.config import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, Settings
@@ -178,7 +179,11 @@ async def up(settings: Settings) -> None:
     await migrate(settings)  # one line for the whole schema; the services then find it current
     system = await start_services(settings)
     runner = GatewayRunner(create_app(system.settings), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    # The one process of the embedded system runs the backup schedule.
+    backups = scheduled_backups(settings)
     try:
+        if backups is not None:
+            backups.start()
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
@@ -197,6 +202,8 @@ async def up(settings: Settings) -> None:
         await _wait_for_signal()
         print("Stopping Cairn", flush=True)
     finally:
+        if backups is not None:
+            await backups.stop()
         await runner.cleanup()
         await system.stop()
 
@@ -536,6 +543,10 @@ async def up_distributed(settings: Settings) -> None:
             await topology.stop()
 
 
+# The process kind that runs scheduled backups in the distributed topology (docs/operations.md).
+BACKUP_OWNER = "updates"
+
+
 async def serve(name: str, settings: Settings, *, parent_pid: int | None = None) -> None:
     """Run one service (or the gateway) until SIGINT/SIGTERM, then stop with a grace period.
 
@@ -557,9 +568,15 @@ async def serve(name: str, settings: Settings, *, parent_pid: int | None = None)
         return
     port = settings.grpc_port or DEFAULT_SERVICE_PORTS[name]
     service = await service_start(name)(settings, host=settings.grpc_host, port=port)
+    # The updates processes run the backup schedule (one replica per firing: an advisory lock).
+    backups = scheduled_backups(settings) if name == BACKUP_OWNER else None
     try:
+        if backups is not None:
+            backups.start()
         await _wait_for_signal(parent_pid)
     finally:
+        if backups is not None:
+            await backups.stop()
         await service.stop()
 
 
@@ -641,13 +658,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "backup", help="write a consistent archive of every table and blob (while Cairn runs)"
     )
     backup_parser.add_argument(
-        "--to", dest="archive", type=Path, required=True, help="a new or empty directory"
+        "--to",
+        dest="archive",
+        help="a new or empty directory, or s3://bucket/prefix (gs://, az://) holding nothing; "
+        "omitted: a new timestamped archive under CAIRN_BACKUP_TO, with its retention",
+    )
+    backup_parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the timestamped archives under --to (default CAIRN_BACKUP_TO)",
     )
     restore_parser = commands.add_parser(
         "restore", help="restore an archive into an empty database (SQLite or PostgreSQL)"
     )
     restore_parser.add_argument(
-        "--from", dest="archive", type=Path, required=True, help="the archive's directory"
+        "--from",
+        dest="archive",
+        required=True,
+        help="the archive: a directory, or s3://bucket/prefix (gs://, az://)",
     )
     restore_parser.add_argument(
         "--verify",
@@ -703,12 +731,7 @@ async def archive_command(args: argparse.Namespace, settings: Settings) -> None:
     """`cairn backup` and `cairn restore`: one summary line, or one line saying why not."""
     try:
         if args.command == "backup":
-            made = await backup(settings, args.archive)
-            print(
-                f"cairn: backed up {made.rows} rows of {made.tables} tables and "
-                f"{made.blobs} blobs to {args.archive}",
-                flush=True,
-            )
+            await _backup_command(args, settings)
             return
         done = await restore(settings, args.archive, verify=args.verify)
     except BackupError as error:
@@ -717,6 +740,37 @@ async def archive_command(args: argparse.Namespace, settings: Settings) -> None:
     print(
         f"cairn: restored {done.rows} rows of {done.tables} tables and {done.blobs} blobs "
         f"from {args.archive}{checked}",
+        flush=True,
+    )
+
+
+async def _backup_command(args: argparse.Namespace, settings: Settings) -> None:
+    if args.archive is None and not settings.backup_to.strip():
+        raise BackupError("say where: --to DIR or --to s3://bucket/prefix (or set CAIRN_BACKUP_TO)")
+    if args.list:
+        target = args.archive or settings.backup_to.strip()
+        location = backup_target(settings.model_copy(update={"backup_to": target}))
+        entries = [] if location is None else await list_archives(location)
+        for entry in entries:
+            if entry.is_complete:
+                print(
+                    f"{entry.name}  complete  {entry.created_at}  {entry.rows} rows  "
+                    f"{entry.blobs} blobs",
+                    flush=True,
+                )
+            else:
+                print(f"{entry.name}  unfinished  {entry.problem}", flush=True)
+        if not entries:
+            print(f"cairn: no archives under {target}", flush=True)
+        return
+    if args.archive is None:
+        name = await run_backup_now(settings)
+        print(f"cairn: backed up to {name}, checked; archives past CAIRN_BACKUP_KEEP removed")
+        return
+    made = await backup(settings, args.archive)
+    print(
+        f"cairn: backed up {made.rows} rows of {made.tables} tables and "
+        f"{made.blobs} blobs to {args.archive}",
         flush=True,
     )
 
@@ -748,6 +802,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             load_tls(settings)
         except TlsSettingsError as error:
+            refuse(str(error))
+        try:
+            backup_target(settings)
+        except BackupError as error:
             refuse(str(error))
     distributed = args.command == "up" and args.topology == "distributed"
     needs_master_key = args.command == "up" or (args.command == "serve" and args.name == "secrets")
