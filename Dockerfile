@@ -19,9 +19,12 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels cairn
 # A fixed numeric uid so orchestrators can verify runAsNonRoot; the data directory is
 # only used when no CAIRN_DATABASE_URL / CAIRN_MASTER_KEY is given (e.g. `cairn up`).
+# The blob store's default directory and the backups' are made here, owned by that user, so
+# volumes mounted on them (docker-compose.yml) start out writable by it.
 RUN groupadd --system --gid 10001 cairn \
     && useradd --system --uid 10001 --gid cairn --home-dir /var/lib/cairn --create-home \
-       --shell /usr/sbin/nologin cairn
+       --shell /usr/sbin/nologin cairn \
+    && install -d -o cairn -g cairn -m 0700 /var/lib/cairn/blobs /var/backups/cairn
 ENV CAIRN_DATA_DIR=/var/lib/cairn \
     CAIRN_LOG_FORMAT=json \
     CAIRN_HOST=0.0.0.0 \
