@@ -8,7 +8,8 @@ The updates processes run the schedule (the command wires it in; see docs/operat
 - with replicas on PostgreSQL, a firing's backup runs only in the process holding a session
   advisory lock; another replica that gets the lock later finds the firing's archive complete
   and does nothing, so a firing makes one archive;
-- on SQLite there is one process, the embedded system.
+- on SQLite there is one process, the embedded system; a file lock in the data dir keeps a
+  `cairn backup` run by hand beside it from making or pruning archives at the same time.
 
 A new archive is read back and checked against its manifest; only then are the complete
 archives beyond the newest `CAIRN_BACKUP_KEEP`, and the unfinished ones older than the new
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from cairn.archives import ArchiveLocation, ArchiveStorageError, open_location
 from cairn.backup import BackupError, BackupSummary, backup, check_archive, load_manifest
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
+from services.common.datadir import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from services.common.db import create_migration_engine, is_sqlite
 from services.common.logging import get_logger
 
@@ -44,6 +48,7 @@ STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 # The loop wakes at least this often to look at the clock again (it may have been set).
 MAX_SLEEP_SECONDS = 300.0
 LOCK_ID = zlib.crc32(b"cairn-scheduled-backup")
+LOCK_FILE = "backup.lock"
 
 Outcome = Literal["made", "exists", "busy", "failed"]
 BackupFunction = Callable[[Settings, ArchiveLocation], Awaitable[BackupSummary]]
@@ -132,19 +137,29 @@ class FiringLock(Protocol):
         ...
 
 
-class ProcessLock:
-    """One process runs the schedule (SQLite's embedded system): firings never overlap."""
+class FileLock:
+    """On SQLite: an exclusive `flock` on a file in the data dir, so the embedded system and a
+    `cairn backup` run by hand beside it never make or prune archives at the same time."""
 
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
+    def __init__(self, path: Path) -> None:
+        self._path = path
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[bool]:
-        if self._lock.locked():
-            yield False
-            return
-        async with self._lock:
-            yield True
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            os.close(descriptor)
 
 
 class AdvisoryLock:
@@ -301,7 +316,7 @@ def scheduled_backups(settings: Settings, clock: Clock | None = None) -> Schedul
     engine: AsyncEngine | None = None
     lock: FiringLock
     if is_sqlite(url):
-        lock = ProcessLock()
+        lock = FileLock(settings.data_dir / LOCK_FILE)
     else:
         engine = create_migration_engine(url, timeout_seconds=settings.database_timeout_seconds)
         lock = AdvisoryLock(engine)

@@ -19,7 +19,7 @@ from cairn.scheduled import (
     AdvisoryLock,
     ArchiveEntry,
     BackupScheduler,
-    ProcessLock,
+    FileLock,
     archive_name,
     archive_time,
     expired,
@@ -74,6 +74,10 @@ def test_retention_keeps_the_newest_complete_archives() -> None:
     assert expired(entries, "cairn-20261201T040000Z", 5) == ["cairn-20261201T020000Z"]
 
 
+def _lock(directory: Path) -> FileLock:
+    return FileLock(directory / "backup.lock")
+
+
 def _settings(directory: Path, **overrides: object) -> Settings:
     return make_settings(directory, f"sqlite+aiosqlite:///{directory / 'cairn.db'}", **overrides)
 
@@ -105,7 +109,7 @@ async def test_each_firing_makes_one_archive_and_older_ones_go(tmp_path: Path) -
 
     # The second firing fails with a message naming a password; the third retries.
     failing = Failing({2}, "connect to postgresql://cairn:hunter2@db failed")
-    scheduler = BackupScheduler(settings, target, ProcessLock(), clock, sleep, failing)
+    scheduler = BackupScheduler(settings, target, _lock(tmp_path), clock, sleep, failing)
     with capture_logs() as captured:
         await scheduler.run(firings=2)
     assert [e.name for e in await list_archives(target)] == [_at(2), _at(3)]
@@ -136,9 +140,11 @@ async def test_an_archive_that_does_not_check_out_removes_nothing(tmp_path: Path
         (location.root / "tables" / "stacks_stacks.jsonl").write_bytes(b"{}\n")
         return made
 
-    good = BackupScheduler(settings, target, ProcessLock(), ManualClock(START))
+    good = BackupScheduler(settings, target, _lock(tmp_path), ManualClock(START))
     assert await good.run_firing(START + 3600) == "made"
-    bad = BackupScheduler(settings, target, ProcessLock(), ManualClock(START), make_backup=damaged)
+    bad = BackupScheduler(
+        settings, target, _lock(tmp_path), ManualClock(START), make_backup=damaged
+    )
     with capture_logs() as captured:
         assert await bad.run_firing(START + 7200) == "failed"
     (failure,) = [e for e in captured if e["event"] == "scheduled_backup_failed"]
@@ -200,6 +206,14 @@ async def test_the_cli_backs_up_now_and_lists(
     assert len(lines) == 2
     assert lines[0].startswith("cairn-20261202T010100Z  complete  2")
     assert lines[1].startswith("cairn-20261203T000000Z  unfinished")
+
+    # While the running system holds the lock, a backup by hand waits for another time.
+    async with _lock(tmp_path).hold() as held:
+        assert held
+        with pytest.raises(BackupError, match="another process"):
+            await run_backup_now(settings, clock)
+        async with _lock(tmp_path).hold() as again:
+            assert not again
 
     # A target nothing can be written to is one line at start, never a traceback.
     with pytest.raises(BackupError, match="CAIRN_BACKUP_TO"):
