@@ -2,7 +2,8 @@
 service's tables and the blobs their rows name, restorable into an empty database of either
 engine.
 
-An archive is a directory:
+An archive is a directory, or the objects under a prefix of an object store (`s3://`, `gs://`,
+`az://`; `cairn/archives.py`), holding:
 
 - `manifest.json`: format and version, the engine it came from, each service's migration
   revision, and per table its file, row count, the SHA-256 of the file and a content digest

@@ -803,6 +803,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             load_tls(settings)
         except TlsSettingsError as error:
             refuse(str(error))
+    if args.command == "up" or (args.command == "serve" and args.name == BACKUP_OWNER):
         try:
             backup_target(settings)
         except BackupError as error:

@@ -219,3 +219,15 @@ async def test_the_cli_backs_up_now_and_lists(
     with pytest.raises(BackupError, match="CAIRN_BACKUP_TO"):
         scheduled_backups(settings.model_copy(update={"backup_to": "ftp://host/x"}))
     assert scheduled_backups(settings.model_copy(update={"backup_to": ""})) is None
+
+
+async def test_the_lock_follows_the_engine(tmp_path: Path) -> None:
+    target = str(tmp_path / "backups")
+    on_sqlite = scheduled_backups(_settings(tmp_path, backup_to=target))
+    assert on_sqlite is not None and isinstance(on_sqlite.scheduler.lock, FileLock)
+    await on_sqlite.stop()
+    url = "postgresql+asyncpg://cairn@127.0.0.1:5432/cairn"
+    on_postgres = scheduled_backups(make_settings(tmp_path, url, backup_to=target))
+    assert on_postgres is not None and isinstance(on_postgres.scheduler.lock, AdvisoryLock)
+    # Building it connects to nothing; stopping it disposes of its engine.
+    await on_postgres.stop()
