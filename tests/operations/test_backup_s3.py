@@ -5,6 +5,7 @@ server on loopback): every table, version and secret comes back."""
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from pydantic import SecretStr
 from cairn.archives import ObjectLocation, open_location
 from cairn.backup import MANIFEST, BackupError, backup, load_manifest, restore
 from cairn.cli import archive_command, migrate, parse_args
+from cairn.scheduled import list_archives, scheduled_backups
+from services.common.clock import ManualClock
 from services.common.config import Settings
 from services.secrets.crypto import load_master_key
 from tests.blobs.conftest import make_bucket, s3_settings
@@ -102,3 +105,41 @@ async def test_the_cli_restores_from_s3_and_refuses_a_damaged_object(
     with pytest.raises(SystemExit):
         await archive_command(parse_args(["restore", "--from", empty]), target)
     assert MANIFEST in capsys.readouterr().err
+
+
+async def test_scheduled_backups_to_s3_keep_the_newest(
+    tmp_path: Path, s3_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"s3://{make_bucket(s3_endpoint)}/cairn"
+    settings = make_settings(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'cairn.db'}",
+        backup_to=target,
+        backup_keep=1,
+        **_s3_client(s3_endpoint),
+    )
+    await migrate(settings)
+    location = open_location(target, settings)
+    # Something else under the prefix is never touched.
+    await location.put_bytes("notes/readme.txt", b"keep me")
+    clock = ManualClock(datetime(2026, 12, 2, 2, 30, tzinfo=UTC).timestamp())
+    backups = scheduled_backups(settings, clock)
+    assert backups is not None
+    scheduler = backups.scheduler
+    assert await scheduler.run_firing(clock.now()) == "made"
+    clock.advance(3600)
+    assert await scheduler.run_firing(clock.now()) == "made"
+    await backups.stop()
+    entries = await list_archives(location)
+    assert [(e.name, e.is_complete) for e in entries] == [("cairn-20261202T033000Z", True)]
+    assert await location.children() == ["cairn-20261202T033000Z", "notes"]
+    capsys.readouterr()
+    await archive_command(parse_args(["backup", "--list"]), settings)
+    assert capsys.readouterr().out.startswith("cairn-20261202T033000Z  complete")
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    fresh = make_settings(
+        restored, f"sqlite+aiosqlite:///{restored / 'cairn.db'}", **_s3_client(s3_endpoint)
+    )
+    done = await restore(fresh, f"{target}/cairn-20261202T033000Z", verify=True)
+    assert done.verified
