@@ -211,11 +211,17 @@ class BackupScheduler:
     async def run_firing(self, firing: float) -> Outcome:
         """The firing's backup (unless another process made or makes it), then retention."""
         name = archive_name(firing)
-        async with self.lock.hold() as acquired:
-            if not acquired:
-                log.info("scheduled_backup_elsewhere", archive=name)
-                return "busy"
-            return await self._run(name)
+        try:
+            async with self.lock.hold() as acquired:
+                if not acquired:
+                    log.info("scheduled_backup_elsewhere", archive=name)
+                    return "busy"
+                return await self._run(name)
+        except Exception as error:
+            # The lock's database away, say: this firing is lost, the schedule goes on.
+            where = self.location.child(name).describe()
+            log.warning("scheduled_backup_failed", archive=where, error=_one_line(error))
+            return "failed"
 
     async def _run(self, name: str) -> Outcome:
         where = self.location.child(name).describe()

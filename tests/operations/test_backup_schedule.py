@@ -231,3 +231,26 @@ async def test_the_lock_follows_the_engine(tmp_path: Path) -> None:
     assert on_postgres is not None and isinstance(on_postgres.scheduler.lock, AdvisoryLock)
     # Building it connects to nothing; stopping it disposes of its engine.
     await on_postgres.stop()
+
+
+async def test_a_lock_that_cannot_be_taken_fails_the_firing_not_the_schedule(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, backup_schedule=HOURLY)
+    clock = ManualClock(START)
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    # The lock's database refuses connections (a closed port on loopback).
+    engine = create_migration_engine("postgresql+asyncpg://cairn:hunter2@127.0.0.1:9/cairn")
+    target = DirectoryLocation(tmp_path / "backups")
+    scheduler = BackupScheduler(settings, target, AdvisoryLock(engine), clock, sleep)
+    try:
+        with capture_logs() as captured:
+            await scheduler.run(firings=2)
+    finally:
+        await engine.dispose()
+    failures = [e for e in captured if e["event"] == "scheduled_backup_failed"]
+    assert [f["archive"].rsplit("/", 1)[-1] for f in failures] == [_at(2), _at(3)]
+    assert "hunter2" not in repr(captured)
