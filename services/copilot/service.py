@@ -11,7 +11,6 @@ A configured model may rephrase an answer, never invent its facts.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -210,8 +209,11 @@ class Skills:
         request = programs.parse_request(query)
         if request is not None:
             return program_answer(request)
-        if focus.program is not None:
-            changed = programs.follow_up_request(query, *focus.program)
+        if focus.program is not None and len(focus.program) >= 3:
+            resource, cloud, language, *rest = focus.program
+            changed = programs.follow_up_request(
+                query, resource, cloud, language, rest[0] if rest else ""
+            )
             if changed is not None:
                 return program_answer(changed)
         if context.version and (
@@ -219,6 +221,7 @@ class Skills:
         ):
             return await self._analyse_context(asker, context, caller)
         turn = await self._turn(asker, query, context, caller, focus)
+        query = turn.query
         names_data = turn.resolution.names_anything or bool(context.stack)
         intent = intents.classify(query, names_data=names_data)
         if intent == intents.CONCEPT:
@@ -256,6 +259,7 @@ class Skills:
             tuple(StackName(s.organization, s.project, s.stack) for s in visible),
             tuple(m.login for m in members),
         )
+        query = intents.normalize(query, _known_words(catalog))
         resolution = entities.resolve(query, catalog)
         if not resolution.stacks and context.stack and context.organization == asker.organization:
             name = f"{context.project}/{context.stack}"
@@ -361,8 +365,16 @@ class Skills:
                     f"Stack `{stack.name}` has never been updated, so it manages no resources.",
                     focus=focus,
                 )
-            kinds = Counter(r.type for r in found if r.type != diagnosis.STACK_RESOURCE_TYPE)
-            lines = [f"- `{kind}`: {count}" for kind, count in kinds.most_common()]
+            named: dict[str, list[str]] = {}
+            for resource in found:
+                if resource.type != diagnosis.STACK_RESOURCE_TYPE:
+                    named.setdefault(resource.type, []).append(resource.name)
+            lines = [
+                f"- `{kind}`: {len(listed)} ("
+                + ", ".join(f"`{n}`" for n in listed[:MAX_LISTED_RESOURCES])
+                + ")"
+                for kind, listed in sorted(named.items(), key=lambda item: -len(item[1]))
+            ]
             text = (
                 f"Stack `{stack.name}` manages {info.resource_count} resource"
                 f"{_s(info.resource_count)} (version {version})"
@@ -778,7 +790,8 @@ def program_answer(request: programs.ProgramRequest) -> Answer:
         f"{program.description}. {program.instructions.splitlines()[-1]}"
     )
     focus = Focus(
-        intent=intents.PROGRAM, program=(request.resource, request.cloud, request.language)
+        intent=intents.PROGRAM,
+        program=(request.resource, request.cloud, request.language, request.chart),
     )
     return Answer(PROGRAM_SKILL, text, program=content, is_rephrasable=False, focus=focus)
 
@@ -898,7 +911,17 @@ def _caller(asker: Asker) -> Caller:
 
 
 def _words(text: str) -> set[str]:
-    return {w.strip(".,;:!?'\"`()").lstrip("@").lower() for w in text.split()}
+    words = {w.strip(".,;:!?'\"`()").lstrip("@").lower() for w in text.split()}
+    # "bob's role" names bob.
+    return words | {w.removesuffix("'s").removesuffix("\u2019s") for w in words}
+
+
+def _known_words(catalog: Catalog) -> frozenset[str]:
+    """Words never corrected as misspellings: the notes' words and the organization's names."""
+    names = {catalog.organization, *catalog.logins}
+    for stack in catalog.stacks:
+        names.update((stack.project, stack.stack))
+    return retrieval.corpus_words() | {n.lower() for n in names}
 
 
 def _member_line(member: MemberInfo) -> str:
