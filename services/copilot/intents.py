@@ -103,14 +103,13 @@ _FOLLOW_UP = re.compile(
 MAX_FOLLOW_UP_WORDS = 10
 
 # Words the intents above are read from, for correcting their misspellings.
-VOCABULARY = frozenset(
-    """
+_VOCABULARY_TEXT = """
     resource resources stack stacks update updates updated deployment deployments deployed
     member members project projects version versions organization organisation organizations
     changed change changes history compare difference viewer viewers admin admins administrator
     latest previous recent deleted created replaced failed failure people users activity
-    """.split()
-)
+"""
+VOCABULARY = frozenset(_VOCABULARY_TEXT.split())
 # Contractions typed without their apostrophe.
 _CONTRACTIONS = {
     "whats": "what's",
@@ -145,13 +144,14 @@ def normalize(question: str, known: frozenset[str] = frozenset()) -> str:
         if len(lowered) < MIN_CORRECTED_LENGTH or lowered in VOCABULARY or lowered in known:
             return word
         limit = 2 if len(lowered) >= 9 else 1
+        # The closest word, and among equally close ones the one of the same length.
         scored = sorted(
-            (distance, candidate)
+            (distance, abs(len(candidate) - len(lowered)), candidate)
             for candidate in VOCABULARY
             if abs(len(candidate) - len(lowered)) <= limit
             and (distance := edit_distance(lowered, candidate)) <= limit
         )
-        return scored[0][1] if scored else word
+        return scored[0][2] if scored else word
 
     return _PLAIN_WORD.sub(fix, question)
 

@@ -87,15 +87,14 @@ _KUBERNETES_OBJECTS: tuple[tuple[str, str], ...] = (
 )
 # Charts of the Bitnami repository the Helm release template installs from; a chart named in
 # the question replaces the template's nginx only when it is one of these.
-HELM_CHARTS = frozenset(
-    """
+_HELM_CHARTS_TEXT = """
     airflow apache argo-cd cassandra cert-manager clickhouse consul drupal elasticsearch etcd
     external-dns fluentd ghost gitea grafana haproxy harbor influxdb jenkins kafka keycloak
     kibana kube-prometheus logstash mariadb memcached metrics-server minio mongodb moodle mysql
     nats nginx nginx-ingress-controller odoo opensearch postgresql rabbitmq redis redis-cluster
     sealed-secrets solr spark thanos tomcat valkey wordpress zookeeper
-    """.split()
-)
+"""
+HELM_CHARTS = frozenset(_HELM_CHARTS_TEXT.split())
 _CHART_ALIASES = {"postgres": "postgresql", "mongo": "mongodb", "argocd": "argo-cd"}
 _CHART_WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
 # The chart the template itself installs: naming it changes nothing.

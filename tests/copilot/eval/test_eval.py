@@ -44,6 +44,17 @@ HERE = Path(__file__).parent
 DEVELOPMENT = QuestionSet("development", HERE / "questions.yaml", 120, 10, 0.95, 0.85)
 HELDOUT = QuestionSet("held-out", HERE / "heldout.yaml", 40, 10, 0.95, 0.75)
 SETS = (DEVELOPMENT, HELDOUT)
+# The questions the copilot once answered wrongly (the issue that asked for this evaluation);
+# each must stay in the development set, which holds the facts its answer must contain.
+REPORTED = (
+    "What changed in the last update of web/prod?",
+    "Latest updates of stack web/prod",
+    "How many resources does web/prod have?",
+    "Which stacks does project web have?",
+    "What is the difference between preview and up?",
+    "How do I rotate the secrets provider?",
+    "Kubernetes nginx deployment",
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,20 @@ def test_the_set_is_large_and_well_formed(question_set: QuestionSet) -> None:
     for item in questions:
         assert item["category"] and item["ask"] and item.get("must"), item
     assert len({item["category"] for item in questions}) >= question_set.min_categories
+
+
+def test_the_reported_questions_are_evaluated() -> None:
+    questions = load_questions(DEVELOPMENT)
+    asked = {str(item["ask"]) for item in questions}
+
+    assert set(REPORTED) <= asked
+    rotate = next(i for i in questions if i["ask"] == "How do I rotate the secrets provider?")
+    assert "pulumi stack change-secrets-provider" in rotate["must"]
+    assert any(
+        item["ask"] == "Which of them are viewers?"
+        and "Who are the members of my organization?" in item.get("before", [])
+        for item in questions
+    )
 
 
 def test_the_held_out_questions_are_not_in_the_development_set() -> None:
