@@ -45,6 +45,8 @@ _WHAT_CHANGED = re.compile(
     rf"|\bwhat (was|got|were) {_CHANGE_VERBS}\b",
     re.I,
 )
+# "changed in web/prod": about data only when the question names a stack or project.
+_CHANGED_IN = re.compile(r"\bchanged (in|on|for)\b", re.I)
 _HISTORY = re.compile(
     r"\bwho\b.{0,30}\b(changed?|updated?|deploy(ed)?|ran|run|modified|touched|destroy(ed)?)\b"
     r"|\bwhen was\b.{0,40}\b(changed|updated|deployed|modified)\b|\bactivity\b|\baudit\b"
@@ -66,13 +68,14 @@ _RESOURCE_TYPE = re.compile(
 )
 _RESOURCES = re.compile(
     r"\bhow many resources\b|\bresource counts?\b|\bnumber of resources\b"
-    r"|\b(list|show|what|which)\b(\s+\w+){0,3}\s+resources\b|\bresources (does|do|in|of)\b",
+    r"|\b(list|show|what|which)\b(\s+\w+){0,3}\s+resources\b|\bresources (does|do|in|of)\b"
+    r"|\bwhat('s| is)? (in|inside)\b|\bwhat (does|do) [\w/.-]+ (contain|manage|run)\b",
     re.I,
 )
 _UPDATES = re.compile(
     r"\b(last|latest|recent|previous|newest)\b(\s+\w+){0,3}\s+(updates?|runs?|changes)\b"
     r"|\bupdate history\b|\bupdates (of|in|for|to)\b|\b(list|show)\b(\s+\w+){0,3}\s+updates\b"
-    r"|\bstatus of\b",
+    r"|\bstatus of\b|\bhow many (updates|versions|times)\b",
     re.I,
 )
 _STACKS = re.compile(
@@ -122,6 +125,12 @@ _CONTRACTIONS = {
     "cant": "can't",
     "isnt": "isn't",
     "wasnt": "wasn't",
+    # Short misspellings too short for the edit-distance rule.
+    "wat": "what",
+    "wht": "what",
+    "waht": "what",
+    "whcih": "which",
+    "wich": "which",
 }
 # A plain word: not part of a path (`web/prod`), a type token (`aws:s3`) or a flag.
 _PLAIN_WORD = re.compile(r"(?<![\w/:.@-])[A-Za-z]+(?![\w/:@-])(?!\.\w)")
@@ -183,7 +192,9 @@ def classify(question: str, *, names_data: bool) -> str:
         if _DEPLOYMENTS.search(question) and not _KUBERNETES.search(question):
             return DEPLOYMENT_ANALYSIS
         return ANALYSE
-    if _WHAT_CHANGED.search(question) and not _CONCEPT_ONLY.search(question):
+    if (
+        _WHAT_CHANGED.search(question) or (names_data and _CHANGED_IN.search(question))
+    ) and not _CONCEPT_ONLY.search(question):
         return WHAT_CHANGED
     if _HISTORY.search(question):
         return HISTORY

@@ -225,7 +225,8 @@ class Skills:
         names_data = turn.resolution.names_anything or bool(context.stack)
         intent = intents.classify(query, names_data=names_data)
         if intent == intents.CONCEPT:
-            return _concept(query) or _unknown_concept(query)
+            about = _without_names(query, turn.resolution)
+            return _concept(about) or _unknown_concept(about)
         if (
             not intent
             and focus.intent in _HANDLED
@@ -237,7 +238,7 @@ class Skills:
             turn = _inherit(turn, focus, stack_only=True)
         if intent:
             return await self._dispatch(intent, turn)
-        concept = _concept(query)
+        concept = _concept(_without_names(query, turn.resolution))
         if concept is not None:
             return concept
         if turn.resolution.problems:
@@ -914,6 +915,14 @@ def _words(text: str) -> set[str]:
     words = {w.strip(".,;:!?'\"`()").lstrip("@").lower() for w in text.split()}
     # "bob's role" names bob.
     return words | {w.removesuffix("'s").removesuffix("\u2019s") for w in words}
+
+
+def _without_names(query: str, resolution: Resolution) -> str:
+    """The question without the stack names it resolved: they are data, not concept words."""
+    for stack in resolution.stacks:
+        for name in (f"{stack.organization}/{stack.name}", stack.name):
+            query = re.sub(re.escape(name), " ", query, flags=re.IGNORECASE)
+    return query
 
 
 def _known_words(catalog: Catalog) -> frozenset[str]:

@@ -66,3 +66,22 @@ async def test_a_new_subject_is_not_taken_for_a_follow_up() -> None:
 
     assert "5 members" in first
     assert "preview-vs-up" in second and "carol" not in second
+
+
+async def test_a_named_helm_chart_follows_the_language_changes() -> None:
+    first, second, third = await converse(
+        "Helm release for redis in TypeScript", "now in Go", "and in Python"
+    )
+
+    assert "k8s.helm.v3.Release" in first and '"redis"' in first
+    assert "helmv3.NewRelease(" in second and '"redis"' in second
+    assert "k8s.helm.v3.Release(" in third and '"redis"' in third
+    assert "nginx" not in first + second + third
+
+
+async def test_updates_then_the_failed_one_then_why() -> None:
+    first, second, third = await converse("latest updates of web/prod", "which one failed?", "why?")
+
+    assert "version 3" in first
+    assert "NoCredentialProviders" in second
+    assert "NoCredentialProviders" in third and "I don't know" not in third

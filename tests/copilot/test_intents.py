@@ -19,6 +19,7 @@ KNOWN = corpus_words() | {"web", "prod", "staging", "api", "acme", "bob"}
         ("show stakcs in web", "show stacks in web"),
         ("deploymnets of web/prod", "deployments of web/prod"),
         ("whats bob's role", "what's bob's role"),
+        ("wat changed in api/prod", "what changed in api/prod"),
         # Real words, names and paths stay as typed.
         ("How do I protect a database?", "How do I protect a database?"),
         ("updates of web/prd", "updates of web/prd"),
@@ -65,6 +66,9 @@ def test_edit_distance_counts_a_swap_as_one_edit(first: str, second: str, distan
         ("show me every stack in acme", intents.STACKS),
         ("what's bob's role", intents.MEMBERS),
         ("why?", intents.ANALYSE),
+        ("what's in acme/api/prod", intents.RESOURCES),
+        ("how many updates has web/prod had", intents.UPDATES),
+        ("what changed in api/prod last time", intents.WHAT_CHANGED),
         # Still concepts.
         ("What is a stack?", intents.CONCEPT),
         ("How do I deploy to two regions from one program?", intents.CONCEPT),
