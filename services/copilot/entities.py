@@ -25,7 +25,8 @@ _PROJECT_WORD = re.compile(r"\bproject\s+[`'\"]?([A-Za-z0-9_.-]+)", re.I)
 _WORD_PROJECT = re.compile(r"\b([A-Za-z0-9_.-]+)\s+project\b", re.I)
 _WORD = re.compile(r"[A-Za-z0-9_.@-]+")
 _VERSION_PAIR = re.compile(
-    r"\b(?:versions?|updates?|v)\s*#?(\d+)\s*(?:and|to|vs\.?|versus|with|,)\s*(?:version\s*|v|#)?(\d+)\b"
+    r"\b(?:versions?|updates?|v)\s*#?(\d+)\s*"
+    r"(?:(?:and|to|vs\.?|versus|with|,)\s*(?:version\s*|v|#)?|(?:version\s*|v|#))(\d+)\b"
     r"|\bbetween\s+(?:version\s*|v|#)?(\d+)\s+and\s+(?:version\s*|v|#)?(\d+)\b",
     re.I,
 )

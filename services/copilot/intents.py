@@ -28,7 +28,7 @@ STACK_INTENTS = frozenset(
 )
 
 _COMPARE = re.compile(
-    r"\bcompare\b|\bdiff(erence)?s?\s+between\s+(versions?|updates?|v?\d)|\bversions?\s+\d+\s+"
+    r"\bcompare\b|\bdiff\b|\bdiff(erence)?s?\s+between\s+(versions?|updates?|v?\d)|\bversions?\s+\d+\s+"
     r"(?:and|vs\.?|versus|to)\s+\d+",
     re.I,
 )
@@ -80,7 +80,8 @@ _UPDATES = re.compile(
 )
 _STACKS = re.compile(
     r"\b(list|show|which|what|how many)\b(\s+\w+){0,3}\s+stacks\b|\bstacks (in|of|for|does|do)\b"
-    r"|\bmy stacks\b|\b(list|show|which|what)\b(\s+\w+){0,2}\s+(every|each|all)( the)? stacks?\b",
+    r"|\bmy stacks\b|^\s*(all |our )?stacks\s*[?.!]*\s*$"
+    r"|\b(list|show|which|what)\b(\s+\w+){0,2}\s+(every|each|all)( the)? stacks?\b",
     re.I,
 )
 _MEMBERS = re.compile(
@@ -219,6 +220,27 @@ def classify(question: str, *, names_data: bool) -> str:
 
 # "What changed in Pulumi 3?" or "what is a member role" are about concepts, not data.
 _CONCEPT_ONLY = re.compile(r"^\s*(what\s+is\s+an?|what\s+are)\b(?!.*\b(my|our|the)\b)", re.I)
+
+
+# "Which stacks failed?", "failed updates": a question about several failures at once.
+_SEVERAL = re.compile(
+    r"\b(which|what|list|show|any|all)\b(\s+\w+){0,2}\s+(stacks|updates|failures)\b"
+    r"|\bfailed (stacks|updates)\b|\bfailures\b",
+    re.I,
+)
+
+
+def asks_for_several(question: str) -> bool:
+    """The question asks about every failing stack, not one update."""
+    return _SEVERAL.search(question) is not None
+
+
+_REFERS_BACK = re.compile(r"\b(they|them|those|these|their|there)\b", re.I)
+
+
+def refers_back(question: str) -> bool:
+    """The question points at what the previous turn was about ("do they", "of those")."""
+    return _REFERS_BACK.search(question) is not None
 
 
 def is_follow_up(question: str, *, names_data: bool) -> bool:

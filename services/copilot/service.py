@@ -40,6 +40,7 @@ from services.copilot.domain import (
     validate_query,
 )
 from services.copilot.entities import LAST, PREVIOUS, Catalog, Resolution, StackName
+from services.copilot.failure_patterns import GENERIC_PATTERN
 from services.copilot.peers import (
     AuditEntry,
     DeploymentInfo,
@@ -77,6 +78,9 @@ _HANDLED = frozenset(
     }
 )
 _VERSION_SUFFIX = re.compile(r"v\d+$")
+# An error code as providers spell them (NoCredentialProviders, AccessDenied) or a quoted
+# error line: what makes a question about that error rather than about a concept.
+_ERROR_CODE = re.compile(r"\b[A-Z][a-z]+(?:[A-Z][a-z]+)+\b|\berror:\s")
 # Engine steps that leave a resource as it was.
 _UNCHANGED_OPS = frozenset({"same", "read", "refresh"})
 
@@ -224,6 +228,10 @@ class Skills:
         query = turn.query
         names_data = turn.resolution.names_anything or bool(context.stack)
         intent = intents.classify(query, names_data=names_data)
+        if intent in (intents.CONCEPT, "") and not turn.resolution.names_anything:
+            known = known_error(query)
+            if known is not None:
+                return known
         if intent == intents.CONCEPT:
             about = _without_names(query, turn.resolution)
             return _concept(about) or _unknown_concept(about)
@@ -235,7 +243,8 @@ class Skills:
             intent = focus.intent
             turn = _inherit(turn, focus)
         elif intent in intents.STACK_INTENTS and not turn.resolution.names_anything:
-            turn = _inherit(turn, focus, stack_only=True)
+            # "How many resources do they have?" keeps the project of the previous turn too.
+            turn = _inherit(turn, focus, stack_only=not intents.refers_back(query))
         if intent:
             return await self._dispatch(intent, turn)
         concept = _concept(_without_names(query, turn.resolution))
@@ -652,6 +661,9 @@ class Skills:
     # -- failures --------------------------------------------------------------------------
 
     async def _analyse(self, turn: _Turn) -> Answer:
+        failing: list[str] = []
+        if turn.resolution.stack is None and intents.asks_for_several(turn.query):
+            failing = await self._failing_stacks(turn)
         if turn.resolution.stack is None and not turn.resolution.projects:
             failed = await self._latest_failed(turn)
             if failed is None:
@@ -662,7 +674,25 @@ class Skills:
             return found
         stack, info, update = found
         text = await self._explain_update(info, update, turn.caller)
+        if failing:
+            text = (
+                f"{len(failing)} stack{_s(len(failing))} you can see "
+                f"{'has its' if len(failing) == 1 else 'have their'} latest update failed:\n"
+                + "\n".join(failing)
+                + f"\n\nThe most recent failure, in `{stack.name}`:\n\n"
+                + text
+            )
         return Answer(CLOUD_SKILL, text, focus=_stack_focus(intents.ANALYSE, stack, update.version))
+
+    async def _failing_stacks(self, turn: _Turn) -> list[str]:
+        """One line per stack in scope whose latest update failed, newest first."""
+        stacks = sorted((s for s in _in_scope(turn) if s.version), key=lambda s: -s.last_update)
+        lines = []
+        for info in stacks:
+            history = await self._peers.updates(info.id, 1, turn.caller)
+            if history and history[0].result == "failed":
+                lines.append(f"- {info.name}: " + _update_row(history[0]).removeprefix("- "))
+        return lines
 
     async def _latest_failed(self, turn: _Turn) -> StackName | None:
         stacks = sorted((s for s in _in_scope(turn) if s.version), key=lambda s: -s.last_update)
@@ -915,6 +945,25 @@ def _words(text: str) -> set[str]:
     words = {w.strip(".,;:!?'\"`()").lstrip("@").lower() for w in text.split()}
     # "bob's role" names bob.
     return words | {w.removesuffix("'s").removesuffix("\u2019s") for w in words}
+
+
+def known_error(query: str) -> Answer | None:
+    """A question quoting an error code the diagnosis table knows ("how do I fix
+    NoCredentialProviders?"), explained from that table; None for any other question."""
+    if not _ERROR_CODE.search(query):
+        return None
+    pattern = diagnosis.match_pattern(query)
+    if pattern is None or pattern is GENERIC_PATTERN:
+        return None
+    parts = [
+        f"That is a known error: **{pattern.title}**.",
+        f"**Why:** {pattern.explanation}",
+        "**How to resolve the issue:**\n" + "\n".join(f"- {step}" for step in pattern.remediation),
+    ]
+    if pattern.doc_hint:
+        parts.append(f"For background, see the **{pattern.doc_hint}** concept.")
+    parts.append("Name the stack (`project/stack`) to see where it happened.")
+    return Answer(CLOUD_SKILL, "\n\n".join(parts), focus=Focus(intent=intents.ANALYSE))
 
 
 def _without_names(query: str, resolution: Resolution) -> str:

@@ -85,3 +85,34 @@ async def test_updates_then_the_failed_one_then_why() -> None:
     assert "version 3" in first
     assert "NoCredentialProviders" in second
     assert "NoCredentialProviders" in third and "I don't know" not in third
+
+
+async def test_stacks_then_a_project_then_their_resources() -> None:
+    first, second, third = await converse(
+        "stacks", "and in project api?", "how many resources do they have?"
+    )
+
+    assert "7 stacks" in first
+    assert "api/prod" in second and "web/prod" not in second
+    assert "project 'api'" in third and "4 resource(s)" in third and "web/prod" not in third
+
+
+async def test_which_stacks_failed_lists_each_failing_stack() -> None:
+    (text,) = await converse("which stacks failed last time?")
+
+    for name in ("web/prod", "web/staging", "api/dev"):
+        assert f"- {name}:" in text
+    assert "- api/prod:" not in text and "vault" not in text
+    assert "NoCredentialProviders" in text
+
+
+async def test_an_error_code_is_explained_from_the_diagnosis_table() -> None:
+    (text,) = await converse("how do i fix BucketAlreadyExists?")
+
+    assert "known error" in text and "pulumi import" in text
+
+
+async def test_diff_with_two_short_versions_compares_them() -> None:
+    (text,) = await converse("diff web/prod v1 v2")
+
+    assert "version 1 → version 2" in text and "site-cdn" in text

@@ -76,3 +76,21 @@ def test_edit_distance_counts_a_swap_as_one_edit(first: str, second: str, distan
 )
 def test_classify_reads_everyday_wording(question: str, intent: str) -> None:
     assert classify(question, names_data="/" in question) == intent
+
+
+@pytest.mark.parametrize(
+    ("question", "several"),
+    [
+        ("which stacks failed last time?", True),
+        ("show failed updates", True),
+        ("why did web/prod fail?", False),
+        ("what failed recently?", False),
+    ],
+)
+def test_several_failures_are_told_from_one(question: str, several: bool) -> None:
+    assert intents.asks_for_several(question) is several
+
+
+def test_a_pronoun_refers_back_to_the_previous_turn() -> None:
+    assert intents.refers_back("how many resources do they have?")
+    assert not intents.refers_back("how many resources does web/prod have?")
