@@ -50,7 +50,8 @@ _CHANGED_IN = re.compile(r"\bchanged (in|on|for)\b", re.I)
 _HISTORY = re.compile(
     r"\bwho\b.{0,30}\b(changed?|updated?|deploy(ed)?|ran|run|modified|touched|destroy(ed)?)\b"
     r"|\bwhen was\b.{0,40}\b(changed|updated|deployed|modified)\b|\bactivity\b|\baudit\b"
-    r"|\bhistory of\b|\bwhat (did|has|have) \w+ (do|done|change|changed|deploy|deployed)\b",
+    r"|\bwhen did \w+ (last )?(deploy|update|change|run|touch)\b|\bhistory of\b"
+    r"|\bwhat (did|has|have) \w+ (do|done|change|changed|deploy|deployed)\b",
     re.I,
 )
 # "the deploy" as a noun is a deployment run; "deploy" as a verb is not.
@@ -73,7 +74,8 @@ _RESOURCES = re.compile(
     re.I,
 )
 _UPDATES = re.compile(
-    r"\b(last|latest|recent|previous|newest)\b(\s+\w+){0,3}\s+(updates?|runs?|changes)\b"
+    r"\b(last|latest|recent|previous|newest|current)\b(\s+\w+){0,3}\s+"
+    r"(updates?|runs?|changes|versions?)\b"
     r"|\bupdate history\b|\bupdates (of|in|for|to)\b|\b(list|show)\b(\s+\w+){0,3}\s+updates\b"
     r"|\bstatus of\b|\bhow many (updates|versions|times)\b",
     re.I,

@@ -11,7 +11,7 @@ A configured model may rephrase an answer, never invent its facts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -234,7 +234,15 @@ class Skills:
                 return known
         if intent == intents.CONCEPT:
             about = _without_names(query, turn.resolution)
-            return _concept(about) or _unknown_concept(about)
+            concept = _concept(about)
+            if concept is not None:
+                return concept
+            if turn.resolution.problems:
+                return _problems(turn)
+            if turn.resolution.stack is None:
+                return _unknown_concept(about)
+            # "What's the state of web/prod?": no note, but a stack to talk about.
+            return await self._stack_overview(turn)
         if (
             not intent
             and focus.intent in _HANDLED
@@ -247,13 +255,13 @@ class Skills:
             turn = _inherit(turn, focus, stack_only=not intents.refers_back(query))
         if intent:
             return await self._dispatch(intent, turn)
+        if turn.resolution.stack is not None and not turn.resolution.problems:
+            return await self._stack_overview(turn)
         concept = _concept(_without_names(query, turn.resolution))
         if concept is not None:
             return concept
         if turn.resolution.problems:
             return _problems(turn)
-        if turn.resolution.stack is not None:
-            return await self._updates(turn)
         if _looks_like_question(query):
             return _unknown_concept(query)
         return Answer(HELP_SKILL, HELP_TEXT, is_rephrasable=False)
@@ -283,7 +291,7 @@ class Skills:
     async def _dispatch(self, intent: str, turn: _Turn) -> Answer:
         if turn.resolution.problems and intent != intents.MEMBERS:
             return _problems(turn)
-        handlers = {
+        handlers: dict[str, Callable[[_Turn], Awaitable[Answer | None]]] = {
             intents.COMPARE: self._compare,
             intents.ANALYSE: self._analyse,
             intents.DEPLOYMENT_ANALYSIS: self._deployment_analysis,
@@ -296,7 +304,10 @@ class Skills:
             intents.STACKS: self._stacks,
             intents.MEMBERS: self._members,
         }
-        return await handlers[intent](turn)
+        answer = await handlers[intent](turn)
+        if answer is None:
+            raise AssertionError(f"the {intent} skill gave no answer")
+        return answer
 
     async def summarize_output(self, output: str, *, is_preview: bool) -> Answer:
         """The SDK's direct skills: explain an update's or preview's text output."""
@@ -413,15 +424,25 @@ class Skills:
             focus=Focus(intent=intents.RESOURCES, project=projects[0] if projects else ""),
         )
 
-    async def _resource_type(self, turn: _Turn) -> Answer:
-        stacks = [s for s in _in_scope(turn) if s.version][:MAX_TYPE_STACKS]
+    async def _stack_overview(self, turn: _Turn) -> Answer:
+        """A question naming one stack and no skill: the resources of a type it names
+        ("lambda functions in web/prod?"), else the stack's recent updates."""
+        typed = await self._resource_type(turn, only_matches=True)
+        return typed if typed is not None else await self._updates(turn)
+
+    async def _resource_type(self, turn: _Turn, *, only_matches: bool = False) -> Answer | None:
+        named = turn.resolution.stack
+        scope = [turn.info(named)] if named is not None else _in_scope(turn)
+        stacks = [s for s in scope if s.version][:MAX_TYPE_STACKS]
         found: dict[str, list[ResourceInfo]] = {}
         for stack in stacks:
             _, resources = await self._peers.resources(stack.id, 0, turn.caller)
             found[stack.name] = [r for r in resources if r.type != diagnosis.STACK_RESOURCE_TYPE]
         types = sorted({r.type for listed in found.values() for r in listed})
-        wanted = match_types(turn.query, types)
+        wanted = match_types(_without_names(turn.query, turn.resolution), types)
         focus = Focus(intent=intents.RESOURCE_TYPE)
+        if not wanted and only_matches:
+            return None
         if not wanted:
             listed = ", ".join(f"`{t}`" for t in types[:MAX_LISTED_RESOURCES]) or "none"
             return Answer(
@@ -619,7 +640,8 @@ class Skills:
             for info in stacks:
                 for u in await self._peers.updates(info.id, HISTORY_ROWS, turn.caller):
                     if not logins or u.requested_by in logins:
-                        rows.append((u.start_time, f"- {info.name}: " + _update_row(u)))
+                        row = _update_row(u).removeprefix("- ")
+                        rows.append((u.start_time, f"- {info.name}: {row}"))
             rows.sort(key=lambda row: -row[0])
             who = f" by {', '.join(logins)}" if logins else ""
             if not rows:

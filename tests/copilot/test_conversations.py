@@ -116,3 +116,22 @@ async def test_diff_with_two_short_versions_compares_them() -> None:
     (text,) = await converse("diff web/prod v1 v2")
 
     assert "version 1 → version 2" in text and "site-cdn" in text
+
+
+async def test_a_stack_and_a_resource_type_without_a_verb() -> None:
+    (text,) = await converse("lambda functions in web/prod?")
+
+    assert "aws:lambda/function:Function" in text and "`render`" in text
+    assert "api/prod" not in text
+
+
+async def test_a_concept_word_with_a_stack_and_no_note_talks_about_the_stack() -> None:
+    (text,) = await converse("whats the latest version of web/prod")
+
+    assert "`web/prod`" in text and "version 3" in text and "I don't know" not in text
+
+
+async def test_when_did_someone_last_deploy_lists_their_updates() -> None:
+    (text,) = await converse("when did erin last deploy")
+
+    assert "by erin" in text and "by bob" not in text and ": - " not in text
