@@ -190,6 +190,8 @@ class _Turn:
     stacks: Mapping[str, StackInfo]  # by project/stack
     resolution: Resolution
     focus: Focus
+    # The question names a stack itself (not only through the console page it was asked on).
+    names_stack: bool = False
 
     def info(self, name: StackName) -> StackInfo:
         return self.stacks[name.name]
@@ -239,7 +241,7 @@ class Skills:
                 return concept
             if turn.resolution.problems:
                 return _problems(turn)
-            if turn.resolution.stack is None:
+            if turn.resolution.stack is None or not turn.names_stack:
                 return _unknown_concept(about)
             # "What's the state of web/prod?": no note, but a stack to talk about.
             return await self._stack_overview(turn)
@@ -255,13 +257,18 @@ class Skills:
             turn = _inherit(turn, focus, stack_only=not intents.refers_back(query))
         if intent:
             return await self._dispatch(intent, turn)
-        if turn.resolution.stack is not None and not turn.resolution.problems:
-            return await self._stack_overview(turn)
+        if turn.names_stack and turn.resolution.stack is not None and not turn.resolution.problems:
+            # "lambda functions in web/prod?": a resource type the named stack has.
+            typed = await self._resource_type(turn, only_matches=True)
+            if typed is not None:
+                return typed
         concept = _concept(_without_names(query, turn.resolution))
         if concept is not None:
             return concept
         if turn.resolution.problems:
             return _problems(turn)
+        if turn.resolution.stack is not None:
+            return await self._updates(turn)
         if _looks_like_question(query):
             return _unknown_concept(query)
         return Answer(HELP_SKILL, HELP_TEXT, is_rephrasable=False)
@@ -279,6 +286,7 @@ class Skills:
         )
         query = intents.normalize(query, _known_words(catalog))
         resolution = entities.resolve(query, catalog)
+        names_stack = bool(resolution.stacks)
         if not resolution.stacks and context.stack and context.organization == asker.organization:
             name = f"{context.project}/{context.stack}"
             if name in by_name and not resolution.projects:
@@ -286,7 +294,9 @@ class Skills:
                 resolution = replace(resolution, stacks=(found,))
         project = focus.project or context.project
         resolution = entities.within(resolution, project, catalog)
-        return _Turn(asker, caller, query, context, catalog, by_name, resolution, focus)
+        return _Turn(
+            asker, caller, query, context, catalog, by_name, resolution, focus, names_stack
+        )
 
     async def _dispatch(self, intent: str, turn: _Turn) -> Answer:
         if turn.resolution.problems and intent != intents.MEMBERS:
