@@ -44,8 +44,8 @@ class Focus:
     stack: str = ""  # project/stack
     version: int = 0
     role: str = ""
-    # The last program asked for: resource, cloud, language.
-    program: tuple[str, str, str] | None = None
+    # The last program asked for: resource, cloud, language, and the Helm chart if any.
+    program: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,8 +63,8 @@ class Focus:
             return cls()
         program = data.get("program")
         chosen = None
-        if isinstance(program, list) and len(program) == 3:
-            chosen = (str(program[0]), str(program[1]), str(program[2]))
+        if isinstance(program, list) and len(program) in (3, 4):
+            chosen = tuple(str(part) for part in program)
         return cls(
             intent=str(data.get("intent", "")),
             project=str(data.get("project", "")),

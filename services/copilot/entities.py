@@ -23,9 +23,14 @@ _PATH = re.compile(r"(?<![\w:/.-])([A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){1,2})(?![
 _STACK_WORD = re.compile(r"\bstack\s+[`'\"]?([A-Za-z0-9_.-]+)", re.I)
 _PROJECT_WORD = re.compile(r"\bproject\s+[`'\"]?([A-Za-z0-9_.-]+)", re.I)
 _WORD_PROJECT = re.compile(r"\b([A-Za-z0-9_.-]+)\s+project\b", re.I)
+# "stacks in vault": the word after "stacks in" names a project, known or not.
+_STACKS_IN = re.compile(
+    r"\bstacks\s+(?:in|of|for|under)\s+(?:the\s+)?(?:project\s+)?[`'\"]?([A-Za-z0-9_.-]+)", re.I
+)
 _WORD = re.compile(r"[A-Za-z0-9_.@-]+")
 _VERSION_PAIR = re.compile(
-    r"\b(?:versions?|updates?|v)\s*#?(\d+)\s*(?:and|to|vs\.?|versus|with|,)\s*(?:version\s*|v|#)?(\d+)\b"
+    r"\b(?:versions?|updates?|v)\s*#?(\d+)\s*"
+    r"(?:(?:and|to|vs\.?|versus|with|,)\s*(?:version\s*|v|#)?|(?:version\s*|v|#))(\d+)\b"
     r"|\bbetween\s+(?:version\s*|v|#)?(\d+)\s+and\s+(?:version\s*|v|#)?(\d+)\b",
     re.I,
 )
@@ -42,7 +47,8 @@ _COMMON_TEXT = """
     a an the my our this that these those in of for on at to and or is are was were do does
     did what which who how why when where show list me stack stacks project projects update
     updates version versions resource resources member members user users org organization
-    last latest about with it its has have change changes changed
+    last latest about with it its has have change changes changed all every total organisation
+    common use production
 """
 _COMMON = frozenset(_COMMON_TEXT.split())
 
@@ -135,9 +141,14 @@ def resolve(question: str, catalog: Catalog) -> Resolution:
             names = [s.name for s in catalog.stacks]
             problems.append(Problem("stack", text, suggest(f"{project}/{stack}", names), False))
 
-    project_hints = _hints(_PROJECT_WORD, question) + _hints(_WORD_PROJECT, question)
+    project_hints = (
+        _hints(_PROJECT_WORD, question)
+        + _hints(_WORD_PROJECT, question)
+        + _hints(_STACKS_IN, question)
+    )
     for hint in project_hints:
-        if hint.lower() in consumed or hint.lower() in _COMMON:
+        lowered = hint.lower()
+        if lowered in consumed or lowered in _COMMON or lowered == catalog.organization.lower():
             continue
         consumed.add(hint.lower())
         matched = match_name(hint, catalog.projects)

@@ -47,6 +47,11 @@ _MATCH_LINE = re.compile(r"^match:\s*(.*?)\s*$", re.IGNORECASE)
 KEYWORD_BONUS = 4.0
 # How many notes an "I don't know" answer points to.
 NEAREST_LIMIT = 3
+# Without a keyword-layer match, the best note must share at least this share of the
+# question's terms: one rare word in common ("topping" and "top level") is not an answer.
+MIN_COVERAGE = 0.5
+# Where an "I don't know" points when no note shares a single word with the question.
+STARTING_NOTES = ("copilot-capabilities", "stacks", "projects")
 _FENCE = "```"
 
 
@@ -208,6 +213,17 @@ class Bm25Index:
             for score, note in ranked[: max(limit, 0)]
         ]
 
+    def coverage(self, note: Note, query: str) -> float:
+        """The share of the query's distinct terms that occur in the note."""
+        terms = set(tokenize(query))
+        if not terms:
+            return 0.0
+        index = self._notes.index(note)
+        return len([t for t in terms if t in self._term_counts[index]]) / len(terms)
+
+    def is_keyword_match(self, note: Note, query: str) -> bool:
+        return self._keyword_bonus(note, query) > 0.0
+
     def _keyword_bonus(self, note: Note, query: str) -> float:
         if note.match and re.search(note.match, query, re.IGNORECASE):
             return KEYWORD_BONUS
@@ -239,11 +255,16 @@ def default_index() -> Bm25Index:
 
 def answer_concept(query: str) -> str | None:
     """A short answer drawn from the best matching note, or None when no note fits."""
-    hits = default_index().search(query, limit=1 + SEE_ALSO_LIMIT)
+    index = default_index()
+    hits = index.search(query, limit=1 + SEE_ALSO_LIMIT)
     relevant = [hit for hit in hits if hit.score >= MIN_SCORE]
     if not relevant:
         return None
     best = relevant[0]
+    if not index.is_keyword_match(best.note, query) and (
+        index.coverage(best.note, query) < MIN_COVERAGE
+    ):
+        return None
     lead = paragraphs(best.note.text)[0]
     parts = [f"**{best.note.title}**", lead]
     if best.snippet and best.snippet != lead:
@@ -255,11 +276,26 @@ def answer_concept(query: str) -> str | None:
     return "\n\n".join(parts)
 
 
+@functools.lru_cache(maxsize=1)
+def corpus_words() -> frozenset[str]:
+    """Every word the notes use, lowercased: real words, never misspellings to correct."""
+    words: set[str] = set()
+    for note in load_corpus():
+        text = " ".join((note.title, " ".join(note.tags), note.text)).lower()
+        words.update(re.findall(r"[a-z]+", text))
+    return frozenset(words)
+
+
 def dont_know(query: str) -> str:
     """The answer when no note fits: say so, and name the nearest notes."""
-    hits = default_index().search(query, limit=NEAREST_LIMIT)
+    found = [hit.note for hit in default_index().search(query, limit=NEAREST_LIMIT)]
     text = "I don't know: none of my notes answers that question."
-    if hits:
-        nearest = ", ".join(f"{hit.note.title} (`{hit.note.slug}`)" for hit in hits)
+    if found:
+        nearest = ", ".join(f"{note.title} (`{note.slug}`)" for note in found)
         text += f" The nearest notes are: {nearest}."
+    else:
+        by_slug = {note.slug: note for note in load_corpus()}
+        starting = [by_slug[slug] for slug in STARTING_NOTES if slug in by_slug]
+        listed = ", ".join(f"{note.title} (`{note.slug}`)" for note in starting)
+        text += f" No note shares a word with it; the nearest notes to start from are: {listed}."
     return text + " Try naming a Pulumi concept, a stack as `project/stack`, or ask for a program."

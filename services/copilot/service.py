@@ -11,8 +11,7 @@ A configured model may rephrase an answer, never invent its facts.
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -41,6 +40,7 @@ from services.copilot.domain import (
     validate_query,
 )
 from services.copilot.entities import LAST, PREVIOUS, Catalog, Resolution, StackName
+from services.copilot.failure_patterns import GENERIC_PATTERN
 from services.copilot.peers import (
     AuditEntry,
     DeploymentInfo,
@@ -78,6 +78,9 @@ _HANDLED = frozenset(
     }
 )
 _VERSION_SUFFIX = re.compile(r"v\d+$")
+# An error code as providers spell them (NoCredentialProviders, AccessDenied) or a quoted
+# error line: what makes a question about that error rather than about a concept.
+_ERROR_CODE = re.compile(r"\b[A-Z][a-z]+(?:[A-Z][a-z]+)+\b|\berror:\s")
 # Engine steps that leave a resource as it was.
 _UNCHANGED_OPS = frozenset({"same", "read", "refresh"})
 
@@ -187,6 +190,8 @@ class _Turn:
     stacks: Mapping[str, StackInfo]  # by project/stack
     resolution: Resolution
     focus: Focus
+    # The question names a stack itself (not only through the console page it was asked on).
+    names_stack: bool = False
 
     def info(self, name: StackName) -> StackInfo:
         return self.stacks[name.name]
@@ -210,8 +215,11 @@ class Skills:
         request = programs.parse_request(query)
         if request is not None:
             return program_answer(request)
-        if focus.program is not None:
-            changed = programs.follow_up_request(query, *focus.program)
+        if focus.program is not None and len(focus.program) >= 3:
+            resource, cloud, language, *rest = focus.program
+            changed = programs.follow_up_request(
+                query, resource, cloud, language, rest[0] if rest else ""
+            )
             if changed is not None:
                 return program_answer(changed)
         if context.version and (
@@ -219,10 +227,24 @@ class Skills:
         ):
             return await self._analyse_context(asker, context, caller)
         turn = await self._turn(asker, query, context, caller, focus)
+        query = turn.query
         names_data = turn.resolution.names_anything or bool(context.stack)
         intent = intents.classify(query, names_data=names_data)
+        if intent in (intents.CONCEPT, "") and not turn.resolution.names_anything:
+            known = known_error(query)
+            if known is not None:
+                return known
         if intent == intents.CONCEPT:
-            return _concept(query) or _unknown_concept(query)
+            about = _without_names(query, turn.resolution)
+            concept = _concept(about)
+            if concept is not None:
+                return concept
+            if turn.resolution.problems:
+                return _problems(turn)
+            if turn.resolution.stack is None or not turn.names_stack:
+                return _unknown_concept(about)
+            # "What's the state of web/prod?": no note, but a stack to talk about.
+            return await self._stack_overview(turn)
         if (
             not intent
             and focus.intent in _HANDLED
@@ -231,10 +253,16 @@ class Skills:
             intent = focus.intent
             turn = _inherit(turn, focus)
         elif intent in intents.STACK_INTENTS and not turn.resolution.names_anything:
-            turn = _inherit(turn, focus, stack_only=True)
+            # "How many resources do they have?" keeps the project of the previous turn too.
+            turn = _inherit(turn, focus, stack_only=not intents.refers_back(query))
         if intent:
             return await self._dispatch(intent, turn)
-        concept = _concept(query)
+        if turn.names_stack and turn.resolution.stack is not None and not turn.resolution.problems:
+            # "lambda functions in web/prod?": a resource type the named stack has.
+            typed = await self._resource_type(turn, only_matches=True)
+            if typed is not None:
+                return typed
+        concept = _concept(_without_names(query, turn.resolution))
         if concept is not None:
             return concept
         if turn.resolution.problems:
@@ -256,7 +284,9 @@ class Skills:
             tuple(StackName(s.organization, s.project, s.stack) for s in visible),
             tuple(m.login for m in members),
         )
+        query = intents.normalize(query, _known_words(catalog))
         resolution = entities.resolve(query, catalog)
+        names_stack = bool(resolution.stacks)
         if not resolution.stacks and context.stack and context.organization == asker.organization:
             name = f"{context.project}/{context.stack}"
             if name in by_name and not resolution.projects:
@@ -264,12 +294,14 @@ class Skills:
                 resolution = replace(resolution, stacks=(found,))
         project = focus.project or context.project
         resolution = entities.within(resolution, project, catalog)
-        return _Turn(asker, caller, query, context, catalog, by_name, resolution, focus)
+        return _Turn(
+            asker, caller, query, context, catalog, by_name, resolution, focus, names_stack
+        )
 
     async def _dispatch(self, intent: str, turn: _Turn) -> Answer:
         if turn.resolution.problems and intent != intents.MEMBERS:
             return _problems(turn)
-        handlers = {
+        handlers: dict[str, Callable[[_Turn], Awaitable[Answer | None]]] = {
             intents.COMPARE: self._compare,
             intents.ANALYSE: self._analyse,
             intents.DEPLOYMENT_ANALYSIS: self._deployment_analysis,
@@ -282,7 +314,10 @@ class Skills:
             intents.STACKS: self._stacks,
             intents.MEMBERS: self._members,
         }
-        return await handlers[intent](turn)
+        answer = await handlers[intent](turn)
+        if answer is None:
+            raise AssertionError(f"the {intent} skill gave no answer")
+        return answer
 
     async def summarize_output(self, output: str, *, is_preview: bool) -> Answer:
         """The SDK's direct skills: explain an update's or preview's text output."""
@@ -361,8 +396,16 @@ class Skills:
                     f"Stack `{stack.name}` has never been updated, so it manages no resources.",
                     focus=focus,
                 )
-            kinds = Counter(r.type for r in found if r.type != diagnosis.STACK_RESOURCE_TYPE)
-            lines = [f"- `{kind}`: {count}" for kind, count in kinds.most_common()]
+            named: dict[str, list[str]] = {}
+            for resource in found:
+                if resource.type != diagnosis.STACK_RESOURCE_TYPE:
+                    named.setdefault(resource.type, []).append(resource.name)
+            lines = [
+                f"- `{kind}`: {len(listed)} ("
+                + ", ".join(f"`{n}`" for n in listed[:MAX_LISTED_RESOURCES])
+                + ")"
+                for kind, listed in sorted(named.items(), key=lambda item: -len(item[1]))
+            ]
             text = (
                 f"Stack `{stack.name}` manages {info.resource_count} resource"
                 f"{_s(info.resource_count)} (version {version})"
@@ -391,15 +434,25 @@ class Skills:
             focus=Focus(intent=intents.RESOURCES, project=projects[0] if projects else ""),
         )
 
-    async def _resource_type(self, turn: _Turn) -> Answer:
-        stacks = [s for s in _in_scope(turn) if s.version][:MAX_TYPE_STACKS]
+    async def _stack_overview(self, turn: _Turn) -> Answer:
+        """A question naming one stack and no skill: the resources of a type it names
+        ("lambda functions in web/prod?"), else the stack's recent updates."""
+        typed = await self._resource_type(turn, only_matches=True)
+        return typed if typed is not None else await self._updates(turn)
+
+    async def _resource_type(self, turn: _Turn, *, only_matches: bool = False) -> Answer | None:
+        named = turn.resolution.stack
+        scope = [turn.info(named)] if named is not None else _in_scope(turn)
+        stacks = [s for s in scope if s.version][:MAX_TYPE_STACKS]
         found: dict[str, list[ResourceInfo]] = {}
         for stack in stacks:
             _, resources = await self._peers.resources(stack.id, 0, turn.caller)
             found[stack.name] = [r for r in resources if r.type != diagnosis.STACK_RESOURCE_TYPE]
         types = sorted({r.type for listed in found.values() for r in listed})
-        wanted = match_types(turn.query, types)
+        wanted = match_types(_without_names(turn.query, turn.resolution), types)
         focus = Focus(intent=intents.RESOURCE_TYPE)
+        if not wanted and only_matches:
+            return None
         if not wanted:
             listed = ", ".join(f"`{t}`" for t in types[:MAX_LISTED_RESOURCES]) or "none"
             return Answer(
@@ -597,7 +650,8 @@ class Skills:
             for info in stacks:
                 for u in await self._peers.updates(info.id, HISTORY_ROWS, turn.caller):
                     if not logins or u.requested_by in logins:
-                        rows.append((u.start_time, f"- {info.name}: " + _update_row(u)))
+                        row = _update_row(u).removeprefix("- ")
+                        rows.append((u.start_time, f"- {info.name}: {row}"))
             rows.sort(key=lambda row: -row[0])
             who = f" by {', '.join(logins)}" if logins else ""
             if not rows:
@@ -639,6 +693,9 @@ class Skills:
     # -- failures --------------------------------------------------------------------------
 
     async def _analyse(self, turn: _Turn) -> Answer:
+        failing: list[str] = []
+        if turn.resolution.stack is None and intents.asks_for_several(turn.query):
+            failing = await self._failing_stacks(turn)
         if turn.resolution.stack is None and not turn.resolution.projects:
             failed = await self._latest_failed(turn)
             if failed is None:
@@ -649,7 +706,25 @@ class Skills:
             return found
         stack, info, update = found
         text = await self._explain_update(info, update, turn.caller)
+        if failing:
+            text = (
+                f"{len(failing)} stack{_s(len(failing))} you can see "
+                f"{'has its' if len(failing) == 1 else 'have their'} latest update failed:\n"
+                + "\n".join(failing)
+                + f"\n\nThe most recent failure, in `{stack.name}`:\n\n"
+                + text
+            )
         return Answer(CLOUD_SKILL, text, focus=_stack_focus(intents.ANALYSE, stack, update.version))
+
+    async def _failing_stacks(self, turn: _Turn) -> list[str]:
+        """One line per stack in scope whose latest update failed, newest first."""
+        stacks = sorted((s for s in _in_scope(turn) if s.version), key=lambda s: -s.last_update)
+        lines = []
+        for info in stacks:
+            history = await self._peers.updates(info.id, 1, turn.caller)
+            if history and history[0].result == "failed":
+                lines.append(f"- {info.name}: " + _update_row(history[0]).removeprefix("- "))
+        return lines
 
     async def _latest_failed(self, turn: _Turn) -> StackName | None:
         stacks = sorted((s for s in _in_scope(turn) if s.version), key=lambda s: -s.last_update)
@@ -778,7 +853,8 @@ def program_answer(request: programs.ProgramRequest) -> Answer:
         f"{program.description}. {program.instructions.splitlines()[-1]}"
     )
     focus = Focus(
-        intent=intents.PROGRAM, program=(request.resource, request.cloud, request.language)
+        intent=intents.PROGRAM,
+        program=(request.resource, request.cloud, request.language, request.chart),
     )
     return Answer(PROGRAM_SKILL, text, program=content, is_rephrasable=False, focus=focus)
 
@@ -898,7 +974,44 @@ def _caller(asker: Asker) -> Caller:
 
 
 def _words(text: str) -> set[str]:
-    return {w.strip(".,;:!?'\"`()").lstrip("@").lower() for w in text.split()}
+    words = {w.strip(".,;:!?'\"`()").lstrip("@").lower() for w in text.split()}
+    # "bob's role" names bob.
+    return words | {w.removesuffix("'s").removesuffix("\u2019s") for w in words}
+
+
+def known_error(query: str) -> Answer | None:
+    """A question quoting an error code the diagnosis table knows ("how do I fix
+    NoCredentialProviders?"), explained from that table; None for any other question."""
+    if not _ERROR_CODE.search(query):
+        return None
+    pattern = diagnosis.match_pattern(query)
+    if pattern is None or pattern is GENERIC_PATTERN:
+        return None
+    parts = [
+        f"That is a known error: **{pattern.title}**.",
+        f"**Why:** {pattern.explanation}",
+        "**How to resolve the issue:**\n" + "\n".join(f"- {step}" for step in pattern.remediation),
+    ]
+    if pattern.doc_hint:
+        parts.append(f"For background, see the **{pattern.doc_hint}** concept.")
+    parts.append("Name the stack (`project/stack`) to see where it happened.")
+    return Answer(CLOUD_SKILL, "\n\n".join(parts), focus=Focus(intent=intents.ANALYSE))
+
+
+def _without_names(query: str, resolution: Resolution) -> str:
+    """The question without the stack names it resolved: they are data, not concept words."""
+    for stack in resolution.stacks:
+        for name in (f"{stack.organization}/{stack.name}", stack.name):
+            query = re.sub(re.escape(name), " ", query, flags=re.IGNORECASE)
+    return query
+
+
+def _known_words(catalog: Catalog) -> frozenset[str]:
+    """Words never corrected as misspellings: the notes' words and the organization's names."""
+    names = {catalog.organization, *catalog.logins}
+    for stack in catalog.stacks:
+        names.update((stack.project, stack.stack))
+    return retrieval.corpus_words() | {n.lower() for n in names}
 
 
 def _member_line(member: MemberInfo) -> str:

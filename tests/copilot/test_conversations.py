@@ -66,3 +66,72 @@ async def test_a_new_subject_is_not_taken_for_a_follow_up() -> None:
 
     assert "5 members" in first
     assert "preview-vs-up" in second and "carol" not in second
+
+
+async def test_a_named_helm_chart_follows_the_language_changes() -> None:
+    first, second, third = await converse(
+        "Helm release for redis in TypeScript", "now in Go", "and in Python"
+    )
+
+    assert "k8s.helm.v3.Release" in first and '"redis"' in first
+    assert "helmv3.NewRelease(" in second and '"redis"' in second
+    assert "k8s.helm.v3.Release(" in third and '"redis"' in third
+    assert "nginx" not in first + second + third
+
+
+async def test_updates_then_the_failed_one_then_why() -> None:
+    first, second, third = await converse("latest updates of web/prod", "which one failed?", "why?")
+
+    assert "version 3" in first
+    assert "NoCredentialProviders" in second
+    assert "NoCredentialProviders" in third and "I don't know" not in third
+
+
+async def test_stacks_then_a_project_then_their_resources() -> None:
+    first, second, third = await converse(
+        "stacks", "and in project api?", "how many resources do they have?"
+    )
+
+    assert "7 stacks" in first
+    assert "api/prod" in second and "web/prod" not in second
+    assert "project 'api'" in third and "4 resource(s)" in third and "web/prod" not in third
+
+
+async def test_which_stacks_failed_lists_each_failing_stack() -> None:
+    (text,) = await converse("which stacks failed last time?")
+
+    for name in ("web/prod", "web/staging", "api/dev"):
+        assert f"- {name}:" in text
+    assert "- api/prod:" not in text and "vault" not in text
+    assert "NoCredentialProviders" in text
+
+
+async def test_an_error_code_is_explained_from_the_diagnosis_table() -> None:
+    (text,) = await converse("how do i fix BucketAlreadyExists?")
+
+    assert "known error" in text and "pulumi import" in text
+
+
+async def test_diff_with_two_short_versions_compares_them() -> None:
+    (text,) = await converse("diff web/prod v1 v2")
+
+    assert "version 1 → version 2" in text and "site-cdn" in text
+
+
+async def test_a_stack_and_a_resource_type_without_a_verb() -> None:
+    (text,) = await converse("lambda functions in web/prod?")
+
+    assert "aws:lambda/function:Function" in text and "`render`" in text
+    assert "api/prod" not in text
+
+
+async def test_a_concept_word_with_a_stack_and_no_note_talks_about_the_stack() -> None:
+    (text,) = await converse("whats the latest version of web/prod")
+
+    assert "`web/prod`" in text and "version 3" in text and "I don't know" not in text
+
+
+async def test_when_did_someone_last_deploy_lists_their_updates() -> None:
+    (text,) = await converse("when did erin last deploy")
+
+    assert "by erin" in text and "by bob" not in text and ": - " not in text

@@ -135,3 +135,15 @@ def test_logins_and_roles() -> None:
     assert resolve("which of them are viewers?", CATALOG).role == "viewer"
     assert resolve("who are the admins", CATALOG).role == "admin"
     assert resolve("list the stacks", CATALOG).role == ""
+
+
+def test_the_word_after_stacks_in_names_a_project_known_or_not() -> None:
+    unknown = resolve("stacks in vault", CATALOG)
+    assert [(p.kind, p.name) for p in unknown.problems] == [("project", "vault")]
+    assert HIDDEN.name not in describe_problem(unknown.problems[0], "acme")
+
+    assert resolve("stacks in web", CATALOG).projects == ("web",)
+    assert resolve("stacks in the payments-api project", CATALOG).projects == ("payments-api",)
+    for question in ("stacks in acme", "stacks in my org", "stacks in all projects"):
+        resolution = resolve(question, CATALOG)
+        assert not resolution.projects and not resolution.problems, question

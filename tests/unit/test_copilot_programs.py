@@ -464,3 +464,65 @@ def test_go_programs_parse_and_are_gofmt_clean(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+# --- components that combine resources, and Helm charts by name ----------------------
+
+# What each component program must contain in every language, case-insensitively.
+COMPONENT_PARTS = {
+    ("website", "aws"): ("Distribution", "BucketV2", "cdnUrl"),
+    ("website", "gcp"): ("BackendBucket", "GlobalForwardingRule", "cdnUrl"),
+    ("network", "aws"): ("Vpc", "Subnet", "RouteTable"),
+    ("network", "azure"): ("VirtualNetwork", "subnets"),
+    ("network", "gcp"): ("Network", "Subnetwork"),
+    ("app", "kubernetes"): ("Deployment", "Service"),
+    ("config", "kubernetes"): ("Namespace", "ConfigMap", "Secret"),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(("resource", "cloud"), sorted(COMPONENT_PARTS))
+def test_component_programs_combine_their_resources(
+    resource: str, cloud: str, language: str
+) -> None:
+    program = _program(language, resource, cloud)
+
+    check_syntax(program)
+    for part in COMPONENT_PARTS[(resource, cloud)]:
+        assert part.lower() in program.code.lower(), part
+
+
+@pytest.mark.parametrize(
+    ("query", "chart"),
+    [
+        ("helm release for redis in typescript", "redis"),
+        ("Install postgres on Kubernetes with Helm", "postgresql"),
+        ("Install nginx with a Helm chart on Kubernetes", ""),
+        ("Install my-own-thing with Helm on k8s", ""),
+    ],
+)
+def test_a_helm_request_reads_the_chart_it_names(query: str, chart: str) -> None:
+    request = parse_request(query)
+
+    assert request is not None
+    assert (request.resource, request.cloud, request.chart) == ("helm", "kubernetes", chart)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_named_helm_chart_replaces_the_templates_chart(language: str) -> None:
+    program = generate(ProgramRequest("helm", "kubernetes", language, "redis"))
+
+    check_syntax(program)
+    assert "redis" in program.code
+    assert "nginx" not in program.code
+    # The template pins nginx's version; another chart's version is the user's to pin.
+    assert "18.2.4" not in program.code
+    assert "redis" in program.instructions
+    default = generate(ProgramRequest("helm", "kubernetes", language))
+    assert default.program_id != program.program_id
+
+
+def test_a_helm_follow_up_keeps_the_chart() -> None:
+    assert follow_up_request("now in Go", "helm", "kubernetes", "python", "redis") == (
+        ProgramRequest("helm", "kubernetes", "go", "redis")
+    )

@@ -8,6 +8,7 @@ from services.copilot.retrieval import (
     Bm25Index,
     Note,
     answer_concept,
+    corpus_words,
     dont_know,
     load_corpus,
     paragraphs,
@@ -226,3 +227,25 @@ def test_every_keyword_pattern_compiles_and_is_case_insensitive() -> None:
 )
 def test_no_answer_for_gibberish(query: str) -> None:
     assert answer_concept(query) is None
+
+
+@pytest.mark.parametrize(
+    "query", ["what's the best pizza topping?", "top ten holiday destinations for families"]
+)
+def test_one_rare_word_in_common_is_not_an_answer(query: str) -> None:
+    assert answer_concept(query) is None
+
+
+def test_dont_know_names_notes_to_start_from_when_no_note_shares_a_word() -> None:
+    text = dont_know("what is the capital of france?")
+
+    assert text.startswith("I don't know")
+    assert "nearest notes" in text
+    assert "`copilot-capabilities`" in text
+
+
+def test_corpus_words_are_the_notes_words() -> None:
+    words = corpus_words()
+
+    assert {"protect", "stack", "secrets"} <= words
+    assert "resouces" not in words

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import replace
 
 from services.copilot.programs.catalog import provider_for, template_for
 from services.copilot.programs.render_csharp import render_csharp
@@ -17,9 +18,12 @@ from services.copilot.programs.spec import (
     PROGRAM_FILES,
     GeneratedProgram,
     ProgramRequest,
+    Resource,
     Spec,
     validate,
 )
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 _RENDERERS = {
     "typescript": render_typescript,
@@ -76,9 +80,38 @@ def _instructions(spec: Spec, language: str) -> str:
 
 def _program_id(request: ProgramRequest, salt: str) -> str:
     """Seven URL-safe characters from a hash, so equal requests and salts get equal ids."""
-    material = f"{request.resource}|{request.cloud}|{request.language}|{salt}".encode()
+    chart = f"|{request.chart}" if request.chart else ""
+    material = f"{request.resource}|{request.cloud}|{request.language}{chart}|{salt}".encode()
     digest = hashlib.sha256(material).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")[:7]
+
+
+def with_chart(spec: Spec, chart: str) -> Spec:
+    """The Helm release template installing another chart of the same repository.
+
+    The template pins its own chart's version; another chart's version is left to the
+    repository's latest, and the release's note says to pin it.
+    """
+    steps = []
+    changed = False
+    for step in spec.steps:
+        if isinstance(step, Resource) and step.token == HELM_RELEASE:
+            current = dict(step.args).get("chart")
+            if current == chart:
+                return spec
+            args = tuple(
+                (key, chart if key == "chart" else chart if key == "namespace" else value)
+                for key, value in step.args
+                if key != "version"
+            )
+            note = f"Pin `version` to the {chart} chart version you have tested."
+            step = replace(step, name=f"{chart}-release", args=args, note=note)
+            changed = True
+        steps.append(step)
+    if not changed:
+        return spec
+    summary = f"The Bitnami {chart} Helm chart installed as a Helm release in its own namespace."
+    return replace(spec, summary=summary, steps=tuple(steps))
 
 
 def generate(request: ProgramRequest, salt: str = "") -> GeneratedProgram:
@@ -88,6 +121,8 @@ def generate(request: ProgramRequest, salt: str = "") -> GeneratedProgram:
     spec = template_for(request.resource, request.cloud)
     if spec is None:
         raise ValueError(f"no program for {request.resource!r} on {request.cloud!r}")
+    if request.chart:
+        spec = with_chart(spec, request.chart)
     validate(spec)
     return GeneratedProgram(
         code=_RENDERERS[request.language](spec),

@@ -85,6 +85,20 @@ _KUBERNETES_OBJECTS: tuple[tuple[str, str], ...] = (
     (r"\bnamespaces?\b", "namespace"),
     (r"\bdeployments?\b|\bnginx\b|\bservices?\b|\bpods?\b|\bapps?\b|\bworkloads?\b", "app"),
 )
+# Charts of the Bitnami repository the Helm release template installs from; a chart named in
+# the question replaces the template's nginx only when it is one of these.
+_HELM_CHARTS_TEXT = """
+    airflow apache argo-cd cassandra cert-manager clickhouse consul drupal elasticsearch etcd
+    external-dns fluentd ghost gitea grafana haproxy harbor influxdb jenkins kafka keycloak
+    kibana kube-prometheus logstash mariadb memcached metrics-server minio mongodb moodle mysql
+    nats nginx nginx-ingress-controller odoo opensearch postgresql rabbitmq redis redis-cluster
+    sealed-secrets solr spark thanos tomcat valkey wordpress zookeeper
+"""
+HELM_CHARTS = frozenset(_HELM_CHARTS_TEXT.split())
+_CHART_ALIASES = {"postgres": "postgresql", "mongo": "mongodb", "argocd": "argo-cd"}
+_CHART_WORD = re.compile(r"[a-z0-9][a-z0-9-]*")
+# The chart the template itself installs: naming it changes nothing.
+TEMPLATE_CHART = "nginx"
 # Questions about the organization's data that merely name Kubernetes resource types.
 _DATA_WORDS = re.compile(r"\b(?:stacks?|resources?|types?|updates?|across)\b")
 
@@ -139,7 +153,20 @@ def _kubernetes_request(text: str) -> ProgramRequest | None:
     )
     if not is_request:
         return None
-    return ProgramRequest(resource, KUBERNETES, language or "typescript")
+    chart = helm_chart(text) if resource == "helm" else ""
+    return ProgramRequest(resource, KUBERNETES, language or "typescript", chart)
+
+
+def helm_chart(text: str) -> str:
+    """The known chart a Helm question names ("a Helm release for redis"), or "".
+
+    "" also for the template's own chart, so the request equals the default one.
+    """
+    for word in _CHART_WORD.findall(text.lower()):
+        chart = _CHART_ALIASES.get(word, word)
+        if chart in HELM_CHARTS:
+            return "" if chart == TEMPLATE_CHART else chart
+    return ""
 
 
 def parse_request(query: str) -> ProgramRequest | None:
@@ -175,7 +202,7 @@ def parse_request(query: str) -> ProgramRequest | None:
 
 
 def follow_up_request(
-    query: str, resource: str, cloud: str, language: str
+    query: str, resource: str, cloud: str, language: str, chart: str = ""
 ) -> ProgramRequest | None:
     """The previous program again in another language or cloud ("show me the code in Go").
 
@@ -190,6 +217,6 @@ def follow_up_request(
         return None
     if len(text.split()) > 12:
         return None
-    changed = ProgramRequest(resource, new_cloud or cloud, new_language or language)
+    changed = ProgramRequest(resource, new_cloud or cloud, new_language or language, chart)
     # Kubernetes programs have no cloud to move to, and the clouds' programs no cluster.
     return changed if (changed.resource, changed.cloud) in PROGRAMS else None

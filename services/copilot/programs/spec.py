@@ -29,6 +29,8 @@ class ProgramRequest:
     resource: str
     cloud: str
     language: str
+    # The Helm chart a Helm release installs; empty for the template's own chart.
+    chart: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ RESOURCE_NAMES = {
     "app": "an nginx Deployment and Service",
     "namespace": "a namespace",
     "helm": "a Helm release",
-    "config": "a ConfigMap and a Secret",
+    "config": "a ConfigMap and a Secret in their own namespace",
 }
 CLOUD_NAMES = {"aws": "AWS", "azure": "Azure", "gcp": "Google Cloud", KUBERNETES: "Kubernetes"}
 

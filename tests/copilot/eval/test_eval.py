@@ -3,6 +3,10 @@
 Every question goes through the service layer (`Skills.answer`) with the fixture's reader;
 follow-ups carry each answer's focus into the next question, as the conversation store
 does. A question passes when its answer contains every `must` fact and no `must_not` fact.
+
+Two sets are scored separately: `questions.yaml`, the development set, and `heldout.yaml`,
+questions phrased the way people type them (typos, shorthand, three-turn conversations),
+written from the fixture's data and not used to tune the matching.
 """
 
 from __future__ import annotations
@@ -21,12 +25,36 @@ from services.copilot.domain import Answer, Asker, Focus, parse_context
 from services.copilot.service import Skills
 from tests.copilot.eval.fixture import MEMBERS, ORG, FixtureReader
 
-QUESTIONS = Path(__file__).with_name("questions.yaml")
 CONSOLE = "https://app.pulumi.com"
-# The bar: the whole set, and each category on its own.
-OVERALL_BAR = 0.95
-CATEGORY_BAR = 0.85
-MIN_QUESTIONS = 120
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    """One evaluation file and its bar: the whole set, and each category on its own."""
+
+    name: str
+    path: Path
+    min_questions: int
+    min_categories: int
+    overall_bar: float
+    category_bar: float
+
+
+HERE = Path(__file__).parent
+DEVELOPMENT = QuestionSet("development", HERE / "questions.yaml", 120, 10, 0.95, 0.85)
+HELDOUT = QuestionSet("held-out", HERE / "heldout.yaml", 40, 10, 0.95, 0.75)
+SETS = (DEVELOPMENT, HELDOUT)
+# The questions the copilot once answered wrongly (the issue that asked for this evaluation);
+# each must stay in the development set, which holds the facts its answer must contain.
+REPORTED = (
+    "What changed in the last update of web/prod?",
+    "Latest updates of stack web/prod",
+    "How many resources does web/prod have?",
+    "Which stacks does project web have?",
+    "What is the difference between preview and up?",
+    "How do I rotate the secrets provider?",
+    "Kubernetes nginx deployment",
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +69,8 @@ class Outcome:
         return not (self.missing or self.unwanted)
 
 
-def load_questions() -> list[dict[str, Any]]:
-    loaded = yaml.safe_load(QUESTIONS.read_text(encoding="utf-8"))
+def load_questions(question_set: QuestionSet = DEVELOPMENT) -> list[dict[str, Any]]:
+    loaded = yaml.safe_load(question_set.path.read_text(encoding="utf-8"))
     assert isinstance(loaded, list)
     return loaded
 
@@ -82,8 +110,8 @@ async def run(item: dict[str, Any]) -> Outcome:
     )
 
 
-async def evaluate() -> list[Outcome]:
-    return [await run(item) for item in load_questions()]
+async def evaluate(question_set: QuestionSet = DEVELOPMENT) -> list[Outcome]:
+    return [await run(item) for item in load_questions(question_set)]
 
 
 def rates(outcomes: list[Outcome]) -> dict[str, tuple[int, int]]:
@@ -94,21 +122,46 @@ def rates(outcomes: list[Outcome]) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def outcomes() -> list[Outcome]:
+def evaluated() -> dict[str, list[Outcome]]:
     # Built once per module; nothing here is bound to an event loop of the tests.
-    return asyncio.run(evaluate())
+    return {question_set.name: asyncio.run(evaluate(question_set)) for question_set in SETS}
 
 
-def test_the_set_is_large_and_well_formed() -> None:
-    questions = load_questions()
+@pytest.mark.parametrize("question_set", SETS, ids=lambda s: s.name)
+def test_the_set_is_large_and_well_formed(question_set: QuestionSet) -> None:
+    questions = load_questions(question_set)
 
-    assert len(questions) >= MIN_QUESTIONS
+    assert len(questions) >= question_set.min_questions
     for item in questions:
         assert item["category"] and item["ask"] and item.get("must"), item
-    assert len({item["category"] for item in questions}) >= 10
+    assert len({item["category"] for item in questions}) >= question_set.min_categories
 
 
-def test_pass_rate_meets_the_bar(outcomes: list[Outcome]) -> None:
+def test_the_reported_questions_are_evaluated() -> None:
+    questions = load_questions(DEVELOPMENT)
+    asked = {str(item["ask"]) for item in questions}
+
+    assert set(REPORTED) <= asked
+    rotate = next(i for i in questions if i["ask"] == "How do I rotate the secrets provider?")
+    assert "pulumi stack change-secrets-provider" in rotate["must"]
+    assert any(
+        item["ask"] == "Which of them are viewers?"
+        and "Who are the members of my organization?" in item.get("before", [])
+        for item in questions
+    )
+
+
+def test_the_held_out_questions_are_not_in_the_development_set() -> None:
+    development = {str(item["ask"]).lower() for item in load_questions(DEVELOPMENT)}
+
+    assert not [i["ask"] for i in load_questions(HELDOUT) if str(i["ask"]).lower() in development]
+
+
+@pytest.mark.parametrize("question_set", SETS, ids=lambda s: s.name)
+def test_pass_rate_meets_the_bar(
+    question_set: QuestionSet, evaluated: dict[str, list[Outcome]]
+) -> None:
+    outcomes = evaluated[question_set.name]
     failures = [o for o in outcomes if not o.passed]
     report = "\n".join(
         f"[{o.category}] {o.question!r}: missing {list(o.missing)}, unwanted {list(o.unwanted)}"
@@ -116,9 +169,9 @@ def test_pass_rate_meets_the_bar(outcomes: list[Outcome]) -> None:
     )
     passed = len(outcomes) - len(failures)
 
-    assert passed / len(outcomes) >= OVERALL_BAR, report
+    assert passed / len(outcomes) >= question_set.overall_bar, report
     for category, (good, total) in rates(outcomes).items():
-        assert good / total >= CATEGORY_BAR, f"{category}: {good}/{total}\n{report}"
+        assert good / total >= question_set.category_bar, f"{category}: {good}/{total}\n{report}"
 
 
 def test_a_failing_answer_is_counted_as_failing() -> None:
@@ -128,8 +181,9 @@ def test_a_failing_answer_is_counted_as_failing() -> None:
     assert rates([outcome, Outcome("members", "q", (), ())]) == {"members": (1, 2)}
 
 
-if __name__ == "__main__":
-    found = asyncio.run(evaluate())
+def report(question_set: QuestionSet) -> None:
+    found = asyncio.run(evaluate(question_set))
+    print(f"== {question_set.name} ({question_set.path.name})")
     for name, (good, total) in rates(found).items():
         print(f"{name:15} {good:3}/{total:<3} {100 * good / total:5.1f}%")
     overall = sum(o.passed for o in found)
@@ -137,3 +191,8 @@ if __name__ == "__main__":
     for o in found:
         if not o.passed:
             print(f"FAIL [{o.category}] {o.question!r}: missing {o.missing} unwanted {o.unwanted}")
+
+
+if __name__ == "__main__":
+    for chosen in SETS:
+        report(chosen)
