@@ -130,6 +130,15 @@ def _constrain(entries: Mapping[str, dict[str, Any]]) -> None:
     for name, required in constraints.REQUIRED_MEMBERS.items():
         request = entries[name]["request"]
         request["required"] = [*request.get("required", []), *required]
+    for name, entry in entries.items():
+        # What the handlers' integer parsing holds (gateway/convert.py `int_query`).
+        for query in entry.get("query", []):
+            schema = query["schema"]
+            if schema.get("type") == "integer" and "maximum" not in schema:
+                bits = constraints.QUERY_INTEGER_BITS.get(
+                    (name, query["name"]), constraints.INT32_BITS
+                )
+                query["schema"] = {**constraints.integer_range(bits), **schema}
     for name, parameters in constraints.QUERY_PARAMETERS.items():
         by_name = {query["name"]: query for query in entries[name]["query"]}
         for parameter, keywords in parameters.items():

@@ -23,6 +23,21 @@ def _whole(pattern: str) -> str:
     return f"^(?:{pattern})$"
 
 
+# Integers travel in protobuf fields of these widths (gateway/convert.py); query integers
+# are 32 bits wide unless QUERY_INTEGER_BITS says otherwise.
+INT32_BITS = 32
+INT64_BITS = 64
+QUERY_INTEGER_BITS: dict[tuple[str, str], int] = {
+    ("get_deployment_logs", "offset"): INT64_BITS,
+}
+
+
+def integer_range(bits: int) -> Schema:
+    """The values a signed integer of `bits` bits holds."""
+    bound = 1 << (bits - 1)
+    return {"minimum": -bound, "maximum": bound - 1}
+
+
 IDENTITY_NAME: Schema = {"type": "string", "pattern": _whole(limits.IDENTITY_NAME)}
 STACK_NAME: Schema = {
     "type": "string",
@@ -76,11 +91,14 @@ _TOKEN_NAME = text(limits.MAX_TOKEN_NAME_LENGTH, is_required=True)
 # Operation id -> request body member -> keywords merged into the member's schema (the
 # member must already be in it: adding one would widen a strict body).
 REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
-    "bootstrap_first_admin": {
-        "login": _nullable(IDENTITY_NAME),
-        "organization": _nullable(IDENTITY_NAME),
-        "name": _DISPLAY_NAME,
-        "email": _nullable(EMAIL),
+    **{
+        name: {
+            "login": _nullable(IDENTITY_NAME),
+            "organization": _nullable(IDENTITY_NAME),
+            "name": _DISPLAY_NAME,
+            "email": _nullable(EMAIL),
+        }
+        for name in ("bootstrap_first_admin", "bootstrap_first_admin_alias")
     },
     "update_current_user": {
         "name": _DISPLAY_NAME,
@@ -123,6 +141,8 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
             "additionalProperties": {"type": "string", "maxLength": limits.MAX_TAG_VALUE_LENGTH},
         },
     },
+    # An empty secret is refused as missing.
+    "encrypt_deployment_settings_secret": {"secret": {"minLength": 1}},
     "restore_deleted_stack": {"stackName": _nullable(STACK_NAME)},
     "import_stack": {
         "version": {
