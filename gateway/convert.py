@@ -16,14 +16,14 @@ from gateway.bodies import read_body as read_body
 from gateway.errors import ApiError, bad_request
 from gateway.schemas import BodyChecker, Schema, unknown_member
 
+# Integers travel in protobuf fields of these widths; a wider one is the client's mistake.
+from gateway.schemas.constraints import INT32_BITS as INT32_BITS
+from gateway.schemas.constraints import INT64_BITS as INT64_BITS
+
 JSON_CONTENT_TYPE = "application/json"
 
 # Member paths are cut short in error messages, so a hostile body cannot inflate them.
 _SHOWN_MEMBER_LENGTH = 100
-
-# Integers travel in protobuf fields of these widths; a wider one is the client's mistake.
-INT32_BITS = 32
-INT64_BITS = 64
 
 
 def fits(value: int, bits: int) -> bool:

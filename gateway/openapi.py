@@ -20,7 +20,7 @@ import orjson
 
 from gateway.route import Access, Route
 from gateway.routes import ROUTES, request_schema
-from gateway.schemas import OperationSchema, Schema, SchemaSet, load_schemas
+from gateway.schemas import OperationSchema, Schema, SchemaSet, constraints, load_schemas
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -80,22 +80,7 @@ INTEGER_VARIABLES = frozenset({"version"})
 # What the services accept in named path segments: organization names, logins and team names
 # (identity), project and stack names (stacks, as the CLI restricts them), webhook names. A
 # segment outside these is refused (400) or not found (404); inside, it is never a 400.
-IDENTITY_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"}
-STACK_NAME: Schema = {
-    "type": "string",
-    "pattern": "^[A-Za-z0-9_.-]{1,100}$",
-    "not": {"enum": [".", ".."]},
-}
-PATH_VARIABLES: dict[str, Schema] = {
-    "orgName": IDENTITY_NAME,
-    "userLogin": IDENTITY_NAME,
-    "login": IDENTITY_NAME,
-    "userName": IDENTITY_NAME,
-    "teamName": IDENTITY_NAME,
-    "hookName": IDENTITY_NAME,
-    "projectName": STACK_NAME,
-    "stackName": STACK_NAME,
-}
+PATH_VARIABLES = constraints.PATH_VARIABLES
 
 
 @dataclass(frozen=True)
@@ -158,6 +143,9 @@ def error_statuses(operation: Operation, schema: OperationSchema) -> set[int]:
     if route.access in (Access.ORG, Access.STACK, Access.SITE_ADMIN) or route.manages_access:
         # Too low a role or permission; machine tokens managing access.
         statuses.add(403)
+    if route.is_credential_exchange:
+        # The presented credential refused (gateway/route.py `is_credential_exchange`).
+        statuses |= {401, 403, 429}
     if route.access is Access.UPDATE:
         # A lease that is not this update's, a preview writing state, a finished update.
         statuses |= {403, 404, 409}

@@ -27,6 +27,9 @@ def _keep(body: dict[str, Any]) -> int | None:
     value = body["keepVersions"]
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        # JSON does not tell 3 from 3.0; JSON Schema calls both integers.
+        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_KEEP:
         raise bad_request(
             f"'keepVersions' must be a whole number from 1 to {MAX_KEEP}, or null for every version"

@@ -23,9 +23,10 @@ from gateway.convert import (
 )
 from gateway.errors import ApiError, bad_request
 from protos.cairn.v1 import identity_pb2, stacks_pb2
+from services.common import limits
 
 # Annotation versions are stored as 32-bit integers.
-MAX_ANNOTATION_VERSION = 2**31 - 1
+MAX_ANNOTATION_VERSION = limits.MAX_ANNOTATION_VERSION
 
 
 async def _members(request: web.Request, organization: str) -> dict[str, identity_pb2.User]:

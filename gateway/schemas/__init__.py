@@ -18,7 +18,7 @@ import orjson
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-from gateway.schemas import handwritten
+from gateway.schemas import constraints, handwritten
 
 Schema = dict[str, Any]
 JSON = "application/json"
@@ -100,6 +100,7 @@ def load_schemas() -> SchemaSet:
         for query in entries[name]["query"]:
             if query["name"] in replaced:
                 query["schema"] = copy.deepcopy(replaced[query["name"]])
+    _constrain(entries)
     for name, media in handwritten.MEDIA_SCHEMAS.items():
         entries[name]["media_types"] = list(media)
         entries[name]["media_schemas"] = copy.deepcopy(media)
@@ -112,6 +113,39 @@ def load_schemas() -> SchemaSet:
         operations={name: _operation(entry) for name, entry in entries.items()},
         components=components,
     )
+
+
+def _constrain(entries: Mapping[str, dict[str, Any]]) -> None:
+    """Merge the services' limits (gateway/schemas/constraints.py) into the operations."""
+    for name, body in constraints.REQUEST_BODIES.items():
+        entries[name]["request"] = copy.deepcopy(body)
+    for name, members in constraints.REQUEST_MEMBERS.items():
+        properties = entries[name]["request"]["properties"]
+        for member, keywords in members.items():
+            if member not in properties:
+                raise KeyError(f"{name}: no request member {member} to constrain")
+            properties[member] = {**properties[member], **copy.deepcopy(keywords)}
+    for name, keywords in constraints.REQUEST_KEYWORDS.items():
+        entries[name]["request"].update(copy.deepcopy(keywords))
+    for name, required in constraints.REQUIRED_MEMBERS.items():
+        request = entries[name]["request"]
+        request["required"] = [*request.get("required", []), *required]
+    for name, entry in entries.items():
+        # What the handlers' integer parsing holds (gateway/convert.py `int_query`).
+        for query in entry.get("query", []):
+            schema = query["schema"]
+            if schema.get("type") == "integer" and "maximum" not in schema:
+                bits = constraints.QUERY_INTEGER_BITS.get(
+                    (name, query["name"]), constraints.INT32_BITS
+                )
+                query["schema"] = {**constraints.integer_range(bits), **schema}
+    for name, parameters in constraints.QUERY_PARAMETERS.items():
+        by_name = {query["name"]: query for query in entries[name]["query"]}
+        for parameter, keywords in parameters.items():
+            by_name[parameter]["schema"] = {
+                **by_name[parameter]["schema"],
+                **copy.deepcopy(keywords),
+            }
 
 
 _COMPONENT_PREFIX = "#/components/schemas/"
@@ -206,15 +240,20 @@ def unknown_member(value: Any, schema: Schema, path: str = "") -> str | None:
     return None
 
 
-def _no_required_check(*_: Any) -> Iterator[ValidationError]:
+def _not_checked(*_: Any) -> Iterator[ValidationError]:
     return iter(())
 
 
 # Members the documentation lists as required are not demanded of a request: partial
 # updates (PATCH, POST that merges) send only what changes, and the handlers say what they
-# need themselves. Types, enums and shapes are checked.
+# need themselves. Types, enums and shapes are checked; names, lengths and patterns are the
+# services' to refuse, in their own words (gateway/schemas/constraints.py).
 _TypeChecker = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, {"required": _no_required_check}
+    Draft202012Validator,
+    {
+        keyword: _not_checked
+        for keyword in ("required", "pattern", "minLength", "maxLength", "propertyNames", "not")
+    },
 )
 
 

@@ -661,6 +661,13 @@ EXTRA_ERRORS: dict[str, list[int]] = {
     "batch_create_org_invite_email": [404, 409],
     "accept_org_invite": [409],
     "create_pulumi_team": [409],
+    # A deployment that already finished cannot be cancelled. The official SDK's
+    # `cancel_deployment` reads no answer, so the 204 of a cancel it accepts suits it.
+    "cancel_deployment": [409],
+    # The state of a version that state retention pruned (gateway/handlers/retention.py).
+    "export_stack_at_version": [410],
+    "get_stack_resources": [410],
+    "get_stack_resource": [410],
 }
 
 # Operations whose handlers read an absent or empty body as `{}`; every other body is required.
@@ -689,19 +696,13 @@ ANSWERED_AS_SENT: dict[str, str] = {
 
 # Request members this server reads besides those the catalogue names (strict bodies accept
 # exactly the members their schema names).
-# Cairn's roles are admin, member and viewer (read-only); `role` names any of them besides
-# the SDK's OrganizationRole values.
-_MEMBER_ROLE = {
-    "anyOf": [
-        {"$ref": f"{_REF}OrganizationRole"},
-        {"type": "string", "enum": ["viewer"]},
-        {"type": "null"},
-    ]
-}
+# Cairn's roles are admin, member and viewer (read-only): of the SDK's OrganizationRole
+# values only the first two, and `viewer` besides (gateway/convert.py `parse_role`).
+_MEMBER_ROLE = {"type": ["string", "null"], "enum": ["admin", "member", "viewer", None]}
 EXTRA_REQUEST_MEMBERS: dict[str, dict[str, Any]] = {
     # The role by id, as `PATCH …/members/{userLogin}` takes it (admin, member or viewer).
-    "add_organization_member": {"fgaRoleId": _OPTIONAL_STRING, "role": _MEMBER_ROLE},
-    "update_organization_member": {"role": _MEMBER_ROLE},
+    "add_organization_member": {"fgaRoleId": _MEMBER_ROLE, "role": _MEMBER_ROLE},
+    "update_organization_member": {"fgaRoleId": _MEMBER_ROLE, "role": _MEMBER_ROLE},
 }
 
 # Query parameters of catalogued operations that this server reads in another shape.

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common import limits
 from services.common.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 
 # Agents heartbeat this often; an agent silent for OFFLINE_AFTER_SECONDS is offline.
@@ -35,12 +36,12 @@ FAILED = "failed"
 SUCCEEDED = "succeeded"
 FINISHED: frozenset[str] = frozenset({FAILED, SUCCEEDED})
 
-MAX_NAME_LENGTH = 255
-MAX_DESCRIPTION_LENGTH = 4096
+MAX_NAME_LENGTH = limits.MAX_POOL_NAME_LENGTH
+MAX_DESCRIPTION_LENGTH = limits.MAX_POOL_DESCRIPTION_LENGTH
 MAX_LOG_LINE_LENGTH = 16 * 1024
 MAX_LOG_LINES_PER_CALL = 1000
 DEFAULT_PAGE_SIZE = 25
-MAX_PAGE_SIZE = 500
+MAX_PAGE_SIZE = limits.MAX_DEPLOYMENT_PAGE_SIZE
 DEFAULT_LOG_COUNT = 500
 MAX_LOG_COUNT = 5000
 # A job's access token: the settings' own PULUMI_ACCESS_TOKEN wins over a minted one.

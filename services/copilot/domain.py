@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.common import limits
 from services.common.errors import InvalidArgument, NotFound
 
 USER = "user"
@@ -17,7 +18,7 @@ TRACE = "trace"
 STATUS = "status"
 PROGRAM = "program"
 
-MAX_QUERY_LENGTH = 8000
+MAX_QUERY_LENGTH = limits.MAX_COPILOT_QUERY_LENGTH
 # The hosted console's URL, which seed 004 requires `url` to start with.
 HOSTED_CONSOLE_URL = "https://app.pulumi.com"
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.common import limits
 from services.common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -16,18 +17,18 @@ from services.common.errors import (
     PermissionDenied,
 )
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+")
-URL_PATTERN = re.compile(r"https?://[^\s/?#\x00-\x1f]+([/?#][^\s\x00-\x1f]*)?", re.IGNORECASE)
+NAME_PATTERN = re.compile(limits.IDENTITY_NAME)
+EMAIL_PATTERN = re.compile(limits.EMAIL)
+URL_PATTERN = re.compile(limits.HTTP_URL)
 # secrets.token_urlsafe(32): 43 base64url characters.
-LINK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
-MAX_URL_LENGTH = 2048
-MAX_USER_PAGE_SIZE = 500
-MAX_NAME_LENGTH = 100
-MAX_DISPLAY_NAME_LENGTH = 255
-MAX_EMAIL_LENGTH = 320
-MAX_TOKEN_NAME_LENGTH = 255
-MAX_DESCRIPTION_LENGTH = 1024
+LINK_SECRET_PATTERN = re.compile(limits.LINK_SECRET)
+MAX_URL_LENGTH = limits.MAX_URL_LENGTH
+MAX_USER_PAGE_SIZE = limits.MAX_USER_PAGE_SIZE
+MAX_NAME_LENGTH = limits.MAX_IDENTITY_NAME_LENGTH
+MAX_DISPLAY_NAME_LENGTH = limits.MAX_DISPLAY_NAME_LENGTH
+MAX_EMAIL_LENGTH = limits.MAX_EMAIL_LENGTH
+MAX_TOKEN_NAME_LENGTH = limits.MAX_TOKEN_NAME_LENGTH
+MAX_DESCRIPTION_LENGTH = limits.MAX_DESCRIPTION_LENGTH
 # Echoed names are cut short so a hostile request cannot inflate error bodies.
 _SHOWN_LENGTH = 100
 

@@ -10,16 +10,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.common import limits
 from services.common.errors import InvalidArgument, NotFound
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-TAG_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
-MAX_NAME_LENGTH = 100
-MAX_TAG_VALUE_LENGTH = 256
+NAME_PATTERN = re.compile(limits.STACK_NAME)
+TAG_NAME_PATTERN = re.compile(limits.TAG_NAME)
+MAX_NAME_LENGTH = limits.MAX_STACK_NAME_LENGTH
+MAX_TAG_VALUE_LENGTH = limits.MAX_TAG_VALUE_LENGTH
 MAX_TAGS = 100
 
 DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = limits.MAX_STACK_PAGE_SIZE
 # A token is three names of at most 100 ASCII characters; anything far longer is not ours.
 MAX_TOKEN_LENGTH = 1024
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
@@ -166,7 +167,7 @@ def validate_name(kind: str, value: str) -> str:
         else:
             reason = "names may only contain alphanumerics, hyphens, underscores, or periods"
         raise InvalidArgument(f"Bad Request: invalid {kind} name '{value}': {reason}")
-    if value in (".", ".."):
+    if value in limits.RESERVED_STACK_NAMES:
         raise InvalidArgument(f"Bad Request: invalid {kind} name '{value}': reserved name")
     return value
 
@@ -296,7 +297,7 @@ def stack_query(
 # The seed names what annotations are for (compliance tracking, custom metadata and
 # integration data) and no other kinds; any other kind names no annotation at all.
 ANNOTATION_KINDS = ("compliance", "custom", "integration")
-SOURCE_PATTERN = re.compile(r"[A-Za-z0-9_.:/@-]{1,100}")
+SOURCE_PATTERN = re.compile(limits.ANNOTATION_SOURCE)
 MAX_ANNOTATION_BYTES = 1 << 20
 # Older versions beyond this many are forgotten when a new one is written.
 MAX_ANNOTATION_VERSIONS = 100

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import zstandard
 
+from services.common import limits
 from services.common.errors import InvalidArgument
 
 # What a never-updated stack exports: decodable by every CLI (protocol §3.2.9).
@@ -19,8 +20,8 @@ EMPTY_DEPLOYMENT = (
     b'{"version":3,"deployment":{"manifest":{"time":"0001-01-01T00:00:00Z",'
     b'"magic":"","version":""}}}'
 )
-MIN_DEPLOYMENT_VERSION = 1
-MAX_DEPLOYMENT_VERSION = 4
+MIN_DEPLOYMENT_VERSION = limits.MIN_DEPLOYMENT_VERSION
+MAX_DEPLOYMENT_VERSION = limits.MAX_DEPLOYMENT_VERSION
 # zstd's default level: fast enough to run on every write.
 COMPRESSION_LEVEL = 3
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from services.common import limits
 from services.common.auth import hash_token
 from services.common.errors import (
     DomainError,
@@ -36,7 +37,7 @@ ENDED: frozenset[str] = frozenset({SUCCEEDED, FAILED, CANCELLED})
 COMPLETE_STATUSES: frozenset[str] = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 DEFAULT_HISTORY_PAGE_SIZE = 10
-MAX_HISTORY_PAGE_SIZE = 1000
+MAX_HISTORY_PAGE_SIZE = limits.MAX_HISTORY_PAGE_SIZE
 DEFAULT_EVENTS_PAGE_SIZE = 500
 MAX_EVENTS_PAGE_SIZE = 5000
 

@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from services.common import limits
 from services.common.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from services.identity.domain import TokenKind, TokenScope
 
-GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-SUBJECT_TOKEN_TYPE_ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
-SUBJECT_TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
-AUDIENCE_PREFIX = "urn:pulumi:org:"
+GRANT_TYPE_TOKEN_EXCHANGE = limits.TOKEN_EXCHANGE_GRANT_TYPE
+SUBJECT_TOKEN_TYPE_ID_TOKEN, SUBJECT_TOKEN_TYPE_JWT = limits.SUBJECT_TOKEN_TYPES
+AUDIENCE_PREFIX = limits.TOKEN_EXCHANGE_AUDIENCE_PREFIX
 ACCESS_TOKEN_TYPE_PREFIX = "urn:pulumi:token-type:access_token:"
 # What the exchange answers in `token_type`: the CLI sends it back as `token <value>`.
 ISSUED_TOKEN_TYPE = "token"

@@ -1,0 +1,229 @@
+"""The limits the services enforce, as JSON Schema, for /openapi.json and the route table.
+
+Every fragment is built from services/common/limits.py, the definitions the services'
+validators compile, so the document and the server cannot drift apart. `REQUEST_MEMBERS`
+and `QUERY_PARAMETERS` merge these into the catalogue's schemas (gateway/schemas/__init__.py);
+`PATH_VARIABLES` constrains named path segments (gateway/openapi.py).
+
+The route table's body check (BodyChecker) reads types, enums and shapes only: the services
+word the refusals of a bad name or an over-long text themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.common import limits
+
+Schema = dict[str, Any]
+
+
+def _whole(pattern: str) -> str:
+    """A pattern matching the whole value, as the services' `fullmatch` does."""
+    return f"^(?:{pattern})$"
+
+
+# Integers travel in protobuf fields of these widths (gateway/convert.py); query integers
+# are 32 bits wide unless QUERY_INTEGER_BITS says otherwise.
+INT32_BITS = 32
+INT64_BITS = 64
+QUERY_INTEGER_BITS: dict[tuple[str, str], int] = {
+    ("get_deployment_logs", "offset"): INT64_BITS,
+}
+
+
+def integer_range(bits: int) -> Schema:
+    """The values a signed integer of `bits` bits holds."""
+    bound = 1 << (bits - 1)
+    return {"minimum": -bound, "maximum": bound - 1}
+
+
+IDENTITY_NAME: Schema = {"type": "string", "pattern": _whole(limits.IDENTITY_NAME)}
+STACK_NAME: Schema = {
+    "type": "string",
+    "pattern": _whole(limits.STACK_NAME),
+    "not": {"enum": list(limits.RESERVED_STACK_NAMES)},
+}
+EMAIL: Schema = {
+    "type": "string",
+    "maxLength": limits.MAX_EMAIL_LENGTH,
+    "pattern": _whole(limits.EMAIL),
+}
+LINK_SECRET: Schema = {"type": "string", "pattern": _whole(limits.LINK_SECRET)}
+
+
+def text(max_length: int, *, is_required: bool = False) -> Schema:
+    """Free text: bounded, never a NUL; a required one is not empty either."""
+    schema: Schema = {"maxLength": max_length, "pattern": _whole(limits.TEXT_WITHOUT_NUL)}
+    if is_required:
+        schema["minLength"] = 1
+    return schema
+
+
+def _nullable(schema: Schema) -> Schema:
+    kind = schema.get("type")
+    return {**schema, "type": [kind, "null"]} if isinstance(kind, str) else schema
+
+
+def _optional_url() -> Schema:
+    """An http(s) URL, or empty for none."""
+    return {
+        "maxLength": limits.MAX_URL_LENGTH,
+        "pattern": f"^(?:|{limits.HTTP_URL})$",
+    }
+
+
+PATH_VARIABLES: dict[str, Schema] = {
+    "orgName": IDENTITY_NAME,
+    "userLogin": IDENTITY_NAME,
+    "login": IDENTITY_NAME,
+    "userName": IDENTITY_NAME,
+    "teamName": IDENTITY_NAME,
+    "hookName": IDENTITY_NAME,
+    "projectName": STACK_NAME,
+    "stackName": STACK_NAME,
+}
+
+_DISPLAY_NAME = text(limits.MAX_DISPLAY_NAME_LENGTH)
+_DESCRIPTION = text(limits.MAX_DESCRIPTION_LENGTH)
+_TOKEN_NAME = text(limits.MAX_TOKEN_NAME_LENGTH, is_required=True)
+
+# Operation id -> request body member -> keywords merged into the member's schema (the
+# member must already be in it: adding one would widen a strict body).
+REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
+    **{
+        name: {
+            "login": _nullable(IDENTITY_NAME),
+            "organization": _nullable(IDENTITY_NAME),
+            "name": _DISPLAY_NAME,
+            "email": _nullable(EMAIL),
+        }
+        for name in ("bootstrap_first_admin", "bootstrap_first_admin_alias")
+    },
+    "update_current_user": {
+        "name": _DISPLAY_NAME,
+        "email": _nullable(EMAIL),
+        "avatarUrl": _optional_url(),
+    },
+    "create_user": {
+        "login": IDENTITY_NAME,
+        "email": EMAIL,
+        "name": _DISPLAY_NAME,
+        "avatarUrl": _optional_url(),
+    },
+    "accept_invite_link": {
+        "code": LINK_SECRET,
+        "login": IDENTITY_NAME,
+        "name": _DISPLAY_NAME,
+    },
+    "create_organization": {"name": IDENTITY_NAME},
+    "create_pulumi_team": {
+        "name": IDENTITY_NAME,
+        "displayName": _DISPLAY_NAME,
+        "description": _DESCRIPTION,
+    },
+    "update_team": {"newDisplayName": _DISPLAY_NAME, "newDescription": _DESCRIPTION},
+    "create_personal_token": {"description": _DESCRIPTION},
+    "create_org_token": {"name": _TOKEN_NAME, "description": _DESCRIPTION},
+    "create_team_token": {"name": _TOKEN_NAME, "description": _DESCRIPTION},
+    "copilot_skill": {
+        "query": {
+            "type": "string",
+            "maxLength": limits.MAX_COPILOT_QUERY_LENGTH,
+            "pattern": r"\S",
+        }
+    },
+    "rename_stack": {"newName": STACK_NAME, "newProject": STACK_NAME},
+    "create_stack": {
+        "stackName": STACK_NAME,
+        "tags": {
+            "propertyNames": {"pattern": _whole(limits.TAG_NAME)},
+            "additionalProperties": {"type": "string", "maxLength": limits.MAX_TAG_VALUE_LENGTH},
+        },
+    },
+    # An empty secret is refused as missing.
+    "encrypt_deployment_settings_secret": {"secret": {"minLength": 1}},
+    "restore_deleted_stack": {"stackName": _nullable(STACK_NAME)},
+    "import_stack": {
+        "version": {
+            "type": "integer",
+            "minimum": limits.MIN_DEPLOYMENT_VERSION,
+            "maximum": limits.MAX_DEPLOYMENT_VERSION,
+        }
+    },
+    **{
+        name: {
+            "name": {"maxLength": limits.MAX_POOL_NAME_LENGTH, "pattern": r"\S"},
+            "description": {"maxLength": limits.MAX_POOL_DESCRIPTION_LENGTH},
+        }
+        for name in ("create_org_agent_pool", "patch_org_agent_pool")
+    },
+    "transfer_stack": {"toOrg": IDENTITY_NAME},
+}
+
+# Operation id -> keywords merged into the whole request schema.
+REQUEST_KEYWORDS: dict[str, Schema] = {
+    # The CLI sends both; a project move alone keeps the name, a name alone the project.
+    "rename_stack": {
+        "required": [],
+        "anyOf": [{"required": ["newName"]}, {"required": ["newProject"]}],
+    },
+}
+
+# Operation id -> members a request must carry (besides what the catalogue requires).
+REQUIRED_MEMBERS: dict[str, tuple[str, ...]] = {
+    "import_stack": ("version",),
+    "copilot_skill": ("query",),
+}
+
+# Whole request bodies whose shape the catalogue leaves open.
+REQUEST_BODIES: dict[str, Schema] = {
+    # A tag set merged into the stack's: names and value lengths as the stacks service checks.
+    "update_stack_tags": {
+        "type": "object",
+        "propertyNames": {"pattern": _whole(limits.TAG_NAME)},
+        "additionalProperties": {"type": "string", "maxLength": limits.MAX_TAG_VALUE_LENGTH},
+    },
+    # RFC 8693 token exchange (JSON or form): the four members the exchange needs.
+    "token": {
+        "type": "object",
+        "properties": {
+            "grant_type": {"type": "string", "enum": [limits.TOKEN_EXCHANGE_GRANT_TYPE]},
+            "subject_token_type": {"type": "string", "enum": list(limits.SUBJECT_TOKEN_TYPES)},
+            "subject_token": {"type": "string", "minLength": 1},
+            "audience": {
+                "type": "string",
+                "pattern": _whole(limits.TOKEN_EXCHANGE_AUDIENCE_PREFIX + limits.IDENTITY_NAME),
+            },
+        },
+        "required": ["grant_type", "subject_token", "subject_token_type", "audience"],
+    },
+}
+
+# Operation id -> query parameter -> keywords merged into its schema.
+QUERY_PARAMETERS: dict[str, dict[str, Schema]] = {
+    **{
+        name: {"filter": {"type": "string", "enum": ["active", "revoked", "all"]}}
+        for name in ("list_personal_tokens", "list_org_tokens", "list_team_tokens")
+    },
+    "upsert_stacks_annotations": {
+        "version": {"minimum": 0, "maximum": limits.MAX_ANNOTATION_VERSION},
+        "source": {"pattern": _whole(limits.ANNOTATION_SOURCE)},
+    },
+    # 0 (or absent) means the default page size and the first page.
+    **{
+        name: {
+            "pageSize": {"minimum": 0, "maximum": limits.MAX_DEPLOYMENT_PAGE_SIZE},
+            "page": {"minimum": 0},
+        }
+        for name in ("list_stack_deployments_handler_v2", "list_org_deployments")
+    },
+    "get_stacks_annotation": {
+        "version": {"minimum": 0, "maximum": limits.MAX_ANNOTATION_VERSION},
+        "source": {"pattern": _whole(limits.ANNOTATION_SOURCE)},
+    },
+    "get_stack_updates": {
+        "pageSize": {"minimum": 0, "maximum": limits.MAX_HISTORY_PAGE_SIZE},
+        "page": {"minimum": 0},
+    },
+}
