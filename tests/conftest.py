@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -14,7 +17,9 @@ import pytest
 import structlog
 from sqlalchemy.engine import make_url
 
+from cairn.cli import migrate
 from services.common.config import Settings
+from services.common.datadir import PRIVATE_FILE_MODE
 from services.common.grpc_server import open_channel
 from services.common.logging import configure_logging
 from services.common.signing import CallSigner, load_internal_key
@@ -36,6 +41,11 @@ def pytest_configure(config: pytest.Config) -> None:
     when `-l`/`--showlocals` is given; services log through the one logging setup (without
     it, structlog's default renders tracebacks with rich, local variables included)."""
     config.option.showlocals = False
+    config.addinivalue_line(
+        "markers",
+        f"{EMPTY_DATABASE}: the test's database starts empty instead of a copy of the migrated "
+        "schema (for tests of migrations themselves)",
+    )
     # Property tests check behaviour, not speed (that is the benchmarks' job): no per-example
     # deadline, which a busy CI machine would turn into failures.
     hypothesis.settings.register_profile("cairn", deadline=None)
@@ -43,6 +53,34 @@ def pytest_configure(config: pytest.Config) -> None:
     configure_logging("console", "info")
     # Tests reconfigure logging (to read JSON lines): no logger may keep this setup.
     structlog.configure(cache_logger_on_first_use=False)
+
+
+# Every test's database starts as a copy of one migrated per test process (a file copy on
+# SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL): running every service's migrations again
+# for each of thousands of tests would cost more than the tests themselves. Services still
+# run their migrations on start, which find the schema current. Tests of the migrations
+# themselves start empty with this marker.
+EMPTY_DATABASE = "empty_database"
+
+
+def _starts_empty(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker(EMPTY_DATABASE) is not None
+
+
+def _migrate_in_thread(settings: Settings) -> None:
+    """Migrate outside any running event loop (a session fixture may be set up from one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, migrate(settings)).result()
+
+
+@pytest.fixture(scope="session")
+def sqlite_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database with every service's tables at head, migrated once per process."""
+    directory = tmp_path_factory.mktemp("schema") / "data"
+    directory.mkdir()
+    path = directory / "cairn.db"
+    _migrate_in_thread(make_settings(directory, f"sqlite+aiosqlite:///{path}"))
+    return path
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -82,21 +120,59 @@ async def _admin_connection() -> object:
     raise RuntimeError("cannot connect to PostgreSQL as postgres or root")
 
 
+async def _create_database(template: str | None = None) -> str:
+    """A new PostgreSQL database (a copy of `template` when given); its URL."""
+    connection = await _admin_connection()
+    try:
+        name = f"cairn_test_{uuid.uuid4().hex[:12]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await connection.execute(f'CREATE DATABASE "{name}"{copy}')  # type: ignore[attr-defined]
+        user = await connection.fetchval("SELECT current_user")  # type: ignore[attr-defined]
+    finally:
+        await connection.close()  # type: ignore[attr-defined]
+    return (
+        make_url(POSTGRES_URL)
+        .set(database=name, username=user)
+        .render_as_string(hide_password=False)
+    )
+
+
+async def _drop_database(url: str) -> None:
+    connection = await _admin_connection()
+    try:
+        name = make_url(url).database
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[attr-defined]
+    finally:
+        await connection.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The name of a PostgreSQL database at head, migrated once per process (a template)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        url = pool.submit(asyncio.run, _create_database()).result()
+        try:
+            directory = tmp_path_factory.mktemp("postgres-schema")
+            pool.submit(asyncio.run, migrate(make_settings(directory, url))).result()
+            name = make_url(url).database
+            assert name is not None
+            yield name
+        finally:
+            pool.submit(asyncio.run, _drop_database(url)).result()
+
+
 @pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+async def postgres_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A PostgreSQL database of one test (the migrated schema, or empty with the
+    empty_database marker); dropped afterwards."""
     if not postgres_available():
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    connection = await _admin_connection()
-    name = f"cairn_test_{uuid.uuid4().hex[:12]}"
-    await connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[attr-defined]
-    user = await connection.fetchval("SELECT current_user")  # type: ignore[attr-defined]
-    parsed = make_url(POSTGRES_URL).set(database=name, username=user)
+    template = None if _starts_empty(request) else request.getfixturevalue("postgres_schema")
+    url = await _create_database(template)
     try:
-        yield parsed.render_as_string(hide_password=False)
+        yield url
     finally:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[attr-defined]
-        await connection.close()  # type: ignore[attr-defined]
+        await _drop_database(url)
 
 
 @pytest.fixture
@@ -106,11 +182,21 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
+def _sqlite_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    """The test's SQLite database in its data dir: a copy of the migrated schema, or none
+    yet with the empty_database marker."""
+    path = data_dir / "cairn.db"
+    if not _starts_empty(request) and not path.exists():
+        shutil.copyfile(request.getfixturevalue("sqlite_schema"), path)
+        path.chmod(PRIVATE_FILE_MODE)
+    return f"sqlite+aiosqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
     """Every store test runs on SQLite and, when reachable, on PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{data_dir / 'cairn.db'}"
+        return _sqlite_url(request, data_dir)
     url: str = request.getfixturevalue("postgres_url")
     return url
 
@@ -135,9 +221,9 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
 
 
 @pytest.fixture
-def settings(data_dir: Path) -> Settings:
+def settings(request: pytest.FixtureRequest, data_dir: Path) -> Settings:
     """SQLite settings, for tests whose subject does not depend on the database."""
-    return make_settings(data_dir, f"sqlite+aiosqlite:///{data_dir / 'cairn.db'}")
+    return make_settings(data_dir, _sqlite_url(request, data_dir))
 
 
 @pytest.fixture

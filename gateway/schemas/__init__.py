@@ -9,6 +9,7 @@ answers differently. `/openapi.json` is built from these and the route table.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -75,8 +76,10 @@ def _operation(entry: Mapping[str, Any]) -> OperationSchema:
     )
 
 
+@functools.cache
 def load_schemas() -> SchemaSet:
-    """The generated catalogue with the hand-written operations and overrides applied."""
+    """The generated catalogue with the hand-written operations and overrides applied; built
+    once per process and shared (read-only: every member is a Mapping)."""
     raw = (resources.files(__package__) / "catalogue.json").read_bytes()
     data = orjson.loads(raw)
     entries: dict[str, dict[str, Any]] = data["operations"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 from pathlib import Path
 
@@ -18,12 +19,19 @@ def version_table(service: str) -> str:
     return f"alembic_version_{service}"
 
 
+@functools.cache
+def _scripts(script_location: Path) -> tuple[Config, ScriptDirectory]:
+    """A service's migration scripts, read once per process (they do not change while it
+    runs; every start and every test reads the same ones)."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    return config, ScriptDirectory.from_config(config)
+
+
 def _upgrade(
     connection: Connection, service: str, script_location: Path, metadata: MetaData
 ) -> list[str]:
-    config = Config()
-    config.set_main_option("script_location", str(script_location))
-    script = ScriptDirectory.from_config(config)
+    config, script = _scripts(script_location)
     applied: list[str] = []
 
     def do_upgrade(revision: object, _context: object) -> object:

@@ -405,6 +405,7 @@ def _downgrade_to_base(connection: Connection) -> None:
         revision.module.downgrade()
 
 
+@pytest.mark.empty_database
 async def test_migrated_schema_matches_models(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         assert await connection.run_sync(_schema_differences) == []
@@ -415,6 +416,7 @@ async def test_migrated_schema_matches_models(engine: AsyncEngine) -> None:
         }
 
 
+@pytest.mark.empty_database
 async def test_migration_downgrades_cleanly(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(_downgrade_to_base)

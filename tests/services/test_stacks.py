@@ -827,6 +827,7 @@ def _downgrade_to_base(connection: Connection) -> None:
         env.run_migrations()
 
 
+@pytest.mark.empty_database
 async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
     url = harness.settings.resolved_database_url()
     engine = create_migration_engine(url)

@@ -231,6 +231,7 @@ def _schema_differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, Base.metadata))
 
 
+@pytest.mark.empty_database
 async def test_migrated_schema_matches_the_models(harness: Harness) -> None:
     engine = create_migration_engine(harness.settings.resolved_database_url())
     try:
