@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Install the test dependencies into .venv and run the whole test suite.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k stacks`.
-# Tests run in CAIRN_TEST_WORKERS processes (pytest-xdist; default 0: this one process, which
-# is fastest on a 2-core machine); each test makes its own data dir and PostgreSQL database, so
-# workers share nothing.
+# Tests run in CAIRN_TEST_WORKERS processes (pytest-xdist; default 2, 0 for this one process);
+# each test makes its own data dir and PostgreSQL database, so workers share nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +17,4 @@ ruff check .
 ruff format --check .
 mypy
 lint-imports
-pytest -n "${CAIRN_TEST_WORKERS:-0}" --dist worksteal "$@"
+pytest -n "${CAIRN_TEST_WORKERS:-2}" --dist worksteal "$@"

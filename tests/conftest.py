@@ -83,6 +83,27 @@ def sqlite_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Modules whose tests run for tens of seconds each (whole topologies as processes, the
+# fuzzer, the benchmark's smoke run, command-line processes): they start first, so parallel
+# workers share them out early instead of one worker ending the suite alone on them.
+SLOW_MODULES = (
+    "tests/faults/",
+    "tests/load/",
+    "tests/contract/test_fuzz.py",
+    "tests/unit/test_startup_failures.py",
+    "tests/gateway/test_agent_e2e.py",
+    "tests/gateway/test_schedules_e2e.py",
+    "tests/gateway/test_schedules_sdk.py",
+    "tests/gateway/test_concurrent_writes.py",
+    "tests/operations/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow modules first (a stable sort: each keeps its order)."""
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_MODULES))
+
+
 def _reachable(url: str, default_port: int) -> bool:
     parsed = make_url(url)
     host = parsed.host or "127.0.0.1"
