@@ -71,6 +71,7 @@ async def _end_connections(admin: Any, role: str) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.empty_database  # the limited role owns the database and creates its tables
 async def test_too_many_connections_answers_503_not_500(
     limited_role: tuple[str, str, Any], data_dir: Path, aiohttp_client: AiohttpClient
 ) -> None:
