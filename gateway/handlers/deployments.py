@@ -111,7 +111,9 @@ async def create_api_deployment_handler_v2(request: web.Request) -> web.Response
         operation = (
             optional_string(context, "operation") if isinstance(context, dict) else ""
         ) or "update"
-    inherit = body.get("inheritSettings", True)
+    inherit = body.get("inheritSettings")
+    if inherit is None:  # absent or null (the SDK's model is nullable): the stack's settings
+        inherit = True
     if not isinstance(inherit, bool):
         raise bad_request("'inheritSettings' must be a boolean")
     stack = request[STACK]

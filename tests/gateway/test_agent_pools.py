@@ -408,6 +408,15 @@ async def test_the_agent_protocol_end_to_end(any_cairn: Cairn) -> None:
     assert (await deployment(cairn, created["id"]))["latestVersion"] == 2
 
 
+async def test_a_null_inherit_settings_inherits_like_an_absent_one(cairn: Cairn) -> None:
+    """The SDK's model makes `inheritSettings` nullable: null means the stack's settings."""
+    await make_stack(cairn)
+    await create_pool(cairn, "builders")
+    for body in ({"operation": "preview", "inheritSettings": None}, {"operation": "preview"}):
+        created = await cairn.json("POST", DEPLOYMENTS, body=body)
+        assert (await deployment(cairn, created["id"]))["status"] == "not-started"
+
+
 async def test_cancelling_deployments(cairn: Cairn) -> None:
     await make_stack(cairn)
     _, token = await create_pool(cairn, "builders")
