@@ -140,10 +140,13 @@ def optional_object(value: Any, name: str) -> dict[str, Any]:
 def optional_int(
     body: dict[str, Any], name: str, default: int = 0, *, bits: int = INT64_BITS
 ) -> int:
-    """An integer field; absent or null reads as the default."""
+    """An integer field; absent or null reads as the default. JSON does not tell 3 from 3.0,
+    and JSON Schema calls both integers."""
     value = body.get(name)
     if value is None:
         return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"'{name}' must be an integer")
     if not fits(value, bits):

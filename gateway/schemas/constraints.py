@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.views import ROLES_BY_LABEL
 from services.common import limits
 
 Schema = dict[str, Any]
@@ -25,6 +26,7 @@ def _whole(pattern: str) -> str:
 
 # Integers travel in protobuf fields of these widths (gateway/convert.py); query integers
 # are 32 bits wide unless QUERY_INTEGER_BITS says otherwise.
+UPDATE_KINDS = ("update", "preview", "refresh", "destroy")
 INT32_BITS = 32
 INT64_BITS = 64
 QUERY_INTEGER_BITS: dict[tuple[str, str], int] = {
@@ -84,7 +86,43 @@ PATH_VARIABLES: dict[str, Schema] = {
     "stackName": STACK_NAME,
 }
 
+# A JSON Web Key Set (RFC 7517) as it travels: the SDK's JSONWebKeySet model names the
+# fields of the Go type behind it, whose JSON is this. Public keys only (no private `d`).
+JWK_SET: Schema = {
+    "type": "object",
+    "properties": {
+        "keys": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {"kty": {"type": "string"}},
+                "required": ["kty"],
+                "not": {"required": ["d"]},
+                "additionalProperties": True,
+            },
+        }
+    },
+    "required": ["keys"],
+    "additionalProperties": True,
+}
+
 _DISPLAY_NAME = text(limits.MAX_DISPLAY_NAME_LENGTH)
+_INT32 = integer_range(INT32_BITS)
+# A stack's tags: names and value lengths as the stacks service checks them.
+_TAGS: Schema = {
+    "propertyNames": {"pattern": _whole(limits.TAG_NAME)},
+    "additionalProperties": {"type": "string", "maxLength": limits.MAX_TAG_VALUE_LENGTH},
+}
+_INT64 = integer_range(INT64_BITS)
+# A role as `parse_role` (gateway/views.py) reads it: Cairn's three, not all the SDK's.
+_ROLE = {"type": "string", "enum": sorted(ROLES_BY_LABEL)}
+# Whom an invitation is for: a registered user's login, or an email address (checked as one
+# when it holds an '@'); a recipient who is not a user and has no '@' is a 404.
+_INVITE_RECIPIENT: Schema = {
+    "type": "string",
+    "anyOf": [{"pattern": "^[^@\\x00]+$"}, EMAIL],
+}
 _DESCRIPTION = text(limits.MAX_DESCRIPTION_LENGTH)
 _TOKEN_NAME = text(limits.MAX_TOKEN_NAME_LENGTH, is_required=True)
 
@@ -134,13 +172,7 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
         }
     },
     "rename_stack": {"newName": STACK_NAME, "newProject": STACK_NAME},
-    "create_stack": {
-        "stackName": STACK_NAME,
-        "tags": {
-            "propertyNames": {"pattern": _whole(limits.TAG_NAME)},
-            "additionalProperties": {"type": "string", "maxLength": limits.MAX_TAG_VALUE_LENGTH},
-        },
-    },
+    "create_stack": {"stackName": STACK_NAME, "tags": _TAGS},
     # An empty secret is refused as missing.
     "encrypt_deployment_settings_secret": {"secret": {"minLength": 1}},
     "restore_deleted_stack": {"stackName": _nullable(STACK_NAME)},
@@ -159,6 +191,44 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
         for name in ("create_org_agent_pool", "patch_org_agent_pool")
     },
     "transfer_stack": {"toOrg": IDENTITY_NAME},
+    # Cairn negotiates journaling (1) or not (anything else); the value travels as an int32.
+    **{
+        f"start_update_for_{kind}": {
+            "journalVersion": {**_INT32, "type": ["integer", "null"]},
+            "tags": _TAGS,
+        }
+        for kind in UPDATE_KINDS
+    },
+    **{
+        name: {
+            "name": {"maxLength": limits.MAX_ISSUER_NAME_LENGTH, "pattern": r"\S"},
+            "thumbprints": {
+                "items": {"type": "string", "pattern": _whole(limits.CERTIFICATE_THUMBPRINT)}
+            },
+            # Seconds (0: no limit of the issuer's own).
+            "maxExpiration": {"minimum": 0, "maximum": _INT64["maximum"]},
+            "jwks": {"anyOf": [JWK_SET, {"type": "null"}]},
+        }
+        for name in ("register_oidc_issuer", "update_oidc_issuer")
+    },
+    # The new owner: a login the stacks service checks as it checks names.
+    "reassign_stack_ownership": {"githubLogin": STACK_NAME},
+    "batch_create_org_invite_email": {
+        "invites": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "email": _INVITE_RECIPIENT,
+                    "role": _ROLE,
+                    "roleId": {**_ROLE, "type": ["string", "null"], "enum": [*_ROLE["enum"], None]},
+                },
+                "required": ["email", "role"],
+                "additionalProperties": False,
+            },
+        }
+    },
 }
 
 # Operation id -> keywords merged into the whole request schema.
@@ -179,11 +249,7 @@ REQUIRED_MEMBERS: dict[str, tuple[str, ...]] = {
 # Whole request bodies whose shape the catalogue leaves open.
 REQUEST_BODIES: dict[str, Schema] = {
     # A tag set merged into the stack's: names and value lengths as the stacks service checks.
-    "update_stack_tags": {
-        "type": "object",
-        "propertyNames": {"pattern": _whole(limits.TAG_NAME)},
-        "additionalProperties": {"type": "string", "maxLength": limits.MAX_TAG_VALUE_LENGTH},
-    },
+    "update_stack_tags": {"type": "object", **_TAGS},
     # RFC 8693 token exchange (JSON or form): the four members the exchange needs.
     "token": {
         "type": "object",
@@ -221,6 +287,14 @@ QUERY_PARAMETERS: dict[str, dict[str, Schema]] = {
     "get_stacks_annotation": {
         "version": {"minimum": 0, "maximum": limits.MAX_ANNOTATION_VERSION},
         "source": {"pattern": _whole(limits.ANNOTATION_SOURCE)},
+    },
+    # Page 0 is every entry (at most MAX_FEED_ITEMS); pages from 1 hold `pageSize` entries.
+    **{
+        name: {
+            "pageSize": {"minimum": 0, "maximum": limits.MAX_FEED_ITEMS},
+            "page": {"minimum": 0},
+        }
+        for name in ("get_stack_activity", "get_stack_previews")
     },
     "get_stack_updates": {
         "pageSize": {"minimum": 0, "maximum": limits.MAX_HISTORY_PAGE_SIZE},

@@ -18,8 +18,11 @@ MAX_STACK_NAME_LENGTH = 100
 # Stack tags: names and the length of values.
 TAG_NAME = r"[A-Za-z0-9_.:-]{1,40}"
 MAX_TAG_VALUE_LENGTH = 256
+# White space as both dialects read `\s`: Python's counts U+0085 and ECMA-262's U+FEFF, so
+# the pair is written out (with the C0 controls, which Python's `\s` partly covers).
+_NOT_SPACE = r"\s\x00-\x1f\x85\ufeff"
 # An email address: one '@' between a local part and a dotted domain, no spaces.
-EMAIL = r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+"
+EMAIL = rf"[^@{_NOT_SPACE}]+@[^@{_NOT_SPACE}.]+(\.[^@{_NOT_SPACE}.]+)+"
 # Free text is stored everywhere, so it never holds a NUL.
 TEXT_WITHOUT_NUL = r"[^\x00]*"
 MAX_DISPLAY_NAME_LENGTH = 255
@@ -31,7 +34,7 @@ MAX_URL_LENGTH = 2048
 MAX_USER_PAGE_SIZE = 500
 MAX_STACK_PAGE_SIZE = 1000
 # An http(s) URL with a host (avatars); the scheme in any case.
-HTTP_URL = r"[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#\x00-\x1f]+([/?#][^\s\x00-\x1f]*)?"
+HTTP_URL = rf"[Hh][Tt][Tt][Pp][Ss]?://[^{_NOT_SPACE}/?#]+([/?#][^{_NOT_SPACE}]*)?"
 # Invitation links: secrets.token_urlsafe(32), 43 base64url characters.
 LINK_SECRET = r"[A-Za-z0-9_-]{43}"
 # Stack annotations: who wrote one, and the highest version number.
@@ -41,6 +44,9 @@ MAX_ANNOTATION_VERSION = 2**31 - 1
 MAX_COPILOT_QUERY_LENGTH = 8000
 # Update history pages (0: the default size).
 MAX_HISTORY_PAGE_SIZE = 1000
+# The activity feed and preview lists: `page` 0 is every entry up to this many, and no page
+# holds more (`pageSize` 0: the default size).
+MAX_FEED_ITEMS = 1000
 # Agent pools: a name with some non-blank text, and a description.
 MAX_POOL_NAME_LENGTH = 255
 MAX_POOL_DESCRIPTION_LENGTH = 4096
@@ -49,6 +55,10 @@ MIN_DEPLOYMENT_VERSION = 1
 MAX_DEPLOYMENT_VERSION = 4
 # Deployment listings (0: the default size and the first page).
 MAX_DEPLOYMENT_PAGE_SIZE = 500
+# OIDC issuers: a name with some non-blank text, and certificate thumbprints (SHA-1
+# fingerprints, in either case).
+MAX_ISSUER_NAME_LENGTH = 100
+CERTIFICATE_THUMBPRINT = r"[0-9a-fA-F]{40}"
 # RFC 8693 token exchange: the grant and the subject token types Cairn takes.
 TOKEN_EXCHANGE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 # The exchange's audience names the organization the token is for.

@@ -851,10 +851,9 @@ def check_invite_listing(*, organization: str, login: str) -> None:
 def check_invite(candidate: InviteCandidate) -> None:
     """Invite each user once, never a member, never twice while an invitation is pending,
     never a disabled user."""
+    # A second invitation in one batch conflicts with the first, as a pending one does.
     if candidate.is_repeated:
-        raise InvalidArgument(
-            f"Bad Request: '{shown(candidate.recipient)}' is invited more than once"
-        )
+        raise AlreadyExists(f"Conflict: '{shown(candidate.recipient)}' is invited more than once")
     if candidate.is_member:
         raise already_a_member(candidate.login, candidate.organization)
     if candidate.is_disabled:

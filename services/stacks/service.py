@@ -14,7 +14,7 @@ import grpc
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.common.auth import Caller
 from services.common.clock import Clock
-from services.common.errors import DomainError, InvalidArgument, NotFound
+from services.common.errors import DomainError, NotFound
 from services.common.logging import get_logger
 from services.common.stack_references import reference_names, resolve_reference
 from services.stacks.domain import (
@@ -355,8 +355,9 @@ class StackService:
         path = validate_path(path)
         new_owner = validate_owner_login(new_owner)
         if new_owner not in await self._peers.members(path.organization, caller):
-            raise InvalidArgument(
-                f"Bad Request: user '{new_owner}' is not a member of organization "
+            # Like an unknown stack, a login the organization does not have names nothing.
+            raise NotFound(
+                f"Not Found: user '{new_owner}' is not a member of organization "
                 f"'{path.organization}'"
             )
         return await self._store.set_owner(path, new_owner)

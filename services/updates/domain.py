@@ -42,7 +42,7 @@ DEFAULT_EVENTS_PAGE_SIZE = 500
 MAX_EVENTS_PAGE_SIZE = 5000
 
 # `page=0` of the activity feed and preview lists returns everything, up to this many entries.
-MAX_FEED_ITEMS = 1000
+MAX_FEED_ITEMS = limits.MAX_FEED_ITEMS
 # Engine events read for one update's summary; events past this bound are not summarised.
 MAX_SUMMARY_EVENTS = 100_000
 # Stacks returned by one downstream-references lookup.
@@ -242,23 +242,20 @@ def history_page(page_size: int, page: int) -> tuple[int, int]:
 
 
 def feed_page(page: int, page_size: int) -> tuple[int, int]:
-    """(limit, offset) for the activity feed and preview lists: page 0 is everything (bounded),
-    pages from 1 hold `page_size` entries each (0: the default size)."""
+    """(limit, offset) for the activity feed and preview lists: page 0 is everything (bounded;
+    a `pageSize` sent along is checked, then has nothing to size), pages from 1 hold
+    `page_size` entries each (0: the default size)."""
     if page < 0:
         raise InvalidArgument("Bad Request: Invalid 'page' value. Must be >= 0.")
-    if page == 0:
-        if page_size:
-            raise InvalidArgument(
-                "Bad Request: Invalid 'pageSize' value. Must be 0 or unset when 'page' is 0."
-            )
-        return MAX_FEED_ITEMS, 0
-    size = page_size or DEFAULT_HISTORY_PAGE_SIZE
-    if size < 1:
-        raise InvalidArgument("Bad Request: Invalid 'pageSize' value. Must be >= 1.")
-    if size > MAX_FEED_ITEMS:
+    if page_size < 0:
+        raise InvalidArgument("Bad Request: Invalid 'pageSize' value. Must be >= 0.")
+    if page_size > MAX_FEED_ITEMS:
         raise InvalidArgument(
             f"Bad Request: Invalid 'pageSize' value. Must be at most {MAX_FEED_ITEMS}."
         )
+    if page == 0:
+        return MAX_FEED_ITEMS, 0
+    size = page_size or DEFAULT_HISTORY_PAGE_SIZE
     return size, (page - 1) * size
 
 

@@ -132,24 +132,10 @@ NARROWED: dict[str, tuple[tuple[str, ...], str]] = {
     # Open deviations (see the issue): documented members or shapes the server refuses.
     "PATCH /api/orgs/{orgName}": (_VALID_ONLY_IF, "Pulumi settings Cairn does not implement"),
     "PATCH /api/orgs/{orgName}/teams/{teamName}": (_VALID_ONLY_IF, "no environments here"),
-    "POST /api/orgs/{orgName}/invites/batch": (_VALID_ONLY_IF, "each invite needs an email"),
-    "PATCH /api/orgs/{orgName}/oidc/issuers/{issuerId}": (
-        _VALID_ONLY_IF,
-        "thumbprints are 40 hexadecimal digits",
-    ),
     "PATCH /api/orgs/{orgName}/auth/policies/{policyId}": (
         _VALID_ONLY_IF,
         "a policy's members are required",
     ),
-    f"POST {_STACK}/ownership": (_VALID_ONLY_IF, "the new owner's login pattern"),
-    **{
-        f"POST {_STACK}/{kind}/{{updateID}}": (_VALID_ONLY_IF, "'journalVersion' bounds")
-        for kind in ("update", "preview", "refresh", "destroy")
-    },
-    **{
-        label: (_VALID_ONLY_IF, "'page' 0 (every entry) takes no 'pageSize'")
-        for label in (f"GET {_STACK}/activity", f"GET {_STACK}/updates/{{version}}/previews")
-    },
     **{
         label: (_VALID_ONLY_IF, "cron fields and times after 1970 are not typed")
         for label in (

@@ -148,7 +148,10 @@ async def test_update_and_preview_summaries_timelines_and_previews(any_cairn: Ca
     only = await cairn.json("GET", f"{S}/updates/1/previews")
     assert [u["updateID"] for u in only["updates"]] == [history.preview_1]
     assert only["updates"][0]["info"]["resourceChanges"] == {"create": 3}
-    for query in ("page=-1", "page=0&pageSize=3", "page=1&pageSize=-2", "page=x"):
+    # Page 0 is every preview, whatever the page size.
+    every = await cairn.json("GET", f"{S}/updates/2/previews?page=0&pageSize=1")
+    assert [u["updateID"] for u in every["updates"]] == history.previews_2[::-1]
+    for query in ("page=-1", "page=0&pageSize=-3", "page=1&pageSize=-2", "page=x"):
         response = await cairn.call("GET", f"{S}/updates/2/previews?{query}")
         assert response.status == 400, query
     assert (await cairn.call("GET", f"{S}/updates/5/previews")).status == 404
@@ -177,7 +180,9 @@ async def test_activity_pages_through_updates_imports_and_renames(any_cairn: Cai
         assert listing["total"] == 4 and listing["itemsPerPage"] == 3
         seen += [a["update"]["updateID"] for a in listing["activity"]]
     assert seen == ids
-    for query in ("page=-1", "page=0&pageSize=2", "page=2&pageSize=0x", "page=99999999999"):
+    every = await cairn.json("GET", f"{prod}/activity?page=0&pageSize=2")
+    assert [a["update"]["updateID"] for a in every["activity"]] == ids
+    for query in ("page=-1", "page=0&pageSize=1001", "page=2&pageSize=0x", "page=99999999999"):
         assert (await cairn.call("GET", f"{prod}/activity?{query}")).status == 400
     assert (await cairn.call("GET", f"{S}/activity")).status == 404
 

@@ -260,6 +260,11 @@ async def test_bad_links_create_nothing(cairn: Cairn) -> None:
     await invite_email(cairn, "admin", "erin@example.com")
     body2 = {"invites": [{"email": "ERIN@example.com"}]}
     assert await status(cairn, "POST", "/api/orgs/admin/invites/batch", ADMIN_TOKEN, body2) == 409
+    # So is naming one address twice in a batch (nothing is sent).
+    twice = {
+        "invites": [{"email": "gus@example.com"}, {"email": "gus@example.com", "role": "admin"}]
+    }
+    assert await status(cairn, "POST", "/api/orgs/admin/invites/batch", ADMIN_TOKEN, twice) == 409
     for bad in ({"invites": [{"email": "no@pe"}]}, {"invites": [{"email": "a b@example.com"}]}):
         assert await status(cairn, "POST", "/api/orgs/admin/invites/batch", ADMIN_TOKEN, bad) in (
             400,

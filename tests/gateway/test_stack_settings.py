@@ -151,8 +151,9 @@ async def test_the_creator_owns_a_stack_until_ownership_is_reassigned(any_cairn:
     assert (await cairn.json("GET", f"{S}/metadata"))["ownedBy"] == owner
 
     for bad, status in (
-        ({"name": "M", "githubLogin": "mallory", "avatarUrl": ""}, 400),
-        ({"name": "G", "githubLogin": "ghost", "avatarUrl": ""}, 400),
+        # Not a member of the organization, or no user at all: the login names nothing.
+        ({"name": "M", "githubLogin": "mallory", "avatarUrl": ""}, 404),
+        ({"name": "G", "githubLogin": "ghost", "avatarUrl": ""}, 404),
         ({"name": "X", "githubLogin": "bad login", "avatarUrl": ""}, 400),
         ({"name": "N", "avatarUrl": ""}, 400),
         ({"name": "N", "githubLogin": 7, "avatarUrl": ""}, 400),

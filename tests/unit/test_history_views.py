@@ -126,7 +126,9 @@ def test_projected_count_and_feed_paging() -> None:
     assert feed_page(0, 0) == (MAX_FEED_ITEMS, 0)
     assert feed_page(3, 5) == (5, 10)
     assert feed_page(1, 0) == (10, 0)
-    for page, size in ((-1, 0), (0, 4), (1, -1), (1, MAX_FEED_ITEMS + 1)):
+    # Page 0 is everything, whatever the page size sent along.
+    assert feed_page(0, 4) == (MAX_FEED_ITEMS, 0)
+    for page, size in ((-1, 0), (0, -4), (0, MAX_FEED_ITEMS + 1), (1, -1), (1, MAX_FEED_ITEMS + 1)):
         with pytest.raises(InvalidArgument):
             feed_page(page, size)
 

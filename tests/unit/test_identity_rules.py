@@ -87,7 +87,7 @@ def test_new_tokens() -> None:
 
 def test_invites_in_order_of_precedence() -> None:
     check_invite(candidate())
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(AlreadyExists, match="more than once"):
         check_invite(candidate(is_repeated=True, is_member=True))
     with pytest.raises(AlreadyExists, match="already a member"):
         check_invite(candidate(is_member=True, has_pending_invite=True))

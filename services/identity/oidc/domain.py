@@ -24,7 +24,7 @@ ACCESS_TOKEN_TYPE_PREFIX = "urn:pulumi:token-type:access_token:"
 # What the exchange answers in `token_type`: the CLI sends it back as `token <value>`.
 ISSUED_TOKEN_TYPE = "token"
 
-MAX_ISSUER_NAME_LENGTH = 100
+MAX_ISSUER_NAME_LENGTH = limits.MAX_ISSUER_NAME_LENGTH
 MAX_URL_LENGTH = 1024
 MAX_POLICY_RULES = 100
 MAX_RULES_PER_POLICY = 20
@@ -46,7 +46,7 @@ ALLOWED_ALGORITHMS = (
     "ES512",
     "EdDSA",
 )
-_THUMBPRINT = re.compile(r"^[0-9a-fA-F]{40}$")
+_THUMBPRINT = re.compile(limits.CERTIFICATE_THUMBPRINT)
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:\-/]{1,100}$")
 
 
@@ -197,7 +197,7 @@ def validate_issuer_name(name: str) -> str:
 
 def validate_thumbprints(values: tuple[str, ...]) -> tuple[str, ...]:
     for value in values:
-        if not _THUMBPRINT.match(value):
+        if not _THUMBPRINT.fullmatch(value):
             raise InvalidArgument(
                 "Bad Request: each thumbprint is a SHA-1 fingerprint, 40 hexadecimal digits"
             )
