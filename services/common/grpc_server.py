@@ -20,7 +20,7 @@ from services.common.auth import REQUEST_ID_KEY, VERIFIED_CALLER, Caller
 from services.common.errors import DomainError
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
-from services.common.signing import CallSigner, SigningInterceptor
+from services.common.signing import CallSigner, SigningChannel
 from services.common.tls import Tls
 from services.common.verification import AuthenticatedCall, CallAuthenticator, is_exempt
 
@@ -438,16 +438,14 @@ def open_channel(
     still signed).
     """
     options = channel_options(max_message_bytes, timeout_seconds)
-    interceptors: list[Any] = [] if signer is None else [SigningInterceptor(signer)]
     target = channel_target(addresses)
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(
-        target,
-        tls.channel_credentials(),
-        options=[*options, *tls.channel_options(addresses)],
-        interceptors=interceptors,
-    )
+        channel = grpc.aio.insecure_channel(target, options=options)
+    else:
+        channel = grpc.aio.secure_channel(
+            target, tls.channel_credentials(), options=[*options, *tls.channel_options(addresses)]
+        )
+    return channel if signer is None else SigningChannel(channel, signer)
 
 
 async def check_health(channel: grpc.aio.Channel, timeout: float = 2.0) -> bool:
