@@ -60,6 +60,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, metrics: Metrics, authenticator: CallAuthenticator) -> None:
         self._metrics = metrics
         self._authenticator = authenticator
+        # method -> (the servicer's handler, its guarded twin): a registered method's handler
+        # is the same object on every call, so it is wrapped once, not on every RPC.
+        self._guarded: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -72,6 +75,14 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         if handler.unary_unary is None:
             return self._guard_stream(handler, method)
+        known = self._guarded.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        guarded = self._guard_unary(handler, method)
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+    def _guard_unary(self, handler: Any, method: str) -> Any:
         inner = handler.unary_unary
         metrics = self._metrics
         authenticator = self._authenticator
