@@ -83,9 +83,7 @@ class Sizes:
             ],
         )
 
-    def shapes(
-        self, groups: Sequence[str] = GROUPS, modes: Sequence[Mode] = MODES
-    ) -> list[Shape]:
+    def shapes(self, groups: Sequence[str] = GROUPS, modes: Sequence[Mode] = MODES) -> list[Shape]:
         """In the order they run: single stacks, small stacks, many at once, the large stack."""
         return [shape for shape in self._shapes(groups) if shape.mode in modes]
 
