@@ -109,8 +109,10 @@ async def _inflate(request: web.Request, coding: str, limit: int) -> bytes:
                 if len(out) > limit:
                     raise too_large()
                 pending = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
-                # Let other requests run between steps of a large body.
-                await asyncio.sleep(0)
+                if pending or received > _READ_CHUNK_BYTES:
+                    # Let other requests run between steps of a large body (a small one,
+                    # inflated in one step, goes on without a turn of the loop).
+                    await asyncio.sleep(0)
     except zlib.error:
         raise bad_request(UNDECODABLE) from None
     except (ApiError, web.HTTPException):

@@ -26,7 +26,8 @@ per second, peak RSS of the whole system, and CPU ms per write of each process (
 from /proc/<pid>/stat before and after, processes labelled by their command line).
 
 Usage: bench_updates.py [--backend sqlite|postgres|all] [--scale F] [--topology T]
-                        [--shapes single,scaling,many] [--json]
+                        [--shapes single,scaling,many]
+                        [--modes sequential,journal,delta] [--json]
 The table goes to stdout; with --json the JSON object goes to stdout and the table to stderr.
 Progress lines always go to stderr. Exit status 1 when anything failed (server error, wrong
 export, a backend that could not run).
@@ -59,6 +60,7 @@ from scripts.bench.resources import render as render
 from scripts.bench.resources import secrets_provider as secrets_provider
 from scripts.bench.resources import stack_state as stack_state
 from scripts.bench.snapshot import SnapshotText as SnapshotText
+from scripts.bench.update import MODES
 from scripts.bench.workloads import GROUPS, Sizes, bench
 
 
@@ -82,6 +84,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="which runs, comma-separated: single (one stack), scaling (100 vs 10,000 "
         "resources), many (many stacks at once); default all",
     )
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="which update shapes, comma-separated: sequential, journal, delta; default all",
+    )
     parser.add_argument("--json", action="store_true", help="also print a JSON object")
     args = parser.parse_args(argv)
     if not 0 < args.scale <= 10:
@@ -90,6 +97,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.shapes) - set(GROUPS))
     if unknown or not args.shapes:
         parser.error(f"--shapes takes some of {', '.join(GROUPS)} (got {unknown or 'none'})")
+    args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    unknown = sorted(set(args.modes) - set(MODES))
+    if unknown or not args.modes:
+        parser.error(f"--modes takes some of {', '.join(MODES)} (got {unknown or 'none'})")
     if args.topology == "distributed" and args.backend != "postgres":
         parser.error("--topology distributed needs --backend postgres (cairn refuses SQLite)")
     return args
@@ -99,11 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     sizes = Sizes.for_scale(args.scale)
-    results = asyncio.run(bench(backends, sizes, args.topology, args.shapes))
+    results = asyncio.run(bench(backends, sizes, args.topology, args.shapes, args.modes))
     report = {
         "scale": args.scale,
         "topology": args.topology,
         "shapes": args.shapes,
+        "modes": args.modes,
         "backends": results,
     }
     rendered = table(report)

@@ -83,8 +83,11 @@ class Sizes:
             ],
         )
 
-    def shapes(self, groups: Sequence[str] = GROUPS) -> list[Shape]:
+    def shapes(self, groups: Sequence[str] = GROUPS, modes: Sequence[Mode] = MODES) -> list[Shape]:
         """In the order they run: single stacks, small stacks, many at once, the large stack."""
+        return [shape for shape in self._shapes(groups) if shape.mode in modes]
+
+    def _shapes(self, groups: Sequence[str]) -> list[Shape]:
         out: list[Shape] = []
         if "single" in groups:
             out += [Shape(mode, 1, self.up, 1) for mode in MODES]
@@ -191,6 +194,7 @@ async def bench_backend(
     sizes: Sizes,
     groups: Sequence[str],
     session: aiohttp.ClientSession,
+    modes: Sequence[Mode] = MODES,
 ) -> dict[str, Any]:
     """Every shape of `groups` for one backend; the system runs for the whole set."""
     rng = random.Random(20260821)
@@ -212,7 +216,7 @@ async def bench_backend(
                 "checkpoint_cutoff_bytes": cutoff,
             }
             shapes: dict[str, dict[str, Any]] = {}
-            for shape in sizes.shapes(groups):
+            for shape in sizes.shapes(groups, modes):
                 description = {
                     "mode": shape.mode,
                     "stacks": shape.stacks,
@@ -222,7 +226,7 @@ async def bench_backend(
                 with Phase(f"[{backend}] {shape_label(description)}"):
                     shapes[shape.key] = await run_shape(api, server, shape, cutoff, rng)
             figures["shapes"] = shapes
-            if "scaling" in groups:
+            if "scaling" in groups and set(modes) == set(MODES):
                 figures["scaling"] = _scaling(sizes, shapes)
                 large_journal = shapes[Shape("journal", 1, sizes.large, 1).key]
                 figures["complete_10k_journal_s"] = round(large_journal["complete_ms"] / 1000, 3)
@@ -259,6 +263,7 @@ async def bench(
     sizes: Sizes,
     topology: str = "auto",
     groups: Sequence[str] = GROUPS,
+    modes: Sequence[Mode] = MODES,
 ) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
@@ -267,7 +272,9 @@ async def bench(
         for backend in backends:
             chosen = topology_for(backend, topology)
             if backend == "sqlite":
-                results[backend] = await bench_backend(backend, {}, chosen, sizes, groups, session)
+                results[backend] = await bench_backend(
+                    backend, {}, chosen, sizes, groups, session, modes
+                )
                 continue
             problem = None if tcp_answers(5432) else f"PostgreSQL at {HOST}:5432 does not answer"
             problem = problem or redis_problem()
@@ -283,7 +290,7 @@ async def bench(
                         **POSTGRES_POOL,
                     }
                     results[backend] = await bench_backend(
-                        backend, env, chosen, sizes, groups, session
+                        backend, env, chosen, sizes, groups, session, modes
                     )
             except BenchError as error:
                 results[backend] = {"status": "skipped", "reason": str(error)}

@@ -20,7 +20,7 @@ from services.common.auth import REQUEST_ID_KEY, VERIFIED_CALLER, Caller
 from services.common.errors import DomainError
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
-from services.common.signing import CallSigner, SigningInterceptor
+from services.common.signing import CallSigner, SigningChannel
 from services.common.tls import Tls
 from services.common.verification import AuthenticatedCall, CallAuthenticator, is_exempt
 
@@ -60,6 +60,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, metrics: Metrics, authenticator: CallAuthenticator) -> None:
         self._metrics = metrics
         self._authenticator = authenticator
+        # method -> (the servicer's handler, its guarded twin): a registered method's handler
+        # is the same object on every call, so it is wrapped once, not on every RPC.
+        self._guarded: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -72,6 +75,14 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         if handler.unary_unary is None:
             return self._guard_stream(handler, method)
+        known = self._guarded.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        guarded = self._guard_unary(handler, method)
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+    def _guard_unary(self, handler: Any, method: str) -> Any:
         inner = handler.unary_unary
         metrics = self._metrics
         authenticator = self._authenticator
@@ -438,16 +449,14 @@ def open_channel(
     still signed).
     """
     options = channel_options(max_message_bytes, timeout_seconds)
-    interceptors: list[Any] = [] if signer is None else [SigningInterceptor(signer)]
     target = channel_target(addresses)
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(
-        target,
-        tls.channel_credentials(),
-        options=[*options, *tls.channel_options(addresses)],
-        interceptors=interceptors,
-    )
+        channel = grpc.aio.insecure_channel(target, options=options)
+    else:
+        channel = grpc.aio.secure_channel(
+            target, tls.channel_credentials(), options=[*options, *tls.channel_options(addresses)]
+        )
+    return channel if signer is None else SigningChannel(channel, signer)
 
 
 async def check_health(channel: grpc.aio.Channel, timeout: float = 2.0) -> bool:

@@ -25,6 +25,7 @@ the standard set are "other", and update kinds and statuses are fixed vocabulari
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import grpc
 import prometheus_client
@@ -45,6 +46,11 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # The labelled children of the per-call families, looked up once per label set
+        # (bounded like the labels themselves): `labels()` takes a lock and checks every
+        # label on each call, twice per request and twice per RPC on the update path.
+        self._rpc_children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
+        self._http_children: dict[tuple[str | None, str, int], tuple[Any, Any]] = {}
         self.grpc_requests = Counter(
             "cairn_grpc_requests",
             "RPCs handled by a Cairn service, by final status code.",
@@ -109,16 +115,30 @@ class Metrics:
 
     def observe_rpc(self, full_method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Count and time one RPC; `full_method` is gRPC's `/package.Service/Method`."""
-        service, _, method = full_method.lstrip("/").rpartition("/")
-        self.grpc_requests.labels(service, method, code.name).inc()
-        self.grpc_request_seconds.labels(service, method).observe(seconds)
+        children = self._rpc_children.get((full_method, code))
+        if children is None:
+            service, _, method = full_method.lstrip("/").rpartition("/")
+            children = (
+                self.grpc_requests.labels(service, method, code.name),
+                self.grpc_request_seconds.labels(service, method),
+            )
+            self._rpc_children[(full_method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_http(self, route: str | None, method: str, status: int, seconds: float) -> None:
         """Count and time one HTTP request; `route` is the operation id, None when unmatched."""
-        route_label = route or UNMATCHED_ROUTE
         method_label = method if method in _HTTP_METHODS else OTHER_METHOD
-        self.http_requests.labels(route_label, method_label, str(status)).inc()
-        self.http_request_seconds.labels(route_label, method_label).observe(seconds)
+        children = self._http_children.get((route, method_label, status))
+        if children is None:
+            route_label = route or UNMATCHED_ROUTE
+            children = (
+                self.http_requests.labels(route_label, method_label, str(status)),
+                self.http_request_seconds.labels(route_label, method_label),
+            )
+            self._http_children[(route, method_label, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def default_registry() -> CollectorRegistry:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -33,6 +33,11 @@ from services.common.keyfile import load_or_create_key, parse_key
 
 SIGNATURE_CONTEXT = b"cairn-call-v1\n"
 SIGNATURE_TTL_SECONDS = 60
+# A signed principal is sent again for the same method and caller while at least this much of
+# its life is left: signing once per call costs a JSON encoding and an HMAC on every hop.
+SIGNATURE_REUSE_MARGIN_SECONDS = SIGNATURE_TTL_SECONDS // 2
+# Distinct (method, caller) pairs kept; past it the cache starts again empty.
+SIGNATURE_CACHE_ENTRIES = 4096
 INTERNAL_KEY_FILE = "internal.key"
 
 
@@ -62,42 +67,123 @@ class CallSigner:
     def __init__(self, key: bytes, clock: Clock | None = None) -> None:
         self._key = key
         self._clock = clock or SystemClock()
+        # (method, user id, login, token id) -> (expires at, encoded principal, signature)
+        self._signed: dict[tuple[str, str, str, str], tuple[int, str, str]] = {}
 
     def sign(
         self, method: str, metadata: Iterable[tuple[str, str | bytes]] | None
     ) -> list[tuple[str, str | bytes]]:
         """The metadata to send: the caller's keys replaced by the signed principal."""
         pairs = list(metadata or ())
-        caller = caller_from_metadata(pairs)
-        expires_at = int(self._clock.now()) + SIGNATURE_TTL_SECONDS
-        encoded = encode_principal(caller, method, expires_at)
+        encoded, signed = self._principal(method, caller_from_metadata(pairs))
         kept = [
             (key, value)
             for key, value in pairs
             if key not in CALLER_KEYS and key not in (PRINCIPAL_KEY, SIGNATURE_KEY)
         ]
-        return [*kept, (PRINCIPAL_KEY, encoded), (SIGNATURE_KEY, signature(self._key, encoded))]
+        return [*kept, (PRINCIPAL_KEY, encoded), (SIGNATURE_KEY, signed)]
+
+    def _principal(self, method: str, caller: Caller) -> tuple[str, str]:
+        """The encoded principal and its signature, reused while enough of its life is left
+        (the request id is not part of the principal)."""
+        key = (method, caller.user_id, caller.login, caller.token_id)
+        now = self._clock.now()
+        cached = self._signed.get(key)
+        if cached is not None and cached[0] - now >= SIGNATURE_REUSE_MARGIN_SECONDS:
+            return cached[1], cached[2]
+        expires_at = int(now) + SIGNATURE_TTL_SECONDS
+        encoded = encode_principal(caller, method, expires_at)
+        signed = signature(self._key, encoded)
+        if len(self._signed) >= SIGNATURE_CACHE_ENTRIES:
+            self._signed.clear()
+        self._signed[key] = (expires_at, encoded, signed)
+        return encoded, signed
 
 
-class SigningInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Signs every unary call of a channel (all of Cairn's calls between processes are)."""
+class _SigningUnaryUnary(grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
+    """One unary method of a signing channel: signs the caller, then calls as usual."""
 
-    def __init__(self, signer: CallSigner) -> None:
+    def __init__(
+        self,
+        inner: grpc.aio.UnaryUnaryMultiCallable[Any, Any],
+        method: str,
+        signer: CallSigner,
+    ) -> None:
+        self._inner = inner
+        self._method = method
         self._signer = signer
 
-    async def intercept_unary_unary(
+    def __call__(
         self,
-        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
-        client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
-    ) -> Any:
-        method = client_call_details.method
-        name = method.decode() if isinstance(method, bytes) else str(method)
-        details = grpc.aio.ClientCallDetails(
-            method,
-            client_call_details.timeout,
-            self._signer.sign(name, client_call_details.metadata),  # type: ignore[arg-type]
-            client_call_details.credentials,
-            client_call_details.wait_for_ready,
+        timeout: float | None = None,
+        metadata: grpc.aio.Metadata | Sequence[tuple[str, str | bytes]] | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> grpc.aio.UnaryUnaryCall[Any, Any]:
+        return self._inner(
+            request,
+            timeout=timeout,
+            metadata=self._signer.sign(self._method, metadata),
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
         )
-        return await continuation(details, request)
+
+
+class SigningChannel(grpc.aio.Channel):
+    """A channel whose unary calls carry the signed principal (all of Cairn's calls between
+    processes are unary).
+
+    Signing happens when the call is made rather than in a client interceptor: grpc.aio runs
+    the interceptors of every call in a task of its own beside the call's, which cost more
+    than the signature on the update path.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, signer: CallSigner) -> None:
+        self._channel = channel
+        self._signer = signer
+
+    async def __aenter__(self) -> SigningChannel:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._channel.close(None)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        name = method.decode() if isinstance(method, bytes) else str(method)
+        inner = self._channel.unary_unary(  # type: ignore[call-arg]
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+        return _SigningUnaryUnary(inner, name, self._signer)
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.unary_stream(*args, **kwargs)
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_unary(*args, **kwargs)
+
+    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_stream(*args, **kwargs)
