@@ -161,13 +161,15 @@ NARROWED: dict[str, tuple[tuple[str, ...], str]] = {
             f"PUT {_STACK}/deployments/settings",
         )
     },
-    **{
-        label: (("negative_data_rejection",), "deployment settings are not validated on write")
-        for label in (
-            f"POST {_STACK}/deployments",
-            f"POST {_STACK}/deployments/settings/encrypt",
-        )
-    },
+    f"POST {_STACK}/deployments": (
+        ("negative_data_rejection", *_VALID_ONLY_IF),
+        "deployment settings are not validated on write; 'agentPoolID' must name one of the "
+        "organization's pools",
+    ),
+    f"POST {_STACK}/deployments/settings/encrypt": (
+        ("negative_data_rejection",),
+        "deployment settings are not validated on write",
+    ),
 }
 
 

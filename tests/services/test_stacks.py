@@ -872,7 +872,7 @@ async def test_owner_is_the_creator_and_moves_only_to_members(harness: Harness) 
             stacks_pb2.ReassignStackOwnerRequest(ref=created.ref, new_owner_login="carol")
         )
     )
-    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.code() == grpc.StatusCode.NOT_FOUND  # not a member: names nothing here
     assert (await get(harness, "acme", "web", "dev")).owner_login == "bob"
 
 
