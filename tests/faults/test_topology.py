@@ -402,7 +402,7 @@ async def test_postgres_outage_fails_cleanly_and_recovers(launch: Launch) -> Non
     assert all(reply.is_json_error(503) for reply in during), during
 
 
-LOAD_REQUESTS = 2_000
+LOAD_REQUESTS = 800
 LOAD_CONCURRENCY = 16
 LOAD_STACKS = 8
 
