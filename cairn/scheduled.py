@@ -40,6 +40,7 @@ from services.common.config import Settings
 from services.common.datadir import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from services.common.db import create_migration_engine, is_sqlite
 from services.common.logging import get_logger
+from services.common.loop import cancel_and_wait
 
 log = get_logger("cairn.backups")
 
@@ -292,11 +293,8 @@ class ScheduledBackups:
             self._task = asyncio.create_task(self.scheduler.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._engine is not None:
             await self._engine.dispose()
 

@@ -4,7 +4,6 @@ runs the scheduler in every replica, and where a detected drift becomes a webhoo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
 from services.common.hook_events import DRIFT_DETECTED, hook_event
 from services.common.logging import get_logger
+from services.common.loop import cancel_and_wait
 
 log = get_logger("cairn.schedules")
 
@@ -275,11 +275,8 @@ class ScheduleLoop:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ from services.common.hook_events import (
     hook_event,
 )
 from services.common.logging import get_logger
+from services.common.loop import cancel_and_wait
 from services.common.readiness import database_dependency
 from services.common.service import (
     Database,
@@ -386,11 +386,8 @@ class TokenSweeper:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

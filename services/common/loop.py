@@ -7,6 +7,7 @@ embedding programs keep whatever loop they run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -26,3 +27,12 @@ def run_process(main: Coroutine[Any, Any, T], settings: Settings) -> T:
     log.debug("event_loop", kind=settings.event_loop)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has ended (None: there is none)."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -13,7 +13,6 @@ meanwhile writes them again once its row has committed (`StateTexts.confirm`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from services.common.blobs import BlobStore, digest_of
 from services.common.errors import InvalidArgument
 from services.common.logging import get_logger
+from services.common.loop import cancel_and_wait
 from services.updates.state_store import Retention, StateStore
 from services.updates.states import StateTexts
 
@@ -164,11 +164,8 @@ class Collector:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         await asyncio.sleep(self._interval * random.uniform(0.1, 1.0))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.common.clock import Clock
 from services.common.logging import get_logger
+from services.common.loop import cancel_and_wait
 from services.identity.audit.domain import (
     MAX_EXPORT_EVENTS,
     MICROS_PER_SECOND,
@@ -98,11 +98,8 @@ class RetentionPruner:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
