@@ -272,9 +272,12 @@ QUERY_PARAMETERS: dict[str, dict[str, Schema]] = {
         name: {"filter": {"type": "string", "enum": ["active", "revoked", "all"]}}
         for name in ("list_personal_tokens", "list_org_tokens", "list_team_tokens")
     },
-    "upsert_stacks_annotations": {
-        "version": {"minimum": 0, "maximum": limits.MAX_ANNOTATION_VERSION},
-        "source": {"pattern": _whole(limits.ANNOTATION_SOURCE)},
+    **{
+        name: {
+            "version": {"minimum": 0, "maximum": limits.MAX_ANNOTATION_VERSION},
+            "source": {"pattern": _whole(limits.ANNOTATION_SOURCE)},
+        }
+        for name in ("upsert_stacks_annotations", "get_stacks_annotation")
     },
     # 0 (or absent) means the default page size and the first page.
     **{
@@ -283,10 +286,6 @@ QUERY_PARAMETERS: dict[str, dict[str, Schema]] = {
             "page": {"minimum": 0},
         }
         for name in ("list_stack_deployments_handler_v2", "list_org_deployments")
-    },
-    "get_stacks_annotation": {
-        "version": {"minimum": 0, "maximum": limits.MAX_ANNOTATION_VERSION},
-        "source": {"pattern": _whole(limits.ANNOTATION_SOURCE)},
     },
     # Page 0 is every entry (at most MAX_FEED_ITEMS); pages from 1 hold `pageSize` entries.
     **{
