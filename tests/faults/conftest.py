@@ -4,6 +4,7 @@ an HTTP client that drives updates the way the Pulumi CLI does (including its re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 import pytest
+import pytest_asyncio
 from sqlalchemy.engine import make_url
 
 from cairn.cli import Topology, free_ports, start_topology
@@ -30,7 +32,15 @@ from scripts.bench_updates import (
     stack_state,
 )
 from services.common.config import Settings
-from tests.conftest import REDIS_URL, make_settings, redis_available
+from tests.conftest import (
+    POSTGRES_URL,
+    REDIS_URL,
+    create_test_database,
+    drop_test_database,
+    make_settings,
+    postgres_available,
+    redis_available,
+)
 from tests.faults.tcp_proxy import TcpProxy
 
 ADMIN_TOKEN = "pul-faults-0123456789abcdef0123456789abcdef"
@@ -174,24 +184,21 @@ class Launch(Protocol):
     def __call__(self, **overrides: Any) -> Awaitable[Cluster]: ...
 
 
-@pytest.fixture
-async def launch(postgres_url: str, tmp_path: Path) -> AsyncIterator[Launch]:
-    """Start the topology on a fresh PostgreSQL database; PostgreSQL and Redis via proxies."""
-    if not redis_available():
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    started: list[Cluster] = []
-    proxies: list[TcpProxy] = []
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=100))
-
-    async def start(**overrides: Any) -> Cluster:
-        pg_url = make_url(postgres_url)
-        redis_url = make_url(REDIS_URL.replace("redis://", "redis+x://"))
-        postgres = TcpProxy(pg_url.host or "127.0.0.1", pg_url.port or 5432)
-        redis = TcpProxy(redis_url.host or "127.0.0.1", redis_url.port or 6379)
-        for proxy in (postgres, redis):
-            await proxy.start()
-            proxies.append(proxy)
+async def _start_cluster(
+    postgres_url: str,
+    directory: Path,
+    session: aiohttp.ClientSession,
+    index: int,
+    overrides: dict[str, Any],
+) -> Cluster:
+    """The topology on `postgres_url`, PostgreSQL and Redis reached through new proxies."""
+    pg_url = make_url(postgres_url)
+    redis_url = make_url(REDIS_URL.replace("redis://", "redis+x://"))
+    postgres = TcpProxy(pg_url.host or "127.0.0.1", pg_url.port or 5432)
+    redis = TcpProxy(redis_url.host or "127.0.0.1", redis_url.port or 6379)
+    await postgres.start()
+    await redis.start()
+    try:
         database = pg_url.set(port=postgres.port).render_as_string(hide_password=False)
         redis_path = REDIS_URL.rsplit("/", 1)[-1] if REDIS_URL.count("/") >= 3 else "0"
         gateway_ports = free_ports(2)
@@ -205,32 +212,101 @@ async def launch(postgres_url: str, tmp_path: Path) -> AsyncIterator[Launch]:
             "database_timeout_seconds": 5.0,
         }
         values.update(overrides)
-        settings: Settings = make_settings(tmp_path / "data", database, **values)
-        log_dir = tmp_path / f"logs-{len(started)}"
+        settings: Settings = make_settings(directory / "data", database, **values)
+        log_dir = directory / f"logs-{index}"
         began = time.perf_counter()
         topology = await start_topology(settings, log_dir=log_dir, gateway_ports=gateway_ports)
-        print(f"topology up in {time.perf_counter() - began:.1f} s: {topology.urls}")
-        cluster = Cluster(
-            topology=topology,
-            postgres=postgres,
-            redis=redis,
-            apis=[Api(session, url) for url in topology.urls],
-            log_dir=log_dir,
-        )
+    except BaseException:
+        await postgres.close()
+        await redis.close()
+        raise
+    print(f"topology up in {time.perf_counter() - began:.1f} s: {topology.urls}")
+    return Cluster(
+        topology=topology,
+        postgres=postgres,
+        redis=redis,
+        apis=[Api(session, url) for url in topology.urls],
+        log_dir=log_dir,
+    )
+
+
+async def _stop_clusters(clusters: list[Cluster]) -> None:
+    for cluster in clusters:
+        began = time.perf_counter()
+        await cluster.topology.stop(STOP_GRACE_S)
+        print(f"topology stopped in {time.perf_counter() - began:.1f} s")
+        print(cluster.log_tails())
+        await cluster.postgres.close()
+        await cluster.redis.close()
+
+
+def _client_session() -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=100))
+
+
+def _require_redis() -> None:
+    if not redis_available():
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+
+
+@pytest.fixture
+async def launch(postgres_url: str, tmp_path: Path) -> AsyncIterator[Launch]:
+    """Start the topology on a fresh PostgreSQL database; PostgreSQL and Redis via proxies.
+    For tests that kill, stop or restart processes (each gets topologies of its own)."""
+    _require_redis()
+    started: list[Cluster] = []
+    session = _client_session()
+
+    async def start(**overrides: Any) -> Cluster:
+        cluster = await _start_cluster(postgres_url, tmp_path, session, len(started), overrides)
         started.append(cluster)
         return cluster
 
     try:
         yield start
     finally:
-        for cluster in started:
-            began = time.perf_counter()
-            await cluster.topology.stop(STOP_GRACE_S)
-            print(f"topology stopped in {time.perf_counter() - began:.1f} s")
-            print(cluster.log_tails())
-        for proxy in proxies:
-            await proxy.close()
+        await _stop_clusters(started)
         await session.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def running_topology(
+    tmp_path_factory: pytest.TempPathFactory, postgres_schema: str
+) -> AsyncIterator[Cluster]:
+    """One topology for a module's tests that leave every process running (they may cut
+    PostgreSQL or Redis, which `cluster` restores after each test). Starting the topology
+    costs more than most of those tests."""
+    if not postgres_available():
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    _require_redis()
+    url = await create_test_database(postgres_schema)
+    session = _client_session()
+    started: list[Cluster] = []
+    try:
+        directory = tmp_path_factory.mktemp("topology")
+        started.append(await _start_cluster(url, directory, session, 0, {}))
+        yield started[0]
+    finally:
+        await _stop_clusters(started)
+        await session.close()
+        await drop_test_database(url)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def cluster(running_topology: Cluster) -> AsyncIterator[Cluster]:
+    """The module's running topology with API clients of this test's own (their counts
+    start at zero); PostgreSQL and Redis are reachable again afterwards, and every process
+    still runs."""
+    shared = running_topology
+    session = shared.api.session
+    mine = dataclasses.replace(shared, apis=[Api(session, api.base_url) for api in shared.apis])
+    try:
+        yield mine
+    finally:
+        await shared.postgres.restore()
+        await shared.redis.restore()
+    assert all(child.is_running() for child in shared.topology.children), shared.log_tails()
 
 
 # -- driving an update like the CLI ------------------------------------------------------------
@@ -456,3 +532,21 @@ async def run_delta_update(
     )
     assert complete.status in (200, 204), complete
     return UpdateRun(update_path, snapshot, writer, events)
+
+
+async def write_verbatim(api: Api, path: str, lease: str, text: bytes, sequence: int) -> Reply:
+    """One `checkpointverbatim` write of `text`, without client retries."""
+    body = (
+        b'{"version":3,"untypedDeployment":' + text + b',"sequenceNumber":'
+        + str(sequence).encode() + b"}"
+    )  # fmt: skip
+    return await api.call("PATCH", f"{path}/checkpointverbatim", body, lease=lease)
+
+
+def checkpoint_text(resources: int) -> bytes:
+    """A small checkpoint of `resources` resources."""
+    listed = ",".join(
+        f'{{"urn":"urn:pulumi:dev::p::t::r{n}","type":"t","custom":false}}'
+        for n in range(resources)
+    )
+    return b'{"version":3,"deployment":{"manifest":{},"resources":[' + listed.encode() + b"]}}"
