@@ -208,12 +208,20 @@ async def made_updates(
     owners = {
         token: deployment.id for deployment in deployments for token in deployment.job_token_ids
     }
+    stack_ids = {deployment.stack_id for deployment in deployments}
+    return await updates_by_tokens(request, owners, stack_ids)
+
+
+async def updates_by_tokens(
+    request: web.Request, owners: Mapping[str, str], stack_ids: Iterable[str]
+) -> dict[str, list[updates_pb2.UpdateInfo]]:
+    """The updates of these stacks created with these job tokens, oldest first, grouped by
+    the owner each token is mapped to (a deployment's id). One call for the lot."""
     if not owners:
         return {}
     reply = await request.app[BACKENDS].updates.ListUpdatesByTokens(
         updates_pb2.ListUpdatesByTokensRequest(
-            token_ids=sorted(owners),
-            stack_ids=sorted({deployment.stack_id for deployment in deployments}),
+            token_ids=sorted(owners), stack_ids=sorted(set(stack_ids))
         ),
         **call_options(request),
     )

@@ -201,7 +201,7 @@ def deployment_summary(
         "pulumiOperation": deployment.operation,
         "updates": [_nested_update(info) for info in made or ()],
         "jobs": [] if deployment.status == "not-started" else [_job(deployment)],
-        "initiator": "api",
+        "initiator": deployment.initiator or "api",
         "message": deployment.message,
     }
 

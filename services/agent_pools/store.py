@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.agent_pools.domain import (
     ACCEPTED,
+    BY_API,
     FAILED,
     FINISHED,
     MAX_ATTEMPTS,
@@ -261,6 +262,7 @@ class AgentPoolStore:
         settings: Mapping[str, Any],
         requested_by: str,
         requested_by_user_id: str,
+        initiator: str,
         now: float,
     ) -> DeploymentRecord:
         # (stack, version) is unique: a concurrent creation that took the same number makes
@@ -274,6 +276,7 @@ class AgentPoolStore:
                     settings=settings,
                     requested_by=requested_by,
                     requested_by_user_id=requested_by_user_id,
+                    initiator=initiator,
                     now=now,
                 )
             except IntegrityError:
@@ -289,6 +292,7 @@ class AgentPoolStore:
         settings: Mapping[str, Any],
         requested_by: str,
         requested_by_user_id: str,
+        initiator: str,
         now: float,
     ) -> DeploymentRecord:
         async with self._sessions.begin() as session:
@@ -309,6 +313,7 @@ class AgentPoolStore:
                 pool_id=pool_id,
                 requested_by=requested_by,
                 requested_by_user_id=requested_by_user_id,
+                initiator=initiator,
                 settings=dict(settings),
                 created_at=now,
                 modified_at=now,
@@ -349,7 +354,7 @@ class AgentPoolStore:
                     .offset(offset)
                 )
             )
-            tokens = await _job_tokens(session, [row.id for row in rows])
+            tokens = await job_tokens(session, [row.id for row in rows])
             return DeploymentPage(
                 tuple(deployment_record(row, tokens.get(row.id, ())) for row in rows),
                 int(total or 0),
@@ -370,7 +375,7 @@ class AgentPoolStore:
                 )
             if row is None or row.stack_id != stack_id:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
-            tokens = await _job_tokens(session, [row.id])
+            tokens = await job_tokens(session, [row.id])
             return deployment_record(row, tokens.get(row.id, ()))
 
     async def deployments_for_tokens(
@@ -542,7 +547,7 @@ def _agent(row: AgentRow) -> AgentRecord:
     )
 
 
-async def _job_tokens(
+async def job_tokens(
     session: AsyncSession, deployment_ids: list[str]
 ) -> dict[str, tuple[str, ...]]:
     """The job token ids of these deployments, oldest first."""
@@ -579,4 +584,5 @@ def deployment_record(row: DeploymentRow, job_token_ids: tuple[str, ...] = ()) -
         message=row.message,
         requested_by_user_id=row.requested_by_user_id or "",
         job_token_ids=job_token_ids,
+        initiator=row.initiator or BY_API,
     )

@@ -142,6 +142,7 @@ async def test_schedules_drift_ttl_and_pauses_through_the_sdk(
     listing = await sdk(dep.list_stack_deployments_handler_v2, ORG, PROJECT, STACK)
     (queued,) = listing.deployments
     assert (queued.version, queued.pulumi_operation) == (1, "refresh")
+    assert (queued.initiator, queued.requested_by.github_login) == ("schedule", "admin")
     status = await sdk(dep.get_deployments_status, queued.id)
     assert status == JobStatus.NotStarted
 
@@ -196,6 +197,11 @@ async def test_schedules_drift_ttl_and_pauses_through_the_sdk(
     single = await sdk(dep.get_drift_run, ORG, PROJECT, STACK, run.id)
     assert (single.id, single.deployment_id) == (run.id, run.deployment_id)
     assert single.detect_update is None
+    detection = await sdk(dep.get_deployment, ORG, PROJECT, STACK, run.deployment_id)
+    assert (detection.initiator, detection.pulumi_operation) == (
+        "drift-detection",
+        PulumiOperation.DetectDrift,
+    )
     drift_status = await sdk(dep.get_stack_drift_status, ORG, PROJECT, STACK)
     assert (drift_status.latest_drift_run, drift_status.run_in_progress) == (run.id, True)
 
