@@ -54,7 +54,14 @@ from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
 from gateway.views import deployment_links, readable_stacks
-from protos.cairn.v1 import agent_pools_pb2, console_pb2, copilot_pb2, stacks_pb2, updates_pb2
+from protos.cairn.v1 import (
+    agent_pools_pb2,
+    console_pb2,
+    copilot_pb2,
+    schedules_pb2,
+    stacks_pb2,
+    updates_pb2,
+)
 
 SESSION = web.RequestKey("console_session", Session)
 # Set when the gateway shuts down: live streams end.
@@ -334,7 +341,7 @@ async def stack(request: web.Request) -> web.Response:
     current = request[STACK]
     backends = request.app[BACKENDS]
     options = call_options(request)
-    states, history, (deployment, problem) = await asyncio.gather(
+    states, history, (deployment, problem), automation = await asyncio.gather(
         backends.updates.GetStackStates(
             updates_pb2.GetStackStatesRequest(stack_ids=[current.id]), **options
         ),
@@ -343,6 +350,15 @@ async def stack(request: web.Request) -> web.Response:
             **options,
         ),
         _deployment(request),
+        backends.schedules.GetStackDeploymentsMetadata(
+            schedules_pb2.StackScope(
+                stack_id=current.id,
+                organization=current.ref.organization,
+                project=current.ref.project,
+                stack=current.ref.stack,
+            ),
+            **options,
+        ),
     )
     query = _text_query(request, "q")
     state = states.states[0] if states.states else updates_pb2.StackState()
@@ -360,6 +376,7 @@ async def stack(request: web.Request) -> web.Response:
         updates=history.updates,
         update_total=history.total,
         running=running[0] if running else None,
+        automation=automation,
     )
 
 

@@ -95,6 +95,14 @@ async def test_schedules_show_their_kind_next_run_and_firings(
     assert f'href="{STACK}/deployments/1">deployment #1</a>' in page.text
     row = row_of(page.text, hourly["id"])
     assert "2023-11-15 00:00:00 UTC" in row  # the next run moved on
+    # The deployment says the schedule queued it (for the user who made the schedule).
+    listed = await browser.get(f"{STACK}/deployments")
+    assert (
+        '<span class="trigger" data-initiator="schedule">schedule '
+        '<span class="muted">(for admin)</span></span>'
+    ) in listed.text
+    queued = await browser.get(f"{STACK}/deployments/1")
+    assert 'id="deployment-trigger"><span class="trigger" data-initiator="schedule">' in queued.text
 
 
 async def _sleep() -> None:
@@ -139,6 +147,24 @@ async def test_pause_and_resume_from_the_console(cairn: Cairn, open_browser: Ope
     assert "deployment_schedule.resume" in kinds
 
 
+async def test_the_stack_page_says_when_its_deployments_are_paused(
+    cairn: Cairn, open_browser: OpenBrowser
+) -> None:
+    browser = open_browser()
+    await browser.sign_in()
+    assert 'id="deployments-paused"' not in (await browser.get(STACK)).text
+    await cairn.json("POST", f"{S}/deployments/pause", 204)
+    page = await browser.get(STACK)
+    assert (
+        '<span class="badge deployment-paused" id="deployments-paused">deployments paused</span>'
+        in page.text
+    )
+    await cairn.json("POST", f"{S}/deployments/resume", 204)
+    await cairn.json("POST", "/api/orgs/admin/deployments/pause", 204)
+    page = await browser.get(STACK)
+    assert "deployments paused (organization)" in page.text
+
+
 async def test_viewers_see_schedules_but_may_not_pause_them(
     cairn: Cairn, open_browser: OpenBrowser
 ) -> None:
@@ -168,6 +194,8 @@ async def test_drift_status_and_runs_on_the_deployments_page(
     await browser.sign_in()
     page = await browser.get(f"{STACK}/deployments")
     assert "No drift run yet" in page.text
+    stack_page = await browser.get(STACK)
+    assert "Drift: no drift run yet" in stack_page.text
 
     agent = await Agent.register(cairn)
     await cairn.json("POST", f"{S}/deployments/drift/schedules", body={"scheduleCron": "0 * * * *"})
@@ -200,6 +228,12 @@ async def test_drift_status_and_runs_on_the_deployments_page(
     assert "drift detected" in page.text and 'id="drift-in-progress"' not in page.text
     assert "update: 2" in page.text
     assert EVIL not in page.text
+    assert 'data-initiator="drift-detection">drift detection' in page.text
+    # The stack's own page shows the drift status too.
+    stack_page = await browser.get(STACK)
+    drift_line = re.search(r'<p class="muted" id="stack-drift">(.*?)</p>', stack_page.text, re.S)
+    assert drift_line and "drift detected" in drift_line.group(1)
+    assert f'href="{STACK}/deployments#drift"' in drift_line.group(1)
 
 
 def test_text_from_a_schedule_is_shown_as_text() -> None:
