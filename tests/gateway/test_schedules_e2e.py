@@ -245,6 +245,27 @@ async def test_scheduled_drift_detection_records_drift_and_remediates_when_asked
     finally:
         code = await stop_agent(agent)
     assert code == 0, (await agent.stderr.read()).decode()
+    await drift_runs_parse_in_the_sdk(cairn, drifted["id"], done)
+
+
+async def drift_runs_parse_in_the_sdk(cairn: Cairn, run_id: str, expected: dict[str, Any]) -> None:
+    """The official SDK reads the remediated run, with the updates both jobs made."""
+    pytest.importorskip("pulumi_cloud_sdk", reason="pulumi-cloud-sdk is not installed")
+    from pulumi_cloud_sdk.apis.deployments_api_ import DeploymentsApi
+
+    from tests.gateway.sdk import SdkCaller
+
+    sdk = SdkCaller(cairn)
+    api = DeploymentsApi(sdk.client)
+    run = await sdk(api.get_drift_run, "admin", "web", "dev", run_id)
+    assert run.drift_detected is True
+    assert run.detect_update.update_id == expected["detectUpdate"]["updateId"]
+    assert run.detect_update.resource_changes == {"update": 2, "delete": 1}
+    assert run.remediate_update.update_id == expected["remediateUpdate"]["updateId"]
+    assert run.remediate_update.status == "succeeded"
+    listed = await sdk(api.list_drift_runs, "admin", "web", "dev")
+    assert [r.id for r in listed.drift_runs][1] == run_id
+    assert listed.drift_runs[1].remediate_update.update_id == run.remediate_update.update_id
 
 
 async def test_a_ttl_stack_is_destroyed_and_deleted_at_expiry(

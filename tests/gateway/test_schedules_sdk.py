@@ -315,3 +315,33 @@ async def test_bad_schedules_answer_4xx_and_store_nothing(clocked: Cairn) -> Non
         "POST", f"{S}/deployments/drift/schedules", 409, body={"scheduleCron": "0 * * * *"}
     )
     assert len((await cairn.json("GET", f"{S}/deployments/schedules"))["schedules"]) == 1
+
+
+async def test_a_bad_change_to_a_schedule_leaves_it_as_it_was(clocked: Cairn) -> None:
+    cairn = clocked
+    await cairn.json("POST", f"/api/stacks/{ORG}/{PROJECT}", body={"stackName": STACK})
+    past = (at(START) - timedelta(minutes=1)).isoformat()
+    made = {
+        "/deployments/schedules": {"scheduleCron": "0 2 * * *"},
+        "/deployments/drift/schedules": {"scheduleCron": "0 * * * *"},
+        "/deployments/ttl/schedules": {"timestamp": at(START + 86_400).isoformat()},
+    }
+    bad: dict[str, list[dict[str, Any]]] = {
+        "/deployments/schedules": [
+            {"scheduleCron": "not a cron"},
+            {"scheduleOnce": past},
+            {"scheduleCron": "0 2 * * *", "scheduleOnce": at(START + 60).isoformat()},
+        ],
+        "/deployments/drift/schedules": [{"scheduleCron": "0 0 31 2 * 1"}, {}],
+        "/deployments/ttl/schedules": [{"timestamp": past}, {"timestamp": "soon"}],
+    }
+    for path, body in made.items():
+        created = await cairn.json("POST", f"{S}{path}", body=body)
+        before = await cairn.json("GET", f"{S}/deployments/schedules/{created['id']}")
+        for change in bad[path]:
+            answer = await cairn.json("POST", f"{S}{path}/{created['id']}", 400, body=change)
+            assert answer["code"] == 400 and answer["message"], (path, change)
+        after = await cairn.json("GET", f"{S}/deployments/schedules/{created['id']}")
+        assert after == before, path
+    listed = await cairn.json("GET", f"{S}/deployments/schedules")
+    assert len(listed["schedules"]) == 3
