@@ -133,6 +133,8 @@ class DeploymentRecord:
     job_token_ids: tuple[str, ...] = ()
     # What queued it (INITIATORS).
     initiator: str = BY_API
+    # Queued and held there: its stack's or its organization's deployments are paused.
+    paused: bool = False
 
 
 # Token ids one lookup of deployments by their job tokens may name.

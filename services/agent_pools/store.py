@@ -39,6 +39,7 @@ from services.agent_pools.domain import (
 from services.agent_pools.models import (
     HOOK_OUTBOX,
     AgentRow,
+    DeploymentPauseRow,
     DeploymentRow,
     JobTokenRow,
     LogLineRow,
@@ -355,8 +356,12 @@ class AgentPoolStore:
                 )
             )
             tokens = await job_tokens(session, [row.id for row in rows])
+            held = await held_by_pauses(session, rows)
             return DeploymentPage(
-                tuple(deployment_record(row, tokens.get(row.id, ())) for row in rows),
+                tuple(
+                    deployment_record(row, tokens.get(row.id, ()), paused=row.id in held)
+                    for row in rows
+                ),
                 int(total or 0),
             )
 
@@ -376,7 +381,8 @@ class AgentPoolStore:
             if row is None or row.stack_id != stack_id:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
             tokens = await job_tokens(session, [row.id])
-            return deployment_record(row, tokens.get(row.id, ()))
+            held = await held_by_pauses(session, [row])
+            return deployment_record(row, tokens.get(row.id, ()), paused=row.id in held)
 
     async def deployments_for_tokens(
         self, stack_id: str, token_ids: list[str]
@@ -564,7 +570,28 @@ async def job_tokens(
     return {key: tuple(value) for key, value in found.items()}
 
 
-def deployment_record(row: DeploymentRow, job_token_ids: tuple[str, ...] = ()) -> DeploymentRecord:
+async def held_by_pauses(session: AsyncSession, rows: list[DeploymentRow]) -> set[str]:
+    """The ids of these deployments that are queued and held: their stack's or their
+    organization's deployments are paused."""
+    waiting = [row for row in rows if row.status == NOT_STARTED]
+    if not waiting:
+        return set()
+    pauses = await session.execute(
+        select(DeploymentPauseRow.organization, DeploymentPauseRow.stack_id).where(
+            DeploymentPauseRow.organization.in_(sorted({row.organization for row in waiting}))
+        )
+    )
+    paused = {(organization, stack_id) for organization, stack_id in pauses}
+    return {
+        row.id
+        for row in waiting
+        if (row.organization, "") in paused or (row.organization, row.stack_id) in paused
+    }
+
+
+def deployment_record(
+    row: DeploymentRow, job_token_ids: tuple[str, ...] = (), *, paused: bool = False
+) -> DeploymentRecord:
     return DeploymentRecord(
         id=row.id,
         stack=StackName(row.stack_id, row.organization, row.project, row.stack),
@@ -585,4 +612,5 @@ def deployment_record(row: DeploymentRow, job_token_ids: tuple[str, ...] = ()) -
         requested_by_user_id=row.requested_by_user_id or "",
         job_token_ids=job_token_ids,
         initiator=row.initiator or BY_API,
+        paused=paused,
     )

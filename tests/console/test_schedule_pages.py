@@ -147,22 +147,33 @@ async def test_pause_and_resume_from_the_console(cairn: Cairn, open_browser: Ope
     assert "deployment_schedule.resume" in kinds
 
 
-async def test_the_stack_page_says_when_its_deployments_are_paused(
+async def test_paused_deployments_are_shown_as_held(
     cairn: Cairn, open_browser: OpenBrowser
 ) -> None:
+    await Agent.register(cairn)
+    await cairn.json("POST", f"{S}/deployments", body={"operation": "update"})
     browser = open_browser()
     await browser.sign_in()
     assert 'id="deployments-paused"' not in (await browser.get(STACK)).text
+    assert 'id="deployment-paused"' not in (await browser.get(f"{STACK}/deployments/1")).text
     await cairn.json("POST", f"{S}/deployments/pause", 204)
     page = await browser.get(STACK)
     assert (
         '<span class="badge deployment-paused" id="deployments-paused">deployments paused</span>'
         in page.text
     )
+    listed = await browser.get(f"{STACK}/deployments")
+    assert 'not-started</span> <span class="badge deployment-paused">paused</span>' in listed.text
+    assert 'id="deployment-paused"' in (await browser.get(f"{STACK}/deployments/1")).text
     await cairn.json("POST", f"{S}/deployments/resume", 204)
     await cairn.json("POST", "/api/orgs/admin/deployments/pause", 204)
     page = await browser.get(STACK)
     assert "deployments paused (organization)" in page.text
+    org_listed = await browser.get("/orgs/admin/deployments")
+    assert '<span class="badge deployment-paused">paused</span>' in org_listed.text
+    await cairn.json("POST", "/api/orgs/admin/deployments/resume", 204)
+    listed = await browser.get(f"{STACK}/deployments")
+    assert "deployment-paused" not in listed.text
 
 
 async def test_viewers_see_schedules_but_may_not_pause_them(

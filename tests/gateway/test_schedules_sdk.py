@@ -246,8 +246,16 @@ async def test_schedules_drift_ttl_and_pauses_through_the_sdk(
         True,
         False,
     )
+    # The queued deployments say they are held.
+    held = await sdk(dep.list_stack_deployments_handler_v2, ORG, PROJECT, STACK)
+    assert [(d.status, d.paused) for d in held.deployments] == [(JobStatus.NotStarted, True)] * 2
+    assert (await cairn.json("GET", f"{S}/deployments/{queued.id}"))["paused"] is True
     await sdk(dep.resume_stack_deployments, ORG, PROJECT, STACK)
+    released = await sdk(dep.list_org_deployments, ORG)
+    assert [d.paused for d in released.deployments] == [False, False]
     await sdk(dep.pause_org_deployments, ORG)
+    held = await sdk(dep.list_org_deployments, ORG)
+    assert [d.paused for d in held.deployments] == [True, True]
     org = await sdk(dep.org_deployments_metadata, ORG)
     assert org.paused and org.concurrency == 0
     assert (org.deployment_counts.not_started, org.deployment_counts.total) == (2, 2)
