@@ -271,3 +271,21 @@ def test_text_from_a_schedule_is_shown_as_text() -> None:
     assert EVIL not in html
     assert html.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") == 2
     assert f'href="{STACK}/deployments/3">deployment #3</a>' in html
+
+
+@pytest.mark.parametrize(
+    ("initiator", "shown"),
+    [
+        ("api", "admin"),
+        ("", "admin"),
+        ("schedule", 'schedule <span class="muted">(for admin)</span>'),
+        ("drift-detection", 'drift detection <span class="muted">(for admin)</span>'),
+        ("drift-remediation", 'drift remediation <span class="muted">(for admin)</span>'),
+        ("ttl", 'time to live <span class="muted">(for admin)</span>'),
+    ],
+)
+def test_each_trigger_of_a_deployment_is_named(initiator: str, shown: str) -> None:
+    deployment = SimpleNamespace(initiator=initiator, requested_by="admin")
+    macros = templates().get_template("macros.html").module
+    html = str(macros.deployment_trigger(deployment))  # type: ignore[attr-defined]
+    assert html == (f'<span class="trigger" data-initiator="{initiator or "api"}">{shown}</span>')
