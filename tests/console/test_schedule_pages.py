@@ -8,6 +8,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -245,6 +246,92 @@ async def test_drift_status_and_runs_on_the_deployments_page(
     drift_line = re.search(r'<p class="muted" id="stack-drift">(.*?)</p>', stack_page.text, re.S)
     assert drift_line and "drift detected" in drift_line.group(1)
     assert f'href="{STACK}/deployments#drift"' in drift_line.group(1)
+
+
+async def wait_for(check: Callable[[], Any], what: str) -> Any:
+    for _ in range(200):
+        found = await check()
+        if found:
+            return found
+        await _sleep()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+async def test_drift_remediated_and_a_ttl_stack_destroyed_as_the_console_shows_them(
+    cairn: Cairn, clock: ManualClock, open_browser: OpenBrowser
+) -> None:
+    agent = await Agent.register(cairn)
+    await cairn.json(
+        "POST",
+        f"{S}/deployments/drift/schedules",
+        body={"scheduleCron": "0 * * * *", "autoRemediate": True},
+    )
+    await cairn.json(
+        "POST",
+        f"{S}/deployments/ttl/schedules",
+        body={"timestamp": "2023-11-14T23:30:00Z", "deleteAfterDestroy": True},
+    )
+    browser = open_browser()
+    await browser.sign_in()
+
+    # 23:00: the drift check finds drift; its remediation is queued, then run.
+    clock.current = NEXT_HOUR + 1
+    detection = await agent_job(agent, "detect-drift")
+    await agent.log(detection["deploymentID"], "Resources:", "    - 1 to delete")
+    await agent.finish(detection["deploymentID"], "failed", "error: no changes were expected")
+
+    async def remediation_queued() -> dict[str, Any] | None:
+        (run,) = (await cairn.json("GET", f"{S}/drift/runs"))["driftRuns"]
+        return run if "remediateUpdate" in run else None
+
+    run = await wait_for(remediation_queued, "the remediation")
+    page = await browser.get(f"{STACK}/deployments")
+    runs_table = re.search(r'<table class="list" id="drift-runs">(.*?)</table>', page.text, re.S)
+    assert runs_table and "delete: 1" in runs_table.group(1)
+    assert "deployment-not-started" in runs_table.group(1)
+    assert 'data-initiator="drift-remediation">drift remediation' in page.text
+    remediation = await agent_job(agent, "remediate-drift")
+    assert remediation["deploymentID"] == run["remediationDeploymentId"]
+    await agent.finish(remediation["deploymentID"], "succeeded")
+
+    async def remediated() -> bool:
+        found = await cairn.json("GET", f"{S}/drift/runs/{run['id']}")
+        return bool(found["remediateUpdate"]["status"] == "succeeded")
+
+    await wait_for(remediated, "the remediation's end")
+    page = await browser.get(f"{STACK}/deployments")
+    runs_table = re.search(r'<table class="list" id="drift-runs">(.*?)</table>', page.text, re.S)
+    assert runs_table and "deployment-succeeded" in runs_table.group(1)
+    remediation_page = await browser.get(f"{STACK}/deployments/2")
+    assert "Deployment #2: remediate-drift" in remediation_page.text
+    assert "drift remediation" in remediation_page.text
+
+    # 23:30: the stack's time to live is up; its destroy runs and the stack is deleted.
+    clock.current = NEXT_HOUR + 1801
+    destroy = await agent_job(agent, "destroy")
+    page = await browser.get(f"{STACK}/deployments")
+    assert 'data-initiator="ttl">time to live' in page.text
+    await agent.finish(destroy["deploymentID"], "succeeded")
+
+    async def deleted() -> bool:
+        return (await cairn.call("GET", S)).status == 404
+
+    await wait_for(deleted, "the stack's deletion")
+    assert (await browser.get(STACK)).status == 404
+
+
+async def agent_job(agent: Agent, operation: str) -> dict[str, Any]:
+    """The next job the agent claims once one is queued; it must be this operation."""
+
+    async def claimed() -> dict[str, Any] | None:
+        response = await agent.cairn.call(
+            "POST", f"/api/agents/{agent.agent_id}/claim", token=agent.token, body={}
+        )
+        return None if response.status == 204 else dict(await response.json())
+
+    job: dict[str, Any] = await wait_for(claimed, f"a {operation} job")
+    assert job["operation"] == operation
+    return job
 
 
 def test_text_from_a_schedule_is_shown_as_text() -> None:
