@@ -20,6 +20,7 @@ from services.common.config import Settings
 from tests.console.conftest import Browser, csrf_of
 from tests.console.data import EVIL
 from tests.console.test_deployment_pages import Agent
+from tests.gateway.cli import begin
 from tests.gateway.conftest import VIEWER, AiohttpClient, Cairn, running_cairn
 
 OpenBrowser = Callable[[], Browser]
@@ -292,6 +293,9 @@ async def test_drift_remediated_and_a_ttl_stack_destroyed_as_the_console_shows_t
     assert 'data-initiator="drift-remediation">drift remediation' in page.text
     remediation = await agent_job(agent, "remediate-drift")
     assert remediation["deploymentID"] == run["remediationDeploymentId"]
+    # The remediating job runs `pulumi up` with the token minted for it.
+    made = await begin(cairn, S, token=remediation["environment"]["PULUMI_ACCESS_TOKEN"])
+    await made.complete()
     await agent.finish(remediation["deploymentID"], "succeeded")
 
     async def remediated() -> bool:
@@ -302,6 +306,8 @@ async def test_drift_remediated_and_a_ttl_stack_destroyed_as_the_console_shows_t
     page = await browser.get(f"{STACK}/deployments")
     runs_table = re.search(r'<table class="list" id="drift-runs">(.*?)</table>', page.text, re.S)
     assert runs_table and "deployment-succeeded" in runs_table.group(1)
+    # The run links the update its remediation made.
+    assert f'<a href="{STACK}/updates/1">update #1</a>' in runs_table.group(1)
     remediation_page = await browser.get(f"{STACK}/deployments/2")
     assert "Deployment #2: remediate-drift" in remediation_page.text
     assert "drift remediation" in remediation_page.text
