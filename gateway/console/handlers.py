@@ -336,6 +336,29 @@ async def _deployment(request: web.Request, version: int = 0) -> tuple[Deploymen
         return Deployment(), str(error)
 
 
+async def _automation(request: web.Request) -> schedules_pb2.StackDeploymentsMetadata | None:
+    """The stack's drift status and paused deployments; None while agent_pools is away (the
+    stack's page is still shown, without them)."""
+    current = request[STACK]
+    try:
+        reply: schedules_pb2.StackDeploymentsMetadata = await request.app[
+            BACKENDS
+        ].schedules.GetStackDeploymentsMetadata(
+            schedules_pb2.StackScope(
+                stack_id=current.id,
+                organization=current.ref.organization,
+                project=current.ref.project,
+                stack=current.ref.stack,
+            ),
+            **call_options(request),
+        )
+    except grpc.aio.AioRpcError as error:
+        if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise
+        return None
+    return reply
+
+
 async def stack(request: web.Request) -> web.Response:
     """Tags, outputs (secrets masked), resources by type, recent updates (`GET S`, export)."""
     current = request[STACK]
@@ -350,15 +373,7 @@ async def stack(request: web.Request) -> web.Response:
             **options,
         ),
         _deployment(request),
-        backends.schedules.GetStackDeploymentsMetadata(
-            schedules_pb2.StackScope(
-                stack_id=current.id,
-                organization=current.ref.organization,
-                project=current.ref.project,
-                stack=current.ref.stack,
-            ),
-            **options,
-        ),
+        _automation(request),
     )
     query = _text_query(request, "q")
     state = states.states[0] if states.states else updates_pb2.StackState()

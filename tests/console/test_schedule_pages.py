@@ -382,3 +382,17 @@ def test_each_trigger_of_a_deployment_is_named(initiator: str, shown: str) -> No
     macros = templates().get_template("macros.html").module
     html = str(macros.deployment_trigger(deployment))  # type: ignore[attr-defined]
     assert html == (f'<span class="trigger" data-initiator="{initiator or "api"}">{shown}</span>')
+
+
+async def test_the_stack_page_is_shown_while_agent_pools_is_away(
+    cairn: Cairn, open_browser: OpenBrowser
+) -> None:
+    browser = open_browser()
+    await browser.sign_in()
+    assert 'id="stack-drift"' in (await browser.get(STACK)).text
+    (agent_pools,) = [s for s in cairn.system.services if s.name == "agent_pools"]
+    cairn.system.services.remove(agent_pools)
+    await agent_pools.stop(0)
+    page = await browser.get(STACK)
+    assert page.status == 200, page.text
+    assert "<h1>web/dev</h1>" in page.text and 'id="stack-drift"' not in page.text
