@@ -97,7 +97,15 @@ async def test_schedules_pause_resume_fire_and_show_drift(console_url: str, page
             body={"hostname": "runner-1"},
         )
         agent = Agent(cairn, pool["tokenValue"], registered["agentID"])
-        soon = datetime.fromtimestamp(time.time() + 4, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # The stack's page before any drift schedule.
+        await page.goto(console_url + STACK)
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.click("button[type=submit]")
+        await expect(page.locator("h1")).to_have_text("web/dev")
+        await expect(page.locator("#stack-drift")).to_contain_text("no drift run yet")
+
+        # A one-time deployment in a few seconds, and a drift check every minute.
+        soon = datetime.fromtimestamp(time.time() + 8, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         once = await cairn.json(
             "POST",
             f"{S}/deployments/schedules",
@@ -106,13 +114,6 @@ async def test_schedules_pause_resume_fire_and_show_drift(console_url: str, page
         drift = await cairn.json(
             "POST", f"{S}/deployments/drift/schedules", body={"scheduleCron": "* * * * *"}
         )
-
-        # The stack's page before any drift run, then its schedules.
-        await page.goto(console_url + STACK)
-        await page.fill("#token", ADMIN_TOKEN)
-        await page.click("button[type=submit]")
-        await expect(page.locator("h1")).to_have_text("web/dev")
-        await expect(page.locator("#stack-drift")).to_contain_text("no drift run yet")
         await page.goto(console_url + f"{STACK}/deployments/schedules")
         await expect(page.locator("h1")).to_have_text("Schedules")
         drift_row = page.locator(f"#schedule-{drift['id']}")
