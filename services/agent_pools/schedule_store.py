@@ -377,13 +377,15 @@ class ScheduleStore:
                     .offset(offset)
                 )
             )
+            wanted = {row.deployment_id for row in rows} | {
+                row.remediation_deployment_id for row in rows if row.remediation_deployment_id
+            }
+            found = await _deployments(session, sorted(wanted))
             runs = [
                 (
                     _drift_run(row),
-                    await _deployment(session, row.deployment_id),
-                    await _deployment(session, row.remediation_deployment_id)
-                    if row.remediation_deployment_id
-                    else None,
+                    found.get(row.deployment_id),
+                    found.get(row.remediation_deployment_id or ""),
                 )
                 for row in rows
             ]
@@ -512,6 +514,17 @@ async def _deployment(session: Any, deployment_id: str) -> DeploymentRecord | No
         return None
     tokens = await job_tokens(session, [row.id])
     return deployment_record(row, tokens.get(row.id, ()))
+
+
+async def _deployments(session: Any, deployment_ids: list[str]) -> dict[str, DeploymentRecord]:
+    """These deployments (those that exist) with their job token ids, by id: two queries."""
+    if not deployment_ids:
+        return {}
+    rows = list(
+        await session.scalars(select(DeploymentRow).where(DeploymentRow.id.in_(deployment_ids)))
+    )
+    tokens = await job_tokens(session, [row.id for row in rows])
+    return {row.id: deployment_record(row, tokens.get(row.id, ())) for row in rows}
 
 
 def _schedule(row: ScheduleRow) -> ScheduleRecord:
