@@ -200,6 +200,10 @@ async def deployment_links(
     }
 
 
+# Job tokens one ListUpdatesByTokens call may name (the updates service's bound).
+TOKEN_LOOKUP_BATCH = 1000
+
+
 async def made_updates(
     request: web.Request, deployments: list[agent_pools_pb2.Deployment]
 ) -> dict[str, list[updates_pb2.UpdateInfo]]:
@@ -208,18 +212,35 @@ async def made_updates(
     owners = {
         token: deployment.id for deployment in deployments for token in deployment.job_token_ids
     }
-    if not owners:
-        return {}
-    reply = await request.app[BACKENDS].updates.ListUpdatesByTokens(
-        updates_pb2.ListUpdatesByTokensRequest(
-            token_ids=sorted(owners),
-            stack_ids=sorted({deployment.stack_id for deployment in deployments}),
-        ),
-        **call_options(request),
-    )
+    stack_ids = {deployment.stack_id for deployment in deployments}
+    return await updates_by_tokens(request, owners, stack_ids)
+
+
+async def updates_by_tokens(
+    request: web.Request, owners: Mapping[str, str], stack_ids: Iterable[str]
+) -> dict[str, list[updates_pb2.UpdateInfo]]:
+    """The updates of these stacks created with these job tokens, oldest first, grouped by
+    the owner each token is mapped to (a deployment's id). One call per TOKEN_LOOKUP_BATCH
+    tokens, an owner's tokens always in the same call."""
+    by_owner: dict[str, list[str]] = {}
+    for token, owner in sorted(owners.items()):
+        by_owner.setdefault(owner, []).append(token)
+    batches: list[list[str]] = [[]]
+    for tokens in by_owner.values():
+        if batches[-1] and len(batches[-1]) + len(tokens) > TOKEN_LOOKUP_BATCH:
+            batches.append([])
+        batches[-1].extend(tokens)
+    stacks = sorted(set(stack_ids))
     found: dict[str, list[updates_pb2.UpdateInfo]] = {}
-    for info in reply.updates:
-        found.setdefault(owners[info.requested_by_token], []).append(info)
+    for batch in batches:
+        if not batch:
+            continue
+        reply = await request.app[BACKENDS].updates.ListUpdatesByTokens(
+            updates_pb2.ListUpdatesByTokensRequest(token_ids=batch, stack_ids=stacks),
+            **call_options(request),
+        )
+        for info in reply.updates:
+            found.setdefault(owners[info.requested_by_token], []).append(info)
     return found
 
 

@@ -54,7 +54,14 @@ from gateway.errors import ApiError
 from gateway.middleware import authorize
 from gateway.routes import ROUTES_BY_OPERATION
 from gateway.views import deployment_links, readable_stacks
-from protos.cairn.v1 import agent_pools_pb2, console_pb2, copilot_pb2, stacks_pb2, updates_pb2
+from protos.cairn.v1 import (
+    agent_pools_pb2,
+    console_pb2,
+    copilot_pb2,
+    schedules_pb2,
+    stacks_pb2,
+    updates_pb2,
+)
 
 SESSION = web.RequestKey("console_session", Session)
 # Set when the gateway shuts down: live streams end.
@@ -329,12 +336,35 @@ async def _deployment(request: web.Request, version: int = 0) -> tuple[Deploymen
         return Deployment(), str(error)
 
 
+async def _automation(request: web.Request) -> schedules_pb2.StackDeploymentsMetadata | None:
+    """The stack's drift status and paused deployments; None while agent_pools is away (the
+    stack's page is still shown, without them)."""
+    current = request[STACK]
+    try:
+        reply: schedules_pb2.StackDeploymentsMetadata = await request.app[
+            BACKENDS
+        ].schedules.GetStackDeploymentsMetadata(
+            schedules_pb2.StackScope(
+                stack_id=current.id,
+                organization=current.ref.organization,
+                project=current.ref.project,
+                stack=current.ref.stack,
+            ),
+            **call_options(request),
+        )
+    except grpc.aio.AioRpcError as error:
+        if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise
+        return None
+    return reply
+
+
 async def stack(request: web.Request) -> web.Response:
     """Tags, outputs (secrets masked), resources by type, recent updates (`GET S`, export)."""
     current = request[STACK]
     backends = request.app[BACKENDS]
     options = call_options(request)
-    states, history, (deployment, problem) = await asyncio.gather(
+    states, history, (deployment, problem), automation = await asyncio.gather(
         backends.updates.GetStackStates(
             updates_pb2.GetStackStatesRequest(stack_ids=[current.id]), **options
         ),
@@ -343,6 +373,7 @@ async def stack(request: web.Request) -> web.Response:
             **options,
         ),
         _deployment(request),
+        _automation(request),
     )
     query = _text_query(request, "q")
     state = states.states[0] if states.states else updates_pb2.StackState()
@@ -360,6 +391,7 @@ async def stack(request: web.Request) -> web.Response:
         updates=history.updates,
         update_total=history.total,
         running=running[0] if running else None,
+        automation=automation,
     )
 
 

@@ -7,7 +7,8 @@ the same RPCs as `gateway/handlers/deployment_schedules.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import grpc
 import orjson
@@ -21,7 +22,8 @@ from gateway.console.handlers import see_other
 from gateway.console.render import render, stack_url
 from gateway.context import BACKENDS, STACK, call_options
 from gateway.errors import rpc_error_response
-from protos.cairn.v1 import schedules_pb2
+from gateway.views import updates_by_tokens
+from protos.cairn.v1 import schedules_pb2, updates_pb2
 
 # Firings shown under each schedule, newest first.
 SHOWN_FIRINGS = 5
@@ -40,11 +42,13 @@ class Listed:
 
 @dataclass(frozen=True)
 class Drift:
-    """The stack's drift detection status and its newest runs."""
+    """The stack's drift detection status, its newest runs, and the updates their detecting
+    and remediating jobs made (by deployment id)."""
 
     status: schedules_pb2.DriftStatus
     runs: tuple[schedules_pb2.DriftRun, ...]
     total: int
+    made: Mapping[str, list[updates_pb2.UpdateInfo]] = field(default_factory=dict)
 
 
 def _scope(request: web.Request) -> schedules_pb2.StackScope:
@@ -76,7 +80,14 @@ async def drift(request: web.Request) -> Drift:
         ),
         **options,
     )
-    return Drift(status, tuple(runs.runs), int(runs.total))
+    owners = {token: run.deployment_id for run in runs.runs for token in run.job_token_ids}
+    owners.update(
+        (token, run.remediation_deployment_id)
+        for run in runs.runs
+        for token in run.remediation_job_token_ids
+    )
+    made = await updates_by_tokens(request, owners, [request[STACK].id])
+    return Drift(status, tuple(runs.runs), int(runs.total), made)
 
 
 async def schedules(request: web.Request) -> web.Response:

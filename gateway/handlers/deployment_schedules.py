@@ -3,6 +3,7 @@ official SDK's `DeploymentsApi` shapes (ScheduledAction, DriftRun, StackDriftSta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,8 @@ from aiohttp import web
 from gateway.context import BACKENDS, STACK, TOKEN, call_options
 from gateway.convert import int_query, json_response, no_content, read_json_object
 from gateway.errors import bad_request
-from protos.cairn.v1 import identity_pb2, schedules_pb2, stacks_pb2
+from gateway.views import updates_by_tokens
+from protos.cairn.v1 import identity_pb2, schedules_pb2, stacks_pb2, updates_pb2
 from services.common.stack_authorization import authorize_stack
 
 # What the SDK's ScheduledAction.lastExecuted holds for a schedule that never fired.
@@ -254,8 +256,12 @@ async def list_scheduled_deployment_history(request: web.Request) -> web.Respons
 # -- drift -------------------------------------------------------------------------------
 
 
-def drift_run(run: schedules_pb2.DriftRun) -> dict[str, Any]:
-    """The SDK's DriftRun: the detecting deployment, and its remediation when queued."""
+def drift_run(
+    run: schedules_pb2.DriftRun, made: Mapping[str, list[updates_pb2.UpdateInfo]]
+) -> dict[str, Any]:
+    """The SDK's DriftRun: the detecting deployment, and its remediation when queued; each
+    names the update its job made (the newest, when it made several), found in `made` by
+    deployment id."""
     payload: dict[str, Any] = {
         "id": run.id,
         "driftDetected": run.drift_detected,
@@ -266,20 +272,37 @@ def drift_run(run: schedules_pb2.DriftRun) -> dict[str, Any]:
     }
     if run.finished:
         payload["detectUpdate"] = {
-            # The update a deployment's job made is not linked yet: only the outcome is.
-            "updateId": "",
+            "updateId": _made_update(made, run.deployment_id),
             "resourceChanges": dict(run.resource_changes),
             "modified": _iso(run.finished),
             "status": run.status,
         }
     if run.remediation_deployment_id:
         payload["remediateUpdate"] = {
-            "updateId": "",
+            "updateId": _made_update(made, run.remediation_deployment_id),
             "modified": _iso(run.remediation_modified or run.finished),
             "status": run.remediation_status or "not-started",
         }
         payload["remediationDeploymentId"] = run.remediation_deployment_id
     return payload
+
+
+def _made_update(made: Mapping[str, list[updates_pb2.UpdateInfo]], deployment_id: str) -> str:
+    found = made.get(deployment_id)
+    return found[-1].update_id if found else ""
+
+
+async def _drift_updates(
+    request: web.Request, runs: list[schedules_pb2.DriftRun]
+) -> dict[str, list[updates_pb2.UpdateInfo]]:
+    """The updates the runs' detecting and remediating jobs made, by deployment id."""
+    owners = {token: run.deployment_id for run in runs for token in run.job_token_ids}
+    owners.update(
+        (token, run.remediation_deployment_id)
+        for run in runs
+        for token in run.remediation_job_token_ids
+    )
+    return await updates_by_tokens(request, owners, [request[STACK].id])
 
 
 def drift_status(status: schedules_pb2.DriftStatus) -> dict[str, Any]:
@@ -298,9 +321,11 @@ async def list_drift_runs(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
+    runs = list(reply.runs)
+    made = await _drift_updates(request, runs)
     return json_response(
         {
-            "driftRuns": [drift_run(run) for run in reply.runs],
+            "driftRuns": [drift_run(run, made) for run in runs],
             "itemsPerPage": page_size or len(reply.runs),
             "total": reply.total,
         }
@@ -314,7 +339,7 @@ async def get_drift_run(request: web.Request) -> web.Response:
         ),
         **call_options(request),
     )
-    return json_response(drift_run(reply))
+    return json_response(drift_run(reply, await _drift_updates(request, [reply])))
 
 
 async def get_stack_drift_status(request: web.Request) -> web.Response:

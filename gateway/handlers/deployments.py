@@ -197,11 +197,11 @@ def deployment_summary(
         "requestedBy": _requested_by(deployment),
         "projectName": deployment.project,
         "stackName": deployment.stack,
-        "paused": False,
+        "paused": deployment.paused,
         "pulumiOperation": deployment.operation,
         "updates": [_nested_update(info) for info in made or ()],
         "jobs": [] if deployment.status == "not-started" else [_job(deployment)],
-        "initiator": "api",
+        "initiator": deployment.initiator or "api",
         "message": deployment.message,
     }
 

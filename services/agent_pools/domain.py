@@ -29,6 +29,20 @@ OPERATIONS: tuple[str, ...] = (
     "detect-drift",
     "remediate-drift",
 )
+# What queued a deployment: a caller of the REST API, or the scheduler for a schedule's
+# firing, a drift detection, the remediation of a detected drift, or a stack's time to live.
+BY_API = "api"
+BY_SCHEDULE = "schedule"
+BY_DRIFT_DETECTION = "drift-detection"
+BY_DRIFT_REMEDIATION = "drift-remediation"
+BY_TTL = "ttl"
+INITIATORS: tuple[str, ...] = (
+    BY_API,
+    BY_SCHEDULE,
+    BY_DRIFT_DETECTION,
+    BY_DRIFT_REMEDIATION,
+    BY_TTL,
+)
 NOT_STARTED = "not-started"
 ACCEPTED = "accepted"
 RUNNING = "running"
@@ -117,6 +131,10 @@ class DeploymentRecord:
     requested_by_user_id: str = ""
     # Ids of the access tokens minted for its job's runs, oldest first.
     job_token_ids: tuple[str, ...] = ()
+    # What queued it (INITIATORS).
+    initiator: str = BY_API
+    # Queued and held there: its stack's or its organization's deployments are paused.
+    paused: bool = False
 
 
 # Token ids one lookup of deployments by their job tokens may name.

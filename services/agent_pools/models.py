@@ -80,6 +80,9 @@ class DeploymentRow(Base):
     requested_by: Mapped[str] = mapped_column(String(255))
     # Empty when an organization or team token queued the deployment: no user to act for.
     requested_by_user_id: Mapped[str] = mapped_column(String(64), server_default="")
+    # What queued it: api (a caller of the REST API), schedule, drift-detection,
+    # drift-remediation or ttl.
+    initiator: Mapped[str] = mapped_column(String(32), server_default="api")
     # The identity service's id of the access token minted for the running job; cleared once
     # the token is revoked after the deployment ended (the token itself is never stored).
     access_token_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from croniter import croniter
 
-from services.agent_pools.domain import StackName
+from services.agent_pools.domain import BY_DRIFT_DETECTION, BY_SCHEDULE, BY_TTL, StackName
 from services.common.errors import InvalidArgument
 
 DEPLOYMENT = "deployment"
@@ -206,6 +206,11 @@ def operation_of(schedule: ScheduleRecord) -> tuple[str, dict[str, Any], bool]:
     """The deployment a firing queues: (operation, overrides, inherit settings)."""
     request = schedule.definition.get("request")
     return split_request(request if isinstance(request, dict) else {})
+
+
+def initiator_of(kind: str) -> str:
+    """What a firing of a schedule of this kind names as its deployment's initiator."""
+    return {DRIFT: BY_DRIFT_DETECTION, TTL: BY_TTL}.get(kind, BY_SCHEDULE)
 
 
 def drift_outcome(status: str, lines: Sequence[str]) -> DriftOutcome | None:

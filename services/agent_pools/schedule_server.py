@@ -231,10 +231,12 @@ def _drift_run(view: DriftRunView) -> schedules_pb2.DriftRun:
         finished=int(run.finished_at or 0),
         auto_remediate=run.auto_remediate,
         remediation_deployment_id=run.remediation_deployment_id or "",
+        job_token_ids=list(view.deployment.job_token_ids) if view.deployment is not None else [],
     )
     if view.remediation is not None:
         reply.remediation_status = view.remediation.status
         reply.remediation_modified = int(view.remediation.modified_at)
+        reply.remediation_job_token_ids.extend(view.remediation.job_token_ids)
     return reply
 
 

@@ -32,7 +32,7 @@ from services.agent_pools.schedule_rules import (
     FiringRecord,
     ScheduleRecord,
 )
-from services.agent_pools.store import deployment_record
+from services.agent_pools.store import deployment_record, job_tokens
 from services.common.db import Sessions
 from services.common.errors import AlreadyExists, NotFound
 
@@ -363,7 +363,8 @@ class ScheduleStore:
 
     async def list_drift_runs(
         self, stack_id: str, limit: int, offset: int
-    ) -> tuple[list[tuple[DriftRunRecord, DeploymentRecord | None]], int]:
+    ) -> tuple[list[tuple[DriftRunRecord, DeploymentRecord | None, DeploymentRecord | None]], int]:
+        """A page of runs, each with its detecting deployment and its remediation."""
         async with self._sessions.begin() as session:
             condition = DriftRunRow.stack_id == stack_id
             total = await session.scalar(select(func.count()).where(condition))
@@ -376,8 +377,17 @@ class ScheduleStore:
                     .offset(offset)
                 )
             )
+            wanted = {row.deployment_id for row in rows} | {
+                row.remediation_deployment_id for row in rows if row.remediation_deployment_id
+            }
+            found = await _deployments(session, sorted(wanted))
             runs = [
-                (_drift_run(row), await _deployment(session, row.deployment_id)) for row in rows
+                (
+                    _drift_run(row),
+                    found.get(row.deployment_id),
+                    found.get(row.remediation_deployment_id or ""),
+                )
+                for row in rows
             ]
             return runs, int(total or 0)
 
@@ -498,8 +508,23 @@ async def _schedule_row(
 
 
 async def _deployment(session: Any, deployment_id: str) -> DeploymentRecord | None:
+    """The deployment with its job token ids (the updates its job made are found by them)."""
     row = await session.get(DeploymentRow, deployment_id)
-    return None if row is None else deployment_record(row)
+    if row is None:
+        return None
+    tokens = await job_tokens(session, [row.id])
+    return deployment_record(row, tokens.get(row.id, ()))
+
+
+async def _deployments(session: Any, deployment_ids: list[str]) -> dict[str, DeploymentRecord]:
+    """These deployments (those that exist) with their job token ids, by id: two queries."""
+    if not deployment_ids:
+        return {}
+    rows = list(
+        await session.scalars(select(DeploymentRow).where(DeploymentRow.id.in_(deployment_ids)))
+    )
+    tokens = await job_tokens(session, [row.id for row in rows])
+    return {row.id: deployment_record(row, tokens.get(row.id, ())) for row in rows}
 
 
 def _schedule(row: ScheduleRow) -> ScheduleRecord:

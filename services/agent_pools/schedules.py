@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.agent_pools.domain import (
+    BY_DRIFT_REMEDIATION,
     OFFLINE_AFTER_SECONDS,
     SUCCEEDED,
     DeploymentRecord,
@@ -44,6 +45,7 @@ from services.agent_pools.schedule_rules import (
     drift_outcome,
     first_due,
     following_due,
+    initiator_of,
     operation_of,
     split_request,
     validate_spec,
@@ -220,6 +222,7 @@ class Schedules:
                 inherit_settings=inherit,
                 requested_by=schedule.requested_by,
                 requested_by_user_id=schedule.requested_by_user_id,
+                initiator=initiator_of(schedule.kind),
             )
         except Unavailable:
             raise  # the claim stays; a later round queues it (stale claims)
@@ -301,6 +304,7 @@ class Schedules:
                 inherit_settings=True,
                 requested_by=detection.requested_by,
                 requested_by_user_id=detection.requested_by_user_id,
+                initiator=BY_DRIFT_REMEDIATION,
             )
         except Unavailable:
             raise
@@ -344,7 +348,7 @@ class Schedules:
     ) -> tuple[list[DriftRunView], int]:
         limit, offset = page_window(page, page_size)
         runs, total = await self._store.list_drift_runs(stack_id, limit, offset)
-        return [DriftRunView(run, deployment) for run, deployment in runs], total
+        return [DriftRunView(*found) for found in runs], total
 
     async def drift_run(self, stack_id: str, run_id: str) -> DriftRunView:
         run, deployment, remediation = await self._store.get_drift_run(stack_id, run_id)

@@ -369,6 +369,8 @@ def _deployment(deployment: DeploymentRecord) -> agent_pools_pb2.Deployment:
         attempts=deployment.attempts,
         settings=orjson.dumps(dict(deployment.settings)),
         job_token_ids=list(deployment.job_token_ids),
+        initiator=deployment.initiator,
+        paused=deployment.paused,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from services.agent_pools.agent_store import AgentStore
 from services.agent_pools.domain import (
+    BY_API,
     HEARTBEAT_SECONDS,
     MAX_TOKEN_LOOKUP,
     TOKEN_SWEEP_BATCH,
@@ -289,6 +290,7 @@ class AgentPools:
         inherit_settings: bool,
         requested_by: str,
         requested_by_user_id: str,
+        initiator: str = BY_API,
     ) -> DeploymentRecord:
         """Queue an operation for the pool the stack's settings name (or the default pool)."""
         validate_operation(operation)
@@ -310,6 +312,7 @@ class AgentPools:
             settings=settings,
             requested_by=requested_by,
             requested_by_user_id=requested_by_user_id,
+            initiator=initiator,
             now=self._clock.now(),
         )
 

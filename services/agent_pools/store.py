@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.agent_pools.domain import (
     ACCEPTED,
+    BY_API,
     FAILED,
     FINISHED,
     MAX_ATTEMPTS,
@@ -38,6 +39,7 @@ from services.agent_pools.domain import (
 from services.agent_pools.models import (
     HOOK_OUTBOX,
     AgentRow,
+    DeploymentPauseRow,
     DeploymentRow,
     JobTokenRow,
     LogLineRow,
@@ -261,6 +263,7 @@ class AgentPoolStore:
         settings: Mapping[str, Any],
         requested_by: str,
         requested_by_user_id: str,
+        initiator: str,
         now: float,
     ) -> DeploymentRecord:
         # (stack, version) is unique: a concurrent creation that took the same number makes
@@ -274,6 +277,7 @@ class AgentPoolStore:
                     settings=settings,
                     requested_by=requested_by,
                     requested_by_user_id=requested_by_user_id,
+                    initiator=initiator,
                     now=now,
                 )
             except IntegrityError:
@@ -289,6 +293,7 @@ class AgentPoolStore:
         settings: Mapping[str, Any],
         requested_by: str,
         requested_by_user_id: str,
+        initiator: str,
         now: float,
     ) -> DeploymentRecord:
         async with self._sessions.begin() as session:
@@ -309,6 +314,7 @@ class AgentPoolStore:
                 pool_id=pool_id,
                 requested_by=requested_by,
                 requested_by_user_id=requested_by_user_id,
+                initiator=initiator,
                 settings=dict(settings),
                 created_at=now,
                 modified_at=now,
@@ -349,9 +355,13 @@ class AgentPoolStore:
                     .offset(offset)
                 )
             )
-            tokens = await _job_tokens(session, [row.id for row in rows])
+            tokens = await job_tokens(session, [row.id for row in rows])
+            held = await held_by_pauses(session, rows)
             return DeploymentPage(
-                tuple(deployment_record(row, tokens.get(row.id, ())) for row in rows),
+                tuple(
+                    deployment_record(row, tokens.get(row.id, ()), paused=row.id in held)
+                    for row in rows
+                ),
                 int(total or 0),
             )
 
@@ -370,8 +380,9 @@ class AgentPoolStore:
                 )
             if row is None or row.stack_id != stack_id:
                 raise NotFound(DEPLOYMENT_NOT_FOUND)
-            tokens = await _job_tokens(session, [row.id])
-            return deployment_record(row, tokens.get(row.id, ()))
+            tokens = await job_tokens(session, [row.id])
+            held = await held_by_pauses(session, [row])
+            return deployment_record(row, tokens.get(row.id, ()), paused=row.id in held)
 
     async def deployments_for_tokens(
         self, stack_id: str, token_ids: list[str]
@@ -542,7 +553,7 @@ def _agent(row: AgentRow) -> AgentRecord:
     )
 
 
-async def _job_tokens(
+async def job_tokens(
     session: AsyncSession, deployment_ids: list[str]
 ) -> dict[str, tuple[str, ...]]:
     """The job token ids of these deployments, oldest first."""
@@ -559,7 +570,28 @@ async def _job_tokens(
     return {key: tuple(value) for key, value in found.items()}
 
 
-def deployment_record(row: DeploymentRow, job_token_ids: tuple[str, ...] = ()) -> DeploymentRecord:
+async def held_by_pauses(session: AsyncSession, rows: list[DeploymentRow]) -> set[str]:
+    """The ids of these deployments that are queued and held: their stack's or their
+    organization's deployments are paused."""
+    waiting = [row for row in rows if row.status == NOT_STARTED]
+    if not waiting:
+        return set()
+    pauses = await session.execute(
+        select(DeploymentPauseRow.organization, DeploymentPauseRow.stack_id).where(
+            DeploymentPauseRow.organization.in_(sorted({row.organization for row in waiting}))
+        )
+    )
+    paused = {(organization, stack_id) for organization, stack_id in pauses}
+    return {
+        row.id
+        for row in waiting
+        if (row.organization, "") in paused or (row.organization, row.stack_id) in paused
+    }
+
+
+def deployment_record(
+    row: DeploymentRow, job_token_ids: tuple[str, ...] = (), *, paused: bool = False
+) -> DeploymentRecord:
     return DeploymentRecord(
         id=row.id,
         stack=StackName(row.stack_id, row.organization, row.project, row.stack),
@@ -579,4 +611,6 @@ def deployment_record(row: DeploymentRow, job_token_ids: tuple[str, ...] = ()) -
         message=row.message,
         requested_by_user_id=row.requested_by_user_id or "",
         job_token_ids=job_token_ids,
+        initiator=row.initiator or BY_API,
+        paused=paused,
     )

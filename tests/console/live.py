@@ -49,10 +49,12 @@ def browser_problem() -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def cairn_up(data_dir: Path) -> AsyncIterator[str]:
-    """`cairn up` on a free loopback port with the tests' admin token; yields the console URL."""
+async def cairn_up(data_dir: Path, **settings: str) -> AsyncIterator[str]:
+    """`cairn up` on a free loopback port with the tests' admin token; yields the console URL.
+    `settings` are further CAIRN_ variables (`schedule_interval_seconds="0.5"`, say)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CAIRN_")}
     env.update(CAIRN_ADMIN_TOKEN=ADMIN_TOKEN, CAIRN_LOG_LEVEL="warning")
+    env.update({f"CAIRN_{name.upper()}": value for name, value in settings.items()})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

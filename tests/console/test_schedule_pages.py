@@ -8,6 +8,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from services.common.config import Settings
 from tests.console.conftest import Browser, csrf_of
 from tests.console.data import EVIL
 from tests.console.test_deployment_pages import Agent
+from tests.gateway.cli import begin
 from tests.gateway.conftest import VIEWER, AiohttpClient, Cairn, running_cairn
 
 OpenBrowser = Callable[[], Browser]
@@ -95,6 +97,14 @@ async def test_schedules_show_their_kind_next_run_and_firings(
     assert f'href="{STACK}/deployments/1">deployment #1</a>' in page.text
     row = row_of(page.text, hourly["id"])
     assert "2023-11-15 00:00:00 UTC" in row  # the next run moved on
+    # The deployment says the schedule queued it (for the user who made the schedule).
+    listed = await browser.get(f"{STACK}/deployments")
+    assert (
+        '<span class="trigger" data-initiator="schedule">schedule '
+        '<span class="muted">(for admin)</span></span>'
+    ) in listed.text
+    queued = await browser.get(f"{STACK}/deployments/1")
+    assert 'id="deployment-trigger"><span class="trigger" data-initiator="schedule">' in queued.text
 
 
 async def _sleep() -> None:
@@ -139,6 +149,35 @@ async def test_pause_and_resume_from_the_console(cairn: Cairn, open_browser: Ope
     assert "deployment_schedule.resume" in kinds
 
 
+async def test_paused_deployments_are_shown_as_held(
+    cairn: Cairn, open_browser: OpenBrowser
+) -> None:
+    await Agent.register(cairn)
+    await cairn.json("POST", f"{S}/deployments", body={"operation": "update"})
+    browser = open_browser()
+    await browser.sign_in()
+    assert 'id="deployments-paused"' not in (await browser.get(STACK)).text
+    assert 'id="deployment-paused"' not in (await browser.get(f"{STACK}/deployments/1")).text
+    await cairn.json("POST", f"{S}/deployments/pause", 204)
+    page = await browser.get(STACK)
+    assert (
+        '<span class="badge deployment-paused" id="deployments-paused">deployments paused</span>'
+        in page.text
+    )
+    listed = await browser.get(f"{STACK}/deployments")
+    assert 'not-started</span> <span class="badge deployment-paused">paused</span>' in listed.text
+    assert 'id="deployment-paused"' in (await browser.get(f"{STACK}/deployments/1")).text
+    await cairn.json("POST", f"{S}/deployments/resume", 204)
+    await cairn.json("POST", "/api/orgs/admin/deployments/pause", 204)
+    page = await browser.get(STACK)
+    assert "deployments paused (organization)" in page.text
+    org_listed = await browser.get("/orgs/admin/deployments")
+    assert '<span class="badge deployment-paused">paused</span>' in org_listed.text
+    await cairn.json("POST", "/api/orgs/admin/deployments/resume", 204)
+    listed = await browser.get(f"{STACK}/deployments")
+    assert "deployment-paused" not in listed.text
+
+
 async def test_viewers_see_schedules_but_may_not_pause_them(
     cairn: Cairn, open_browser: OpenBrowser
 ) -> None:
@@ -168,6 +207,8 @@ async def test_drift_status_and_runs_on_the_deployments_page(
     await browser.sign_in()
     page = await browser.get(f"{STACK}/deployments")
     assert "No drift run yet" in page.text
+    stack_page = await browser.get(STACK)
+    assert "Drift: no drift run yet" in stack_page.text
 
     agent = await Agent.register(cairn)
     await cairn.json("POST", f"{S}/deployments/drift/schedules", body={"scheduleCron": "0 * * * *"})
@@ -200,6 +241,103 @@ async def test_drift_status_and_runs_on_the_deployments_page(
     assert "drift detected" in page.text and 'id="drift-in-progress"' not in page.text
     assert "update: 2" in page.text
     assert EVIL not in page.text
+    assert 'data-initiator="drift-detection">drift detection' in page.text
+    # The stack's own page shows the drift status too.
+    stack_page = await browser.get(STACK)
+    drift_line = re.search(r'<p class="muted" id="stack-drift">(.*?)</p>', stack_page.text, re.S)
+    assert drift_line and "drift detected" in drift_line.group(1)
+    assert f'href="{STACK}/deployments#drift"' in drift_line.group(1)
+
+
+async def wait_for(check: Callable[[], Any], what: str) -> Any:
+    for _ in range(200):
+        found = await check()
+        if found:
+            return found
+        await _sleep()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+async def test_drift_remediated_and_a_ttl_stack_destroyed_as_the_console_shows_them(
+    cairn: Cairn, clock: ManualClock, open_browser: OpenBrowser
+) -> None:
+    agent = await Agent.register(cairn)
+    await cairn.json(
+        "POST",
+        f"{S}/deployments/drift/schedules",
+        body={"scheduleCron": "0 * * * *", "autoRemediate": True},
+    )
+    await cairn.json(
+        "POST",
+        f"{S}/deployments/ttl/schedules",
+        body={"timestamp": "2023-11-14T23:30:00Z", "deleteAfterDestroy": True},
+    )
+    browser = open_browser()
+    await browser.sign_in()
+
+    # 23:00: the drift check finds drift; its remediation is queued, then run.
+    clock.current = NEXT_HOUR + 1
+    detection = await agent_job(agent, "detect-drift")
+    await agent.log(detection["deploymentID"], "Resources:", "    - 1 to delete")
+    await agent.finish(detection["deploymentID"], "failed", "error: no changes were expected")
+
+    async def remediation_queued() -> dict[str, Any] | None:
+        (run,) = (await cairn.json("GET", f"{S}/drift/runs"))["driftRuns"]
+        return run if "remediateUpdate" in run else None
+
+    run = await wait_for(remediation_queued, "the remediation")
+    page = await browser.get(f"{STACK}/deployments")
+    runs_table = re.search(r'<table class="list" id="drift-runs">(.*?)</table>', page.text, re.S)
+    assert runs_table and "delete: 1" in runs_table.group(1)
+    assert "deployment-not-started" in runs_table.group(1)
+    assert 'data-initiator="drift-remediation">drift remediation' in page.text
+    remediation = await agent_job(agent, "remediate-drift")
+    assert remediation["deploymentID"] == run["remediationDeploymentId"]
+    # The remediating job runs `pulumi up` with the token minted for it.
+    made = await begin(cairn, S, token=remediation["environment"]["PULUMI_ACCESS_TOKEN"])
+    await made.complete()
+    await agent.finish(remediation["deploymentID"], "succeeded")
+
+    async def remediated() -> bool:
+        found = await cairn.json("GET", f"{S}/drift/runs/{run['id']}")
+        return bool(found["remediateUpdate"]["status"] == "succeeded")
+
+    await wait_for(remediated, "the remediation's end")
+    page = await browser.get(f"{STACK}/deployments")
+    runs_table = re.search(r'<table class="list" id="drift-runs">(.*?)</table>', page.text, re.S)
+    assert runs_table and "deployment-succeeded" in runs_table.group(1)
+    # The run links the update its remediation made.
+    assert f'<a href="{STACK}/updates/1">update #1</a>' in runs_table.group(1)
+    remediation_page = await browser.get(f"{STACK}/deployments/2")
+    assert "Deployment #2: remediate-drift" in remediation_page.text
+    assert "drift remediation" in remediation_page.text
+
+    # 23:30: the stack's time to live is up; its destroy runs and the stack is deleted.
+    clock.current = NEXT_HOUR + 1801
+    destroy = await agent_job(agent, "destroy")
+    page = await browser.get(f"{STACK}/deployments")
+    assert 'data-initiator="ttl">time to live' in page.text
+    await agent.finish(destroy["deploymentID"], "succeeded")
+
+    async def deleted() -> bool:
+        return (await cairn.call("GET", S)).status == 404
+
+    await wait_for(deleted, "the stack's deletion")
+    assert (await browser.get(STACK)).status == 404
+
+
+async def agent_job(agent: Agent, operation: str) -> dict[str, Any]:
+    """The next job the agent claims once one is queued; it must be this operation."""
+
+    async def claimed() -> dict[str, Any] | None:
+        response = await agent.cairn.call(
+            "POST", f"/api/agents/{agent.agent_id}/claim", token=agent.token, body={}
+        )
+        return None if response.status == 204 else dict(await response.json())
+
+    job: dict[str, Any] = await wait_for(claimed, f"a {operation} job")
+    assert job["operation"] == operation
+    return job
 
 
 def test_text_from_a_schedule_is_shown_as_text() -> None:
@@ -226,3 +364,35 @@ def test_text_from_a_schedule_is_shown_as_text() -> None:
     assert EVIL not in html
     assert html.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") == 2
     assert f'href="{STACK}/deployments/3">deployment #3</a>' in html
+
+
+@pytest.mark.parametrize(
+    ("initiator", "shown"),
+    [
+        ("api", "admin"),
+        ("", "admin"),
+        ("schedule", 'schedule <span class="muted">(for admin)</span>'),
+        ("drift-detection", 'drift detection <span class="muted">(for admin)</span>'),
+        ("drift-remediation", 'drift remediation <span class="muted">(for admin)</span>'),
+        ("ttl", 'time to live <span class="muted">(for admin)</span>'),
+    ],
+)
+def test_each_trigger_of_a_deployment_is_named(initiator: str, shown: str) -> None:
+    deployment = SimpleNamespace(initiator=initiator, requested_by="admin")
+    macros = templates().get_template("macros.html").module
+    html = str(macros.deployment_trigger(deployment))  # type: ignore[attr-defined]
+    assert html == (f'<span class="trigger" data-initiator="{initiator or "api"}">{shown}</span>')
+
+
+async def test_the_stack_page_is_shown_while_agent_pools_is_away(
+    cairn: Cairn, open_browser: OpenBrowser
+) -> None:
+    browser = open_browser()
+    await browser.sign_in()
+    assert 'id="stack-drift"' in (await browser.get(STACK)).text
+    (agent_pools,) = [s for s in cairn.system.services if s.name == "agent_pools"]
+    cairn.system.services.remove(agent_pools)
+    await agent_pools.stop(0)
+    page = await browser.get(STACK)
+    assert page.status == 200, page.text
+    assert "<h1>web/dev</h1>" in page.text and 'id="stack-drift"' not in page.text

@@ -188,6 +188,7 @@ async def test_pools_and_deployments_through_the_sdk(cairn: Cairn) -> None:
 
     running = await sdk(dep.get_deployment, ORG, PROJECT, STACK, first.id)
     assert (running.id, running.status, running.latest_version) == (first.id, "accepted", 1)
+    assert running.initiator == "api"  # queued by a caller of the API
     (run,) = running.jobs
     assert run.status == "accepted"
     assert isinstance(run.started, datetime)

@@ -142,6 +142,7 @@ async def test_schedules_drift_ttl_and_pauses_through_the_sdk(
     listing = await sdk(dep.list_stack_deployments_handler_v2, ORG, PROJECT, STACK)
     (queued,) = listing.deployments
     assert (queued.version, queued.pulumi_operation) == (1, "refresh")
+    assert (queued.initiator, queued.requested_by.github_login) == ("schedule", "admin")
     status = await sdk(dep.get_deployments_status, queued.id)
     assert status == JobStatus.NotStarted
 
@@ -196,6 +197,11 @@ async def test_schedules_drift_ttl_and_pauses_through_the_sdk(
     single = await sdk(dep.get_drift_run, ORG, PROJECT, STACK, run.id)
     assert (single.id, single.deployment_id) == (run.id, run.deployment_id)
     assert single.detect_update is None
+    detection = await sdk(dep.get_deployment, ORG, PROJECT, STACK, run.deployment_id)
+    assert (detection.initiator, detection.pulumi_operation) == (
+        "drift-detection",
+        PulumiOperation.DetectDrift,
+    )
     drift_status = await sdk(dep.get_stack_drift_status, ORG, PROJECT, STACK)
     assert (drift_status.latest_drift_run, drift_status.run_in_progress) == (run.id, True)
 
@@ -240,8 +246,16 @@ async def test_schedules_drift_ttl_and_pauses_through_the_sdk(
         True,
         False,
     )
+    # The queued deployments say they are held.
+    held = await sdk(dep.list_stack_deployments_handler_v2, ORG, PROJECT, STACK)
+    assert [(d.status, d.paused) for d in held.deployments] == [(JobStatus.NotStarted, True)] * 2
+    assert (await cairn.json("GET", f"{S}/deployments/{queued.id}"))["paused"] is True
     await sdk(dep.resume_stack_deployments, ORG, PROJECT, STACK)
+    released = await sdk(dep.list_org_deployments, ORG)
+    assert [d.paused for d in released.deployments] == [False, False]
     await sdk(dep.pause_org_deployments, ORG)
+    held = await sdk(dep.list_org_deployments, ORG)
+    assert [d.paused for d in held.deployments] == [True, True]
     org = await sdk(dep.org_deployments_metadata, ORG)
     assert org.paused and org.concurrency == 0
     assert (org.deployment_counts.not_started, org.deployment_counts.total) == (2, 2)
@@ -309,3 +323,33 @@ async def test_bad_schedules_answer_4xx_and_store_nothing(clocked: Cairn) -> Non
         "POST", f"{S}/deployments/drift/schedules", 409, body={"scheduleCron": "0 * * * *"}
     )
     assert len((await cairn.json("GET", f"{S}/deployments/schedules"))["schedules"]) == 1
+
+
+async def test_a_bad_change_to_a_schedule_leaves_it_as_it_was(clocked: Cairn) -> None:
+    cairn = clocked
+    await cairn.json("POST", f"/api/stacks/{ORG}/{PROJECT}", body={"stackName": STACK})
+    past = (at(START) - timedelta(minutes=1)).isoformat()
+    made = {
+        "/deployments/schedules": {"scheduleCron": "0 2 * * *"},
+        "/deployments/drift/schedules": {"scheduleCron": "0 * * * *"},
+        "/deployments/ttl/schedules": {"timestamp": at(START + 86_400).isoformat()},
+    }
+    bad: dict[str, list[dict[str, Any]]] = {
+        "/deployments/schedules": [
+            {"scheduleCron": "not a cron"},
+            {"scheduleOnce": past},
+            {"scheduleCron": "0 2 * * *", "scheduleOnce": at(START + 60).isoformat()},
+        ],
+        "/deployments/drift/schedules": [{"scheduleCron": "0 0 31 2 * 1"}, {}],
+        "/deployments/ttl/schedules": [{"timestamp": past}, {"timestamp": "soon"}],
+    }
+    for path, body in made.items():
+        created = await cairn.json("POST", f"{S}{path}", body=body)
+        before = await cairn.json("GET", f"{S}/deployments/schedules/{created['id']}")
+        for change in bad[path]:
+            answer = await cairn.json("POST", f"{S}{path}/{created['id']}", 400, body=change)
+            assert answer["code"] == 400 and answer["message"], (path, change)
+        after = await cairn.json("GET", f"{S}/deployments/schedules/{created['id']}")
+        assert after == before, path
+    listed = await cairn.json("GET", f"{S}/deployments/schedules")
+    assert len(listed["schedules"]) == 3

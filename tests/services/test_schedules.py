@@ -22,10 +22,14 @@ from protos.cairn.v1 import (
     schedules_pb2_grpc,
 )
 from services.agent_pools import server as agent_pools_server
+from services.agent_pools.models import Base
+from services.agent_pools.schedule_rules import STALE_CLAIM_SECONDS
+from services.agent_pools.schedule_store import ScheduleStore
+from services.agent_pools.server import MIGRATIONS
 from services.common.auth import USER_LOGIN_KEY
 from services.common.clock import ManualClock
 from services.common.config import Settings
-from services.common.service import RunningService
+from services.common.service import RunningService, open_database
 from services.identity import server as identity_server
 from services.secrets import server as secrets_server
 from tests.conftest import signed_channel
@@ -385,3 +389,40 @@ async def test_unknown_schedules_and_runs_are_not_found(cluster: Cluster) -> Non
             )
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_firing_claimed_by_a_replica_that_stopped_is_queued_once(
+    cluster: Cluster,
+) -> None:
+    """A replica claims a due firing (the schedule's next due time moved on, the firing row
+    written) and stops before queuing its deployment: the survivors leave the fresh claim
+    alone, then queue it once when it has been open for STALE_CLAIM_SECONDS."""
+    first = await cluster.start_replica()
+    await cluster.start_replica()
+    await make_pool(first)
+    created = await schedule(first, cron="*/5 * * * *")
+
+    database = await open_database(cluster.settings, "agent_pools", MIGRATIONS, Base.metadata)
+    try:
+        store = ScheduleStore(database.sessions)
+        (due,) = await store.due_schedules(NEXT_FIVE + 1, 10)
+        # Claimed at the due time by the replica that then stopped; the survivors' clock is
+        # not there yet, so they see no due schedule (its next due time moved on).
+        claim = await store.claim_firing(due, NEXT_FIVE + 300, NEXT_FIVE + 1)
+        assert claim is not None and claim.deployment_id is None
+    finally:
+        await database.engine.dispose()
+
+    cluster.clock.current = NEXT_FIVE + 2
+    await several_rounds()
+    (open_claim,) = await history(first, created.id)
+    assert (open_claim.result, open_claim.deployment_id) == ("claimed", "")
+    assert await deployments(first) == []
+
+    cluster.clock.current = NEXT_FIVE + 1 + STALE_CLAIM_SECONDS + 1
+    await eventually(lambda: firings_queued(first, created.id, 1), "the abandoned firing")
+    await several_rounds()
+    (firing,) = await history(first, created.id)
+    assert (firing.due, firing.result) == (int(NEXT_FIVE), "succeeded")
+    (queued,) = await deployments(first)
+    assert queued.id == firing.deployment_id

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import grpc
@@ -12,12 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cairn.cli import free_ports
-from gateway.context import SETTINGS
+from gateway.context import BACKENDS, SETTINGS
 from gateway.convert import b64decode, b64encode, optional_string, string_map
 from gateway.errors import ApiError
 from gateway.middleware import _accepts
 from gateway.routes import ROUTES, ROUTES_BY_OPERATION, Access
 from gateway.serving import serving
+from gateway.views import TOKEN_LOOKUP_BATCH, updates_by_tokens
+from protos.cairn.v1 import updates_pb2
 from services.common.config import Settings
 from services.common.errors import HTTP_STATUS, http_status
 
@@ -122,3 +126,32 @@ def test_access_log_takes_on_and_off_spellings() -> None:
     assert Settings(access_log="true").access_log == "requests"  # type: ignore[arg-type]
     assert Settings(access_log=False).access_log == "off"  # type: ignore[arg-type]
     assert Settings().access_log == "off"
+
+
+async def test_updates_by_tokens_asks_in_batches_keeping_each_owner_whole() -> None:
+    """More job tokens than one lookup may name go in several calls; an owner's tokens are
+    never split, so its updates stay oldest first."""
+    asked: list[list[str]] = []
+
+    async def lookup(
+        request: updates_pb2.ListUpdatesByTokensRequest, **_: object
+    ) -> updates_pb2.ListUpdatesResponse:
+        asked.append(list(request.token_ids))
+        return updates_pb2.ListUpdatesResponse(
+            updates=[
+                updates_pb2.UpdateInfo(update_id=f"u-{token}", requested_by_token=token)
+                for token in request.token_ids
+            ]
+        )
+
+    backends = SimpleNamespace(timeout=1.0, updates=SimpleNamespace(ListUpdatesByTokens=lookup))
+    request: Any = SimpleNamespace(app={BACKENDS: backends}, get=lambda key, default=None: default)
+    owners = {f"t{n:04d}-{k}": f"d{n:04d}" for n in range(700) for k in (0, 1)}
+    found = await updates_by_tokens(request, owners, ["stack-1"])
+    assert [len(batch) for batch in asked] == [TOKEN_LOOKUP_BATCH, 400]
+    assert all(len(batch) <= TOKEN_LOOKUP_BATCH for batch in asked)
+    assert len(found) == 700
+    assert found["d0499"][0].update_id == "u-t0499-0"
+    assert [u.requested_by_token for u in found["d0500"]] == ["t0500-0", "t0500-1"]
+    assert await updates_by_tokens(request, {}, ["stack-1"]) == {}
+    assert len(asked) == 2

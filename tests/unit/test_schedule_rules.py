@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from protos.cairn.v1 import hooks_pb2
-from services.agent_pools.domain import StackName
+from services.agent_pools.domain import INITIATORS, StackName
 from services.agent_pools.schedule_rules import (
     DRIFT,
     DriftRunRecord,
@@ -15,6 +15,7 @@ from services.agent_pools.schedule_rules import (
     drift_outcome,
     first_due,
     following_due,
+    initiator_of,
     validate_cron,
     validate_spec,
 )
@@ -109,3 +110,10 @@ async def test_a_detected_drift_is_published_as_a_webhook_event() -> None:
     assert event.id  # stored once in the outbox, whatever retries follow
     await drift_announcer(None)("stack-1", run, "alice")  # no webhook service: nothing to do
     assert events == [event]
+
+
+def test_each_kind_of_schedule_names_what_queued_its_deployments() -> None:
+    named = {kind: initiator_of(kind) for kind in ("deployment", "drift", "ttl")}
+    assert named == {"deployment": "schedule", "drift": "drift-detection", "ttl": "ttl"}
+    assert set(named.values()) <= set(INITIATORS)
+    assert set(INITIATORS) == {*named.values(), "api", "drift-remediation"}

@@ -496,6 +496,8 @@ class Deployment(_message.Message):
     LATEST_VERSION_FIELD_NUMBER: _builtins.int
     POOL_NAME_FIELD_NUMBER: _builtins.int
     JOB_TOKEN_IDS_FIELD_NUMBER: _builtins.int
+    INITIATOR_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     stack_id: _builtins.str
     organization: _builtins.str
@@ -522,6 +524,10 @@ class Deployment(_message.Message):
     latest_version: _builtins.int
     """The stack's newest deployment version (filled by GetDeployment)."""
     pool_name: _builtins.str
+    initiator: _builtins.str
+    """What queued it: api | schedule | drift-detection | drift-remediation | ttl."""
+    paused: _builtins.bool
+    """Queued and held: its stack's or its organization's deployments are paused."""
     @_builtins.property
     def job_token_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The ids of the access tokens minted for its job's runs (never their values), oldest
@@ -553,10 +559,12 @@ class Deployment(_message.Message):
         latest_version: _builtins.int = ...,
         pool_name: _builtins.str = ...,
         job_token_ids: _abc.Iterable[_builtins.str] | None = ...,
+        initiator: _builtins.str = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempts", b"attempts", "created", b"created", "finished", b"finished", "id", b"id", "is_cancel_requested", b"is_cancel_requested", "job_token_ids", b"job_token_ids", "latest_version", b"latest_version", "message", b"message", "modified", b"modified", "operation", b"operation", "organization", b"organization", "pool_id", b"pool_id", "pool_name", b"pool_name", "project", b"project", "requested_by", b"requested_by", "settings", b"settings", "stack", b"stack", "stack_id", b"stack_id", "started", b"started", "status", b"status", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attempts", b"attempts", "created", b"created", "finished", b"finished", "id", b"id", "initiator", b"initiator", "is_cancel_requested", b"is_cancel_requested", "job_token_ids", b"job_token_ids", "latest_version", b"latest_version", "message", b"message", "modified", b"modified", "operation", b"operation", "organization", b"organization", "paused", b"paused", "pool_id", b"pool_id", "pool_name", b"pool_name", "project", b"project", "requested_by", b"requested_by", "settings", b"settings", "stack", b"stack", "stack_id", b"stack_id", "started", b"started", "status", b"status", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

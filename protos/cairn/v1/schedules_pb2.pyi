@@ -368,6 +368,8 @@ class DriftRun(_message.Message):
     REMEDIATION_DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
     REMEDIATION_STATUS_FIELD_NUMBER: _builtins.int
     REMEDIATION_MODIFIED_FIELD_NUMBER: _builtins.int
+    JOB_TOKEN_IDS_FIELD_NUMBER: _builtins.int
+    REMEDIATION_JOB_TOKEN_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     stack_id: _builtins.str
     schedule_id: _builtins.str
@@ -388,6 +390,14 @@ class DriftRun(_message.Message):
     def resource_changes(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Changed resources by kind of change (create, update, delete, replace)."""
 
+    @_builtins.property
+    def job_token_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the access tokens minted for the detecting deployment's job, and for the
+        remediation's: the updates made with them are the run's detect and remediate updates.
+        """
+
+    @_builtins.property
+    def remediation_job_token_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -405,10 +415,12 @@ class DriftRun(_message.Message):
         remediation_deployment_id: _builtins.str = ...,
         remediation_status: _builtins.str = ...,
         remediation_modified: _builtins.int = ...,
+        job_token_ids: _abc.Iterable[_builtins.str] | None = ...,
+        remediation_job_token_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remediate", b"auto_remediate", "created", b"created", "deployment_id", b"deployment_id", "deployment_version", b"deployment_version", "drift_detected", b"drift_detected", "finished", b"finished", "id", b"id", "remediation_deployment_id", b"remediation_deployment_id", "remediation_modified", b"remediation_modified", "remediation_status", b"remediation_status", "resource_changes", b"resource_changes", "schedule_id", b"schedule_id", "stack_id", b"stack_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remediate", b"auto_remediate", "created", b"created", "deployment_id", b"deployment_id", "deployment_version", b"deployment_version", "drift_detected", b"drift_detected", "finished", b"finished", "id", b"id", "job_token_ids", b"job_token_ids", "remediation_deployment_id", b"remediation_deployment_id", "remediation_job_token_ids", b"remediation_job_token_ids", "remediation_modified", b"remediation_modified", "remediation_status", b"remediation_status", "resource_changes", b"resource_changes", "schedule_id", b"schedule_id", "stack_id", b"stack_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
