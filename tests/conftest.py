@@ -97,6 +97,7 @@ SLOW_MODULES = (
     "tests/gateway/test_schedules_sdk.py",
     "tests/gateway/test_concurrent_writes.py",
     "tests/operations/",
+    "tests/console/test_schedule_browser.py",
 )
 
 
