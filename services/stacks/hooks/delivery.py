@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import random
 import socket
 import time
 import uuid
@@ -110,11 +111,13 @@ class Sender:
         secret_of: SecretOf,
         record: Record,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._policy = policy
         self._secret_of = secret_of
         self._record = record
         self._sleep = sleep
+        self._jitter = jitter
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -189,13 +192,15 @@ class Sender:
         return delivery
 
     async def deliver(self, hook: HookRecord, kind: str, event: str, body: bytes) -> Delivery:
-        """Attempts until one is answered 2xx, at most `attempts`, doubling the delay."""
+        """Attempts until one is answered 2xx, at most `attempts`, the delay doubling each
+        time with jitter over its upper half (receivers that failed together are not all
+        retried at the same instant)."""
         delay = self._policy.backoff_seconds
         delivery = await self.attempt(hook, kind, event, body)
         for _ in range(self._policy.attempts - 1):
             if delivery.is_success:
                 break
-            await self._sleep(delay)
+            await self._sleep(delay / 2 + self._jitter() * delay / 2)
             delay *= 2
             delivery = await self.attempt(hook, kind, event, body)
         return delivery

@@ -17,6 +17,7 @@ from services.stacks.hooks.delivery import DeliveryPolicy, Sender, parse_network
 from services.stacks.hooks.domain import (
     Delivery,
     DeploymentOutcome,
+    DriftOutcome,
     HookEvent,
     HookRecord,
     HookScope,
@@ -115,6 +116,17 @@ def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
             operation=request.deployment.operation,
             status=request.deployment.status,
         )
+    drift = None
+    if request.HasField("drift"):
+        found = request.drift
+        drift = DriftOutcome(
+            drift_run_id=found.drift_run_id,
+            drift_detected=found.drift_detected,
+            resource_changes=dict(found.resource_changes),
+            deployment_id=found.deployment_id,
+            deployment_version=found.deployment_version,
+            remediation_deployment_id=found.remediation_deployment_id,
+        )
     names = None
     if request.organization:
         names = StackNames(request.organization, request.project, request.stack_name)
@@ -125,6 +137,7 @@ def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
         names=names,
         update=update,
         deployment=deployment,
+        drift=drift,
         timestamp=request.timestamp,
     )
 
