@@ -18,7 +18,7 @@ from gateway.audit import AUDIT_RECORDER
 from protos.cairn.v1 import identity_pb2
 from services.common.config import Settings
 from services.common.db import create_engine
-from tests.gateway.cli import begin, create_stack, stack_path, summary
+from tests.gateway.cli import begin, create_stack, resource, stack_path, summary
 from tests.gateway.conftest import ADMIN, MEMBER, AiohttpClient, Cairn, running_cairn
 from tests.gateway.receiver import Receiver, receiver
 from tests.gateway.test_agent_pools import claim, create_pool, finish, register
@@ -213,8 +213,13 @@ async def test_an_update_reaches_organization_and_stack_hooks(cairn: Cairn) -> N
         await cairn.json(
             "POST", STACK_HOOKS, body=hook_body(filtered.url, filters=["update_failed"])
         )
+        # As `pulumi up` does it: create and start, checkpoints, engine events with the
+        # summary, a lease renewal, complete.
         run = await begin(cairn, S)
+        run.resources.append(resource("web", "dev", "bucket"))
+        await run.full_checkpoint({})
         await run.send_events([summary({"create": 2})])
+        await run.ok("POST", "/renew_lease", {"duration": 300})
         await run.complete()
         for sink in (org_sink, stack_sink):
             started, ended = await sink.wait_for(2)
@@ -230,6 +235,13 @@ async def test_an_update_reaches_organization_and_stack_hooks(cairn: Cairn) -> N
             assert done["resourceChanges"] == {"create": 2}
             assert done["updateUrl"].endswith(f"/admin/web/dev/updates/{run.version}")
             assert done["user"]["githubLogin"] == "admin"
+            assert done["updateId"] == run.update_id
+            assert isinstance(done["durationSeconds"], int) and done["durationSeconds"] >= 0
+            begun = by_result["started"]
+            assert (begun["kind"], begun["version"]) == ("update", run.version)
+            assert begun["updateId"] == run.update_id and begun["resourceChanges"] == {}
+            # Each delivery has its own id, the one its recorded attempt carries.
+            assert started.headers["Pulumi-Webhook-ID"] != ended.headers["Pulumi-Webhook-ID"]
         signed = org_sink.received[0]
         assert verify(SECRET, signed.body, signed.headers["Pulumi-Webhook-Signature"])
         assert "Pulumi-Webhook-Signature" not in stack_sink.received[0].headers
@@ -384,3 +396,75 @@ async def test_deployments_send_queued_started_and_finished_events(cairn: Cairn)
             assert body["operation"] == "update"
             assert (body["projectName"], body["stackName"]) == ("web", "dev")
             assert body["deploymentUrl"].endswith(f"/admin/web/dev/deployments/{body['version']}")
+
+
+async def test_an_organization_admin_sees_every_event_arrive_as_documented(cairn: Cairn) -> None:
+    """The issue's end state: an organization admin points a hook at a Slack-compatible
+    endpoint and one at a signed raw receiver, runs updates, and every event arrives as the
+    README documents it; a failed delivery is retried and every attempt is visible."""
+    await create_stack(cairn)
+    ada = await cairn.new_user("ada", org_role=("admin", ADMIN))
+    async with receiver() as chat, receiver() as raw:
+        chat.statuses = [500]
+        await cairn.json(
+            "POST", ORG_HOOKS, token=ada, body=hook_body(chat.url, name="chat", format="slack")
+        )
+        await cairn.json(
+            "POST", ORG_HOOKS, token=ada, body=hook_body(raw.url, name="raw", secret=SECRET)
+        )
+        succeeding = await begin(cairn, S)
+        await succeeding.send_events([summary({"create": 1})])
+        await succeeding.complete()
+        failing = await begin(cairn, S)
+        await failing.complete("failed")
+        previewing = await begin(cairn, S, "preview", dry_run=True)
+        await previewing.send_events([summary({"create": 1}, preview=True)])
+        await previewing.complete()
+
+        received = await raw.wait_for(6)
+        for request in received:
+            assert verify(SECRET, request.body, request.headers["Pulumi-Webhook-Signature"])
+        bodies = [orjson.loads(r.body) for r in received]
+        outcomes = sorted((body["kind"], body["result"]) for body in bodies)
+        assert outcomes == [
+            ("preview", "started"),
+            ("preview", "succeeded"),
+            ("update", "failed"),
+            ("update", "started"),
+            ("update", "started"),
+            ("update", "succeeded"),
+        ]
+        for body, request in zip(bodies, received, strict=True):
+            expected = "stack_preview" if body["kind"] == "preview" else "stack_update"
+            assert request.headers["Pulumi-Webhook-Kind"] == expected
+            assert set(body) >= {
+                "user",
+                "organization",
+                "projectName",
+                "stackName",
+                "kind",
+                "result",
+                "resourceChanges",
+                "version",
+                "durationSeconds",
+                "updateUrl",
+            }
+
+        # Seven requests: the first event's 500, its retry, and the five others.
+        messages = [orjson.loads(r.body) for r in await chat.wait_for(7)]
+        assert "Pulumi-Webhook-Signature" not in chat.received[0].headers
+        # The first request was answered 500; its event came again.
+        assert [r.body for r in chat.received].count(chat.received[0].body) == 2
+        assert {m["text"] for m in messages} == {
+            "Update started on admin/web/dev",
+            "Update succeeded on admin/web/dev",
+            "Update failed on admin/web/dev",
+            "Preview started on admin/web/dev",
+            "Preview succeeded on admin/web/dev",
+        }
+        attempts = await cairn.json("GET", f"{ORG_HOOKS}/chat/deliveries", token=ada)
+        assert len(attempts) == 7
+        assert sorted(a["responseCode"] for a in attempts) == [200] * 6 + [500]
+        failed = next(a for a in attempts if a["responseCode"] == 500)
+        assert sum(a["payload"] == failed["payload"] for a in attempts) == 2
+        assert failed["responseBody"] == "answered 500" and failed["duration"] >= 0
