@@ -468,3 +468,30 @@ async def test_an_organization_admin_sees_every_event_arrive_as_documented(cairn
         failed = next(a for a in attempts if a["responseCode"] == 500)
         assert sum(a["payload"] == failed["payload"] for a in attempts) == 2
         assert failed["responseBody"] == "answered 500" and failed["duration"] >= 0
+
+
+async def test_refresh_destroy_and_cancelled_updates_have_their_events(cairn: Cairn) -> None:
+    await create_stack(cairn)
+    async with receiver() as sink:
+        await cairn.json("POST", STACK_HOOKS, body=hook_body(sink.url))
+        refresh = await begin(cairn, S, "refresh")
+        await refresh.complete()
+        cancelled = await begin(cairn, S)
+        await cairn.json("POST", f"{S}/update/{cancelled.update_id}/cancel", status=204)
+        destroy = await begin(cairn, S, "destroy")
+        await destroy.complete("failed")
+        received = await sink.wait_for(6)
+        events = sorted(
+            (orjson.loads(r.body)["kind"], orjson.loads(r.body)["result"]) for r in received
+        )
+        assert events == [
+            ("destroy", "failed"),
+            ("destroy", "started"),
+            ("refresh", "started"),
+            ("refresh", "succeeded"),
+            ("update", "cancelled"),
+            ("update", "started"),
+        ]
+        assert set(sink.kinds()) == {"stack_update"}
+        by_id = {orjson.loads(r.body)["updateId"] for r in received}
+        assert by_id == {refresh.update_id, cancelled.update_id, destroy.update_id}
