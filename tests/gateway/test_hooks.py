@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from gateway.audit import AUDIT_RECORDER
 from protos.cairn.v1 import identity_pb2
+from services.common.clock import ManualClock
 from services.common.config import Settings
 from services.common.db import create_engine
 from tests.gateway.cli import begin, create_stack, resource, stack_path, summary
@@ -495,3 +496,65 @@ async def test_refresh_destroy_and_cancelled_updates_have_their_events(cairn: Ca
         assert set(sink.kinds()) == {"stack_update"}
         by_id = {orjson.loads(r.body)["updateId"] for r in received}
         assert by_id == {refresh.update_id, cancelled.update_id, destroy.update_id}
+
+
+async def test_a_deleted_stack_keeps_its_hooks_until_it_is_purged(
+    settings: Settings, aiohttp_client: AiohttpClient
+) -> None:
+    """A deletion goes to the organization's hooks only; the stack's own come back with a
+    restore and go for good with the purge."""
+    clock = ManualClock()
+    windowed = settings.model_copy(
+        update={
+            "webhook_backoff_seconds": 0.05,
+            "deleted_stack_retention_days": 2,
+            "deleted_stack_sweep_seconds": 0.05,
+        }
+    )
+    async for cairn in running_cairn(windowed, aiohttp_client, clock=clock):
+        await create_stack(cairn)
+        stack_id = (await cairn.json("GET", S))["id"]
+        async with receiver() as org_sink, receiver() as stack_sink:
+            await cairn.json(
+                "POST", ORG_HOOKS, body=hook_body(org_sink.url, filters=["stack_deleted"])
+            )
+            await cairn.json("POST", STACK_HOOKS, body=hook_body(stack_sink.url, name="ci"))
+            await cairn.json("DELETE", S, status=204)
+            (deleted,) = await org_sink.wait_for(1)
+            assert orjson.loads(deleted.body)["action"] == "deleted"
+
+            await cairn.json(
+                "POST", f"/api/orgs/admin/restore-stack/{stack_id}", body={}, status=204
+            )
+            assert [hook["name"] for hook in await cairn.json("GET", STACK_HOOKS)] == ["ci"]
+            run = await begin(cairn, S)
+            await run.complete()
+            await stack_sink.wait_for(3)  # restored (as created), started, succeeded
+            bodies = [orjson.loads(r.body) for r in stack_sink.received]
+            assert [body.get("action") for body in bodies if "action" in body] == ["created"]
+            assert sorted(body["result"] for body in bodies if "result" in body) == [
+                "started",
+                "succeeded",
+            ]
+
+            await cairn.json("DELETE", S, status=204)
+            clock.advance(2 * 86_400 + 60)
+            engine = create_engine(cairn.system.settings.resolved_database_url())
+            try:
+                for _ in range(100):
+                    async with engine.connect() as connection:
+                        left = (
+                            await connection.execute(
+                                text("SELECT id FROM stacks_hooks WHERE stack_id = :id"),
+                                {"id": stack_id},
+                            )
+                        ).all()
+                    if not left:
+                        break
+                    await asyncio.sleep(0.05)
+                assert left == []
+                async with engine.connect() as connection:
+                    kept = (await connection.execute(text("SELECT name FROM stacks_hooks"))).all()
+                assert len(kept) == 1  # the organization's hook
+            finally:
+                await engine.dispose()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from protos.cairn.v1 import hooks_pb2, hooks_pb2_grpc, secrets_pb2
+from services.common.auth import Caller
 from services.common.clock import Clock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument
@@ -94,6 +95,18 @@ class HookEventIntake:
 
     def written(self) -> None:
         self.dispatcher.wake()
+
+
+class PurgeStackHooks:
+    """The purge step of a deleted stack's own webhooks (kept while it may be restored)."""
+
+    name = "webhooks"
+
+    def __init__(self, hooks: Hooks) -> None:
+        self._hooks = hooks
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._hooks.purge_stack(stack.id)
 
 
 def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
