@@ -145,6 +145,21 @@ async def test_organization_admins_and_stack_admins_only(cairn: Cairn, sink: Rec
     await cairn.json("POST", STACK_HOOKS, token=second_admin, body=hook_body(sink.url, name="b"))
     assert await cairn.json("GET", ORG_HOOKS, token=member, status=403)
 
+    # A member who is admin of the stack (an explicit grant) manages its hooks, and only its.
+    await cairn.json("PATCH", f"{S}/collaborators/mia", status=204, body={"permission": 103})
+    made = await cairn.json("POST", STACK_HOOKS, token=member, body=hook_body(sink.url, name="c"))
+    assert made["name"] == "c"
+    listed = await cairn.json("GET", STACK_HOOKS, token=member)
+    assert [hook["name"] for hook in listed] == ["b", "c"]
+    ping = await cairn.json("POST", f"{STACK_HOOKS}/c/ping", token=member)
+    assert ping["responseCode"] == 200
+    await cairn.json("DELETE", f"{STACK_HOOKS}/b", token=member, status=204)
+    await cairn.json("GET", ORG_HOOKS, token=member, status=403)
+    await cairn.json("DELETE", f"{ORG_HOOKS}/a", token=member, status=403)
+    # A writer is not enough.
+    await cairn.json("PATCH", f"{S}/collaborators/mia", status=204, body={"permission": 102})
+    await cairn.json("GET", STACK_HOOKS, token=member, status=403)
+
 
 async def test_ping_is_signed_and_recorded_and_the_secret_stays_hidden(
     cairn: Cairn, sink: Receiver
