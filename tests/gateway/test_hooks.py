@@ -573,3 +573,23 @@ async def test_a_deleted_stack_keeps_its_hooks_until_it_is_purged(
                 assert len(kept) == 1  # the organization's hook
             finally:
                 await engine.dispose()
+
+
+async def test_deliveries_to_metadata_and_link_local_addresses_are_refused(
+    cairn: Cairn,
+) -> None:
+    """Through the routes, with the running settings: link-local (cloud metadata) addresses
+    are refused even where private ones are allowed; the attempt is recorded with status 0."""
+    urls = (
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/hook",
+        "http://0.0.0.0:8080/hook",
+        "http://[::ffff:169.254.169.254]/hook",
+    )
+    for index, url in enumerate(urls):
+        name = f"refused-{index}"
+        await cairn.json("POST", ORG_HOOKS, body=hook_body(url, name=name))
+        refused = await cairn.json("POST", f"{ORG_HOOKS}/{name}/ping")
+        assert refused["responseCode"] == 0, url
+        assert "CAIRN_WEBHOOK_DENIED_NETWORKS" in refused["responseBody"]
+        assert refused["duration"] < 1000
