@@ -278,6 +278,8 @@ async def test_stack_events_and_formats(cairn: Cairn) -> None:
             "POST", ORG_HOOKS, body=hook_body(raw.url, filters=["stack_created", "stack_deleted"])
         )
         await create_stack(cairn)
+        # A change that rolls back (the name is taken) writes no event.
+        await cairn.json("POST", "/api/stacks/admin/web", status=409, body={"stackName": "dev"})
         await cairn.json("POST", f"{S}/rename", body={"newName": "prod"})
         await cairn.json("DELETE", stack_path(stack="prod"), status=204)
         created, deleted = await raw.wait_for(2)
@@ -300,6 +302,8 @@ async def test_stack_events_and_formats(cairn: Cairn) -> None:
             assert card["@context"] == "https://schema.org/extensions"
             assert card["title"] == card["summary"]
             assert card["sections"][0]["facts"][0] == {"name": "By", "value": "admin"}
+        await asyncio.sleep(0.3)
+        assert len(raw.received) == 2 and len(slack.received) == 3
 
 
 async def test_updates_never_wait_for_hooks(cairn: Cairn, sink: Receiver) -> None:
