@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -176,7 +177,13 @@ async def test_ping_is_signed_and_recorded_and_the_secret_stays_hidden(
     assert delivery["kind"] == "ping" and delivery["responseCode"] == 200
     assert delivery["payload"] == request.body.decode()
     assert delivery["responseBody"] == "answered 200"
-    assert "Pulumi-Webhook-Signature" not in orjson.loads(delivery["requestHeaders"])
+    assert "Pulumi-Webhook-Signature" not in delivery["requestHeaders"]
+    assert f"Pulumi-Webhook-ID: {delivery['id']}\r\n" in delivery["requestHeaders"]
+    assert "Pulumi-Webhook-Kind: ping\r\n" in delivery["requestHeaders"]
+    assert "Content-Type: text/plain" in delivery["responseHeaders"]
+    # Unix seconds, as Pulumi's CLI reads it; the ping's payload carries its time too.
+    assert abs(delivery["timestamp"] - time.time()) < 60
+    assert abs(orjson.loads(request.body)["timestamp"] - time.time()) < 60
     assert await cairn.json("GET", f"{ORG_HOOKS}/ci/deliveries") == [delivery]
 
     # Nowhere: not in answers, logs, the audit log, nor in clear in the database.

@@ -311,9 +311,11 @@ class HookDelivery(_message.Message):
     kind: _builtins.str
     payload: _builtins.str
     timestamp: _builtins.int
+    """When the attempt began, Unix milliseconds."""
     duration_ms: _builtins.int
     request_url: _builtins.str
     request_headers: _builtins.str
+    """`Name: value` lines, each ended by CRLF (never the signature)."""
     response_code: _builtins.int
     response_headers: _builtins.str
     response_body: _builtins.str

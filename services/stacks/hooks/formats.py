@@ -38,7 +38,7 @@ def stack_url(public_url: str, names: StackNames) -> str:
 def raw_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
     """Pulumi's payload shapes: `stack` events carry an action, update events a result."""
     if event.event == PING:
-        return {"message": PING_MESSAGE}
+        return {"timestamp": event.timestamp, "message": PING_MESSAGE}
     names = event.names or StackNames("", "", "")
     payload: dict[str, Any] = {
         "user": {"name": event.user_login, "githubLogin": event.user_login, "avatarUrl": ""},

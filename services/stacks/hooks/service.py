@@ -146,7 +146,9 @@ class Hooks:
 
     async def ping(self, scope: HookScope, name: str) -> Delivery:
         hook = await self.get(scope, name)
-        event = HookEvent(stack_id=hook.stack_id, event=PING, user_login="")
+        event = HookEvent(
+            stack_id=hook.stack_id, event=PING, user_login="", timestamp=int(self._clock.now())
+        )
         body = formats.render(hook.format, event, self._public_url)
         return await self._sender.attempt(hook, PING, PING, body)
 
