@@ -452,18 +452,20 @@ async def test_an_organization_admin_sees_every_event_arrive_as_documented(cairn
         for request in received:
             assert verify(SECRET, request.body, request.headers["Pulumi-Webhook-Signature"])
         bodies = [orjson.loads(r.body) for r in received]
-        outcomes = sorted((body["kind"], body["result"]) for body in bodies)
+        outcomes = sorted(
+            (request.headers["Pulumi-Webhook-Kind"], body["kind"], body["result"])
+            for body, request in zip(bodies, received, strict=True)
+        )
+        # A preview's kind is the operation it previews, as in Pulumi's stack_preview payload.
         assert outcomes == [
-            ("preview", "started"),
-            ("preview", "succeeded"),
-            ("update", "failed"),
-            ("update", "started"),
-            ("update", "started"),
-            ("update", "succeeded"),
+            ("stack_preview", "update", "started"),
+            ("stack_preview", "update", "succeeded"),
+            ("stack_update", "update", "failed"),
+            ("stack_update", "update", "started"),
+            ("stack_update", "update", "started"),
+            ("stack_update", "update", "succeeded"),
         ]
-        for body, request in zip(bodies, received, strict=True):
-            expected = "stack_preview" if body["kind"] == "preview" else "stack_update"
-            assert request.headers["Pulumi-Webhook-Kind"] == expected
+        for body in bodies:
             assert set(body) >= {
                 "user",
                 "organization",

@@ -467,7 +467,9 @@ class UpdateOutcome(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     update_id: _builtins.str
     kind: _builtins.str
-    """update, preview, refresh or destroy."""
+    """update, refresh or destroy: for a preview, the operation previewed (`pulumi preview`:
+    update), as in Pulumi's stack_preview payloads.
+    """
     result: _builtins.str
     """started, succeeded, failed or cancelled."""
     version: _builtins.int

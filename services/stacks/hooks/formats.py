@@ -117,7 +117,9 @@ def _title(event: HookEvent) -> str:
         if event.event.startswith("stack_"):
             return f"Stack {stack} {event.event.removeprefix('stack_')}"
         return f"{event.event.replace('_', ' ').capitalize()} on {stack}"
-    return f"{update.kind.capitalize()} {update.result} on {stack}"
+    # The event's own name: a preview's payload kind is the operation it previewed.
+    operation = event.event.rpartition("_")[0]
+    return f"{operation.capitalize()} {update.result} on {stack}"
 
 
 def _facts(event: HookEvent) -> list[tuple[str, str]]:
