@@ -57,6 +57,18 @@ def hook_body(url: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def recorded(cairn: Cairn, hook: str, count: int, token: str | None = None) -> Any:
+    """A hook's delivery log once it holds `count` attempts (each is recorded just after its
+    receiver answered, so a receiver may have seen the request a moment earlier)."""
+    options: dict[str, Any] = {} if token is None else {"token": token}
+    for _ in range(200):
+        found = await cairn.json("GET", f"{hook}/deliveries", **options)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{hook}: {len(found)} deliveries recorded, not {count}")
+
+
 def verify(secret: str, body: bytes, signature: str) -> bool:
     """What a receiver does (README): HMAC-SHA256 of the body, compared in constant time."""
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -214,7 +226,7 @@ async def test_a_failing_receiver_is_retried_and_redelivery_works(
     received = await sink.wait_for(3)
     assert {r.headers["Pulumi-Webhook-Kind"] for r in received} == {"stack_update"}
     assert len({r.body for r in received}) == 1
-    deliveries = await cairn.json("GET", f"{STACK_HOOKS}/ci/deliveries")
+    deliveries = await recorded(cairn, f"{STACK_HOOKS}/ci", 3)
     assert sorted(d["responseCode"] for d in deliveries) == [200, 500, 503]
     assert len({d["id"] for d in deliveries}) == 3
     failed = next(d for d in deliveries if d["responseCode"] == 500)
@@ -491,7 +503,7 @@ async def test_an_organization_admin_sees_every_event_arrive_as_documented(cairn
             "Preview started on admin/web/dev",
             "Preview succeeded on admin/web/dev",
         }
-        attempts = await cairn.json("GET", f"{ORG_HOOKS}/chat/deliveries", token=ada)
+        attempts = await recorded(cairn, f"{ORG_HOOKS}/chat", 7, token=ada)
         assert len(attempts) == 7
         assert sorted(a["responseCode"] for a in attempts) == [200] * 6 + [500]
         failed = next(a for a in attempts if a["responseCode"] == 500)
