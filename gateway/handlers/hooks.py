@@ -102,7 +102,8 @@ def _delivery_json(delivery: hooks_pb2.HookDelivery) -> dict[str, Any]:
         "id": delivery.id,
         "kind": delivery.kind,
         "payload": delivery.payload,
-        "timestamp": delivery.timestamp,
+        # Unix seconds, as Pulumi's CLI reads it (kept in milliseconds, for ordering).
+        "timestamp": delivery.timestamp // 1000,
         "duration": delivery.duration_ms,
         "requestUrl": delivery.request_url,
         "requestHeaders": delivery.request_headers,

@@ -1,5 +1,5 @@
 """gRPC edge of schedules, drift runs and pauses (DeploymentSchedulesService), the loop that
-runs the scheduler in every replica, and where a detected drift becomes a webhook event."""
+runs the scheduler in every replica, and where a finished drift run becomes webhook events."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import grpc
 import orjson
 
 from protos.cairn.v1 import hooks_pb2, schedules_pb2, schedules_pb2_grpc
-from services.agent_pools.domain import StackName
+from services.agent_pools.domain import DeploymentRecord, StackName
 from services.agent_pools.schedule_rules import (
     DriftRunRecord,
     FiringRecord,
@@ -19,7 +19,6 @@ from services.agent_pools.schedule_rules import (
     ScheduleSpec,
 )
 from services.agent_pools.schedules import (
-    DriftAnnouncer,
     DriftRunView,
     DriftStatusView,
     Schedules,
@@ -27,7 +26,12 @@ from services.agent_pools.schedules import (
 from services.common.auth import caller_from_context
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
-from services.common.hook_events import DRIFT_DETECTED, hook_event
+from services.common.hook_events import (
+    DRIFT_DETECTED,
+    DRIFT_DETECTION_FAILED,
+    DRIFT_DETECTION_SUCCEEDED,
+    hook_event,
+)
 from services.common.logging import get_logger
 from services.common.loop import cancel_and_wait
 
@@ -248,19 +252,39 @@ def _drift_status(status: DriftStatusView) -> schedules_pb2.DriftStatus:
     )
 
 
-EventPublish = Callable[[hooks_pb2.PublishEventRequest], Awaitable[None]]
-
-
-def drift_announcer(publish: EventPublish | None) -> DriftAnnouncer:
-    """The one place a detected drift becomes a webhook event (`drift_detected`), stored in
-    this service's outbox; without a webhook service to tell, it is only logged."""
-
-    async def announce(stack_id: str, run: DriftRunRecord, user_login: str) -> None:
-        if publish is None:
-            return
-        await publish(hook_event(stack_id, DRIFT_DETECTED, user_login=user_login))
-
-    return announce
+def drift_events(
+    deployment: DeploymentRecord, run: DriftRunRecord, user_login: str
+) -> list[hooks_pb2.PublishEventRequest]:
+    """The one place a finished drift run becomes webhook events, written with its outcome:
+    `drift_detection_succeeded` (and `drift_detected` when it found drift) or, when the run
+    found nothing either way, `drift_detection_failed`."""
+    if run.drift_detected is None:
+        kinds = [DRIFT_DETECTION_FAILED]
+    elif run.drift_detected:
+        kinds = [DRIFT_DETECTION_SUCCEEDED, DRIFT_DETECTED]
+    else:
+        kinds = [DRIFT_DETECTION_SUCCEEDED]
+    stack = deployment.stack
+    outcome = hooks_pb2.DriftOutcome(
+        drift_run_id=run.id,
+        drift_detected=bool(run.drift_detected),
+        resource_changes=dict(run.resource_changes),
+        deployment_id=deployment.id,
+        deployment_version=deployment.version,
+        remediation_deployment_id=run.remediation_deployment_id or "",
+    )
+    return [
+        hook_event(
+            stack.stack_id,
+            kind,
+            user_login=user_login,
+            organization=stack.organization,
+            project=stack.project,
+            stack_name=stack.stack,
+            drift=outcome,
+        )
+        for kind in kinds
+    ]
 
 
 class ScheduleLoop:

@@ -9,14 +9,16 @@ claimed by flipping its `is_followed_up` flag the same way.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.agent_pools.domain import FINISHED, DeploymentRecord, StackName
 from services.agent_pools.models import (
+    HOOK_OUTBOX,
     AgentRow,
     DeploymentPauseRow,
     DeploymentRow,
@@ -35,6 +37,7 @@ from services.agent_pools.schedule_rules import (
 from services.agent_pools.store import deployment_record, job_tokens
 from services.common.db import Sessions
 from services.common.errors import AlreadyExists, NotFound
+from services.common.hook_events import add_event
 
 SCHEDULE_NOT_FOUND = "Not Found: Schedule"
 DRIFT_RUN_NOT_FOUND = "Not Found: Drift run"
@@ -351,7 +354,9 @@ class ScheduleStore:
         resource_changes: Mapping[str, int],
         remediation_deployment_id: str | None,
         now: float,
+        events: Sequence[PublishEventRequest] = (),
     ) -> None:
+        """Record a run's outcome with its webhook events (in the same transaction)."""
         async with self._sessions.begin() as session:
             row = await session.get(DriftRunRow, run_id)
             if row is None:
@@ -360,6 +365,8 @@ class ScheduleStore:
             row.resource_changes = dict(resource_changes)
             row.remediation_deployment_id = remediation_deployment_id
             row.finished_at = now
+            for event in events:
+                await add_event(session, HOOK_OUTBOX, event)
 
     async def list_drift_runs(
         self, stack_id: str, limit: int, offset: int

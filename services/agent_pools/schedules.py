@@ -13,10 +13,11 @@ stack when asked to.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from protos.cairn.v1.hooks_pb2 import PublishEventRequest
 from services.agent_pools.domain import (
     BY_DRIFT_REMEDIATION,
     OFFLINE_AFTER_SECONDS,
@@ -71,8 +72,14 @@ class StackRemover(Protocol):
         ...
 
 
-# Reports a detected drift (stack id, drift run, who owns the schedule) to the webhooks.
-DriftAnnouncer = Callable[[str, DriftRunRecord, str], Awaitable[None]]
+@dataclass(frozen=True)
+class DriftEvents:
+    """Webhook events of a finished drift run: `events` builds those written to the outbox
+    in the transaction recording the run's outcome (the detection deployment, the finished
+    run, who owns the schedule); `written` is told after that commit."""
+
+    events: Callable[[DeploymentRecord, DriftRunRecord, str], Sequence[PublishEventRequest]]
+    written: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -112,14 +119,14 @@ class Schedules:
         pools: AgentPools,
         clock: Clock,
         stacks: StackRemover | None,
-        announce_drift: DriftAnnouncer,
+        drift_events: DriftEvents | None = None,
     ) -> None:
         self._store = store
         self._deployments = deployments
         self._pools = pools
         self._clock = clock
         self._stacks = stacks
-        self._announce_drift = announce_drift
+        self._drift_events = drift_events
 
     # -- schedules -------------------------------------------------------------------------
 
@@ -278,22 +285,31 @@ class Schedules:
         remediation: DeploymentRecord | None = None
         if outcome is not None and outcome.drift_detected and run.auto_remediate:
             remediation = await self._remediate(deployment)
+        now = self._clock.now()
+        finished = replace(
+            run,
+            drift_detected=None if outcome is None else outcome.drift_detected,
+            resource_changes={} if outcome is None else dict(outcome.resource_changes),
+            remediation_deployment_id=None if remediation is None else remediation.id,
+            finished_at=now,
+        )
+        events: Sequence[PublishEventRequest] = ()
+        if self._drift_events is not None:
+            schedule = await self._store.schedule_definition(run.schedule_id)
+            owner = schedule.requested_by if schedule is not None else deployment.requested_by
+            events = self._drift_events.events(deployment, finished, owner)
         await self._store.finish_drift_run(
             run.id,
-            drift_detected=None if outcome is None else outcome.drift_detected,
-            resource_changes={} if outcome is None else outcome.resource_changes,
-            remediation_deployment_id=None if remediation is None else remediation.id,
-            now=self._clock.now(),
+            drift_detected=finished.drift_detected,
+            resource_changes=finished.resource_changes,
+            remediation_deployment_id=finished.remediation_deployment_id,
+            now=now,
+            events=events,
         )
-        if outcome is not None and outcome.drift_detected:
+        if events and self._drift_events is not None:
+            self._drift_events.written()
+        if finished.drift_detected:
             log.info("drift_detected", stack_id=deployment.stack.stack_id, drift_run_id=run.id)
-            schedule = await self._store.schedule_definition(run.schedule_id)
-            finished = await self._store.drift_run_of(deployment.id)
-            await self._announce_drift(
-                deployment.stack.stack_id,
-                finished or run,
-                schedule.requested_by if schedule is not None else deployment.requested_by,
-            )
 
     async def _remediate(self, detection: DeploymentRecord) -> DeploymentRecord | None:
         try:

@@ -32,17 +32,17 @@ from services.agent_pools.domain import (
 )
 from services.agent_pools.models import HOOK_OUTBOX, Base
 from services.agent_pools.peers import IdentityPeer, SecretsPeer, StacksPeer
+from services.agent_pools.schedule_rules import REMEDIATE_DRIFT
 from services.agent_pools.schedule_server import (
     SERVICE_NAME as SCHEDULES_SERVICE_NAME,
 )
 from services.agent_pools.schedule_server import (
     DeploymentSchedulesServicer,
-    EventPublish,
     ScheduleLoop,
-    drift_announcer,
+    drift_events,
 )
 from services.agent_pools.schedule_store import ScheduleStore
-from services.agent_pools.schedules import Schedules
+from services.agent_pools.schedules import DriftEvents, Schedules
 from services.agent_pools.service import AgentPools
 from services.agent_pools.store import AgentPoolStore, DeploymentEvents
 from services.common.auth import caller_from_context
@@ -55,6 +55,8 @@ from services.common.hook_events import (
     DEPLOYMENT_QUEUED,
     DEPLOYMENT_STARTED,
     DEPLOYMENT_SUCCEEDED,
+    DRIFT_REMEDIATION_FAILED,
+    DRIFT_REMEDIATION_SUCCEEDED,
     Outbox,
     OutboxDispatcher,
     forward_lease,
@@ -411,35 +413,50 @@ DEPLOYMENT_EVENTS = {
 }
 
 
-def deployment_event(
+# A remediate-drift deployment's end is also the outcome of the drift's remediation.
+REMEDIATION_EVENTS = {
+    "succeeded": DRIFT_REMEDIATION_SUCCEEDED,
+    "failed": DRIFT_REMEDIATION_FAILED,
+}
+
+
+def deployment_events(
     deployment: DeploymentRecord, status: str
-) -> hooks_pb2.PublishEventRequest | None:
-    """The webhook event of a deployment queued, started (claimed by an agent) or ended."""
+) -> list[hooks_pb2.PublishEventRequest]:
+    """The webhook events of a deployment queued, started (claimed by an agent) or ended, and
+    of a drift remediation ended."""
     kind = DEPLOYMENT_EVENTS.get(status)
     if kind is None:
-        return None
+        return []
+    kinds = [kind]
+    if deployment.operation == REMEDIATE_DRIFT and status in REMEDIATION_EVENTS:
+        kinds.append(REMEDIATION_EVENTS[status])
     stack = deployment.stack
-    return hook_event(
-        stack.stack_id,
-        kind,
-        user_login=deployment.requested_by,
-        organization=stack.organization,
-        project=stack.project,
-        stack_name=stack.stack,
-        deployment=hooks_pb2.DeploymentOutcome(
-            deployment_id=deployment.id,
-            version=deployment.version,
-            operation=deployment.operation,
-            status=status,
-        ),
+    outcome = hooks_pb2.DeploymentOutcome(
+        deployment_id=deployment.id,
+        version=deployment.version,
+        operation=deployment.operation,
+        status=status,
     )
+    return [
+        hook_event(
+            stack.stack_id,
+            each,
+            user_login=deployment.requested_by,
+            organization=stack.organization,
+            project=stack.project,
+            stack_name=stack.stack,
+            deployment=outcome,
+        )
+        for each in kinds
+    ]
 
 
 def hook_dispatcher(
     settings: Settings, database: Database
-) -> tuple[OutboxDispatcher, grpc.aio.Channel, EventPublish] | None:
-    """Deployment events go to the webhooks in the stacks process, when it is addressed;
-    the third member stores an event of this service's own (drift) and wakes the dispatcher."""
+) -> tuple[OutboxDispatcher, grpc.aio.Channel] | None:
+    """Deployment and drift events go to the webhooks in the stacks process, when it is
+    addressed."""
     if not settings.service_address("stacks"):
         return None
     channel = peer_channel(settings, "stacks")
@@ -452,12 +469,7 @@ def hook_dispatcher(
         poll_seconds=settings.webhook_poll_seconds,
         name="agent_pools",
     )
-
-    async def publish(request: hooks_pb2.PublishEventRequest) -> None:
-        await outbox.publish(request)
-        dispatcher.wake()
-
-    return dispatcher, channel, publish
+    return dispatcher, channel
 
 
 async def start(
@@ -469,7 +481,7 @@ async def start(
     try:
         for name in ("secrets", "identity"):
             channels.append(peer_channel(settings, name))
-        # TTL stacks are deleted, and drift is announced to the webhooks, in the stacks
+        # TTL stacks are deleted, and webhook events are delivered, by the stacks
         # process; without its address (this service run alone) neither happens.
         if settings.service_address("stacks"):
             channels.append(peer_channel(settings, "stacks"))
@@ -490,7 +502,7 @@ async def start(
     secrets = SecretsPeer(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout)
     identity = IdentityPeer(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout)
     hooks = hook_dispatcher(settings, database)
-    events = None if hooks is None else DeploymentEvents(deployment_event, hooks[0].wake)
+    events = None if hooks is None else DeploymentEvents(deployment_events, hooks[0].wake)
     store = AgentPoolStore(
         database.sessions, database.engine.dialect.name, events, reads=database.reads
     )
@@ -511,7 +523,7 @@ async def start(
         None
         if stacks_channel is None
         else StacksPeer(stacks_pb2_grpc.StacksServiceStub(stacks_channel), timeout),
-        drift_announcer(None if hooks is None else hooks[2]),
+        None if hooks is None else DriftEvents(drift_events, hooks[0].wake),
     )
     servicer = AgentPoolsServicer(pools, the_clock, schedules)
     sweeper = TokenSweeper(pools.sweep, settings.deployment_token_sweep_seconds)

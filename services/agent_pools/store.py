@@ -6,7 +6,7 @@ What agents do with deployments (claims, logs, job tokens) is in `agent_store`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,23 +58,22 @@ ABANDONED = "the agent running this deployment stopped responding"
 
 @dataclass(frozen=True)
 class DeploymentEvents:
-    """Webhook events of deployments: `event` builds the one a change writes to the outbox in
-    its own transaction (queued, started, succeeded, failed; None for no event); `written`
-    is told after such a commit."""
+    """Webhook events of deployments: `events` builds those a change writes to the outbox in
+    its own transaction (queued, started, succeeded, failed, and a remediation's outcome;
+    none for no event); `written` is told after such a commit."""
 
-    event: Callable[[DeploymentRecord, str], PublishEventRequest | None]
+    events: Callable[[DeploymentRecord, str], Sequence[PublishEventRequest]]
     written: Callable[[], None]
 
 
 async def announce(
     session: AsyncSession, events: DeploymentEvents | None, record: DeploymentRecord, status: str
 ) -> bool:
-    """Write a deployment's event in the open transaction; True when one was written."""
-    event = None if events is None else events.event(record, status)
-    if event is None:
-        return False
-    await add_event(session, HOOK_OUTBOX, event)
-    return True
+    """Write a deployment's events in the open transaction; True when one was written."""
+    found = () if events is None else events.events(record, status)
+    for event in found:
+        await add_event(session, HOOK_OUTBOX, event)
+    return bool(found)
 
 
 def told(events: DeploymentEvents | None, written: bool) -> None:

@@ -158,9 +158,9 @@ class Settings(BaseSettings):
     # at once, nothing to restore). The sweep runs every `deleted_stack_sweep_seconds`.
     deleted_stack_retention_days: float = Field(default=14, ge=0)
     deleted_stack_sweep_seconds: float = Field(default=3600.0, gt=0)
-    # Webhooks: each attempt's timeout, attempts per event (first one included), the delay
-    # before the second attempt (doubling after that), and events held for delivery at most
-    # (a full queue drops new events; updates never wait for webhooks).
+    # Webhooks: each attempt's timeout, attempts per event and hook (first one included), and
+    # the delay before the second attempt (doubling after that; each wait is taken at random
+    # in the upper half of its delay). Updates never wait for webhooks (see hook_events).
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_attempts: int = Field(default=3, ge=1, le=10)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)

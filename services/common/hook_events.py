@@ -103,6 +103,7 @@ def hook_event(
     stack_name: str = "",
     update: hooks_pb2.UpdateOutcome | None = None,
     deployment: hooks_pb2.DeploymentOutcome | None = None,
+    drift: hooks_pb2.DriftOutcome | None = None,
 ) -> hooks_pb2.PublishEventRequest:
     """An event of any kind, with a fresh id: what `add_event` and `Outbox.publish` take."""
     request = hooks_pb2.PublishEventRequest(
@@ -119,6 +120,8 @@ def hook_event(
         request.update.CopyFrom(update)
     if deployment is not None:
         request.deployment.CopyFrom(deployment)
+    if drift is not None:
+        request.drift.CopyFrom(drift)
     return request
 
 

@@ -39,7 +39,7 @@ from services.stacks.domain import (
     validate_name,
     validate_path,
 )
-from services.stacks.hooks.server import HOOK_SERVICE_NAME, hook_service
+from services.stacks.hooks.server import HOOK_SERVICE_NAME, PurgeStackHooks, hook_service
 from services.stacks.models import Base
 from services.stacks.peers import (
     DeleteSecretsKey,
@@ -360,6 +360,14 @@ async def start(
     timeout = settings.grpc_timeout_seconds
     updates = updates_pb2_grpc.UpdatesServiceStub(channels["updates"])
     identity = identity_pb2_grpc.IdentityServiceStub(channels["identity"])
+    hook_servicer, hooks, intake = hook_service(
+        settings,
+        database,
+        clock or SystemClock(),
+        secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]),
+        stack_by_id=store.get_by_id,
+        stack_by_path=store.get,
+    )
     peers = Peers(
         members=OrganizationMembers(identity, timeout),
         state_import=ImportInitialState(updates, timeout),
@@ -374,17 +382,10 @@ async def start(
             ),
             DeleteSecretsKey(secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]), timeout),
             PurgeStackGrants(identity, timeout),
+            PurgeStackHooks(hooks),
         ),
         history=RecordRename(updates, timeout),
         transfer_followups=(PurgeStackGrants(identity, timeout),),
-    )
-    hook_servicer, hooks, intake = hook_service(
-        settings,
-        database,
-        clock or SystemClock(),
-        secrets_pb2_grpc.SecretsServiceStub(channels["secrets"]),
-        stack_by_id=store.get_by_id,
-        stack_by_path=store.get,
     )
     window = DeletedStackWindow(settings.deleted_stack_retention_days, clock or SystemClock())
     service = StackService(store, peers, events=intake, window=window)

@@ -482,10 +482,13 @@ def build_lock(settings: Settings) -> StackLock:
 
 
 def update_event(update: UpdateRecord, result: str) -> hooks_pb2.PublishEventRequest | None:
-    """The webhook event of an update's start or end (CLI kinds only)."""
+    """The webhook event of an update's start or end (CLI kinds only): `preview_*` for a
+    preview, whose payload's kind is the operation previewed (`update` for `pulumi preview`),
+    as in Pulumi's `stack_preview` payloads."""
     kind = "preview" if update.is_preview else update.kind
     if kind not in WEBHOOK_KINDS:
         return None
+    operation = "update" if update.kind == "preview" else update.kind
     duration = 0
     if update.started_at is not None and update.ended_at is not None:
         duration = max(0, round(update.ended_at - update.started_at))
@@ -495,7 +498,7 @@ def update_event(update: UpdateRecord, result: str) -> hooks_pb2.PublishEventReq
         user_login=update.requested_by,
         update=hooks_pb2.UpdateOutcome(
             update_id=update.id,
-            kind=kind,
+            kind=operation,
             result=result,
             version=update.version,
             resource_changes=dict(update.resource_changes),

@@ -1,4 +1,5 @@
-"""Webhook deliveries never connect to a denied address: literal, resolved, or IPv4-mapped."""
+"""Webhook deliveries never connect to a denied address (literal, resolved, or IPv4-mapped),
+never follow a redirect, and keep only a bounded excerpt of the receiver's answer."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from services.stacks.hooks.delivery import (
     is_denied,
     parse_networks,
 )
-from services.stacks.hooks.domain import Delivery, HookRecord
+from services.stacks.hooks.domain import MAX_RESPONSE_EXCERPT, Delivery, HookRecord
 
 DEFAULT_DENIED = parse_networks(Settings(_env_file=None).webhook_denied())  # type: ignore[call-arg]
 ALLOW_PRIVATE = Settings(_env_file=None, webhook_allow_private=True)  # type: ignore[call-arg]
@@ -100,8 +101,16 @@ async def receiver() -> AsyncIterator[tuple[str, list[bytes]]]:
         received.append(await request.read())
         return web.Response(status=204)
 
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/hook")
+
+    async def verbose(request: web.Request) -> web.Response:
+        return web.Response(status=200, body=b"x" * (MAX_RESPONSE_EXCERPT * 64))
+
     app = web.Application()
     app.router.add_post("/hook", take)
+    app.router.add_post("/moved", moved)
+    app.router.add_post("/verbose", verbose)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -113,7 +122,7 @@ async def receiver() -> AsyncIterator[tuple[str, list[bytes]]]:
         await runner.cleanup()
 
 
-async def deliver(url: str, denied: str) -> Delivery:
+async def deliver(url: str, denied: str = "169.254.0.0/16") -> Delivery:
     recorded: list[Delivery] = []
 
     async def record(delivery: Delivery) -> bool:
@@ -144,3 +153,19 @@ async def test_a_denied_address_is_never_contacted(receiver: tuple[str, list[byt
         assert refused.response_code == 0
         assert refused.response_body == DENIED_EXCERPT
     assert len(received) == 1
+
+
+async def test_a_redirect_is_recorded_never_followed(receiver: tuple[str, list[bytes]]) -> None:
+    url, received = receiver
+    moved = await deliver(url.replace("/hook", "/moved"))
+    assert moved.response_code == 302 and not moved.is_success
+    assert received == []  # the redirect's target was never asked
+
+
+async def test_only_a_bounded_excerpt_of_the_answer_is_kept(
+    receiver: tuple[str, list[bytes]],
+) -> None:
+    url, _ = receiver
+    answered = await deliver(url.replace("/hook", "/verbose"))
+    assert answered.response_code == 200
+    assert answered.response_body == "x" * MAX_RESPONSE_EXCERPT

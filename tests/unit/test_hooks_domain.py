@@ -155,10 +155,19 @@ async def test_a_sender_stops_after_the_configured_attempts() -> None:
         slept.append(seconds)
 
     # Port 9 (discard) on loopback: nothing listens, every attempt fails at once.
-    sender = Sender(DeliveryPolicy(1.0, 3, 0.5), no_secret, record, sleep=sleep)
+    sender = Sender(DeliveryPolicy(1.0, 3, 0.5), no_secret, record, sleep=sleep, jitter=lambda: 1)
     try:
         last = await sender.deliver(HOOK, "ping", "ping", b"{}")
     finally:
         await sender.close()
     assert last.response_code == 0 and last.response_body.startswith("delivery failed")
     assert len(recorded) == 3 and slept == [0.5, 1.0]
+
+    # The jitter takes each wait anywhere in the upper half of its doubling delay.
+    slept.clear()
+    sender = Sender(DeliveryPolicy(1.0, 3, 0.5), no_secret, record, sleep=sleep, jitter=lambda: 0)
+    try:
+        await sender.deliver(HOOK, "ping", "ping", b"{}")
+    finally:
+        await sender.close()
+    assert slept == [0.25, 0.5]

@@ -1,12 +1,13 @@
 """The pure rules of schedules: cron expressions, due times, drift outcomes; and the one
-place a detected drift becomes a webhook event."""
+places a finished drift run and a deployment's change become webhook events."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from protos.cairn.v1 import hooks_pb2
-from services.agent_pools.domain import INITIATORS, StackName
+from services.agent_pools.domain import INITIATORS, DeploymentRecord, StackName
 from services.agent_pools.schedule_rules import (
     DRIFT,
     DriftRunRecord,
@@ -19,9 +20,18 @@ from services.agent_pools.schedule_rules import (
     validate_cron,
     validate_spec,
 )
-from services.agent_pools.schedule_server import drift_announcer
+from services.agent_pools.schedule_server import drift_events
+from services.agent_pools.server import deployment_events
 from services.common.errors import InvalidArgument
-from services.common.hook_events import DRIFT_DETECTED
+from services.common.hook_events import (
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_SUCCEEDED,
+    DRIFT_DETECTED,
+    DRIFT_DETECTION_FAILED,
+    DRIFT_DETECTION_SUCCEEDED,
+    DRIFT_REMEDIATION_FAILED,
+    DRIFT_REMEDIATION_SUCCEEDED,
+)
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -96,20 +106,67 @@ def test_drift_outcomes_follow_the_exit_and_the_output() -> None:
     assert drift_outcome("failed", ["error: could not load the program"]) is None
 
 
-async def test_a_detected_drift_is_published_as_a_webhook_event() -> None:
-    events: list[hooks_pb2.PublishEventRequest] = []
+def detection(operation: str = "detect-drift", status: str = "failed") -> DeploymentRecord:
+    return DeploymentRecord(
+        id="d1",
+        stack=StackName("stack-1", "acme", "web", "dev"),
+        version=7,
+        operation=operation,
+        status=status,
+        pool_id="p",
+        agent_id=None,
+        requested_by="bob",
+        settings={},
+        created_at=NOW,
+        modified_at=NOW,
+        started_at=NOW,
+        finished_at=NOW,
+        attempts=1,
+        is_cancel_requested=False,
+        message="",
+    )
 
-    async def publish(event: hooks_pb2.PublishEventRequest) -> None:
-        events.append(event)
 
-    announce = drift_announcer(publish)
-    run = DriftRunRecord("r", "stack-1", "s", "d", False, NOW, NOW, True, {}, None)
-    await announce("stack-1", run, "alice")
-    (event,) = events
-    assert (event.stack_id, event.event, event.user_login) == ("stack-1", DRIFT_DETECTED, "alice")
-    assert event.id  # stored once in the outbox, whatever retries follow
-    await drift_announcer(None)("stack-1", run, "alice")  # no webhook service: nothing to do
-    assert events == [event]
+def test_a_finished_drift_run_becomes_its_webhook_events() -> None:
+    run = DriftRunRecord("r", "stack-1", "s", "d1", True, NOW, NOW, True, {"update": 2}, "d2")
+    found, detected = drift_events(detection(), run, "alice")
+    assert (found.event, detected.event) == (DRIFT_DETECTION_SUCCEEDED, DRIFT_DETECTED)
+    for event in (found, detected):
+        assert (event.stack_id, event.user_login, event.organization) == (
+            "stack-1",
+            "alice",
+            "acme",
+        )
+        assert (event.project, event.stack_name) == ("web", "dev")
+        assert event.drift.drift_run_id == "r" and event.drift.drift_detected
+        assert dict(event.drift.resource_changes) == {"update": 2}
+        assert (event.drift.deployment_id, event.drift.deployment_version) == ("d1", 7)
+        assert event.drift.remediation_deployment_id == "d2"
+    # Each is stored once in the outbox, whatever retries follow.
+    assert found.id and detected.id and found.id != detected.id
+
+    clean = replace(run, drift_detected=False, resource_changes={}, remediation_deployment_id=None)
+    (only,) = drift_events(detection(status="succeeded"), clean, "alice")
+    assert only.event == DRIFT_DETECTION_SUCCEEDED and not only.drift.drift_detected
+    unknown = replace(run, drift_detected=None, resource_changes={})
+    (failed,) = drift_events(detection(), unknown, "alice")
+    assert failed.event == DRIFT_DETECTION_FAILED
+
+
+def test_a_remediation_ending_is_also_a_drift_remediation_event() -> None:
+    ended = deployment_events(detection("remediate-drift", "succeeded"), "succeeded")
+    assert [event.event for event in ended] == [
+        DEPLOYMENT_SUCCEEDED,
+        DRIFT_REMEDIATION_SUCCEEDED,
+    ]
+    assert all(event.deployment.status == "succeeded" for event in ended)
+    failed = deployment_events(detection("remediate-drift", "failed"), "failed")
+    assert [event.event for event in failed] == [DEPLOYMENT_FAILED, DRIFT_REMEDIATION_FAILED]
+    started = deployment_events(detection("remediate-drift", "running"), "started")
+    assert [event.event for event in started] == ["deployment_started"]
+    plain = deployment_events(detection("update", "succeeded"), "succeeded")
+    assert [event.event for event in plain] == [DEPLOYMENT_SUCCEEDED]
+    assert deployment_events(detection("update", "running"), "running") == []
 
 
 def test_each_kind_of_schedule_names_what_queued_its_deployments() -> None:

@@ -311,9 +311,11 @@ class HookDelivery(_message.Message):
     kind: _builtins.str
     payload: _builtins.str
     timestamp: _builtins.int
+    """When the attempt began, Unix milliseconds."""
     duration_ms: _builtins.int
     request_url: _builtins.str
     request_headers: _builtins.str
+    """`Name: value` lines, each ended by CRLF (never the signature)."""
     response_code: _builtins.int
     response_headers: _builtins.str
     response_body: _builtins.str
@@ -465,7 +467,9 @@ class UpdateOutcome(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     update_id: _builtins.str
     kind: _builtins.str
-    """update, preview, refresh or destroy."""
+    """update, refresh or destroy: for a preview, the operation previewed (`pulumi preview`:
+    update), as in Pulumi's stack_preview payloads.
+    """
     result: _builtins.str
     """started, succeeded, failed or cancelled."""
     version: _builtins.int
@@ -523,6 +527,67 @@ class DeploymentOutcome(_message.Message):
 Global___DeploymentOutcome: _TypeAlias = DeploymentOutcome  # noqa: Y015
 
 @_typing.final
+class DriftOutcome(_message.Message):
+    """What a drift detection run found (drift_detected, drift_detection_succeeded,
+    drift_detection_failed).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ResourceChangesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DRIFT_RUN_ID_FIELD_NUMBER: _builtins.int
+    DRIFT_DETECTED_FIELD_NUMBER: _builtins.int
+    RESOURCE_CHANGES_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_VERSION_FIELD_NUMBER: _builtins.int
+    REMEDIATION_DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
+    drift_run_id: _builtins.str
+    drift_detected: _builtins.bool
+    deployment_id: _builtins.str
+    """The detect-drift deployment that ran it."""
+    deployment_version: _builtins.int
+    remediation_deployment_id: _builtins.str
+    """The remediate-drift deployment queued for it, if any."""
+    @_builtins.property
+    def resource_changes(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        drift_run_id: _builtins.str = ...,
+        drift_detected: _builtins.bool = ...,
+        resource_changes: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        deployment_id: _builtins.str = ...,
+        deployment_version: _builtins.int = ...,
+        remediation_deployment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "deployment_version", b"deployment_version", "drift_detected", b"drift_detected", "drift_run_id", b"drift_run_id", "remediation_deployment_id", b"remediation_deployment_id", "resource_changes", b"resource_changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DriftOutcome: _TypeAlias = DriftOutcome  # noqa: Y015
+
+@_typing.final
 class PublishEventRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -536,6 +601,7 @@ class PublishEventRequest(_message.Message):
     STACK_NAME_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    DRIFT_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     """The stable id of the stack the event is about."""
     event: _builtins.str
@@ -554,6 +620,8 @@ class PublishEventRequest(_message.Message):
     def update(self) -> Global___UpdateOutcome: ...
     @_builtins.property
     def deployment(self) -> Global___DeploymentOutcome: ...
+    @_builtins.property
+    def drift(self) -> Global___DriftOutcome: ...
     def __init__(
         self,
         *,
@@ -567,10 +635,11 @@ class PublishEventRequest(_message.Message):
         stack_name: _builtins.str = ...,
         timestamp: _builtins.int = ...,
         deployment: Global___DeploymentOutcome | None = ...,
+        drift: Global___DriftOutcome | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "drift", b"drift", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "event", b"event", "id", b"id", "organization", b"organization", "project", b"project", "stack_id", b"stack_id", "stack_name", b"stack_name", "timestamp", b"timestamp", "update", b"update", "user_login", b"user_login"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "drift", b"drift", "event", b"event", "id", b"id", "organization", b"organization", "project", b"project", "stack_id", b"stack_id", "stack_name", b"stack_name", "timestamp", b"timestamp", "update", b"update", "user_login", b"user_login"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

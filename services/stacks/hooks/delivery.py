@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import random
 import socket
 import time
 import uuid
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from services.common.logging import get_logger
@@ -30,10 +30,11 @@ MAX_HEADER_VALUE = 512
 DENIED_EXCERPT = "delivery refused: the payload URL's address is in CAIRN_WEBHOOK_DENIED_NETWORKS"
 
 
-def _headers_json(headers: Mapping[str, str]) -> str:
-    """A receiver's answer headers as a JSON object, bounded in count and size."""
-    kept = {str(name): value[:MAX_HEADER_VALUE] for name, value in list(headers.items())[:50]}
-    return orjson.dumps(kept).decode()
+def header_block(headers: Mapping[str, str]) -> str:
+    """Headers as Pulumi's delivery log shows them (`Name: value` lines, each ended by CRLF),
+    bounded in count and size."""
+    kept = list(headers.items())[:50]
+    return "".join(f"{name}: {value[:MAX_HEADER_VALUE]}\r\n" for name, value in kept)
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -110,11 +111,13 @@ class Sender:
         secret_of: SecretOf,
         record: Record,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._policy = policy
         self._secret_of = secret_of
         self._record = record
         self._sleep = sleep
+        self._jitter = jitter
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -142,7 +145,7 @@ class Sender:
             sent[SIGNATURE_HEADER] = signature(secret, body)
         started = time.time()
         began = time.perf_counter()
-        status, response_headers, excerpt = 0, "{}", ""
+        status, response_headers, excerpt = 0, "", ""
         try:
             # A literal address never reaches the resolver: checked here.
             host = urlsplit(hook.payload_url).hostname or ""
@@ -152,7 +155,7 @@ class Sender:
                 hook.payload_url, data=body, headers=sent, allow_redirects=False
             ) as response:
                 status = response.status
-                response_headers = _headers_json(response.headers)
+                response_headers = header_block(response.headers)
                 raw = await response.content.read(MAX_RESPONSE_EXCERPT)
                 excerpt = raw.decode("utf-8", errors="replace")
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -172,7 +175,7 @@ class Sender:
             duration_ms=int((time.perf_counter() - began) * 1000),
             request_url=hook.payload_url,
             # Never the signature: it is derived from the secret.
-            request_headers=orjson.dumps(headers).decode(),
+            request_headers=header_block(headers),
             response_code=status,
             response_headers=response_headers,
             response_body=excerpt,
@@ -189,13 +192,15 @@ class Sender:
         return delivery
 
     async def deliver(self, hook: HookRecord, kind: str, event: str, body: bytes) -> Delivery:
-        """Attempts until one is answered 2xx, at most `attempts`, doubling the delay."""
+        """Attempts until one is answered 2xx, at most `attempts`, the delay doubling each
+        time with jitter over its upper half (receivers that failed together are not all
+        retried at the same instant)."""
         delay = self._policy.backoff_seconds
         delivery = await self.attempt(hook, kind, event, body)
         for _ in range(self._policy.attempts - 1):
             if delivery.is_success:
                 break
-            await self._sleep(delay)
+            await self._sleep(delay / 2 + self._jitter() * delay / 2)
             delay *= 2
             delivery = await self.attempt(hook, kind, event, body)
         return delivery

@@ -192,6 +192,18 @@ class DeploymentOutcome:
 
 
 @dataclass(frozen=True)
+class DriftOutcome:
+    """What a drift detection run found."""
+
+    drift_run_id: str
+    drift_detected: bool
+    resource_changes: Mapping[str, int]
+    deployment_id: str
+    deployment_version: int
+    remediation_deployment_id: str = ""
+
+
+@dataclass(frozen=True)
 class StackNames:
     organization: str
     project: str
@@ -208,6 +220,7 @@ class HookEvent:
     names: StackNames | None = None
     update: UpdateOutcome | None = None
     deployment: DeploymentOutcome | None = None
+    drift: DriftOutcome | None = None
     # Unix seconds; 0 when unknown.
     timestamp: int = 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from services.stacks.hooks.domain import (
 )
 
 PING_MESSAGE = "Just a friendly ping from Cairn"
-# Message colours by outcome: green, red, amber, blue.
+# Message colours by outcome (a detected drift counts as amber): green, red, amber, blue.
 _COLOURS = {"succeeded": "2EB67D", "failed": "E01E5A", "cancelled": "ECB22E"}
 _NEUTRAL = "1D9BD1"
 
@@ -37,7 +38,7 @@ def stack_url(public_url: str, names: StackNames) -> str:
 def raw_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
     """Pulumi's payload shapes: `stack` events carry an action, update events a result."""
     if event.event == PING:
-        return {"message": PING_MESSAGE}
+        return {"timestamp": event.timestamp, "message": PING_MESSAGE}
     names = event.names or StackNames("", "", "")
     payload: dict[str, Any] = {
         "user": {"name": event.user_login, "githubLogin": event.user_login, "avatarUrl": ""},
@@ -49,8 +50,27 @@ def raw_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
         "projectName": names.project,
         "stackName": names.stack,
     }
+    drift = event.drift
+    if drift is not None:
+        payload.update(
+            {
+                "event": event.event,
+                "driftRunId": drift.drift_run_id,
+                "driftDetected": drift.drift_detected,
+                "resourceChanges": dict(drift.resource_changes),
+                "deploymentId": drift.deployment_id,
+                "version": drift.deployment_version,
+                "deploymentUrl": deployment_url(public_url, names, drift.deployment_version),
+                "stackUrl": stack_url(public_url, names),
+            }
+        )
+        if drift.remediation_deployment_id:
+            payload["remediationDeploymentId"] = drift.remediation_deployment_id
+        return payload
     deployment = event.deployment
     if deployment is not None:
+        if event.event.startswith("drift_"):
+            payload["event"] = event.event
         payload.update(
             {
                 "deploymentId": deployment.deployment_id,
@@ -88,6 +108,8 @@ def _title(event: HookEvent) -> str:
         return PING_MESSAGE
     names = event.names or StackNames("", "", "")
     stack = f"{names.organization}/{names.project}/{names.stack}"
+    if event.event.startswith("drift_"):
+        return f"{event.event.replace('_', ' ').capitalize()} on {stack}"
     if event.deployment is not None:
         return f"Deployment {event.deployment.status} on {stack}"
     update = event.update
@@ -95,22 +117,41 @@ def _title(event: HookEvent) -> str:
         if event.event.startswith("stack_"):
             return f"Stack {stack} {event.event.removeprefix('stack_')}"
         return f"{event.event.replace('_', ' ').capitalize()} on {stack}"
-    return f"{update.kind.capitalize()} {update.result} on {stack}"
+    # The event's own name: a preview's payload kind is the operation it previewed.
+    operation = event.event.rpartition("_")[0]
+    return f"{operation.capitalize()} {update.result} on {stack}"
 
 
 def _facts(event: HookEvent) -> list[tuple[str, str]]:
     update = event.update
     facts = [] if event.event == PING else [("By", event.user_login or "-")]
+    if event.drift is not None:
+        facts.append(("Resource changes", _changes(event.drift.resource_changes) or "none"))
     if update is not None:
-        changes = ", ".join(
-            f"{op} {count}" for op, count in sorted(update.resource_changes.items())
-        )
         facts += [
             ("Version", str(update.version)),
-            ("Resource changes", changes or "none"),
+            ("Resource changes", _changes(update.resource_changes) or "none"),
             ("Duration", f"{update.duration_seconds}s"),
         ]
     return facts
+
+
+def _changes(changes: Mapping[str, int]) -> str:
+    return ", ".join(f"{op} {count}" for op, count in sorted(changes.items()))
+
+
+def _outcome(event: HookEvent) -> str:
+    """succeeded, failed, cancelled or "" (the message's colour)."""
+    if event.event == "drift_detected":
+        return "cancelled"
+    if event.update is not None:
+        return event.update.result
+    if event.deployment is not None:
+        return event.deployment.status
+    for result in _COLOURS:
+        if event.event.endswith(f"_{result}"):
+            return result
+    return ""
 
 
 def _link(event: HookEvent, public_url: str) -> str:
@@ -120,6 +161,8 @@ def _link(event: HookEvent, public_url: str) -> str:
         return update_url(public_url, event.names, event.update.version)
     if event.deployment is not None:
         return deployment_url(public_url, event.names, event.deployment.version)
+    if event.drift is not None:
+        return deployment_url(public_url, event.names, event.drift.deployment_version)
     return stack_url(public_url, event.names)
 
 
@@ -145,9 +188,7 @@ def slack_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
 
 def teams_payload(event: HookEvent, public_url: str) -> dict[str, Any]:
     title = _title(event)
-    result = event.update.result if event.update is not None else ""
-    if event.deployment is not None:
-        result = event.deployment.status
+    result = _outcome(event)
     card: dict[str, Any] = {
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from protos.cairn.v1 import hooks_pb2, hooks_pb2_grpc, secrets_pb2
+from services.common.auth import Caller
 from services.common.clock import Clock
 from services.common.config import Settings
 from services.common.errors import InvalidArgument
@@ -17,6 +18,7 @@ from services.stacks.hooks.delivery import DeliveryPolicy, Sender, parse_network
 from services.stacks.hooks.domain import (
     Delivery,
     DeploymentOutcome,
+    DriftOutcome,
     HookEvent,
     HookRecord,
     HookScope,
@@ -95,6 +97,18 @@ class HookEventIntake:
         self.dispatcher.wake()
 
 
+class PurgeStackHooks:
+    """The purge step of a deleted stack's own webhooks (kept while it may be restored)."""
+
+    name = "webhooks"
+
+    def __init__(self, hooks: Hooks) -> None:
+        self._hooks = hooks
+
+    async def __call__(self, stack: StackRecord, caller: Caller) -> None:
+        await self._hooks.purge_stack(stack.id)
+
+
 def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
     update = None
     if request.HasField("update"):
@@ -115,6 +129,17 @@ def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
             operation=request.deployment.operation,
             status=request.deployment.status,
         )
+    drift = None
+    if request.HasField("drift"):
+        found = request.drift
+        drift = DriftOutcome(
+            drift_run_id=found.drift_run_id,
+            drift_detected=found.drift_detected,
+            resource_changes=dict(found.resource_changes),
+            deployment_id=found.deployment_id,
+            deployment_version=found.deployment_version,
+            remediation_deployment_id=found.remediation_deployment_id,
+        )
     names = None
     if request.organization:
         names = StackNames(request.organization, request.project, request.stack_name)
@@ -125,6 +150,7 @@ def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
         names=names,
         update=update,
         deployment=deployment,
+        drift=drift,
         timestamp=request.timestamp,
     )
 

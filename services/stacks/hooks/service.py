@@ -146,7 +146,9 @@ class Hooks:
 
     async def ping(self, scope: HookScope, name: str) -> Delivery:
         hook = await self.get(scope, name)
-        event = HookEvent(stack_id=hook.stack_id, event=PING, user_login="")
+        event = HookEvent(
+            stack_id=hook.stack_id, event=PING, user_login="", timestamp=int(self._clock.now())
+        )
         body = formats.render(hook.format, event, self._public_url)
         return await self._sender.attempt(hook, PING, PING, body)
 
@@ -156,6 +158,10 @@ class Hooks:
         return await self._sender.attempt(
             hook, recorded.kind, recorded.event, recorded.payload.encode()
         )
+
+    async def purge_stack(self, stack_id: str) -> None:
+        """Forget a purged stack's own hooks, their deliveries and their keys."""
+        await self._forget_keys(await self._store.delete_stack_hooks(stack_id))
 
     async def _seal(self, hook_id: str, secret: str | None) -> bytes | None:
         if not secret:
@@ -189,9 +195,12 @@ class Hooks:
             if event.names is None:
                 event = replace(event, names=names_of(stack))
         assert event.names is not None
-        if event.event == "stack_deleted":
-            await self._forget_keys(await self._store.delete_stack_hooks(event.stack_id))
         hooks = await self._store.for_stack(event.names.organization, event.stack_id)
+        if event.event == "stack_deleted":
+            # Only the organization's hooks hear of it (Pulumi's stack hooks have no
+            # stack_deleted); the stack's own stay with its tombstone, back on a restore and
+            # gone when it is purged (`purge_stack`).
+            hooks = [hook for hook in hooks if not hook.stack_id]
         sends = [
             self._send(hook, event, formats.render(hook.format, event, self._public_url))
             for hook in hooks
