@@ -630,6 +630,7 @@ ROUTES: tuple[Route, ...] = (
         DEPLOYMENTS,
         deployments.create_api_deployment_handler_v2,
         WRITE,
+        is_body_typed=True,
         audit=events.DEPLOYMENT_CREATE,
     ),
     stack("GET", DEPLOYMENTS, deployments.list_stack_deployments_handler_v2, READ),

@@ -303,6 +303,22 @@ UPDATE_PROGRAM: Schema = {
     },
 }
 
+# An untyped deployment as the updates service imports it (`import_stack`, or a new
+# stack's initial `state`).
+IMPORTED_STATE: Schema = {
+    "type": "object",
+    "properties": {
+        "version": {
+            "type": "integer",
+            "minimum": limits.MIN_DEPLOYMENT_VERSION,
+            "maximum": limits.MAX_DEPLOYMENT_VERSION,
+        },
+        "features": {"type": ["array", "null"], "items": {"type": "string"}},
+        "deployment": {"type": "object", "minProperties": 1},
+    },
+    "required": ["version", "deployment"],
+}
+
 # Operation id -> request body member -> keywords merged into the member's schema (the
 # member must already be in it: adding one would widen a strict body).
 REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
@@ -344,7 +360,12 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
     },
     "update_organization_settings": ORGANIZATION_SETTINGS,
     "create_personal_token": {"description": _DESCRIPTION},
-    "create_org_token": {"name": _TOKEN_NAME, "description": _DESCRIPTION},
+    # Custom roles do not exist here: a token is an admin's or a member's (`admin`).
+    "create_org_token": {
+        "name": _TOKEN_NAME,
+        "description": _DESCRIPTION,
+        "roleID": {"enum": ["", None]},
+    },
     "create_team_token": {"name": _TOKEN_NAME, "description": _DESCRIPTION},
     "copilot_skill": {
         "query": {
@@ -354,16 +375,18 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
         }
     },
     "rename_stack": {"newName": STACK_NAME, "newProject": STACK_NAME},
-    "create_stack": {"stackName": STACK_NAME, "tags": _TAGS},
+    "create_stack": {
+        "stackName": STACK_NAME,
+        "tags": _TAGS,
+        "config": {"patternProperties": {"^environment$": {"minLength": 1}}},
+        # An initial state is imported as `import_stack` imports one.
+        "state": {"anyOf": [IMPORTED_STATE, {"type": "null"}]},
+    },
     # An empty secret is refused as missing.
     "encrypt_deployment_settings_secret": {"secret": {"minLength": 1}},
     "restore_deleted_stack": {"stackName": _nullable(STACK_NAME)},
     "import_stack": {
-        "version": {
-            "type": "integer",
-            "minimum": limits.MIN_DEPLOYMENT_VERSION,
-            "maximum": limits.MAX_DEPLOYMENT_VERSION,
-        }
+        name: IMPORTED_STATE["properties"][name] for name in ("version", "deployment")
     },
     **{
         name: {
@@ -425,7 +448,7 @@ REQUEST_KEYWORDS: dict[str, Schema] = {
 
 # Operation id -> members a request must carry (besides what the catalogue requires).
 REQUIRED_MEMBERS: dict[str, tuple[str, ...]] = {
-    "import_stack": ("version",),
+    "import_stack": ("version", "deployment"),
     "copilot_skill": ("query",),
 }
 

@@ -708,6 +708,22 @@ ANSWERED_AS_SENT: dict[str, str] = {
     "replace_deployment_settings": "replace_deployment_settings",
 }
 
+# Operations whose bodies may leave out any member at any depth (or send it null), members
+# the SDK's models require included: deployment settings are merged into what is stored (and
+# a deployment's or a schedule's overrides into the stack's settings), so a partial object is
+# a change of the members it names. Their members' types still hold.
+PARTIAL_BODIES: tuple[str, ...] = (
+    "patch_deployment_settings",
+    "replace_deployment_settings",
+    "get_deployment_settings",
+    "create_api_deployment_handler_v2",
+)
+# Operations with such a partial member: a scheduled deployment's `request`.
+PARTIAL_MEMBERS: dict[str, str] = {
+    "create_scheduled_deployment": "request",
+    "update_scheduled_deployment": "request",
+}
+
 # Request members this server reads besides those the catalogue names (strict bodies accept
 # exactly the members their schema names).
 # Cairn's roles are admin, member and viewer (read-only): of the SDK's OrganizationRole
@@ -756,10 +772,8 @@ _ENVIRONMENT_SECRET: dict[str, Any] = {
         "ciphertext": {**_OPTIONAL_STRING, "contentEncoding": "base64"},
     },
     "additionalProperties": False,
-    "anyOf": [
-        {"properties": {name: _STRING}, "required": [name]}
-        for name in ("plaintext", "secret", "ciphertext")
-    ],
+    # Some member is a string (not every member something else).
+    "not": {"additionalProperties": {"not": _STRING}},
 }
 COMPONENT_MEMBERS: dict[str, dict[str, Any]] = {
     "OperationContextRequest": {

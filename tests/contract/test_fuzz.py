@@ -130,13 +130,14 @@ NARROWED: dict[str, tuple[tuple[str, ...], str]] = {
         "registering fetches the issuer's https URL, which the fuzzer must not reach",
     ),
     # Schedules: a time must lie in the future, and a cron expression's fields must hold
-    # values croniter accepts (ranges, steps, names per field); the document types the
-    # five-field shape and which members a schedule needs.
+    # values croniter accepts (ranges, steps, names per field) that name a day that exists
+    # (not `0 0 30 2 *`); the document types the five-field shape and which members a
+    # schedule needs.
     **{
         label: (
             _VALID_ONLY_IF,
-            "'scheduleOnce' must be in the future; a cron field's values must be ones croniter "
-            "accepts",
+            "'scheduleOnce' must be in the future; a cron expression's field values must be "
+            "ones croniter accepts and name a day that exists",
         )
         for label in (
             f"POST {_STACK}/deployments/schedules",
@@ -151,7 +152,11 @@ NARROWED: dict[str, tuple[tuple[str, ...], str]] = {
         )
     },
     **{
-        label: (_VALID_ONLY_IF, "a cron field's values must be ones croniter accepts")
+        label: (
+            _VALID_ONLY_IF,
+            "a cron expression's field values must be ones croniter accepts and name a day "
+            "that exists",
+        )
         for label in (
             f"POST {_STACK}/deployments/drift/schedules",
             f"POST {_STACK}/deployments/drift/schedules/{{scheduleID}}",

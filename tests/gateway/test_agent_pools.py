@@ -504,7 +504,7 @@ async def test_bad_input_is_4xx_and_changes_nothing(cairn: Cairn) -> None:
 
     # Deployments.
     message = await error_of(cairn, "POST", DEPLOYMENTS, 400, body={"operation": "explode"})
-    assert "explode" in message
+    assert "'operation' must be one of" in message
     await error_of(cairn, "POST", DEPLOYMENTS, 400, body={"operation": 7})
     await error_of(cairn, "POST", DEPLOYMENTS, 400, body={"inheritSettings": "yes"})
     await error_of(cairn, "POST", DEPLOYMENTS, 404, body={"agentPoolID": "no-such-pool"})
