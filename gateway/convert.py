@@ -96,9 +96,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 
 async def read_optional_json_object(request: web.Request) -> dict[str, Any]:
-    """An object body that may also be empty (treated as `{}`)."""
+    """An object body that may also be absent or empty (treated as `{}`); blanks alone are
+    not JSON (400)."""
     raw = await read_body(request)
-    if not raw.strip():
+    if not raw:
         return {}
     try:
         body = orjson.loads(raw)

@@ -26,12 +26,6 @@ _MEMBER_ACTIONS = {
     "demote": identity_pb2.MEMBER_ACTION_DEMOTE,
 }
 _TEAM_ROLES = {identity_pb2.TEAM_ROLE_MEMBER: "member", identity_pb2.TEAM_ROLE_ADMIN: "admin"}
-# Environments and insights accounts do not exist on this server.
-_UNSUPPORTED_CHANGES = (
-    "addEnvironmentPermission",
-    "editEnvironmentPermission",
-    "removeEnvironment",
-)
 
 
 def _org(request: web.Request) -> str:
@@ -113,11 +107,9 @@ async def create_pulumi_team(request: web.Request) -> web.Response:
 
 async def update_team(request: web.Request) -> web.Response:
     """`PATCH /api/orgs/{orgName}/teams/{teamName}`: names, one member change, one stack
-    permission change; all of it or nothing."""
+    permission change; all of it or nothing. Environment changes are refused by the strict
+    body (this server has no environments)."""
     body = await read_json_object(request)
-    unsupported = [name for name in _UNSUPPORTED_CHANGES if body.get(name) is not None]
-    if unsupported:
-        raise bad_request(f"this server has no environments ({', '.join(unsupported)})")
     change = identity_pb2.UpdateTeamRequest(
         organization=_org(request), name=request.match_info["teamName"]
     )

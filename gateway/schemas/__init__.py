@@ -104,14 +104,26 @@ def load_schemas() -> SchemaSet:
             if query["name"] in replaced:
                 query["schema"] = copy.deepcopy(replaced[query["name"]])
     _constrain(entries)
+    components = dict(data["components"])
     for name, media in handwritten.MEDIA_SCHEMAS.items():
         entries[name]["media_types"] = list(media)
         entries[name]["media_schemas"] = copy.deepcopy(media)
-    components = dict(data["components"])
     for name, members in handwritten.COMPONENT_MEMBERS.items():
         components[name] = copy.deepcopy(components[name])
         components[name]["properties"].update(copy.deepcopy(members))
     components.update(copy.deepcopy(handwritten.COMPONENTS))
+    for name in handwritten.PARTIAL_BODIES:
+        entry = entries[name]
+        if entry.get("request") is not None:
+            entry["request"] = without_required(entry["request"], components)
+        if name in handwritten.ANSWERED_AS_SENT:
+            entry["responses"] = {
+                status: None if schema is None else without_required(schema, components)
+                for status, schema in entry["responses"].items()
+            }
+    for name, member in handwritten.PARTIAL_MEMBERS.items():
+        properties = entries[name]["request"]["properties"]
+        properties[member] = without_required(properties[member], components)
     return SchemaSet(
         operations={name: _operation(entry) for name, entry in entries.items()},
         components=components,
@@ -156,6 +168,42 @@ _COMPONENT_PREFIX = "#/components/schemas/"
 _SCHEMA_MAPS = ("properties", "patternProperties")
 _SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def without_required(schema: Schema, components: Mapping[str, Schema]) -> Schema:
+    """A schema whose objects, at every depth, require none of their members and take null
+    for any of them (a merge leaves such a member as it is): component references are
+    inlined (a recursive one stays a reference)."""
+
+    def relax(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [relax(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith(_COMPONENT_PREFIX):
+            name = reference.removeprefix(_COMPONENT_PREFIX)
+            if name in seen or name not in components:
+                return copy.deepcopy(node)
+            return relax(components[name], seen | {name})
+        return {
+            key: relax(value, seen)
+            if key in (*_SCHEMA_VALUES, *_SCHEMA_LISTS)
+            else {member: _or_null(relax(item, seen)) for member, item in value.items()}
+            if key in _SCHEMA_MAPS and isinstance(value, dict)
+            else copy.deepcopy(value)
+            for key, value in node.items()
+            if key != "required"
+        }
+
+    relaxed: Schema = relax(schema, frozenset())
+    return relaxed
+
+
+def _or_null(schema: Any) -> Any:
+    if not isinstance(schema, dict) or not schema:
+        return schema
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def closed_schema(schema: Schema, components: Mapping[str, Schema]) -> Schema:

@@ -126,6 +126,199 @@ _INVITE_RECIPIENT: Schema = {
 _DESCRIPTION = text(limits.MAX_DESCRIPTION_LENGTH)
 _TOKEN_NAME = text(limits.MAX_TOKEN_NAME_LENGTH, is_required=True)
 
+# `PATCH /api/orgs/{orgName}` keeps the default stack permission only; the other settings
+# are fixed (GET answers them). The official SDK sends every setting, unset ones as null,
+# false or 0, so those values are taken and change nothing; any other value is refused.
+_UNSET_BOOLEAN: Schema = {"enum": [False, None]}
+_UNSET_NUMBER: Schema = {"enum": [0, None]}
+_UNSET: Schema = {"enum": [None]}
+ORGANIZATION_SETTINGS: dict[str, Schema] = {
+    # 104 (creator) is a stack creator's own permission, never a default.
+    "setDefaultStackPermission": {"enum": [0, 101, 102, 103, None]},
+    "setDefaultEnvironmentPermission": _UNSET,
+    "setDefaultAccountPermission": _UNSET_NUMBER,
+    **{
+        name: _UNSET_BOOLEAN
+        for name in (
+            "setMembersCanCreateStacks",
+            "setMembersCanInviteCollaborators",
+            "setMembersCanDeleteStacks",
+            "setMembersCanTransferStacks",
+            "setMembersCanCreateAccounts",
+            "setMembersCanCreateTeams",
+            "setNeoEnabled",
+            "setNeoCLIExplanationsDisabled",
+            "setNaturalLanguageSearchDisabled",
+            "setNeoAgentDisabled",
+        )
+    },
+    "setAiEnablement": _UNSET,
+    "setNeoApprovalMode": _UNSET,
+    "setNeoTaskSharingMode": _UNSET,
+    "setPreferredVCS": _UNSET,
+    "setDefaultDeploymentRoleId": _UNSET,
+    "setDefaultAgentPoolID": _UNSET,
+    "setMaxAccessTokenExpiryDays": _UNSET_NUMBER,
+}
+
+# A stack a team change names: both names, as `_stack` (gateway/handlers/teams.py) needs them.
+# (`patternProperties`, not `properties`: the member's schema stays the SDK model's, which a
+# strict body closes.)
+_TEAM_STACK_NAMES: Schema = {"patternProperties": {"^(projectName|stackName)$": STACK_NAME}}
+# A grant: 101 (read) to 104 (creator); 0 removes nothing here (`parse_permission`).
+_TEAM_GRANT: Schema = {
+    "patternProperties": {
+        **_TEAM_STACK_NAMES["patternProperties"],
+        "^permission$": {"enum": [101, 102, 103, 104]},
+    }
+}
+# Cairn has no environments (Pulumi ESC): a team's environment changes must be null.
+_TEAM_CHANGES: dict[str, Schema] = {
+    "addStackPermission": _TEAM_GRANT,
+    "editStackPermission": _TEAM_GRANT,
+    "removeStack": _TEAM_STACK_NAMES,
+    **{
+        name: _UNSET
+        for name in (
+            "addEnvironmentPermission",
+            "editEnvironmentPermission",
+            "removeEnvironment",
+        )
+    },
+}
+_TEAM_CHANGE_RULES: Schema = {
+    # A member action names its member.
+    "anyOf": [
+        {"patternProperties": {"^memberAction$": {"type": "null"}}},
+        {
+            "patternProperties": {"^member$": {"type": "string", "minLength": 1}},
+            "required": ["member"],
+        },
+    ],
+    # One stack permission change at a time.
+    "not": {
+        "patternProperties": {"^(addStackPermission|editStackPermission)$": {"type": "object"}},
+        "required": ["addStackPermission", "editStackPermission"],
+    },
+}
+
+# An OIDC issuer's authorization policy, as the identity service validates it.
+_NAMED: Schema = {"type": "string", "minLength": 1}
+_CLAIM_VALUE: Schema = {"type": "string", "minLength": 1, "maxLength": limits.MAX_RULE_VALUE_LENGTH}
+AUTH_POLICY_RULE: Schema = {
+    "type": "object",
+    "properties": {
+        "decision": {"type": "string", "enum": ["allow", "deny"]},
+        "tokenType": {"type": "string", "enum": ["organization", "team", "personal"]},
+        "teamName": {"type": ["string", "null"]},
+        "userLogin": {"type": ["string", "null"]},
+        "runnerID": {"type": ["string", "null"]},
+        "roleID": {"type": ["string", "null"]},
+        "authorizedPermissions": {"type": ["array", "null"], "items": {"type": "string"}},
+        "rules": {
+            "type": "object",
+            "maxProperties": limits.MAX_RULES_PER_POLICY,
+            "propertyNames": {"pattern": _whole(limits.CLAIM_NAME)},
+            "additionalProperties": {
+                "anyOf": [
+                    _CLAIM_VALUE,
+                    {"type": "array", "minItems": 1, "items": _CLAIM_VALUE},
+                ]
+            },
+        },
+    },
+    "required": ["decision", "tokenType", "rules"],
+    "allOf": [
+        # A team policy names its team, a personal one its user.
+        {
+            "if": {"properties": {"tokenType": {"const": "team"}}},
+            "then": {"properties": {"teamName": _NAMED}, "required": ["teamName"]},
+        },
+        {
+            "if": {"properties": {"tokenType": {"const": "personal"}}},
+            "then": {"properties": {"userLogin": _NAMED}, "required": ["userLogin"]},
+        },
+        # An allow policy needs at least one claim rule.
+        {
+            "if": {"properties": {"decision": {"const": "allow"}}},
+            "then": {"properties": {"rules": {"minProperties": 1}}},
+        },
+    ],
+}
+
+# An UpdateProgramRequest as the updates handler reads it (gateway/handlers/updates.py
+# `create_update`), after the Pulumi CLI's `apitype.UpdateProgramRequest`: the CLI sends
+# every member (Go's nil slices and maps as null), other clients may leave any out, and each
+# member present has its type. `options.dryRun` and config values may not be null.
+_NULLABLE_STRING: Schema = {"type": ["string", "null"]}
+_NULLABLE_BOOLEAN: Schema = {"type": ["boolean", "null"]}
+UPDATE_PROGRAM: Schema = {
+    "type": "object",
+    "properties": {
+        "name": _NULLABLE_STRING,
+        "runtime": _NULLABLE_STRING,
+        "main": _NULLABLE_STRING,
+        "description": _NULLABLE_STRING,
+        "options": {
+            "type": ["object", "null"],
+            "properties": {
+                "localPolicyPackPaths": {"type": ["array", "null"], "items": {"type": "string"}},
+                "color": _NULLABLE_STRING,
+                "dryRun": {"type": "boolean"},
+                "parallel": {"type": ["integer", "null"]},
+                **{
+                    name: _NULLABLE_BOOLEAN
+                    for name in (
+                        "showConfig",
+                        "showReplacementSteps",
+                        "showNames",
+                        "summary",
+                        "debug",
+                    )
+                },
+            },
+        },
+        "config": {
+            "type": ["object", "null"],
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "string": _NULLABLE_STRING,
+                    "secret": _NULLABLE_BOOLEAN,
+                    "object": _NULLABLE_BOOLEAN,
+                },
+            },
+        },
+        "metadata": {
+            "type": ["object", "null"],
+            "properties": {
+                "message": _NULLABLE_STRING,
+                "environment": {
+                    "type": ["object", "null"],
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        },
+        "coherenceWindow": _NULLABLE_STRING,
+    },
+}
+
+# An untyped deployment as the updates service imports it (`import_stack`, or a new
+# stack's initial `state`).
+IMPORTED_STATE: Schema = {
+    "type": "object",
+    "properties": {
+        "version": {
+            "type": "integer",
+            "minimum": limits.MIN_DEPLOYMENT_VERSION,
+            "maximum": limits.MAX_DEPLOYMENT_VERSION,
+        },
+        "features": {"type": ["array", "null"], "items": {"type": "string"}},
+        "deployment": {"type": "object", "minProperties": 1},
+    },
+    "required": ["version", "deployment"],
+}
+
 # Operation id -> request body member -> keywords merged into the member's schema (the
 # member must already be in it: adding one would widen a strict body).
 REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
@@ -160,9 +353,19 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
         "displayName": _DISPLAY_NAME,
         "description": _DESCRIPTION,
     },
-    "update_team": {"newDisplayName": _DISPLAY_NAME, "newDescription": _DESCRIPTION},
+    "update_team": {
+        "newDisplayName": _DISPLAY_NAME,
+        "newDescription": _DESCRIPTION,
+        **_TEAM_CHANGES,
+    },
+    "update_organization_settings": ORGANIZATION_SETTINGS,
     "create_personal_token": {"description": _DESCRIPTION},
-    "create_org_token": {"name": _TOKEN_NAME, "description": _DESCRIPTION},
+    # Custom roles do not exist here: a token is an admin's or a member's (`admin`).
+    "create_org_token": {
+        "name": _TOKEN_NAME,
+        "description": _DESCRIPTION,
+        "roleID": {"enum": ["", None]},
+    },
     "create_team_token": {"name": _TOKEN_NAME, "description": _DESCRIPTION},
     "copilot_skill": {
         "query": {
@@ -172,16 +375,18 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
         }
     },
     "rename_stack": {"newName": STACK_NAME, "newProject": STACK_NAME},
-    "create_stack": {"stackName": STACK_NAME, "tags": _TAGS},
+    "create_stack": {
+        "stackName": STACK_NAME,
+        "tags": _TAGS,
+        "config": {"patternProperties": {"^environment$": {"minLength": 1}}},
+        # An initial state is imported as `import_stack` imports one.
+        "state": {"anyOf": [IMPORTED_STATE, {"type": "null"}]},
+    },
     # An empty secret is refused as missing.
     "encrypt_deployment_settings_secret": {"secret": {"minLength": 1}},
     "restore_deleted_stack": {"stackName": _nullable(STACK_NAME)},
     "import_stack": {
-        "version": {
-            "type": "integer",
-            "minimum": limits.MIN_DEPLOYMENT_VERSION,
-            "maximum": limits.MAX_DEPLOYMENT_VERSION,
-        }
+        name: IMPORTED_STATE["properties"][name] for name in ("version", "deployment")
     },
     **{
         name: {
@@ -233,6 +438,7 @@ REQUEST_MEMBERS: dict[str, dict[str, Schema]] = {
 
 # Operation id -> keywords merged into the whole request schema.
 REQUEST_KEYWORDS: dict[str, Schema] = {
+    "update_team": _TEAM_CHANGE_RULES,
     # The CLI sends both; a project move alone keeps the name, a name alone the project.
     "rename_stack": {
         "required": [],
@@ -242,12 +448,27 @@ REQUEST_KEYWORDS: dict[str, Schema] = {
 
 # Operation id -> members a request must carry (besides what the catalogue requires).
 REQUIRED_MEMBERS: dict[str, tuple[str, ...]] = {
-    "import_stack": ("version",),
+    "import_stack": ("version", "deployment"),
     "copilot_skill": ("query",),
 }
 
 # Whole request bodies whose shape the catalogue leaves open.
 REQUEST_BODIES: dict[str, Schema] = {
+    # `create_update` is the route's own id, whose schema the body check reads (one route
+    # serves the four kinds).
+    "create_update": UPDATE_PROGRAM,
+    **{f"create_update_for_{kind}": UPDATE_PROGRAM for kind in UPDATE_KINDS},
+    "update_auth_policy": {
+        "type": "object",
+        "properties": {
+            "policies": {
+                "type": "array",
+                "maxItems": limits.MAX_POLICY_RULES,
+                "items": AUTH_POLICY_RULE,
+            }
+        },
+        "required": ["policies"],
+    },
     # A tag set merged into the stack's: names and value lengths as the stacks service checks.
     "update_stack_tags": {"type": "object", **_TAGS},
     # RFC 8693 token exchange (JSON or form): the four members the exchange needs.

@@ -270,6 +270,16 @@ _DEPLOYMENT_SCHEDULE = {
             "scheduleOnce": _DATE_TIME,
             "request": {"anyOf": [{"$ref": f"{_REF}CreateDeploymentRequest"}, {"type": "null"}]},
         },
+        # One of the two, not null, and not both (`patternProperties`: a strict body closes
+        # only `properties`).
+        "anyOf": [
+            {"patternProperties": {f"^{name}$": {"type": "string"}}, "required": [name]}
+            for name in ("scheduleCron", "scheduleOnce")
+        ],
+        "not": {
+            "patternProperties": {"^(scheduleCron|scheduleOnce)$": {"type": "string"}},
+            "required": ["scheduleCron", "scheduleOnce"],
+        },
     },
     "responses": _SCHEDULED_ACTION,
     "errors": [400, 404],
@@ -289,7 +299,7 @@ _TTL_SCHEDULE = {
     "request": {
         "type": "object",
         "properties": {
-            "timestamp": _DATE_TIME,
+            "timestamp": {**_DATE_TIME, "type": "string"},
             "deleteAfterDestroy": {"type": ["boolean", "null"]},
         },
         "required": ["timestamp"],
@@ -615,6 +625,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
 
 # Operations with the same shapes as another one.
 SAME_AS: dict[str, str] = {
+    # The one route creating the four kinds of update, by its own id (its body check reads it).
+    "create_update": "create_update_for_update",
     "rotate_org_token": "rotate_personal_token",
     "rotate_team_token": "rotate_personal_token",
     "bootstrap_first_admin_alias": "bootstrap_first_admin",
@@ -664,6 +676,8 @@ EXTRA_ERRORS: dict[str, list[int]] = {
     # A deployment that already finished cannot be cancelled. The official SDK's
     # `cancel_deployment` reads no answer, so the 204 of a cancel it accepts suits it.
     "cancel_deployment": [409],
+    # No agent pool can run it: the stack's settings name none and the organization has none.
+    "create_api_deployment_handler_v2": [409],
     # The state of a version that state retention pruned (gateway/handlers/retention.py).
     "export_stack_at_version": [410],
     "get_stack_resources": [410],
@@ -692,6 +706,22 @@ ANSWERED_AS_SENT: dict[str, str] = {
     "get_deployment_settings": "replace_deployment_settings",
     "patch_deployment_settings": "patch_deployment_settings",
     "replace_deployment_settings": "replace_deployment_settings",
+}
+
+# Operations whose bodies may leave out any member at any depth (or send it null), members
+# the SDK's models require included: deployment settings are merged into what is stored (and
+# a deployment's or a schedule's overrides into the stack's settings), so a partial object is
+# a change of the members it names. Their members' types still hold.
+PARTIAL_BODIES: tuple[str, ...] = (
+    "patch_deployment_settings",
+    "replace_deployment_settings",
+    "get_deployment_settings",
+    "create_api_deployment_handler_v2",
+)
+# Operations with such a partial member: a scheduled deployment's `request`.
+PARTIAL_MEMBERS: dict[str, str] = {
+    "create_scheduled_deployment": "request",
+    "update_scheduled_deployment": "request",
 }
 
 # Request members this server reads besides those the catalogue names (strict bodies accept
@@ -732,12 +762,25 @@ MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
 # Members of catalogued components this server reads in more shapes than the SDK writes.
 # A deployment's environment variable is a plain string or a SecretValue, as Pulumi Cloud's
 # REST API takes both (the SDK writes only the second).
+# A SecretValue as an environment variable: its three members only, one of them a string
+# (agent_pools `is_secret_value`); stored with the secret encrypted.
+_ENVIRONMENT_SECRET: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "plaintext": _OPTIONAL_STRING,
+        "secret": _OPTIONAL_STRING,
+        "ciphertext": {**_OPTIONAL_STRING, "contentEncoding": "base64"},
+    },
+    "additionalProperties": False,
+    # Some member is a string (not every member something else).
+    "not": {"additionalProperties": {"not": _STRING}},
+}
 COMPONENT_MEMBERS: dict[str, dict[str, Any]] = {
     "OperationContextRequest": {
         "environmentVariables": {
             "type": ["object", "null"],
             "additionalProperties": {
-                "anyOf": [{"type": "string"}, {"$ref": f"{_REF}SecretValue"}],
+                "anyOf": [{"type": "string"}, _ENVIRONMENT_SECRET, {"type": "null"}],
             },
         }
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from services.agent_pools.domain import BY_DRIFT_DETECTION, BY_SCHEDULE, BY_TTL, StackName
 from services.common.errors import InvalidArgument
@@ -126,6 +126,11 @@ def validate_cron(expression: str) -> str:
             f"Bad Request: '{expression}' is not a cron expression of five fields "
             "(minute hour day-of-month month day-of-week, UTC)"
         )
+    try:
+        croniter(text).get_next(float)
+    except CroniterBadDateError:
+        # Valid field by field, yet naming no day that exists (`0 0 30 2 *`).
+        raise InvalidArgument(f"Bad Request: '{expression}' never fires") from None
     return " ".join(fields)
 
 

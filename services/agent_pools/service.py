@@ -174,7 +174,7 @@ class AgentPools:
         merged = merge_settings(current, sealed)
         pool_id = settings_pool_id(merged)
         if pool_id is not None and not await self._store.pool_exists(organization, pool_id):
-            raise InvalidArgument(f"Bad Request: unknown agent pool '{pool_id}'")
+            raise _unknown_pool(pool_id)
         return await self._store.put_settings(
             stack_id, organization, merged, pool_id, self._clock.now()
         )
@@ -299,12 +299,13 @@ class AgentPools:
         settings = merge_settings(base, await self._seal(stack.stack_id, overrides))
         pool_id = settings_pool_id(settings) or await self._store.default_pool(stack.organization)
         if pool_id is None:
-            raise InvalidArgument(
-                "Bad Request: no agent pool can run this deployment: set agentPoolID in the "
+            # The organization's state, not the request, stands in the way.
+            raise FailedPrecondition(
+                "Conflict: no agent pool can run this deployment: set agentPoolID in the "
                 "stack's deployment settings or create an agent pool"
             )
         if not await self._store.pool_exists(stack.organization, pool_id):
-            raise InvalidArgument(f"Bad Request: unknown agent pool '{pool_id}'")
+            raise _unknown_pool(pool_id)
         return await self._store.create_deployment(
             stack,
             operation=operation,
@@ -528,3 +529,8 @@ def _ciphertext_bytes(ciphertext: str) -> bytes:
         return base64.b64decode(ciphertext, validate=True)
     except ValueError:
         raise FailedPrecondition("Conflict: a stored secret cannot be decoded") from None
+
+
+def _unknown_pool(pool_id: str) -> NotFound:
+    """An `agentPoolID` naming no pool of the organization names nothing (404)."""
+    return NotFound(f"Not Found: unknown agent pool '{pool_id}'")

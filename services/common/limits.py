@@ -67,3 +67,10 @@ SUBJECT_TOKEN_TYPES = (
     "urn:ietf:params:oauth:token-type:id_token",
     "urn:ietf:params:oauth:token-type:jwt",
 )
+
+# An OIDC issuer's authorization policy: rules per issuer, claim rules per rule, the claim
+# names and the length of each expected claim value.
+MAX_POLICY_RULES = 100
+MAX_RULES_PER_POLICY = 20
+CLAIM_NAME = r"[A-Za-z0-9_.:\-/]{1,100}"
+MAX_RULE_VALUE_LENGTH = 512

@@ -129,47 +129,39 @@ NARROWED: dict[str, tuple[tuple[str, ...], str]] = {
         _VALID_ONLY_IF,
         "registering fetches the issuer's https URL, which the fuzzer must not reach",
     ),
-    # Open deviations (see the issue): documented members or shapes the server refuses.
-    "PATCH /api/orgs/{orgName}": (_VALID_ONLY_IF, "Pulumi settings Cairn does not implement"),
-    "PATCH /api/orgs/{orgName}/teams/{teamName}": (_VALID_ONLY_IF, "no environments here"),
-    "PATCH /api/orgs/{orgName}/auth/policies/{policyId}": (
-        _VALID_ONLY_IF,
-        "a policy's members are required",
-    ),
+    # Schedules: a time must lie in the future, and a cron expression's fields must hold
+    # values croniter accepts (ranges, steps, names per field) that name a day that exists
+    # (not `0 0 30 2 *`); the document types the five-field shape and which members a
+    # schedule needs.
     **{
-        label: (_VALID_ONLY_IF, "cron fields and times after 1970 are not typed")
+        label: (
+            _VALID_ONLY_IF,
+            "'scheduleOnce' must be in the future; a cron expression's field values must be "
+            "ones croniter accepts and name a day that exists",
+        )
         for label in (
             f"POST {_STACK}/deployments/schedules",
             f"POST {_STACK}/deployments/schedules/{{scheduleID}}",
-            f"POST {_STACK}/deployments/drift/schedules",
-            f"POST {_STACK}/deployments/drift/schedules/{{scheduleID}}",
+        )
+    },
+    **{
+        label: (_VALID_ONLY_IF, "'timestamp' must be in the future")
+        for label in (
             f"POST {_STACK}/deployments/ttl/schedules",
             f"POST {_STACK}/deployments/ttl/schedules/{{scheduleID}}",
         )
     },
     **{
-        f"POST {_STACK}/{kind}": (
-            ("negative_data_rejection",),
-            "the CLI's update bodies are read leniently (member types and required members)",
+        label: (
+            _VALID_ONLY_IF,
+            "a cron expression's field values must be ones croniter accepts and name a day "
+            "that exists",
         )
-        for kind in ("update", "preview", "refresh", "destroy")
-    },
-    **{
-        label: (_VALID_ONLY_IF, "deployment settings are not typed as the SDK's model yet")
         for label in (
-            f"POST {_STACK}/deployments/settings",
-            f"PUT {_STACK}/deployments/settings",
+            f"POST {_STACK}/deployments/drift/schedules",
+            f"POST {_STACK}/deployments/drift/schedules/{{scheduleID}}",
         )
     },
-    f"POST {_STACK}/deployments": (
-        ("negative_data_rejection", *_VALID_ONLY_IF),
-        "deployment settings are not validated on write; 'agentPoolID' must name one of the "
-        "organization's pools",
-    ),
-    f"POST {_STACK}/deployments/settings/encrypt": (
-        ("negative_data_rejection",),
-        "deployment settings are not validated on write",
-    ),
 }
 
 

@@ -238,3 +238,69 @@ async def test_query_values_outside_their_documentation_are_400(cairn: Cairn) ->
     assert listed.status == 200, await listed.text()
     # Parameters no route documents are left alone.
     assert (await cairn.call("GET", "/api/user?unknown=anything")).status == 200
+
+
+async def test_bodies_outside_the_documented_shapes_are_400(cairn: Cairn) -> None:
+    """What /openapi.json narrows or requires, the server refuses (and takes the rest)."""
+    org = "/api/orgs/admin"
+    # Organization settings: only the default stack permission is kept; the others are taken
+    # unset, as the official SDK sends them.
+    unset = {"setMembersCanCreateStacks": False, "setNeoEnabled": None}
+    settings = await cairn.json(
+        "PATCH",
+        org,
+        body={**unset, "setMaxAccessTokenExpiryDays": 0, "setDefaultStackPermission": 102},
+    )
+    assert settings["defaultStackPermission"] == 102
+    await error_of(cairn, "PATCH", org, 400, body={"setPreferredVCS": "github"})
+    await error_of(cairn, "PATCH", org, 400, body={"setDefaultStackPermission": 104})
+    await error_of(cairn, "POST", f"{org}/tokens", 400, body={"name": "ci", "roleID": "custom"})
+    # Teams: no environments; a member action names its member; one grant at a time.
+    await cairn.json("POST", f"{org}/teams/pulumi", body={"name": "ops"})
+    team = f"{org}/teams/ops"
+    environment = {"projectName": "p", "envName": "e", "permission": "read"}
+    await error_of(cairn, "PATCH", team, 400, body={"addEnvironmentPermission": environment})
+    await error_of(cairn, "PATCH", team, 400, body={"memberAction": "add"})
+    grant = {"projectName": "web", "stackName": "dev", "permission": 101}
+    both = {"addStackPermission": grant, "editStackPermission": grant}
+    await error_of(cairn, "PATCH", team, 400, body=both)
+    # Auth policies: a team rule names its team, an allow rule has a claim rule.
+    policy = f"{org}/auth/policies/no-such-policy"
+    for rule in (
+        {"decision": "allow", "tokenType": "team", "rules": {"sub": "repo"}},
+        {"decision": "allow", "tokenType": "organization", "rules": {}},
+        {"decision": "maybe", "tokenType": "organization", "rules": {"sub": "repo"}},
+    ):
+        await error_of(cairn, "PATCH", policy, 400, body={"policies": [rule]})
+    valid = {"decision": "allow", "tokenType": "organization", "rules": {"sub": "repo"}}
+    await error_of(cairn, "PATCH", policy, 404, body={"policies": [valid]})
+    # Stacks: a config names its environment; an initial state has a version and deployment.
+    create = "/api/stacks/admin/web"
+    await error_of(
+        cairn, "POST", create, 400, body={"stackName": "a", "config": {"environment": ""}}
+    )
+    await error_of(cairn, "POST", create, 400, body={"stackName": "b", "state": {"version": None}})
+    assert await stack_names(cairn) == []
+    # Update bodies: every member is optional, but one present has its type.
+    await cairn.json("POST", create, body={"stackName": "dev"})
+    await error_of(cairn, "POST", f"{S}/update", 400, body={"options": {"parallel": "x"}})
+    await error_of(cairn, "POST", f"{S}/update", 400, body={"config": {"a:b": {"secret": "no"}}})
+    await error_of(cairn, "POST", f"{S}/update", 400, body={"metadata": {"message": 7}})
+    cli_body = {
+        "name": "web",
+        "runtime": "nodejs",
+        "main": "",
+        "description": "",
+        "options": {"localPolicyPackPaths": None, "color": "raw", "dryRun": True, "parallel": 16},
+        "config": None,
+        "metadata": {"message": "", "environment": {"exec.kind": "cli"}},
+    }
+    assert "updateID" in await cairn.json("POST", f"{S}/preview", body=cli_body)
+
+
+async def test_an_optional_body_of_blanks_is_400(cairn: Cairn) -> None:
+    """An optional body may be absent or empty; blanks alone are not JSON."""
+    await cairn.json("POST", "/api/stacks/admin/web", body={"stackName": "dev"})
+    log = f"{S}/decrypt/log-decryption"
+    assert (await cairn.call("POST", log, raw=b"")).status == 204
+    await error_of(cairn, "POST", log, 400, raw=b"\t")

@@ -46,7 +46,19 @@ def test_five_field_expressions_are_accepted(expression: str, normalised: str) -
 
 @pytest.mark.parametrize(
     "expression",
-    ["", "* * * *", "0 2 * * * *", "@daily", "60 * * * *", "0 25 * * *", "a b c d e", "0 2 * * ;"],
+    [
+        "",
+        "* * * *",
+        "0 2 * * * *",
+        "@daily",
+        "60 * * * *",
+        "0 25 * * *",
+        "a b c d e",
+        "0 2 * * ;",
+        # Valid field by field, but no such day exists: it would never fire.
+        "0 0 30 2 *",
+        "0 0 31 4,6,9,11 *",
+    ],
 )
 def test_other_expressions_are_refused(expression: str) -> None:
     with pytest.raises(InvalidArgument):

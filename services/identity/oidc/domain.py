@@ -26,9 +26,9 @@ ISSUED_TOKEN_TYPE = "token"
 
 MAX_ISSUER_NAME_LENGTH = limits.MAX_ISSUER_NAME_LENGTH
 MAX_URL_LENGTH = 1024
-MAX_POLICY_RULES = 100
-MAX_RULES_PER_POLICY = 20
-MAX_RULE_VALUE_LENGTH = 512
+MAX_POLICY_RULES = limits.MAX_POLICY_RULES
+MAX_RULES_PER_POLICY = limits.MAX_RULES_PER_POLICY
+MAX_RULE_VALUE_LENGTH = limits.MAX_RULE_VALUE_LENGTH
 MAX_JWKS_BYTES = 64 * 1024
 MAX_SUBJECT_TOKEN_BYTES = 16 * 1024
 # A CI token lives minutes; one that claims to live longer than a day is refused.
@@ -47,7 +47,7 @@ ALLOWED_ALGORITHMS = (
     "EdDSA",
 )
 _THUMBPRINT = re.compile(limits.CERTIFICATE_THUMBPRINT)
-_CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:\-/]{1,100}$")
+_CLAIM_NAME = re.compile(f"^{limits.CLAIM_NAME}$")
 
 
 class Decision(enum.Enum):
