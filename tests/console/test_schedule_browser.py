@@ -6,7 +6,6 @@ stack's page and its deployments page."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests import waiting
 from tests.console.data import create_stack
 from tests.console.live import browser_problem, cairn_up, rest_client
 from tests.console.test_browser import page
@@ -45,14 +45,7 @@ async def console_url(tmp_path: Path) -> AsyncIterator[str]:
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(POLL_SECONDS)
+    return await waiting.eventually(check, what, seconds=WAIT_SECONDS, interval=POLL_SECONDS)
 
 
 class Agent:

@@ -14,6 +14,7 @@ import pytest
 
 from services.common.clock import ManualClock
 from services.common.config import Settings
+from tests import waiting
 from tests.gateway.conftest import AiohttpClient, Cairn, running_cairn
 from tests.gateway.test_agent_e2e import start_agent, stop_agent
 
@@ -125,14 +126,7 @@ async def clocked(
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(INTERVAL)
+    return await waiting.eventually(check, what, seconds=WAIT_SECONDS, interval=INTERVAL)
 
 
 async def pool_token(cairn: Cairn) -> str:

@@ -7,9 +7,8 @@ field); the values are checked as well. Bad input is sent as REST and must leave
 
 from __future__ import annotations
 
-import asyncio
 import urllib.error
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +34,7 @@ except ImportError:  # pragma: no cover - CI installs it with the dev extra
 
 from services.common.clock import ManualClock
 from services.common.config import Settings
+from tests import waiting
 from tests.gateway.conftest import ADMIN_TOKEN, AiohttpClient, Cairn, running_cairn
 from tests.gateway.sdk import SdkCaller
 
@@ -66,15 +66,8 @@ async def clocked(
         yield running
 
 
-async def eventually(check: Callable[[], Any], what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(INTERVAL)
+async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    return await waiting.eventually(check, what, seconds=WAIT_SECONDS, interval=INTERVAL)
 
 
 def at(seconds: float) -> datetime:

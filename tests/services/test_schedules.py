@@ -8,7 +8,7 @@ Runs on SQLite and, when reachable, PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -32,6 +32,7 @@ from services.common.config import Settings
 from services.common.service import RunningService, open_database
 from services.identity import server as identity_server
 from services.secrets import server as secrets_server
+from tests import waiting
 from tests.conftest import signed_channel
 
 ORG, PROJECT, STACK, STACK_ID = "acme", "web", "dev", "stack-0001"
@@ -141,18 +142,9 @@ async def deployments(replica: Replica) -> list[agent_pools_pb2.Deployment]:
     return list(reply.deployments)
 
 
-async def eventually(check: Callable[[], object], what: str) -> None:
+async def eventually(check: Callable[[], Awaitable[object]], what: str) -> None:
     """Wait (bounded) until the async check answers true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(INTERVAL)
+    await waiting.eventually(check, what, seconds=WAIT_SECONDS, interval=INTERVAL)
 
 
 async def several_rounds() -> None:
