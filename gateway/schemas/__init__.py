@@ -170,6 +170,20 @@ _SCHEMA_VALUES = ("items", "additionalProperties", "not", "contains")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 
 
+def _component(
+    node: Schema, seen: frozenset[str], components: Mapping[str, Schema]
+) -> tuple[str, Schema | None] | None:
+    """For a reference to a component: its name and the schema to inline in its place (None
+    when it is recursive or unknown, so the reference stays). None for any other node."""
+    reference = node.get("$ref")
+    if not (isinstance(reference, str) and reference.startswith(_COMPONENT_PREFIX)):
+        return None
+    name = reference.removeprefix(_COMPONENT_PREFIX)
+    if name in seen or name not in components:
+        return name, None
+    return name, components[name]
+
+
 def without_required(schema: Schema, components: Mapping[str, Schema]) -> Schema:
     """A schema whose objects, at every depth, require none of their members and take null
     for any of them (a merge leaves such a member as it is): component references are
@@ -180,12 +194,9 @@ def without_required(schema: Schema, components: Mapping[str, Schema]) -> Schema
             return [relax(item, seen) for item in node]
         if not isinstance(node, dict):
             return node
-        reference = node.get("$ref")
-        if isinstance(reference, str) and reference.startswith(_COMPONENT_PREFIX):
-            name = reference.removeprefix(_COMPONENT_PREFIX)
-            if name in seen or name not in components:
-                return copy.deepcopy(node)
-            return relax(components[name], seen | {name})
+        if (target := _component(node, seen, components)) is not None:
+            name, component = target
+            return copy.deepcopy(node) if component is None else relax(component, seen | {name})
         return {
             key: relax(value, seen)
             if key in (*_SCHEMA_VALUES, *_SCHEMA_LISTS)
@@ -216,12 +227,9 @@ def closed_schema(schema: Schema, components: Mapping[str, Schema]) -> Schema:
     def close(node: Any, seen: frozenset[str]) -> Any:
         if not isinstance(node, dict):
             return node
-        reference = node.get("$ref")
-        if isinstance(reference, str) and reference.startswith(_COMPONENT_PREFIX):
-            name = reference.removeprefix(_COMPONENT_PREFIX)
-            if name in seen or name not in components:
-                return copy.deepcopy(node)
-            return close(components[name], seen | {name})
+        if (target := _component(node, seen, components)) is not None:
+            name, component = target
+            return copy.deepcopy(node) if component is None else close(component, seen | {name})
         closed: Schema = {}
         for key, value in node.items():
             if key in _SCHEMA_MAPS and isinstance(value, dict):
