@@ -623,6 +623,7 @@ ROUTES: tuple[Route, ...] = (
         f"{DEPLOYMENTS}/settings/encrypt",
         deployments.encrypt_deployment_settings_secret,
         WRITE,
+        is_body_typed=True,
         audit=events.DEPLOYMENT_SETTINGS_ENCRYPT,
     ),
     stack(
