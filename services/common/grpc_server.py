@@ -263,8 +263,10 @@ async def start_server(
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     if is_reflection_served:
+        # The real server: reflection picks its asyncio servicer by the server's type, and
+        # its one registered method costs little.
         reflection.enable_server_reflection(
-            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], registrar
+            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
     if tls is None:
         bound = server.add_insecure_port(f"{host}:{port}")
