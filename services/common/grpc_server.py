@@ -18,6 +18,12 @@ from sqlalchemy import exc as sa_exc
 
 from services.common.auth import REQUEST_ID_KEY, VERIFIED_CALLER, Caller
 from services.common.errors import DomainError
+from services.common.local_calls import (
+    LocalChannel,
+    LocalServer,
+    serve_locally,
+    stop_serving_locally,
+)
 from services.common.logging import get_logger
 from services.common.metrics import Metrics, default_metrics
 from services.common.signing import CallSigner, SigningChannel
@@ -201,12 +207,14 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: Any  # grpc_health's aio HealthServicer (untyped)
+    local: LocalServer
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     async def stop(self, grace: float = 5.0) -> None:
+        stop_serving_locally(self.address, self.local)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
 
@@ -222,8 +230,15 @@ class GenericHandlersOnly:
     generic request. Everything else is the server's own.
     """
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, local: LocalServer) -> None:
         self._server = server
+        self._local = local
+
+    def add_generic_rpc_handlers(
+        self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+        self._local.add(handlers)
 
     def add_registered_method_handlers(self, service_name: str, handlers: Any) -> None:
         return None
@@ -253,11 +268,12 @@ async def start_server(
     `health_servicer` replaces the plain health service (readiness that follows the
     service's dependencies).
     """
-    server = grpc.aio.server(
-        interceptors=[RpcInterceptor(metrics or default_metrics(), authenticator)],
-        options=message_options(max_message_bytes),
-    )
-    registrar = cast(grpc.aio.Server, GenericHandlersOnly(server))
+    interceptor = RpcInterceptor(metrics or default_metrics(), authenticator)
+    server = grpc.aio.server(interceptors=[interceptor], options=message_options(max_message_bytes))
+    # Peers in this process call the same handlers through the same interceptor, without the
+    # socket (`local_calls.py`).
+    local = LocalServer([], interceptor)
+    registrar = cast(grpc.aio.Server, GenericHandlersOnly(server, local))
     register(registrar)
     if health_servicer is None:
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -277,7 +293,9 @@ async def start_server(
     await server.start()
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server=server, port=bound, health=health_servicer)
+    running = RunningServer(server=server, port=bound, health=health_servicer, local=local)
+    serve_locally(running.address, local)
+    return running
 
 
 def channel_target(addresses: str) -> str:
@@ -475,7 +493,8 @@ def open_channel(
 
     Only a channel used for health checks alone may go without a signer: every other
     method refuses unsigned calls. With `tls`, the channel speaks mutual TLS (calls are
-    still signed).
+    still signed). To one address, a server running in this process is called without the
+    socket (`local_calls.py`), signed and checked all the same.
     """
     options = channel_options(max_message_bytes, timeout_seconds)
     target = channel_target(addresses)
@@ -485,6 +504,8 @@ def open_channel(
         channel = grpc.aio.secure_channel(
             target, tls.channel_credentials(), options=[*options, *tls.channel_options(addresses)]
         )
+    if "," not in addresses:
+        channel = LocalChannel(addresses, channel, timeout_seconds)
     return channel if signer is None else SigningChannel(channel, signer)
 
 

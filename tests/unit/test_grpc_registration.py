@@ -5,7 +5,7 @@ the registered methods on every call), and calls reach the same handlers, interc
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -16,6 +16,7 @@ from services.common.grpc_server import (
     open_channel,
     start_server,
 )
+from services.common.local_calls import LocalServer
 from services.common.signing import CallSigner
 from services.common.verification import CallAuthenticator
 
@@ -83,6 +84,7 @@ async def test_the_interceptor_still_refuses_an_unsigned_call(server: RunningSer
 
 async def test_everything_else_is_the_servers_own() -> None:
     server = grpc.aio.server()
-    registrar = GenericHandlersOnly(server)
+    local = LocalServer([], cast(Any, None))  # no call is made through it here
+    registrar = GenericHandlersOnly(server, local)
     assert registrar.add_insecure_port == server.add_insecure_port
     registrar.add_registered_method_handlers(PROBE, {})  # accepted, and nothing registered
