@@ -505,7 +505,7 @@ def open_channel(
             target, tls.channel_credentials(), options=[*options, *tls.channel_options(addresses)]
         )
     if "," not in addresses:
-        channel = LocalChannel(addresses, channel, timeout_seconds)
+        channel = LocalChannel(addresses, channel, max_message_bytes, timeout_seconds)
     return channel if signer is None else SigningChannel(channel, signer)
 
 

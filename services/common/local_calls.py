@@ -74,6 +74,17 @@ def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     )
 
 
+def _too_large(what: str, size: int, limit: int) -> grpc.aio.AioRpcError:
+    """The refusal gRPC gives a message over the channel's limit."""
+    return _error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, f"{what} message larger than max ({size} vs. {limit})"
+    )
+
+
+async def _refused(error: grpc.aio.AioRpcError) -> Any:
+    raise error
+
+
 class LocalContext:
     """The part of `grpc.aio.ServicerContext` that Cairn's servicers and interceptor use."""
 
@@ -125,6 +136,7 @@ class _LocalUnaryUnary:
         request_serializer: Callable[[Any], bytes] | None,
         response_deserializer: Callable[[bytes], Any] | None,
         default_timeout: float | None,
+        max_message_bytes: int,
         remote: Any,
     ) -> None:
         self._address = address
@@ -132,6 +144,7 @@ class _LocalUnaryUnary:
         self._serialize = request_serializer
         self._deserialize = response_deserializer
         self._default_timeout = default_timeout
+        self._max_message_bytes = max_message_bytes
         self._remote = remote
 
     def __call__(
@@ -154,6 +167,8 @@ class _LocalUnaryUnary:
                 compression=compression,
             )
         payload = self._serialize(request) if self._serialize is not None else request
+        if len(payload) > self._max_message_bytes:
+            return _refused(_too_large("Sent", len(payload), self._max_message_bytes))
         return self._call(server, payload, timeout or self._default_timeout, tuple(metadata or ()))
 
     async def _call(
@@ -175,6 +190,8 @@ class _LocalUnaryUnary:
         except asyncio.CancelledError:
             task.cancel()
             raise
+        if len(reply) > self._max_message_bytes:
+            raise _too_large("Received", len(reply), self._max_message_bytes)
         return self._deserialize(reply) if self._deserialize is not None else reply
 
     async def _serve(
@@ -214,10 +231,15 @@ class LocalChannel(grpc.aio.Channel):
     `remote`, the network channel to the same address (see the module's description)."""
 
     def __init__(
-        self, address: str, remote: grpc.aio.Channel, default_timeout: float | None = None
+        self,
+        address: str,
+        remote: grpc.aio.Channel,
+        max_message_bytes: int,
+        default_timeout: float | None = None,
     ) -> None:
         self._address = address.strip()
         self._remote = remote
+        self._max_message_bytes = max_message_bytes
         self._default_timeout = default_timeout
 
     async def __aenter__(self) -> LocalChannel:
@@ -258,6 +280,7 @@ class LocalChannel(grpc.aio.Channel):
             request_serializer,
             response_deserializer,
             self._default_timeout,
+            self._max_message_bytes,
             remote,
         )
 

@@ -121,6 +121,9 @@ async def test_errors_deadlines_and_credentials_are_those_of_a_network_call(
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await call(signed, "Nothing")(b"", timeout=5)
         assert unknown.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.aio.AioRpcError) as large:
+            await call(signed, "Echo")(b"x" * (1024 * 1024 + 1), timeout=5)
+        assert large.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         for channel in (signed, unsigned, wrong_key):
             await channel.close(None)
