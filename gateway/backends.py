@@ -91,6 +91,7 @@ class Backends:
                 signer=signer,
                 timeout_seconds=settings.grpc_timeout_seconds,
                 tls=tls,
+                local_calls=settings.local_calls,
             )
             for name in SERVICE_NAMES
         }

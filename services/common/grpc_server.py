@@ -488,13 +488,15 @@ def open_channel(
     signer: CallSigner | None,
     timeout_seconds: float | None = None,
     tls: Tls | None = None,
+    local_calls: bool = False,
 ) -> grpc.aio.Channel:
     """A channel balancing across a service's replicas, signing every call with `signer`.
 
     Only a channel used for health checks alone may go without a signer: every other
     method refuses unsigned calls. With `tls`, the channel speaks mutual TLS (calls are
-    still signed). Without TLS, a server at one address that runs in this process is called
-    without the socket (`local_calls.py`), signed and checked all the same.
+    still signed). With `local_calls` and without TLS, a server at one address that runs in
+    this process is called without the socket (`local_calls.py`), signed and checked all the
+    same.
     """
     options = channel_options(max_message_bytes, timeout_seconds)
     target = channel_target(addresses)
@@ -504,7 +506,7 @@ def open_channel(
         channel = grpc.aio.secure_channel(
             target, tls.channel_credentials(), options=[*options, *tls.channel_options(addresses)]
         )
-    if tls is None and "," not in addresses:
+    if local_calls and tls is None and "," not in addresses:
         # With TLS set, even a call in this process goes through it, certificates checked.
         channel = LocalChannel(addresses, channel, max_message_bytes, timeout_seconds)
     return channel if signer is None else SigningChannel(channel, signer)

@@ -70,6 +70,7 @@ def peer_channel(settings: Settings, service: str) -> grpc.aio.Channel:
         settings.max_message_bytes,
         signer=CallSigner(load_internal_key(settings)),
         tls=load_tls(settings),
+        local_calls=settings.local_calls,
     )
 
 

@@ -80,7 +80,7 @@ def call(channel: grpc.aio.Channel, method: str) -> Any:
 async def test_a_call_in_the_process_skips_the_socket_and_keeps_its_context(
     server: RunningServer,
 ) -> None:
-    channel = open_channel(server.address, 1024 * 1024, signer=CallSigner(KEY))
+    channel = open_channel(server.address, 1024 * 1024, signer=CallSigner(KEY), local_calls=True)
     try:
         assert isinstance(channel, SigningChannel)
         MARK.set("caller's")
@@ -94,9 +94,11 @@ async def test_a_call_in_the_process_skips_the_socket_and_keeps_its_context(
 async def test_errors_deadlines_and_credentials_are_those_of_a_network_call(
     server: RunningServer,
 ) -> None:
-    signed = open_channel(server.address, 1024 * 1024, signer=CallSigner(KEY))
-    unsigned = open_channel(server.address, 1024 * 1024, signer=None)
-    wrong_key = open_channel(server.address, 1024 * 1024, signer=CallSigner(bytes(32)))
+    signed = open_channel(server.address, 1024 * 1024, signer=CallSigner(KEY), local_calls=True)
+    unsigned = open_channel(server.address, 1024 * 1024, signer=None, local_calls=True)
+    wrong_key = open_channel(
+        server.address, 1024 * 1024, signer=CallSigner(bytes(32)), local_calls=True
+    )
     try:
         assert isinstance(unsigned, LocalChannel)
         with pytest.raises(grpc.aio.AioRpcError) as found:
@@ -132,11 +134,24 @@ async def test_errors_deadlines_and_credentials_are_those_of_a_network_call(
 async def test_a_stopped_server_is_reached_over_the_network_and_refuses(
     server: RunningServer,
 ) -> None:
-    channel = open_channel(server.address, 1024 * 1024, signer=CallSigner(KEY))
+    channel = open_channel(server.address, 1024 * 1024, signer=CallSigner(KEY), local_calls=True)
     try:
         await server.stop(0)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call(channel, "Echo")(b"hi", timeout=5)
         assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        await channel.close(None)
+
+
+async def test_without_the_setting_every_call_goes_over_the_network(
+    server: RunningServer,
+) -> None:
+    channel = open_channel(server.address, 1024 * 1024, signer=None)
+    try:
+        assert not isinstance(channel, LocalChannel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(channel, "Echo")(b"hi", timeout=5)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
     finally:
         await channel.close(None)
