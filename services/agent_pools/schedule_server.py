@@ -24,6 +24,7 @@ from services.agent_pools.schedules import (
     Schedules,
 )
 from services.common.auth import caller_from_context
+from services.common.clock import Clock
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.grpc_server import DATABASE_UNAVAILABLE_ERRORS
 from services.common.hook_events import (
@@ -253,7 +254,7 @@ def _drift_status(status: DriftStatusView) -> schedules_pb2.DriftStatus:
 
 
 def drift_events(
-    deployment: DeploymentRecord, run: DriftRunRecord, user_login: str
+    clock: Clock, deployment: DeploymentRecord, run: DriftRunRecord, user_login: str
 ) -> list[hooks_pb2.PublishEventRequest]:
     """The one place a finished drift run becomes webhook events, written with its outcome:
     `drift_detection_succeeded` (and `drift_detected` when it found drift) or, when the run
@@ -277,6 +278,7 @@ def drift_events(
         hook_event(
             stack.stack_id,
             kind,
+            at=clock.now(),
             user_login=user_login,
             organization=stack.organization,
             project=stack.project,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -421,7 +422,7 @@ REMEDIATION_EVENTS = {
 
 
 def deployment_events(
-    deployment: DeploymentRecord, status: str
+    clock: Clock, deployment: DeploymentRecord, status: str
 ) -> list[hooks_pb2.PublishEventRequest]:
     """The webhook events of a deployment queued, started (claimed by an agent) or ended, and
     of a drift remediation ended."""
@@ -442,6 +443,7 @@ def deployment_events(
         hook_event(
             stack.stack_id,
             each,
+            at=clock.now(),
             user_login=deployment.requested_by,
             organization=stack.organization,
             project=stack.project,
@@ -502,7 +504,11 @@ async def start(
     secrets = SecretsPeer(secrets_pb2_grpc.SecretsServiceStub(secrets_channel), timeout)
     identity = IdentityPeer(identity_pb2_grpc.IdentityServiceStub(identity_channel), timeout)
     hooks = hook_dispatcher(settings, database)
-    events = None if hooks is None else DeploymentEvents(deployment_events, hooks[0].wake)
+    events = (
+        None
+        if hooks is None
+        else DeploymentEvents(partial(deployment_events, the_clock), hooks[0].wake)
+    )
     store = AgentPoolStore(
         database.sessions, database.engine.dialect.name, events, reads=database.reads
     )
@@ -523,7 +529,7 @@ async def start(
         None
         if stacks_channel is None
         else StacksPeer(stacks_pb2_grpc.StacksServiceStub(stacks_channel), timeout),
-        None if hooks is None else DriftEvents(drift_events, hooks[0].wake),
+        None if hooks is None else DriftEvents(partial(drift_events, the_clock), hooks[0].wake),
     )
     servicer = AgentPoolsServicer(pools, the_clock, schedules)
     sweeper = TokenSweeper(pools.sweep, settings.deployment_token_sweep_seconds)

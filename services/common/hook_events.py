@@ -96,8 +96,8 @@ def hook_event(
     stack_id: str,
     event: str,
     *,
+    at: float,
     user_login: str = "",
-    timestamp: float | None = None,
     organization: str = "",
     project: str = "",
     stack_name: str = "",
@@ -105,7 +105,8 @@ def hook_event(
     deployment: hooks_pb2.DeploymentOutcome | None = None,
     drift: hooks_pb2.DriftOutcome | None = None,
 ) -> hooks_pb2.PublishEventRequest:
-    """An event of any kind, with a fresh id: what `add_event` and `Outbox.publish` take."""
+    """An event of any kind, with a fresh id: what `add_event` and `Outbox.publish` take.
+    `at` is when it happened, on the publishing service's clock (Unix seconds)."""
     request = hooks_pb2.PublishEventRequest(
         id=uuid.uuid4().hex,
         stack_id=stack_id,
@@ -114,7 +115,8 @@ def hook_event(
         organization=organization,
         project=project,
         stack_name=stack_name,
-        timestamp=int(time.time() if timestamp is None else timestamp),
+        timestamp=int(at),
+        occurred_at_us=round(at * 1_000_000),
     )
     if update is not None:
         request.update.CopyFrom(update)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.common.clock import aware
 from services.common.errors import AlreadyExists, NotFound
 from services.identity.domain import (
     DEFAULT_STACK_PERMISSION,
@@ -76,11 +77,6 @@ def not_a_member(login: str, organization: str) -> NotFound:
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def aware(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without a zone; everything is stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def optional_aware(moment: datetime | None) -> datetime | None:

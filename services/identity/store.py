@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.clock import Clock
+from services.common.clock import Clock, aware
 from services.common.db import Sessions
 from services.common.errors import AlreadyExists, FailedPrecondition
 from services.identity.domain import (
@@ -53,7 +53,6 @@ from services.identity.rows import (
     access_token_record,
     admin_count,
     any_user,
-    aware,
     find_organization_id,
     find_user_id,
     flush_or,

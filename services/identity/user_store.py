@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 
-from services.common.clock import Clock
+from services.common.clock import Clock, aware
 from services.common.db import Sessions
 from services.common.errors import AlreadyExists, NotFound
 from services.identity.domain import (
@@ -34,7 +34,6 @@ from services.identity.models import (
     UserRow,
 )
 from services.identity.rows import (
-    aware,
     find_organization_id,
     find_user_id,
     flush_or,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.clock import aware
 from services.secrets.domain import DecryptionEvent, NewDecryptionEvent, StackKey
 from services.secrets.models import DecryptionEventRow, StackKeyRow
 
@@ -73,7 +72,7 @@ async def list_decryption_events(session: AsyncSession, stack_id: str) -> list[D
             secret_name=row.secret_name,
             command_name=row.command_name,
             value_count=row.value_count,
-            created_at=_aware(row.created_at),
+            created_at=aware(row.created_at),
         )
         for row in rows
     ]
@@ -84,10 +83,5 @@ def _stack_key(row: StackKeyRow) -> StackKey:
         stack_id=row.stack_id,
         wrapped_key=bytes(row.wrapped_key),
         master_key_id=row.master_key_id,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite keeps no time zone; every timestamp written here is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

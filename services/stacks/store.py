@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
-from services.common.clock import Clock
+from services.common.clock import Clock, aware
 from services.common.db import Sessions
 from services.common.errors import Aborted, AlreadyExists, NotFound
 from services.common.hook_events import add_event
@@ -191,7 +191,7 @@ class StackStore:
                 if (
                     tomb is None
                     or tomb.organization != organization
-                    or _utc(tomb.deleted_at) <= _timestamp(after)
+                    or aware(tomb.deleted_at) <= _timestamp(after)
                 ):
                     raise NotFound(f"Not Found: no deleted stack with id '{stack_id}'")
                 path = StackPath(
@@ -219,7 +219,7 @@ class StackStore:
             rows = (await session.scalars(statement)).all()
         records = []
         for row in rows:
-            stack, tags, _ = _from_snapshot(row, _tomb_path(row), _utc(row.deleted_at))
+            stack, tags, _ = _from_snapshot(row, _tomb_path(row), aware(row.deleted_at))
             records.append(_record(stack, tags))
         return records
 
@@ -446,11 +446,6 @@ def _tag_rows(stack_id: str, tags: Mapping[str, str]) -> Iterable[StackTagRow]:
     return [StackTagRow(stack_id=stack_id, name=name, value=value) for name, value in tags.items()]
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back without a zone; they were written in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _config(value: dict[str, Any] | None) -> StackConfig | None:
     if value is None:
         return None
@@ -473,7 +468,7 @@ def _annotation(row: StackAnnotationRow) -> Annotation:
         version=row.version,
         content=row.content,
         modified_by=row.modified_by,
-        modified_at=_utc(row.modified_at),
+        modified_at=aware(row.modified_at),
     )
 
 
@@ -484,8 +479,8 @@ def _record(row: StackRow, tags: Mapping[str, str]) -> StackRecord:
         tags=dict(tags),
         config=_config(row.config),
         teams=tuple(row.teams),
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
         owner_login=row.owner_login,
         notifications=NotificationSettings(
             notify_update_failure=row.notify_update_failure,
@@ -505,7 +500,7 @@ def _tomb_path(row: DeletedStackRow) -> StackPath:
 
 def _deleted(row: DeletedStackRow) -> DeletedStack:
     return DeletedStack(
-        id=row.id, path=_tomb_path(row), deleted_at=_utc(row.deleted_at), deleted_by=row.deleted_by
+        id=row.id, path=_tomb_path(row), deleted_at=aware(row.deleted_at), deleted_by=row.deleted_by
     )
 
 
@@ -516,7 +511,7 @@ def _snapshot(
     return {
         "config": row.config,
         "teams": list(row.teams),
-        "created_at": _utc(row.created_at).timestamp(),
+        "created_at": aware(row.created_at).timestamp(),
         "owner_login": row.owner_login,
         "notify_update_failure": row.notify_update_failure,
         "notify_update_success": row.notify_update_success,
@@ -529,7 +524,7 @@ def _snapshot(
                 "source": annotation.source,
                 "content": base64.b64encode(annotation.content).decode("ascii"),
                 "modified_by": annotation.modified_by,
-                "modified_at": _utc(annotation.modified_at).timestamp(),
+                "modified_at": aware(annotation.modified_at).timestamp(),
             }
             for annotation in annotations
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -481,7 +482,9 @@ def build_lock(settings: Settings) -> StackLock:
     return DatabaseOnlyLock()
 
 
-def update_event(update: UpdateRecord, result: str) -> hooks_pb2.PublishEventRequest | None:
+def update_event(
+    clock: Clock, update: UpdateRecord, result: str
+) -> hooks_pb2.PublishEventRequest | None:
     """The webhook event of an update's start or end (CLI kinds only): `preview_*` for a
     preview, whose payload's kind is the operation previewed (`update` for `pulumi preview`),
     as in Pulumi's `stack_preview` payloads."""
@@ -495,6 +498,7 @@ def update_event(update: UpdateRecord, result: str) -> hooks_pb2.PublishEventReq
     return hook_event(
         update.stack_id,
         f"{kind}_{result}",
+        at=clock.now(),
         user_login=update.requested_by,
         update=hooks_pb2.UpdateOutcome(
             update_id=update.id,
@@ -571,7 +575,7 @@ async def start(
             stack_lock,
             the_clock,
             states,
-            announce=None if hooks is None else update_event,
+            announce=None if hooks is None else partial(update_event, the_clock),
             announced=None if hooks is None else hooks[0].wake,
         ),
         history,

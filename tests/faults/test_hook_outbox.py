@@ -76,6 +76,7 @@ async def test_sigkill_between_commit_and_delivery_still_delivers(tmp_path: Path
             event = hook_event(
                 "s" * 32,
                 "stack_created",
+                at=time.time(),
                 user_login="ann",
                 organization="acme",
                 project="web",

@@ -69,11 +69,11 @@ async def test_an_event_exists_only_when_its_transaction_committed(engine: Async
     sessions = session_factory(engine)
     with pytest.raises(RuntimeError):
         async with sessions.begin() as session:
-            await add_event(session, TABLE, hook_event("stack-1", "update_failed"))
+            await add_event(session, TABLE, hook_event("stack-1", "update_failed", at=time.time()))
             raise RuntimeError("the change failed")
     assert await count(engine) == 0
     async with sessions.begin() as session:
-        await add_event(session, TABLE, hook_event("stack-1", "update_succeeded"))
+        await add_event(session, TABLE, hook_event("stack-1", "update_succeeded", at=time.time()))
     assert await count(engine) == 1
 
 
@@ -81,7 +81,7 @@ async def test_publish_is_idempotent_by_id_and_any_kind_can_be_published(
     engine: AsyncEngine,
 ) -> None:
     outbox = outbox_on(engine)
-    event = hook_event("stack-1", DRIFT_DETECTED, organization="acme", project="p")
+    event = hook_event("stack-1", DRIFT_DETECTED, at=time.time(), organization="acme", project="p")
     await outbox.publish(event)
     await outbox.publish(event)
     assert await count(engine) == 1
@@ -93,7 +93,7 @@ async def test_publish_is_idempotent_by_id_and_any_kind_can_be_published(
 async def test_a_claim_is_exclusive_until_its_lease_runs_out(engine: AsyncEngine) -> None:
     outbox = outbox_on(engine)
     for index in range(3):
-        await outbox.publish(hook_event(f"stack-{index}", "stack_created"))
+        await outbox.publish(hook_event(f"stack-{index}", "stack_created", at=time.time()))
     now = time.time()
     first = await outbox.claim("a", now, 30.0, 2)
     second = await outbox.claim("b", now, 30.0, 10)
@@ -108,7 +108,7 @@ async def test_a_claim_is_exclusive_until_its_lease_runs_out(engine: AsyncEngine
 
 async def test_a_failed_send_comes_back_after_a_backoff(engine: AsyncEngine) -> None:
     outbox = outbox_on(engine)
-    await outbox.publish(hook_event("stack-1", "update_failed"))
+    await outbox.publish(hook_event("stack-1", "update_failed", at=time.time()))
     calls: list[float] = []
 
     async def send(request: hooks_pb2.PublishEventRequest) -> None:
@@ -139,7 +139,9 @@ async def test_two_dispatchers_on_postgresql_never_send_one_event_twice(
         total = 200
         async with session_factory(engines[0]).begin() as session:
             for index in range(total):
-                await add_event(session, TABLE, hook_event(f"stack-{index}", "stack_created"))
+                await add_event(
+                    session, TABLE, hook_event(f"stack-{index}", "stack_created", at=time.time())
+                )
         sent: Counter[str] = Counter()
         in_flight: set[str] = set()
         overlaps: list[str] = []

@@ -22,6 +22,7 @@ from services.agent_pools.schedule_rules import (
 )
 from services.agent_pools.schedule_server import drift_events
 from services.agent_pools.server import deployment_events
+from services.common.clock import ManualClock
 from services.common.errors import InvalidArgument
 from services.common.hook_events import (
     DEPLOYMENT_FAILED,
@@ -34,6 +35,7 @@ from services.common.hook_events import (
 )
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+CLOCK = ManualClock(NOW + 0.25)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +143,7 @@ def detection(operation: str = "detect-drift", status: str = "failed") -> Deploy
 
 def test_a_finished_drift_run_becomes_its_webhook_events() -> None:
     run = DriftRunRecord("r", "stack-1", "s", "d1", True, NOW, NOW, True, {"update": 2}, "d2")
-    found, detected = drift_events(detection(), run, "alice")
+    found, detected = drift_events(CLOCK, detection(), run, "alice")
     assert (found.event, detected.event) == (DRIFT_DETECTION_SUCCEEDED, DRIFT_DETECTED)
     for event in (found, detected):
         assert (event.stack_id, event.user_login, event.organization) == (
@@ -154,31 +156,34 @@ def test_a_finished_drift_run_becomes_its_webhook_events() -> None:
         assert dict(event.drift.resource_changes) == {"update": 2}
         assert (event.drift.deployment_id, event.drift.deployment_version) == ("d1", 7)
         assert event.drift.remediation_deployment_id == "d2"
+        # When it happened, on the service's clock: seconds in payloads, microseconds for
+        # matching it to the hooks that existed then.
+        assert (event.timestamp, event.occurred_at_us) == (int(CLOCK.now()), 1_700_000_000_250_000)
     # Each is stored once in the outbox, whatever retries follow.
     assert found.id and detected.id and found.id != detected.id
 
     clean = replace(run, drift_detected=False, resource_changes={}, remediation_deployment_id=None)
-    (only,) = drift_events(detection(status="succeeded"), clean, "alice")
+    (only,) = drift_events(CLOCK, detection(status="succeeded"), clean, "alice")
     assert only.event == DRIFT_DETECTION_SUCCEEDED and not only.drift.drift_detected
     unknown = replace(run, drift_detected=None, resource_changes={})
-    (failed,) = drift_events(detection(), unknown, "alice")
+    (failed,) = drift_events(CLOCK, detection(), unknown, "alice")
     assert failed.event == DRIFT_DETECTION_FAILED
 
 
 def test_a_remediation_ending_is_also_a_drift_remediation_event() -> None:
-    ended = deployment_events(detection("remediate-drift", "succeeded"), "succeeded")
+    ended = deployment_events(CLOCK, detection("remediate-drift", "succeeded"), "succeeded")
     assert [event.event for event in ended] == [
         DEPLOYMENT_SUCCEEDED,
         DRIFT_REMEDIATION_SUCCEEDED,
     ]
     assert all(event.deployment.status == "succeeded" for event in ended)
-    failed = deployment_events(detection("remediate-drift", "failed"), "failed")
+    failed = deployment_events(CLOCK, detection("remediate-drift", "failed"), "failed")
     assert [event.event for event in failed] == [DEPLOYMENT_FAILED, DRIFT_REMEDIATION_FAILED]
-    started = deployment_events(detection("remediate-drift", "running"), "started")
+    started = deployment_events(CLOCK, detection("remediate-drift", "running"), "started")
     assert [event.event for event in started] == ["deployment_started"]
-    plain = deployment_events(detection("update", "succeeded"), "succeeded")
+    plain = deployment_events(CLOCK, detection("update", "succeeded"), "succeeded")
     assert [event.event for event in plain] == [DEPLOYMENT_SUCCEEDED]
-    assert deployment_events(detection("update", "running"), "running") == []
+    assert deployment_events(CLOCK, detection("update", "running"), "running") == []
 
 
 def test_each_kind_of_schedule_names_what_queued_its_deployments() -> None:

@@ -602,6 +602,7 @@ class PublishEventRequest(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     DEPLOYMENT_FIELD_NUMBER: _builtins.int
     DRIFT_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_US_FIELD_NUMBER: _builtins.int
     stack_id: _builtins.str
     """The stable id of the stack the event is about."""
     event: _builtins.str
@@ -615,7 +616,12 @@ class PublishEventRequest(_message.Message):
     project: _builtins.str
     stack_name: _builtins.str
     timestamp: _builtins.int
-    """Unix seconds when the event happened."""
+    """Unix seconds when the event happened (shown in payloads)."""
+    occurred_at_us: _builtins.int
+    """When the event happened, Unix microseconds on the publishing service's clock: it goes
+    only to hooks that existed then. 0 (an event stored before this was recorded): every
+    hook that wants it.
+    """
     @_builtins.property
     def update(self) -> Global___UpdateOutcome: ...
     @_builtins.property
@@ -636,10 +642,11 @@ class PublishEventRequest(_message.Message):
         timestamp: _builtins.int = ...,
         deployment: Global___DeploymentOutcome | None = ...,
         drift: Global___DriftOutcome | None = ...,
+        occurred_at_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "drift", b"drift", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "drift", b"drift", "event", b"event", "id", b"id", "organization", b"organization", "project", b"project", "stack_id", b"stack_id", "stack_name", b"stack_name", "timestamp", b"timestamp", "update", b"update", "user_login", b"user_login"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "drift", b"drift", "event", b"event", "id", b"id", "occurred_at_us", b"occurred_at_us", "organization", b"organization", "project", b"project", "stack_id", b"stack_id", "stack_name", b"stack_name", "timestamp", b"timestamp", "update", b"update", "user_login", b"user_login"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.clock import Clock
+from services.common.clock import Clock, aware
 from services.common.db import Sessions
 from services.common.errors import AlreadyExists, NotFound
 from services.identity.domain import TokenKind
@@ -27,7 +27,6 @@ from services.identity.oidc.domain import (
 )
 from services.identity.oidc.models import OidcIdentityRow, OidcIssuerRow, OidcPolicyRow
 from services.identity.rows import (
-    aware,
     new_id,
     optional_aware,
     organization_row,

@@ -145,6 +145,8 @@ class HookRecord:
     filters: tuple[str, ...]
     groups: tuple[str, ...]
     secret_ciphertext: bytes | None
+    # When it was registered, Unix microseconds.
+    created_at_us: int = 0
 
     @property
     def has_secret(self) -> bool:
@@ -223,6 +225,13 @@ class HookEvent:
     drift: DriftOutcome | None = None
     # Unix seconds; 0 when unknown.
     timestamp: int = 0
+    # Unix microseconds, on the publishing service's clock; 0 when unknown.
+    occurred_at_us: int = 0
+
+    def reaches(self, hook: HookRecord) -> bool:
+        """Whether `hook` existed when this happened: a hook registered after an event (its
+        delivery may come later) does not receive it. With no recorded time, every hook does."""
+        return not self.occurred_at_us or hook.created_at_us <= self.occurred_at_us
 
 
 def kind_of(event: str) -> str:

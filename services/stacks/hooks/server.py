@@ -72,9 +72,10 @@ class HookEventIntake:
     transactions, see StackStore) and those other services publish; its dispatcher hands
     each to `Hooks.dispatch`."""
 
-    def __init__(self, outbox: Outbox, dispatcher: OutboxDispatcher) -> None:
+    def __init__(self, outbox: Outbox, dispatcher: OutboxDispatcher, clock: Clock) -> None:
         self.outbox = outbox
         self.dispatcher = dispatcher
+        self._clock = clock
 
     async def publish(self, request: hooks_pb2.PublishEventRequest) -> None:
         await self.outbox.publish(request)
@@ -87,6 +88,7 @@ class HookEventIntake:
         return hook_event(
             stack.id,
             f"stack_{action}",
+            at=self._clock.now(),
             user_login=user_login,
             organization=stack.path.organization,
             project=stack.path.project,
@@ -152,6 +154,7 @@ def event_of(request: hooks_pb2.PublishEventRequest) -> HookEvent:
         deployment=deployment,
         drift=drift,
         timestamp=request.timestamp,
+        occurred_at_us=request.occurred_at_us,
     )
 
 
@@ -266,7 +269,7 @@ def hook_service(
         poll_seconds=settings.webhook_poll_seconds,
         name="stacks",
     )
-    intake = HookEventIntake(outbox, dispatcher)
+    intake = HookEventIntake(outbox, dispatcher, clock)
     return HookServicer(hooks, intake), hooks, intake
 
 

@@ -204,7 +204,7 @@ class Hooks:
         sends = [
             self._send(hook, event, formats.render(hook.format, event, self._public_url))
             for hook in hooks
-            if matches(hook, event.event)
+            if matches(hook, event.event) and event.reaches(hook)
         ]
         await asyncio.gather(*sends)
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from services.common.clock import unix_microseconds
 from services.common.db import Sessions
 from services.common.errors import AlreadyExists, NotFound
 from services.stacks.hooks.domain import MAX_DELIVERIES, Delivery, HookRecord
@@ -168,6 +169,7 @@ def _record(row: HookRow) -> HookRecord:
         filters=tuple(row.filters),
         groups=tuple(row.groups),
         secret_ciphertext=row.secret,
+        created_at_us=unix_microseconds(row.created_at),
     )
 
 
