@@ -27,7 +27,8 @@ from /proc/<pid>/stat before and after, processes labelled by their command line
 
 Usage: bench_updates.py [--backend sqlite|postgres|all] [--scale F] [--topology T]
                         [--shapes single,scaling,many]
-                        [--modes sequential,journal,delta] [--json]
+                        [--modes sequential,journal,delta]
+                        [--setting CAIRN_NAME=VALUE ...] [--json]
 The table goes to stdout; with --json the JSON object goes to stdout and the table to stderr.
 Progress lines always go to stderr. Exit status 1 when anything failed (server error, wrong
 export, a backend that could not run).
@@ -89,6 +90,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(MODES),
         help="which update shapes, comma-separated: sequential, journal, delta; default all",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="CAIRN_NAME=VALUE",
+        help="a setting every server of the run starts with (repeatable), e.g. "
+        "CAIRN_LOCAL_CALLS=false to measure calls through the socket",
+    )
     parser.add_argument("--json", action="store_true", help="also print a JSON object")
     args = parser.parse_args(argv)
     if not 0 < args.scale <= 10:
@@ -101,6 +110,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.modes) - set(MODES))
     if unknown or not args.modes:
         parser.error(f"--modes takes some of {', '.join(MODES)} (got {unknown or 'none'})")
+    settings: dict[str, str] = {}
+    for setting in args.setting:
+        name, equals, value = setting.partition("=")
+        if not equals or not name.startswith("CAIRN_") or name != name.upper():
+            parser.error(f"--setting takes CAIRN_NAME=VALUE (got {setting!r})")
+        settings[name] = value
+    args.setting = settings
     if args.topology == "distributed" and args.backend != "postgres":
         parser.error("--topology distributed needs --backend postgres (cairn refuses SQLite)")
     return args
@@ -110,9 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     sizes = Sizes.for_scale(args.scale)
-    results = asyncio.run(bench(backends, sizes, args.topology, args.shapes, args.modes))
+    results = asyncio.run(
+        bench(backends, sizes, args.topology, args.shapes, args.modes, args.setting)
+    )
     report = {
         "scale": args.scale,
+        "settings": args.setting,
         "topology": args.topology,
         "shapes": args.shapes,
         "modes": args.modes,

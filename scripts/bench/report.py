@@ -129,7 +129,11 @@ def _backend_lines(backend: str, figures: dict[str, Any]) -> list[str]:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"Cairn update benchmark (scale {report['scale']})", ""]
+    lines = [f"Cairn update benchmark (scale {report['scale']})"]
+    settings = report.get("settings") or {}
+    if settings:
+        lines.append("settings: " + " ".join(f"{k}={v}" for k, v in sorted(settings.items())))
+    lines.append("")
     for backend, figures in report["backends"].items():
         lines += _backend_lines(backend, figures)
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import asyncio
 import random
 import tempfile
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -264,7 +264,10 @@ async def bench(
     topology: str = "auto",
     groups: Sequence[str] = GROUPS,
     modes: Sequence[Mode] = MODES,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`settings`: CAIRN_* variables every server of the run starts with."""
+    extra = dict(settings or {})
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
     results: dict[str, Any] = {}
@@ -273,7 +276,7 @@ async def bench(
             chosen = topology_for(backend, topology)
             if backend == "sqlite":
                 results[backend] = await bench_backend(
-                    backend, {}, chosen, sizes, groups, session, modes
+                    backend, extra, chosen, sizes, groups, session, modes
                 )
                 continue
             problem = None if tcp_answers(5432) else f"PostgreSQL at {HOST}:5432 does not answer"
@@ -288,6 +291,7 @@ async def bench(
                         "CAIRN_DATABASE_URL": url,
                         "CAIRN_REDIS_URL": f"redis://{HOST}:6379/0",
                         **POSTGRES_POOL,
+                        **extra,
                     }
                     results[backend] = await bench_backend(
                         backend, env, chosen, sizes, groups, session, modes

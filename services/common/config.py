@@ -77,10 +77,9 @@ class Settings(BaseSettings):
     # gRPC server reflection on every service, answered to authenticated callers only.
     grpc_reflection: bool = True
     # Calls to a service running in the same process (`cairn up`) skip the socket: same
-    # handlers, interceptor, signing and limits (services/common/local_calls.py). Off until
-    # webhook events are matched to the hooks that existed when they happened (with calls
-    # this fast, a hook created just after a stack can receive its creation event).
-    local_calls: bool = False
+    # handlers, interceptor, signing and limits (services/common/local_calls.py). False: every
+    # call goes through the socket, as between processes.
+    local_calls: bool = True
     # Seals the web console's session cookies; every gateway replica needs the same one. Unset:
     # derived from master_key when this process has it, else drawn per gateway process.
     console_session_key: SecretStr | None = None
