@@ -402,15 +402,6 @@ async def stack_team_grants(
     ]
 
 
-async def user_team_ids(session: AsyncSession, org_id: str, principal: Principal) -> list[str]:
-    rows = await session.scalars(
-        select(TeamMemberRow.team_id)
-        .join(TeamRow, TeamRow.id == TeamMemberRow.team_id)
-        .where(TeamRow.organization_id == org_id, TeamMemberRow.user_id == principal.user.id)
-    )
-    return list(rows.all())
-
-
 async def explicit_grant(session: AsyncSession, stack_id: str, user_id: str) -> StackPermission:
     value = await session.scalar(
         select(UserStackGrantRow.permission).where(

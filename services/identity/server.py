@@ -518,7 +518,7 @@ async def start(
     clock = clock or SystemClock()
     identity = IdentityService(
         IdentityStore(database.sessions, clock, database.reads),
-        TeamStore(database.sessions, clock),
+        TeamStore(database.sessions, clock, database.reads),
         clock,
         OrganizationAutocreate(settings.allow_organization_autocreate),
         users=UserStore(database.sessions, clock),
