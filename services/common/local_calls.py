@@ -22,6 +22,8 @@ from typing import Any
 
 import grpc
 
+from services.common.channel_wrapper import DelegatingChannel
+
 # The servers of this process, by the address their peers are configured with.
 _SERVERS: dict[str, LocalServer] = {}
 
@@ -226,7 +228,7 @@ class _LocalUnaryUnary:
         )
 
 
-class LocalChannel(grpc.aio.Channel):
+class LocalChannel(DelegatingChannel):
     """A channel to one address: in this process when a server there runs in it, else over
     `remote`, the network channel to the same address (see the module's description)."""
 
@@ -237,31 +239,19 @@ class LocalChannel(grpc.aio.Channel):
         max_message_bytes: int,
         default_timeout: float | None = None,
     ) -> None:
+        super().__init__(remote)
         self._address = address.strip()
-        self._remote = remote
         self._max_message_bytes = max_message_bytes
         self._default_timeout = default_timeout
-
-    async def __aenter__(self) -> LocalChannel:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self._remote.close(None)
-
-    async def close(self, grace: float | None = None) -> None:
-        await self._remote.close(grace)
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
         if self._address in _SERVERS:
             return grpc.ChannelConnectivity.READY
-        return self._remote.get_state(try_to_connect)
-
-    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
-        await self._remote.wait_for_state_change(last_observed_state)
+        return self._inner.get_state(try_to_connect)
 
     async def channel_ready(self) -> None:
         if self._address not in _SERVERS:
-            await self._remote.channel_ready()
+            await self._inner.channel_ready()
 
     def unary_unary(
         self,
@@ -271,7 +261,7 @@ class LocalChannel(grpc.aio.Channel):
         _registered_method: bool | None = False,
     ) -> Any:
         name = method.decode() if isinstance(method, bytes) else str(method)
-        remote = self._remote.unary_unary(  # type: ignore[call-arg]
+        remote = self._inner.unary_unary(  # type: ignore[call-arg]
             method, request_serializer, response_deserializer, _registered_method
         )
         return _LocalUnaryUnary(
@@ -283,12 +273,3 @@ class LocalChannel(grpc.aio.Channel):
             self._max_message_bytes,
             remote,
         )
-
-    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self._remote.unary_stream(*args, **kwargs)
-
-    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
-        return self._remote.stream_unary(*args, **kwargs)
-
-    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self._remote.stream_stream(*args, **kwargs)

@@ -27,6 +27,7 @@ from services.common.auth import (
     Caller,
     caller_from_metadata,
 )
+from services.common.channel_wrapper import DelegatingChannel
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
 from services.common.keyfile import load_or_create_key, parse_key
@@ -132,7 +133,7 @@ class _SigningUnaryUnary(grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
         )
 
 
-class SigningChannel(grpc.aio.Channel):
+class SigningChannel(DelegatingChannel):
     """A channel whose unary calls carry the signed principal (all of Cairn's calls between
     processes are unary).
 
@@ -142,26 +143,8 @@ class SigningChannel(grpc.aio.Channel):
     """
 
     def __init__(self, channel: grpc.aio.Channel, signer: CallSigner) -> None:
-        self._channel = channel
+        super().__init__(channel)
         self._signer = signer
-
-    async def __aenter__(self) -> SigningChannel:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self._channel.close(None)
-
-    async def close(self, grace: float | None = None) -> None:
-        await self._channel.close(grace)
-
-    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        return self._channel.get_state(try_to_connect)
-
-    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
-        await self._channel.wait_for_state_change(last_observed_state)
-
-    async def channel_ready(self) -> None:
-        await self._channel.channel_ready()
 
     def unary_unary(
         self,
@@ -171,19 +154,10 @@ class SigningChannel(grpc.aio.Channel):
         _registered_method: bool | None = False,
     ) -> Any:
         name = method.decode() if isinstance(method, bytes) else str(method)
-        inner = self._channel.unary_unary(  # type: ignore[call-arg]
+        inner = self._inner.unary_unary(  # type: ignore[call-arg]
             method,
             request_serializer,
             response_deserializer,
             _registered_method,
         )
         return _SigningUnaryUnary(inner, name, self._signer)
-
-    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_stream(*args, **kwargs)
-
-    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.stream_unary(*args, **kwargs)
-
-    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.stream_stream(*args, **kwargs)
