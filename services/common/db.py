@@ -37,7 +37,7 @@ from sqlalchemy.pool import NullPool
 from services.common.config import Settings
 from services.common.errors import Unavailable
 from services.common.logging import get_logger
-from services.common.sqlite_driver import aiosqlite_module
+from services.common.sqlite_driver import OneTripConnection, aiosqlite_module
 
 log = get_logger("cairn.db")
 
@@ -440,6 +440,8 @@ def _install_sqlite_reset(engine: AsyncEngine) -> None:
     def _on_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
         if not state.asyncio_safe:  # being thrown away, not reused
             return
+        if isinstance(dbapi_connection, OneTripConnection):
+            dbapi_connection.take_begin()  # a transaction that never ran a statement
         driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
         if getattr(driver, "in_transaction", True):
             dbapi_connection.rollback()
@@ -452,13 +454,19 @@ def _install_sqlite_pragmas(engine: AsyncEngine, timeout_seconds: float) -> None
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get(READ_ONLY_OPTION):
-            # Deferred: a WAL snapshot, taken at the first read, without the write lock.
-            connection.exec_driver_sql("BEGIN")
-            return
-        # IMMEDIATE takes the write lock up front, so read-then-write transactions never
-        # deadlock on lock upgrade; SQLite has one writer anyway.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Deferred for reads: a WAL snapshot, taken at the first read, without the write
+        # lock. IMMEDIATE for writes: the write lock up front, so read-then-write transactions
+        # never deadlock on lock upgrade (SQLite has one writer anyway).
+        begin = (
+            "BEGIN"
+            if connection.get_execution_options().get(READ_ONLY_OPTION)
+            else ("BEGIN IMMEDIATE")
+        )
+        dbapi_connection = connection.connection.dbapi_connection
+        if isinstance(dbapi_connection, OneTripConnection):
+            dbapi_connection.defer_begin(begin)  # sent with the first statement
+        else:
+            connection.exec_driver_sql(begin)
 
 
 def session_factory(engine: AsyncEngine, *, queue_timeout_seconds: float = 30.0) -> Sessions:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import weakref
 import zlib
 from pathlib import Path
 
@@ -12,6 +14,21 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+# Alembic keeps the running migration's context in module globals (`alembic.context`), so two
+# upgrades in one process (the services of `cairn up`, replicas started together) must not
+# interleave: they take turns, one lock per event loop.
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _turn() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _TURNS.get(loop)
+    if lock is None:
+        lock = _TURNS[loop] = asyncio.Lock()
+    return lock
 
 
 def version_table(service: str) -> str:
@@ -61,6 +78,6 @@ async def upgrade_to_head(
 
     Returns the revisions applied, oldest first (empty when there was nothing to do).
     """
-    async with engine.begin() as connection:
+    async with _turn(), engine.begin() as connection:
         applied: list[str] = await connection.run_sync(_upgrade, service, script_location, metadata)
     return applied

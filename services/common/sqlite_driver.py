@@ -5,9 +5,11 @@ such calls per statement: open a cursor, execute, fetch the rows, close the curs
 is a queue put, a thread wake-up and an event-loop wake-up, and on this path they cost more CPU
 than the statement itself. The cursor here does the four steps in one function run on that
 thread and keeps what the statement left (description, rows, row count, last row id), so a
-statement is one trip. Transactions, errors and results are those of the stock adapter:
-the same sqlite3 calls in the same order on the same thread. Server-side cursors (streamed
-results) keep the stock class.
+statement is one trip. A transaction's `BEGIN` (deferred or IMMEDIATE) is not a trip of its
+own either: it is sent in the trip of the transaction's first statement, just before it, and a
+transaction that ran no statement ends without a trip. Transactions, errors and results are
+those of the stock adapter: the same sqlite3 calls in the same order on the same thread.
+Server-side cursors (streamed results) keep the stock class.
 
 Used through `create_async_engine(..., module=aiosqlite_module())` (`db.create_engine`).
 """
@@ -32,10 +34,19 @@ from sqlalchemy.util.concurrency import await_
 Outcome = tuple[Any, list[Any] | None, int, int | None]
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, is_many: bool) -> Outcome:
-    """One statement, on the driver's thread: cursor, execute, rows, close."""
+def _run(
+    connection: sqlite3.Connection,
+    operation: str,
+    parameters: Any,
+    is_many: bool,
+    begin: str | None,
+) -> Outcome:
+    """One statement, on the driver's thread: cursor, the transaction's BEGIN when this is its
+    first statement, execute, rows, close."""
     cursor = connection.cursor()
     try:
+        if begin is not None:
+            cursor.execute(begin)
         if is_many:
             cursor.executemany(operation, parameters)
         elif parameters is None:
@@ -105,11 +116,13 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _run_once(self, operation: Any, parameters: Any, *, is_many: bool) -> None:
         driver = self._connection
-        async with self._adapt_connection._execute_mutex:
+        adapted = self._adapt_connection
+        async with adapted._execute_mutex:
+            begin = adapted.take_begin() if isinstance(adapted, OneTripConnection) else None
             # aiosqlite's own entry point for running a function on its thread (the stock
             # adapter reaches into the same connection for its isolation-level setter).
             description, rows, rowcount, lastrowid = await driver._execute(
-                _run, driver._conn, operation, parameters, is_many
+                _run, driver._conn, operation, parameters, is_many, begin
             )
         self._description = description
         self._rows = collections.deque(rows) if rows is not None else collections.deque()
@@ -124,9 +137,33 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_begin",)
 
     _cursor_cls = OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._begin: str | None = None
+
+    def defer_begin(self, statement: str) -> None:
+        """Begin a transaction with `statement` (`BEGIN`, `BEGIN IMMEDIATE`) in the trip of
+        its first statement. Nothing reaches SQLite before that statement either way: a
+        deferred BEGIN takes its snapshot at the first read, and this process's writers take
+        their turn before they begin (`db.WriterQueue`)."""
+        self._begin = statement
+
+    def take_begin(self) -> str | None:
+        """The BEGIN to send before the next statement, once."""
+        begin, self._begin = self._begin, None
+        return begin
+
+    def commit(self) -> None:
+        if self.take_begin() is None:
+            super().commit()
+
+    def rollback(self) -> None:
+        if self.take_begin() is None:
+            super().rollback()
 
 
 class OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):
