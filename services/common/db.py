@@ -560,27 +560,38 @@ class DriverStatements:
     async def value(self, statement: DriverStatement, params: Mapping[str, Any]) -> Any:
         """The first column of the first row the statement returns (None: no row)."""
         arguments = statement.arguments(params)
-        connection = await self._engine.raw_connection()
+        try:
+            connection = await self._engine.raw_connection()
+        except Exception as error:  # no connection to be had: as the engine's own checkouts
+            unavailable = _driver_unavailable(error, broken=isinstance(error, OSError))
+            if unavailable is None:
+                raise
+            raise unavailable from None
         try:
             driver = connection.driver_connection
             assert driver is not None
             try:
                 return await driver.fetchval(statement.sql, *arguments)
             except Exception as error:
-                unavailable = unavailable_error(error)
                 broken = isinstance(error, OSError | TimeoutError) or driver.is_closed()
                 if broken:
                     await greenlet_spawn(connection.invalidate, error)
-                if unavailable is not None or broken:
-                    log.warning(
-                        "database_unavailable",
-                        sqlstate=sqlstate_of(error),
-                        error=type(error).__name__,
-                    )
-                    raise (unavailable or Unavailable(DATABASE_DOWN)) from None
-                raise
+                unavailable = _driver_unavailable(error, broken=broken)
+                if unavailable is None:
+                    raise
+                raise unavailable from None
         finally:
             await greenlet_spawn(connection.close)
+
+
+def _driver_unavailable(error: Exception, *, broken: bool) -> Unavailable | None:
+    """`Unavailable` for a driver's error from a database out of connections, starting, down
+    or whose connection broke (logged, by kind); None for any other error."""
+    unavailable = unavailable_error(error)
+    if unavailable is None and not broken:
+        return None
+    log.warning("database_unavailable", sqlstate=sqlstate_of(error), error=type(error).__name__)
+    return unavailable or Unavailable(DATABASE_DOWN)
 
 
 def driver_statements(engine: AsyncEngine) -> DriverStatements | None:

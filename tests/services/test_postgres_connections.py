@@ -118,3 +118,15 @@ async def test_no_driver_statements_on_sqlite(tmp_path: Any) -> None:
         assert driver_statements(engine) is None
     finally:
         await engine.dispose()
+
+
+async def test_driver_statements_without_a_database_are_unavailable() -> None:
+    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none", timeout_seconds=2.0)
+    try:
+        statements = driver_statements(engine)
+        assert statements is not None
+        with pytest.raises(Unavailable) as refused:
+            await statements.value(statements.compile(select(func.abs(-2))), {})
+        assert refused.value.message == DATABASE_DOWN
+    finally:
+        await engine.dispose()
