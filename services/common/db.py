@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import ClauseElement, MetaData, event
 from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -33,6 +35,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from services.common.config import Settings
 from services.common.errors import Unavailable
@@ -57,6 +61,12 @@ _DOWN_SQLSTATE_CLASSES = ("08",)
 _DOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 # The execution option that marks a read-only engine (a deferred BEGIN on SQLite).
 READ_ONLY_OPTION = "cairn_read_only"
+# A pooled PostgreSQL connection unused for this long is pinged (one round trip) before it is
+# handed out; one used more recently is not, unless the server has closed it (seen without a
+# round trip). Pinging every checkout cost three round trips (BEGIN, an empty query,
+# ROLLBACK) in front of every transaction and statement.
+PING_AFTER_IDLE_SECONDS = 5.0
+_RETURNED_AT = "cairn_returned_at"
 # WAL pages after which a commit checkpoints the log back into the database file (SQLite's
 # default, said explicitly): large enough that checkpoints are rare, small enough that the log
 # stays a few MB and reads do not walk a long WAL index.
@@ -337,12 +347,13 @@ def create_engine(
         if ":memory:" in url or make_url(url).database in (None, ""):
             raise ValueError("use a SQLite file, not an in-memory database")
     else:
-        kwargs["pool_pre_ping"] = True
         kwargs["connect_args"] = {"timeout": timeout_seconds, "command_timeout": timeout_seconds}
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _install_sqlite_pragmas(engine, timeout_seconds)
         _install_sqlite_reset(engine)
+    else:
+        _install_checkout_check(engine)
     _install_unavailable_errors(engine)
     return engine
 
@@ -387,6 +398,32 @@ def sqlstate_of(error: BaseException) -> str | None:
         if isinstance(sqlstate, str) and sqlstate:
             return sqlstate
     return None
+
+
+def _install_checkout_check(engine: AsyncEngine) -> None:
+    """What the pool checks before it hands out a connection (PostgreSQL): one the server has
+    closed (a restart, a cut link: the driver already knows) is replaced, and one unused for
+    `PING_AFTER_IDLE_SECONDS` is pinged first and replaced if the ping fails. A connection
+    that breaks in use fails its statement, and the pool then replaces every connection
+    opened before (SQLAlchemy's disconnect handling)."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None and driver.is_closed():
+            raise DisconnectionError("the database closed this connection")
+        returned = record.info.get(_RETURNED_AT)
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return  # just opened, or in use moments ago
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            raise DisconnectionError("the database did not answer a ping") from error
 
 
 def _install_unavailable_errors(engine: AsyncEngine) -> None:
@@ -488,12 +525,89 @@ def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
         raise RuntimeError("a read-only transaction tried to write")
 
 
-def statement_session_factory(engine: AsyncEngine) -> Sessions:
-    """Sessions whose every statement commits on its own: no BEGIN and COMMIT round trips,
-    for a write that is one statement (PostgreSQL). Not for SQLite, whose writes queue."""
-    return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-    )
+class DriverStatement:
+    """A Core statement compiled once to the driver's own SQL (`$1`, `$2`, ... with their
+    casts) and the order its parameters go in; the column types' conversions of what goes in
+    are applied per call."""
+
+    def __init__(self, statement: ClauseElement, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        names = list(compiled.positiontup or ())
+        self._defaults = {name: compiled.params.get(name) for name in names}
+        self._order = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names
+        ]
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        arguments = []
+        for name, process in self._order:
+            value = params[name] if name in params else self._defaults[name]
+            arguments.append(value if process is None or value is None else process(value))
+        return arguments
+
+
+class DriverStatements:
+    """Statements that commit on their own, each run as one call of a pooled PostgreSQL
+    connection's driver (asyncpg): no ORM session, no SQLAlchemy execution layer, no BEGIN
+    and COMMIT round trips; the driver prepares a statement once per connection and keeps it
+    (its statement cache). For a hot write that is one statement, its checks in its SQL.
+
+    Errors are those of the engine's other statements: a database out of connections or down
+    is `Unavailable` (503); a connection that broke is thrown away, not pooled again.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def compile(self, statement: ClauseElement) -> DriverStatement:
+        return DriverStatement(statement, self._engine.dialect)
+
+    async def value(self, statement: DriverStatement, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row the statement returns (None: no row)."""
+        arguments = statement.arguments(params)
+        try:
+            connection = await self._engine.raw_connection()
+        except Exception as error:  # no connection to be had: as the engine's own checkouts
+            unavailable = _driver_unavailable(error, broken=isinstance(error, OSError))
+            if unavailable is None:
+                raise
+            raise unavailable from None
+        try:
+            driver = connection.driver_connection
+            assert driver is not None
+            try:
+                return await driver.fetchval(statement.sql, *arguments)
+            except Exception as error:
+                broken = isinstance(error, OSError | TimeoutError) or driver.is_closed()
+                if broken:
+                    await greenlet_spawn(connection.invalidate, error)
+                unavailable = _driver_unavailable(error, broken=broken)
+                if unavailable is None:
+                    raise
+                raise unavailable from None
+        finally:
+            await greenlet_spawn(connection.close)
+
+
+def _driver_unavailable(error: Exception, *, broken: bool) -> Unavailable | None:
+    """`Unavailable` for a driver's error from a database out of connections, starting, down
+    or whose connection broke (logged, by kind); None for any other error."""
+    unavailable = unavailable_error(error)
+    if unavailable is None and not broken:
+        return None
+    log.warning("database_unavailable", sqlstate=sqlstate_of(error), error=type(error).__name__)
+    return unavailable or Unavailable(DATABASE_DOWN)
+
+
+def driver_statements(engine: AsyncEngine) -> DriverStatements | None:
+    """`DriverStatements` of a PostgreSQL engine (asyncpg); None for SQLite, whose writes
+    queue (`session_factory`, `GroupWriter`)."""
+    if engine.url.get_backend_name() != "postgresql" or engine.dialect.driver != "asyncpg":
+        return None
+    return DriverStatements(engine)
 
 
 def read_session_factory(engine: AsyncEngine) -> Sessions:

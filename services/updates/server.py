@@ -13,7 +13,7 @@ from services.common.auth import caller_from_context
 from services.common.blobs import open_blob_store
 from services.common.clock import Clock, SystemClock
 from services.common.config import Settings
-from services.common.db import group_writer, statement_session_factory
+from services.common.db import driver_statements, group_writer
 from services.common.hook_events import (
     Outbox,
     OutboxDispatcher,
@@ -553,7 +553,7 @@ async def start(
         database.sessions,
         database.engine.dialect.name,
         database.reads,
-        statement_session_factory(database.engine),
+        driver_statements(database.engine),
         group,
     )
     state_store = StateStore(database.sessions, database.engine.dialect.name, database.reads)

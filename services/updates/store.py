@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     LargeBinary,
     Row,
     String,
@@ -31,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
-from services.common.db import GroupWriter, Sessions
+from services.common.db import DriverStatement, DriverStatements, GroupWriter, Sessions
 from services.common.errors import Aborted, DomainError
 from services.common.hook_events import add_event
 from services.updates.domain import (
@@ -147,6 +146,103 @@ class _GroupedStatements:
 
 _GROUPED = _GroupedStatements()
 
+_BIGINTS = postgresql.ARRAY(BigInteger)
+_BLOBS = postgresql.ARRAY(LargeBinary)
+_STRINGS = postgresql.ARRAY(String)
+# `claim_refusal` and `lease_is_valid` of `domain` as conditions on the update row, for the
+# fenced appends in one statement (PostgreSQL); `_lease_params` gives their values.
+_LEASE_IS_CURRENT = (
+    _THIS_UPDATE,
+    UPDATES.c.stack_organization == bindparam("organization"),
+    UPDATES.c.stack_project == bindparam("project"),
+    UPDATES.c.stack_name == bindparam("stack"),
+    UPDATES.c.lease_token_hash == bindparam("token_hash"),
+    UPDATES.c.status == RUNNING,
+    UPDATES.c.lease_expires_at > bindparam("now", type_=UPDATES.c.lease_expires_at.type),
+)
+
+
+def _lease_params(lease: LeaseRef, now: float) -> dict[str, Any]:
+    path = lease.stack_path
+    return {
+        "update_id": lease.update_id,
+        "organization": path.organization,
+        "project": path.project,
+        "stack": path.stack,
+        "token_hash": lease.token_hash,
+        "now": now,
+    }
+
+
+def _fenced_insert(fence: Any, insert: Any) -> Any:
+    """`fence` (an UPDATE … RETURNING id, as a CTE) and `insert` (rows selected from it) as
+    one statement that says how many update rows the fence matched (0 or 1)."""
+    return select(func.count()).select_from(fence).add_cte(insert.cte("inserted"))
+
+
+def _journal_at_once() -> Any:
+    """The journal's fenced append: count the entries on the row (a running journal update
+    that is no preview, under a current lease) and insert them, skipping stored sequences."""
+    fence = (
+        sql_update(UPDATES)
+        .where(
+            *_LEASE_IS_CURRENT,
+            UPDATES.c.journal_version == 1,
+            UPDATES.c.is_dry_run.is_(False),
+            UPDATES.c.kind != "preview",
+        )
+        .values(journal_entry_count=UPDATES.c.journal_entry_count + bindparam("count"))
+        .returning(UPDATES.c.id)
+        .cte("fence")
+    )
+    rows = select(
+        fence.c.id,
+        func.unnest(bindparam("sequences", type_=_BIGINTS)),
+        func.unnest(bindparam("datas", type_=_BLOBS)),
+    )
+    insert = (
+        postgresql.insert(JOURNAL_ENTRIES)
+        .from_select(["update_id", "sequence_id", "data"], rows)
+        .on_conflict_do_nothing(index_elements=["update_id", "sequence_id"])
+    )
+    return _fenced_insert(fence, insert)
+
+
+def _events_at_once(*, with_changes: bool) -> Any:
+    """The engine events' fenced append: lock the row under a current lease (setting the
+    batch's resource changes when it has them) and insert the events, skipping stored ones."""
+    fence = sql_update(UPDATES).where(*_LEASE_IS_CURRENT)
+    if with_changes:
+        changes = bindparam("resource_changes", type_=UPDATES.c.resource_changes.type)
+        fence = fence.values(resource_changes=changes)
+    else:
+        fence = fence.values(id=UPDATES.c.id)  # no change: the update only locks the row
+    fenced = fence.returning(UPDATES.c.id).cte("fence")
+    rows = select(
+        fenced.c.id,
+        func.unnest(bindparam("sequences", type_=_BIGINTS)),
+        func.unnest(bindparam("timestamps", type_=_BIGINTS)),
+        func.unnest(bindparam("kinds", type_=_STRINGS)),
+        func.unnest(bindparam("datas", type_=_BLOBS)),
+    )
+    insert = (
+        postgresql.insert(ENGINE_EVENTS)
+        .from_select(["update_id", "sequence", "timestamp", "kind", "data"], rows)
+        .on_conflict_do_nothing(index_elements=["update_id", "sequence"])
+    )
+    return _fenced_insert(fenced, insert)
+
+
+class _AtOnce:
+    """The fenced appends in one statement, compiled once to the driver's SQL."""
+
+    def __init__(self, statements: DriverStatements) -> None:
+        self.journal: DriverStatement = statements.compile(_journal_at_once())
+        self.events: DriverStatement = statements.compile(_events_at_once(with_changes=False))
+        self.events_with_changes: DriverStatement = statements.compile(
+            _events_at_once(with_changes=True)
+        )
+
 
 @dataclass(frozen=True)
 class Blocked:
@@ -211,7 +307,7 @@ class UpdateStore:
         sessions: Sessions,
         dialect: str,
         reads: Sessions | None = None,
-        statements: Sessions | None = None,
+        statements: DriverStatements | None = None,
         group: GroupWriter | None = None,
     ) -> None:
         self._sessions = sessions
@@ -219,8 +315,11 @@ class UpdateStore:
         self._group = group if dialect == "sqlite" else None
         # Read-only transactions (on SQLite they neither take nor wait for the write lock).
         self._reads = reads or sessions
-        # Statements that commit on their own (PostgreSQL): a fenced append in one round trip.
+        # Statements that commit on their own (PostgreSQL): a fenced append in one round trip,
+        # run by the driver itself.
         self._statements = statements if dialect == "postgresql" else None
+        if self._statements is not None:
+            self._at_once = _AtOnce(self._statements)
         self._dialect = dialect
         # The journal write's statements, built once: SQLAlchemy then reuses their compiled
         # form instead of building and keying a new statement per write.
@@ -522,29 +621,16 @@ class UpdateStore:
         such statement here: the caller then takes `fenced`, which says why."""
         if self._statements is None:
             return False
-        fence = (
-            sql_update(UpdateRow)
-            .where(
-                *_lease_is_current(lease, now),
-                UpdateRow.journal_version == 1,
-                UpdateRow.is_dry_run.is_(False),
-                UpdateRow.kind != "preview",
-            )
-            .values(journal_entry_count=UpdateRow.journal_entry_count + len(entries))
-            .returning(UpdateRow.id)
-            .cte("fence")
+        matched = await self._statements.value(
+            self._at_once.journal,
+            {
+                **_lease_params(lease, now),
+                "count": len(entries),
+                "sequences": [sequence for sequence, _ in entries],
+                "datas": [data for _, data in entries],
+            },
         )
-        rows = select(
-            fence.c.id,
-            func.unnest(bindparam("sequences", [s for s, _ in entries], _BIGINTS)),
-            func.unnest(bindparam("datas", [d for _, d in entries], _BLOBS)),
-        )
-        insert = (
-            postgresql.insert(JournalEntryRow)
-            .from_select(["update_id", "sequence_id", "data"], rows)
-            .on_conflict_do_nothing(index_elements=["update_id", "sequence_id"])
-        )
-        return await self._at_once(fence, insert)
+        return bool(matched)
 
     async def add_events_at_once(
         self,
@@ -557,34 +643,19 @@ class UpdateStore:
         locks; False, with nothing written, when it fails (see `append_journal_at_once`)."""
         if self._statements is None:
             return False
-        fence = sql_update(UpdateRow).where(*_lease_is_current(lease, now))
-        if resource_changes is not None:
-            fence = fence.values(resource_changes=dict(resource_changes))
+        params: dict[str, Any] = {
+            **_lease_params(lease, now),
+            "sequences": [event.sequence for event in events],
+            "timestamps": [event.timestamp for event in events],
+            "kinds": [event.kind for event in events],
+            "datas": [event.data for event in events],
+        }
+        if resource_changes is None:
+            statement = self._at_once.events
         else:
-            fence = fence.values(id=UpdateRow.id)  # no change: the update only locks the row
-        fenced = fence.returning(UpdateRow.id).cte("fence")
-        rows = select(
-            fenced.c.id,
-            func.unnest(bindparam("sequences", [e.sequence for e in events], _BIGINTS)),
-            func.unnest(bindparam("timestamps", [e.timestamp for e in events], _BIGINTS)),
-            func.unnest(bindparam("kinds", [e.kind for e in events], _STRINGS)),
-            func.unnest(bindparam("datas", [e.data for e in events], _BLOBS)),
-        )
-        insert = (
-            postgresql.insert(EngineEventRow)
-            .from_select(["update_id", "sequence", "timestamp", "kind", "data"], rows)
-            .on_conflict_do_nothing(index_elements=["update_id", "sequence"])
-        )
-        return await self._at_once(fenced, insert)
-
-    async def _at_once(self, fence: Any, insert: Any) -> bool:
-        """Run `fence` (an UPDATE … RETURNING id CTE) and `insert` (rows selected from it) as
-        one statement, committed on its own; True when the fence matched the update."""
-        assert self._statements is not None
-        statement = select(func.count()).select_from(fence).add_cte(insert.cte("inserted"))
-        async with self._statements() as session:
-            matched = await session.scalar(statement)
-        return bool(matched)
+            statement = self._at_once.events_with_changes
+            params["resource_changes"] = dict(resource_changes)
+        return bool(await self._statements.value(statement, params))
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -793,11 +864,6 @@ class FencedUpdate:
         )
 
 
-_BIGINTS = postgresql.ARRAY(BigInteger)
-_BLOBS = postgresql.ARRAY(LargeBinary)
-_STRINGS = postgresql.ARRAY(String)
-
-
 def _path_columns(path: StackPath) -> dict[str, str]:
     return {
         "stack_organization": path.organization,
@@ -809,19 +875,6 @@ def _path_columns(path: StackPath) -> dict[str, str]:
 def _row_text(final: FinalState) -> bytes:
     """What a version row holds itself: nothing once the text is in the blob store."""
     return b"" if final.blob_digest else final.compressed
-
-
-def _lease_is_current(lease: LeaseRef, now: float) -> list[ColumnElement[bool]]:
-    """`claim_refusal` and `lease_is_valid` of `domain` as conditions on the update row."""
-    return [
-        UpdateRow.id == lease.update_id,
-        UpdateRow.stack_organization == lease.stack_path.organization,
-        UpdateRow.stack_project == lease.stack_path.project,
-        UpdateRow.stack_name == lease.stack_path.stack,
-        UpdateRow.lease_token_hash == lease.token_hash,
-        UpdateRow.status == RUNNING,
-        UpdateRow.lease_expires_at > now,
-    ]
 
 
 def _grouped_journal(

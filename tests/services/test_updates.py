@@ -24,9 +24,9 @@ from services.common.config import Settings
 from services.common.db import (
     create_engine,
     create_migration_engine,
+    driver_statements,
     is_sqlite,
     session_factory,
-    statement_session_factory,
 )
 from services.common.migrations import version_table
 from services.common.service import RunningService
@@ -533,7 +533,7 @@ async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness)
         store = UpdateStore(
             session_factory(engine),
             engine.dialect.name,
-            statements=statement_session_factory(engine),
+            statements=driver_statements(engine),
         )
         update_id = await create(harness.stub, "stack-1")
         started = await harness.stub.StartUpdate(
