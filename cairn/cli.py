@@ -40,7 +40,7 @@ from services.common.datadir import prepare_database_files
 from services.common.db import create_migration_engine, is_sqlite
 from services.common.grpc_server import check_health, open_channel
 from services.common.logging import configure_logging, get_logger
-from services.common.loop import run_process
+from services.common.loop import run_process, settle_heap
 from services.common.migrations import upgrade_to_head
 from services.common.service import RunningService, StartFunction
 from services.common.tls import TlsSettingsError, load_tls
@@ -199,6 +199,7 @@ async def up(settings: Settings) -> None:
                 f"  no CAIRN_ADMIN_TOKEN: create the first admin: POST {url}/api/admin/bootstrap",
                 flush=True,
             )
+        settle_heap()
         await _wait_for_signal()
         print("Stopping Cairn", flush=True)
     finally:
@@ -562,6 +563,7 @@ async def serve(name: str, settings: Settings, *, parent_pid: int | None = None)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
+            settle_heap()
             await _wait_for_signal(parent_pid)
         finally:
             await runner.cleanup()
@@ -573,6 +575,7 @@ async def serve(name: str, settings: Settings, *, parent_pid: int | None = None)
     try:
         if backups is not None:
             backups.start()
+        settle_heap()
         await _wait_for_signal(parent_pid)
     finally:
         if backups is not None:

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     from services.common.config import Settings
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-# Below this size a blob is read and written on the event loop; above it, in a thread.
+# Below this size a blob is read on the event loop; above it, in a thread. Writes always go
+# to a thread: each ends with an fsync, which on the event loop stalled every request in flight
+# for as long as the disk took (tens to hundreds of ms when many updates completed together).
 _OFFLOAD_BYTES = 256 * 1024
 
 
@@ -117,10 +119,7 @@ class FilesystemBlobStore:
         return self.root / _fan_out(check_digest(digest))
 
     async def put(self, digest: str, data: bytes) -> None:
-        if len(data) >= _OFFLOAD_BYTES:
-            await asyncio.to_thread(self._put, digest, data)
-        else:
-            self._put(digest, data)
+        await asyncio.to_thread(self._put, digest, data)
 
     def _put(self, digest: str, data: bytes) -> None:
         _verify(digest, data)

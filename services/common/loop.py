@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -27,6 +28,17 @@ def run_process(main: Coroutine[Any, Any, T], settings: Settings) -> T:
     log.debug("event_loop", kind=settings.event_loop)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+def settle_heap() -> None:
+    """Once a process has started serving: collect what starting left behind, then move every
+    object still alive (modules, classes, schemas, compiled routes and statements) out of the
+    collector's sight. A full collection walks every tracked object; without this it walked
+    the whole started system each time and paused the event loop for 100-160 ms under load
+    (every request in flight waited), where the objects it can actually free are those of
+    the requests since."""
+    gc.collect()
+    gc.freeze()
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:

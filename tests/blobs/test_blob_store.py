@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,24 @@ def test_blob_url_forms(tmp_path: Path) -> None:
         open_blob_store(Settings(data_dir=tmp_path, blob_url="ftp://bucket/x"))
     with pytest.raises(ValueError):
         open_blob_store(Settings(data_dir=tmp_path, blob_url="s3:///nobucket"))
+
+
+async def test_a_file_blob_is_synced_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write ends with an fsync, however small the blob: it runs in a thread, never on
+    the event loop (where it would stall every request in flight for as long as the disk
+    takes)."""
+    synced_on: list[int] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(descriptor: int) -> None:
+        synced_on.append(threading.get_ident())
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    for data in (b"{}", b"y" * (300 * 1024)):
+        await store.put(digest_of(data), data)
+    assert len(synced_on) == 2
+    assert threading.get_ident() not in synced_on
