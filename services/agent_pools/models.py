@@ -183,6 +183,8 @@ class ScheduleFiringRow(Base):
     message: Mapped[str] = mapped_column(Text)
     # False while the queued deployment's outcome (drift, TTL deletion) is still to handle.
     is_followed_up: Mapped[bool] = mapped_column(Boolean, index=True)
+    # When a replica took the follow-up; a claim older than STALE_CLAIM_SECONDS is taken again.
+    follow_up_claimed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class DriftRunRow(Base):

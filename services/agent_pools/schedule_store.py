@@ -3,7 +3,8 @@
 Replicas coordinate only through these rows: a firing is claimed by moving the schedule's
 `next_at` forward from the value read (compare and set) in the same transaction that inserts
 the firing, whose (schedule, due time) is unique; the follow-up of a firing's deployment is
-claimed by flipping its `is_followed_up` flag the same way.
+claimed by setting its `follow_up_claimed_at` the same way (when unset or stale), and marked
+done (`is_followed_up`) only once its effects are committed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
@@ -210,6 +211,7 @@ class ScheduleStore:
                     result=CLAIMED,
                     message="",
                     is_followed_up=False,
+                    follow_up_claimed_at=None,
                 )
                 session.add(row)
                 await session.flush()
@@ -302,14 +304,18 @@ class ScheduleStore:
 
     # -- following up on queued deployments ------------------------------------------------
 
-    async def finished_firings(self, limit: int) -> list[tuple[FiringRecord, DeploymentRecord]]:
-        """Firings whose deployment ended and whose outcome is still to handle."""
+    async def finished_firings(
+        self, stale_before: float, limit: int
+    ) -> list[tuple[FiringRecord, DeploymentRecord]]:
+        """Firings whose deployment ended and whose outcome is still to handle: unclaimed, or
+        claimed before `stale_before` by a replica that stopped or failed."""
         async with self._sessions.begin() as session:
             rows = await session.execute(
                 select(ScheduleFiringRow, DeploymentRow)
                 .join(DeploymentRow, DeploymentRow.id == ScheduleFiringRow.deployment_id)
                 .where(
                     ScheduleFiringRow.is_followed_up.is_(False),
+                    _follow_up_open(stale_before),
                     DeploymentRow.status.in_(FINISHED),
                 )
                 .order_by(ScheduleFiringRow.executed_at)
@@ -317,20 +323,45 @@ class ScheduleStore:
             )
             return [(_firing(firing), deployment_record(dep)) for firing, dep in rows.all()]
 
-    async def set_followed_up(self, firing_id: str, *, done: bool) -> bool:
-        """Claim (done=True) or give back (done=False) a firing's follow-up; False when
-        another replica holds it."""
+    async def claim_follow_up(self, firing_id: str, stale_before: float, now: float) -> bool:
+        """Claim a firing's follow-up at `now`: False when it is done, or another replica
+        holds a claim taken at or after `stale_before`."""
         async with self._sessions.begin() as session:
             changed = await session.execute(
                 update(ScheduleFiringRow)
                 .where(
                     ScheduleFiringRow.id == firing_id,
-                    ScheduleFiringRow.is_followed_up.is_(not done),
+                    ScheduleFiringRow.is_followed_up.is_(False),
+                    _follow_up_open(stale_before),
                 )
-                .values(is_followed_up=done)
+                .values(follow_up_claimed_at=now)
                 .execution_options(synchronize_session=False)
             )
             return _rowcount(changed) == 1
+
+    async def finish_follow_up(self, firing_id: str) -> None:
+        """The follow-up's effects are committed: it is not taken again."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ScheduleFiringRow)
+                .where(ScheduleFiringRow.id == firing_id)
+                .values(is_followed_up=True, follow_up_claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def release_follow_up(self, firing_id: str, claimed_at: float) -> None:
+        """Give back this replica's claim (taken at `claimed_at`) for a later round."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ScheduleFiringRow)
+                .where(
+                    ScheduleFiringRow.id == firing_id,
+                    ScheduleFiringRow.is_followed_up.is_(False),
+                    ScheduleFiringRow.follow_up_claimed_at == claimed_at,
+                )
+                .values(follow_up_claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
 
     async def schedule_definition(self, schedule_id: str) -> ScheduleRecord | None:
         async with self._sessions.begin() as session:
@@ -355,18 +386,20 @@ class ScheduleStore:
         remediation_deployment_id: str | None,
         now: float,
         events: Sequence[PublishEventRequest] = (),
-    ) -> None:
-        """Record a run's outcome with its webhook events (in the same transaction)."""
+    ) -> bool:
+        """Record a run's outcome with its webhook events (in the same transaction); False
+        (nothing written) when the run is gone or was finished already."""
         async with self._sessions.begin() as session:
-            row = await session.get(DriftRunRow, run_id)
-            if row is None:
-                return
+            row = await session.get(DriftRunRow, run_id, with_for_update=True)
+            if row is None or row.finished_at is not None:
+                return False
             row.drift_detected = drift_detected
             row.resource_changes = dict(resource_changes)
             row.remediation_deployment_id = remediation_deployment_id
             row.finished_at = now
             for event in events:
                 await add_event(session, HOOK_OUTBOX, event)
+            return True
 
     async def list_drift_runs(
         self, stack_id: str, limit: int, offset: int
@@ -498,6 +531,12 @@ class ScheduleStore:
             await session.execute(
                 delete(DeploymentPauseRow).where(DeploymentPauseRow.stack_id == stack_id)
             )
+
+
+def _follow_up_open(stale_before: float) -> Any:
+    """A follow-up nobody holds: never claimed, given back, or claimed before the bound."""
+    claimed_at = ScheduleFiringRow.follow_up_claimed_at
+    return or_(claimed_at.is_(None), claimed_at < stale_before)
 
 
 def _rowcount(result: Any) -> int:

@@ -7,7 +7,9 @@ and a replica that was down finds the missed due time and fires it once. Each fi
 a normal deployment (as the user who made the schedule) and is kept in the schedule's
 history. A later tick follows up on the deployment once it ended: a drift detection records
 drift or no drift (and may queue a remediation); a TTL destroy that succeeded deletes the
-stack when asked to.
+stack when asked to. A follow-up is claimed like a firing and marked done only after its
+effects are committed; one whose claim is left open for STALE_CLAIM_SECONDS (its replica
+stopped, or it failed) is taken again, and doing it again changes nothing that was done.
 """
 
 from __future__ import annotations
@@ -213,9 +215,11 @@ class Schedules:
                 if owner is not None:
                     await self._queue(owner, firing)
                     fired += 1
-        for firing, deployment in await self._store.finished_firings(FOLLOW_UP_BATCH):
-            if await self._store.set_followed_up(firing.id, done=True):
-                await self._follow_up(firing, deployment)
+        stale_before = now - STALE_CLAIM_SECONDS
+        for firing, deployment in await self._store.finished_firings(stale_before, FOLLOW_UP_BATCH):
+            claimed_at = self._clock.now()
+            if await self._store.claim_follow_up(firing.id, stale_before, claimed_at):
+                await self._follow_up(firing, deployment, claimed_at)
         return fired
 
     async def _queue(self, schedule: ScheduleRecord, firing: FiringRecord) -> None:
@@ -263,7 +267,11 @@ class Schedules:
             due_at=firing.due_at,
         )
 
-    async def _follow_up(self, firing: FiringRecord, deployment: DeploymentRecord) -> None:
+    async def _follow_up(
+        self, firing: FiringRecord, deployment: DeploymentRecord, claimed_at: float
+    ) -> None:
+        """Done only once its effects are committed; any other failure leaves the claim to
+        go stale, and a later round does it again."""
         try:
             if deployment.operation == DETECT_DRIFT:
                 await self._finish_drift_run(deployment)
@@ -271,13 +279,14 @@ class Schedules:
                 await self._finish_ttl(firing, deployment)
         except Unavailable:
             # A peer is away: give the follow-up back for a later round.
-            await self._store.set_followed_up(firing.id, done=False)
+            await self._store.release_follow_up(firing.id, claimed_at)
             raise
+        await self._store.finish_follow_up(firing.id)
 
     async def _finish_drift_run(self, deployment: DeploymentRecord) -> None:
         run = await self._store.drift_run_of(deployment.id)
-        if run is None:
-            return
+        if run is None or run.finished_at is not None:
+            return  # finished by an earlier follow-up: no second outcome or remediation
         lines = [
             line.text for line in await self._deployments.logs(deployment.id, 0, DRIFT_LOG_LINES)
         ]
@@ -298,7 +307,7 @@ class Schedules:
             schedule = await self._store.schedule_definition(run.schedule_id)
             owner = schedule.requested_by if schedule is not None else deployment.requested_by
             events = self._drift_events.events(deployment, finished, owner)
-        await self._store.finish_drift_run(
+        recorded = await self._store.finish_drift_run(
             run.id,
             drift_detected=finished.drift_detected,
             resource_changes=finished.resource_changes,
@@ -306,6 +315,8 @@ class Schedules:
             now=now,
             events=events,
         )
+        if not recorded:
+            return
         if events and self._drift_events is not None:
             self._drift_events.written()
         if finished.drift_detected:

@@ -1,6 +1,7 @@
 """The scheduler over real gRPC with two agent_pools replicas on one database and a manual
 clock: one firing per due time, missed due times fired once after a restart, one-time
-schedules, paused deployments held in the queue, and bad schedules refused with nothing kept.
+schedules, paused deployments held in the queue, bad schedules refused with nothing kept, and
+firings and follow-ups a stopped replica left carried out once.
 
 Runs on SQLite and, when reachable, PostgreSQL.
 """
@@ -8,12 +9,14 @@ Runs on SQLite and, when reachable, PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
 import orjson
 import pytest
+from sqlalchemy import func, select, update
 
 from protos.cairn.v1 import (
     agent_pools_pb2,
@@ -22,7 +25,8 @@ from protos.cairn.v1 import (
     schedules_pb2_grpc,
 )
 from services.agent_pools import server as agent_pools_server
-from services.agent_pools.models import Base
+from services.agent_pools.domain import SUCCEEDED
+from services.agent_pools.models import HOOK_OUTBOX, Base, DeploymentRow
 from services.agent_pools.schedule_rules import STALE_CLAIM_SECONDS
 from services.agent_pools.schedule_store import ScheduleStore
 from services.agent_pools.server import MIGRATIONS
@@ -418,3 +422,82 @@ async def test_a_firing_claimed_by_a_replica_that_stopped_is_queued_once(
     assert (firing.due, firing.result) == (int(NEXT_FIVE), "succeeded")
     (queued,) = await deployments(first)
     assert queued.id == firing.deployment_id
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: events sent there stay in the outbox."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_a_follow_up_claimed_by_a_replica_that_stopped_is_done_once(
+    cluster: Cluster,
+) -> None:
+    """A replica claims the follow-up of a finished drift detection and stops before doing it:
+    the survivors leave the fresh claim alone, then finish the drift run once (its events
+    written once) when the claim has been open for STALE_CLAIM_SECONDS; a follow-up done
+    already is not done again."""
+    # Webhook events go to a stacks address nothing answers: they stay in the outbox.
+    cluster.settings = cluster.settings.model_copy(
+        update={"stacks_address": f"127.0.0.1:{closed_port()}"}
+    )
+    first = await cluster.start_replica()
+    await make_pool(first)
+    created = await first.schedules.CreateSchedule(
+        schedules_pb2.CreateScheduleRequest(stack=SCOPE, kind="drift", cron="*/5 * * * *"),
+        metadata=AS_ALICE,
+    )
+    cluster.clock.current = NEXT_FIVE + 1
+    await eventually(lambda: firings_queued(first, created.id, 1), "the drift detection")
+    await cluster.stop_all()
+
+    claimed_at = NEXT_FIVE + 2
+    database = await open_database(cluster.settings, "agent_pools", MIGRATIONS, Base.metadata)
+    try:
+        store = ScheduleStore(database.sessions)
+        async with database.sessions.begin() as session:
+            await session.execute(update(DeploymentRow).values(status=SUCCEEDED))
+        ((firing, detection),) = await store.finished_firings(claimed_at, 10)
+        # Claimed by the replica that then stopped; no other takes it while the claim is fresh.
+        assert await store.claim_follow_up(firing.id, claimed_at, claimed_at)
+        assert not await store.claim_follow_up(firing.id, claimed_at, claimed_at + 1)
+        assert await store.finished_firings(claimed_at, 10) == []
+
+        async def drift_events() -> int:
+            async with database.sessions.begin() as session:
+                count = await session.scalar(
+                    select(func.count())
+                    .select_from(HOOK_OUTBOX)
+                    .where(HOOK_OUTBOX.c.event.like("drift%"))
+                )
+                return int(count or 0)
+
+        async def run_finished() -> bool:
+            run = await store.drift_run_of(detection.id)
+            return run is not None and run.finished_at is not None
+
+        cluster.clock.current = claimed_at + 1
+        await cluster.start_replica()
+        await cluster.start_replica()
+        await several_rounds()
+        assert not await run_finished()
+        assert await drift_events() == 0
+
+        cluster.clock.current = claimed_at + STALE_CLAIM_SECONDS + 1
+        await eventually(run_finished, "the abandoned follow-up")
+        await several_rounds()
+        finished = await store.drift_run_of(detection.id)
+        assert finished is not None and finished.drift_detected is False
+        assert await drift_events() == 1
+        assert await store.finished_firings(cluster.clock.current + 1, 10) == []
+
+        # Done: not taken again, whatever the time.
+        cluster.clock.current += STALE_CLAIM_SECONDS + 1
+        assert not await store.claim_follow_up(firing.id, cluster.clock.current, 0.0)
+        await several_rounds()
+        assert await store.drift_run_of(detection.id) == finished
+        assert await drift_events() == 1
+    finally:
+        await database.engine.dispose()
