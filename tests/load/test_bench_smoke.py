@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
+from scripts.bench_updates import parse_args
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_updates.py"
 TIMEOUT_S = 240
 MODES = ("sequential", "journal", "delta")
@@ -106,3 +108,12 @@ def test_bench_runs_every_shape_at_small_scale() -> None:
         )
     _positive(sqlite, "complete_10k_journal_s", "peak_rss_mb", "vmhwm_mb")
     assert "SQLite" in stderr  # the readable table goes to stderr with --json
+
+
+def test_settings_given_to_the_benchmark_reach_every_server_and_bad_ones_are_refused() -> None:
+    args = parse_args(["--setting", "CAIRN_LOCAL_CALLS=false", "--setting", "CAIRN_LOG_LEVEL=info"])
+    assert args.setting == {"CAIRN_LOCAL_CALLS": "false", "CAIRN_LOG_LEVEL": "info"}
+    assert parse_args([]).setting == {}
+    for bad in ("LOCAL_CALLS=false", "CAIRN_LOCAL_CALLS", "cairn_local_calls=false"):
+        with pytest.raises(SystemExit):
+            parse_args(["--setting", bad])
