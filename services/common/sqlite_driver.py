@@ -152,6 +152,15 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         their turn before they begin (`db.WriterQueue`)."""
         self._begin = statement
 
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side:
+            # A streamed statement runs on the stock cursor, which knows nothing of a pending
+            # BEGIN: the transaction begins first, in a trip of its own.
+            begin = self.take_begin()
+            if begin is not None:
+                OneTripCursor(self).execute(begin)
+        return super().cursor(server_side=server_side)
+
     def take_begin(self) -> str | None:
         """The BEGIN to send before the next statement, once."""
         begin, self._begin = self._begin, None

@@ -133,3 +133,33 @@ async def test_streamed_results_still_work(engine: AsyncEngine) -> None:
         result = await connection.stream(select(Item.size).order_by(Item.size))
         sizes = [size async for size in result.scalars()]
     assert sizes == list(range(50))
+
+
+async def test_a_transaction_begins_before_its_first_statement_even_a_streamed_one(
+    engine: AsyncEngine,
+) -> None:
+    """BEGIN rides with a transaction's first statement; a streamed first statement (run on
+    the stock cursor) still runs inside the transaction, and a transaction that ran nothing
+    leaves none open."""
+    async with engine.begin() as connection:
+        await connection.execute(insert(Item), [{"name": "a", "size": 1}])
+    for stream_first in (False, True):
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection._conn  # type: ignore[union-attr]
+            async with connection.begin():
+                assert not driver.in_transaction  # nothing sent yet
+                if stream_first:
+                    result = await connection.stream(select(Item.size))
+                    assert [size async for size in result.scalars()] == [1]
+                else:
+                    assert await connection.scalar(select(Item.size)) == 1
+                assert driver.in_transaction
+            assert not driver.in_transaction
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection._conn  # type: ignore[union-attr]
+        async with connection.begin():
+            pass
+        assert not driver.in_transaction
+        assert await connection.scalar(select(func.count()).select_from(Item)) == 1
