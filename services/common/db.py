@@ -432,14 +432,7 @@ def _install_unavailable_errors(engine: AsyncEngine) -> None:
         # A failed pre-ping only makes the pool reconnect; the reconnect's own error counts.
         if context.is_pre_ping:
             return None
-        unavailable = unavailable_error(context.original_exception)
-        if unavailable is not None:
-            log.warning(
-                "database_unavailable",
-                sqlstate=sqlstate_of(context.original_exception),
-                error=type(context.original_exception).__name__,
-            )
-        return unavailable
+        return _as_unavailable(context.original_exception, broken=False)
 
 
 def create_migration_engine(url: str, *, timeout_seconds: float = 30.0) -> AsyncEngine:
@@ -494,11 +487,8 @@ def _install_sqlite_pragmas(engine: AsyncEngine, timeout_seconds: float) -> None
         # Deferred for reads: a WAL snapshot, taken at the first read, without the write
         # lock. IMMEDIATE for writes: the write lock up front, so read-then-write transactions
         # never deadlock on lock upgrade (SQLite has one writer anyway).
-        begin = (
-            "BEGIN"
-            if connection.get_execution_options().get(READ_ONLY_OPTION)
-            else ("BEGIN IMMEDIATE")
-        )
+        is_read = connection.get_execution_options().get(READ_ONLY_OPTION)
+        begin = "BEGIN" if is_read else "BEGIN IMMEDIATE"
         dbapi_connection = connection.connection.dbapi_connection
         if isinstance(dbapi_connection, OneTripConnection):
             dbapi_connection.defer_begin(begin)  # sent with the first statement
@@ -571,7 +561,7 @@ class DriverStatements:
         try:
             connection = await self._engine.raw_connection()
         except Exception as error:  # no connection to be had: as the engine's own checkouts
-            unavailable = _driver_unavailable(error, broken=isinstance(error, OSError))
+            unavailable = _as_unavailable(error, broken=isinstance(error, OSError))
             if unavailable is None:
                 raise
             raise unavailable from None
@@ -584,7 +574,7 @@ class DriverStatements:
                 broken = isinstance(error, OSError | TimeoutError) or driver.is_closed()
                 if broken:
                     await greenlet_spawn(connection.invalidate, error)
-                unavailable = _driver_unavailable(error, broken=broken)
+                unavailable = _as_unavailable(error, broken=broken)
                 if unavailable is None:
                     raise
                 raise unavailable from None
@@ -592,9 +582,10 @@ class DriverStatements:
             await greenlet_spawn(connection.close)
 
 
-def _driver_unavailable(error: Exception, *, broken: bool) -> Unavailable | None:
-    """`Unavailable` for a driver's error from a database out of connections, starting, down
-    or whose connection broke (logged, by kind); None for any other error."""
+def _as_unavailable(error: BaseException, *, broken: bool) -> Unavailable | None:
+    """`Unavailable` for an error from a database out of connections, starting, down or (when
+    `broken`) whose connection broke, logged by kind; None for any other error. One place for
+    the engine's statements (`handle_error`) and the driver's own calls (`DriverStatements`)."""
     unavailable = unavailable_error(error)
     if unavailable is None and not broken:
         return None
