@@ -1,9 +1,10 @@
 """Async engine and session factories: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL.
 
 Two kinds of transaction. Writes (`session_factory`): on SQLite `BEGIN IMMEDIATE`, which takes
-the file's one write lock up front, and before that a turn in this process's FIFO queue of
-writers to that file, so concurrent writers wait in order on the event loop instead of sleeping
-and polling in SQLite's busy handler (which stays the fallback against other processes). Reads
+the file's one write lock up front, and before that a turn among this process's writers to
+that file (`WriteTurns`: first come, first served, the update path's appends in a line of their
+own), so concurrent writers wait in order on the event loop instead of sleeping and polling in
+SQLite's busy handler (which stays the fallback against other processes). Reads
 (`read_session_factory`): a deferred `BEGIN` that in WAL mode reads a snapshot and never takes
 nor waits for the write lock. A read session must not write.
 
@@ -19,6 +20,7 @@ import asyncio
 import sqlite3
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -98,15 +100,63 @@ class Sessions(Protocol):
     def __call__(self) -> AsyncSession: ...
 
 
-class WriterQueue:
-    """The writers of one SQLite file in this process, served one at a time in FIFO order.
+class WriteTurns:
+    """Turns at one SQLite file's write lock: two FIFO lines, taken alternately.
 
-    One lock per file and event loop: every engine of the embedded topology (one per service,
-    all on the same file) queues in the same line. Waiting longer than the database timeout is
-    answered as a busy database (503), as SQLite's own busy timeout would be.
+    The update path's appends (a running update's journal and engine events, committed in
+    groups) wait in the `update_path` line; every other write transaction (creating a stack or
+    an update, starting and completing one, audit records, the outbox...) in the other. While
+    both lines have waiters they alternate: a journal write waits for at most one other
+    transaction, and an other transaction for at most one group of appends. Within a line the
+    order is arrival. (One plain FIFO line made every `pulumi up` in flight wait behind all the
+    updates that were being created, started and completed at that moment.)
     """
 
-    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    def __init__(self) -> None:
+        self._held = False
+        self._lines: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
+        self._last_was_update_path = False
+
+    async def acquire(self, *, update_path: bool) -> None:
+        if not self._held and not self._lines[True] and not self._lines[False]:
+            self._held = True
+            self._last_was_update_path = update_path
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line = self._lines[update_path]
+        line.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed the turn just as its waiter gave up: pass it on.
+                self.release()
+            else:
+                line.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        order = (False, True) if self._last_was_update_path else (True, False)
+        for update_path in order:
+            line = self._lines[update_path]
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():
+                    self._last_was_update_path = update_path
+                    waiter.set_result(None)
+                    return
+        self._held = False
+
+
+class WriterQueue:
+    """The writers of one SQLite file in this process, served one at a time (`WriteTurns`).
+
+    One set of turns per file and event loop: every engine of the embedded topology (one per
+    service, all on the same file) queues for the same lock. Waiting longer than the database
+    timeout is answered as a busy database (503), as SQLite's own busy timeout would be.
+    """
+
+    _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, WriteTurns]] = (
         weakref.WeakKeyDictionary()
     )
 
@@ -114,26 +164,26 @@ class WriterQueue:
         self.database = database
         self.timeout_seconds = timeout_seconds
 
-    def _lock(self) -> asyncio.Lock:
-        locks = self._locks.setdefault(asyncio.get_running_loop(), {})
-        lock = locks.get(self.database)
-        if lock is None:
-            lock = locks[self.database] = asyncio.Lock()
-        return lock
+    def _file_turns(self) -> WriteTurns:
+        by_file = self._turns.setdefault(asyncio.get_running_loop(), {})
+        turns = by_file.get(self.database)
+        if turns is None:
+            turns = by_file[self.database] = WriteTurns()
+        return turns
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        lock = self._lock()
+    async def turn(self, *, update_path: bool = False) -> AsyncIterator[None]:
+        turns = self._file_turns()
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                await lock.acquire()
+                await turns.acquire(update_path=update_path)
         except TimeoutError:
             log.warning("database_writer_queue_timeout", timeout_seconds=self.timeout_seconds)
             raise Unavailable(DATABASE_BUSY) from None
         try:
             yield
         finally:
-            lock.release()
+            turns.release()
 
 
 class QueuedSessions:
@@ -166,8 +216,8 @@ class GroupWriter:
     committed together, in one transaction and one WAL append.
 
     A write is a function of a `sqlite3.Connection` that runs its statements (fencing check
-    included) and returns a value or raises. Writes take their turn in the file's FIFO
-    `WriterQueue` like every other writer of this process; whoever holds the turn takes every
+    included) and returns a value or raises. Groups take their turn in the file's
+    `WriterQueue`, in the update path's line (`WriteTurns`); whoever holds the turn takes every
     write queued so far (up to `GROUP_MAX_WRITES`), and one hop to this writer's own thread
     runs `BEGIN IMMEDIATE`, each write inside its own savepoint, then `COMMIT`. A write that
     raises is rolled back to its savepoint, so it writes nothing and the others still commit;
@@ -232,7 +282,7 @@ class GroupWriter:
         while self._pending:
             group: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
             try:
-                async with self._queue.turn():
+                async with self._queue.turn(update_path=True):
                     taken = self._pending[: self._max_writes]
                     del self._pending[: len(taken)]
                     group = [(work, future) for work, future in taken if not future.done()]
@@ -497,8 +547,8 @@ def _install_sqlite_pragmas(engine: AsyncEngine, timeout_seconds: float) -> None
 
 
 def session_factory(engine: AsyncEngine, *, queue_timeout_seconds: float = 30.0) -> Sessions:
-    """Write transactions; on SQLite queued in FIFO order behind this process's other writers
-    to the same file (`WriterQueue`), for at most `queue_timeout_seconds`."""
+    """Write transactions; on SQLite queued behind this process's other writers to the same
+    file (`WriterQueue`), for at most `queue_timeout_seconds`."""
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     if engine.url.get_backend_name() != "sqlite":
         return sessions
