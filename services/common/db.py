@@ -607,6 +607,15 @@ class DriverStatements:
 
     async def value(self, statement: DriverStatement, params: Mapping[str, Any]) -> Any:
         """The first column of the first row the statement returns (None: no row)."""
+        return await self._call("fetchval", statement, params)
+
+    async def column(self, statement: DriverStatement, params: Mapping[str, Any]) -> list[Any]:
+        """The first column of every row the statement returns."""
+        return [row[0] for row in await self._call("fetch", statement, params)]
+
+    async def _call(
+        self, method: str, statement: DriverStatement, params: Mapping[str, Any]
+    ) -> Any:
         arguments = statement.arguments(params)
         try:
             connection = await self._engine.raw_connection()
@@ -619,7 +628,7 @@ class DriverStatements:
             driver = connection.driver_connection
             assert driver is not None
             try:
-                return await driver.fetchval(statement.sql, *arguments)
+                return await getattr(driver, method)(statement.sql, *arguments)
             except Exception as error:
                 broken = isinstance(error, OSError | TimeoutError) or driver.is_closed()
                 if broken:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     LargeBinary,
     Row,
     String,
@@ -24,12 +25,14 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protos.cairn.v1.hooks_pb2 import PublishEventRequest
+from services.common.batching import Batches
 from services.common.db import DriverStatement, DriverStatements, GroupWriter, Sessions
 from services.common.errors import Aborted, DomainError
 from services.common.hook_events import add_event
@@ -149,6 +152,7 @@ _GROUPED = _GroupedStatements()
 _BIGINTS = postgresql.ARRAY(BigInteger)
 _BLOBS = postgresql.ARRAY(LargeBinary)
 _STRINGS = postgresql.ARRAY(String)
+_FLOATS = postgresql.ARRAY(Float)
 # `claim_refusal` and `lease_is_valid` of `domain` as conditions on the update row, for the
 # fenced appends in one statement (PostgreSQL); `_lease_params` gives their values.
 _LEASE_IS_CURRENT = (
@@ -233,11 +237,95 @@ def _events_at_once(*, with_changes: bool) -> Any:
     return _fenced_insert(fenced, insert)
 
 
+def _journals_at_once() -> Any:
+    """Several journal appends (of one or more updates) in one statement: each append (an
+    item, numbered) checked as `_journal_at_once` checks it, the update rows of those that
+    pass locked in id order (two such statements never wait for each other crosswise), their
+    counts added and their entries inserted. It returns the numbers of the appends that
+    passed."""
+    asked: dict[str, tuple[str, postgresql.ARRAY[Any]]] = {
+        "items": ("item", _BIGINTS),
+        "update_ids": ("update_id", _STRINGS),
+        "organizations": ("organization", _STRINGS),
+        "projects": ("project", _STRINGS),
+        "stacks": ("stack", _STRINGS),
+        "token_hashes": ("token_hash", _STRINGS),
+        "nows": ("now", _FLOATS),
+        "counts": ("count", _BIGINTS),
+    }
+    entries: dict[str, tuple[str, postgresql.ARRAY[Any]]] = {
+        "entry_items": ("item", _BIGINTS),
+        "entry_sequences": ("sequence_id", _BIGINTS),
+        "entry_datas": ("data", _BLOBS),
+    }
+
+    def unnest(arrays: dict[str, tuple[str, postgresql.ARRAY[Any]]], alias: str) -> str:
+        return "unnest({}) AS {}({})".format(
+            ", ".join(f":{name}" for name in arrays),
+            alias,
+            ", ".join(column for column, _ in arrays.values()),
+        )
+
+    updates, journal = UPDATES.name, JOURNAL_ENTRIES.name
+    statement = text(
+        f"""
+        WITH asked AS (
+            SELECT * FROM {unnest(asked, "a")}
+        ), held AS (
+            SELECT a.item, u.id AS update_id
+            FROM {updates} AS u JOIN asked AS a ON u.id = a.update_id
+            WHERE u.stack_organization = a.organization
+              AND u.stack_project = a.project
+              AND u.stack_name = a.stack
+              AND u.lease_token_hash = a.token_hash
+              AND u.status = :running
+              AND u.lease_expires_at > a.now
+              AND u.journal_version = 1
+              AND u.is_dry_run IS false
+              AND u.kind <> 'preview'
+            ORDER BY u.id
+            FOR UPDATE OF u
+        ), counted AS (
+            UPDATE {updates} AS u SET journal_entry_count = u.journal_entry_count + a.count
+            FROM (
+                SELECT asked.update_id, sum(asked.count) AS count
+                FROM asked JOIN held ON held.item = asked.item
+                GROUP BY asked.update_id
+            ) AS a
+            WHERE u.id = a.update_id
+        ), inserted AS (
+            INSERT INTO {journal} (update_id, sequence_id, data)
+            SELECT held.update_id, e.sequence_id, e.data
+            FROM {unnest(entries, "e")} JOIN held ON held.item = e.item
+            ON CONFLICT (update_id, sequence_id) DO NOTHING
+        )
+        SELECT item FROM held
+        """
+    )
+    return statement.bindparams(
+        bindparam("running", RUNNING),
+        *(bindparam(name, type_=kind) for name, (_, kind) in (asked | entries).items()),
+    )
+
+
+@dataclass(frozen=True)
+class _JournalAppend:
+    lease: LeaseRef
+    now: float
+    entries: Sequence[tuple[int, bytes]]
+
+
+# Journal appends taken together in one statement at most (each a few entries, as the CLI
+# sends them one step at a time).
+JOURNAL_APPENDS_PER_STATEMENT = 32
+
+
 class _AtOnce:
     """The fenced appends in one statement, compiled once to the driver's SQL."""
 
     def __init__(self, statements: DriverStatements) -> None:
         self.journal: DriverStatement = statements.compile(_journal_at_once())
+        self.journals: DriverStatement = statements.compile(_journals_at_once())
         self.events: DriverStatement = statements.compile(_events_at_once(with_changes=False))
         self.events_with_changes: DriverStatement = statements.compile(
             _events_at_once(with_changes=True)
@@ -320,6 +408,12 @@ class UpdateStore:
         self._statements = statements if dialect == "postgresql" else None
         if self._statements is not None:
             self._at_once = _AtOnce(self._statements)
+        # PostgreSQL: the journal appends that arrive while one is being written go together
+        # in the next statement (one round trip and one commit for all of them); its counts
+        # of runs and appends are for tests and metrics.
+        self.journal_appends: Batches[_JournalAppend, bool] = Batches(
+            self._append_journals, max_items=JOURNAL_APPENDS_PER_STATEMENT
+        )
         self._dialect = dialect
         # The journal write's statements, built once: SQLAlchemy then reuses their compiled
         # form instead of building and keying a new statement per write.
@@ -618,19 +712,49 @@ class UpdateStore:
         """Store journal entries in one statement that checks the lease on the update row it
         locks (the SQL form of `lease_refusal` being None, for a running journal update that
         is no preview). False, with nothing written, when that check fails or there is no
-        such statement here: the caller then takes `fenced`, which says why."""
+        such statement here: the caller then takes `fenced`, which says why. Appends that
+        arrive together share a statement; each is checked on its own."""
         if self._statements is None:
             return False
-        matched = await self._statements.value(
-            self._at_once.journal,
+        return await self.journal_appends.submit(_JournalAppend(lease, now, entries))
+
+    async def _append_journals(self, appends: list[_JournalAppend]) -> list[bool]:
+        assert self._statements is not None
+        if len(appends) == 1:
+            (append,) = appends
+            matched = await self._statements.value(
+                self._at_once.journal,
+                {
+                    **_lease_params(append.lease, append.now),
+                    "count": len(append.entries),
+                    "sequences": [sequence for sequence, _ in append.entries],
+                    "datas": [data for _, data in append.entries],
+                },
+            )
+            return [bool(matched)]
+        paths = [append.lease.stack_path for append in appends]
+        passed = await self._statements.column(
+            self._at_once.journals,
             {
-                **_lease_params(lease, now),
-                "count": len(entries),
-                "sequences": [sequence for sequence, _ in entries],
-                "datas": [data for _, data in entries],
+                "items": list(range(len(appends))),
+                "update_ids": [append.lease.update_id for append in appends],
+                "organizations": [path.organization for path in paths],
+                "projects": [path.project for path in paths],
+                "stacks": [path.stack for path in paths],
+                "token_hashes": [append.lease.token_hash for append in appends],
+                "nows": [append.now for append in appends],
+                "counts": [len(append.entries) for append in appends],
+                "entry_items": [
+                    item for item, append in enumerate(appends) for _ in append.entries
+                ],
+                "entry_sequences": [
+                    sequence for append in appends for sequence, _ in append.entries
+                ],
+                "entry_datas": [data for append in appends for _, data in append.entries],
             },
         )
-        return bool(matched)
+        held = set(passed)
+        return [item in held for item in range(len(appends))]
 
     async def add_events_at_once(
         self,

@@ -574,6 +574,60 @@ async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness)
         await engine.dispose()
 
 
+async def test_journal_appends_that_arrive_together_share_a_statement_each_checked(
+    harness: Harness,
+) -> None:
+    """PostgreSQL: appends queued while one is written go in one statement; each append's
+    lease is checked on its own, so the refused ones write nothing and the others commit."""
+    url = harness.settings.resolved_database_url()
+    engine = create_engine(url)
+    try:
+        store = UpdateStore(
+            session_factory(engine),
+            engine.dialect.name,
+            statements=driver_statements(engine),
+        )
+        leases = []
+        for stack in ("stack-1", "stack-2", "stack-3"):
+            update_id = await create(harness.stub, stack)
+            started = await harness.stub.StartUpdate(
+                updates_pb2.StartUpdateRequest(
+                    stack_id=stack, update_id=update_id, journal_version=1
+                )
+            )
+            leases.append(LeaseRef(update_id, started.token, StackPath()))
+        now = harness.clock.now()
+        first, second, third = leases
+        appends = [
+            (first, now, [(1, b"1a"), (2, b"1b")]),
+            (LeaseRef(second.update_id, "not-the-lease", StackPath()), now, [(1, b"forged")]),
+            (second, now, [(1, b"2a")]),
+            (third, now + 3600.0, [(1, b"late")]),  # its lease ran out
+            (LeaseRef(third.update_id, third.token, StackPath("o", "p", "s")), now, [(1, b"x")]),
+            (first, now, [(3, b"1c"), (1, b"1a")]),  # the same update again, a retry within
+            (LeaseRef(uuid.uuid4().hex, first.token, StackPath()), now, [(1, b"nobody")]),
+        ]
+        runs_before = store.journal_appends.runs
+        results = await asyncio.gather(
+            *(store.append_journal_at_once(lease, at, entries) for lease, at, entries in appends)
+        )
+        if is_sqlite(url):
+            # No such statement: every append takes the queued, fenced path (its groups are
+            # the GroupWriter's, test_group_commit.py).
+            assert results == [False] * len(appends)
+            assert store.journal_appends.runs == runs_before
+            return
+        assert results == [True, False, True, False, False, True, False]
+        assert store.journal_appends.runs == runs_before + 1
+        assert await store.journal(first.update_id) == [b"1a", b"1b", b"1c"]
+        assert await store.journal(second.update_id) == [b"2a"]
+        assert await store.journal(third.update_id) == []
+        assert (await store.get("stack-1", first.update_id)).journal_entry_count > 0
+        assert (await store.get("stack-3", third.update_id)).journal_entry_count == 0
+    finally:
+        await engine.dispose()
+
+
 async def record_events(
     stub: updates_pb2_grpc.UpdatesServiceAsyncStub, ref: updates_pb2.LeaseRef, *sequences: int
 ) -> None:
