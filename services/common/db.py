@@ -131,7 +131,7 @@ class WriteTurns:
             if waiter.done() and not waiter.cancelled():
                 # Handed the turn just as its waiter gave up: pass it on.
                 self.release()
-            else:
+            elif waiter in line:  # (a release may have dropped it already)
                 line.remove(waiter)
             raise
 

@@ -83,6 +83,22 @@ async def test_a_waiter_that_gives_up_leaves_its_line_and_the_next_gets_the_turn
     turns.release()
 
 
+async def test_a_waiter_dropped_by_a_release_before_it_woke_up_ends_cancelled() -> None:
+    turns = WriteTurns()
+    await turns.acquire(update_path=False)
+    order: list[str] = []
+    quitter = asyncio.create_task(turns.acquire(update_path=False))
+    await settle()
+    stayer = asyncio.create_task(take(turns, "stayer", False, order))
+    await settle()
+    quitter.cancel()
+    turns.release()  # before the quitter's task runs again
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+    await asyncio.wait_for(stayer, WAIT_S)
+    assert order == ["stayer"]
+
+
 async def test_a_turn_handed_to_a_waiter_that_gave_up_is_passed_on() -> None:
     turns = WriteTurns()
     await turns.acquire(update_path=False)
