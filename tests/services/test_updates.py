@@ -524,17 +524,25 @@ async def test_journal_writes_are_fenced_on_the_update_row(harness: Harness) -> 
     assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness) -> None:
-    """PostgreSQL: journal entries and events go in with the lease check in one statement,
-    which writes nothing when the lease is not current (the full path then says why)."""
-    url = harness.settings.resolved_database_url()
+@asynccontextmanager
+async def driver_store(url: str) -> AsyncIterator[UpdateStore]:
+    """A store of its own over `url`, with the one-statement appends where there are any."""
     engine = create_engine(url)
     try:
-        store = UpdateStore(
+        yield UpdateStore(
             session_factory(engine),
             engine.dialect.name,
             statements=driver_statements(engine),
         )
+    finally:
+        await engine.dispose()
+
+
+async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness) -> None:
+    """PostgreSQL: journal entries and events go in with the lease check in one statement,
+    which writes nothing when the lease is not current (the full path then says why)."""
+    url = harness.settings.resolved_database_url()
+    async with driver_store(url) as store:
         update_id = await create(harness.stub, "stack-1")
         started = await harness.stub.StartUpdate(
             updates_pb2.StartUpdateRequest(
@@ -570,8 +578,6 @@ async def test_fenced_appends_in_one_statement_check_the_lease(harness: Harness)
         record = await store.get("stack-1", update_id)
         assert record.journal_entry_count == 3
         assert record.resource_changes == {"create": 1}
-    finally:
-        await engine.dispose()
 
 
 async def test_journal_appends_that_arrive_together_share_a_statement_each_checked(
@@ -580,13 +586,7 @@ async def test_journal_appends_that_arrive_together_share_a_statement_each_check
     """PostgreSQL: appends queued while one is written go in one statement; each append's
     lease is checked on its own, so the refused ones write nothing and the others commit."""
     url = harness.settings.resolved_database_url()
-    engine = create_engine(url)
-    try:
-        store = UpdateStore(
-            session_factory(engine),
-            engine.dialect.name,
-            statements=driver_statements(engine),
-        )
+    async with driver_store(url) as store:
         leases = []
         for stack in ("stack-1", "stack-2", "stack-3"):
             update_id = await create(harness.stub, stack)
@@ -624,8 +624,6 @@ async def test_journal_appends_that_arrive_together_share_a_statement_each_check
         assert await store.journal(third.update_id) == []
         assert (await store.get("stack-1", first.update_id)).journal_entry_count > 0
         assert (await store.get("stack-3", third.update_id)).journal_entry_count == 0
-    finally:
-        await engine.dispose()
 
 
 async def record_events(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -65,55 +66,59 @@ async def test_one_line_alone_is_first_come_first_served() -> None:
     assert order == ["a", "b", "c"]
 
 
-async def test_a_waiter_that_gives_up_leaves_its_line_and_the_next_gets_the_turn() -> None:
+@dataclass
+class Quitting:
+    """A held turn, then a waiter that will give up (the quitter) and one that stays."""
+
+    turns: WriteTurns
+    quitter: asyncio.Task[None]
+    stayer: asyncio.Task[None]
+    order: list[str]
+
+    async def stayer_alone_took_its_turn(self) -> None:
+        await asyncio.wait_for(self.stayer, WAIT_S)
+        assert self.order == ["stayer"]
+
+
+async def quitting(*, quitter_on_update_path: bool, stayer_on_update_path: bool) -> Quitting:
     turns = WriteTurns()
     await turns.acquire(update_path=False)
     order: list[str] = []
-    quitter = asyncio.create_task(turns.acquire(update_path=True))
+    quitter = asyncio.create_task(turns.acquire(update_path=quitter_on_update_path))
     await settle()
-    stayer = asyncio.create_task(take(turns, "stayer", True, order))
+    stayer = asyncio.create_task(take(turns, "stayer", stayer_on_update_path, order))
     await settle()
-    quitter.cancel()
+    return Quitting(turns, quitter, stayer, order)
+
+
+async def test_a_waiter_that_gives_up_leaves_its_line_and_the_next_gets_the_turn() -> None:
+    case = await quitting(quitter_on_update_path=True, stayer_on_update_path=True)
+    case.quitter.cancel()
     await settle()
-    turns.release()
-    await asyncio.wait_for(stayer, WAIT_S)
-    assert order == ["stayer"]
+    case.turns.release()
+    await case.stayer_alone_took_its_turn()
     # Nobody holds the turn now: it is had at once.
-    await asyncio.wait_for(turns.acquire(update_path=False), WAIT_S)
-    turns.release()
+    await asyncio.wait_for(case.turns.acquire(update_path=False), WAIT_S)
+    case.turns.release()
 
 
 async def test_a_waiter_dropped_by_a_release_before_it_woke_up_ends_cancelled() -> None:
-    turns = WriteTurns()
-    await turns.acquire(update_path=False)
-    order: list[str] = []
-    quitter = asyncio.create_task(turns.acquire(update_path=False))
-    await settle()
-    stayer = asyncio.create_task(take(turns, "stayer", False, order))
-    await settle()
-    quitter.cancel()
-    turns.release()  # before the quitter's task runs again
+    case = await quitting(quitter_on_update_path=False, stayer_on_update_path=False)
+    case.quitter.cancel()
+    case.turns.release()  # before the quitter's task runs again
     with pytest.raises(asyncio.CancelledError):
-        await quitter
-    await asyncio.wait_for(stayer, WAIT_S)
-    assert order == ["stayer"]
+        await case.quitter
+    await case.stayer_alone_took_its_turn()
 
 
 async def test_a_turn_handed_to_a_waiter_that_gave_up_is_passed_on() -> None:
-    turns = WriteTurns()
-    await turns.acquire(update_path=False)
-    order: list[str] = []
-    quitter = asyncio.create_task(turns.acquire(update_path=False))
-    await settle()
-    stayer = asyncio.create_task(take(turns, "stayer", False, order))
-    await settle()
+    case = await quitting(quitter_on_update_path=False, stayer_on_update_path=False)
     # The turn is handed to the quitter, which is cancelled before it runs again.
-    turns.release()
-    quitter.cancel()
+    case.turns.release()
+    case.quitter.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await quitter
-    await asyncio.wait_for(stayer, WAIT_S)
-    assert order == ["stayer"]
+        await case.quitter
+    await case.stayer_alone_took_its_turn()
 
 
 async def test_waiting_longer_than_the_timeout_is_a_busy_database() -> None:
