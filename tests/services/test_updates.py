@@ -589,13 +589,8 @@ async def test_journal_appends_that_arrive_together_share_a_statement_each_check
     async with driver_store(url) as store:
         leases = []
         for stack in ("stack-1", "stack-2", "stack-3"):
-            update_id = await create(harness.stub, stack)
-            started = await harness.stub.StartUpdate(
-                updates_pb2.StartUpdateRequest(
-                    stack_id=stack, update_id=update_id, journal_version=1
-                )
-            )
-            leases.append(LeaseRef(update_id, started.token, StackPath()))
+            ref = await start_journaling(harness.stub, stack)
+            leases.append(LeaseRef(ref.update_id, ref.token, StackPath()))
         now = harness.clock.now()
         first, second, third = leases
         appends = [
