@@ -471,6 +471,11 @@ def channel_options(
         ("grpc.service_config", json.dumps(service_config(timeout_seconds))),
         # Our own config wins; never look for one in DNS.
         ("grpc.service_config_disable_resolution", 1),
+        # Connections of this channel only: with grpc's process-wide pool, a new channel took
+        # over another channel's connection to the same address, with its state (a server
+        # gone from that address left it refusing, in backoff, even once a new server
+        # listened there).
+        ("grpc.use_local_subchannel_pool", 1),
         # A retried call keeps its request until committed; checkpoints can be large.
         ("grpc.per_rpc_retry_buffer_size", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
